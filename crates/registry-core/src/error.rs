@@ -1,0 +1,241 @@
+//! The registry's one error type, and the OCI error codes it maps to.
+
+use crate::digest::{Digest, DigestError, HasherStateError};
+use crate::manifest::ManifestError;
+use crate::name::NameError;
+
+/// The registry's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the registry's core and stores.
+///
+/// Each variant carries the facts a client needs; [`Error::code`] gives the OCI error code the
+/// HTTP edge reports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A digest in the request is malformed or uses an unsupported algorithm.
+    #[error("invalid digest: {source}")]
+    DigestInvalid {
+        /// What is wrong with it.
+        #[from]
+        source: DigestError,
+    },
+    /// Content did not hash to the digest the client promised; nothing was stored.
+    #[error("digest mismatch: expected {expected}, content hashes to {actual}")]
+    DigestMismatch {
+        /// The digest the client gave.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// A repository name, tag or reference breaks the grammar.
+    #[error("invalid name or reference {value:?}: {source}")]
+    NameInvalid {
+        /// The text given.
+        value: String,
+        /// What is wrong with it.
+        source: NameError,
+    },
+    /// The repository does not exist.
+    #[error("repository {name} is not known")]
+    NameUnknown {
+        /// The repository.
+        name: String,
+    },
+    /// The manifest bytes were refused.
+    #[error("invalid manifest: {source}")]
+    ManifestInvalid {
+        /// Why.
+        #[from]
+        source: ManifestError,
+    },
+    /// No manifest with this tag or digest in the repository.
+    #[error("manifest {reference} is not known in {repository}")]
+    ManifestUnknown {
+        /// The repository.
+        repository: String,
+        /// The tag or digest asked for.
+        reference: String,
+    },
+    /// A manifest references a blob or child manifest the repository does not have.
+    #[error("manifest references {digest}, which is not in the repository")]
+    ManifestBlobUnknown {
+        /// The missing content.
+        digest: Digest,
+    },
+    /// A manifest cannot be deleted while an index in the repository lists it.
+    #[error("manifest {digest} is referenced by index {index}")]
+    ManifestReferenced {
+        /// The manifest asked to be deleted.
+        digest: Digest,
+        /// An index that lists it.
+        index: Digest,
+    },
+    /// No such blob (in the store, or linked to the repository).
+    #[error("blob {digest} is not known")]
+    BlobUnknown {
+        /// The blob.
+        digest: Digest,
+    },
+    /// No such upload session.
+    #[error("upload {id} is not known")]
+    BlobUploadUnknown {
+        /// The session id.
+        id: String,
+    },
+    /// A chunk was sent for an offset other than the upload's current size.
+    #[error("chunk starts at offset {found}, but the upload has {expected} bytes")]
+    UploadOffsetMismatch {
+        /// Bytes the upload holds.
+        expected: u64,
+        /// Offset the chunk claimed.
+        found: u64,
+    },
+    /// An upload session's stored state is unusable, or the request breaks the upload protocol.
+    #[error("upload is invalid: {reason}")]
+    BlobUploadInvalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A requested byte range lies outside the content.
+    #[error("range {start}..{end} is outside content of {size} bytes")]
+    RangeNotSatisfiable {
+        /// First byte asked for.
+        start: u64,
+        /// One past the last byte asked for.
+        end: u64,
+        /// The content's size.
+        size: u64,
+    },
+    /// A size given by the client is over a limit or contradicts the content.
+    #[error("{what} of {size} bytes is over the limit of {limit}")]
+    SizeInvalid {
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The caller is not authenticated.
+    #[error("authentication required")]
+    Unauthorized,
+    /// The caller may not do this; the reason names the rule.
+    #[error("denied: {reason}")]
+    Denied {
+        /// Why.
+        reason: String,
+    },
+    /// The operation is not supported by this registry or backend.
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+    },
+    /// A storage backend failed; the request may be retried.
+    #[error("storage backend error: {source}")]
+    Backend {
+        /// The backend's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    /// Wraps a backend failure.
+    pub fn backend(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Backend {
+            source: source.into(),
+        }
+    }
+
+    /// The OCI distribution error code for this error, or `None` for a server-side failure.
+    pub fn code(&self) -> Option<OciErrorCode> {
+        use OciErrorCode as C;
+        Some(match self {
+            Error::DigestInvalid { .. } | Error::DigestMismatch { .. } => C::DigestInvalid,
+            Error::NameInvalid { .. } => C::NameInvalid,
+            Error::NameUnknown { .. } => C::NameUnknown,
+            Error::ManifestInvalid {
+                source: ManifestError::TooLarge { .. },
+            } => C::SizeInvalid,
+            Error::ManifestInvalid { .. } => C::ManifestInvalid,
+            Error::ManifestUnknown { .. } => C::ManifestUnknown,
+            Error::ManifestBlobUnknown { .. } => C::ManifestBlobUnknown,
+            Error::ManifestReferenced { .. } | Error::Denied { .. } => C::Denied,
+            Error::BlobUnknown { .. } => C::BlobUnknown,
+            Error::BlobUploadUnknown { .. } => C::BlobUploadUnknown,
+            Error::UploadOffsetMismatch { .. } | Error::BlobUploadInvalid { .. } => {
+                C::BlobUploadInvalid
+            }
+            Error::RangeNotSatisfiable { .. } | Error::SizeInvalid { .. } => C::SizeInvalid,
+            Error::Unauthorized => C::Unauthorized,
+            Error::Unsupported { .. } => C::Unsupported,
+            Error::Backend { .. } => return None,
+        })
+    }
+}
+
+impl From<HasherStateError> for Error {
+    fn from(e: HasherStateError) -> Self {
+        Error::BlobUploadInvalid {
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// The error codes of the OCI distribution specification, and only those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OciErrorCode {
+    /// `BLOB_UNKNOWN`
+    BlobUnknown,
+    /// `BLOB_UPLOAD_INVALID`
+    BlobUploadInvalid,
+    /// `BLOB_UPLOAD_UNKNOWN`
+    BlobUploadUnknown,
+    /// `DIGEST_INVALID`
+    DigestInvalid,
+    /// `MANIFEST_BLOB_UNKNOWN`
+    ManifestBlobUnknown,
+    /// `MANIFEST_INVALID`
+    ManifestInvalid,
+    /// `MANIFEST_UNKNOWN`
+    ManifestUnknown,
+    /// `NAME_INVALID`
+    NameInvalid,
+    /// `NAME_UNKNOWN`
+    NameUnknown,
+    /// `SIZE_INVALID`
+    SizeInvalid,
+    /// `UNAUTHORIZED`
+    Unauthorized,
+    /// `DENIED`
+    Denied,
+    /// `UNSUPPORTED`
+    Unsupported,
+    /// `TOOMANYREQUESTS`
+    TooManyRequests,
+}
+
+impl OciErrorCode {
+    /// The code as it appears in an OCI error body.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OciErrorCode::BlobUnknown => "BLOB_UNKNOWN",
+            OciErrorCode::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+            OciErrorCode::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            OciErrorCode::DigestInvalid => "DIGEST_INVALID",
+            OciErrorCode::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+            OciErrorCode::ManifestInvalid => "MANIFEST_INVALID",
+            OciErrorCode::ManifestUnknown => "MANIFEST_UNKNOWN",
+            OciErrorCode::NameInvalid => "NAME_INVALID",
+            OciErrorCode::NameUnknown => "NAME_UNKNOWN",
+            OciErrorCode::SizeInvalid => "SIZE_INVALID",
+            OciErrorCode::Unauthorized => "UNAUTHORIZED",
+            OciErrorCode::Denied => "DENIED",
+            OciErrorCode::Unsupported => "UNSUPPORTED",
+            OciErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The registry's domain model, with no I/O of its own.
+//!
+//! - [`digest`]: sha256/sha512 [`Digest`]s and a [`DigestHasher`] whose state can be saved so an
+//!   upload resumes after a restart or on another instance;
+//! - [`name`]: [`RepositoryName`], [`Tag`] and [`Reference`] with the OCI distribution grammar;
+//! - [`manifest`]: OCI image manifests and indexes, Docker v2 schema 2 manifests and manifest
+//!   lists — validated, their references listed, their original bytes kept;
+//! - [`blob`]: the [`BlobStore`] trait (content-addressed, verified, resumable uploads);
+//! - [`metadata`]: the [`MetadataStore`] traits (repositories, manifests, tags, referrers,
+//!   upload records, the garbage collector's review queue);
+//! - [`error`]: the one [`Error`] enum, mapped to OCI error codes.
+//!
+//! Implementations of the storage traits live in `registry-storage`.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use registry_core::{Digest, Manifest, ManifestLimits, Reference, RepositoryName};
+//!
+//! let name = RepositoryName::parse("library/alpine")?;
+//! let reference = Reference::parse("3.20")?;
+//! let empty = Digest::sha256(b"{}");
+//! let bytes = Bytes::from(format!(
+//!     r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+//!        "config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},
+//!        "layers":[]}}"#
+//! ));
+//! let manifest = Manifest::parse(bytes.clone(), None, &ManifestLimits::default())?;
+//! assert_eq!(manifest.bytes(), &bytes); // served exactly as uploaded
+//! assert_eq!(manifest.blob_digests(), vec![empty]);
+//! # let _ = (name, reference);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod blob;
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod metadata;
+pub mod name;
+
+pub use blob::{BlobRead, BlobStore, BlobStoreExt, ByteRange, ByteStream, UploadId};
+pub use digest::{Algorithm, Digest, DigestError, DigestHasher, HasherState};
+pub use error::{Error, OciErrorCode, Result};
+pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, ManifestLimits};
+pub use metadata::{
+    BlobRecord, ContentMetadata, ManifestRecord, MetadataStore, NewManifest, Page,
+    PutManifestOutcome, Referrer, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Timestamp,
+    UploadMetadata, UploadRecord,
+};
+pub use name::{NameError, Reference, RepositoryName, Tag};

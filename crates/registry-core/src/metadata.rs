@@ -1,0 +1,404 @@
+//! The metadata store: repositories, blob links, manifests, tags, referrers, upload sessions
+//! and the garbage collector's review queue.
+//!
+//! The metadata store is the registry's source of truth. Every mutation is one transaction,
+//! and records the review-queue entries it causes in that same transaction.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Debug};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::blob::UploadId;
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::manifest::Manifest;
+use crate::name::{Reference, RepositoryName, Tag};
+
+/// The default delay before a review-queue entry is due: 24 hours.
+pub const DEFAULT_REVIEW_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Milliseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Timestamp(millis)
+    }
+
+    /// This time plus a duration (saturating).
+    pub fn after(self, delay: Duration) -> Self {
+        let millis = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(millis))
+    }
+}
+
+/// One page of a listing: entries strictly after `last`, at most `limit` of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The last entry of the previous page.
+    pub last: Option<String>,
+    /// How many entries at most.
+    pub limit: usize,
+}
+
+impl Page {
+    /// The first page of `limit` entries.
+    pub fn first(limit: usize) -> Self {
+        Page { last: None, limit }
+    }
+
+    /// The page of `limit` entries after `last`.
+    pub fn after(last: impl Into<String>, limit: usize) -> Self {
+        Page {
+            last: Some(last.into()),
+            limit,
+        }
+    }
+}
+
+/// A stored blob, shared by every repository that links it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobRecord {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was first recorded.
+    pub created_at: Timestamp,
+}
+
+/// A manifest to store: what [`ContentMetadata::put_manifest`] records.
+#[derive(Clone, Debug)]
+pub struct NewManifest {
+    /// The repository it is pushed to.
+    pub repository: RepositoryName,
+    /// Digest of the bytes.
+    pub digest: Digest,
+    /// Media type.
+    pub media_type: String,
+    /// Artifact type as the referrers API reports it.
+    pub artifact_type: Option<String>,
+    /// The subject, if any; it need not exist.
+    pub subject: Option<Digest>,
+    /// Top-level annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// The original bytes.
+    pub bytes: Bytes,
+    /// Blobs it needs (config and layers): each must be linked to the repository.
+    pub blobs: Vec<Digest>,
+    /// Child manifests (of an index): each must exist in the repository.
+    pub children: Vec<Digest>,
+}
+
+impl NewManifest {
+    /// The record of a parsed manifest pushed to a repository.
+    pub fn from_manifest(repository: RepositoryName, manifest: &Manifest) -> Self {
+        NewManifest {
+            repository,
+            digest: manifest.digest().clone(),
+            media_type: manifest.media_type().to_owned(),
+            artifact_type: manifest.referrer_artifact_type().map(str::to_owned),
+            subject: manifest.subject().map(|s| s.digest.clone()),
+            annotations: manifest.annotations().clone(),
+            bytes: manifest.bytes().clone(),
+            blobs: manifest.blob_digests(),
+            children: manifest.child_digests(),
+        }
+    }
+}
+
+/// A stored manifest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ManifestRecord {
+    /// Its repository.
+    pub repository: RepositoryName,
+    /// Digest of the bytes.
+    pub digest: Digest,
+    /// Media type.
+    pub media_type: String,
+    /// Artifact type as the referrers API reports it.
+    pub artifact_type: Option<String>,
+    /// The subject, if any.
+    pub subject: Option<Digest>,
+    /// Top-level annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// The original bytes.
+    pub bytes: Bytes,
+    /// When it was first pushed.
+    pub created_at: Timestamp,
+}
+
+impl Debug for ManifestRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManifestRecord")
+            .field("repository", &self.repository)
+            .field("digest", &self.digest)
+            .field("media_type", &self.media_type)
+            .field("size", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a manifest push changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutManifestOutcome {
+    /// Whether the manifest was new to the repository.
+    pub created: bool,
+    /// The manifest the tag pointed at before, when the push moved it.
+    pub previous_tag_target: Option<Digest>,
+}
+
+/// A manifest in a referrers listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Referrer {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its artifact type.
+    pub artifact_type: Option<String>,
+    /// Its annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An upload session's record: which repository it belongs to and when it began.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// The session id (shared with the blob store's session).
+    pub id: UploadId,
+    /// The repository the blob will be linked to.
+    pub repository: RepositoryName,
+    /// When it started.
+    pub started_at: Timestamp,
+}
+
+/// What the garbage collector must review.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReviewTarget {
+    /// A blob, which may have lost its last reference.
+    Blob {
+        /// The blob.
+        digest: Digest,
+    },
+    /// A manifest in a repository, which may have become dangling.
+    Manifest {
+        /// Its repository.
+        repository: RepositoryName,
+        /// The manifest.
+        digest: Digest,
+    },
+}
+
+/// Why an entry was queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReviewEvent {
+    /// A blob was uploaded or linked to a repository.
+    BlobUploaded,
+    /// A blob was unlinked from a repository.
+    BlobUnlinked,
+    /// A manifest was pushed.
+    ManifestUploaded,
+    /// A tag moved away from the manifest.
+    TagSwitched,
+    /// A tag pointing at the manifest was deleted.
+    TagDeleted,
+    /// A manifest referencing the blob was deleted.
+    ManifestDeleted,
+    /// An index listing the manifest was deleted.
+    IndexDeleted,
+    /// The manifest's subject was deleted.
+    SubjectDeleted,
+}
+
+impl ReviewEvent {
+    /// Every event.
+    pub const ALL: [ReviewEvent; 8] = [
+        ReviewEvent::BlobUploaded,
+        ReviewEvent::BlobUnlinked,
+        ReviewEvent::ManifestUploaded,
+        ReviewEvent::TagSwitched,
+        ReviewEvent::TagDeleted,
+        ReviewEvent::ManifestDeleted,
+        ReviewEvent::IndexDeleted,
+        ReviewEvent::SubjectDeleted,
+    ];
+
+    /// The event's stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReviewEvent::BlobUploaded => "blob_uploaded",
+            ReviewEvent::BlobUnlinked => "blob_unlinked",
+            ReviewEvent::ManifestUploaded => "manifest_uploaded",
+            ReviewEvent::TagSwitched => "tag_switched",
+            ReviewEvent::TagDeleted => "tag_deleted",
+            ReviewEvent::ManifestDeleted => "manifest_deleted",
+            ReviewEvent::IndexDeleted => "index_deleted",
+            ReviewEvent::SubjectDeleted => "subject_deleted",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+}
+
+/// A review-queue entry. The queue holds one entry per target: a new event for a target
+/// already queued replaces its event and pushes its due time back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReviewTask {
+    /// What to review.
+    pub target: ReviewTarget,
+    /// The latest event that queued it.
+    pub event: ReviewEvent,
+    /// When it becomes due.
+    pub due_at: Timestamp,
+    /// How many reviews of it were postponed.
+    pub attempts: u32,
+}
+
+/// Repositories, blob links, manifests, tags and referrers.
+#[async_trait]
+pub trait ContentMetadata: Debug + Send + Sync + 'static {
+    /// Whether a repository exists (has ever had content linked or pushed to it).
+    async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool>;
+
+    /// Repository names in lexical (byte) order, one page at a time.
+    async fn list_repositories(&self, page: &Page) -> Result<Vec<RepositoryName>>;
+
+    /// Records a stored blob and links it to a repository, creating the repository if needed.
+    ///
+    /// Idempotent. Queues the blob for review ([`ReviewEvent::BlobUploaded`]) in the same
+    /// transaction.
+    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64)
+    -> Result<()>;
+
+    /// The blob's record if it is linked to the repository, else `None`.
+    async fn linked_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<BlobRecord>>;
+
+    /// The blob's record if any repository links it, else `None`.
+    async fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>>;
+
+    /// Removes a blob's link from a repository; returns whether it was linked. Queues the blob
+    /// for review ([`ReviewEvent::BlobUnlinked`]).
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
+
+    /// Stores a manifest and, optionally, points a tag at it, in one transaction.
+    ///
+    /// Every blob it needs must be linked to the repository and every child manifest must exist
+    /// there, else [`crate::Error::ManifestBlobUnknown`] and nothing changes. Pushing an existing
+    /// manifest again is not an error. Queues the manifest for review
+    /// ([`ReviewEvent::ManifestUploaded`]) and, when the tag moved, the manifest it left
+    /// ([`ReviewEvent::TagSwitched`]).
+    async fn put_manifest(
+        &self,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> Result<PutManifestOutcome>;
+
+    /// A manifest by tag or digest, or `None`.
+    async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>>;
+
+    /// Deletes a manifest and every tag pointing at it; returns those tags.
+    ///
+    /// Errors: [`crate::Error::ManifestUnknown`]; [`crate::Error::ManifestReferenced`] while an
+    /// index in the repository lists it. Queues, in the same transaction, its blobs
+    /// ([`ReviewEvent::ManifestDeleted`]), its children ([`ReviewEvent::IndexDeleted`]) and its
+    /// referrers ([`ReviewEvent::SubjectDeleted`]).
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest)
+    -> Result<Vec<Tag>>;
+
+    /// Points a tag at an existing manifest; returns the manifest it pointed at before.
+    ///
+    /// Errors: [`crate::Error::ManifestUnknown`]. Queues the previous target
+    /// ([`ReviewEvent::TagSwitched`]) when the tag moved.
+    async fn put_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<Option<Digest>>;
+
+    /// Deletes a tag, leaving its manifest; returns the manifest it pointed at.
+    ///
+    /// Errors: [`crate::Error::ManifestUnknown`]. Queues the manifest
+    /// ([`ReviewEvent::TagDeleted`]).
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Digest>;
+
+    /// Tags of a repository in lexical (byte) order, one page at a time.
+    ///
+    /// Errors: [`crate::Error::NameUnknown`] when the repository does not exist.
+    async fn list_tags(&self, repository: &RepositoryName, page: &Page) -> Result<Vec<Tag>>;
+
+    /// Manifests in the repository whose subject is `subject`, optionally only those of one
+    /// artifact type, ordered by digest. An unknown subject has no referrers.
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>>;
+}
+
+/// Records of upload sessions.
+#[async_trait]
+pub trait UploadMetadata: Debug + Send + Sync + 'static {
+    /// Records a new session. Creating an id twice is an error.
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<()>;
+
+    /// A session's record, or `None`.
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>>;
+
+    /// Removes a session's record; returns whether it existed.
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool>;
+
+    /// Sessions started before `before`, oldest first, at most `limit`.
+    async fn uploads_started_before(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>>;
+}
+
+/// The garbage collector's review queue.
+#[async_trait]
+pub trait ReviewQueue: Debug + Send + Sync + 'static {
+    /// Entries due at or before `now`, earliest first, at most `limit`.
+    async fn due_reviews(&self, now: Timestamp, limit: usize) -> Result<Vec<ReviewTask>>;
+
+    /// The entry queued for a target, if any.
+    async fn review(&self, target: &ReviewTarget) -> Result<Option<ReviewTask>>;
+
+    /// Pushes an entry's due time to `until` and counts an attempt; returns whether it existed.
+    async fn postpone_review(&self, target: &ReviewTarget, until: Timestamp) -> Result<bool>;
+
+    /// Removes an entry once reviewed; returns whether it existed.
+    async fn complete_review(&self, target: &ReviewTarget) -> Result<bool>;
+
+    /// The number of entries queued.
+    async fn review_queue_len(&self) -> Result<u64>;
+}
+
+/// A complete metadata store: every part the registry needs.
+pub trait MetadataStore: ContentMetadata + UploadMetadata + ReviewQueue {}
+
+impl<T: ContentMetadata + UploadMetadata + ReviewQueue> MetadataStore for T {}
