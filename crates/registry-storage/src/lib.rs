@@ -1,1 +1,36 @@
-//! x
+//! Implementations of the registry's storage traits, and the conformance suite they all pass.
+//!
+//! | store | type | feature |
+//! |---|---|---|
+//! | blobs in memory | [`memory::MemoryBlobStore`] | always |
+//! | blobs on the local filesystem | [`fs::FsBlobStore`] | `fs` (default) |
+//! | metadata in memory | [`memory::MemoryMetadataStore`] | always |
+//! | metadata in SQLite (the embedded default) | [`sql::SqlMetadataStore`] | `sqlite` (default) |
+//! | metadata in PostgreSQL | [`sql::SqlMetadataStore`] | `postgres` |
+//!
+//! Every backend runs the same [`conformance`] suite in its tests.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> registry_core::Result<()> {
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use registry_core::{BlobStore, BlobStoreExt, MetadataStore, RepositoryName};
+//! use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+//!
+//! let blobs: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
+//! let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+//! let digest = blobs.write_bytes(Bytes::from_static(b"layer")).await?;
+//! metadata.link_blob(&RepositoryName::parse("demo/app")?, &digest, 5).await?;
+//! assert!(metadata.blob(&digest).await?.is_some());
+//! # Ok(())
+//! # }
+//! ```
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod conformance;
+#[cfg(feature = "fs")]
+pub mod fs;
+pub mod memory;
+#[cfg(feature = "sql")]
+pub mod sql;

@@ -1,0 +1,648 @@
+//! In-memory blob and metadata stores, for tests and embedders that need no persistence.
+//!
+//! Each store keeps its state behind one mutex that is never held across an `await`, so every
+//! operation is atomic. Cloning a store gives another handle on the same state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, BoxStream, StreamExt};
+use registry_core::metadata::DEFAULT_REVIEW_DELAY;
+use registry_core::{
+    Algorithm, BlobRead, BlobRecord, BlobStore, ByteRange, ByteStream, ContentMetadata, Digest,
+    DigestHasher, Error, ManifestRecord, NewManifest, Page, PutManifestOutcome, Reference,
+    Referrer, RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag,
+    Timestamp, UploadId, UploadMetadata, UploadRecord,
+};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the maps half-updated in a way later calls
+    // would misread (each operation validates before it mutates), so poisoning is ignored.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A blob store in memory.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryBlobStore {
+    state: Arc<Mutex<BlobState>>,
+}
+
+#[derive(Debug, Default)]
+struct BlobState {
+    blobs: HashMap<Digest, Bytes>,
+    uploads: HashMap<UploadId, MemoryUpload>,
+}
+
+#[derive(Debug)]
+struct MemoryUpload {
+    data: BytesMut,
+    hasher: DigestHasher,
+}
+
+impl MemoryBlobStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Drains a stream into memory, hashing as it goes.
+async fn collect(mut body: ByteStream, hasher: &mut DigestHasher, into: &mut BytesMut) -> Result<()> {
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        hasher.update(&chunk);
+        into.extend_from_slice(&chunk);
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl BlobStore for MemoryBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        Ok(lock(&self.state).blobs.get(digest).map(|b| b.len() as u64))
+    }
+
+    async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead> {
+        let bytes = lock(&self.state)
+            .blobs
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| Error::BlobUnknown {
+                digest: digest.clone(),
+            })?;
+        let size = bytes.len() as u64;
+        let range = match range {
+            Some(r) => r.resolve(size)?,
+            None => 0..size,
+        };
+        let part = bytes.slice(range.start as usize..range.end as usize);
+        Ok(BlobRead {
+            size,
+            range,
+            stream: registry_core::blob::once_stream(part),
+        })
+    }
+
+    async fn write(&self, expected: &Digest, body: ByteStream) -> Result<u64> {
+        let mut hasher = DigestHasher::new(expected.algorithm());
+        let mut data = BytesMut::new();
+        collect(body, &mut hasher, &mut data).await?;
+        let actual = hasher.finish();
+        if &actual != expected {
+            return Err(Error::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let size = data.len() as u64;
+        lock(&self.state)
+            .blobs
+            .entry(actual)
+            .or_insert_with(|| data.freeze());
+        Ok(size)
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool> {
+        Ok(lock(&self.state).blobs.remove(digest).is_some())
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<Digest>> {
+        let digests: Vec<Digest> = lock(&self.state).blobs.keys().cloned().collect();
+        stream::iter(digests.into_iter().map(Ok)).boxed()
+    }
+
+    async fn upload_start(&self, algorithm: Algorithm) -> Result<UploadId> {
+        let id = UploadId::generate();
+        let upload = MemoryUpload {
+            data: BytesMut::new(),
+            hasher: DigestHasher::new(algorithm),
+        };
+        lock(&self.state).uploads.insert(id.clone(), upload);
+        Ok(id)
+    }
+
+    async fn upload_append(&self, id: &UploadId, offset: u64, chunk: ByteStream) -> Result<u64> {
+        let (mut hasher, start) = {
+            let state = lock(&self.state);
+            let upload = state.uploads.get(id).ok_or_else(|| unknown_upload(id))?;
+            (upload.hasher.clone(), upload.data.len() as u64)
+        };
+        if offset != start {
+            return Err(Error::UploadOffsetMismatch {
+                expected: start,
+                found: offset,
+            });
+        }
+        let mut data = BytesMut::new();
+        collect(chunk, &mut hasher, &mut data).await?;
+        let mut state = lock(&self.state);
+        let upload = state.uploads.get_mut(id).ok_or_else(|| unknown_upload(id))?;
+        // Another append may have landed while this chunk streamed in.
+        if upload.data.len() as u64 != start {
+            return Err(Error::UploadOffsetMismatch {
+                expected: upload.data.len() as u64,
+                found: offset,
+            });
+        }
+        upload.data.extend_from_slice(&data);
+        upload.hasher = hasher;
+        Ok(upload.data.len() as u64)
+    }
+
+    async fn upload_status(&self, id: &UploadId) -> Result<u64> {
+        let state = lock(&self.state);
+        let upload = state.uploads.get(id).ok_or_else(|| unknown_upload(id))?;
+        Ok(upload.data.len() as u64)
+    }
+
+    async fn upload_finish(&self, id: &UploadId, expected: &Digest) -> Result<u64> {
+        let mut state = lock(&self.state);
+        let upload = state.uploads.get(id).ok_or_else(|| unknown_upload(id))?;
+        let actual = if upload.hasher.algorithm() == expected.algorithm() {
+            upload.hasher.peek()
+        } else {
+            Digest::compute(expected.algorithm(), &upload.data)
+        };
+        if &actual != expected {
+            return Err(Error::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let upload = state.uploads.remove(id).ok_or_else(|| unknown_upload(id))?;
+        let size = upload.data.len() as u64;
+        state
+            .blobs
+            .entry(actual)
+            .or_insert_with(|| upload.data.freeze());
+        Ok(size)
+    }
+
+    async fn upload_cancel(&self, id: &UploadId) -> Result<()> {
+        lock(&self.state)
+            .uploads
+            .remove(id)
+            .map(drop)
+            .ok_or_else(|| unknown_upload(id))
+    }
+}
+
+pub(crate) fn unknown_upload(id: &UploadId) -> Error {
+    Error::BlobUploadUnknown {
+        id: id.to_string(),
+    }
+}
+
+/// A metadata store in memory.
+#[derive(Clone, Debug)]
+pub struct MemoryMetadataStore {
+    state: Arc<Mutex<MetaState>>,
+    review_delay: Duration,
+}
+
+impl Default for MemoryMetadataStore {
+    fn default() -> Self {
+        MemoryMetadataStore {
+            state: Arc::default(),
+            review_delay: DEFAULT_REVIEW_DELAY,
+        }
+    }
+}
+
+impl MemoryMetadataStore {
+    /// An empty store with the default review delay.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets how long after an event its review-queue entry becomes due.
+    pub fn with_review_delay(mut self, delay: Duration) -> Self {
+        self.review_delay = delay;
+        self
+    }
+}
+
+#[derive(Debug, Default)]
+struct MetaState {
+    repositories: BTreeMap<RepositoryName, Repository>,
+    blobs: HashMap<Digest, BlobRecord>,
+    uploads: HashMap<UploadId, UploadRecord>,
+    reviews: HashMap<ReviewTarget, ReviewTask>,
+}
+
+#[derive(Debug, Default)]
+struct Repository {
+    linked_blobs: HashMap<Digest, Timestamp>,
+    manifests: HashMap<Digest, StoredManifest>,
+    tags: BTreeMap<Tag, Digest>,
+}
+
+#[derive(Debug)]
+struct StoredManifest {
+    record: ManifestRecord,
+    blobs: Vec<Digest>,
+    children: Vec<Digest>,
+}
+
+impl MetaState {
+    fn queue(&mut self, target: ReviewTarget, event: ReviewEvent, due_at: Timestamp) {
+        self.reviews
+            .entry(target.clone())
+            .and_modify(|task| {
+                task.event = event;
+                task.due_at = task.due_at.max(due_at);
+            })
+            .or_insert(ReviewTask {
+                target,
+                event,
+                due_at,
+                attempts: 0,
+            });
+    }
+
+    fn repository(&self, name: &RepositoryName) -> Result<&Repository> {
+        self.repositories
+            .get(name)
+            .ok_or_else(|| Error::NameUnknown {
+                name: name.to_string(),
+            })
+    }
+}
+
+fn manifest_unknown(repository: &RepositoryName, reference: impl ToString) -> Error {
+    Error::ManifestUnknown {
+        repository: repository.to_string(),
+        reference: reference.to_string(),
+    }
+}
+
+fn manifest_review(repository: &RepositoryName, digest: &Digest) -> ReviewTarget {
+    ReviewTarget::Manifest {
+        repository: repository.clone(),
+        digest: digest.clone(),
+    }
+}
+
+/// Entries of `items` strictly after `page.last`, at most `page.limit`.
+fn paginate<'a, T: 'a + Clone>(
+    items: impl Iterator<Item = (&'a str, &'a T)>,
+    page: &Page,
+) -> Vec<T> {
+    items
+        .filter(|(name, _)| page.last.as_deref().is_none_or(|last| *name > last))
+        .take(page.limit)
+        .map(|(_, item)| item.clone())
+        .collect()
+}
+
+#[async_trait]
+impl ContentMetadata for MemoryMetadataStore {
+    async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool> {
+        Ok(lock(&self.state).repositories.contains_key(repository))
+    }
+
+    async fn list_repositories(&self, page: &Page) -> Result<Vec<RepositoryName>> {
+        let state = lock(&self.state);
+        Ok(paginate(
+            state.repositories.keys().map(|name| (name.as_str(), name)),
+            page,
+        ))
+    }
+
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let now = Timestamp::now();
+        let mut state = lock(&self.state);
+        state.blobs.entry(digest.clone()).or_insert(BlobRecord {
+            digest: digest.clone(),
+            size,
+            created_at: now,
+        });
+        state
+            .repositories
+            .entry(repository.clone())
+            .or_default()
+            .linked_blobs
+            .entry(digest.clone())
+            .or_insert(now);
+        let target = ReviewTarget::Blob {
+            digest: digest.clone(),
+        };
+        state.queue(target, ReviewEvent::BlobUploaded, now.after(self.review_delay));
+        Ok(())
+    }
+
+    async fn linked_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<BlobRecord>> {
+        let state = lock(&self.state);
+        let linked = state
+            .repositories
+            .get(repository)
+            .is_some_and(|r| r.linked_blobs.contains_key(digest));
+        Ok(linked.then(|| state.blobs.get(digest).cloned()).flatten())
+    }
+
+    async fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
+        Ok(lock(&self.state).blobs.get(digest).cloned())
+    }
+
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let now = Timestamp::now();
+        let mut state = lock(&self.state);
+        let removed = state
+            .repositories
+            .get_mut(repository)
+            .is_some_and(|r| r.linked_blobs.remove(digest).is_some());
+        if removed {
+            let target = ReviewTarget::Blob {
+                digest: digest.clone(),
+            };
+            state.queue(target, ReviewEvent::BlobUnlinked, now.after(self.review_delay));
+        }
+        Ok(removed)
+    }
+
+    async fn put_manifest(
+        &self,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> Result<PutManifestOutcome> {
+        let now = Timestamp::now();
+        let due = now.after(self.review_delay);
+        let mut state = lock(&self.state);
+        let empty = Repository::default();
+        let existing = state.repositories.get(&manifest.repository).unwrap_or(&empty);
+        if let Some(missing) = manifest
+            .blobs
+            .iter()
+            .find(|d| !existing.linked_blobs.contains_key(*d))
+            .or_else(|| {
+                manifest
+                    .children
+                    .iter()
+                    .find(|d| !existing.manifests.contains_key(*d))
+            })
+        {
+            return Err(Error::ManifestBlobUnknown {
+                digest: missing.clone(),
+            });
+        }
+        let repository = state
+            .repositories
+            .entry(manifest.repository.clone())
+            .or_default();
+        let created = !repository.manifests.contains_key(&manifest.digest);
+        if created {
+            let record = ManifestRecord {
+                repository: manifest.repository.clone(),
+                digest: manifest.digest.clone(),
+                media_type: manifest.media_type.clone(),
+                artifact_type: manifest.artifact_type.clone(),
+                subject: manifest.subject.clone(),
+                annotations: manifest.annotations.clone(),
+                bytes: manifest.bytes.clone(),
+                created_at: now,
+            };
+            let stored = StoredManifest {
+                record,
+                blobs: manifest.blobs.clone(),
+                children: manifest.children.clone(),
+            };
+            repository.manifests.insert(manifest.digest.clone(), stored);
+        }
+        let previous = tag
+            .and_then(|tag| repository.tags.insert(tag.clone(), manifest.digest.clone()))
+            .filter(|previous| *previous != manifest.digest);
+        let review = manifest_review(&manifest.repository, &manifest.digest);
+        state.queue(review, ReviewEvent::ManifestUploaded, due);
+        if let Some(previous) = &previous {
+            let review = manifest_review(&manifest.repository, previous);
+            state.queue(review, ReviewEvent::TagSwitched, due);
+        }
+        Ok(PutManifestOutcome {
+            created,
+            previous_tag_target: previous,
+        })
+    }
+
+    async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>> {
+        let state = lock(&self.state);
+        let Some(repo) = state.repositories.get(repository) else {
+            return Ok(None);
+        };
+        let digest = match reference {
+            Reference::Digest(digest) => Some(digest),
+            Reference::Tag(tag) => repo.tags.get(tag),
+        };
+        Ok(digest
+            .and_then(|d| repo.manifests.get(d))
+            .map(|m| m.record.clone()))
+    }
+
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<Tag>> {
+        let due = Timestamp::now().after(self.review_delay);
+        let mut state = lock(&self.state);
+        let repo = state
+            .repositories
+            .get_mut(repository)
+            .ok_or_else(|| manifest_unknown(repository, digest))?;
+        if !repo.manifests.contains_key(digest) {
+            return Err(manifest_unknown(repository, digest));
+        }
+        if let Some((index, _)) = repo
+            .manifests
+            .iter()
+            .find(|(_, m)| m.children.contains(digest))
+        {
+            return Err(Error::ManifestReferenced {
+                digest: digest.clone(),
+                index: index.clone(),
+            });
+        }
+        let removed = repo.manifests.remove(digest).ok_or_else(|| manifest_unknown(repository, digest))?;
+        let tags: Vec<Tag> = repo
+            .tags
+            .iter()
+            .filter(|(_, target)| *target == digest)
+            .map(|(tag, _)| tag.clone())
+            .collect();
+        for tag in &tags {
+            repo.tags.remove(tag);
+        }
+        let referrers: Vec<Digest> = repo
+            .manifests
+            .values()
+            .filter(|m| m.record.subject.as_ref() == Some(digest))
+            .map(|m| m.record.digest.clone())
+            .collect();
+        for blob in removed.blobs {
+            state.queue(ReviewTarget::Blob { digest: blob }, ReviewEvent::ManifestDeleted, due);
+        }
+        for child in removed.children {
+            state.queue(manifest_review(repository, &child), ReviewEvent::IndexDeleted, due);
+        }
+        for referrer in referrers {
+            state.queue(manifest_review(repository, &referrer), ReviewEvent::SubjectDeleted, due);
+        }
+        Ok(tags)
+    }
+
+    async fn put_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<Option<Digest>> {
+        let due = Timestamp::now().after(self.review_delay);
+        let mut state = lock(&self.state);
+        let repo = state
+            .repositories
+            .get_mut(repository)
+            .filter(|r| r.manifests.contains_key(digest))
+            .ok_or_else(|| manifest_unknown(repository, digest))?;
+        let previous = repo.tags.insert(tag.clone(), digest.clone());
+        if let Some(previous) = previous.as_ref().filter(|p| *p != digest) {
+            state.queue(manifest_review(repository, previous), ReviewEvent::TagSwitched, due);
+        }
+        Ok(previous)
+    }
+
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Digest> {
+        let due = Timestamp::now().after(self.review_delay);
+        let mut state = lock(&self.state);
+        let digest = state
+            .repositories
+            .get_mut(repository)
+            .and_then(|r| r.tags.remove(tag))
+            .ok_or_else(|| manifest_unknown(repository, tag))?;
+        state.queue(manifest_review(repository, &digest), ReviewEvent::TagDeleted, due);
+        Ok(digest)
+    }
+
+    async fn list_tags(&self, repository: &RepositoryName, page: &Page) -> Result<Vec<Tag>> {
+        let state = lock(&self.state);
+        let repo = state.repository(repository)?;
+        Ok(paginate(repo.tags.keys().map(|t| (t.as_str(), t)), page))
+    }
+
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let state = lock(&self.state);
+        let Some(repo) = state.repositories.get(repository) else {
+            return Ok(Vec::new());
+        };
+        let mut referrers: Vec<Referrer> = repo
+            .manifests
+            .values()
+            .map(|m| &m.record)
+            .filter(|m| m.subject.as_ref() == Some(subject))
+            .filter(|m| artifact_type.is_none() || m.artifact_type.as_deref() == artifact_type)
+            .map(|m| Referrer {
+                digest: m.digest.clone(),
+                media_type: m.media_type.clone(),
+                size: m.bytes.len() as u64,
+                artifact_type: m.artifact_type.clone(),
+                annotations: m.annotations.clone(),
+            })
+            .collect();
+        referrers.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(referrers)
+    }
+}
+
+#[async_trait]
+impl UploadMetadata for MemoryMetadataStore {
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<()> {
+        let mut state = lock(&self.state);
+        if state.uploads.contains_key(&upload.id) {
+            return Err(Error::BlobUploadInvalid {
+                reason: format!("upload {} already exists", upload.id),
+            });
+        }
+        state.uploads.insert(upload.id.clone(), upload.clone());
+        Ok(())
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
+        Ok(lock(&self.state).uploads.get(id).cloned())
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
+        Ok(lock(&self.state).uploads.remove(id).is_some())
+    }
+
+    async fn uploads_started_before(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>> {
+        let state = lock(&self.state);
+        let mut uploads: Vec<UploadRecord> = state
+            .uploads
+            .values()
+            .filter(|u| u.started_at < before)
+            .cloned()
+            .collect();
+        uploads.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        uploads.truncate(limit);
+        Ok(uploads)
+    }
+}
+
+#[async_trait]
+impl ReviewQueue for MemoryMetadataStore {
+    async fn due_reviews(&self, now: Timestamp, limit: usize) -> Result<Vec<ReviewTask>> {
+        let state = lock(&self.state);
+        let mut due: Vec<ReviewTask> = state
+            .reviews
+            .values()
+            .filter(|t| t.due_at <= now)
+            .cloned()
+            .collect();
+        due.sort_by(|a, b| (a.due_at, &a.target).cmp(&(b.due_at, &b.target)));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn review(&self, target: &ReviewTarget) -> Result<Option<ReviewTask>> {
+        Ok(lock(&self.state).reviews.get(target).cloned())
+    }
+
+    async fn postpone_review(&self, target: &ReviewTarget, until: Timestamp) -> Result<bool> {
+        let mut state = lock(&self.state);
+        Ok(state.reviews.get_mut(target).map(|task| {
+            task.due_at = until;
+            task.attempts += 1;
+        }).is_some())
+    }
+
+    async fn complete_review(&self, target: &ReviewTarget) -> Result<bool> {
+        Ok(lock(&self.state).reviews.remove(target).is_some())
+    }
+
+    async fn review_queue_len(&self) -> Result<u64> {
+        Ok(lock(&self.state).reviews.len() as u64)
+    }
+}

@@ -1,0 +1,902 @@
+//! The SQL metadata store: SQLite (the embedded default) and PostgreSQL (scale-out).
+//!
+//! One implementation serves both databases through `sqlx`'s `Any` driver; the schema is
+//! versioned with embedded migrations, one set per dialect. Every mutation runs in one
+//! transaction together with the review-queue entries it causes. On SQLite, write transactions
+//! begin `IMMEDIATE` so concurrent writers queue on the database lock instead of failing; on
+//! PostgreSQL, rows a mutation depends on are locked (`FOR SHARE` / `FOR UPDATE`) so that a
+//! collector deleting a blob and a push referencing it serialize.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use registry_core::metadata::DEFAULT_REVIEW_DELAY;
+use registry_core::{
+    BlobRecord, ContentMetadata, Digest, Error, ManifestRecord, NewManifest, Page,
+    PutManifestOutcome, Reference, Referrer, RepositoryName, Result, ReviewEvent, ReviewQueue,
+    ReviewTarget, ReviewTask, Tag, Timestamp, UploadId, UploadMetadata, UploadRecord,
+};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyConnection, Executor, Pool, Row, Transaction};
+
+/// The SQL dialect a store speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A metadata store in SQLite or PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct SqlMetadataStore {
+    pool: Pool<Any>,
+    dialect: Dialect,
+    review_delay: Duration,
+}
+
+fn db_error(e: sqlx::Error) -> Error {
+    Error::backend(e)
+}
+
+fn corrupt(what: &str, value: &str) -> Error {
+    Error::backend(format!("stored {what} {value:?} is invalid"))
+}
+
+fn to_i64(value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| Error::backend(format!("{value} does not fit a database integer")))
+}
+
+impl SqlMetadataStore {
+    /// Opens (creating if needed) a SQLite database file and migrates it.
+    #[cfg(feature = "sqlite")]
+    pub async fn sqlite(path: &Path) -> Result<Self> {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Self::connect(&url).await
+    }
+
+    /// Connects to a database by URL (`sqlite://…` or `postgres://…`) and migrates it.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Dialect::Postgres
+        } else {
+            return Err(Error::Unsupported {
+                what: format!("metadata database URL scheme in {url:?}"),
+            });
+        };
+        let options = AnyConnectOptions::from_str(url).map_err(db_error)?;
+        let pool_options = match dialect {
+            Dialect::Sqlite => AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;")
+                            .await
+                            .map(drop)
+                    })
+                }),
+            Dialect::Postgres => AnyPoolOptions::new().max_connections(16),
+        };
+        let pool = pool_options.connect_with(options).await.map_err(db_error)?;
+        if dialect == Dialect::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .map_err(db_error)?;
+        }
+        let store = SqlMetadataStore {
+            pool,
+            dialect,
+            review_delay: DEFAULT_REVIEW_DELAY,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Sets how long after an event its review-queue entry becomes due.
+    pub fn with_review_delay(mut self, delay: Duration) -> Self {
+        self.review_delay = delay;
+        self
+    }
+
+    /// The dialect of the connected database.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Applies every pending migration (run by [`SqlMetadataStore::connect`]).
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self.dialect {
+            #[cfg(feature = "sqlite")]
+            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
+            #[allow(unreachable_patterns)] // reachable only when a dialect's feature is off
+            other => {
+                return Err(Error::Unsupported {
+                    what: format!("{other:?} support is not compiled in"),
+                });
+            }
+        };
+        migrator.run(&self.pool).await.map_err(|e| Error::backend(e))
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+        .map_err(db_error)
+    }
+
+    /// A row-locking clause, empty on SQLite where the transaction already holds the write lock.
+    fn lock(&self, clause: &'static str) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => clause,
+        }
+    }
+
+    fn due(&self) -> i64 {
+        Timestamp::now().after(self.review_delay).0
+    }
+}
+
+/// The id of a repository, created when missing.
+async fn ensure_repository(conn: &mut AnyConnection, name: &RepositoryName) -> Result<i64> {
+    sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(name.as_str())
+        .bind(Timestamp::now().0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    repository_id(conn, name)
+        .await?
+        .ok_or_else(|| Error::backend("repository vanished while being created"))
+}
+
+async fn repository_id(conn: &mut AnyConnection, name: &RepositoryName) -> Result<Option<i64>> {
+    sqlx::query("SELECT id FROM repositories WHERE name = $1")
+        .bind(name.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(db_error)?
+        .map(|row| row.try_get::<i64, _>(0).map_err(db_error))
+        .transpose()
+}
+
+fn target_key(target: &ReviewTarget) -> (&'static str, &str, &Digest) {
+    match target {
+        ReviewTarget::Blob { digest } => ("blob", "", digest),
+        ReviewTarget::Manifest { repository, digest } => ("manifest", repository.as_str(), digest),
+    }
+}
+
+async fn queue(
+    conn: &mut AnyConnection,
+    target: &ReviewTarget,
+    event: ReviewEvent,
+    due_at: i64,
+) -> Result<()> {
+    let (kind, repository, digest) = target_key(target);
+    sqlx::query(
+        "INSERT INTO review_queue (kind, repository, digest, event, due_at, attempts) \
+         VALUES ($1, $2, $3, $4, $5, 0) \
+         ON CONFLICT (kind, repository, digest) DO UPDATE SET event = excluded.event, \
+         due_at = CASE WHEN excluded.due_at > review_queue.due_at \
+                  THEN excluded.due_at ELSE review_queue.due_at END",
+    )
+    .bind(kind)
+    .bind(repository)
+    .bind(digest.as_str())
+    .bind(event.as_str())
+    .bind(due_at)
+    .execute(conn)
+    .await
+    .map_err(db_error)
+    .map(drop)
+}
+
+fn blob_review(digest: Digest) -> ReviewTarget {
+    ReviewTarget::Blob { digest }
+}
+
+fn manifest_review(repository: &RepositoryName, digest: Digest) -> ReviewTarget {
+    ReviewTarget::Manifest {
+        repository: repository.clone(),
+        digest,
+    }
+}
+
+fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(column).map_err(db_error)
+}
+
+fn digest_column(row: &AnyRow, column: &str) -> Result<Digest> {
+    let text: String = get(row, column)?;
+    Digest::parse(&text).map_err(|_| corrupt("digest", &text))
+}
+
+fn annotations_from(text: &str) -> Result<BTreeMap<String, String>> {
+    serde_json::from_str(text).map_err(|_| corrupt("annotations", text))
+}
+
+fn digests(rows: &[AnyRow], column: &str) -> Result<Vec<Digest>> {
+    rows.iter().map(|row| digest_column(row, column)).collect()
+}
+
+fn review_task(row: &AnyRow) -> Result<ReviewTask> {
+    let kind: String = get(row, "kind")?;
+    let digest = digest_column(row, "digest")?;
+    let target = match kind.as_str() {
+        "blob" => ReviewTarget::Blob { digest },
+        "manifest" => {
+            let repository: String = get(row, "repository")?;
+            ReviewTarget::Manifest {
+                repository: RepositoryName::parse(&repository)
+                    .map_err(|_| corrupt("repository name", &repository))?,
+                digest,
+            }
+        }
+        other => return Err(corrupt("review kind", other)),
+    };
+    let event: String = get(row, "event")?;
+    Ok(ReviewTask {
+        target,
+        event: ReviewEvent::from_name(&event).ok_or_else(|| corrupt("review event", &event))?,
+        due_at: Timestamp(get(row, "due_at")?),
+        attempts: u32::try_from(get::<i64>(row, "attempts")?).unwrap_or(u32::MAX),
+    })
+}
+
+fn upload_record(row: &AnyRow) -> Result<UploadRecord> {
+    let id: String = get(row, "id")?;
+    let repository: String = get(row, "repository")?;
+    Ok(UploadRecord {
+        id: UploadId::parse(&id).map_err(|_| corrupt("upload id", &id))?,
+        repository: RepositoryName::parse(&repository)
+            .map_err(|_| corrupt("repository name", &repository))?,
+        started_at: Timestamp(get(row, "started_at")?),
+    })
+}
+
+fn blob_record(row: &AnyRow) -> Result<BlobRecord> {
+    Ok(BlobRecord {
+        digest: digest_column(row, "digest")?,
+        size: u64::try_from(get::<i64>(row, "size")?).unwrap_or(0),
+        created_at: Timestamp(get(row, "created_at")?),
+    })
+}
+
+fn manifest_unknown(repository: &RepositoryName, reference: impl ToString) -> Error {
+    Error::ManifestUnknown {
+        repository: repository.to_string(),
+        reference: reference.to_string(),
+    }
+}
+
+#[async_trait]
+impl ContentMetadata for SqlMetadataStore {
+    async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        Ok(repository_id(&mut conn, repository).await?.is_some())
+    }
+
+    async fn list_repositories(&self, page: &Page) -> Result<Vec<RepositoryName>> {
+        let rows = sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+            .bind(page.last.as_deref().unwrap_or(""))
+            .bind(to_i64(page.limit as u64)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let name: String = get(row, "name")?;
+                RepositoryName::parse(&name).map_err(|_| corrupt("repository name", &name))
+            })
+            .collect()
+    }
+
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let now = Timestamp::now().0;
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest.as_str())
+            .bind(to_i64(size)?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let repository_id = ensure_repository(&mut tx, repository).await?;
+        sqlx::query("INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT (repository_id, digest) DO NOTHING")
+            .bind(repository_id)
+            .bind(digest.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        queue(&mut tx, &blob_review(digest.clone()), ReviewEvent::BlobUploaded, self.due()).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn linked_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<BlobRecord>> {
+        sqlx::query(
+            "SELECT b.digest, b.size, b.created_at FROM blobs b \
+             JOIN repository_blobs rb ON rb.digest = b.digest \
+             JOIN repositories r ON r.id = rb.repository_id \
+             WHERE r.name = $1 AND b.digest = $2",
+        )
+        .bind(repository.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(blob_record)
+        .transpose()
+    }
+
+    async fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
+        sqlx::query("SELECT digest, size, created_at FROM blobs WHERE digest = $1")
+            .bind(digest.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(blob_record)
+            .transpose()
+    }
+
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let Some(repository_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(false);
+        };
+        let removed = sqlx::query("DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
+            .bind(repository_id)
+            .bind(digest.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected()
+            > 0;
+        if removed {
+            queue(&mut tx, &blob_review(digest.clone()), ReviewEvent::BlobUnlinked, self.due()).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(removed)
+    }
+
+    async fn put_manifest(
+        &self,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> Result<PutManifestOutcome> {
+        let now = Timestamp::now().0;
+        let due = self.due();
+        let mut tx = self.begin().await?;
+        let repository_id = ensure_repository(&mut tx, &manifest.repository).await?;
+        let blob_check = format!(
+            "SELECT 1 FROM blobs WHERE digest = $2 AND EXISTS \
+             (SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2) {}",
+            self.lock("FOR SHARE")
+        );
+        for digest in &manifest.blobs {
+            let found = sqlx::query(&blob_check)
+                .bind(repository_id)
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            if found.is_none() {
+                return Err(Error::ManifestBlobUnknown {
+                    digest: digest.clone(),
+                });
+            }
+        }
+        let child_check = format!(
+            "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 {}",
+            self.lock("FOR SHARE")
+        );
+        for digest in &manifest.children {
+            let found = sqlx::query(&child_check)
+                .bind(repository_id)
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            if found.is_none() {
+                return Err(Error::ManifestBlobUnknown {
+                    digest: digest.clone(),
+                });
+            }
+        }
+        let annotations = serde_json::to_string(&manifest.annotations).map_err(Error::backend)?;
+        let created = sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, \
+             annotations, size, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (repository_id, digest) DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(manifest.digest.as_str())
+        .bind(manifest.media_type.as_str())
+        .bind(manifest.artifact_type.as_deref())
+        .bind(manifest.subject.as_ref().map(Digest::as_str))
+        .bind(annotations)
+        .bind(to_i64(manifest.bytes.len() as u64)?)
+        .bind(manifest.bytes.to_vec())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected()
+            > 0;
+        if created {
+            for blob in &manifest.blobs {
+                sqlx::query("INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(repository_id)
+                    .bind(manifest.digest.as_str())
+                    .bind(blob.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            for child in &manifest.children {
+                sqlx::query("INSERT INTO manifest_children (repository_id, parent_digest, child_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(repository_id)
+                    .bind(manifest.digest.as_str())
+                    .bind(child.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+        }
+        let previous = match tag {
+            Some(tag) => {
+                upsert_tag(&mut tx, self, repository_id, tag, &manifest.digest, now).await?
+            }
+            None => None,
+        };
+        let review = manifest_review(&manifest.repository, manifest.digest.clone());
+        queue(&mut tx, &review, ReviewEvent::ManifestUploaded, due).await?;
+        if let Some(previous) = &previous {
+            let review = manifest_review(&manifest.repository, previous.clone());
+            queue(&mut tx, &review, ReviewEvent::TagSwitched, due).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(PutManifestOutcome {
+            created,
+            previous_tag_target: previous,
+        })
+    }
+
+    async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>> {
+        const BY_DIGEST: &str = "SELECT m.digest, m.media_type, m.artifact_type, m.subject, \
+            m.annotations, m.payload, m.created_at \
+            FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+            WHERE r.name = $1 AND m.digest = $2";
+        const BY_TAG: &str = "SELECT m.digest, m.media_type, m.artifact_type, m.subject, \
+            m.annotations, m.payload, m.created_at \
+            FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+            JOIN tags t ON t.repository_id = m.repository_id AND t.manifest_digest = m.digest \
+            WHERE r.name = $1 AND t.name = $2";
+        let (sql, key) = match reference {
+            Reference::Digest(digest) => (BY_DIGEST, digest.as_str()),
+            Reference::Tag(tag) => (BY_TAG, tag.as_str()),
+        };
+        let row = sqlx::query(sql)
+            .bind(repository.as_str())
+            .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let annotations: String = get(&row, "annotations")?;
+        let subject: Option<String> = get(&row, "subject")?;
+        Ok(Some(ManifestRecord {
+            repository: repository.clone(),
+            digest: digest_column(&row, "digest")?,
+            media_type: get(&row, "media_type")?,
+            artifact_type: get(&row, "artifact_type")?,
+            subject: subject
+                .map(|s| Digest::parse(&s).map_err(|_| corrupt("subject", &s)))
+                .transpose()?,
+            annotations: annotations_from(&annotations)?,
+            bytes: Bytes::from(get::<Vec<u8>>(&row, "payload")?),
+            created_at: Timestamp(get(&row, "created_at")?),
+        }))
+    }
+
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<Tag>> {
+        let due = self.due();
+        let mut tx = self.begin().await?;
+        let repository_id = repository_id(&mut tx, repository)
+            .await?
+            .ok_or_else(|| manifest_unknown(repository, digest))?;
+        let exists = sqlx::query(&format!(
+            "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 {}",
+            self.lock("FOR UPDATE")
+        ))
+        .bind(repository_id)
+        .bind(digest.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if exists.is_none() {
+            return Err(manifest_unknown(repository, digest));
+        }
+        let rows_of = |sql: &'static str| {
+            sqlx::query(sql).bind(repository_id).bind(digest.as_str())
+        };
+        let parent = rows_of("SELECT parent_digest FROM manifest_children WHERE repository_id = $1 AND child_digest = $2 LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if let Some(parent) = parent {
+            return Err(Error::ManifestReferenced {
+                digest: digest.clone(),
+                index: digest_column(&parent, "parent_digest")?,
+            });
+        }
+        let tag_rows = rows_of("SELECT name FROM tags WHERE repository_id = $1 AND manifest_digest = $2 ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let blobs = rows_of("SELECT blob_digest FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let children = rows_of("SELECT child_digest FROM manifest_children WHERE repository_id = $1 AND parent_digest = $2")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let referrers = rows_of("SELECT digest FROM manifests WHERE repository_id = $1 AND subject = $2")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        for sql in [
+            "DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2",
+            "DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
+            "DELETE FROM manifest_children WHERE repository_id = $1 AND parent_digest = $2",
+            "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
+        ] {
+            rows_of(sql).execute(&mut *tx).await.map_err(db_error)?;
+        }
+        for blob in digests(&blobs, "blob_digest")? {
+            queue(&mut tx, &blob_review(blob), ReviewEvent::ManifestDeleted, due).await?;
+        }
+        for child in digests(&children, "child_digest")? {
+            queue(&mut tx, &manifest_review(repository, child), ReviewEvent::IndexDeleted, due).await?;
+        }
+        for referrer in digests(&referrers, "digest")? {
+            queue(&mut tx, &manifest_review(repository, referrer), ReviewEvent::SubjectDeleted, due).await?;
+        }
+        let tags = tag_rows
+            .iter()
+            .map(|row| {
+                let name: String = get(row, "name")?;
+                Tag::parse(&name).map_err(|_| corrupt("tag", &name))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(tags)
+    }
+
+    async fn put_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<Option<Digest>> {
+        let mut tx = self.begin().await?;
+        let repository_id = repository_id(&mut tx, repository)
+            .await?
+            .ok_or_else(|| manifest_unknown(repository, digest))?;
+        let exists = sqlx::query(&format!(
+            "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 {}",
+            self.lock("FOR SHARE")
+        ))
+        .bind(repository_id)
+        .bind(digest.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if exists.is_none() {
+            return Err(manifest_unknown(repository, digest));
+        }
+        let previous =
+            upsert_tag(&mut tx, self, repository_id, tag, digest, Timestamp::now().0).await?;
+        if let Some(previous) = &previous {
+            let review = manifest_review(repository, previous.clone());
+            queue(&mut tx, &review, ReviewEvent::TagSwitched, self.due()).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(previous)
+    }
+
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Digest> {
+        let mut tx = self.begin().await?;
+        let repository_id = repository_id(&mut tx, repository)
+            .await?
+            .ok_or_else(|| manifest_unknown(repository, tag))?;
+        let row = sqlx::query(&format!(
+            "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2 {}",
+            self.lock("FOR UPDATE")
+        ))
+        .bind(repository_id)
+        .bind(tag.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| manifest_unknown(repository, tag))?;
+        let digest = digest_column(&row, "manifest_digest")?;
+        sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND name = $2")
+            .bind(repository_id)
+            .bind(tag.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let review = manifest_review(repository, digest.clone());
+        queue(&mut tx, &review, ReviewEvent::TagDeleted, self.due()).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(digest)
+    }
+
+    async fn list_tags(&self, repository: &RepositoryName, page: &Page) -> Result<Vec<Tag>> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let repository_id =
+            repository_id(&mut conn, repository)
+                .await?
+                .ok_or_else(|| Error::NameUnknown {
+                    name: repository.to_string(),
+                })?;
+        let rows = sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3")
+            .bind(repository_id)
+            .bind(page.last.as_deref().unwrap_or(""))
+            .bind(to_i64(page.limit as u64)?)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let name: String = get(row, "name")?;
+                Tag::parse(&name).map_err(|_| corrupt("tag", &name))
+            })
+            .collect()
+    }
+
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let filter = if artifact_type.is_some() {
+            "AND m.artifact_type = $3"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations \
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.subject = $2 {filter} ORDER BY m.digest"
+        );
+        let mut query = sqlx::query_as::<_, ReferrerRow>(&sql)
+        .bind(repository.as_str())
+        .bind(subject.as_str());
+        if let Some(artifact_type) = artifact_type {
+            query = query.bind(artifact_type);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(db_error)?;
+        rows.into_iter().map(ReferrerRow::into_referrer).collect()
+    }
+}
+
+/// A referrers query row, decoded before validation.
+#[derive(sqlx::FromRow)]
+struct ReferrerRow {
+    digest: String,
+    media_type: String,
+    size: i64,
+    artifact_type: Option<String>,
+    annotations: String,
+}
+
+impl ReferrerRow {
+    fn into_referrer(self) -> Result<Referrer> {
+        Ok(Referrer {
+            digest: Digest::parse(&self.digest).map_err(|_| corrupt("digest", &self.digest))?,
+            media_type: self.media_type,
+            size: u64::try_from(self.size).unwrap_or(0),
+            artifact_type: self.artifact_type,
+            annotations: annotations_from(&self.annotations)?,
+        })
+    }
+}
+
+/// Points a tag at a manifest; returns the manifest it pointed at before, if different.
+async fn upsert_tag(
+    conn: &mut AnyConnection,
+    store: &SqlMetadataStore,
+    repository_id: i64,
+    tag: &Tag,
+    digest: &Digest,
+    now: i64,
+) -> Result<Option<Digest>> {
+    let previous = sqlx::query(&format!(
+        "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2 {}",
+        store.lock("FOR UPDATE")
+    ))
+    .bind(repository_id)
+    .bind(tag.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .map(|row| digest_column(&row, "manifest_digest"))
+    .transpose()?;
+    sqlx::query(
+        "INSERT INTO tags (repository_id, name, manifest_digest, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $4) ON CONFLICT (repository_id, name) \
+         DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+    )
+    .bind(repository_id)
+    .bind(tag.as_str())
+    .bind(digest.as_str())
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(previous.filter(|p| p != digest))
+}
+
+#[async_trait]
+impl UploadMetadata for SqlMetadataStore {
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<()> {
+        let inserted = sqlx::query("INSERT INTO uploads (id, repository, started_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+            .bind(upload.id.as_str())
+            .bind(upload.repository.as_str())
+            .bind(upload.started_at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        if inserted == 0 {
+            return Err(Error::BlobUploadInvalid {
+                reason: format!("upload {} already exists", upload.id),
+            });
+        }
+        Ok(())
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
+        sqlx::query("SELECT id, repository, started_at FROM uploads WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(upload_record)
+            .transpose()
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected()
+            > 0)
+    }
+
+    async fn uploads_started_before(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>> {
+        let rows = sqlx::query("SELECT id, repository, started_at FROM uploads WHERE started_at < $1 ORDER BY started_at, id LIMIT $2")
+            .bind(before.0)
+            .bind(to_i64(limit as u64)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(upload_record).collect()
+    }
+}
+
+#[async_trait]
+impl ReviewQueue for SqlMetadataStore {
+    async fn due_reviews(&self, now: Timestamp, limit: usize) -> Result<Vec<ReviewTask>> {
+        let rows = sqlx::query("SELECT kind, repository, digest, event, due_at, attempts FROM review_queue WHERE due_at <= $1 ORDER BY due_at, kind, repository, digest LIMIT $2")
+            .bind(now.0)
+            .bind(to_i64(limit as u64)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(review_task).collect()
+    }
+
+    async fn review(&self, target: &ReviewTarget) -> Result<Option<ReviewTask>> {
+        let (kind, repository, digest) = target_key(target);
+        sqlx::query("SELECT kind, repository, digest, event, due_at, attempts FROM review_queue WHERE kind = $1 AND repository = $2 AND digest = $3")
+            .bind(kind)
+            .bind(repository)
+            .bind(digest.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(review_task)
+            .transpose()
+    }
+
+    async fn postpone_review(&self, target: &ReviewTarget, until: Timestamp) -> Result<bool> {
+        let (kind, repository, digest) = target_key(target);
+        Ok(sqlx::query("UPDATE review_queue SET due_at = $4, attempts = attempts + 1 WHERE kind = $1 AND repository = $2 AND digest = $3")
+            .bind(kind)
+            .bind(repository)
+            .bind(digest.as_str())
+            .bind(until.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected()
+            > 0)
+    }
+
+    async fn complete_review(&self, target: &ReviewTarget) -> Result<bool> {
+        let (kind, repository, digest) = target_key(target);
+        Ok(sqlx::query("DELETE FROM review_queue WHERE kind = $1 AND repository = $2 AND digest = $3")
+            .bind(kind)
+            .bind(repository)
+            .bind(digest.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected()
+            > 0)
+    }
+
+    async fn review_queue_len(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM review_queue")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(u64::try_from(get::<i64>(&row, "n")?).unwrap_or(0))
+    }
+}

@@ -1,0 +1,67 @@
+//! Fixtures shared by the backend tests: fresh stores and their cleanup.
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
+
+use std::sync::Arc;
+
+use registry_core::MetadataStore;
+use registry_storage::sql::SqlMetadataStore;
+
+/// The PostgreSQL server tests use; override with `REGISTRY_TEST_POSTGRES_URL`.
+pub fn postgres_url() -> String {
+    std::env::var("REGISTRY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Drops what a fixture created when the test ends, even when it panics.
+pub struct Cleanup(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(cleanup) = self.0.take() {
+            cleanup();
+        }
+    }
+}
+
+/// A fresh SQLite metadata store in a temporary directory.
+pub async fn sqlite() -> (Arc<dyn MetadataStore>, Cleanup) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqlMetadataStore::sqlite(&dir.path().join("registry.db"))
+        .await
+        .expect("open SQLite");
+    (Arc::new(store), Cleanup(Some(Box::new(move || drop(dir)))))
+}
+
+async fn admin(sql: String) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&postgres_url())
+        .await
+        .expect("PostgreSQL must be reachable for these tests (REGISTRY_TEST_POSTGRES_URL)");
+    sqlx::query(&sql).execute(&mut conn).await.expect(&sql);
+}
+
+/// A fresh PostgreSQL metadata store in a schema of its own, dropped afterwards.
+pub async fn postgres() -> (Arc<dyn MetadataStore>, Cleanup) {
+    let schema = format!("regtest_{}", uuid::Uuid::new_v4().simple());
+    admin(format!("CREATE SCHEMA {schema}")).await;
+    let separator = if postgres_url().contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}options=-c%20search_path%3D{schema}", postgres_url());
+    let store = SqlMetadataStore::connect(&url).await.expect("open PostgreSQL");
+    let pool_owner = store.clone();
+    let cleanup = move || {
+        // Runs from Drop, possibly inside the test's runtime: use a thread with its own.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                pool_owner.close().await;
+                admin(format!("DROP SCHEMA {schema} CASCADE")).await;
+            });
+        })
+        .join()
+        .expect("schema cleanup");
+    };
+    (Arc::new(store), Cleanup(Some(Box::new(cleanup))))
+}

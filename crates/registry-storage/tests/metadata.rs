@@ -1,0 +1,68 @@
+//! The metadata conformance suite on every metadata backend.
+
+mod common;
+
+use std::sync::Arc;
+
+use registry_core::MetadataStore;
+use registry_storage::conformance;
+use registry_storage::memory::MemoryMetadataStore;
+
+async fn memory() -> (Arc<dyn MetadataStore>, ()) {
+    (Arc::new(MemoryMetadataStore::new()), ())
+}
+
+macro_rules! metadata_suite {
+    ($backend:ident, $open:path) => {
+        mod $backend {
+            use super::*;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        let (store, _cleanup) = $open().await;
+                        conformance::$name(store).await;
+                    }
+                };
+            }
+
+            case!(metadata_blob_links);
+            case!(metadata_manifests_and_tags);
+            case!(metadata_referrers);
+            case!(metadata_pagination);
+            case!(metadata_uploads);
+            case!(metadata_review_queue);
+            case!(metadata_concurrency);
+        }
+    };
+}
+
+metadata_suite!(in_memory, memory);
+metadata_suite!(sqlite, common::sqlite);
+metadata_suite!(postgres, common::postgres);
+
+#[tokio::test]
+async fn sqlite_keeps_data_across_reopen_and_migrates_once() {
+    use registry_core::{ContentMetadata, Digest, RepositoryName};
+    use registry_storage::sql::SqlMetadataStore;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let repo = RepositoryName::parse("kept").unwrap();
+    let digest = Digest::sha256(b"kept");
+    {
+        let store = SqlMetadataStore::sqlite(&path).await.unwrap();
+        store.link_blob(&repo, &digest, 4).await.unwrap();
+        store.close().await;
+    }
+    let store = SqlMetadataStore::sqlite(&path).await.unwrap();
+    assert!(store.linked_blob(&repo, &digest).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn unknown_database_scheme_is_refused() {
+    let error = registry_storage::sql::SqlMetadataStore::connect("mysql://localhost/x")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, registry_core::Error::Unsupported { .. }), "{error}");
+}
