@@ -34,7 +34,8 @@ fn data() -> Vec<Bytes> {
 }
 
 fn as_stream(chunks: &[Bytes]) -> ByteStream {
-    stream::iter(chunks.to_vec().into_iter().map(Ok)).boxed()
+    let owned: Vec<registry_core::Result<Bytes>> = chunks.iter().cloned().map(Ok).collect();
+    stream::iter(owned).boxed()
 }
 
 fn digest_of(chunks: &[Bytes]) -> Digest {
@@ -51,7 +52,8 @@ fn ingest(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    let dir =
+        tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
     let fs_store: Arc<dyn BlobStore> =
         Arc::new(runtime.block_on(FsBlobStore::open(dir.path())).unwrap());
     let memory_store: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
@@ -90,7 +92,10 @@ fn ingest(c: &mut Criterion) {
                     let id = fs_store.upload_start(Algorithm::Sha256).await.unwrap();
                     let mut offset = 0;
                     for part in chunks.chunks(chunks.len() / 4) {
-                        offset = fs_store.upload_append(&id, offset, as_stream(part)).await.unwrap();
+                        offset = fs_store
+                            .upload_append(&id, offset, as_stream(part))
+                            .await
+                            .unwrap();
                     }
                     fs_store.upload_finish(&id, &digest).await.unwrap();
                     elapsed += start.elapsed();

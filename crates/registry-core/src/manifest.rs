@@ -22,8 +22,12 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// Media type of a Docker manifest list.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Every manifest media type this registry stores.
-pub const SUPPORTED_MEDIA_TYPES: [&str; 4] =
-    [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST];
+pub const SUPPORTED_MEDIA_TYPES: [&str; 4] = [
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
 
 /// Legacy Docker schema 1 media types: recognised only to refuse them clearly.
 const LEGACY_MEDIA_TYPES: [&str; 2] = [
@@ -355,13 +359,19 @@ fn json_error(e: serde_json::Error) -> ManifestError {
     }
 }
 
-fn resolve_media_type(
-    shape: &Shape,
-    content_type: Option<&str>,
-) -> Result<String, ManifestError> {
+fn resolve_media_type(shape: &Shape, content_type: Option<&str>) -> Result<String, ManifestError> {
     let declared = content_type
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .filter(|ct| SUPPORTED_MEDIA_TYPES.contains(&ct.as_str()) || LEGACY_MEDIA_TYPES.contains(&ct.as_str()));
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|ct| {
+            SUPPORTED_MEDIA_TYPES.contains(&ct.as_str())
+                || LEGACY_MEDIA_TYPES.contains(&ct.as_str())
+        });
     match (&shape.media_type, declared) {
         (Some(in_body), Some(content_type)) if *in_body != content_type => {
             Err(ManifestError::MediaTypeMismatch {
@@ -458,7 +468,11 @@ mod tests {
         assert_eq!(m.bytes().as_ref(), text.as_bytes());
         assert_eq!(m.digest(), &Digest::sha256(text.as_bytes()));
         assert_eq!(m.kind(), ManifestKind::Image);
-        assert_eq!(m.blob_digests().len(), 2, "config digest repeated as a layer counts once");
+        assert_eq!(
+            m.blob_digests().len(),
+            2,
+            "config digest repeated as a layer counts once"
+        );
         assert_eq!(m.subject().unwrap().digest.to_string(), d(9));
         assert_eq!(m.referrer_artifact_type(), Some("application/x.sig"));
     }
@@ -478,9 +492,15 @@ mod tests {
 
     #[test]
     fn each_bad_manifest_gets_a_specific_error() {
-        assert!(matches!(parse("{", None), Err(ManifestError::Syntax { .. })));
         assert!(matches!(
-            parse(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#, None),
+            parse("{", None),
+            Err(ManifestError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse(
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#,
+                None
+            ),
             Err(ManifestError::Schema { .. })
         ));
         assert!(matches!(
@@ -503,7 +523,10 @@ mod tests {
         let wrong = image(r#","manifests":[]"#);
         assert!(matches!(
             parse(&wrong, None),
-            Err(ManifestError::WrongShape { field: "manifests", .. })
+            Err(ManifestError::WrongShape {
+                field: "manifests",
+                ..
+            })
         ));
         let bad_digest = image("").replace(&d(2)[7..], "zz");
         assert!(matches!(
@@ -520,7 +543,10 @@ mod tests {
             None,
             &ManifestLimits { max_size: 10 },
         );
-        assert!(matches!(big, Err(ManifestError::TooLarge { limit: 10, .. })));
+        assert!(matches!(
+            big,
+            Err(ManifestError::TooLarge { limit: 10, .. })
+        ));
     }
 
     #[test]

@@ -281,8 +281,12 @@ pub trait ContentMetadata: Debug + Send + Sync + 'static {
     ///
     /// Idempotent. Queues the blob for review ([`ReviewEvent::BlobUploaded`]) in the same
     /// transaction.
-    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64)
-    -> Result<()>;
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()>;
 
     /// The blob's record if it is linked to the repository, else `None`.
     async fn linked_blob(
@@ -324,8 +328,11 @@ pub trait ContentMetadata: Debug + Send + Sync + 'static {
     /// index in the repository lists it. Queues, in the same transaction, its blobs
     /// ([`ReviewEvent::ManifestDeleted`]), its children ([`ReviewEvent::IndexDeleted`]) and its
     /// referrers ([`ReviewEvent::SubjectDeleted`]).
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest)
-    -> Result<Vec<Tag>>;
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<Tag>>;
 
     /// Points a tag at an existing manifest; returns the manifest it pointed at before.
     ///

@@ -31,7 +31,9 @@ pub enum NameError {
     #[error("name has an empty path component")]
     EmptyComponent,
     /// A character outside `[a-z0-9._/-]`.
-    #[error("name contains {found:?}; only lowercase letters, digits, '.', '_', '-' and '/' are allowed")]
+    #[error(
+        "name contains {found:?}; only lowercase letters, digits, '.', '_', '-' and '/' are allowed"
+    )]
     InvalidCharacter {
         /// The character found.
         found: char,
@@ -50,7 +52,9 @@ pub enum NameError {
         len: usize,
     },
     /// A tag character outside `[A-Za-z0-9_.-]`, or a leading `.` or `-`.
-    #[error("tag contains or starts with {found:?}; tags match [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}")]
+    #[error(
+        "tag contains or starts with {found:?}; tags match [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}"
+    )]
     InvalidTagCharacter {
         /// The character found.
         found: char,
@@ -307,10 +311,7 @@ mod tests {
             Tag::parse(&"a".repeat(129)),
             Err(NameError::TagTooLong { len: 129 })
         );
-        assert!(matches!(
-            Reference::parse("latest"),
-            Ok(Reference::Tag(_))
-        ));
+        assert!(matches!(Reference::parse("latest"), Ok(Reference::Tag(_))));
         assert!(matches!(
             Reference::parse("sha256:zz"),
             Err(NameError::Digest(_))

@@ -5,12 +5,13 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 use proptest::prelude::*;
+use regex::Regex;
 use registry_core::{
     Algorithm, Digest, DigestHasher, Manifest, ManifestLimits, Reference, RepositoryName, Tag,
 };
-use regex::Regex;
 
-const NAME: &str = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*";
+const NAME: &str =
+    r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*";
 const TAG: &str = r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}";
 /// [`NAME`] with bounded repetitions, for generating names of reasonable length.
 const BOUNDED_NAME: &str = r"[a-z0-9]{1,8}(?:(?:\.|_|__|-{1,3})[a-z0-9]{1,8}){0,3}(?:/[a-z0-9]{1,8}(?:(?:\.|_|__|-{1,3})[a-z0-9]{1,8}){0,3}){0,12}";

@@ -23,9 +23,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use registry_core::blob::once_stream;
 use registry_core::manifest::{OCI_INDEX, OCI_MANIFEST};
 use registry_core::{
-    Algorithm, BlobStore, ByteRange, ByteStream, Digest, Error, MetadataStore,
-    NewManifest, Page, Reference, RepositoryName, ReviewEvent, ReviewTarget, Tag, Timestamp,
-    UploadId, UploadRecord,
+    Algorithm, BlobStore, ByteRange, ByteStream, Digest, Error, MetadataStore, NewManifest, Page,
+    Reference, RepositoryName, ReviewEvent, ReviewTarget, Tag, Timestamp, UploadId, UploadRecord,
 };
 
 /// A shared blob store under test.
@@ -55,7 +54,9 @@ pub fn failing_after(data: Bytes) -> ByteStream {
 
 /// Deterministic test content of `len` bytes, different for each `seed`.
 pub fn sample(seed: u64, len: usize) -> Bytes {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
@@ -87,31 +88,67 @@ pub async fn blob_basics(store: SharedBlobStore) {
         store.read(&digest, None).await,
         Err(Error::BlobUnknown { .. })
     ));
-    let size = store.write(&digest, chunked(data.clone(), 7_000)).await.unwrap();
+    let size = store
+        .write(&digest, chunked(data.clone(), 7_000))
+        .await
+        .unwrap();
     assert_eq!(size, data.len() as u64);
     assert_eq!(store.stat(&digest).await.unwrap(), Some(data.len() as u64));
     assert_eq!(read_all(&*store, &digest, None).await, data);
 
-    let range = ByteRange { start: 1000, end: Some(2000) };
+    let range = ByteRange {
+        start: 1000,
+        end: Some(2000),
+    };
     let read = store.read(&digest, Some(range)).await.unwrap();
-    assert_eq!((read.size, read.range.clone()), (data.len() as u64, 1000..2000));
-    assert_eq!(read_all(&*store, &digest, Some(range)).await, data.slice(1000..2000));
-    let open = ByteRange { start: 299_990, end: None };
-    assert_eq!(read_all(&*store, &digest, Some(open)).await, data.slice(299_990..));
-    let clamped = ByteRange { start: 299_000, end: Some(10_000_000) };
-    assert_eq!(read_all(&*store, &digest, Some(clamped)).await, data.slice(299_000..));
-    let past = ByteRange { start: 300_000, end: None };
+    assert_eq!(
+        (read.size, read.range.clone()),
+        (data.len() as u64, 1000..2000)
+    );
+    assert_eq!(
+        read_all(&*store, &digest, Some(range)).await,
+        data.slice(1000..2000)
+    );
+    let open = ByteRange {
+        start: 299_990,
+        end: None,
+    };
+    assert_eq!(
+        read_all(&*store, &digest, Some(open)).await,
+        data.slice(299_990..)
+    );
+    let clamped = ByteRange {
+        start: 299_000,
+        end: Some(10_000_000),
+    };
+    assert_eq!(
+        read_all(&*store, &digest, Some(clamped)).await,
+        data.slice(299_000..)
+    );
+    let past = ByteRange {
+        start: 300_000,
+        end: None,
+    };
     assert!(matches!(
         store.read(&digest, Some(past)).await,
         Err(Error::RangeNotSatisfiable { .. })
     ));
 
     let empty = Digest::sha256(b"");
-    assert_eq!(store.write(&empty, once_stream(Bytes::new())).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .write(&empty, once_stream(Bytes::new()))
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(read_all(&*store, &empty, None).await, Bytes::new());
 
     let sha512 = Digest::compute(Algorithm::Sha512, &data);
-    store.write(&sha512, chunked(data.clone(), 65_536)).await.unwrap();
+    store
+        .write(&sha512, chunked(data.clone(), 65_536))
+        .await
+        .unwrap();
     assert_eq!(read_all(&*store, &sha512, None).await, data);
 
     let mut listed: Vec<Digest> = store.list().try_collect().await.unwrap();
@@ -121,7 +158,10 @@ pub async fn blob_basics(store: SharedBlobStore) {
     assert_eq!(listed, expected, "list shows every blob once");
 
     assert!(store.delete(&digest).await.unwrap());
-    assert!(!store.delete(&digest).await.unwrap(), "second delete finds nothing");
+    assert!(
+        !store.delete(&digest).await.unwrap(),
+        "second delete finds nothing"
+    );
     assert_eq!(store.stat(&digest).await.unwrap(), None);
 }
 
@@ -140,16 +180,36 @@ pub async fn blob_rejects_bad_writes(store: SharedBlobStore) {
     assert_eq!(store.stat(&wrong).await.unwrap(), None);
     assert_eq!(store.stat(&digest).await.unwrap(), None);
 
-    assert!(store.write(&digest, failing_after(data.slice(..50_000))).await.is_err());
-    assert_eq!(store.stat(&digest).await.unwrap(), None, "failed stream published nothing");
-    assert_eq!(store.list().try_collect::<Vec<_>>().await.unwrap(), Vec::<Digest>::new());
+    assert!(
+        store
+            .write(&digest, failing_after(data.slice(..50_000)))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.stat(&digest).await.unwrap(),
+        None,
+        "failed stream published nothing"
+    );
+    assert_eq!(
+        store.list().try_collect::<Vec<_>>().await.unwrap(),
+        Vec::<Digest>::new()
+    );
 
-    store.write(&digest, once_stream(data.clone())).await.unwrap();
+    store
+        .write(&digest, once_stream(data.clone()))
+        .await
+        .unwrap();
     // The same digest again, even while another client claims it, is success.
-    store.write(&digest, chunked(data.clone(), 333)).await.unwrap();
+    store
+        .write(&digest, chunked(data.clone(), 333))
+        .await
+        .unwrap();
     // A claim of an existing digest with other bytes is still verified and refused.
     assert!(matches!(
-        store.write(&digest, once_stream(Bytes::from_static(b"forged"))).await,
+        store
+            .write(&digest, once_stream(Bytes::from_static(b"forged")))
+            .await,
         Err(Error::DigestMismatch { .. })
     ));
     assert_eq!(read_all(&*store, &digest, None).await, data);
@@ -163,21 +223,40 @@ pub async fn blob_concurrent_writers(store: SharedBlobStore) {
     let mut tasks = Vec::new();
     for i in 0..16u64 {
         let store = store.clone();
-        let data = if i < 8 { shared.clone() } else { sample(100 + i, 512 * 1024) };
+        let data = if i < 8 {
+            shared.clone()
+        } else {
+            sample(100 + i, 512 * 1024)
+        };
         tasks.push(tokio::spawn(async move {
             let digest = Digest::sha256(&data);
-            store.write(&digest, chunked(data.clone(), 64 * 1024)).await.map(|_| (digest, data))
+            store
+                .write(&digest, chunked(data.clone(), 64 * 1024))
+                .await
+                .map(|_| (digest, data))
         }));
     }
     let mut written = Vec::new();
     for task in tasks {
-        written.push(task.await.expect("task").expect("concurrent write succeeds"));
+        written.push(
+            task.await
+                .expect("task")
+                .expect("concurrent write succeeds"),
+        );
     }
     for (digest, data) in &written {
-        assert_eq!(&read_all(&*store, digest, None).await, data, "{digest} intact");
+        assert_eq!(
+            &read_all(&*store, digest, None).await,
+            data,
+            "{digest} intact"
+        );
     }
     let listed: Vec<Digest> = store.list().try_collect().await.unwrap();
-    assert_eq!(listed.len(), 9, "one shared blob and eight distinct ones, each stored once");
+    assert_eq!(
+        listed.len(),
+        9,
+        "one shared blob and eight distinct ones, each stored once"
+    );
     assert_eq!(listed.iter().filter(|d| **d == shared_digest).count(), 1);
 }
 
@@ -188,50 +267,110 @@ pub async fn blob_upload_sessions(store: SharedBlobStore) {
     let digest = Digest::sha256(&data);
     let id = store.upload_start(Algorithm::Sha256).await.unwrap();
     assert_eq!(store.upload_status(&id).await.unwrap(), 0);
-    assert_eq!(store.upload_append(&id, 0, chunked(data.slice(..100_000), 4096)).await.unwrap(), 100_000);
-    match store.upload_append(&id, 50_000, once_stream(data.slice(50_000..60_000))).await {
+    assert_eq!(
+        store
+            .upload_append(&id, 0, chunked(data.slice(..100_000), 4096))
+            .await
+            .unwrap(),
+        100_000
+    );
+    match store
+        .upload_append(&id, 50_000, once_stream(data.slice(50_000..60_000)))
+        .await
+    {
         Err(Error::UploadOffsetMismatch { expected, found }) => {
             assert_eq!((expected, found), (100_000, 50_000));
         }
         other => panic!("expected an offset mismatch, got {other:?}"),
     }
-    assert!(store.upload_append(&id, 100_000, failing_after(data.slice(100_000..150_000))).await.is_err());
-    assert_eq!(store.upload_status(&id).await.unwrap(), 100_000, "failed chunk left the session as it was");
-    assert_eq!(store.upload_append(&id, 100_000, once_stream(data.slice(100_000..))).await.unwrap(), 250_000);
+    assert!(
+        store
+            .upload_append(&id, 100_000, failing_after(data.slice(100_000..150_000)))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.upload_status(&id).await.unwrap(),
+        100_000,
+        "failed chunk left the session as it was"
+    );
+    assert_eq!(
+        store
+            .upload_append(&id, 100_000, once_stream(data.slice(100_000..)))
+            .await
+            .unwrap(),
+        250_000
+    );
 
     let wrong = Digest::sha256(b"nope");
-    assert!(matches!(store.upload_finish(&id, &wrong).await, Err(Error::DigestMismatch { .. })));
+    assert!(matches!(
+        store.upload_finish(&id, &wrong).await,
+        Err(Error::DigestMismatch { .. })
+    ));
     assert_eq!(store.stat(&wrong).await.unwrap(), None);
-    assert_eq!(store.upload_status(&id).await.unwrap(), 250_000, "session survives a mismatch");
+    assert_eq!(
+        store.upload_status(&id).await.unwrap(),
+        250_000,
+        "session survives a mismatch"
+    );
     assert_eq!(store.upload_finish(&id, &digest).await.unwrap(), 250_000);
     assert_eq!(read_all(&*store, &digest, None).await, data);
-    assert!(matches!(store.upload_status(&id).await, Err(Error::BlobUploadUnknown { .. })));
+    assert!(matches!(
+        store.upload_status(&id).await,
+        Err(Error::BlobUploadUnknown { .. })
+    ));
 
     // A session hashed with sha256 can still be finished with a sha512 digest.
     let other = sample(5, 70_000);
     let id = store.upload_start(Algorithm::Sha256).await.unwrap();
-    store.upload_append(&id, 0, once_stream(other.clone())).await.unwrap();
+    store
+        .upload_append(&id, 0, once_stream(other.clone()))
+        .await
+        .unwrap();
     let sha512 = Digest::compute(Algorithm::Sha512, &other);
     store.upload_finish(&id, &sha512).await.unwrap();
     assert_eq!(read_all(&*store, &sha512, None).await, other);
 
     // Empty uploads are blobs too.
     let id = store.upload_start(Algorithm::Sha256).await.unwrap();
-    assert_eq!(store.upload_finish(&id, &Digest::sha256(b"")).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .upload_finish(&id, &Digest::sha256(b""))
+            .await
+            .unwrap(),
+        0
+    );
 
     let id = store.upload_start(Algorithm::Sha256).await.unwrap();
-    store.upload_append(&id, 0, once_stream(data.slice(..10))).await.unwrap();
+    store
+        .upload_append(&id, 0, once_stream(data.slice(..10)))
+        .await
+        .unwrap();
     store.upload_cancel(&id).await.unwrap();
-    assert!(matches!(store.upload_status(&id).await, Err(Error::BlobUploadUnknown { .. })));
-    assert!(matches!(store.upload_cancel(&id).await, Err(Error::BlobUploadUnknown { .. })));
-
-    let unknown = UploadId::generate();
-    assert!(matches!(store.upload_status(&unknown).await, Err(Error::BlobUploadUnknown { .. })));
     assert!(matches!(
-        store.upload_append(&unknown, 0, once_stream(Bytes::from_static(b"x"))).await,
+        store.upload_status(&id).await,
         Err(Error::BlobUploadUnknown { .. })
     ));
-    assert!(matches!(store.upload_finish(&unknown, &digest).await, Err(Error::BlobUploadUnknown { .. })));
+    assert!(matches!(
+        store.upload_cancel(&id).await,
+        Err(Error::BlobUploadUnknown { .. })
+    ));
+
+    let unknown = UploadId::generate();
+    assert!(matches!(
+        store.upload_status(&unknown).await,
+        Err(Error::BlobUploadUnknown { .. })
+    ));
+    assert!(matches!(
+        store
+            .upload_append(&unknown, 0, once_stream(Bytes::from_static(b"x")))
+            .await,
+        Err(Error::BlobUploadUnknown { .. })
+    ));
+    assert!(matches!(
+        store.upload_finish(&unknown, &digest).await,
+        Err(Error::BlobUploadUnknown { .. })
+    ));
 }
 
 /// An upload begun on one handle continues on another opened by `reopen` (for a durable store, a
@@ -244,11 +383,17 @@ where
     let data = sample(6, 200_000);
     let digest = Digest::sha256(&data);
     let id = store.upload_start(Algorithm::Sha256).await.unwrap();
-    store.upload_append(&id, 0, once_stream(data.slice(..123_457))).await.unwrap();
+    store
+        .upload_append(&id, 0, once_stream(data.slice(..123_457)))
+        .await
+        .unwrap();
     drop(store);
     let store = reopen().await;
     assert_eq!(store.upload_status(&id).await.unwrap(), 123_457);
-    store.upload_append(&id, 123_457, chunked(data.slice(123_457..), 10_000)).await.unwrap();
+    store
+        .upload_append(&id, 123_457, chunked(data.slice(123_457..), 10_000))
+        .await
+        .unwrap();
     store.upload_finish(&id, &digest).await.unwrap();
     assert_eq!(read_all(&*store, &digest, None).await, data);
 }
@@ -266,7 +411,12 @@ pub fn new_manifest(
     NewManifest {
         repository: repository.clone(),
         digest: Digest::sha256(&bytes),
-        media_type: if children.is_empty() { OCI_MANIFEST } else { OCI_INDEX }.to_owned(),
+        media_type: if children.is_empty() {
+            OCI_MANIFEST
+        } else {
+            OCI_INDEX
+        }
+        .to_owned(),
         artifact_type: artifact_type.map(str::to_owned),
         subject: subject.cloned(),
         annotations: BTreeMap::from([("seed".to_owned(), seed.to_owned())]),
@@ -290,11 +440,16 @@ async fn queued(store: &dyn MetadataStore, target: &ReviewTarget) -> ReviewEvent
 }
 
 fn blob_target(digest: &Digest) -> ReviewTarget {
-    ReviewTarget::Blob { digest: digest.clone() }
+    ReviewTarget::Blob {
+        digest: digest.clone(),
+    }
 }
 
 fn manifest_target(repository: &RepositoryName, digest: &Digest) -> ReviewTarget {
-    ReviewTarget::Manifest { repository: repository.clone(), digest: digest.clone() }
+    ReviewTarget::Manifest {
+        repository: repository.clone(),
+        digest: digest.clone(),
+    }
 }
 
 /// Blob links: link (creating the repository), lookups per repository and global, unlink; each
@@ -308,16 +463,30 @@ pub async fn metadata_blob_links(store: SharedMetadataStore) {
     store.link_blob(&a, &digest, 5).await.unwrap();
     store.link_blob(&a, &digest, 5).await.unwrap();
     assert!(store.repository_exists(&a).await.unwrap());
-    assert_eq!(queued(&*store, &blob_target(&digest)).await, ReviewEvent::BlobUploaded);
-    let record = store.linked_blob(&a, &digest).await.unwrap().expect("linked");
+    assert_eq!(
+        queued(&*store, &blob_target(&digest)).await,
+        ReviewEvent::BlobUploaded
+    );
+    let record = store
+        .linked_blob(&a, &digest)
+        .await
+        .unwrap()
+        .expect("linked");
     assert_eq!((record.digest.clone(), record.size), (digest.clone(), 5));
-    assert_eq!(store.linked_blob(&b, &digest).await.unwrap(), None, "not linked to b");
+    assert_eq!(
+        store.linked_blob(&b, &digest).await.unwrap(),
+        None,
+        "not linked to b"
+    );
     assert_eq!(store.blob(&digest).await.unwrap().map(|r| r.size), Some(5));
 
     store.link_blob(&b, &digest, 5).await.unwrap();
     assert!(store.unlink_blob(&a, &digest).await.unwrap());
     assert!(!store.unlink_blob(&a, &digest).await.unwrap());
-    assert_eq!(queued(&*store, &blob_target(&digest)).await, ReviewEvent::BlobUnlinked);
+    assert_eq!(
+        queued(&*store, &blob_target(&digest)).await,
+        ReviewEvent::BlobUnlinked
+    );
     assert_eq!(store.linked_blob(&a, &digest).await.unwrap(), None);
     assert!(store.linked_blob(&b, &digest).await.unwrap().is_some());
 }
@@ -330,74 +499,196 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
     let config = Digest::sha256(b"config");
     let layer = Digest::sha256(b"layer");
     store.link_blob(&repo, &config, 6).await.unwrap();
-    let one = new_manifest(&repo, "one", &[config.clone(), layer.clone()], &[], None, None);
+    let one = new_manifest(
+        &repo,
+        "one",
+        &[config.clone(), layer.clone()],
+        &[],
+        None,
+        None,
+    );
 
     match store.put_manifest(&one, Some(&tag("v1"))).await {
         Err(Error::ManifestBlobUnknown { digest }) => assert_eq!(digest, layer),
         other => panic!("expected MANIFEST_BLOB_UNKNOWN, got {other:?}"),
     }
     let by_digest = Reference::Digest(one.digest.clone());
-    assert_eq!(store.manifest(&repo, &by_digest).await.unwrap(), None, "nothing stored");
-    assert_eq!(store.list_tags(&repo, &Page::first(10)).await.unwrap(), Vec::<Tag>::new());
+    assert_eq!(
+        store.manifest(&repo, &by_digest).await.unwrap(),
+        None,
+        "nothing stored"
+    );
+    assert_eq!(
+        store.list_tags(&repo, &Page::first(10)).await.unwrap(),
+        Vec::<Tag>::new()
+    );
 
     store.link_blob(&repo, &layer, 5).await.unwrap();
     let outcome = store.put_manifest(&one, Some(&tag("v1"))).await.unwrap();
     assert!(outcome.created);
     assert_eq!(outcome.previous_tag_target, None);
-    assert_eq!(queued(&*store, &manifest_target(&repo, &one.digest)).await, ReviewEvent::ManifestUploaded);
+    assert_eq!(
+        queued(&*store, &manifest_target(&repo, &one.digest)).await,
+        ReviewEvent::ManifestUploaded
+    );
     let again = store.put_manifest(&one, Some(&tag("v1"))).await.unwrap();
-    assert!(!again.created, "pushing the same manifest again is idempotent");
+    assert!(
+        !again.created,
+        "pushing the same manifest again is idempotent"
+    );
 
     for reference in [by_digest.clone(), Reference::Tag(tag("v1"))] {
-        let record = store.manifest(&repo, &reference).await.unwrap().expect("stored");
+        let record = store
+            .manifest(&repo, &reference)
+            .await
+            .unwrap()
+            .expect("stored");
         assert_eq!(record.bytes, one.bytes, "bytes served exactly as pushed");
         assert_eq!(record.digest, one.digest);
         assert_eq!(record.media_type, OCI_MANIFEST);
         assert_eq!(record.annotations, one.annotations);
     }
-    assert_eq!(store.manifest(&repo, &Reference::Tag(tag("nope"))).await.unwrap(), None);
-    assert_eq!(store.manifest(&name("other/repo"), &by_digest).await.unwrap(), None);
+    assert_eq!(
+        store
+            .manifest(&repo, &Reference::Tag(tag("nope")))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .manifest(&name("other/repo"), &by_digest)
+            .await
+            .unwrap(),
+        None
+    );
 
-    let two = new_manifest(&repo, "two", &[config.clone()], &[], None, None);
+    let two = new_manifest(&repo, "two", std::slice::from_ref(&config), &[], None, None);
     let outcome = store.put_manifest(&two, Some(&tag("v1"))).await.unwrap();
     assert_eq!(outcome.previous_tag_target, Some(one.digest.clone()));
-    assert_eq!(queued(&*store, &manifest_target(&repo, &one.digest)).await, ReviewEvent::TagSwitched);
-    assert_eq!(store.put_tag(&repo, &tag("stable"), &one.digest).await.unwrap(), None);
-    assert_eq!(store.put_tag(&repo, &tag("latest"), &two.digest).await.unwrap(), None);
-    assert_eq!(store.put_tag(&repo, &tag("latest"), &one.digest).await.unwrap(), Some(two.digest.clone()));
-    assert_eq!(queued(&*store, &manifest_target(&repo, &two.digest)).await, ReviewEvent::TagSwitched);
+    assert_eq!(
+        queued(&*store, &manifest_target(&repo, &one.digest)).await,
+        ReviewEvent::TagSwitched
+    );
+    assert_eq!(
+        store
+            .put_tag(&repo, &tag("stable"), &one.digest)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .put_tag(&repo, &tag("latest"), &two.digest)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .put_tag(&repo, &tag("latest"), &one.digest)
+            .await
+            .unwrap(),
+        Some(two.digest.clone())
+    );
+    assert_eq!(
+        queued(&*store, &manifest_target(&repo, &two.digest)).await,
+        ReviewEvent::TagSwitched
+    );
     assert!(matches!(
-        store.put_tag(&repo, &tag("x"), &Digest::sha256(b"absent")).await,
+        store
+            .put_tag(&repo, &tag("x"), &Digest::sha256(b"absent"))
+            .await,
         Err(Error::ManifestUnknown { .. })
     ));
 
-    assert_eq!(store.delete_tag(&repo, &tag("v1")).await.unwrap(), two.digest);
-    assert_eq!(queued(&*store, &manifest_target(&repo, &two.digest)).await, ReviewEvent::TagDeleted);
-    assert!(matches!(store.delete_tag(&repo, &tag("v1")).await, Err(Error::ManifestUnknown { .. })));
-    assert!(store.manifest(&repo, &Reference::Digest(two.digest.clone())).await.unwrap().is_some(), "tag delete keeps the manifest");
+    assert_eq!(
+        store.delete_tag(&repo, &tag("v1")).await.unwrap(),
+        two.digest
+    );
+    assert_eq!(
+        queued(&*store, &manifest_target(&repo, &two.digest)).await,
+        ReviewEvent::TagDeleted
+    );
+    assert!(matches!(
+        store.delete_tag(&repo, &tag("v1")).await,
+        Err(Error::ManifestUnknown { .. })
+    ));
+    assert!(
+        store
+            .manifest(&repo, &Reference::Digest(two.digest.clone()))
+            .await
+            .unwrap()
+            .is_some(),
+        "tag delete keeps the manifest"
+    );
 
     // An index protects its children.
-    let index = new_manifest(&repo, "index", &[], &[one.digest.clone(), two.digest.clone()], None, None);
-    let orphan = new_manifest(&repo, "orphan-index", &[], &[Digest::sha256(b"no child")], None, None);
-    assert!(matches!(store.put_manifest(&orphan, None).await, Err(Error::ManifestBlobUnknown { .. })));
-    store.put_manifest(&index, Some(&tag("multi"))).await.unwrap();
+    let index = new_manifest(
+        &repo,
+        "index",
+        &[],
+        &[one.digest.clone(), two.digest.clone()],
+        None,
+        None,
+    );
+    let orphan = new_manifest(
+        &repo,
+        "orphan-index",
+        &[],
+        &[Digest::sha256(b"no child")],
+        None,
+        None,
+    );
+    assert!(matches!(
+        store.put_manifest(&orphan, None).await,
+        Err(Error::ManifestBlobUnknown { .. })
+    ));
+    store
+        .put_manifest(&index, Some(&tag("multi")))
+        .await
+        .unwrap();
     match store.delete_manifest(&repo, &one.digest).await {
         Err(Error::ManifestReferenced { digest, index: by }) => {
             assert_eq!((digest, by), (one.digest.clone(), index.digest.clone()));
         }
         other => panic!("expected the index to protect its child, got {other:?}"),
     }
-    assert_eq!(store.delete_manifest(&repo, &index.digest).await.unwrap(), vec![tag("multi")]);
-    assert_eq!(queued(&*store, &manifest_target(&repo, &one.digest)).await, ReviewEvent::IndexDeleted);
-    assert_eq!(queued(&*store, &manifest_target(&repo, &two.digest)).await, ReviewEvent::IndexDeleted);
+    assert_eq!(
+        store.delete_manifest(&repo, &index.digest).await.unwrap(),
+        vec![tag("multi")]
+    );
+    assert_eq!(
+        queued(&*store, &manifest_target(&repo, &one.digest)).await,
+        ReviewEvent::IndexDeleted
+    );
+    assert_eq!(
+        queued(&*store, &manifest_target(&repo, &two.digest)).await,
+        ReviewEvent::IndexDeleted
+    );
 
     let mut tags = store.delete_manifest(&repo, &one.digest).await.unwrap();
     tags.sort();
     assert_eq!(tags, vec![tag("latest"), tag("stable")]);
-    assert_eq!(queued(&*store, &blob_target(&layer)).await, ReviewEvent::ManifestDeleted);
-    assert_eq!(store.manifest(&repo, &Reference::Tag(tag("latest"))).await.unwrap(), None);
-    assert!(matches!(store.delete_manifest(&repo, &one.digest).await, Err(Error::ManifestUnknown { .. })));
-    assert!(matches!(store.delete_manifest(&name("never/was"), &one.digest).await, Err(Error::ManifestUnknown { .. })));
+    assert_eq!(
+        queued(&*store, &blob_target(&layer)).await,
+        ReviewEvent::ManifestDeleted
+    );
+    assert_eq!(
+        store
+            .manifest(&repo, &Reference::Tag(tag("latest")))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        store.delete_manifest(&repo, &one.digest).await,
+        Err(Error::ManifestUnknown { .. })
+    ));
+    assert!(matches!(
+        store.delete_manifest(&name("never/was"), &one.digest).await,
+        Err(Error::ManifestUnknown { .. })
+    ));
 }
 
 /// Referrers by subject and artifact type; a missing subject is allowed and has no referrers;
@@ -406,29 +697,76 @@ pub async fn metadata_referrers(store: SharedMetadataStore) {
     let repo = name("refs");
     let subject = new_manifest(&repo, "subject", &[], &[], None, None);
     // The subject does not exist yet: a referrer may still be pushed.
-    let sig = new_manifest(&repo, "sig", &[], &[], Some(&subject.digest), Some("application/x.sig"));
-    let sbom = new_manifest(&repo, "sbom", &[], &[], Some(&subject.digest), Some("application/x.sbom"));
+    let sig = new_manifest(
+        &repo,
+        "sig",
+        &[],
+        &[],
+        Some(&subject.digest),
+        Some("application/x.sig"),
+    );
+    let sbom = new_manifest(
+        &repo,
+        "sbom",
+        &[],
+        &[],
+        Some(&subject.digest),
+        Some("application/x.sbom"),
+    );
     store.put_manifest(&sig, None).await.unwrap();
     store.put_manifest(&sbom, None).await.unwrap();
-    store.put_manifest(&subject, Some(&tag("v1"))).await.unwrap();
+    store
+        .put_manifest(&subject, Some(&tag("v1")))
+        .await
+        .unwrap();
 
     let all = store.referrers(&repo, &subject.digest, None).await.unwrap();
     let mut expected = vec![sig.digest.clone(), sbom.digest.clone()];
     expected.sort();
-    assert_eq!(all.iter().map(|r| r.digest.clone()).collect::<Vec<_>>(), expected);
-    let only_sig = store.referrers(&repo, &subject.digest, Some("application/x.sig")).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.digest.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    let only_sig = store
+        .referrers(&repo, &subject.digest, Some("application/x.sig"))
+        .await
+        .unwrap();
     assert_eq!(only_sig.len(), 1);
     assert_eq!(only_sig[0].digest, sig.digest);
     assert_eq!(only_sig[0].size, sig.bytes.len() as u64);
     assert_eq!(only_sig[0].media_type, OCI_MANIFEST);
     assert_eq!(only_sig[0].annotations, sig.annotations);
-    assert!(store.referrers(&repo, &subject.digest, Some("none/such")).await.unwrap().is_empty());
-    assert!(store.referrers(&repo, &Digest::sha256(b"unknown"), None).await.unwrap().is_empty());
-    assert!(store.referrers(&name("no/repo"), &subject.digest, None).await.unwrap().is_empty());
+    assert!(
+        store
+            .referrers(&repo, &subject.digest, Some("none/such"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .referrers(&repo, &Digest::sha256(b"unknown"), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .referrers(&name("no/repo"), &subject.digest, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     store.delete_manifest(&repo, &subject.digest).await.unwrap();
-    assert_eq!(queued(&*store, &manifest_target(&repo, &sig.digest)).await, ReviewEvent::SubjectDeleted);
-    assert_eq!(queued(&*store, &manifest_target(&repo, &sbom.digest)).await, ReviewEvent::SubjectDeleted);
+    assert_eq!(
+        queued(&*store, &manifest_target(&repo, &sig.digest)).await,
+        ReviewEvent::SubjectDeleted
+    );
+    assert_eq!(
+        queued(&*store, &manifest_target(&repo, &sbom.digest)).await,
+        ReviewEvent::SubjectDeleted
+    );
 }
 
 /// Tag and repository listings in byte order with `n`/`last` pagination, at every boundary.
@@ -439,14 +777,23 @@ pub async fn metadata_pagination(store: SharedMetadataStore) {
     // Byte order: upper case before '_' before lower case; "v10" before "v2".
     let names = ["B", "_x", "a", "a-1", "latest", "v10", "v2"];
     for t in names.iter().rev() {
-        store.put_tag(&repo, &tag(t), &manifest.digest).await.unwrap();
+        store
+            .put_tag(&repo, &tag(t), &manifest.digest)
+            .await
+            .unwrap();
     }
     let all: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let list = |page: Page| {
         let store = store.clone();
         let repo = repo.clone();
         async move {
-            store.list_tags(&repo, &page).await.unwrap().iter().map(Tag::to_string).collect::<Vec<_>>()
+            store
+                .list_tags(&repo, &page)
+                .await
+                .unwrap()
+                .iter()
+                .map(Tag::to_string)
+                .collect::<Vec<_>>()
         }
     };
     assert_eq!(list(Page::first(100)).await, all);
@@ -456,7 +803,11 @@ pub async fn metadata_pagination(store: SharedMetadataStore) {
     assert_eq!(list(Page::after("a-1", 10)).await, all[4..]);
     assert_eq!(list(Page::after("v2", 10)).await, Vec::<String>::new());
     assert_eq!(list(Page::after("zzz", 10)).await, Vec::<String>::new());
-    assert_eq!(list(Page::after("b", 10)).await, all[4..], "last need not be an existing tag");
+    assert_eq!(
+        list(Page::after("b", 10)).await,
+        all[4..],
+        "last need not be an existing tag"
+    );
     // Walking page by page visits each tag once.
     let mut walked = Vec::new();
     let mut page = Page::first(2);
@@ -475,34 +826,79 @@ pub async fn metadata_pagination(store: SharedMetadataStore) {
     ));
 
     for r in ["z/last", "a/first", "m/middle", "a/first/nested", "a0"] {
-        store.link_blob(&name(r), &Digest::sha256(b"x"), 1).await.unwrap();
+        store
+            .link_blob(&name(r), &Digest::sha256(b"x"), 1)
+            .await
+            .unwrap();
     }
     let repos = |page: Page| {
         let store = store.clone();
         async move {
-            store.list_repositories(&page).await.unwrap().iter().map(|r| r.to_string()).collect::<Vec<_>>()
+            store
+                .list_repositories(&page)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
         }
     };
-    let expected = ["a/first", "a/first/nested", "a0", "m/middle", "paged", "z/last"];
+    let expected = [
+        "a/first",
+        "a/first/nested",
+        "a0",
+        "m/middle",
+        "paged",
+        "z/last",
+    ];
     assert_eq!(repos(Page::first(100)).await, expected);
     assert_eq!(repos(Page::first(2)).await, expected[..2]);
-    assert_eq!(repos(Page::after("a/first/nested", 2)).await, expected[2..4]);
+    assert_eq!(
+        repos(Page::after("a/first/nested", 2)).await,
+        expected[2..4]
+    );
     assert_eq!(repos(Page::after("z/last", 2)).await, Vec::<String>::new());
 }
 
 /// Upload session records: create, duplicate, read, list by age, delete.
 pub async fn metadata_uploads(store: SharedMetadataStore) {
     let repo = name("uploads");
-    let old = UploadRecord { id: UploadId::generate(), repository: repo.clone(), started_at: Timestamp(1_000) };
-    let new = UploadRecord { id: UploadId::generate(), repository: repo.clone(), started_at: Timestamp::now() };
+    let old = UploadRecord {
+        id: UploadId::generate(),
+        repository: repo.clone(),
+        started_at: Timestamp(1_000),
+    };
+    let new = UploadRecord {
+        id: UploadId::generate(),
+        repository: repo.clone(),
+        started_at: Timestamp::now(),
+    };
     store.create_upload(&old).await.unwrap();
     store.create_upload(&new).await.unwrap();
-    assert!(store.create_upload(&old).await.is_err(), "an id is created once");
+    assert!(
+        store.create_upload(&old).await.is_err(),
+        "an id is created once"
+    );
     assert_eq!(store.upload(&old.id).await.unwrap(), Some(old.clone()));
     assert_eq!(store.upload(&UploadId::generate()).await.unwrap(), None);
-    assert_eq!(store.uploads_started_before(Timestamp(2_000), 10).await.unwrap(), vec![old.clone()]);
-    assert_eq!(store.uploads_started_before(far_future(), 10).await.unwrap(), vec![old.clone(), new.clone()]);
-    assert_eq!(store.uploads_started_before(far_future(), 1).await.unwrap(), vec![old.clone()]);
+    assert_eq!(
+        store
+            .uploads_started_before(Timestamp(2_000), 10)
+            .await
+            .unwrap(),
+        vec![old.clone()]
+    );
+    assert_eq!(
+        store
+            .uploads_started_before(far_future(), 10)
+            .await
+            .unwrap(),
+        vec![old.clone(), new.clone()]
+    );
+    assert_eq!(
+        store.uploads_started_before(far_future(), 1).await.unwrap(),
+        vec![old.clone()]
+    );
     assert!(store.delete_upload(&old.id).await.unwrap());
     assert!(!store.delete_upload(&old.id).await.unwrap());
     assert_eq!(store.upload(&old.id).await.unwrap(), None);
@@ -514,32 +910,84 @@ pub async fn metadata_review_queue(store: SharedMetadataStore) {
     let blob = Digest::sha256(b"queued blob");
     assert_eq!(store.review_queue_len().await.unwrap(), 0);
     store.link_blob(&repo, &blob, 11).await.unwrap();
-    let manifest = new_manifest(&repo, "queued", &[blob.clone()], &[], None, None);
-    store.put_manifest(&manifest, Some(&tag("t"))).await.unwrap();
-    store.link_blob(&name("queue/other"), &blob, 11).await.unwrap();
-    assert_eq!(store.review_queue_len().await.unwrap(), 2, "one entry per target");
+    let manifest = new_manifest(
+        &repo,
+        "queued",
+        std::slice::from_ref(&blob),
+        &[],
+        None,
+        None,
+    );
+    store
+        .put_manifest(&manifest, Some(&tag("t")))
+        .await
+        .unwrap();
+    store
+        .link_blob(&name("queue/other"), &blob, 11)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.review_queue_len().await.unwrap(),
+        2,
+        "one entry per target"
+    );
 
     let due = store.due_reviews(far_future(), 10).await.unwrap();
     let targets: Vec<ReviewTarget> = due.iter().map(|t| t.target.clone()).collect();
     assert!(targets.contains(&blob_target(&blob)));
     assert!(targets.contains(&manifest_target(&repo, &manifest.digest)));
-    assert!(due.windows(2).all(|w| w[0].due_at <= w[1].due_at), "earliest first");
-    assert!(store.due_reviews(Timestamp(0), 10).await.unwrap().is_empty(), "nothing is due in the past");
+    assert!(
+        due.windows(2).all(|w| w[0].due_at <= w[1].due_at),
+        "earliest first"
+    );
+    assert!(
+        store
+            .due_reviews(Timestamp(0), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing is due in the past"
+    );
     assert_eq!(store.due_reviews(far_future(), 1).await.unwrap().len(), 1);
 
     let later = far_future().after(Duration::from_secs(3600));
-    assert!(store.postpone_review(&blob_target(&blob), later).await.unwrap());
+    assert!(
+        store
+            .postpone_review(&blob_target(&blob), later)
+            .await
+            .unwrap()
+    );
     let task = store.review(&blob_target(&blob)).await.unwrap().unwrap();
     assert_eq!((task.due_at, task.attempts), (later, 1));
-    assert!(!store.due_reviews(far_future(), 10).await.unwrap().iter().any(|t| t.target == blob_target(&blob)));
+    assert!(
+        !store
+            .due_reviews(far_future(), 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.target == blob_target(&blob))
+    );
 
     // A new event never makes an entry due earlier than it was.
     store.link_blob(&repo, &blob, 11).await.unwrap();
-    assert_eq!(store.review(&blob_target(&blob)).await.unwrap().unwrap().due_at, later);
+    assert_eq!(
+        store
+            .review(&blob_target(&blob))
+            .await
+            .unwrap()
+            .unwrap()
+            .due_at,
+        later
+    );
 
     assert!(store.complete_review(&blob_target(&blob)).await.unwrap());
     assert!(!store.complete_review(&blob_target(&blob)).await.unwrap());
-    assert!(!store.postpone_review(&blob_target(&blob), later).await.unwrap());
+    assert!(
+        !store
+            .postpone_review(&blob_target(&blob), later)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.review_queue_len().await.unwrap(), 1);
 }
 
@@ -554,10 +1002,16 @@ pub async fn metadata_concurrency(store: SharedMetadataStore) {
         let repo = repo.clone();
         let shared = shared.clone();
         tasks.push(tokio::spawn(async move {
-            let digest = if i < 8 { shared } else { Digest::sha256(format!("layer {i}").as_bytes()) };
+            let digest = if i < 8 {
+                shared
+            } else {
+                Digest::sha256(format!("layer {i}").as_bytes())
+            };
             store.link_blob(&repo, &digest, 12).await?;
             let manifest = new_manifest(&repo, &format!("m{i}"), &[digest], &[], None, None);
-            store.put_manifest(&manifest, Some(&Tag::parse("race").expect("tag"))).await?;
+            store
+                .put_manifest(&manifest, Some(&Tag::parse("race").expect("tag")))
+                .await?;
             Ok(manifest.digest)
         }));
     }
@@ -567,11 +1021,24 @@ pub async fn metadata_concurrency(store: SharedMetadataStore) {
     }
     assert!(store.blob(&shared).await.unwrap().is_some());
     for digest in &pushed {
-        assert!(store.manifest(&repo, &Reference::Digest(digest.clone())).await.unwrap().is_some());
+        assert!(
+            store
+                .manifest(&repo, &Reference::Digest(digest.clone()))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
-    let winner = store.manifest(&repo, &Reference::Tag(tag("race"))).await.unwrap().expect("tagged");
+    let winner = store
+        .manifest(&repo, &Reference::Tag(tag("race")))
+        .await
+        .unwrap()
+        .expect("tagged");
     assert!(pushed.contains(&winner.digest));
-    assert_eq!(store.list_tags(&repo, &Page::first(10)).await.unwrap(), vec![tag("race")]);
+    assert_eq!(
+        store.list_tags(&repo, &Page::first(10)).await.unwrap(),
+        vec![tag("race")]
+    );
     // 9 blob entries plus 16 manifest entries.
     assert_eq!(store.review_queue_len().await.unwrap(), 25);
 }

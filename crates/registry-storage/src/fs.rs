@@ -97,7 +97,9 @@ impl FsBlobStore {
     /// `older_than` ago; returns how many were removed.
     pub async fn purge_staging(&self, older_than: Duration) -> Result<usize> {
         let mut removed = 0;
-        let mut entries = fs::read_dir(self.root.join("staging")).await.map_err(io_error)?;
+        let mut entries = fs::read_dir(self.root.join("staging"))
+            .await
+            .map_err(io_error)?;
         let now = SystemTime::now();
         while let Some(entry) = entries.next_entry().await.map_err(io_error)? {
             let modified = entry.metadata().await.and_then(|m| m.modified());
@@ -170,7 +172,9 @@ impl FsBlobStore {
         let mut file = File::create(&temporary).await.map_err(io_error)?;
         file.write_all(&state.encode()).await.map_err(io_error)?;
         file.sync_all().await.map_err(io_error)?;
-        fs::rename(&temporary, dir.join("state")).await.map_err(io_error)
+        fs::rename(&temporary, dir.join("state"))
+            .await
+            .map_err(io_error)
     }
 
     /// Opens an upload's data file positioned at `size`, discarding any bytes past it (left by
@@ -198,7 +202,11 @@ async fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Writes a stream to a file, hashing as it goes. Each chunk is handed to the file before it is
 /// hashed, so hashing overlaps with the previous write on tokio's blocking pool.
-async fn stream_to_file(file: &mut File, mut body: ByteStream, hasher: &mut DigestHasher) -> Result<u64> {
+async fn stream_to_file(
+    file: &mut File,
+    mut body: ByteStream,
+    hasher: &mut DigestHasher,
+) -> Result<u64> {
     let mut written = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
@@ -301,7 +309,9 @@ impl BlobStore for FsBlobStore {
             None => 0..size,
         };
         if range.start > 0 {
-            file.seek(SeekFrom::Start(range.start)).await.map_err(io_error)?;
+            file.seek(SeekFrom::Start(range.start))
+                .await
+                .map_err(io_error)?;
         }
         let reader = file.take(range.end - range.start);
         let stream = ReaderStream::with_capacity(reader, READ_CHUNK)
@@ -421,7 +431,9 @@ impl BlobStore for FsBlobStore {
             });
         }
         self.publish(&data, expected).await?;
-        fs::remove_dir_all(self.upload_dir(id)).await.map_err(io_error)?;
+        fs::remove_dir_all(self.upload_dir(id))
+            .await
+            .map_err(io_error)?;
         Ok(state.size)
     }
 

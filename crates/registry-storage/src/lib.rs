@@ -12,7 +12,7 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> registry_core::Result<()> {
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use bytes::Bytes;
 //! use registry_core::{BlobStore, BlobStoreExt, MetadataStore, RepositoryName};

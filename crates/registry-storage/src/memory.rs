@@ -21,7 +21,9 @@ use registry_core::{
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the maps half-updated in a way later calls
     // would misread (each operation validates before it mutates), so poisoning is ignored.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A blob store in memory.
@@ -50,7 +52,11 @@ impl MemoryBlobStore {
 }
 
 /// Drains a stream into memory, hashing as it goes.
-async fn collect(mut body: ByteStream, hasher: &mut DigestHasher, into: &mut BytesMut) -> Result<()> {
+async fn collect(
+    mut body: ByteStream,
+    hasher: &mut DigestHasher,
+    into: &mut BytesMut,
+) -> Result<()> {
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
         hasher.update(&chunk);
@@ -139,7 +145,10 @@ impl BlobStore for MemoryBlobStore {
         let mut data = BytesMut::new();
         collect(chunk, &mut hasher, &mut data).await?;
         let mut state = lock(&self.state);
-        let upload = state.uploads.get_mut(id).ok_or_else(|| unknown_upload(id))?;
+        let upload = state
+            .uploads
+            .get_mut(id)
+            .ok_or_else(|| unknown_upload(id))?;
         // Another append may have landed while this chunk streamed in.
         if upload.data.len() as u64 != start {
             return Err(Error::UploadOffsetMismatch {
@@ -191,9 +200,7 @@ impl BlobStore for MemoryBlobStore {
 }
 
 pub(crate) fn unknown_upload(id: &UploadId) -> Error {
-    Error::BlobUploadUnknown {
-        id: id.to_string(),
-    }
+    Error::BlobUploadUnknown { id: id.to_string() }
 }
 
 /// A metadata store in memory.
@@ -335,7 +342,11 @@ impl ContentMetadata for MemoryMetadataStore {
         let target = ReviewTarget::Blob {
             digest: digest.clone(),
         };
-        state.queue(target, ReviewEvent::BlobUploaded, now.after(self.review_delay));
+        state.queue(
+            target,
+            ReviewEvent::BlobUploaded,
+            now.after(self.review_delay),
+        );
         Ok(())
     }
 
@@ -367,7 +378,11 @@ impl ContentMetadata for MemoryMetadataStore {
             let target = ReviewTarget::Blob {
                 digest: digest.clone(),
             };
-            state.queue(target, ReviewEvent::BlobUnlinked, now.after(self.review_delay));
+            state.queue(
+                target,
+                ReviewEvent::BlobUnlinked,
+                now.after(self.review_delay),
+            );
         }
         Ok(removed)
     }
@@ -381,7 +396,10 @@ impl ContentMetadata for MemoryMetadataStore {
         let due = now.after(self.review_delay);
         let mut state = lock(&self.state);
         let empty = Repository::default();
-        let existing = state.repositories.get(&manifest.repository).unwrap_or(&empty);
+        let existing = state
+            .repositories
+            .get(&manifest.repository)
+            .unwrap_or(&empty);
         if let Some(missing) = manifest
             .blobs
             .iter()
@@ -477,7 +495,10 @@ impl ContentMetadata for MemoryMetadataStore {
                 index: index.clone(),
             });
         }
-        let removed = repo.manifests.remove(digest).ok_or_else(|| manifest_unknown(repository, digest))?;
+        let removed = repo
+            .manifests
+            .remove(digest)
+            .ok_or_else(|| manifest_unknown(repository, digest))?;
         let tags: Vec<Tag> = repo
             .tags
             .iter()
@@ -494,13 +515,25 @@ impl ContentMetadata for MemoryMetadataStore {
             .map(|m| m.record.digest.clone())
             .collect();
         for blob in removed.blobs {
-            state.queue(ReviewTarget::Blob { digest: blob }, ReviewEvent::ManifestDeleted, due);
+            state.queue(
+                ReviewTarget::Blob { digest: blob },
+                ReviewEvent::ManifestDeleted,
+                due,
+            );
         }
         for child in removed.children {
-            state.queue(manifest_review(repository, &child), ReviewEvent::IndexDeleted, due);
+            state.queue(
+                manifest_review(repository, &child),
+                ReviewEvent::IndexDeleted,
+                due,
+            );
         }
         for referrer in referrers {
-            state.queue(manifest_review(repository, &referrer), ReviewEvent::SubjectDeleted, due);
+            state.queue(
+                manifest_review(repository, &referrer),
+                ReviewEvent::SubjectDeleted,
+                due,
+            );
         }
         Ok(tags)
     }
@@ -520,7 +553,11 @@ impl ContentMetadata for MemoryMetadataStore {
             .ok_or_else(|| manifest_unknown(repository, digest))?;
         let previous = repo.tags.insert(tag.clone(), digest.clone());
         if let Some(previous) = previous.as_ref().filter(|p| *p != digest) {
-            state.queue(manifest_review(repository, previous), ReviewEvent::TagSwitched, due);
+            state.queue(
+                manifest_review(repository, previous),
+                ReviewEvent::TagSwitched,
+                due,
+            );
         }
         Ok(previous)
     }
@@ -533,7 +570,11 @@ impl ContentMetadata for MemoryMetadataStore {
             .get_mut(repository)
             .and_then(|r| r.tags.remove(tag))
             .ok_or_else(|| manifest_unknown(repository, tag))?;
-        state.queue(manifest_review(repository, &digest), ReviewEvent::TagDeleted, due);
+        state.queue(
+            manifest_review(repository, &digest),
+            ReviewEvent::TagDeleted,
+            due,
+        );
         Ok(digest)
     }
 
@@ -632,10 +673,14 @@ impl ReviewQueue for MemoryMetadataStore {
 
     async fn postpone_review(&self, target: &ReviewTarget, until: Timestamp) -> Result<bool> {
         let mut state = lock(&self.state);
-        Ok(state.reviews.get_mut(target).map(|task| {
-            task.due_at = until;
-            task.attempts += 1;
-        }).is_some())
+        Ok(state
+            .reviews
+            .get_mut(target)
+            .map(|task| {
+                task.due_at = until;
+                task.attempts += 1;
+            })
+            .is_some())
     }
 
     async fn complete_review(&self, target: &ReviewTarget) -> Result<bool> {

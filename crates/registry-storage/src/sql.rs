@@ -8,7 +8,6 @@
 //! collector deleting a blob and a push referencing it serialize.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -49,13 +48,14 @@ fn corrupt(what: &str, value: &str) -> Error {
 }
 
 fn to_i64(value: u64) -> Result<i64> {
-    i64::try_from(value).map_err(|_| Error::backend(format!("{value} does not fit a database integer")))
+    i64::try_from(value)
+        .map_err(|_| Error::backend(format!("{value} does not fit a database integer")))
 }
 
 impl SqlMetadataStore {
     /// Opens (creating if needed) a SQLite database file and migrates it.
     #[cfg(feature = "sqlite")]
-    pub async fn sqlite(path: &Path) -> Result<Self> {
+    pub async fn sqlite(path: &std::path::Path) -> Result<Self> {
         let url = format!("sqlite://{}?mode=rwc", path.display());
         Self::connect(&url).await
     }
@@ -126,7 +126,7 @@ impl SqlMetadataStore {
                 });
             }
         };
-        migrator.run(&self.pool).await.map_err(|e| Error::backend(e))
+        migrator.run(&self.pool).await.map_err(Error::backend)
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
@@ -157,12 +157,14 @@ impl SqlMetadataStore {
 
 /// The id of a repository, created when missing.
 async fn ensure_repository(conn: &mut AnyConnection, name: &RepositoryName) -> Result<i64> {
-    sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(name.as_str())
-        .bind(Timestamp::now().0)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
+    sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name.as_str())
+    .bind(Timestamp::now().0)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
     repository_id(conn, name)
         .await?
         .ok_or_else(|| Error::backend("repository vanished while being created"))
@@ -299,12 +301,13 @@ impl ContentMetadata for SqlMetadataStore {
     }
 
     async fn list_repositories(&self, page: &Page) -> Result<Vec<RepositoryName>> {
-        let rows = sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
-            .bind(page.last.as_deref().unwrap_or(""))
-            .bind(to_i64(page.limit as u64)?)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let rows =
+            sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+                .bind(page.last.as_deref().unwrap_or(""))
+                .bind(to_i64(page.limit as u64)?)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
         rows.iter()
             .map(|row| {
                 let name: String = get(row, "name")?;
@@ -336,7 +339,13 @@ impl ContentMetadata for SqlMetadataStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        queue(&mut tx, &blob_review(digest.clone()), ReviewEvent::BlobUploaded, self.due()).await?;
+        queue(
+            &mut tx,
+            &blob_review(digest.clone()),
+            ReviewEvent::BlobUploaded,
+            self.due(),
+        )
+        .await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -377,16 +386,23 @@ impl ContentMetadata for SqlMetadataStore {
         let Some(repository_id) = repository_id(&mut tx, repository).await? else {
             return Ok(false);
         };
-        let removed = sqlx::query("DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
-            .bind(repository_id)
-            .bind(digest.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .rows_affected()
-            > 0;
+        let removed =
+            sqlx::query("DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
+                .bind(repository_id)
+                .bind(digest.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected()
+                > 0;
         if removed {
-            queue(&mut tx, &blob_review(digest.clone()), ReviewEvent::BlobUnlinked, self.due()).await?;
+            queue(
+                &mut tx,
+                &blob_review(digest.clone()),
+                ReviewEvent::BlobUnlinked,
+                self.due(),
+            )
+            .await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(removed)
@@ -516,9 +532,9 @@ impl ContentMetadata for SqlMetadataStore {
         let row = sqlx::query(sql)
             .bind(repository.as_str())
             .bind(key)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -560,9 +576,8 @@ impl ContentMetadata for SqlMetadataStore {
         if exists.is_none() {
             return Err(manifest_unknown(repository, digest));
         }
-        let rows_of = |sql: &'static str| {
-            sqlx::query(sql).bind(repository_id).bind(digest.as_str())
-        };
+        let rows_of =
+            |sql: &'static str| sqlx::query(sql).bind(repository_id).bind(digest.as_str());
         let parent = rows_of("SELECT parent_digest FROM manifest_children WHERE repository_id = $1 AND child_digest = $2 LIMIT 1")
             .fetch_optional(&mut *tx)
             .await
@@ -573,10 +588,12 @@ impl ContentMetadata for SqlMetadataStore {
                 index: digest_column(&parent, "parent_digest")?,
             });
         }
-        let tag_rows = rows_of("SELECT name FROM tags WHERE repository_id = $1 AND manifest_digest = $2 ORDER BY name")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let tag_rows = rows_of(
+            "SELECT name FROM tags WHERE repository_id = $1 AND manifest_digest = $2 ORDER BY name",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
         let blobs = rows_of("SELECT blob_digest FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2")
             .fetch_all(&mut *tx)
             .await
@@ -585,10 +602,11 @@ impl ContentMetadata for SqlMetadataStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(db_error)?;
-        let referrers = rows_of("SELECT digest FROM manifests WHERE repository_id = $1 AND subject = $2")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let referrers =
+            rows_of("SELECT digest FROM manifests WHERE repository_id = $1 AND subject = $2")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?;
         for sql in [
             "DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2",
             "DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
@@ -598,13 +616,31 @@ impl ContentMetadata for SqlMetadataStore {
             rows_of(sql).execute(&mut *tx).await.map_err(db_error)?;
         }
         for blob in digests(&blobs, "blob_digest")? {
-            queue(&mut tx, &blob_review(blob), ReviewEvent::ManifestDeleted, due).await?;
+            queue(
+                &mut tx,
+                &blob_review(blob),
+                ReviewEvent::ManifestDeleted,
+                due,
+            )
+            .await?;
         }
         for child in digests(&children, "child_digest")? {
-            queue(&mut tx, &manifest_review(repository, child), ReviewEvent::IndexDeleted, due).await?;
+            queue(
+                &mut tx,
+                &manifest_review(repository, child),
+                ReviewEvent::IndexDeleted,
+                due,
+            )
+            .await?;
         }
         for referrer in digests(&referrers, "digest")? {
-            queue(&mut tx, &manifest_review(repository, referrer), ReviewEvent::SubjectDeleted, due).await?;
+            queue(
+                &mut tx,
+                &manifest_review(repository, referrer),
+                ReviewEvent::SubjectDeleted,
+                due,
+            )
+            .await?;
         }
         let tags = tag_rows
             .iter()
@@ -639,8 +675,15 @@ impl ContentMetadata for SqlMetadataStore {
         if exists.is_none() {
             return Err(manifest_unknown(repository, digest));
         }
-        let previous =
-            upsert_tag(&mut tx, self, repository_id, tag, digest, Timestamp::now().0).await?;
+        let previous = upsert_tag(
+            &mut tx,
+            self,
+            repository_id,
+            tag,
+            digest,
+            Timestamp::now().0,
+        )
+        .await?;
         if let Some(previous) = &previous {
             let review = manifest_review(repository, previous.clone());
             queue(&mut tx, &review, ReviewEvent::TagSwitched, self.due()).await?;
@@ -685,13 +728,15 @@ impl ContentMetadata for SqlMetadataStore {
                 .ok_or_else(|| Error::NameUnknown {
                     name: repository.to_string(),
                 })?;
-        let rows = sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3")
-            .bind(repository_id)
-            .bind(page.last.as_deref().unwrap_or(""))
-            .bind(to_i64(page.limit as u64)?)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db_error)?;
+        let rows = sqlx::query(
+            "SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+        )
+        .bind(repository_id)
+        .bind(page.last.as_deref().unwrap_or(""))
+        .bind(to_i64(page.limit as u64)?)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
         rows.iter()
             .map(|row| {
                 let name: String = get(row, "name")?;
@@ -717,8 +762,8 @@ impl ContentMetadata for SqlMetadataStore {
              WHERE r.name = $1 AND m.subject = $2 {filter} ORDER BY m.digest"
         );
         let mut query = sqlx::query_as::<_, ReferrerRow>(&sql)
-        .bind(repository.as_str())
-        .bind(subject.as_str());
+            .bind(repository.as_str())
+            .bind(subject.as_str());
         if let Some(artifact_type) = artifact_type {
             query = query.bind(artifact_type);
         }
@@ -881,14 +926,16 @@ impl ReviewQueue for SqlMetadataStore {
 
     async fn complete_review(&self, target: &ReviewTarget) -> Result<bool> {
         let (kind, repository, digest) = target_key(target);
-        Ok(sqlx::query("DELETE FROM review_queue WHERE kind = $1 AND repository = $2 AND digest = $3")
-            .bind(kind)
-            .bind(repository)
-            .bind(digest.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?
-            .rows_affected()
+        Ok(sqlx::query(
+            "DELETE FROM review_queue WHERE kind = $1 AND repository = $2 AND digest = $3",
+        )
+        .bind(kind)
+        .bind(repository)
+        .bind(digest.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected()
             > 0)
     }
 

@@ -105,7 +105,11 @@ async fn fs_aborted_write_leaves_no_blob_and_no_staging() {
     writer.abort();
     assert!(writer.await.unwrap_err().is_cancelled());
     assert_eq!(store.stat(&digest).await.unwrap(), None);
-    assert_eq!(staging_files(dir.path()), 0, "an aborted write removes its staging file");
+    assert_eq!(
+        staging_files(dir.path()),
+        0,
+        "an aborted write removes its staging file"
+    );
 }
 
 #[tokio::test]
@@ -132,8 +136,14 @@ async fn fs_killed_write_is_invisible_and_cleaned_at_next_start() {
     let reopened_later = FsBlobStore::open_with(dir.path(), options).await.unwrap();
     assert_eq!(staging_files(dir.path()), 0);
     assert_eq!(reopened_later.stat(&digest).await.unwrap(), None);
-    reopened.write(&digest, chunked(data.clone(), 65_536)).await.unwrap();
-    assert_eq!(reopened_later.stat(&digest).await.unwrap(), Some(data.len() as u64));
+    reopened
+        .write(&digest, chunked(data.clone(), 65_536))
+        .await
+        .unwrap();
+    assert_eq!(
+        reopened_later.stat(&digest).await.unwrap(),
+        Some(data.len() as u64)
+    );
 }
 
 #[tokio::test]
@@ -149,7 +159,8 @@ async fn fs_killed_append_keeps_the_session_consistent() {
         .unwrap();
     // The process dies while a second chunk is being written: its bytes reach the data file but
     // the session state never records them.
-    let mut append = Box::pin(store.upload_append(&id, 100_000, stalling(data.slice(100_000..250_000))));
+    let mut append =
+        Box::pin(store.upload_append(&id, 100_000, stalling(data.slice(100_000..250_000))));
     run_a_little(&mut append).await;
     std::mem::forget(append);
 
@@ -168,7 +179,11 @@ async fn fs_killed_append_keeps_the_session_consistent() {
     )
     .await
     .unwrap();
-    assert_eq!(Digest::sha256(&stored), digest, "the blob holds exactly the recorded bytes");
+    assert_eq!(
+        Digest::sha256(&stored),
+        digest,
+        "the blob holds exactly the recorded bytes"
+    );
 }
 
 #[tokio::test]
@@ -185,7 +200,14 @@ async fn fs_layout_is_content_addressed() {
         .join(digest.hex());
     assert_eq!(std::fs::read(path).unwrap(), b"layout");
     // Stray files in the blob tree are not reported as blobs.
-    std::fs::write(dir.path().join("blobs/sha256").join(&digest.hex()[..2]).join("junk"), b"x").unwrap();
+    std::fs::write(
+        dir.path()
+            .join("blobs/sha256")
+            .join(&digest.hex()[..2])
+            .join("junk"),
+        b"x",
+    )
+    .unwrap();
     let listed: Vec<Digest> = store.list().map(|d| d.unwrap()).collect().await;
     assert_eq!(listed, vec![digest]);
 }

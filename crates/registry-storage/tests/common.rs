@@ -44,9 +44,18 @@ async fn admin(sql: String) {
 pub async fn postgres() -> (Arc<dyn MetadataStore>, Cleanup) {
     let schema = format!("regtest_{}", uuid::Uuid::new_v4().simple());
     admin(format!("CREATE SCHEMA {schema}")).await;
-    let separator = if postgres_url().contains('?') { '&' } else { '?' };
-    let url = format!("{}{separator}options=-c%20search_path%3D{schema}", postgres_url());
-    let store = SqlMetadataStore::connect(&url).await.expect("open PostgreSQL");
+    let separator = if postgres_url().contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let url = format!(
+        "{}{separator}options=-c%20search_path%3D{schema}",
+        postgres_url()
+    );
+    let store = SqlMetadataStore::connect(&url)
+        .await
+        .expect("open PostgreSQL");
     let pool_owner = store.clone();
     let cleanup = move || {
         // Runs from Drop, possibly inside the test's runtime: use a thread with its own.

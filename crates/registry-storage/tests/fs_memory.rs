@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use registry_core::{BlobStore, ByteStream, Digest, DigestHasher, Algorithm};
+use registry_core::{Algorithm, BlobStore, ByteStream, Digest, DigestHasher};
 use registry_storage::conformance::sample;
 use registry_storage::fs::FsBlobStore;
 
@@ -60,7 +60,10 @@ async fn a_gigabyte_blob_streams_through_in_flat_memory() {
     let store: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
     // Warm up the runtime and the file paths so the baseline includes them.
     let warm = Bytes::from_static(b"warm");
-    store.write(&Digest::sha256(&warm), stream::iter([Ok(warm)]).boxed()).await.unwrap();
+    store
+        .write(&Digest::sha256(&warm), stream::iter([Ok(warm)]).boxed())
+        .await
+        .unwrap();
 
     reset_peak();
     let baseline = status_bytes("VmRSS:");

@@ -64,5 +64,8 @@ async fn unknown_database_scheme_is_refused() {
     let error = registry_storage::sql::SqlMetadataStore::connect("mysql://localhost/x")
         .await
         .unwrap_err();
-    assert!(matches!(error, registry_core::Error::Unsupported { .. }), "{error}");
+    assert!(
+        matches!(error, registry_core::Error::Unsupported { .. }),
+        "{error}"
+    );
 }
