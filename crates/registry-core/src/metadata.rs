@@ -295,7 +295,8 @@ pub trait ContentMetadata: Debug + Send + Sync + 'static {
         digest: &Digest,
     ) -> Result<Option<BlobRecord>>;
 
-    /// The blob's record if any repository links it, else `None`.
+    /// The blob's record if the store has recorded it (linked now or before, and not yet
+    /// collected), else `None`.
     async fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>>;
 
     /// Removes a blob's link from a repository; returns whether it was linked. Queues the blob
