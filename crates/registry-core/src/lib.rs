@@ -8,6 +8,8 @@
 //! - [`blob`]: the [`BlobStore`] trait (content-addressed, verified, resumable uploads);
 //! - [`metadata`]: the [`MetadataStore`] traits (repositories, manifests, tags, referrers,
 //!   upload records, the garbage collector's review queue);
+//! - [`registry`]: the OCI service ([`Registry`]) over the two stores: push, pull, mount, tag,
+//!   delete, list, referrers;
 //! - [`error`]: the one [`Error`] enum, mapped to OCI error codes.
 //!
 //! Implementations of the storage traits live in `registry-storage`.
@@ -38,6 +40,7 @@ pub mod error;
 pub mod manifest;
 pub mod metadata;
 pub mod name;
+pub mod registry;
 
 pub use blob::{BlobRead, BlobStore, BlobStoreExt, ByteRange, ByteStream, UploadId};
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher, HasherState};
@@ -49,3 +52,4 @@ pub use metadata::{
     UploadMetadata, UploadRecord,
 };
 pub use name::{NameError, Reference, RepositoryName, Tag};
+pub use registry::{Limits, PushedManifest, Registry};

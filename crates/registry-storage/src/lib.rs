@@ -8,7 +8,8 @@
 //! | metadata in SQLite (the embedded default) | [`sql::SqlMetadataStore`] | `sqlite` (default) |
 //! | metadata in PostgreSQL | [`sql::SqlMetadataStore`] | `postgres` |
 //!
-//! Every backend runs the same [`conformance`] suite in its tests.
+//! Every backend runs the same [`conformance`] suite in its tests; the `testing` feature adds
+//! fixtures (temporary SQLite and PostgreSQL stores) for the tests of crates built on these.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -34,3 +35,5 @@ pub mod fs;
 pub mod memory;
 #[cfg(feature = "sql")]
 pub mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;

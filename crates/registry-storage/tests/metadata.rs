@@ -1,7 +1,5 @@
 //! The metadata conformance suite on every metadata backend.
 
-mod common;
-
 use std::sync::Arc;
 
 use registry_core::MetadataStore;
@@ -39,8 +37,8 @@ macro_rules! metadata_suite {
 }
 
 metadata_suite!(in_memory, memory);
-metadata_suite!(sqlite, common::sqlite);
-metadata_suite!(postgres, common::postgres);
+metadata_suite!(sqlite, registry_storage::testing::sqlite);
+metadata_suite!(postgres, registry_storage::testing::postgres);
 
 #[tokio::test]
 async fn sqlite_keeps_data_across_reopen_and_migrates_once() {

@@ -1,10 +1,14 @@
-//! Fixtures shared by the backend tests: fresh stores and their cleanup.
-#![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
+//! Fixtures for tests: fresh SQLite and PostgreSQL metadata stores that clean up after
+//! themselves (feature `testing`).
+//!
+//! PostgreSQL tests use `REGISTRY_TEST_POSTGRES_URL`, by default
+//! `postgres://postgres@127.0.0.1:5432/test`; each store lives in a schema of its own that is
+//! dropped when its [`Cleanup`] is dropped, even when the test panics.
 
 use std::sync::Arc;
 
+use crate::sql::SqlMetadataStore;
 use registry_core::MetadataStore;
-use registry_storage::sql::SqlMetadataStore;
 
 /// The PostgreSQL server tests use; override with `REGISTRY_TEST_POSTGRES_URL`.
 pub fn postgres_url() -> String {

@@ -1,0 +1,383 @@
+//! The OCI registry service: push, pull, mount, tag, delete, list and referrers over a
+//! [`BlobStore`] and a [`MetadataStore`].
+//!
+//! This is where OCI semantics live; the HTTP layer only translates requests and responses.
+//! Authorization is the caller's job: every method assumes the caller may do what it asks.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::StreamExt;
+
+use crate::blob::{BlobRead, BlobStore, ByteRange, ByteStream, UploadId};
+use crate::digest::{Algorithm, Digest};
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, ManifestLimits};
+use crate::metadata::{
+    BlobRecord, ManifestRecord, MetadataStore, NewManifest, Page, Referrer, Timestamp, UploadRecord,
+};
+use crate::name::{Reference, RepositoryName, Tag};
+
+/// Size limits on what clients send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Manifest parsing limits (4 MiB by default).
+    pub manifest: ManifestLimits,
+    /// Largest blob accepted, in bytes (10 GiB by default).
+    pub max_blob_size: u64,
+    /// Largest page of a tag or repository listing.
+    pub max_page_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            manifest: ManifestLimits::default(),
+            max_blob_size: 10 << 30,
+            max_page_size: 10_000,
+        }
+    }
+}
+
+/// What a manifest push stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushedManifest {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// Its subject, when it has one (the HTTP layer answers `OCI-Subject`).
+    pub subject: Option<Digest>,
+}
+
+/// The OCI registry over a blob store and a metadata store.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    metadata: Arc<dyn MetadataStore>,
+    limits: Limits,
+}
+
+impl Registry {
+    /// A registry over the given stores, with default limits.
+    pub fn new(blobs: Arc<dyn BlobStore>, metadata: Arc<dyn MetadataStore>) -> Self {
+        Registry {
+            blobs,
+            metadata,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Replaces the limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The blob store.
+    pub fn blob_store(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// The metadata store.
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.metadata
+    }
+
+    /// A blob linked to the repository. Errors: [`Error::BlobUnknown`].
+    pub async fn blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<BlobRecord> {
+        self.metadata
+            .linked_blob(repository, digest)
+            .await?
+            .ok_or_else(|| blob_unknown(digest))
+    }
+
+    /// Opens a blob linked to the repository for reading.
+    pub async fn read_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobRead> {
+        self.blob(repository, digest).await?;
+        self.blobs.read(digest, range).await
+    }
+
+    /// Stores a whole blob in one request and links it to the repository.
+    pub async fn put_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<BlobRecord> {
+        let body = self.limit_stream(body, 0);
+        let size = self.blobs.write(digest, body).await?;
+        self.metadata.link_blob(repository, digest, size).await?;
+        self.blob(repository, digest).await
+    }
+
+    /// Links a blob another repository holds into this one.
+    ///
+    /// With `from`, the blob must be linked there; without it, it must merely be stored (the
+    /// caller has checked the client may read it). Returns `None` when the blob cannot be mounted,
+    /// in which case the client uploads it instead.
+    pub async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        from: Option<&RepositoryName>,
+    ) -> Result<Option<BlobRecord>> {
+        let source = match from {
+            Some(from) => self.metadata.linked_blob(from, digest).await?,
+            None => self.metadata.blob(digest).await?,
+        };
+        let Some(source) = source else {
+            return Ok(None);
+        };
+        // The record may outlive the bytes (a collector between the two); never link a ghost.
+        if self.blobs.stat(digest).await?.is_none() {
+            return Ok(None);
+        }
+        self.metadata
+            .link_blob(repository, digest, source.size)
+            .await?;
+        Ok(Some(self.blob(repository, digest).await?))
+    }
+
+    /// Unlinks a blob from the repository. Errors: [`Error::BlobUnknown`].
+    pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
+        if self.metadata.unlink_blob(repository, digest).await? {
+            Ok(())
+        } else {
+            Err(blob_unknown(digest))
+        }
+    }
+
+    /// Starts a resumable upload into the repository.
+    pub async fn start_upload(&self, repository: &RepositoryName) -> Result<UploadId> {
+        let id = self.blobs.upload_start(Algorithm::Sha256).await?;
+        let record = UploadRecord {
+            id: id.clone(),
+            repository: repository.clone(),
+            started_at: Timestamp::now(),
+        };
+        if let Err(e) = self.metadata.create_upload(&record).await {
+            let _ = self.blobs.upload_cancel(&id).await;
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    async fn check_upload(&self, repository: &RepositoryName, id: &UploadId) -> Result<()> {
+        match self.metadata.upload(id).await? {
+            Some(record) if record.repository == *repository => Ok(()),
+            _ => Err(Error::BlobUploadUnknown { id: id.to_string() }),
+        }
+    }
+
+    /// Bytes an upload holds so far.
+    pub async fn upload_status(&self, repository: &RepositoryName, id: &UploadId) -> Result<u64> {
+        self.check_upload(repository, id).await?;
+        self.blobs.upload_status(id).await
+    }
+
+    /// Appends a chunk at `offset`, or at the current end when `offset` is `None` (a streamed
+    /// upload); returns the new size.
+    pub async fn append_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        offset: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64> {
+        self.check_upload(repository, id).await?;
+        let offset = match offset {
+            Some(offset) => offset,
+            None => self.blobs.upload_status(id).await?,
+        };
+        let body = self.limit_stream(body, offset);
+        self.blobs.upload_append(id, offset, body).await
+    }
+
+    /// Completes an upload with its digest, after appending a last chunk if one is given, and
+    /// links the blob to the repository.
+    pub async fn finish_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        digest: &Digest,
+        last_chunk: Option<(Option<u64>, ByteStream)>,
+    ) -> Result<BlobRecord> {
+        if let Some((offset, body)) = last_chunk {
+            self.append_upload(repository, id, offset, body).await?;
+        } else {
+            self.check_upload(repository, id).await?;
+        }
+        let size = self.blobs.upload_finish(id, digest).await?;
+        self.metadata.link_blob(repository, digest, size).await?;
+        self.metadata.delete_upload(id).await?;
+        self.blob(repository, digest).await
+    }
+
+    /// Abandons an upload.
+    pub async fn cancel_upload(&self, repository: &RepositoryName, id: &UploadId) -> Result<()> {
+        self.check_upload(repository, id).await?;
+        self.blobs.upload_cancel(id).await?;
+        self.metadata.delete_upload(id).await?;
+        Ok(())
+    }
+
+    /// A manifest by tag or digest. Errors: [`Error::ManifestUnknown`].
+    pub async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<ManifestRecord> {
+        self.metadata
+            .manifest(repository, reference)
+            .await?
+            .ok_or_else(|| Error::ManifestUnknown {
+                repository: repository.to_string(),
+                reference: reference.to_string(),
+            })
+    }
+
+    /// Validates and stores a manifest under a tag or its digest.
+    ///
+    /// Pushed by digest, the bytes must hash to it ([`Error::DigestMismatch`]). Every blob and
+    /// child it references must be in the repository ([`Error::ManifestBlobUnknown`]); its
+    /// subject need not exist.
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        bytes: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<PushedManifest> {
+        let algorithm = match reference {
+            Reference::Digest(d) => d.algorithm(),
+            Reference::Tag(_) => Algorithm::Sha256,
+        };
+        let manifest = Manifest::parse_with(bytes, content_type, &self.limits.manifest, algorithm)?;
+        if let Reference::Digest(expected) = reference
+            && expected != manifest.digest()
+        {
+            return Err(Error::DigestMismatch {
+                expected: expected.clone(),
+                actual: manifest.digest().clone(),
+            });
+        }
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag),
+            Reference::Digest(_) => None,
+        };
+        let record = NewManifest::from_manifest(repository.clone(), &manifest);
+        self.metadata.put_manifest(&record, tag).await?;
+        Ok(PushedManifest {
+            digest: record.digest,
+            subject: record.subject,
+        })
+    }
+
+    /// Deletes a manifest by digest (with every tag pointing at it), or only a tag.
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
+        match reference {
+            Reference::Digest(digest) => self
+                .metadata
+                .delete_manifest(repository, digest)
+                .await
+                .map(drop),
+            Reference::Tag(tag) => self.metadata.delete_tag(repository, tag).await.map(drop),
+        }
+    }
+
+    /// One page of a repository's tags, plus whether more follow.
+    pub async fn tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<String>,
+        n: Option<usize>,
+    ) -> Result<(Vec<Tag>, bool)> {
+        let limit = n
+            .unwrap_or(self.limits.max_page_size)
+            .min(self.limits.max_page_size);
+        let mut tags = self
+            .metadata
+            .list_tags(
+                repository,
+                &Page {
+                    last,
+                    limit: limit + 1,
+                },
+            )
+            .await?;
+        let more = tags.len() > limit;
+        tags.truncate(limit);
+        Ok((tags, more))
+    }
+
+    /// One page of the repository catalog, plus whether more follow.
+    pub async fn catalog(
+        &self,
+        last: Option<String>,
+        n: Option<usize>,
+    ) -> Result<(Vec<RepositoryName>, bool)> {
+        let limit = n
+            .unwrap_or(self.limits.max_page_size)
+            .min(self.limits.max_page_size);
+        let mut names = self
+            .metadata
+            .list_repositories(&Page {
+                last,
+                limit: limit + 1,
+            })
+            .await?;
+        let more = names.len() > limit;
+        names.truncate(limit);
+        Ok((names, more))
+    }
+
+    /// Manifests whose subject is `subject`, optionally of one artifact type.
+    pub async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        self.metadata
+            .referrers(repository, subject, artifact_type)
+            .await
+    }
+
+    /// Fails the stream once the blob would exceed the size limit.
+    fn limit_stream(&self, body: ByteStream, already: u64) -> ByteStream {
+        let limit = self.limits.max_blob_size;
+        let mut total = already;
+        body.map(move |chunk| {
+            let chunk = chunk?;
+            total += chunk.len() as u64;
+            if total > limit {
+                return Err(Error::SizeInvalid {
+                    what: "blob",
+                    size: total,
+                    limit,
+                });
+            }
+            Ok(chunk)
+        })
+        .boxed()
+    }
+}
+
+fn blob_unknown(digest: &Digest) -> Error {
+    Error::BlobUnknown {
+        digest: digest.clone(),
+    }
+}

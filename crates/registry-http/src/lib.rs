@@ -1,0 +1,25 @@
+//! The registry's HTTP protocols as axum routers.
+//!
+//! - [`oci`]: the OCI distribution API under `/v2/` (pull, push — monolithic, chunked and
+//!   streamed —, cross-repository mount, tags, catalog, referrers, deletes);
+//! - [`path`]: the pure parser that turns a `/v2/` path into a [`path::Route`];
+//! - [`error`]: how core errors become statuses and OCI error bodies (spec codes only).
+//!
+//! Mount the router into any axum app:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use registry_core::Registry;
+//! use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+//!
+//! let registry = Registry::new(Arc::new(MemoryBlobStore::new()), Arc::new(MemoryMetadataStore::new()));
+//! let app = axum::Router::new()
+//!     .route("/healthz", axum::routing::get(|| async { "ok" }))
+//!     .merge(registry_http::oci::router(registry));
+//! # let _: axum::Router = app;
+//! ```
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod error;
+pub mod oci;
+pub mod path;

@@ -1,0 +1,594 @@
+//! The OCI distribution API (`/v2/`) as an axum router.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::stream::StreamExt;
+use registry_core::manifest::OCI_INDEX;
+use registry_core::{
+    ByteRange, ByteStream, Digest, Error, Reference, Registry, RepositoryName, UploadId,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::path::{Route, parse_v2_path};
+
+const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+const FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The router serving `/v2/` over a [`Registry`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use registry_core::Registry;
+/// use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+///
+/// let registry = Registry::new(
+///     Arc::new(MemoryBlobStore::new()),
+///     Arc::new(MemoryMetadataStore::new()),
+/// );
+/// let app: axum::Router = registry_http::oci::router(registry);
+/// ```
+pub fn router(registry: Registry) -> Router {
+    let state = Arc::new(registry);
+    Router::new()
+        .route("/v2", axum::routing::any(dispatch))
+        .route("/v2/", axum::routing::any(dispatch))
+        .route("/v2/{*path}", axum::routing::any(dispatch))
+        .with_state(state)
+}
+
+async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Response {
+    let path = request.uri().path();
+    let rest = path.strip_prefix("/v2").unwrap_or(path);
+    let rest = rest.strip_prefix('/').unwrap_or(rest).to_owned();
+    let result = match parse_v2_path(&rest) {
+        None => Err(ApiError::NotFound),
+        Some(Err(e)) => Err(e.into()),
+        Some(Ok(route)) => handle(&registry, route, request).await,
+    };
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    response
+        .headers_mut()
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    response
+}
+
+async fn handle(registry: &Registry, route: Route, request: Request) -> ApiResult {
+    let method = request.method().clone();
+    let query_string = request.uri().query().map(str::to_owned);
+    let query_string = query_string.as_deref();
+    match (route, method) {
+        (Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, "{}".into())),
+        (Route::Catalog, Method::GET) => catalog(registry, query_string).await,
+        (Route::Tags { name }, Method::GET) => tags(registry, &name, query_string).await,
+        (Route::Manifest { name, reference }, Method::GET) => {
+            get_manifest(registry, &name, &reference, false).await
+        }
+        (Route::Manifest { name, reference }, Method::HEAD) => {
+            get_manifest(registry, &name, &reference, true).await
+        }
+        (Route::Manifest { name, reference }, Method::PUT) => {
+            put_manifest(registry, &name, &reference, request).await
+        }
+        (Route::Manifest { name, reference }, Method::DELETE) => {
+            let reference = parse_reference(&reference)?;
+            registry.delete_manifest(&name, &reference).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Route::Blob { name, digest }, Method::GET) => {
+            get_blob(registry, &name, &digest, request.headers(), false).await
+        }
+        (Route::Blob { name, digest }, Method::HEAD) => {
+            get_blob(registry, &name, &digest, request.headers(), true).await
+        }
+        (Route::Blob { name, digest }, Method::DELETE) => {
+            registry.delete_blob(&name, &parse_digest(&digest)?).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Route::UploadStart { name }, Method::POST) => start_upload(registry, &name, request).await,
+        (Route::Upload { name, id }, Method::GET) => {
+            let id = UploadId::parse(&id)?;
+            let size = registry.upload_status(&name, &id).await?;
+            Ok(upload_response(StatusCode::NO_CONTENT, &name, &id, size))
+        }
+        (Route::Upload { name, id }, Method::PATCH) => {
+            let id = UploadId::parse(&id)?;
+            let (offset, body) = chunk(request)?;
+            let size = registry.append_upload(&name, &id, offset, body).await?;
+            Ok(upload_response(StatusCode::ACCEPTED, &name, &id, size))
+        }
+        (Route::Upload { name, id }, Method::PUT) => {
+            finish_upload(registry, &name, &id, request).await
+        }
+        (Route::Upload { name, id }, Method::DELETE) => {
+            registry
+                .cancel_upload(&name, &UploadId::parse(&id)?)
+                .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Route::Referrers { name, digest }, Method::GET) => {
+            referrers(registry, &name, &digest, query_string).await
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn parse_digest(text: &str) -> Result<Digest, ApiError> {
+    Digest::parse(text).map_err(|source| Error::DigestInvalid { source }.into())
+}
+
+fn parse_reference(text: &str) -> Result<Reference, ApiError> {
+    Reference::parse(text).map_err(|source| {
+        match source {
+            registry_core::NameError::Digest(source) => Error::DigestInvalid { source },
+            source => Error::NameInvalid {
+                value: text.to_owned(),
+                source,
+            },
+        }
+        .into()
+    })
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    // Every value here is built from validated names, digests and numbers, all visible ASCII.
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn query<T: for<'de> Deserialize<'de> + Default>(query: Option<&str>) -> Result<T, ApiError> {
+    match query {
+        None => Ok(T::default()),
+        Some(q) => serde_urlencoded_from(q),
+    }
+}
+
+fn serde_urlencoded_from<T: for<'de> Deserialize<'de>>(q: &str) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{q}")
+            .parse()
+            .map_err(|_| ApiError::BadRequest("malformed query string".into()))?,
+    )
+    .map(|axum::extract::Query(value)| value)
+    .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))
+}
+
+#[derive(Default, Deserialize)]
+struct PageQuery {
+    n: Option<usize>,
+    last: Option<String>,
+}
+
+fn next_link(path: &str, n: Option<usize>, last: Option<&str>) -> Option<HeaderValue> {
+    let last = last?;
+    let n = n.map(|n| format!("n={n}&")).unwrap_or_default();
+    Some(header_value(&format!(
+        "<{path}?{n}last={}>; rel=\"next\"",
+        encode_query(last)
+    )))
+}
+
+/// Percent-encodes the few characters a tag or repository name can hold that need it.
+fn encode_query(text: &str) -> String {
+    text.replace('%', "%25").replace('/', "%2F")
+}
+
+async fn catalog(registry: &Registry, query_string: Option<&str>) -> ApiResult {
+    let page: PageQuery = query(query_string)?;
+    let (names, more) = registry.catalog(page.last, page.n).await?;
+    let body = json!({ "repositories": names }).to_string();
+    let mut response = json_response(StatusCode::OK, body);
+    if more
+        && let Some(link) = next_link(
+            "/v2/_catalog",
+            page.n,
+            names.last().map(RepositoryName::as_str),
+        )
+    {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+async fn tags(registry: &Registry, name: &RepositoryName, query_string: Option<&str>) -> ApiResult {
+    let page: PageQuery = query(query_string)?;
+    let (tags, more) = registry.tags(name, page.last, page.n).await?;
+    let body = json!({ "name": name, "tags": tags }).to_string();
+    let mut response = json_response(StatusCode::OK, body);
+    let path = format!("/v2/{name}/tags/list");
+    if more && let Some(link) = next_link(&path, page.n, tags.last().map(|t| t.as_str())) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+async fn get_manifest(
+    registry: &Registry,
+    name: &RepositoryName,
+    reference: &str,
+    head: bool,
+) -> ApiResult {
+    let reference = parse_reference(reference)?;
+    let manifest = registry.manifest(name, &reference).await?;
+    let size = manifest.bytes.len();
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(manifest.bytes)
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, header_value(&manifest.media_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    headers.insert(CONTENT_DIGEST, header_value(manifest.digest.as_str()));
+    headers.insert(
+        header::ETAG,
+        header_value(&format!("\"{}\"", manifest.digest)),
+    );
+    Ok(response)
+}
+
+async fn put_manifest(
+    registry: &Registry,
+    name: &RepositoryName,
+    reference: &str,
+    request: Request,
+) -> ApiResult {
+    let reference = parse_reference(reference)?;
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let limit = registry.limits().manifest.max_size;
+    let bytes = axum::body::to_bytes(request.into_body(), limit + 1)
+        .await
+        .map_err(|_| {
+            Error::from(registry_core::ManifestError::TooLarge {
+                size: limit + 1,
+                limit,
+            })
+        })?;
+    let pushed = registry
+        .put_manifest(name, &reference, bytes, content_type.as_deref())
+        .await?;
+    let mut response = StatusCode::CREATED.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::LOCATION,
+        header_value(&format!("/v2/{name}/manifests/{}", pushed.digest)),
+    );
+    headers.insert(CONTENT_DIGEST, header_value(pushed.digest.as_str()));
+    if let Some(subject) = pushed.subject {
+        headers.insert(OCI_SUBJECT, header_value(subject.as_str()));
+    }
+    Ok(response)
+}
+
+/// Parses `Range: bytes=a-b`, `bytes=a-` or `bytes=-n`. Anything else is ignored, as HTTP allows.
+fn requested_range(headers: &HeaderMap, size: u64) -> Option<ByteRange> {
+    let spec = headers
+        .get(header::RANGE)?
+        .to_str()
+        .ok()?
+        .strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.trim().split_once('-')?;
+    if start.is_empty() {
+        let suffix: u64 = end.parse().ok()?;
+        return Some(ByteRange {
+            start: size.saturating_sub(suffix),
+            end: Some(size),
+        });
+    }
+    let start: u64 = start.parse().ok()?;
+    let end = if end.is_empty() {
+        None
+    } else {
+        Some(end.parse::<u64>().ok()?.checked_add(1)?)
+    };
+    Some(ByteRange { start, end })
+}
+
+async fn get_blob(
+    registry: &Registry,
+    name: &RepositoryName,
+    digest: &str,
+    headers: &HeaderMap,
+    head: bool,
+) -> ApiResult {
+    let digest = parse_digest(digest)?;
+    let record = registry.blob(name, &digest).await?;
+    if head {
+        let mut response = Response::new(Body::empty());
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(record.size));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        h.insert(CONTENT_DIGEST, header_value(digest.as_str()));
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        return Ok(response);
+    }
+    let range = requested_range(headers, record.size);
+    let read = registry.read_blob(name, &digest, range).await?;
+    let length = read.range.end - read.range.start;
+    let partial = range.is_some();
+    let mut response = Response::new(Body::from_stream(read.stream));
+    *response.status_mut() = if partial {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(CONTENT_DIGEST, header_value(digest.as_str()));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if partial {
+        h.insert(
+            header::CONTENT_RANGE,
+            header_value(&format!(
+                "bytes {}-{}/{}",
+                read.range.start,
+                read.range.end - 1,
+                read.size
+            )),
+        );
+    }
+    Ok(response)
+}
+
+#[derive(Default, Deserialize)]
+struct UploadQuery {
+    digest: Option<String>,
+    mount: Option<String>,
+    from: Option<String>,
+}
+
+fn body_stream(body: Body) -> ByteStream {
+    body.into_data_stream()
+        .map(|chunk| {
+            chunk.map_err(|e| Error::BlobUploadInvalid {
+                reason: format!("request body failed: {e}"),
+            })
+        })
+        .boxed()
+}
+
+/// A body that must be exactly `expected` bytes long; it fails otherwise, so the store keeps
+/// nothing of it.
+fn exact_length(mut body: ByteStream, expected: u64) -> ByteStream {
+    use std::task::Poll;
+    let mut seen = 0u64;
+    let mut finished = false;
+    futures::stream::poll_fn(move |cx| {
+        if finished {
+            return Poll::Ready(None);
+        }
+        let item = match futures::ready!(body.poll_next_unpin(cx)) {
+            Some(Ok(chunk)) => {
+                seen += chunk.len() as u64;
+                if seen > expected {
+                    Err(format!(
+                        "the body is longer than the {expected} bytes Content-Range announced"
+                    ))
+                } else {
+                    return Poll::Ready(Some(Ok(chunk)));
+                }
+            }
+            Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+            None if seen == expected => return Poll::Ready(None),
+            None => Err(format!(
+                "Content-Range announced {expected} bytes, the body had {seen}"
+            )),
+        };
+        finished = true;
+        Poll::Ready(Some(
+            item.map_err(|reason| Error::BlobUploadInvalid { reason }),
+        ))
+    })
+    .boxed()
+}
+
+/// The offset and body of a chunk: `Content-Range: <start>-<end>` fixes both; without it the
+/// chunk is streamed at the upload's current end.
+fn chunk(request: Request) -> Result<(Option<u64>, ByteStream), ApiError> {
+    let range = request
+        .headers()
+        .get(header::CONTENT_RANGE)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(parse_content_range)
+                .ok_or_else(|| {
+                    ApiError::Core(Error::BlobUploadInvalid {
+                        reason: format!("malformed Content-Range {v:?}; expected <start>-<end>"),
+                    })
+                })
+        })
+        .transpose()?;
+    let body = body_stream(request.into_body());
+    Ok(match range {
+        Some((start, end)) => (Some(start), exact_length(body, end - start + 1)),
+        None => (None, body),
+    })
+}
+
+fn parse_content_range(text: &str) -> Option<(u64, u64)> {
+    let text = text.trim();
+    let text = text
+        .strip_prefix("bytes=")
+        .or_else(|| text.strip_prefix("bytes "))
+        .unwrap_or(text);
+    let text = text.split('/').next()?;
+    let (start, end) = text.split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    (end >= start).then_some((start, end))
+}
+
+fn upload_response(
+    status: StatusCode,
+    name: &RepositoryName,
+    id: &UploadId,
+    size: u64,
+) -> Response {
+    let mut response = status.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::LOCATION,
+        header_value(&format!("/v2/{name}/blobs/uploads/{id}")),
+    );
+    h.insert(
+        header::RANGE,
+        header_value(&format!("0-{}", size.saturating_sub(1))),
+    );
+    h.insert(UPLOAD_UUID, header_value(id.as_str()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    response
+}
+
+fn blob_created(name: &RepositoryName, digest: &Digest) -> Response {
+    let mut response = StatusCode::CREATED.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::LOCATION,
+        header_value(&format!("/v2/{name}/blobs/{digest}")),
+    );
+    h.insert(CONTENT_DIGEST, header_value(digest.as_str()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    response
+}
+
+async fn start_upload(registry: &Registry, name: &RepositoryName, request: Request) -> ApiResult {
+    let q: UploadQuery = query(request.uri().query())?;
+    if let Some(mount) = &q.mount {
+        let digest = parse_digest(mount)?;
+        let from = q
+            .from
+            .as_deref()
+            .map(|from| {
+                RepositoryName::parse(from).map_err(|source| Error::NameInvalid {
+                    value: from.to_owned(),
+                    source,
+                })
+            })
+            .transpose()?;
+        if registry
+            .mount_blob(name, &digest, from.as_ref())
+            .await?
+            .is_some()
+        {
+            return Ok(blob_created(name, &digest));
+        }
+    } else if let Some(digest) = &q.digest {
+        let digest = parse_digest(digest)?;
+        registry
+            .put_blob(name, &digest, body_stream(request.into_body()))
+            .await?;
+        return Ok(blob_created(name, &digest));
+    }
+    let id = registry.start_upload(name).await?;
+    Ok(upload_response(StatusCode::ACCEPTED, name, &id, 0))
+}
+
+async fn finish_upload(
+    registry: &Registry,
+    name: &RepositoryName,
+    id: &str,
+    request: Request,
+) -> ApiResult {
+    let id = UploadId::parse(id)?;
+    let q: UploadQuery = query(request.uri().query())?;
+    let digest = q
+        .digest
+        .as_deref()
+        .ok_or_else(|| Error::BlobUploadInvalid {
+            reason: "the final PUT needs ?digest=".into(),
+        })
+        .map_err(ApiError::Core)
+        .and_then(parse_digest)?;
+    let empty = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    let last_chunk = if empty { None } else { Some(chunk(request)?) };
+    registry
+        .finish_upload(name, &id, &digest, last_chunk)
+        .await?;
+    Ok(blob_created(name, &digest))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferrersQuery {
+    artifact_type: Option<String>,
+}
+
+async fn referrers(
+    registry: &Registry,
+    name: &RepositoryName,
+    digest: &str,
+    query_string: Option<&str>,
+) -> ApiResult {
+    let subject = parse_digest(digest)?;
+    let q: ReferrersQuery = query(query_string)?;
+    let artifact_type = q.artifact_type.filter(|t| !t.is_empty());
+    let found = registry
+        .referrers(name, &subject, artifact_type.as_deref())
+        .await?;
+    let manifests: Vec<serde_json::Value> = found
+        .iter()
+        .map(|r| {
+            let mut d = json!({
+                "mediaType": r.media_type,
+                "digest": r.digest,
+                "size": r.size,
+            });
+            if let Some(t) = &r.artifact_type {
+                d["artifactType"] = json!(t);
+            }
+            if !r.annotations.is_empty() {
+                d["annotations"] = json!(r.annotations);
+            }
+            d
+        })
+        .collect();
+    let body = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+    let mut response = Response::new(Body::from(Bytes::from(body.to_string())));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(OCI_INDEX));
+    if artifact_type.is_some() {
+        response
+            .headers_mut()
+            .insert(FILTERS_APPLIED, HeaderValue::from_static("artifactType"));
+    }
+    Ok(response)
+}

@@ -1,0 +1,109 @@
+//! The registry server an operator runs.
+//!
+//! ```text
+//! registry serve --listen 127.0.0.1:5000 --data-dir ./data
+//! registry serve --config registry.toml
+//! ```
+//!
+//! By default it keeps blobs under `<data-dir>/blobs` and metadata in `<data-dir>/registry.db`
+//! (SQLite). A configuration file (TOML) can point the metadata at PostgreSQL and set limits;
+//! environment variables (`REGISTRY_LISTEN`, `REGISTRY_DATA_DIR`, `REGISTRY_DATABASE_URL`)
+//! override it, and command-line flags override both.
+
+mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use registry_core::Registry;
+use registry_storage::fs::FsBlobStore;
+use registry_storage::sql::SqlMetadataStore;
+
+use crate::config::{Config, ServeArgs};
+
+#[derive(Parser)]
+#[command(name = "registry", version, about = "An OCI registry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serves the OCI distribution API.
+    Serve(ServeArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REGISTRY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("registry: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let config = Config::load(&args)?;
+    let listen: SocketAddr = config.listen;
+    if !listen.ip().is_loopback() && !config.allow_anonymous_on_network {
+        return Err(format!(
+            "refusing to serve anonymous access on {listen}: it is not a loopback address. \
+             Listen on 127.0.0.1, or set allow_anonymous_on_network = true in the configuration \
+             if the registry must be open to the network without authentication"
+        ));
+    }
+    let blobs = FsBlobStore::open(config.data_dir.join("blobs"))
+        .await
+        .map_err(|e| format!("opening blob storage: {e}"))?;
+    let metadata = match &config.database_url {
+        Some(url) => SqlMetadataStore::connect(url).await,
+        None => SqlMetadataStore::sqlite(&config.data_dir.join("registry.db")).await,
+    }
+    .map_err(|e| format!("opening the metadata database: {e}"))?;
+    let registry = Registry::new(Arc::new(blobs), Arc::new(metadata)).with_limits(config.limits());
+    let app = registry_http::oci::router(registry);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("binding {listen}: {e}"))?;
+    tracing::info!(%listen, data_dir = %config.data_dir.display(), "registry serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("serving: {e}"))?;
+    tracing::info!("registry stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM; in-flight requests then finish before the server exits.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
