@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use registry_core::Digest;
+use serde_json::{Value, json};
+
 /// A running `registry serve` on a free loopback port, killed when dropped.
 pub struct Server {
     pub addr: SocketAddr,
@@ -126,4 +129,130 @@ pub fn workdir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     (dir, path)
+}
+
+const LAYER_TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// An OCI image layout written by a test: images with one gzip layer each, optionally named,
+/// and multi-arch indexes over them.
+pub struct Layout {
+    dir: std::path::PathBuf,
+    index: Vec<Value>,
+}
+
+impl Layout {
+    pub fn new(dir: std::path::PathBuf) -> Self {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout {
+            dir,
+            index: Vec::new(),
+        }
+    }
+
+    pub fn blob(&self, bytes: &[u8]) -> Digest {
+        let digest = Digest::sha256(bytes);
+        std::fs::write(self.dir.join("blobs/sha256").join(digest.hex()), bytes).unwrap();
+        digest
+    }
+
+    /// Adds an image with one layer; returns its manifest descriptor.
+    /// `layer` is the gzip-compressed tar; `diff_id` the digest of the tar inside.
+    pub fn image(
+        &mut self,
+        name: Option<&str>,
+        arch: &str,
+        (layer, diff_id): &(Vec<u8>, Digest),
+    ) -> Value {
+        let layer_digest = self.blob(layer);
+        let config = json!({
+            "architecture": arch,
+            "os": "linux",
+            "config": { "Cmd": ["/bin/sh"] },
+            "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+        })
+        .to_string();
+        let config_digest = self.blob(config.as_bytes());
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+            "layers": [{ "mediaType": LAYER_TAR_GZIP, "digest": layer_digest, "size": layer.len() }],
+        })
+        .to_string();
+        let digest = self.blob(manifest.as_bytes());
+        let descriptor = json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": manifest.len(),
+            "platform": { "architecture": arch, "os": "linux" },
+        });
+        if let Some(name) = name {
+            let mut named = descriptor.clone();
+            named["annotations"] = json!({ "org.opencontainers.image.ref.name": name });
+            self.index.push(named);
+        }
+        descriptor
+    }
+
+    pub fn multi_arch(&mut self, name: &str, children: Vec<Value>) {
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": children,
+        })
+        .to_string();
+        let digest = self.blob(index.as_bytes());
+        self.index.push(json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest,
+            "size": index.len(),
+            "annotations": { "org.opencontainers.image.ref.name": name },
+        }));
+    }
+
+    pub fn finish(self) {
+        let index = json!({ "schemaVersion": 2, "manifests": self.index });
+        std::fs::write(self.dir.join("index.json"), index.to_string()).unwrap();
+    }
+}
+
+/// A gzip-compressed tar archive holding one file, and the digest of the tar (its diff id).
+pub fn tar_layer(name: &str, contents: &[u8]) -> (Vec<u8>, Digest) {
+    let tar = tar_archive(name, contents);
+    let diff_id = Digest::sha256(&tar);
+    // Stored blocks for big layers: valid gzip, fast to make.
+    let level = if tar.len() > 1 << 20 {
+        flate2::Compression::none()
+    } else {
+        flate2::Compression::fast()
+    };
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), level);
+    std::io::Write::write_all(&mut gzip, &tar).unwrap();
+    (gzip.finish().unwrap(), diff_id)
+}
+
+fn tar_archive(name: &str, contents: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(contents.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder.append_data(&mut header, name, contents).unwrap();
+    builder.into_inner().unwrap()
+}
+
+/// The manifest digest a layout's index.json names `name`.
+pub fn layout_digest(dir: &Path, name: &str) -> String {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {index}"))["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
