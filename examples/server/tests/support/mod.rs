@@ -1,5 +1,6 @@
 //! Starting the example server for real-client tests, and running client commands.
-#![allow(dead_code)] // each test binary uses part of this
+// Each test binary uses part of this module, and `pub` items are shared between them.
+#![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -44,10 +45,8 @@ impl Server {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Some((status, _)) = http_get(self.addr, "/v2/") {
-                if status == 200 {
-                    return;
-                }
+            if let Some((200, _)) = http_get(self.addr, "/v2/") {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
