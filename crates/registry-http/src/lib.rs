@@ -3,7 +3,8 @@
 //! - [`oci`]: the OCI distribution API under `/v2/` (pull, push — monolithic, chunked and
 //!   streamed —, cross-repository mount, tags, catalog, referrers, deletes);
 //! - [`path`]: the pure parser that turns a `/v2/` path into a [`path::Route`];
-//! - [`error`]: how core errors become statuses and OCI error bodies (spec codes only).
+//! - [`error`]: how core errors become statuses and OCI error bodies (spec codes only);
+//! - [`serve`]: [`serve::RunningRegistry`], a registry on a random loopback port in one line.
 //!
 //! Mount the router into any axum app:
 //!
@@ -23,3 +24,4 @@
 pub mod error;
 pub mod oci;
 pub mod path;
+pub mod serve;

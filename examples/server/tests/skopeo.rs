@@ -246,3 +246,30 @@ fn hundred_mebibyte_layer() {
         "the layer came back intact"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_harness_serves_a_real_client() {
+    let registry = registry_http::serve::RunningRegistry::in_memory()
+        .await
+        .unwrap();
+    let host = registry.host();
+    let result = tokio::task::spawn_blocking(move || {
+        let (_dir, work) = workdir();
+        let mut layout = Layout::new(work.join("layout"));
+        layout.image(Some("v1"), "amd64", &tar_layer("f", b"in memory"));
+        layout.finish();
+        let target = format!("docker://{host}/harness/app:v1");
+        skopeo(
+            &["copy", "--dest-tls-verify=false", "oci:layout:v1", &target],
+            &work,
+        );
+        let raw = skopeo(&["inspect", "--tls-verify=false", "--raw", &target], &work);
+        assert_eq!(
+            Digest::sha256(raw.as_bytes()).to_string(),
+            layout_digest(&work.join("layout"), "v1")
+        );
+    })
+    .await;
+    registry.stop().await.unwrap();
+    result.unwrap();
+}
