@@ -10,6 +10,8 @@
 //!   upload records, the garbage collector's review queue);
 //! - [`registry`]: the OCI service ([`Registry`]) over the two stores: push, pull, mount, tag,
 //!   delete, list, referrers;
+//! - [`auth`]: principals, roles per namespace, actions, and the [`Authenticator`] and
+//!   [`Authorizer`] traits an embedder can implement;
 //! - [`error`]: the one [`Error`] enum, mapped to OCI error codes.
 //!
 //! Implementations of the storage traits live in `registry-storage`.
@@ -34,6 +36,7 @@
 //! ```
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod auth;
 pub mod blob;
 pub mod digest;
 pub mod error;
@@ -42,6 +45,10 @@ pub mod metadata;
 pub mod name;
 pub mod registry;
 
+pub use auth::{
+    Action, Authenticator, Authorizer, Credentials, Grant, NamePattern, Principal, Role,
+    RoleAuthorizer,
+};
 pub use blob::{BlobRead, BlobStore, BlobStoreExt, ByteRange, ByteStream, UploadId};
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher, HasherState};
 pub use error::{Error, OciErrorCode, Result};

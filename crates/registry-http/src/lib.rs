@@ -2,6 +2,8 @@
 //!
 //! - [`oci`]: the OCI distribution API under `/v2/` (pull, push — monolithic, chunked and
 //!   streamed —, cross-repository mount, tags, catalog, referrers, deletes);
+//! - [`auth`]: HTTP Basic and Docker token auth, and [`auth::StaticUsers`] (configured users
+//!   with argon2 password hashes);
 //! - [`path`]: the pure parser that turns a `/v2/` path into a [`path::Route`];
 //! - [`error`]: how core errors become statuses and OCI error bodies (spec codes only);
 //! - [`serve`]: [`serve::RunningRegistry`], a registry on a random loopback port in one line.
@@ -21,6 +23,7 @@
 //! ```
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod auth;
 pub mod error;
 pub mod oci;
 pub mod path;

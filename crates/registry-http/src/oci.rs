@@ -11,11 +11,13 @@ use bytes::Bytes;
 use futures::stream::StreamExt;
 use registry_core::manifest::OCI_INDEX;
 use registry_core::{
-    ByteRange, ByteStream, Digest, Error, Reference, Registry, RepositoryName, UploadId,
+    Action, ByteRange, ByteStream, Credentials, Digest, Error, Reference, Registry, RepositoryName,
+    UploadId,
 };
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth::{self, Auth, AuthMode, Caller, Scope};
 use crate::error::ApiError;
 use crate::path::{Route, parse_v2_path};
 
@@ -27,7 +29,8 @@ const FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The router serving `/v2/` over a [`Registry`].
+/// The router serving `/v2/` over a [`Registry`], open to every caller (the example server only
+/// allows this on loopback addresses).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -41,22 +44,65 @@ type ApiResult = Result<Response, ApiError>;
 /// let app: axum::Router = registry_http::oci::router(registry);
 /// ```
 pub fn router(registry: Registry) -> Router {
-    let state = Arc::new(registry);
-    Router::new()
-        .route("/v2", axum::routing::any(dispatch))
-        .route("/v2/", axum::routing::any(dispatch))
-        .route("/v2/{*path}", axum::routing::any(dispatch))
-        .with_state(state)
+    build(registry, None)
 }
 
-async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Response {
+/// The router serving `/v2/` with authentication; in token mode it also serves `/token`.
+pub fn router_with_auth(registry: Registry, auth: Auth) -> Router {
+    build(registry, Some(auth))
+}
+
+/// What the router shares between requests.
+#[derive(Debug)]
+struct Oci {
+    registry: Registry,
+    auth: Option<Auth>,
+}
+
+impl Oci {
+    /// Whether the caller may act on a repository.
+    fn may(&self, caller: &Caller, repository: &RepositoryName, action: Action) -> bool {
+        match &self.auth {
+            None => true,
+            Some(auth) => caller.may(&*auth.authorizer, repository, action),
+        }
+    }
+
+    /// Whether the caller may read every repository (and so mount any known blob).
+    fn unrestricted(&self, caller: &Caller) -> bool {
+        match caller {
+            Caller::Open => true,
+            Caller::Principal(principal) => principal.is_admin(),
+            Caller::Token(_) => false,
+        }
+    }
+}
+
+fn build(registry: Registry, auth: Option<Auth>) -> Router {
+    let token = matches!(auth.as_ref().map(|a| &a.mode), Some(AuthMode::Token(_)));
+    let state = Arc::new(Oci { registry, auth });
+    let mut router = Router::new()
+        .route("/v2", axum::routing::any(dispatch))
+        .route("/v2/", axum::routing::any(dispatch))
+        .route("/v2/{*path}", axum::routing::any(dispatch));
+    if token {
+        router = router.route("/token", axum::routing::get(issue_token));
+    }
+    router.with_state(state)
+}
+
+async fn dispatch(State(oci): State<Arc<Oci>>, request: Request) -> Response {
     let path = request.uri().path();
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let rest = rest.strip_prefix('/').unwrap_or(rest).to_owned();
     let result = match parse_v2_path(&rest) {
         None => Err(ApiError::NotFound),
         Some(Err(e)) => Err(e.into()),
-        Some(Ok(route)) => handle(&registry, route, request).await,
+        Some(Ok(route)) => match authorize(&oci, &route, request.method(), request.headers()).await
+        {
+            Ok(caller) => handle(&oci, &caller, route, request).await,
+            Err(refusal) => Ok(refusal),
+        },
     };
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     response
@@ -65,7 +111,163 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
     response
 }
 
-async fn handle(registry: &Registry, route: Route, request: Request) -> ApiResult {
+/// What a request needs to be allowed.
+enum Need {
+    /// Any caller the registry knows (the `/v2/` check).
+    Known,
+    /// Listing the catalog.
+    Catalog,
+    /// An action on a repository.
+    Repository(RepositoryName, Action),
+}
+
+fn need(route: &Route, method: &Method) -> Need {
+    let action = match *method {
+        Method::GET | Method::HEAD => Action::Pull,
+        Method::DELETE => Action::Delete,
+        _ => Action::Push,
+    };
+    match route {
+        Route::Base => Need::Known,
+        Route::Catalog => Need::Catalog,
+        Route::Upload { name, .. } | Route::UploadStart { name } => {
+            // Every upload request, status checks and cancels included, is part of a push.
+            Need::Repository(name.clone(), Action::Push)
+        }
+        Route::Tags { name }
+        | Route::Manifest { name, .. }
+        | Route::Blob { name, .. }
+        | Route::Referrers { name, .. } => Need::Repository(name.clone(), action),
+    }
+}
+
+/// Authenticates the caller and checks the route's need; on refusal, the response to send.
+async fn authorize(
+    oci: &Oci,
+    route: &Route,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Caller, Response> {
+    let Some(auth) = &oci.auth else {
+        return Ok(Caller::Open);
+    };
+    let need = need(route, method);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let scope = match &need {
+        Need::Repository(name, Action::Push) => Some(format!("repository:{name}:pull,push")),
+        Need::Repository(name, action) => Some(format!("repository:{name}:{}", action.as_str())),
+        Need::Catalog => Some("registry:catalog:*".to_owned()),
+        Need::Known => None,
+    };
+    let unauthorized = |insufficient: bool| {
+        let mut response = ApiError::Core(Error::Unauthorized).into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            auth::challenge(&auth.mode, host.as_deref(), scope.as_deref(), insufficient),
+        );
+        response
+    };
+    let caller = match (auth::credentials(headers), &auth.mode) {
+        (None, _) => return Err(unauthorized(false)),
+        (Some(Credentials::Bearer(token)), AuthMode::Token(issuer)) => {
+            match issuer.verify(&token) {
+                Some(access) => Caller::Token(access),
+                None => return Err(unauthorized(false)),
+            }
+        }
+        (Some(Credentials::Bearer(_)), AuthMode::Basic { .. }) => return Err(unauthorized(false)),
+        // Token mode sends anonymous callers to the token endpoint.
+        (Some(Credentials::None), AuthMode::Token(_)) => return Err(unauthorized(false)),
+        (Some(credentials), _) => match auth.authenticator.authenticate(&credentials).await {
+            Ok(Some(principal)) => Caller::Principal(principal),
+            Ok(None) => return Err(unauthorized(false)),
+            Err(e) => return Err(ApiError::Core(e).into_response()),
+        },
+    };
+    let allowed = match &need {
+        // The version check challenges callers without credentials even when anonymous access
+        // is granted somewhere: clients decide from this answer whether to send credentials at
+        // all.
+        Need::Known => caller.is_identified(),
+        Need::Catalog => caller.may_list_catalog(),
+        Need::Repository(name, action) => caller.may(&*auth.authorizer, name, *action),
+    };
+    if allowed {
+        Ok(caller)
+    } else if matches!(caller, Caller::Token(_)) {
+        Err(unauthorized(true))
+    } else if caller.is_identified() {
+        let what = match &need {
+            Need::Repository(name, action) => format!("{} on {name}", action.as_str()),
+            Need::Catalog => "listing the catalog".to_owned(),
+            Need::Known => "access".to_owned(),
+        };
+        Err(ApiError::Core(Error::Denied {
+            reason: format!("{what} is not granted to this user"),
+        })
+        .into_response())
+    } else {
+        Err(unauthorized(false))
+    }
+}
+
+/// `GET /token`: Docker token auth. Authenticates the caller (Basic, or anonymous), and issues a
+/// token for the requested scopes cut down to what the caller may do.
+async fn issue_token(State(oci): State<Arc<Oci>>, request: Request) -> Response {
+    let Some(auth) = &oci.auth else {
+        return ApiError::NotFound.into_response();
+    };
+    let AuthMode::Token(issuer) = &auth.mode else {
+        return ApiError::NotFound.into_response();
+    };
+    let pairs: Vec<(String, String)> = match request.uri().query() {
+        Some(q) => match serde_urlencoded_from(q) {
+            Ok(pairs) => pairs,
+            Err(e) => return e.into_response(),
+        },
+        None => Vec::new(),
+    };
+    let scopes: Vec<Scope> = pairs
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' ').filter_map(Scope::parse).collect::<Vec<_>>())
+        .collect();
+    let credentials = match auth::credentials(request.headers()) {
+        Some(Credentials::Bearer(_)) | None => {
+            return ApiError::Core(Error::Unauthorized).into_response();
+        }
+        Some(credentials) => credentials,
+    };
+    let principal = match auth.authenticator.authenticate(&credentials).await {
+        Ok(Some(principal)) => principal,
+        Ok(None) => {
+            let mut response = ApiError::Core(Error::Unauthorized).into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"registry token\""),
+            );
+            return response;
+        }
+        Err(e) => return ApiError::Core(e).into_response(),
+    };
+    match issuer.issue(&principal, &*auth.authorizer, &scopes) {
+        Ok((token, _)) => {
+            let body = json!({
+                "token": token,
+                "access_token": token,
+                "expires_in": issuer.ttl.as_secs(),
+            });
+            json_response(StatusCode::OK, body.to_string())
+        }
+        Err(e) => ApiError::Core(e).into_response(),
+    }
+}
+
+async fn handle(oci: &Oci, caller: &Caller, route: Route, request: Request) -> ApiResult {
+    let registry = &oci.registry;
     let method = request.method().clone();
     let query_string = request.uri().query().map(str::to_owned);
     let query_string = query_string.as_deref();
@@ -97,7 +299,9 @@ async fn handle(registry: &Registry, route: Route, request: Request) -> ApiResul
             registry.delete_blob(&name, &parse_digest(&digest)?).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Route::UploadStart { name }, Method::POST) => start_upload(registry, &name, request).await,
+        (Route::UploadStart { name }, Method::POST) => {
+            start_upload(oci, caller, &name, request).await
+        }
         (Route::Upload { name, id }, Method::GET) => {
             let id = UploadId::parse(&id)?;
             let size = registry.upload_status(&name, &id).await?;
@@ -486,7 +690,13 @@ fn blob_created(name: &RepositoryName, digest: &Digest) -> Response {
     response
 }
 
-async fn start_upload(registry: &Registry, name: &RepositoryName, request: Request) -> ApiResult {
+async fn start_upload(
+    oci: &Oci,
+    caller: &Caller,
+    name: &RepositoryName,
+    request: Request,
+) -> ApiResult {
+    let registry = &oci.registry;
     let q: UploadQuery = query(request.uri().query())?;
     if let Some(mount) = &q.mount {
         let digest = parse_digest(mount)?;
@@ -500,10 +710,17 @@ async fn start_upload(registry: &Registry, name: &RepositoryName, request: Reque
                 })
             })
             .transpose()?;
-        if registry
-            .mount_blob(name, &digest, from.as_ref())
-            .await?
-            .is_some()
+        // A mount must not reveal a blob the caller cannot read: from a named repository it
+        // needs pull there; without one, only an unrestricted caller may mount.
+        let readable = match &from {
+            Some(from) => oci.may(caller, from, Action::Pull),
+            None => oci.unrestricted(caller),
+        };
+        if readable
+            && registry
+                .mount_blob(name, &digest, from.as_ref())
+                .await?
+                .is_some()
         {
             return Ok(blob_created(name, &digest));
         }

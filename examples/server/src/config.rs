@@ -3,7 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use registry_core::{Limits, ManifestLimits};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use registry_core::{Grant, Limits, ManifestLimits};
+use registry_http::auth::{Auth, StaticUser, StaticUsers, TokenIssuer};
 use serde::Deserialize;
 
 /// Flags of `registry serve`.
@@ -34,6 +39,38 @@ struct File {
     allow_anonymous_on_network: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
+    auth: Option<FileAuth>,
+}
+
+/// `[auth]`: who may do what.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    /// `basic` or `token`.
+    mode: AuthModeName,
+    /// Basic: the realm in challenges. Token: the token endpoint's absolute URL (derived from
+    /// the request's Host when absent).
+    realm: Option<String>,
+    /// Token: the service name clients ask tokens for.
+    service: Option<String>,
+    /// Token: the HMAC secret tokens are signed with (at least 32 bytes; share it between
+    /// instances).
+    token_secret: Option<String>,
+    /// Token: lifetime in seconds (300 by default).
+    token_ttl_seconds: Option<u64>,
+    /// Grants for callers without credentials; none by default.
+    #[serde(default)]
+    anonymous: Vec<Grant>,
+    /// Users by name.
+    #[serde(default)]
+    users: HashMap<String, StaticUser>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum AuthModeName {
+    Basic,
+    Token,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +89,7 @@ pub(crate) struct Config {
     pub(crate) database_url: Option<String>,
     pub(crate) allow_anonymous_on_network: bool,
     limits: FileLimits,
+    auth: Option<FileAuth>,
 }
 
 impl Config {
@@ -77,7 +115,43 @@ impl Config {
             database_url: args.database_url.clone().or(file.database_url),
             allow_anonymous_on_network: file.allow_anonymous_on_network.unwrap_or(false),
             limits: file.limits,
+            auth: file.auth,
         })
+    }
+
+    /// The authentication configured, if any.
+    pub(crate) fn auth(&self) -> Result<Option<Auth>, String> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        let anonymous = (!auth.anonymous.is_empty()).then(|| auth.anonymous.clone());
+        let users = Arc::new(
+            StaticUsers::new(auth.users.clone(), anonymous).map_err(|e| format!("[auth] {e}"))?,
+        );
+        Ok(Some(match auth.mode {
+            AuthModeName::Basic => Auth::basic(
+                auth.realm.clone().unwrap_or_else(|| "registry".to_owned()),
+                users,
+            ),
+            AuthModeName::Token => {
+                let secret = auth
+                    .token_secret
+                    .as_deref()
+                    .filter(|s| s.len() >= 32)
+                    .ok_or("[auth] token mode needs token_secret of at least 32 bytes")?;
+                let mut issuer = TokenIssuer::new(
+                    auth.service
+                        .clone()
+                        .unwrap_or_else(|| "registry".to_owned()),
+                    secret.as_bytes(),
+                    Duration::from_secs(auth.token_ttl_seconds.unwrap_or(300)),
+                );
+                if let Some(realm) = &auth.realm {
+                    issuer = issuer.with_realm(realm.clone());
+                }
+                Auth::token(issuer, users)
+            }
+        }))
     }
 
     pub(crate) fn limits(&self) -> Limits {

@@ -33,6 +33,8 @@ struct Cli {
 enum Command {
     /// Serves the OCI distribution API.
     Serve(ServeArgs),
+    /// Reads a password on standard input and prints its argon2 hash for `[auth.users.*]`.
+    HashPassword,
 }
 
 #[tokio::main]
@@ -46,6 +48,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::HashPassword => hash_password(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -56,14 +59,28 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+fn hash_password() -> Result<(), String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    println!("{}", registry_http::auth::hash_password(password));
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let config = Config::load(&args)?;
     let listen: SocketAddr = config.listen;
-    if !listen.ip().is_loopback() && !config.allow_anonymous_on_network {
+    let auth = config.auth()?;
+    if auth.is_none() && !listen.ip().is_loopback() && !config.allow_anonymous_on_network {
         return Err(format!(
-            "refusing to serve anonymous access on {listen}: it is not a loopback address. \
-             Listen on 127.0.0.1, or set allow_anonymous_on_network = true in the configuration \
-             if the registry must be open to the network without authentication"
+            "refusing to serve without authentication on {listen}: it is not a loopback address. \
+             Configure [auth], listen on 127.0.0.1, or set allow_anonymous_on_network = true if \
+             the registry must be open to the network without authentication"
         ));
     }
     let blobs = FsBlobStore::open(config.data_dir.join("blobs"))
@@ -75,7 +92,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     .map_err(|e| format!("opening the metadata database: {e}"))?;
     let registry = Registry::new(Arc::new(blobs), Arc::new(metadata)).with_limits(config.limits());
-    let app = registry_http::oci::router(registry);
+    let app = match auth {
+        Some(auth) => registry_http::oci::router_with_auth(registry, auth),
+        None => registry_http::oci::router(registry),
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("binding {listen}: {e}"))?;

@@ -45,7 +45,8 @@ impl Server {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Some((200, _)) = http_get(self.addr, "/v2/") {
+            // 200 when open, 401 when authentication is configured: either way it serves.
+            if let Some((200 | 401, _)) = http_get(self.addr, "/v2/") {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -1,0 +1,630 @@
+//! Authentication at the HTTP edge: HTTP Basic, and Docker token auth (a `/token` endpoint
+//! issuing short-lived signed JWTs with `repository:<name>:<actions>` scopes).
+//!
+//! Who may do what is decided by the core [`Authorizer`]; who the caller is, by an
+//! [`Authenticator`]. [`StaticUsers`] is an authenticator over users configured with argon2
+//! password hashes; an embedder can supply its own of either.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use async_trait::async_trait;
+use axum::http::{HeaderMap, HeaderValue, header};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use registry_core::{
+    Action, Authenticator, Authorizer, Credentials, Error, Grant, Principal, RepositoryName,
+    Result, RoleAuthorizer,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// How requests are authenticated.
+#[derive(Clone, Debug)]
+pub enum AuthMode {
+    /// HTTP Basic on every request.
+    Basic {
+        /// The realm named in challenges.
+        realm: String,
+    },
+    /// Docker token auth: clients fetch a bearer token from `/token`.
+    Token(Arc<TokenIssuer>),
+}
+
+/// Authentication and authorization for the OCI router.
+#[derive(Clone, Debug)]
+pub struct Auth {
+    /// Basic or token.
+    pub mode: AuthMode,
+    /// Who the caller is.
+    pub authenticator: Arc<dyn Authenticator>,
+    /// What they may do.
+    pub authorizer: Arc<dyn Authorizer>,
+}
+
+impl Auth {
+    /// Basic auth over an authenticator, with the role-based authorizer.
+    pub fn basic(realm: impl Into<String>, authenticator: Arc<dyn Authenticator>) -> Self {
+        Auth {
+            mode: AuthMode::Basic {
+                realm: realm.into(),
+            },
+            authenticator,
+            authorizer: Arc::new(RoleAuthorizer),
+        }
+    }
+
+    /// Token auth over an authenticator, with the role-based authorizer.
+    pub fn token(issuer: TokenIssuer, authenticator: Arc<dyn Authenticator>) -> Self {
+        Auth {
+            mode: AuthMode::Token(Arc::new(issuer)),
+            authenticator,
+            authorizer: Arc::new(RoleAuthorizer),
+        }
+    }
+}
+
+/// Reads the `Authorization` header. A malformed header counts as wrong credentials.
+pub fn credentials(headers: &HeaderMap) -> Option<Credentials> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Some(Credentials::None);
+    };
+    let value = value.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (user, password) = text.split_once(':')?;
+        if user.is_empty() && password.is_empty() {
+            // Some clients answer a challenge with empty credentials when they have none.
+            return Some(Credentials::None);
+        }
+        Some(Credentials::Basic {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        })
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        Some(Credentials::Bearer(rest.trim().to_owned()))
+    } else {
+        None
+    }
+}
+
+/// What the caller of one request turned out to be.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// No authentication is configured: everything is allowed.
+    Open,
+    /// A principal authenticated by credentials, judged by the authorizer.
+    Principal(Principal),
+    /// A bearer token, whose claims list exactly what it allows.
+    Token(TokenAccess),
+}
+
+impl Caller {
+    /// Whether the caller may act on the repository.
+    pub fn may(
+        &self,
+        authorizer: &dyn Authorizer,
+        repository: &RepositoryName,
+        action: Action,
+    ) -> bool {
+        match self {
+            Caller::Open => true,
+            Caller::Principal(principal) => authorizer.authorize(principal, repository, action),
+            Caller::Token(access) => access.allows(repository, action),
+        }
+    }
+
+    /// Whether the caller may list every repository.
+    pub fn may_list_catalog(&self) -> bool {
+        match self {
+            Caller::Open => true,
+            Caller::Principal(principal) => principal.is_admin(),
+            Caller::Token(access) => access.catalog,
+        }
+    }
+
+    /// Whether the caller is known (not anonymous).
+    pub fn is_identified(&self) -> bool {
+        match self {
+            Caller::Open => true,
+            Caller::Principal(principal) => principal.name.is_some(),
+            Caller::Token(access) => !access.subject.is_empty(),
+        }
+    }
+}
+
+/// An authenticator over users listed in configuration.
+pub struct StaticUsers {
+    users: HashMap<String, StaticUser>,
+    anonymous: Option<Vec<Grant>>,
+    /// Successful password checks, so argon2 runs once per credential and not per request.
+    verified: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+}
+
+/// One configured user.
+#[derive(Clone, Debug, Deserialize)]
+pub struct StaticUser {
+    /// An argon2 PHC string (`$argon2id$v=19$…`), as `registry hash-password` prints.
+    pub password_hash: String,
+    /// Roles by repository pattern.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+/// How long a verified password is remembered.
+const VERIFIED_FOR: Duration = Duration::from_secs(300);
+
+impl StaticUsers {
+    /// Users by name; `anonymous` grants for callers without credentials (`None`: anonymous
+    /// callers are refused).
+    ///
+    /// Errors when a password hash is not a valid PHC string.
+    pub fn new(users: HashMap<String, StaticUser>, anonymous: Option<Vec<Grant>>) -> Result<Self> {
+        for (name, user) in &users {
+            PasswordHash::new(&user.password_hash).map_err(|e| Error::Unsupported {
+                what: format!("password hash of user {name:?}: {e}"),
+            })?;
+        }
+        Ok(StaticUsers {
+            users,
+            anonymous,
+            verified: Mutex::default(),
+        })
+    }
+
+    fn cache_key(user: &str, password: &str) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(user.as_bytes());
+        hasher.update([0]);
+        hasher.update(password.as_bytes());
+        hasher.finalize().into()
+    }
+}
+
+impl fmt::Debug for StaticUsers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticUsers")
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("anonymous", &self.anonymous)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hashes a password for configuration (argon2id, random salt).
+pub fn hash_password(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl Authenticator for StaticUsers {
+    async fn authenticate(&self, credentials: &Credentials) -> Result<Option<Principal>> {
+        let (user, password) = match credentials {
+            Credentials::None => return Ok(self.anonymous.clone().map(Principal::anonymous)),
+            Credentials::Basic { user, password } => (user, password),
+            Credentials::Bearer(_) => return Ok(None),
+        };
+        let Some(configured) = self.users.get(user) else {
+            return Ok(None);
+        };
+        let key = Self::cache_key(user, password);
+        {
+            let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            match verified.get(&key) {
+                Some((principal, at)) if at.elapsed() < VERIFIED_FOR => {
+                    return Ok(Some(principal.clone()));
+                }
+                Some(_) => {
+                    verified.remove(&key);
+                }
+                None => {}
+            }
+        }
+        let hash = configured.password_hash.clone();
+        let candidate = password.clone();
+        // argon2 is slow on purpose; keep it off the async workers.
+        let matches = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash).is_ok_and(|parsed| {
+                argon2::Argon2::default()
+                    .verify_password(candidate.as_bytes(), &parsed)
+                    .is_ok()
+            })
+        })
+        .await
+        .map_err(Error::backend)?;
+        if !matches {
+            return Ok(None);
+        }
+        let principal = Principal::user(user.clone(), configured.grants.clone());
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        verified.retain(|_, (_, at)| at.elapsed() < VERIFIED_FOR);
+        verified.insert(key, (principal.clone(), Instant::now()));
+        Ok(Some(principal))
+    }
+}
+
+/// Issues and verifies the bearer tokens of Docker token auth (HS256 JWTs).
+pub struct TokenIssuer {
+    /// The `service` clients name (and the tokens' audience).
+    pub service: String,
+    /// The token endpoint's absolute URL for challenges; derived from the request's `Host`
+    /// when `None`.
+    pub realm: Option<String>,
+    /// How long a token is valid.
+    pub ttl: Duration,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenIssuer")
+            .field("service", &self.service)
+            .field("realm", &self.realm)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `access` entry of a token: a resource and the actions granted on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceAccess {
+    /// `repository` or `registry`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A repository name, or `catalog`.
+    pub name: String,
+    /// Granted actions (`pull`, `push`, `delete`, or `*` for the catalog).
+    pub actions: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: u64,
+    nbf: u64,
+    iat: u64,
+    jti: String,
+    access: Vec<ResourceAccess>,
+}
+
+/// What a verified token allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenAccess {
+    /// The user it was issued to (empty for anonymous).
+    pub subject: String,
+    repositories: HashMap<String, Vec<Action>>,
+    catalog: bool,
+}
+
+impl TokenAccess {
+    fn allows(&self, repository: &RepositoryName, action: Action) -> bool {
+        self.repositories
+            .get(repository.as_str())
+            .is_some_and(|actions| actions.contains(&action))
+    }
+}
+
+/// A requested scope: `repository:<name>:<action>[,<action>…]` or `registry:catalog:*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Actions on one repository.
+    Repository(RepositoryName, Vec<Action>),
+    /// Listing the catalog.
+    Catalog,
+}
+
+impl Scope {
+    /// Parses a scope; unknown actions are dropped, as clients may ask for more than exists.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text == "registry:catalog:*" {
+            return Some(Scope::Catalog);
+        }
+        let rest = text.strip_prefix("repository:")?;
+        let (name, actions) = rest.rsplit_once(':')?;
+        let name = RepositoryName::parse(name).ok()?;
+        let actions = if actions == "*" {
+            Action::ALL.to_vec()
+        } else {
+            actions.split(',').filter_map(Action::from_name).collect()
+        };
+        Some(Scope::Repository(name, actions))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl TokenIssuer {
+    /// An issuer signing with an HMAC secret (share it between instances).
+    pub fn new(service: impl Into<String>, secret: &[u8], ttl: Duration) -> Self {
+        TokenIssuer {
+            service: service.into(),
+            realm: None,
+            ttl,
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+
+    /// Sets the absolute URL of the token endpoint named in challenges.
+    pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// Issues a token for the scopes the principal may have, each cut down to what the
+    /// authorizer allows. Returns the token and the access it carries.
+    pub fn issue(
+        &self,
+        principal: &Principal,
+        authorizer: &dyn Authorizer,
+        scopes: &[Scope],
+    ) -> Result<(String, Vec<ResourceAccess>)> {
+        let mut access = Vec::new();
+        for scope in scopes {
+            match scope {
+                Scope::Repository(name, actions) => {
+                    let granted: Vec<String> = actions
+                        .iter()
+                        .filter(|a| authorizer.authorize(principal, name, **a))
+                        .map(|a| a.as_str().to_owned())
+                        .collect();
+                    if !granted.is_empty() {
+                        access.push(ResourceAccess {
+                            kind: "repository".into(),
+                            name: name.to_string(),
+                            actions: granted,
+                        });
+                    }
+                }
+                Scope::Catalog if principal.is_admin() => access.push(ResourceAccess {
+                    kind: "registry".into(),
+                    name: "catalog".into(),
+                    actions: vec!["*".into()],
+                }),
+                Scope::Catalog => {}
+            }
+        }
+        let now = unix_now();
+        let claims = Claims {
+            iss: self.service.clone(),
+            sub: principal.name.clone().unwrap_or_default(),
+            aud: self.service.clone(),
+            exp: now + self.ttl.as_secs(),
+            nbf: now.saturating_sub(5),
+            iat: now,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            access: access.clone(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(Error::backend)?;
+        Ok((token, access))
+    }
+
+    /// Verifies a token's signature, audience and lifetime; `None` when it is not valid.
+    pub fn verify(&self, token: &str) -> Option<TokenAccess> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[&self.service]);
+        validation.set_issuer(&[&self.service]);
+        validation.leeway = 5;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .ok()?
+            .claims;
+        let mut repositories = HashMap::new();
+        let mut catalog = false;
+        for entry in claims.access {
+            match entry.kind.as_str() {
+                "repository" => {
+                    let actions = entry
+                        .actions
+                        .iter()
+                        .filter_map(|a| Action::from_name(a))
+                        .collect();
+                    repositories.insert(entry.name, actions);
+                }
+                "registry" if entry.name == "catalog" => catalog = true,
+                _ => {}
+            }
+        }
+        Some(TokenAccess {
+            subject: claims.sub,
+            repositories,
+            catalog,
+        })
+    }
+
+    /// The token endpoint URL for a request that arrived with `Host: host`.
+    pub fn realm_for(&self, host: Option<&str>) -> String {
+        self.realm
+            .clone()
+            .unwrap_or_else(|| format!("http://{}/token", host.unwrap_or("127.0.0.1")))
+    }
+}
+
+/// The `WWW-Authenticate` value of a challenge.
+pub fn challenge(
+    mode: &AuthMode,
+    host: Option<&str>,
+    scope: Option<&str>,
+    insufficient: bool,
+) -> HeaderValue {
+    let text = match mode {
+        AuthMode::Basic { realm } => format!("Basic realm=\"{realm}\""),
+        AuthMode::Token(issuer) => {
+            let mut text = format!(
+                "Bearer realm=\"{}\",service=\"{}\"",
+                issuer.realm_for(host),
+                issuer.service
+            );
+            if let Some(scope) = scope {
+                text.push_str(&format!(",scope=\"{scope}\""));
+            }
+            if insufficient {
+                text.push_str(",error=\"insufficient_scope\"");
+            }
+            text
+        }
+    };
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("Basic"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry_core::{NamePattern, Role};
+
+    fn grant(pattern: &str, role: Role) -> Grant {
+        Grant {
+            pattern: NamePattern::parse(pattern).unwrap(),
+            role,
+        }
+    }
+
+    #[test]
+    fn tokens_carry_only_what_was_granted() {
+        let issuer = TokenIssuer::new("registry", b"secret", Duration::from_secs(60));
+        let dev = Principal::user("dev", vec![grant("team/*", Role::Developer)]);
+        let scopes = [
+            Scope::parse("repository:team/app:pull,push,delete").unwrap(),
+            Scope::parse("repository:other:pull").unwrap(),
+            Scope::parse("registry:catalog:*").unwrap(),
+        ];
+        let (token, access) = issuer.issue(&dev, &RoleAuthorizer, &scopes).unwrap();
+        assert_eq!(access.len(), 1);
+        assert_eq!(access[0].actions, vec!["pull", "push"]);
+        let verified = issuer.verify(&token).unwrap();
+        let app = RepositoryName::parse("team/app").unwrap();
+        assert!(verified.allows(&app, Action::Push));
+        assert!(!verified.allows(&app, Action::Delete));
+        assert!(!verified.allows(&RepositoryName::parse("other").unwrap(), Action::Pull));
+        assert_eq!(verified.subject, "dev");
+
+        let other = TokenIssuer::new("registry", b"another secret", Duration::from_secs(60));
+        assert!(
+            other.verify(&token).is_none(),
+            "a token signed with another key is refused"
+        );
+        let elsewhere = TokenIssuer::new("elsewhere", b"secret", Duration::from_secs(60));
+        assert!(
+            elsewhere.verify(&token).is_none(),
+            "a token for another service is refused"
+        );
+        assert!(issuer.verify("not.a.token").is_none());
+    }
+
+    #[test]
+    fn scopes_parse() {
+        assert_eq!(
+            Scope::parse("repository:a/b:pull,push"),
+            Some(Scope::Repository(
+                RepositoryName::parse("a/b").unwrap(),
+                vec![Action::Pull, Action::Push]
+            ))
+        );
+        assert_eq!(
+            Scope::parse("repository:a:*"),
+            Some(Scope::Repository(
+                RepositoryName::parse("a").unwrap(),
+                Action::ALL.to_vec()
+            ))
+        );
+        assert_eq!(Scope::parse("repository:Bad:pull"), None);
+        assert_eq!(Scope::parse("registry:catalog:*"), Some(Scope::Catalog));
+    }
+
+    #[test]
+    fn basic_header_parsing() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(credentials(&headers), Some(Credentials::None));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+        );
+        assert_eq!(
+            credentials(&headers),
+            Some(Credentials::Basic {
+                user: "user".into(),
+                password: "pass".into()
+            })
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic Og=="),
+        );
+        assert_eq!(
+            credentials(&headers),
+            Some(Credentials::None),
+            "empty user and password"
+        );
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
+        assert_eq!(credentials(&headers), None);
+    }
+
+    #[tokio::test]
+    async fn static_users_check_passwords() {
+        let users = HashMap::from([(
+            "alice".to_owned(),
+            StaticUser {
+                password_hash: hash_password("s3cret"),
+                grants: vec![grant("*", Role::Reader)],
+            },
+        )]);
+        let auth = StaticUsers::new(users, None).unwrap();
+        let ok = Credentials::Basic {
+            user: "alice".into(),
+            password: "s3cret".into(),
+        };
+        let wrong = Credentials::Basic {
+            user: "alice".into(),
+            password: "guess".into(),
+        };
+        let nobody = Credentials::Basic {
+            user: "bob".into(),
+            password: "s3cret".into(),
+        };
+        assert_eq!(
+            auth.authenticate(&ok)
+                .await
+                .unwrap()
+                .unwrap()
+                .name
+                .as_deref(),
+            Some("alice")
+        );
+        assert!(auth.authenticate(&ok).await.unwrap().is_some(), "cached");
+        assert!(auth.authenticate(&wrong).await.unwrap().is_none());
+        assert!(auth.authenticate(&nobody).await.unwrap().is_none());
+        assert!(
+            auth.authenticate(&Credentials::None)
+                .await
+                .unwrap()
+                .is_none(),
+            "no anonymous grants"
+        );
+        let bad = HashMap::from([(
+            "x".to_owned(),
+            StaticUser {
+                password_hash: "plain".into(),
+                grants: vec![],
+            },
+        )]);
+        assert!(StaticUsers::new(bad, None).is_err());
+    }
+}
