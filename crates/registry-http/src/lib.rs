@@ -4,6 +4,7 @@
 //!   streamed —, cross-repository mount, tags, catalog, referrers, deletes);
 //! - [`auth`]: HTTP Basic and Docker token auth, and [`auth::StaticUsers`] (configured users
 //!   with argon2 password hashes);
+//! - [`observe`]: request metrics (through the `metrics` facade) and tracing, as a middleware;
 //! - [`path`]: the pure parser that turns a `/v2/` path into a [`path::Route`];
 //! - [`error`]: how core errors become statuses and OCI error bodies (spec codes only);
 //! - [`serve`]: [`serve::RunningRegistry`], a registry on a random loopback port in one line.
@@ -25,6 +26,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod observe;
 pub mod oci;
 pub mod path;
 pub mod serve;

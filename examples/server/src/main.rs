@@ -92,10 +92,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     .map_err(|e| format!("opening the metadata database: {e}"))?;
     let registry = Registry::new(Arc::new(blobs), Arc::new(metadata)).with_limits(config.limits());
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("installing the metrics recorder: {e}"))?;
     let app = match auth {
         Some(auth) => registry_http::oci::router_with_auth(registry, auth),
         None => registry_http::oci::router(registry),
-    };
+    }
+    .route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(prometheus.render())),
+    )
+    .layer(axum::middleware::from_fn(registry_http::observe::record));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("binding {listen}: {e}"))?;

@@ -273,3 +273,32 @@ async fn in_memory_harness_serves_a_real_client() {
     registry.stop().await.unwrap();
     result.unwrap();
 }
+
+#[test]
+fn metrics_count_what_clients_did() {
+    let server = Server::start(&[]);
+    let host = server.host();
+    let (_dir, work) = workdir();
+    let mut layout = Layout::new(work.join("layout"));
+    layout.image(Some("v1"), "amd64", &tar_layer("m", b"metrics"));
+    layout.finish();
+    skopeo(
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "oci:layout:v1",
+            &format!("docker://{host}/m/app:v1"),
+        ],
+        &work,
+    );
+    let (status, body) = support::http_get(server.addr, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for expected in [
+        r#"registry_http_requests_total{method="PUT",route="manifest",status="201"} 1"#,
+        r#"registry_http_request_duration_seconds_count{method="PUT",route="manifest"} 1"#,
+        r#"registry_http_requests_total{method="GET",route="base",status="200"}"#,
+        r#"registry_http_request_bytes_total{route="upload"}"#,
+    ] {
+        assert!(body.contains(expected), "{expected} missing from:\n{body}");
+    }
+}
