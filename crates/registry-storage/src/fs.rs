@@ -34,7 +34,7 @@ use tokio_util::io::ReaderStream;
 use crate::memory::unknown_upload;
 
 /// Read buffer size for blob streams.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
 /// Version byte of the upload state file format.
 const STATE_VERSION: u8 = 1;
 
@@ -200,22 +200,86 @@ async fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io_error)
 }
 
-/// Writes a stream to a file, hashing as it goes. Each chunk is handed to the file before it is
-/// hashed, so hashing overlaps with the previous write on tokio's blocking pool.
+/// Flush to disk in the background every this many bytes, so the final fsync has little left.
+const BACKGROUND_SYNC_EVERY: u64 = 32 << 20;
+
+/// Writes a stream to a file, hashing as it goes, and leaves it flushed to disk.
+///
+/// Each chunk is handed to the file before it is hashed, so hashing overlaps with the previous
+/// write on tokio's blocking pool; and every [`BACKGROUND_SYNC_EVERY`] bytes an fsync of what is
+/// written so far starts in the background, so the disk works while the rest streams in.
 async fn stream_to_file(
     file: &mut File,
     mut body: ByteStream,
     hasher: &mut DigestHasher,
 ) -> Result<u64> {
     let mut written = 0u64;
+    let mut unsynced = 0u64;
+    let mut background: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
         file.write_all(&chunk).await.map_err(io_error)?;
         hasher.update(&chunk);
         written += chunk.len() as u64;
+        unsynced += chunk.len() as u64;
+        if unsynced >= BACKGROUND_SYNC_EVERY && background.as_ref().is_none_or(|b| b.is_finished())
+        {
+            if let Some(previous) = background.take() {
+                previous.await.map_err(Error::backend)?.map_err(io_error)?;
+            }
+            file.flush().await.map_err(io_error)?;
+            let handle = file.try_clone().await.map_err(io_error)?.into_std().await;
+            background = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+            unsynced = 0;
+        }
     }
     file.flush().await.map_err(io_error)?;
+    if let Some(previous) = background.take() {
+        previous.await.map_err(Error::backend)?.map_err(io_error)?;
+    }
+    file.sync_data().await.map_err(io_error)?;
     Ok(written)
+}
+
+/// Streams a byte range of a file, read on one blocking thread straight into fresh buffers (no
+/// intermediate copy) and handed over through a small bounded channel, so reading the next chunk
+/// overlaps with sending the last while memory stays at a few chunks. The thread stops when the
+/// stream is dropped.
+fn read_in_background(mut file: std::fs::File, range: std::ops::Range<u64>) -> ByteStream {
+    use std::io::{Read, Seek};
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes>>(2);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
+            let _ = sender.blocking_send(Err(io_error(e)));
+            return;
+        }
+        let mut left = range.end - range.start;
+        while left > 0 {
+            let want = left.min(READ_CHUNK as u64);
+            // read_to_end fills the spare capacity directly, without zeroing it first.
+            let mut buffer = Vec::with_capacity(want as usize);
+            let item = match (&mut file).take(want).read_to_end(&mut buffer) {
+                Ok(n) if n as u64 == want => Ok(bytes::Bytes::from(buffer)),
+                Ok(n) => Err(Error::backend(format!(
+                    "blob file ended {} bytes early",
+                    left - n as u64
+                ))),
+                Err(e) => Err(io_error(e)),
+            };
+            let failed = item.is_err();
+            if sender.blocking_send(item).is_err() || failed {
+                return;
+            }
+            left -= want;
+        }
+    });
+    tokio_stream_from(receiver)
+}
+
+fn tokio_stream_from(
+    mut receiver: tokio::sync::mpsc::Receiver<Result<bytes::Bytes>>,
+) -> ByteStream {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
 }
 
 /// Hashes a file's first `len` bytes.
@@ -294,7 +358,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead> {
-        let mut file = match File::open(self.blob_path(digest)).await {
+        let file = match File::open(self.blob_path(digest)).await {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(Error::BlobUnknown {
@@ -308,15 +372,7 @@ impl BlobStore for FsBlobStore {
             Some(r) => r.resolve(size)?,
             None => 0..size,
         };
-        if range.start > 0 {
-            file.seek(SeekFrom::Start(range.start))
-                .await
-                .map_err(io_error)?;
-        }
-        let reader = file.take(range.end - range.start);
-        let stream = ReaderStream::with_capacity(reader, READ_CHUNK)
-            .map_err(io_error)
-            .boxed();
+        let stream = read_in_background(file.into_std().await, range.clone());
         Ok(BlobRead {
             size,
             range,
@@ -342,7 +398,6 @@ impl BlobStore for FsBlobStore {
                 actual,
             });
         }
-        file.sync_all().await.map_err(io_error)?;
         drop(file);
         self.publish(&staging.path, expected).await?;
         staging.keep = true;
@@ -394,7 +449,6 @@ impl BlobStore for FsBlobStore {
         let mut hasher = DigestHasher::restore(&state.hasher)?;
         let mut file = self.open_data_at(id, state.size).await?;
         let written = stream_to_file(&mut file, chunk, &mut hasher).await?;
-        file.sync_data().await.map_err(io_error)?;
         let size = state.size + written;
         self.write_state(
             id,

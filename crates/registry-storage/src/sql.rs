@@ -155,6 +155,28 @@ impl SqlMetadataStore {
     }
 }
 
+/// One page of names (`name > $1`, at most `$2`, byte order) from `table` where `filter` holds,
+/// as a single comma-separated row.
+///
+/// Aggregating in the database returns one row instead of thousands: the SQLite driver hands
+/// each row from its worker thread separately, and a 10,000-tag page spent most of its time in
+/// those handoffs. Names and tags cannot contain commas. `string_agg` with `ORDER BY` exists in
+/// PostgreSQL and in SQLite since 3.44.
+fn page_query(table: &str, filter: &str) -> String {
+    format!(
+        "SELECT string_agg(name, ',' ORDER BY name) AS names FROM \
+         (SELECT name FROM {table} WHERE {filter} AND name > $1 ORDER BY name LIMIT $2) page"
+    )
+}
+
+/// Splits the row [`page_query`] returns, parsing each name.
+fn split_page<T>(row: &AnyRow, parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+    let names: Option<String> = get(row, "names")?;
+    names.as_deref().map_or(Ok(Vec::new()), |names| {
+        names.split(',').map(parse).collect()
+    })
+}
+
 /// The id of a repository, created when missing.
 async fn ensure_repository(conn: &mut AnyConnection, name: &RepositoryName) -> Result<i64> {
     sqlx::query(
@@ -301,19 +323,15 @@ impl ContentMetadata for SqlMetadataStore {
     }
 
     async fn list_repositories(&self, page: &Page) -> Result<Vec<RepositoryName>> {
-        let rows =
-            sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
-                .bind(page.last.as_deref().unwrap_or(""))
-                .bind(to_i64(page.limit as u64)?)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let name: String = get(row, "name")?;
-                RepositoryName::parse(&name).map_err(|_| corrupt("repository name", &name))
-            })
-            .collect()
+        let names = sqlx::query(&page_query("repositories", "TRUE"))
+            .bind(page.last.as_deref().unwrap_or(""))
+            .bind(to_i64(page.limit as u64)?)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        split_page(&names, |name| {
+            RepositoryName::parse(name).map_err(|_| corrupt("repository name", name))
+        })
     }
 
     async fn link_blob(
@@ -728,21 +746,16 @@ impl ContentMetadata for SqlMetadataStore {
                 .ok_or_else(|| Error::NameUnknown {
                     name: repository.to_string(),
                 })?;
-        let rows = sqlx::query(
-            "SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3",
-        )
-        .bind(repository_id)
-        .bind(page.last.as_deref().unwrap_or(""))
-        .bind(to_i64(page.limit as u64)?)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let name: String = get(row, "name")?;
-                Tag::parse(&name).map_err(|_| corrupt("tag", &name))
-            })
-            .collect()
+        let names = sqlx::query(&page_query("tags", "repository_id = $3"))
+            .bind(page.last.as_deref().unwrap_or(""))
+            .bind(to_i64(page.limit as u64)?)
+            .bind(repository_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        split_page(&names, |name| {
+            Tag::parse(name).map_err(|_| corrupt("tag", name))
+        })
     }
 
     async fn referrers(
