@@ -201,24 +201,38 @@ async fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Flush to disk in the background every this many bytes, so the final fsync has little left.
-const BACKGROUND_SYNC_EVERY: u64 = 32 << 20;
+const BACKGROUND_SYNC_EVERY: u64 = 8 << 20;
 
 /// Writes a stream to a file, hashing as it goes, and leaves it flushed to disk.
 ///
-/// Each chunk is handed to the file before it is hashed, so hashing overlaps with the previous
-/// write on tokio's blocking pool; and every [`BACKGROUND_SYNC_EVERY`] bytes an fsync of what is
-/// written so far starts in the background, so the disk works while the rest streams in.
+/// A blocking thread writes the received buffers as they are (no copy), while this task hashes
+/// them: hashing and writing proceed in parallel, with at most a few chunks queued between them.
+/// Every [`BACKGROUND_SYNC_EVERY`] bytes an fsync of what is written so far starts in the
+/// background, so the disk works while the rest streams in and the final fsync has little left.
 async fn stream_to_file(
-    file: &mut File,
+    file: std::fs::File,
     mut body: ByteStream,
     hasher: &mut DigestHasher,
 ) -> Result<u64> {
+    use std::io::Write;
+    let syncer = file.try_clone().map_err(io_error)?;
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        while let Some(chunk) = receiver.blocking_recv() {
+            file.write_all(&chunk)?;
+        }
+        Ok::<_, std::io::Error>(file)
+    });
     let mut written = 0u64;
     let mut unsynced = 0u64;
     let mut background: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
-        file.write_all(&chunk).await.map_err(io_error)?;
+        if sender.send(chunk.clone()).await.is_err() {
+            // The writer stopped: its error says why.
+            break;
+        }
         hasher.update(&chunk);
         written += chunk.len() as u64;
         unsynced += chunk.len() as u64;
@@ -227,17 +241,20 @@ async fn stream_to_file(
             if let Some(previous) = background.take() {
                 previous.await.map_err(Error::backend)?.map_err(io_error)?;
             }
-            file.flush().await.map_err(io_error)?;
-            let handle = file.try_clone().await.map_err(io_error)?.into_std().await;
+            let handle = syncer.try_clone().map_err(io_error)?;
             background = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
             unsynced = 0;
         }
     }
-    file.flush().await.map_err(io_error)?;
+    drop(sender);
+    let file = writer.await.map_err(Error::backend)?.map_err(io_error)?;
     if let Some(previous) = background.take() {
         previous.await.map_err(Error::backend)?.map_err(io_error)?;
     }
-    file.sync_data().await.map_err(io_error)?;
+    tokio::task::spawn_blocking(move || file.sync_data())
+        .await
+        .map_err(Error::backend)?
+        .map_err(io_error)?;
     Ok(written)
 }
 
@@ -388,9 +405,9 @@ impl BlobStore for FsBlobStore {
                 .join(uuid::Uuid::new_v4().simple().to_string()),
             keep: false,
         };
-        let mut file = File::create(&staging.path).await.map_err(io_error)?;
+        let file = File::create(&staging.path).await.map_err(io_error)?;
         let mut hasher = DigestHasher::new(expected.algorithm());
-        let size = stream_to_file(&mut file, body, &mut hasher).await?;
+        let size = stream_to_file(file.into_std().await, body, &mut hasher).await?;
         let actual = hasher.finish();
         if &actual != expected {
             return Err(Error::DigestMismatch {
@@ -398,7 +415,6 @@ impl BlobStore for FsBlobStore {
                 actual,
             });
         }
-        drop(file);
         self.publish(&staging.path, expected).await?;
         staging.keep = true;
         Ok(size)
@@ -447,8 +463,8 @@ impl BlobStore for FsBlobStore {
             });
         }
         let mut hasher = DigestHasher::restore(&state.hasher)?;
-        let mut file = self.open_data_at(id, state.size).await?;
-        let written = stream_to_file(&mut file, chunk, &mut hasher).await?;
+        let file = self.open_data_at(id, state.size).await?;
+        let written = stream_to_file(file.into_std().await, chunk, &mut hasher).await?;
         let size = state.size + written;
         self.write_state(
             id,
