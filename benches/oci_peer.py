@@ -6,7 +6,8 @@ Usage: oci_peer.py OURS_HOST OURS_PID PEER_HOST PEER_PID WORKDIR
 
 Workloads: a 256 MiB blob pushed monolithically and in 16 MiB chunks, and pulled; manifest
 GET by tag and blob HEAD at 32 connections for 10 s; the tag list of a 10,000-tag repository.
-Each timed transfer runs 3 times and reports the median. Server RSS is sampled throughout.
+Each timed transfer runs 5 times and reports the median; the page cache's dirty data is
+flushed before each run. Server RSS is sampled throughout.
 """
 import hashlib
 import http.client
@@ -22,7 +23,7 @@ import time
 OURS, OURS_PID, PEER, PEER_PID, WORK = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 BIG = 256 << 20
 CHUNK = 16 << 20
-RUNS = 3
+RUNS = 5
 TAGS = 10_000
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -79,7 +80,15 @@ def start_upload(host, repo):
     return absolute(host, headers.get("Location") or headers["location"])
 
 
+def settle():
+    """Flushes every dirty page first, so no run pays for an earlier step's writeback (the peer
+    never fsyncs, so its data would otherwise be written back during the next run)."""
+    os.sync()
+    time.sleep(0.5)
+
+
 def push_monolithic(host, repo, path, digest):
+    settle()
     location = start_upload(host, repo)
     started = time.perf_counter()
     code, _ = curl("-X", "PUT", "-H", "Content-Type: application/octet-stream", "-T", path,
@@ -89,6 +98,7 @@ def push_monolithic(host, repo, path, digest):
 
 
 def push_chunked(host, repo, chunks, digest):
+    settle()
     started = time.perf_counter()
     location = start_upload(host, repo)
     offset = 0
