@@ -63,6 +63,14 @@ impl Server {
         self.addr.to_string()
     }
 
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        self.child.wait().unwrap().success()
+    }
+
     /// What the server logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
@@ -98,6 +106,47 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Some((status, body))
+}
+
+/// Sends one HTTP/1.1 request; returns the status, the raw header block and the body.
+pub fn http_request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    read_response(&mut stream)
+}
+
+/// Reads a whole `Connection: close` response.
+pub fn read_response(stream: &mut TcpStream) -> (u16, String, Vec<u8>) {
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    (status, head, raw[split + 4..].to_vec())
+}
+
+/// A header's value in a raw response head.
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
 }
 
 /// Runs a client command, failing the test with its output when it fails or is missing.
