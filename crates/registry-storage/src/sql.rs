@@ -150,6 +150,28 @@ impl SqlMetadataStore {
         }
     }
 
+    /// Whether a manifest exists in the repository, locking its row with `clause` on
+    /// PostgreSQL (`FOR SHARE` to depend on it, `FOR UPDATE` to delete it).
+    async fn manifest_row(
+        &self,
+        conn: &mut AnyConnection,
+        repository_id: i64,
+        digest: &Digest,
+        clause: &'static str,
+    ) -> Result<bool> {
+        let sql = format!(
+            "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 {}",
+            self.lock(clause)
+        );
+        Ok(sqlx::query(&sql)
+            .bind(repository_id)
+            .bind(digest.as_str())
+            .fetch_optional(conn)
+            .await
+            .map_err(db_error)?
+            .is_some())
+    }
+
     fn due(&self) -> i64 {
         Timestamp::now().after(self.review_delay).0
     }
@@ -453,18 +475,11 @@ impl ContentMetadata for SqlMetadataStore {
                 });
             }
         }
-        let child_check = format!(
-            "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 {}",
-            self.lock("FOR SHARE")
-        );
         for digest in &manifest.children {
-            let found = sqlx::query(&child_check)
-                .bind(repository_id)
-                .bind(digest.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            if found.is_none() {
+            if !self
+                .manifest_row(&mut tx, repository_id, digest, "FOR SHARE")
+                .await?
+            {
                 return Err(Error::ManifestBlobUnknown {
                     digest: digest.clone(),
                 });
@@ -582,16 +597,10 @@ impl ContentMetadata for SqlMetadataStore {
         let repository_id = repository_id(&mut tx, repository)
             .await?
             .ok_or_else(|| manifest_unknown(repository, digest))?;
-        let exists = sqlx::query(&format!(
-            "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 {}",
-            self.lock("FOR UPDATE")
-        ))
-        .bind(repository_id)
-        .bind(digest.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        if exists.is_none() {
+        if !self
+            .manifest_row(&mut tx, repository_id, digest, "FOR UPDATE")
+            .await?
+        {
             return Err(manifest_unknown(repository, digest));
         }
         let rows_of =
@@ -681,16 +690,10 @@ impl ContentMetadata for SqlMetadataStore {
         let repository_id = repository_id(&mut tx, repository)
             .await?
             .ok_or_else(|| manifest_unknown(repository, digest))?;
-        let exists = sqlx::query(&format!(
-            "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 {}",
-            self.lock("FOR SHARE")
-        ))
-        .bind(repository_id)
-        .bind(digest.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        if exists.is_none() {
+        if !self
+            .manifest_row(&mut tx, repository_id, digest, "FOR SHARE")
+            .await?
+        {
             return Err(manifest_unknown(repository, digest));
         }
         let previous = upsert_tag(
