@@ -305,22 +305,9 @@ impl Registry {
         last: Option<String>,
         n: Option<usize>,
     ) -> Result<(Vec<Tag>, bool)> {
-        let limit = n
-            .unwrap_or(self.limits.max_page_size)
-            .min(self.limits.max_page_size);
-        let mut tags = self
-            .metadata
-            .list_tags(
-                repository,
-                &Page {
-                    last,
-                    limit: limit + 1,
-                },
-            )
-            .await?;
-        let more = tags.len() > limit;
-        tags.truncate(limit);
-        Ok((tags, more))
+        let (page, limit) = self.page(last, n);
+        let tags = self.metadata.list_tags(repository, &page).await?;
+        Ok(split_extra(tags, limit))
     }
 
     /// One page of the repository catalog, plus whether more follow.
@@ -329,19 +316,24 @@ impl Registry {
         last: Option<String>,
         n: Option<usize>,
     ) -> Result<(Vec<RepositoryName>, bool)> {
+        let (page, limit) = self.page(last, n);
+        let names = self.metadata.list_repositories(&page).await?;
+        Ok(split_extra(names, limit))
+    }
+
+    /// The page to ask the store for: one entry more than the client's (capped) `n`, so the
+    /// answer tells whether more follow.
+    fn page(&self, last: Option<String>, n: Option<usize>) -> (Page, usize) {
         let limit = n
             .unwrap_or(self.limits.max_page_size)
             .min(self.limits.max_page_size);
-        let mut names = self
-            .metadata
-            .list_repositories(&Page {
+        (
+            Page {
                 last,
                 limit: limit + 1,
-            })
-            .await?;
-        let more = names.len() > limit;
-        names.truncate(limit);
-        Ok((names, more))
+            },
+            limit,
+        )
     }
 
     /// Manifests whose subject is `subject`, optionally of one artifact type.
@@ -374,6 +366,13 @@ impl Registry {
         })
         .boxed()
     }
+}
+
+/// Cuts a page fetched with one extra entry back to `limit`; says whether the extra was there.
+fn split_extra<T>(mut items: Vec<T>, limit: usize) -> (Vec<T>, bool) {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    (items, more)
 }
 
 fn blob_unknown(digest: &Digest) -> Error {
