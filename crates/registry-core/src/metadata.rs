@@ -406,7 +406,55 @@ pub trait ReviewQueue: Debug + Send + Sync + 'static {
     async fn review_queue_len(&self) -> Result<u64>;
 }
 
-/// A complete metadata store: every part the registry needs.
-pub trait MetadataStore: ContentMetadata + UploadMetadata + ReviewQueue {}
+/// What reviewing a manifest decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManifestVerdict {
+    /// It was dangling and is deleted; its blobs, children and referrers are queued for review.
+    Deleted,
+    /// A tag points at it.
+    Tagged,
+    /// An index in the repository lists it.
+    Listed,
+    /// It refers to a subject that exists in the repository.
+    Referrer,
+    /// It no longer exists.
+    Missing,
+}
 
-impl<T: ContentMetadata + UploadMetadata + ReviewQueue> MetadataStore for T {}
+/// A blob's records, removed in a transaction that is still open: new links of the digest wait
+/// until it ends. The collector deletes the bytes, then commits; or abandons, which restores the
+/// records.
+#[async_trait]
+pub trait BlobClaim: Send {
+    /// Makes the removal final.
+    async fn commit(self: Box<Self>) -> Result<()>;
+    /// Restores the records as they were.
+    async fn abandon(self: Box<Self>) -> Result<()>;
+}
+
+/// The garbage collector's decisions, each taken in one transaction.
+#[async_trait]
+pub trait CollectionMetadata: Debug + Send + Sync + 'static {
+    /// Deletes a manifest if it is dangling: no tag points at it, no index in the repository
+    /// lists it, and it is not a referrer of a manifest that exists there. Deleting queues what
+    /// it referenced, as [`ContentMetadata::delete_manifest`] does.
+    async fn collect_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<ManifestVerdict>;
+
+    /// Claims a blob no manifest references: removes its record and every repository's link in
+    /// a transaction left open in the returned claim, so concurrent links of the digest and
+    /// manifests referencing it wait for the claim to end (and then see it gone). `None` when a
+    /// manifest references the blob or it has no record.
+    async fn claim_blob(&self, digest: &Digest) -> Result<Option<Box<dyn BlobClaim>>>;
+}
+
+/// A complete metadata store: every part the registry needs.
+pub trait MetadataStore:
+    ContentMetadata + UploadMetadata + ReviewQueue + CollectionMetadata
+{
+}
+
+impl<T: ContentMetadata + UploadMetadata + ReviewQueue + CollectionMetadata> MetadataStore for T {}

@@ -1043,6 +1043,172 @@ pub async fn metadata_concurrency(store: SharedMetadataStore) {
     assert_eq!(store.review_queue_len().await.unwrap(), 25);
 }
 
+/// The collector's decisions: dangling manifests go, tagged, listed and referring ones stay;
+/// blob claims exclude referenced blobs, make racing links wait and racing pushes fail, and
+/// abandoning restores what a claim removed.
+pub async fn metadata_collection(store: SharedMetadataStore) {
+    let repo = name("gc/app");
+    let layer = Digest::sha256(b"gc layer");
+    let spare = Digest::sha256(b"gc spare");
+    store.link_blob(&repo, &layer, 8).await.unwrap();
+    store.link_blob(&repo, &spare, 8).await.unwrap();
+    let image = new_manifest(
+        &repo,
+        "image",
+        std::slice::from_ref(&layer),
+        &[],
+        None,
+        None,
+    );
+    let child = new_manifest(&repo, "child", &[], &[], None, None);
+    let index = new_manifest(
+        &repo,
+        "index",
+        &[],
+        std::slice::from_ref(&child.digest),
+        None,
+        None,
+    );
+    let sig = new_manifest(
+        &repo,
+        "sig",
+        &[],
+        &[],
+        Some(&image.digest),
+        Some("application/x.sig"),
+    );
+    store.put_manifest(&image, Some(&tag("v1"))).await.unwrap();
+    store.put_manifest(&child, None).await.unwrap();
+    store
+        .put_manifest(&index, Some(&tag("multi")))
+        .await
+        .unwrap();
+    store.put_manifest(&sig, None).await.unwrap();
+
+    use registry_core::ManifestVerdict as V;
+    let verdict = |digest: Digest| {
+        let store = store.clone();
+        let repo = repo.clone();
+        async move { store.collect_manifest(&repo, &digest).await.unwrap() }
+    };
+    assert_eq!(verdict(image.digest.clone()).await, V::Tagged);
+    assert_eq!(verdict(child.digest.clone()).await, V::Listed);
+    assert_eq!(verdict(sig.digest.clone()).await, V::Referrer);
+    assert_eq!(verdict(Digest::sha256(b"none")).await, V::Missing);
+    assert_eq!(
+        store
+            .collect_manifest(&name("no/repo"), &image.digest)
+            .await
+            .unwrap(),
+        V::Missing
+    );
+
+    store.delete_tag(&repo, &tag("v1")).await.unwrap();
+    assert_eq!(verdict(image.digest.clone()).await, V::Deleted);
+    assert_eq!(
+        queued(&*store, &blob_target(&layer)).await,
+        ReviewEvent::ManifestDeleted
+    );
+    assert_eq!(
+        queued(&*store, &manifest_target(&repo, &sig.digest)).await,
+        ReviewEvent::SubjectDeleted
+    );
+    assert_eq!(
+        verdict(sig.digest.clone()).await,
+        V::Deleted,
+        "its subject is gone"
+    );
+    assert_eq!(verdict(image.digest.clone()).await, V::Missing);
+
+    // Claims: never a blob a manifest references.
+    store
+        .put_manifest(
+            &new_manifest(
+                &repo,
+                "keeps",
+                std::slice::from_ref(&spare),
+                &[],
+                None,
+                None,
+            ),
+            Some(&tag("keeps")),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.claim_blob(&spare).await.unwrap().is_none(),
+        "referenced"
+    );
+    assert!(
+        store
+            .claim_blob(&Digest::sha256(b"unknown"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Abandoning restores the record and the links.
+    let claim = store
+        .claim_blob(&layer)
+        .await
+        .unwrap()
+        .expect("unreferenced layer is claimable");
+    claim.abandon().await.unwrap();
+    assert!(store.linked_blob(&repo, &layer).await.unwrap().is_some());
+
+    // While claimed, a push referencing the blob and a new link wait; after the commit the push
+    // fails cleanly and the link records the blob anew.
+    let claim = store
+        .claim_blob(&layer)
+        .await
+        .unwrap()
+        .expect("claimable again");
+    let racing_push = {
+        let store = store.clone();
+        let manifest = new_manifest(
+            &repo,
+            "racing",
+            std::slice::from_ref(&layer),
+            &[],
+            None,
+            None,
+        );
+        tokio::spawn(async move {
+            store
+                .put_manifest(&manifest, Some(&Tag::parse("racing").expect("tag")))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    claim.commit().await.unwrap();
+    match racing_push.await.unwrap() {
+        Err(Error::ManifestBlobUnknown { digest }) => assert_eq!(digest, layer),
+        other => panic!("a push racing a claim must fail cleanly, got {other:?}"),
+    }
+    assert_eq!(store.blob(&layer).await.unwrap(), None);
+    assert_eq!(store.linked_blob(&repo, &layer).await.unwrap(), None);
+
+    store.link_blob(&repo, &layer, 8).await.unwrap();
+    let claim = store.claim_blob(&layer).await.unwrap().expect("claimable");
+    let racing_link = {
+        let store = store.clone();
+        let repo = repo.clone();
+        let layer = layer.clone();
+        tokio::spawn(async move { store.link_blob(&repo, &layer, 8).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !racing_link.is_finished(),
+        "a link waits while the blob is claimed"
+    );
+    claim.commit().await.unwrap();
+    racing_link.await.unwrap().unwrap();
+    assert!(
+        store.linked_blob(&repo, &layer).await.unwrap().is_some(),
+        "linked anew after the claim"
+    );
+}
+
 /// Runs every blob-store function except the restart test, each on a fresh store from `fresh`.
 pub async fn blob_store_suite<F, Fut>(fresh: F)
 where
@@ -1068,4 +1234,5 @@ where
     metadata_uploads(fresh().await).await;
     metadata_review_queue(fresh().await).await;
     metadata_concurrency(fresh().await).await;
+    metadata_collection(fresh().await).await;
 }

@@ -12,10 +12,11 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
 use registry_core::metadata::DEFAULT_REVIEW_DELAY;
 use registry_core::{
-    Algorithm, BlobRead, BlobRecord, BlobStore, ByteRange, ByteStream, ContentMetadata, Digest,
-    DigestHasher, Error, ManifestRecord, NewManifest, Page, PutManifestOutcome, Reference,
-    Referrer, RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag,
-    Timestamp, UploadId, UploadMetadata, UploadRecord,
+    Algorithm, BlobClaim, BlobRead, BlobRecord, BlobStore, ByteRange, ByteStream,
+    CollectionMetadata, ContentMetadata, Digest, DigestHasher, Error, ManifestRecord,
+    ManifestVerdict, NewManifest, Page, PutManifestOutcome, Reference, Referrer, RepositoryName,
+    Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag, Timestamp, UploadId,
+    UploadMetadata, UploadRecord,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -238,6 +239,16 @@ struct MetaState {
     blobs: HashMap<Digest, BlobRecord>,
     uploads: HashMap<UploadId, UploadRecord>,
     reviews: HashMap<ReviewTarget, ReviewTask>,
+    /// Blobs claimed by the collector, with what the claim removed (to restore on abandon) and
+    /// a signal for links waiting for the claim to end.
+    claimed: HashMap<Digest, Claimed>,
+}
+
+#[derive(Debug)]
+struct Claimed {
+    record: BlobRecord,
+    links: Vec<(RepositoryName, Timestamp)>,
+    ended: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -325,8 +336,18 @@ impl ContentMetadata for MemoryMetadataStore {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
+        // Like a row lock: a link of a blob being collected waits until the claim ends.
+        let mut state = loop {
+            let ended = {
+                let state = lock(&self.state);
+                match state.claimed.get(digest) {
+                    Some(claim) => claim.ended.clone().notified_owned(),
+                    None => break state,
+                }
+            };
+            ended.await;
+        };
         let now = Timestamp::now();
-        let mut state = lock(&self.state);
         state.blobs.entry(digest.clone()).or_insert(BlobRecord {
             digest: digest.clone(),
             size,
@@ -495,47 +516,7 @@ impl ContentMetadata for MemoryMetadataStore {
                 index: index.clone(),
             });
         }
-        let removed = repo
-            .manifests
-            .remove(digest)
-            .ok_or_else(|| manifest_unknown(repository, digest))?;
-        let tags: Vec<Tag> = repo
-            .tags
-            .iter()
-            .filter(|(_, target)| *target == digest)
-            .map(|(tag, _)| tag.clone())
-            .collect();
-        for tag in &tags {
-            repo.tags.remove(tag);
-        }
-        let referrers: Vec<Digest> = repo
-            .manifests
-            .values()
-            .filter(|m| m.record.subject.as_ref() == Some(digest))
-            .map(|m| m.record.digest.clone())
-            .collect();
-        for blob in removed.blobs {
-            state.queue(
-                ReviewTarget::Blob { digest: blob },
-                ReviewEvent::ManifestDeleted,
-                due,
-            );
-        }
-        for child in removed.children {
-            state.queue(
-                manifest_review(repository, &child),
-                ReviewEvent::IndexDeleted,
-                due,
-            );
-        }
-        for referrer in referrers {
-            state.queue(
-                manifest_review(repository, &referrer),
-                ReviewEvent::SubjectDeleted,
-                due,
-            );
-        }
-        Ok(tags)
+        Ok(remove_manifest(&mut state, repository, digest, due))
     }
 
     async fn put_tag(
@@ -689,5 +670,168 @@ impl ReviewQueue for MemoryMetadataStore {
 
     async fn review_queue_len(&self) -> Result<u64> {
         Ok(lock(&self.state).reviews.len() as u64)
+    }
+}
+
+/// Deletes a manifest with its tags, and queues its blobs, children and referrers for review;
+/// returns the tags it had. The caller has checked the manifest may go.
+fn remove_manifest(
+    state: &mut MetaState,
+    repository: &RepositoryName,
+    digest: &Digest,
+    due: Timestamp,
+) -> Vec<Tag> {
+    let Some(repo) = state.repositories.get_mut(repository) else {
+        return Vec::new();
+    };
+    let Some(removed) = repo.manifests.remove(digest) else {
+        return Vec::new();
+    };
+    let tags: Vec<Tag> = repo
+        .tags
+        .iter()
+        .filter(|(_, target)| *target == digest)
+        .map(|(tag, _)| tag.clone())
+        .collect();
+    for tag in &tags {
+        repo.tags.remove(tag);
+    }
+    let referrers: Vec<Digest> = repo
+        .manifests
+        .values()
+        .filter(|m| m.record.subject.as_ref() == Some(digest))
+        .map(|m| m.record.digest.clone())
+        .collect();
+    for blob in removed.blobs {
+        state.queue(
+            ReviewTarget::Blob { digest: blob },
+            ReviewEvent::ManifestDeleted,
+            due,
+        );
+    }
+    for child in removed.children {
+        state.queue(
+            manifest_review(repository, &child),
+            ReviewEvent::IndexDeleted,
+            due,
+        );
+    }
+    for referrer in referrers {
+        state.queue(
+            manifest_review(repository, &referrer),
+            ReviewEvent::SubjectDeleted,
+            due,
+        );
+    }
+    tags
+}
+
+#[async_trait]
+impl CollectionMetadata for MemoryMetadataStore {
+    async fn collect_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<ManifestVerdict> {
+        let due = Timestamp::now().after(self.review_delay);
+        let mut state = lock(&self.state);
+        let Some(repo) = state.repositories.get(repository) else {
+            return Ok(ManifestVerdict::Missing);
+        };
+        let Some(manifest) = repo.manifests.get(digest) else {
+            return Ok(ManifestVerdict::Missing);
+        };
+        if repo.tags.values().any(|target| target == digest) {
+            return Ok(ManifestVerdict::Tagged);
+        }
+        if repo.manifests.values().any(|m| m.children.contains(digest)) {
+            return Ok(ManifestVerdict::Listed);
+        }
+        if manifest
+            .record
+            .subject
+            .as_ref()
+            .is_some_and(|subject| repo.manifests.contains_key(subject))
+        {
+            return Ok(ManifestVerdict::Referrer);
+        }
+        remove_manifest(&mut state, repository, digest, due);
+        Ok(ManifestVerdict::Deleted)
+    }
+
+    async fn claim_blob(&self, digest: &Digest) -> Result<Option<Box<dyn BlobClaim>>> {
+        let mut state = lock(&self.state);
+        let referenced = state
+            .repositories
+            .values()
+            .any(|r| r.manifests.values().any(|m| m.blobs.contains(digest)));
+        if referenced || state.claimed.contains_key(digest) {
+            return Ok(None);
+        }
+        let Some(record) = state.blobs.remove(digest) else {
+            return Ok(None);
+        };
+        let links = state
+            .repositories
+            .iter_mut()
+            .filter_map(|(name, r)| r.linked_blobs.remove(digest).map(|at| (name.clone(), at)))
+            .collect();
+        let claimed = Claimed {
+            record,
+            links,
+            ended: Arc::new(tokio::sync::Notify::new()),
+        };
+        state.claimed.insert(digest.clone(), claimed);
+        Ok(Some(Box::new(MemoryBlobClaim {
+            state: self.state.clone(),
+            digest: digest.clone(),
+        })))
+    }
+}
+
+/// A claim on a blob of the memory store; dropping it without committing abandons it.
+struct MemoryBlobClaim {
+    state: Arc<Mutex<MetaState>>,
+    digest: Digest,
+}
+
+impl MemoryBlobClaim {
+    fn end(&self, restore: bool) {
+        let mut state = lock(&self.state);
+        if let Some(claimed) = state.claimed.remove(&self.digest) {
+            if restore {
+                for (name, at) in claimed.links {
+                    state
+                        .repositories
+                        .entry(name)
+                        .or_default()
+                        .linked_blobs
+                        .insert(self.digest.clone(), at);
+                }
+                state.blobs.insert(self.digest.clone(), claimed.record);
+            }
+            claimed.ended.notify_waiters();
+        }
+    }
+}
+
+#[async_trait]
+impl BlobClaim for MemoryBlobClaim {
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.end(false);
+        Ok(())
+    }
+
+    async fn abandon(self: Box<Self>) -> Result<()> {
+        self.end(true);
+        Ok(())
+    }
+}
+
+impl Drop for MemoryBlobClaim {
+    fn drop(&mut self) {
+        // A claim neither committed nor abandoned (its task was cancelled) is abandoned, as a
+        // dropped SQL transaction rolls back.
+        self.end(true);
     }
 }

@@ -15,9 +15,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use registry_core::metadata::DEFAULT_REVIEW_DELAY;
 use registry_core::{
-    BlobRecord, ContentMetadata, Digest, Error, ManifestRecord, NewManifest, Page,
-    PutManifestOutcome, Reference, Referrer, RepositoryName, Result, ReviewEvent, ReviewQueue,
-    ReviewTarget, ReviewTask, Tag, Timestamp, UploadId, UploadMetadata, UploadRecord,
+    BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, Digest, Error, ManifestRecord,
+    ManifestVerdict, NewManifest, Page, PutManifestOutcome, Reference, Referrer, RepositoryName,
+    Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag, Timestamp, UploadId,
+    UploadMetadata, UploadRecord,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, Executor, Pool, Row, Transaction};
@@ -615,67 +616,7 @@ impl ContentMetadata for SqlMetadataStore {
                 index: digest_column(&parent, "parent_digest")?,
             });
         }
-        let tag_rows = rows_of(
-            "SELECT name FROM tags WHERE repository_id = $1 AND manifest_digest = $2 ORDER BY name",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let blobs = rows_of("SELECT blob_digest FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let children = rows_of("SELECT child_digest FROM manifest_children WHERE repository_id = $1 AND parent_digest = $2")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let referrers =
-            rows_of("SELECT digest FROM manifests WHERE repository_id = $1 AND subject = $2")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        for sql in [
-            "DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2",
-            "DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
-            "DELETE FROM manifest_children WHERE repository_id = $1 AND parent_digest = $2",
-            "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
-        ] {
-            rows_of(sql).execute(&mut *tx).await.map_err(db_error)?;
-        }
-        for blob in digests(&blobs, "blob_digest")? {
-            queue(
-                &mut tx,
-                &blob_review(blob),
-                ReviewEvent::ManifestDeleted,
-                due,
-            )
-            .await?;
-        }
-        for child in digests(&children, "child_digest")? {
-            queue(
-                &mut tx,
-                &manifest_review(repository, child),
-                ReviewEvent::IndexDeleted,
-                due,
-            )
-            .await?;
-        }
-        for referrer in digests(&referrers, "digest")? {
-            queue(
-                &mut tx,
-                &manifest_review(repository, referrer),
-                ReviewEvent::SubjectDeleted,
-                due,
-            )
-            .await?;
-        }
-        let tags = tag_rows
-            .iter()
-            .map(|row| {
-                let name: String = get(row, "name")?;
-                Tag::parse(&name).map_err(|_| corrupt("tag", &name))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let tags = remove_manifest(&mut tx, repository, repository_id, digest, due).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(tags)
     }
@@ -808,6 +749,83 @@ impl ReferrerRow {
             annotations: annotations_from(&self.annotations)?,
         })
     }
+}
+
+/// Deletes a manifest row with its tags and references, and queues its blobs, children and
+/// referrers for review; returns the tags it had. The caller holds the transaction and has
+/// checked the manifest may go.
+async fn remove_manifest(
+    conn: &mut AnyConnection,
+    repository: &RepositoryName,
+    repository_id: i64,
+    digest: &Digest,
+    due: i64,
+) -> Result<Vec<Tag>> {
+    let rows_of = |sql: &'static str| sqlx::query(sql).bind(repository_id).bind(digest.as_str());
+    let tag_rows = rows_of(
+        "SELECT name FROM tags WHERE repository_id = $1 AND manifest_digest = $2 ORDER BY name",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let blobs = rows_of(
+        "SELECT blob_digest FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let children = rows_of("SELECT child_digest FROM manifest_children WHERE repository_id = $1 AND parent_digest = $2")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    let referrers =
+        rows_of("SELECT digest FROM manifests WHERE repository_id = $1 AND subject = $2")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    for sql in [
+        "DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2",
+        "DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
+        "DELETE FROM manifest_children WHERE repository_id = $1 AND parent_digest = $2",
+        "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
+    ] {
+        rows_of(sql).execute(&mut *conn).await.map_err(db_error)?;
+    }
+    for blob in digests(&blobs, "blob_digest")? {
+        queue(
+            &mut *conn,
+            &blob_review(blob),
+            ReviewEvent::ManifestDeleted,
+            due,
+        )
+        .await?;
+    }
+    for child in digests(&children, "child_digest")? {
+        queue(
+            &mut *conn,
+            &manifest_review(repository, child),
+            ReviewEvent::IndexDeleted,
+            due,
+        )
+        .await?;
+    }
+    for referrer in digests(&referrers, "digest")? {
+        queue(
+            &mut *conn,
+            &manifest_review(repository, referrer),
+            ReviewEvent::SubjectDeleted,
+            due,
+        )
+        .await?;
+    }
+    let tags = tag_rows
+        .iter()
+        .map(|row| {
+            let name: String = get(row, "name")?;
+            Tag::parse(&name).map_err(|_| corrupt("tag", &name))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(tags)
 }
 
 /// Points a tag at a manifest; returns the manifest it pointed at before, if different.
@@ -961,5 +979,107 @@ impl ReviewQueue for SqlMetadataStore {
             .await
             .map_err(db_error)?;
         Ok(u64::try_from(get::<i64>(&row, "n")?).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl CollectionMetadata for SqlMetadataStore {
+    async fn collect_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<ManifestVerdict> {
+        let due = self.due();
+        let mut tx = self.begin().await?;
+        let Some(repository_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(ManifestVerdict::Missing);
+        };
+        // FOR UPDATE: a concurrent tag or index push waits for this decision, then sees it.
+        if !self
+            .manifest_row(&mut tx, repository_id, digest, "FOR UPDATE")
+            .await?
+        {
+            return Ok(ManifestVerdict::Missing);
+        }
+        let checks = [
+            (
+                ManifestVerdict::Tagged,
+                "SELECT 1 FROM tags WHERE repository_id = $1 AND manifest_digest = $2 LIMIT 1",
+            ),
+            (
+                ManifestVerdict::Listed,
+                "SELECT 1 FROM manifest_children WHERE repository_id = $1 AND child_digest = $2 LIMIT 1",
+            ),
+            (
+                ManifestVerdict::Referrer,
+                "SELECT 1 FROM manifests m JOIN manifests s \
+                 ON s.repository_id = m.repository_id AND s.digest = m.subject \
+                 WHERE m.repository_id = $1 AND m.digest = $2",
+            ),
+        ];
+        for (verdict, sql) in checks {
+            let found = sqlx::query(sql)
+                .bind(repository_id)
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            if found.is_some() {
+                return Ok(verdict);
+            }
+        }
+        remove_manifest(&mut tx, repository, repository_id, digest, due).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(ManifestVerdict::Deleted)
+    }
+
+    async fn claim_blob(&self, digest: &Digest) -> Result<Option<Box<dyn BlobClaim>>> {
+        let mut tx = self.begin().await?;
+        let record = sqlx::query(&format!(
+            "SELECT 1 FROM blobs WHERE digest = $1 {}",
+            self.lock("FOR UPDATE")
+        ))
+        .bind(digest.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if record.is_none() {
+            return Ok(None);
+        }
+        let referenced = sqlx::query("SELECT 1 FROM manifest_blobs WHERE blob_digest = $1 LIMIT 1")
+            .bind(digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if referenced.is_some() {
+            return Ok(None);
+        }
+        for sql in [
+            "DELETE FROM repository_blobs WHERE digest = $1",
+            "DELETE FROM blobs WHERE digest = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(digest.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(Some(Box::new(SqlBlobClaim { tx })))
+    }
+}
+
+/// A blob claim holding its transaction open (and with it the blob row's lock).
+struct SqlBlobClaim {
+    tx: Transaction<'static, Any>,
+}
+
+#[async_trait]
+impl BlobClaim for SqlBlobClaim {
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await.map_err(db_error)
+    }
+
+    async fn abandon(self: Box<Self>) -> Result<()> {
+        self.tx.rollback().await.map_err(db_error)
     }
 }

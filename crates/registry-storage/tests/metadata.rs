@@ -32,6 +32,7 @@ macro_rules! metadata_suite {
             case!(metadata_uploads);
             case!(metadata_review_queue);
             case!(metadata_concurrency);
+            case!(metadata_collection);
         }
     };
 }
