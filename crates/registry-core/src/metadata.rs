@@ -399,8 +399,9 @@ pub trait ReviewQueue: Debug + Send + Sync + 'static {
     /// Pushes an entry's due time to `until` and counts an attempt; returns whether it existed.
     async fn postpone_review(&self, target: &ReviewTarget, until: Timestamp) -> Result<bool>;
 
-    /// Removes an entry once reviewed; returns whether it existed.
-    async fn complete_review(&self, target: &ReviewTarget) -> Result<bool>;
+    /// Removes an entry once reviewed, unless an event re-queued it (changed its event or due
+    /// time) since `task` was read; returns whether it was removed.
+    async fn complete_review(&self, task: &ReviewTask) -> Result<bool>;
 
     /// The number of entries queued.
     async fn review_queue_len(&self) -> Result<u64>;

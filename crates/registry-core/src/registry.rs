@@ -115,8 +115,34 @@ impl Registry {
     ) -> Result<BlobRecord> {
         let body = self.limit_stream(body, 0);
         let size = self.blobs.write(digest, body).await?;
+        self.link_written(repository, digest, size).await
+    }
+
+    /// Links bytes just written, then checks they are still there: a collector may have claimed
+    /// the digest and deleted the bytes between the write and the link (the link waited for its
+    /// claim). Then the push fails cleanly instead of recording a blob without bytes.
+    async fn link_written(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobRecord> {
         self.metadata.link_blob(repository, digest, size).await?;
-        self.blob(repository, digest).await
+        if self.blobs.stat(digest).await?.is_none() {
+            self.metadata.unlink_blob(repository, digest).await?;
+            return Err(Error::BlobUploadInvalid {
+                reason: format!(
+                    "blob {digest} was garbage-collected while it was being uploaded; upload it again"
+                ),
+            });
+        }
+        // Not re-read from the store: a collector may already be reviewing the fresh, still
+        // unreferenced blob, and the push itself has succeeded.
+        Ok(BlobRecord {
+            digest: digest.clone(),
+            size,
+            created_at: Timestamp::now(),
+        })
     }
 
     /// Links a blob another repository holds into this one.
@@ -137,14 +163,12 @@ impl Registry {
         let Some(source) = source else {
             return Ok(None);
         };
-        // The record may outlive the bytes (a collector between the two); never link a ghost.
-        if self.blobs.stat(digest).await?.is_none() {
-            return Ok(None);
+        match self.link_written(repository, digest, source.size).await {
+            Ok(record) => Ok(Some(record)),
+            // Collected meanwhile: the client uploads it instead.
+            Err(Error::BlobUploadInvalid { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
-        self.metadata
-            .link_blob(repository, digest, source.size)
-            .await?;
-        Ok(Some(self.blob(repository, digest).await?))
     }
 
     /// Unlinks a blob from the repository. Errors: [`Error::BlobUnknown`].
@@ -217,9 +241,8 @@ impl Registry {
             self.check_upload(repository, id).await?;
         }
         let size = self.blobs.upload_finish(id, digest).await?;
-        self.metadata.link_blob(repository, digest, size).await?;
         self.metadata.delete_upload(id).await?;
-        self.blob(repository, digest).await
+        self.link_written(repository, digest, size).await
     }
 
     /// Abandons an upload.

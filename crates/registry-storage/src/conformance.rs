@@ -980,8 +980,17 @@ pub async fn metadata_review_queue(store: SharedMetadataStore) {
         later
     );
 
-    assert!(store.complete_review(&blob_target(&blob)).await.unwrap());
-    assert!(!store.complete_review(&blob_target(&blob)).await.unwrap());
+    let stale = store.review(&blob_target(&blob)).await.unwrap().unwrap();
+    // An event since the collector read the entry keeps it queued.
+    store.unlink_blob(&repo, &blob).await.unwrap();
+    assert!(
+        !store.complete_review(&stale).await.unwrap(),
+        "re-queued since it was read"
+    );
+    let current = store.review(&blob_target(&blob)).await.unwrap().unwrap();
+    assert_eq!(current.event, ReviewEvent::BlobUnlinked);
+    assert!(store.complete_review(&current).await.unwrap());
+    assert!(!store.complete_review(&current).await.unwrap());
     assert!(
         !store
             .postpone_review(&blob_target(&blob), later)

@@ -664,8 +664,16 @@ impl ReviewQueue for MemoryMetadataStore {
             .is_some())
     }
 
-    async fn complete_review(&self, target: &ReviewTarget) -> Result<bool> {
-        Ok(lock(&self.state).reviews.remove(target).is_some())
+    async fn complete_review(&self, task: &ReviewTask) -> Result<bool> {
+        let mut state = lock(&self.state);
+        let unchanged = state
+            .reviews
+            .get(&task.target)
+            .is_some_and(|queued| queued.event == task.event && queued.due_at == task.due_at);
+        if unchanged {
+            state.reviews.remove(&task.target);
+        }
+        Ok(unchanged)
     }
 
     async fn review_queue_len(&self) -> Result<u64> {

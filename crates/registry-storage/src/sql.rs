@@ -958,14 +958,17 @@ impl ReviewQueue for SqlMetadataStore {
             > 0)
     }
 
-    async fn complete_review(&self, target: &ReviewTarget) -> Result<bool> {
-        let (kind, repository, digest) = target_key(target);
+    async fn complete_review(&self, task: &ReviewTask) -> Result<bool> {
+        let (kind, repository, digest) = target_key(&task.target);
         Ok(sqlx::query(
-            "DELETE FROM review_queue WHERE kind = $1 AND repository = $2 AND digest = $3",
+            "DELETE FROM review_queue WHERE kind = $1 AND repository = $2 AND digest = $3 \
+             AND event = $4 AND due_at = $5",
         )
         .bind(kind)
         .bind(repository)
         .bind(digest.as_str())
+        .bind(task.event.as_str())
+        .bind(task.due_at.0)
         .execute(&self.pool)
         .await
         .map_err(db_error)?

@@ -29,11 +29,17 @@ impl Drop for Cleanup {
 
 /// A fresh SQLite metadata store in a temporary directory.
 pub async fn sqlite() -> (Arc<dyn MetadataStore>, Cleanup) {
+    let (store, cleanup) = sqlite_store().await;
+    (Arc::new(store), cleanup)
+}
+
+/// Like [`sqlite`], as the concrete store (to set its review delay, say).
+pub async fn sqlite_store() -> (SqlMetadataStore, Cleanup) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SqlMetadataStore::sqlite(&dir.path().join("registry.db"))
         .await
         .expect("open SQLite");
-    (Arc::new(store), Cleanup(Some(Box::new(move || drop(dir)))))
+    (store, Cleanup(Some(Box::new(move || drop(dir)))))
 }
 
 async fn admin(sql: String) {
@@ -46,6 +52,12 @@ async fn admin(sql: String) {
 
 /// A fresh PostgreSQL metadata store in a schema of its own, dropped afterwards.
 pub async fn postgres() -> (Arc<dyn MetadataStore>, Cleanup) {
+    let (store, cleanup) = postgres_store().await;
+    (Arc::new(store), cleanup)
+}
+
+/// Like [`postgres`], as the concrete store (to set its review delay, say).
+pub async fn postgres_store() -> (SqlMetadataStore, Cleanup) {
     let schema = format!("regtest_{}", uuid::Uuid::new_v4().simple());
     admin(format!("CREATE SCHEMA {schema}")).await;
     let separator = if postgres_url().contains('?') {
@@ -76,5 +88,5 @@ pub async fn postgres() -> (Arc<dyn MetadataStore>, Cleanup) {
         .join()
         .expect("schema cleanup");
     };
-    (Arc::new(store), Cleanup(Some(Box::new(cleanup))))
+    (store, Cleanup(Some(Box::new(cleanup))))
 }

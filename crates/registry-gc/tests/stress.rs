@@ -1,0 +1,325 @@
+//! GC versus pushes, with review delay 0: concurrent tasks push images that share layers,
+//! retag, delete tags and manifests and mount blobs while two collectors run. Afterwards every
+//! tagged manifest pulls completely with every blob readable and its digest verified; after
+//! quiescence no unreferenced blob remains.
+//!
+//! `REGISTRY_STRESS_ROUNDS` (default 12) sets each pusher's number of operations.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::StreamExt;
+use registry_core::blob::once_stream;
+use registry_core::manifest::OCI_MANIFEST;
+use registry_core::{
+    BlobStore, Digest, Error, Manifest, ManifestLimits, MetadataStore, Page, Reference, Registry,
+    RepositoryName, Tag,
+};
+use registry_gc::{Collector, CollectorConfig, RunReport};
+use registry_storage::fs::FsBlobStore;
+use registry_storage::memory::MemoryMetadataStore;
+use serde_json::json;
+
+const PUSHERS: u64 = 6;
+const REPOSITORIES: u64 = 3;
+const SHARED_LAYERS: u64 = 5;
+
+/// A tiny deterministic generator, one per task.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+fn repository(n: u64) -> RepositoryName {
+    RepositoryName::parse(&format!("stress/r{n}")).unwrap()
+}
+
+fn layer(n: u64) -> Bytes {
+    Bytes::from(format!("shared layer {n} ").repeat(200))
+}
+
+#[derive(Default)]
+struct Counts {
+    pushes: AtomicU64,
+    push_retries: AtomicU64,
+    retags: AtomicU64,
+    tag_deletes: AtomicU64,
+    manifest_deletes: AtomicU64,
+    mounts: AtomicU64,
+}
+
+/// Pushes an image (config + two shared layers + manifest under `tag`), retrying from the blobs
+/// when a collection raced it. Returns the manifest bytes.
+async fn push_image(
+    registry: &Registry,
+    repo: &RepositoryName,
+    tag: &Tag,
+    seed: u64,
+    rng: &mut Rng,
+    counts: &Counts,
+) -> Bytes {
+    let config = Bytes::from(format!("{{\"seed\":{seed}}}"));
+    let layers = [
+        layer(rng.next(SHARED_LAYERS)),
+        layer(rng.next(SHARED_LAYERS)),
+    ];
+    let manifest = Bytes::from(
+        json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": Digest::sha256(&config), "size": config.len() },
+            "layers": layers.iter().map(|l| json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": Digest::sha256(l), "size": l.len() })).collect::<Vec<_>>(),
+        })
+        .to_string(),
+    );
+    for attempt in 0..200 {
+        if attempt > 0 {
+            counts.push_retries.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut blobs_ok = true;
+        for blob in std::iter::once(&config).chain(&layers) {
+            match registry
+                .put_blob(repo, &Digest::sha256(blob), once_stream(blob.clone()))
+                .await
+            {
+                Ok(_) => {}
+                Err(Error::BlobUploadInvalid { .. }) => blobs_ok = false,
+                Err(e) => panic!("blob push failed unexpectedly: {e}"),
+            }
+        }
+        if !blobs_ok {
+            continue;
+        }
+        match registry
+            .put_manifest(
+                repo,
+                &Reference::Tag(tag.clone()),
+                manifest.clone(),
+                Some(OCI_MANIFEST),
+            )
+            .await
+        {
+            Ok(_) => {
+                counts.pushes.fetch_add(1, Ordering::Relaxed);
+                return manifest;
+            }
+            // A collector took a blob between its upload and the manifest: push again.
+            Err(Error::ManifestBlobUnknown { .. }) => continue,
+            Err(e) => panic!("manifest push failed unexpectedly: {e}"),
+        }
+    }
+    panic!("a push lost 200 races in a row");
+}
+
+async fn pusher(registry: Registry, id: u64, rounds: u64, counts: Arc<Counts>) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let mut pushed: Vec<(RepositoryName, Tag, Bytes)> = Vec::new();
+    for round in 0..rounds {
+        let repo = repository(rng.next(REPOSITORIES));
+        match rng.next(10) {
+            0..=4 => {
+                let tag = Tag::parse(&format!("p{id}-{}", rng.next(6))).unwrap();
+                let manifest =
+                    push_image(&registry, &repo, &tag, id * 1000 + round, &mut rng, &counts).await;
+                pushed.push((repo, tag, manifest));
+            }
+            5 if !pushed.is_empty() => {
+                // Retag an earlier image under a new tag (pushing the same bytes).
+                let (repo, _, manifest) = pushed[rng.next(pushed.len() as u64) as usize].clone();
+                let tag = Tag::parse(&format!("re{id}-{}", rng.next(6))).unwrap();
+                match registry
+                    .put_manifest(&repo, &Reference::Tag(tag), manifest, Some(OCI_MANIFEST))
+                    .await
+                {
+                    Ok(_) => counts.retags.fetch_add(1, Ordering::Relaxed),
+                    Err(Error::ManifestBlobUnknown { .. }) => 0, // it was collected meanwhile
+                    Err(e) => panic!("retag failed unexpectedly: {e}"),
+                };
+            }
+            6 | 7 if !pushed.is_empty() => {
+                let (repo, tag, _) = pushed[rng.next(pushed.len() as u64) as usize].clone();
+                match registry.delete_manifest(&repo, &Reference::Tag(tag)).await {
+                    Ok(()) => counts.tag_deletes.fetch_add(1, Ordering::Relaxed),
+                    Err(Error::ManifestUnknown { .. }) => 0,
+                    Err(e) => panic!("tag delete failed unexpectedly: {e}"),
+                };
+            }
+            8 if !pushed.is_empty() => {
+                let (repo, _, manifest) = pushed[rng.next(pushed.len() as u64) as usize].clone();
+                let digest = Digest::sha256(&manifest);
+                match registry
+                    .delete_manifest(&repo, &Reference::Digest(digest))
+                    .await
+                {
+                    Ok(()) => counts.manifest_deletes.fetch_add(1, Ordering::Relaxed),
+                    Err(Error::ManifestUnknown { .. } | Error::ManifestReferenced { .. }) => 0,
+                    Err(e) => panic!("manifest delete failed unexpectedly: {e}"),
+                };
+            }
+            _ => {
+                let from = repository(rng.next(REPOSITORIES));
+                let digest = Digest::sha256(&layer(rng.next(SHARED_LAYERS)));
+                if registry
+                    .mount_blob(&repo, &digest, Some(&from))
+                    .await
+                    .expect("mount")
+                    .is_some()
+                {
+                    counts.mounts.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// Every tagged manifest, with every blob readable and its digest verified; returns the blobs
+/// they reference.
+async fn verify_tagged(registry: &Registry) -> BTreeSet<Digest> {
+    let mut referenced = BTreeSet::new();
+    for n in 0..REPOSITORIES {
+        let repo = repository(n);
+        let tags = match registry
+            .metadata()
+            .list_tags(&repo, &Page::first(10_000))
+            .await
+        {
+            Ok(tags) => tags,
+            Err(Error::NameUnknown { .. }) => continue,
+            Err(e) => panic!("{e}"),
+        };
+        for tag in tags {
+            let record = registry
+                .manifest(&repo, &Reference::Tag(tag.clone()))
+                .await
+                .expect("tagged manifest");
+            let manifest = Manifest::parse(
+                record.bytes,
+                Some(&record.media_type),
+                &ManifestLimits::default(),
+            )
+            .unwrap();
+            for digest in manifest.blob_digests() {
+                let mut read = registry
+                    .read_blob(&repo, &digest, None)
+                    .await
+                    .unwrap_or_else(|e| panic!("{repo}:{tag} needs {digest}: {e}"));
+                let mut hasher = registry_core::DigestHasher::new(digest.algorithm());
+                while let Some(chunk) = read.stream.next().await {
+                    hasher.update(&chunk.unwrap());
+                }
+                assert_eq!(hasher.finish(), digest, "{repo}:{tag} blob intact");
+                referenced.insert(digest);
+            }
+        }
+    }
+    referenced
+}
+
+async fn stress(metadata: Arc<dyn MetadataStore>) {
+    let rounds: u64 = std::env::var("REGISTRY_STRESS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(12);
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
+    let registry = Registry::new(blobs.clone(), metadata.clone());
+    let config = CollectorConfig {
+        retry_after: Duration::from_millis(10),
+        ..CollectorConfig::default()
+    };
+    let collector = Collector::new(blobs.clone(), metadata.clone(), config);
+    let counts = Arc::new(Counts::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let totals = Arc::new(std::sync::Mutex::new(RunReport::default()));
+
+    let mut collectors = Vec::new();
+    for _ in 0..2 {
+        let (collector, done, totals) = (collector.clone(), done.clone(), totals.clone());
+        collectors.push(tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                let report = collector.run_once().await;
+                {
+                    let mut totals = totals.lock().unwrap();
+                    totals.manifests_deleted += report.manifests_deleted;
+                    totals.blobs_deleted += report.blobs_deleted;
+                    totals.postponed += report.postponed;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }));
+    }
+    let pushers: Vec<_> = (0..PUSHERS)
+        .map(|id| tokio::spawn(pusher(registry.clone(), id, rounds, counts.clone())))
+        .collect();
+    for task in pushers {
+        task.await.expect("pusher");
+    }
+    done.store(true, Ordering::Relaxed);
+    for task in collectors {
+        task.await.unwrap();
+    }
+
+    // Every tagged manifest pulls completely.
+    verify_tagged(&registry).await;
+
+    // Quiescence: collect until nothing is due.
+    for _ in 0..50 {
+        let report = collector.run_once().await;
+        assert_eq!(report.postponed, 0, "no review fails once pushes stop");
+        if report.reviewed == 0 {
+            break;
+        }
+    }
+    let referenced = verify_tagged(&registry).await;
+    let stored: BTreeSet<Digest> = blobs.list().map(|d| d.unwrap()).collect().await;
+    let unreferenced: Vec<&Digest> = stored.difference(&referenced).collect();
+    assert!(
+        unreferenced.is_empty(),
+        "unreferenced blobs remain after quiescence: {unreferenced:?}"
+    );
+    assert!(referenced.is_subset(&stored));
+    let totals = totals.lock().unwrap().clone();
+    println!(
+        "pushes {} (retried {}), retags {}, tag deletes {}, manifest deletes {}, mounts {}; \
+         during the run GC deleted {} manifests and {} blobs ({} postponed); {} blobs remain, all referenced",
+        counts.pushes.load(Ordering::Relaxed),
+        counts.push_retries.load(Ordering::Relaxed),
+        counts.retags.load(Ordering::Relaxed),
+        counts.tag_deletes.load(Ordering::Relaxed),
+        counts.manifest_deletes.load(Ordering::Relaxed),
+        counts.mounts.load(Ordering::Relaxed),
+        totals.manifests_deleted,
+        totals.blobs_deleted,
+        totals.postponed,
+        stored.len(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory() {
+    stress(Arc::new(
+        MemoryMetadataStore::new().with_review_delay(Duration::ZERO),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite() {
+    let (store, _cleanup) = registry_storage::testing::sqlite_store().await;
+    stress(Arc::new(store.with_review_delay(Duration::ZERO))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres() {
+    let (store, _cleanup) = registry_storage::testing::postgres_store().await;
+    stress(Arc::new(store.with_review_delay(Duration::ZERO))).await;
+}
