@@ -40,6 +40,9 @@ pub struct SqlMetadataStore {
     review_delay: Duration,
 }
 
+/// How often an upsert retries when a concurrent collection keeps removing the row it needs.
+const MAX_UPSERT_ATTEMPTS: u32 = 5;
+
 fn db_error(e: sqlx::Error) -> Error {
     Error::backend(e)
 }
@@ -365,13 +368,34 @@ impl ContentMetadata for SqlMetadataStore {
     ) -> Result<()> {
         let now = Timestamp::now().0;
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
-            .bind(digest.as_str())
-            .bind(to_i64(size)?)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        // DO NOTHING takes no lock on an existing row, so hold it explicitly: a collector's
+        // claim then waits for this link. If a claim removed it meanwhile, record it anew.
+        let hold = format!(
+            "SELECT 1 FROM blobs WHERE digest = $1 {}",
+            self.lock("FOR SHARE")
+        );
+        for attempt in 1.. {
+            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+                .bind(digest.as_str())
+                .bind(to_i64(size)?)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            let held = sqlx::query(&hold)
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            if held.is_some() {
+                break;
+            }
+            if attempt == MAX_UPSERT_ATTEMPTS {
+                return Err(Error::backend(format!(
+                    "blob {digest} kept vanishing while linked"
+                )));
+            }
+        }
         let repository_id = ensure_repository(&mut tx, repository).await?;
         sqlx::query("INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT (repository_id, digest) DO NOTHING")
             .bind(repository_id)
@@ -487,25 +511,43 @@ impl ContentMetadata for SqlMetadataStore {
             }
         }
         let annotations = serde_json::to_string(&manifest.annotations).map_err(Error::backend)?;
-        let created = sqlx::query(
-            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, \
-             annotations, size, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (repository_id, digest) DO NOTHING",
-        )
-        .bind(repository_id)
-        .bind(manifest.digest.as_str())
-        .bind(manifest.media_type.as_str())
-        .bind(manifest.artifact_type.as_deref())
-        .bind(manifest.subject.as_ref().map(Digest::as_str))
-        .bind(annotations)
-        .bind(to_i64(manifest.bytes.len() as u64)?)
-        .bind(manifest.bytes.to_vec())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected()
-            > 0;
+        let mut created = false;
+        for attempt in 1.. {
+            created = sqlx::query(
+                "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, \
+                 annotations, size, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (repository_id, digest) DO NOTHING",
+            )
+            .bind(repository_id)
+            .bind(manifest.digest.as_str())
+            .bind(manifest.media_type.as_str())
+            .bind(manifest.artifact_type.as_deref())
+            .bind(manifest.subject.as_ref().map(Digest::as_str))
+            .bind(annotations.as_str())
+            .bind(to_i64(manifest.bytes.len() as u64)?)
+            .bind(manifest.bytes.to_vec())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected()
+                > 0;
+            // An existing row was not locked by DO NOTHING: hold it so a collector deciding on
+            // it waits and then sees the tag; if one deleted it meanwhile, insert it anew.
+            if created
+                || self
+                    .manifest_row(&mut tx, repository_id, &manifest.digest, "FOR SHARE")
+                    .await?
+            {
+                break;
+            }
+            if attempt == MAX_UPSERT_ATTEMPTS {
+                return Err(Error::backend(format!(
+                    "manifest {} kept vanishing while pushed",
+                    manifest.digest
+                )));
+            }
+        }
         if created {
             for blob in &manifest.blobs {
                 sqlx::query("INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
