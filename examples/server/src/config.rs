@@ -40,6 +40,28 @@ struct File {
     #[serde(default)]
     limits: FileLimits,
     auth: Option<FileAuth>,
+    #[serde(default)]
+    gc: FileGc,
+}
+
+/// `[gc]`: online garbage collection inside the server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGc {
+    /// Run the collector in this server (true by default; several instances may all run it).
+    enabled: Option<bool>,
+    /// How long after a change its review becomes due (86,400 s by default).
+    review_delay_seconds: Option<u64>,
+    /// Pause between passes when nothing is due (10 s by default).
+    idle_seconds: Option<u64>,
+}
+
+/// The garbage-collection settings in force.
+#[derive(Debug)]
+pub(crate) struct GcSettings {
+    pub(crate) enabled: bool,
+    pub(crate) review_delay: Duration,
+    pub(crate) collector: registry_gc::CollectorConfig,
 }
 
 /// `[auth]`: who may do what.
@@ -90,6 +112,7 @@ pub(crate) struct Config {
     pub(crate) allow_anonymous_on_network: bool,
     limits: FileLimits,
     auth: Option<FileAuth>,
+    gc: FileGc,
 }
 
 impl Config {
@@ -116,7 +139,24 @@ impl Config {
             allow_anonymous_on_network: file.allow_anonymous_on_network.unwrap_or(false),
             limits: file.limits,
             auth: file.auth,
+            gc: file.gc,
         })
+    }
+
+    /// Garbage-collection settings.
+    pub(crate) fn gc(&self) -> GcSettings {
+        let mut collector = registry_gc::CollectorConfig::default();
+        if let Some(idle) = self.gc.idle_seconds {
+            collector.idle = Duration::from_secs(idle);
+        }
+        GcSettings {
+            enabled: self.gc.enabled.unwrap_or(true),
+            review_delay: self.gc.review_delay_seconds.map_or(
+                registry_core::metadata::DEFAULT_REVIEW_DELAY,
+                Duration::from_secs,
+            ),
+            collector,
+        }
     }
 
     /// The authentication configured, if any.

@@ -86,12 +86,28 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let blobs = FsBlobStore::open(config.data_dir.join("blobs"))
         .await
         .map_err(|e| format!("opening blob storage: {e}"))?;
+    let gc = config.gc();
     let metadata = match &config.database_url {
         Some(url) => SqlMetadataStore::connect(url).await,
         None => SqlMetadataStore::sqlite(&config.data_dir.join("registry.db")).await,
     }
-    .map_err(|e| format!("opening the metadata database: {e}"))?;
-    let registry = Registry::new(Arc::new(blobs), Arc::new(metadata)).with_limits(config.limits());
+    .map_err(|e| format!("opening the metadata database: {e}"))?
+    .with_review_delay(gc.review_delay);
+    let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(blobs);
+    let metadata: Arc<dyn registry_core::MetadataStore> = Arc::new(metadata);
+    let registry = Registry::new(blobs.clone(), metadata.clone()).with_limits(config.limits());
+    // Online garbage collection runs beside the server; several instances may all run it.
+    let (stop_collector, collector_stopped) = tokio::sync::oneshot::channel::<()>();
+    let collector = gc.enabled.then(|| {
+        let collector = registry_gc::Collector::new(blobs, metadata, gc.collector);
+        tokio::spawn(async move {
+            collector
+                .run(async {
+                    let _ = collector_stopped.await;
+                })
+                .await;
+        })
+    });
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| format!("installing the metrics recorder: {e}"))?;
@@ -112,6 +128,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("serving: {e}"))?;
+    let _ = stop_collector.send(());
+    if let Some(collector) = collector {
+        let _ = collector.await;
+    }
     tracing::info!("registry stopped");
     Ok(())
 }

@@ -1,0 +1,96 @@
+//! Online garbage collection inside the server: what skopeo deletes is collected from disk,
+//! what is still tagged is untouched.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use registry_core::Digest;
+use support::{Layout, Server, http_get, layout_digest, run, tar_layer, workdir};
+
+fn blob_files(server: &Server) -> Vec<String> {
+    let root = server.data_dir.path().join("data/blobs/blobs/sha256");
+    let mut files = Vec::new();
+    for prefix in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(prefix.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            files.push(file.file_name().to_string_lossy().into_owned());
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn deleted_images_are_collected_and_tagged_ones_kept() {
+    let (_dir, work) = workdir();
+    let config = work.join("registry.toml");
+    std::fs::write(
+        &config,
+        "[gc]\nreview_delay_seconds = 0\nidle_seconds = 1\n",
+    )
+    .unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let host = server.host();
+
+    let shared = tar_layer("shared", b"a layer both images use");
+    let mut layout = Layout::new(work.join("layout"));
+    layout.image(Some("keep"), "amd64", &shared);
+    layout.finish();
+    let mut other = Layout::new(work.join("other"));
+    let only_dropped = tar_layer("own", b"a layer only the deleted image has");
+    other.image(Some("drop2"), "arm64", &only_dropped);
+    other.finish();
+
+    let keep = format!("docker://{host}/gc/app:keep");
+    let dropped = format!("docker://{host}/gc/app:drop");
+    run(
+        "skopeo",
+        &["copy", "--dest-tls-verify=false", "oci:layout:keep", &keep],
+        &work,
+    );
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "oci:other:drop2",
+            &dropped,
+        ],
+        &work,
+    );
+    let own_layer = Digest::sha256(&only_dropped.0).hex().to_owned();
+    assert!(blob_files(&server).contains(&own_layer));
+
+    run("skopeo", &["delete", "--tls-verify=false", &dropped], &work);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while blob_files(&server).contains(&own_layer) {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted image's layer was not collected: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The image still tagged pulls completely, shared layer included.
+    run(
+        "skopeo",
+        &["copy", "--src-tls-verify=false", &keep, "oci:pulled:keep"],
+        &work,
+    );
+    assert_eq!(
+        layout_digest(&work.join("pulled"), "keep"),
+        layout_digest(&work.join("layout"), "keep")
+    );
+    let shared_layer = Digest::sha256(&shared.0).hex().to_owned();
+    assert!(blob_files(&server).contains(&shared_layer));
+    let (_, metrics) = http_get(server.addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("registry_gc_deleted_total{kind=\"blob\"}"),
+        "{metrics}"
+    );
+}
