@@ -49,6 +49,8 @@ pub struct CollectorConfig {
     pub max_retry_after: Duration,
     /// Pause between passes when nothing was due.
     pub idle: Duration,
+    /// Upload sessions started longer ago than this are abandoned and purged.
+    pub abandoned_upload_age: Duration,
 }
 
 impl Default for CollectorConfig {
@@ -58,6 +60,7 @@ impl Default for CollectorConfig {
             retry_after: Duration::from_secs(5 * 60),
             max_retry_after: Duration::from_secs(24 * 60 * 60),
             idle: Duration::from_secs(10),
+            abandoned_upload_age: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -77,6 +80,8 @@ pub struct RunReport {
     pub blobs_missing: u64,
     /// Reviews that failed and were postponed.
     pub postponed: u64,
+    /// Abandoned upload sessions purged.
+    pub uploads_purged: u64,
 }
 
 /// Consumes the review queue and deletes what nothing references.
@@ -108,10 +113,57 @@ impl Collector {
         }
     }
 
-    /// Reviews every entry due now, batch after batch, until none is due; returns what it did.
-    /// A review that fails is postponed and counted, never fatal.
+    /// Purges upload sessions started before `older_than` ago: their bytes in the blob store
+    /// and their records. Returns how many went; a session that fails to go is logged and left
+    /// for the next pass.
+    pub async fn purge_uploads(&self, older_than: Duration) -> u64 {
+        let before = Timestamp(
+            Timestamp::now().0 - i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX),
+        );
+        let mut purged = 0;
+        loop {
+            let stale = match self
+                .metadata
+                .uploads_started_before(before, self.config.batch)
+                .await
+            {
+                Ok(stale) => stale,
+                Err(error) => {
+                    tracing::warn!(%error, "listing abandoned uploads failed");
+                    break;
+                }
+            };
+            let mut progressed = false;
+            for upload in &stale {
+                match self.blobs.upload_cancel(&upload.id).await {
+                    Ok(()) | Err(registry_core::Error::BlobUploadUnknown { .. }) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, id = %upload.id, "purging an upload's bytes failed");
+                        continue;
+                    }
+                }
+                if let Err(error) = self.metadata.delete_upload(&upload.id).await {
+                    tracing::warn!(%error, id = %upload.id, "purging an upload's record failed");
+                    continue;
+                }
+                progressed = true;
+                purged += 1;
+            }
+            if stale.len() < self.config.batch || !progressed {
+                break;
+            }
+        }
+        metrics::counter!("registry_gc_uploads_purged_total").increment(purged);
+        purged
+    }
+
+    /// Reviews every entry due now, batch after batch, until none is due, and purges abandoned
+    /// uploads; returns what it did. A review that fails is postponed and counted, never fatal.
     pub async fn run_once(&self) -> RunReport {
-        let mut report = RunReport::default();
+        let mut report = RunReport {
+            uploads_purged: self.purge_uploads(self.config.abandoned_upload_age).await,
+            ..RunReport::default()
+        };
         loop {
             let due = match self
                 .metadata
@@ -147,7 +199,7 @@ impl Collector {
         tokio::pin!(shutdown);
         loop {
             let report = self.run_once().await;
-            if report.reviewed > 0 || report.postponed > 0 {
+            if report.reviewed > 0 || report.postponed > 0 || report.uploads_purged > 0 {
                 tracing::info!(?report, "garbage collection pass");
             }
             tokio::select! {

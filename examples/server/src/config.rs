@@ -54,6 +54,8 @@ struct FileGc {
     review_delay_seconds: Option<u64>,
     /// Pause between passes when nothing is due (10 s by default).
     idle_seconds: Option<u64>,
+    /// Upload sessions older than this are purged (86,400 s by default).
+    abandoned_upload_seconds: Option<u64>,
 }
 
 /// The garbage-collection settings in force.
@@ -148,6 +150,9 @@ impl Config {
         let mut collector = registry_gc::CollectorConfig::default();
         if let Some(idle) = self.gc.idle_seconds {
             collector.idle = Duration::from_secs(idle);
+        }
+        if let Some(age) = self.gc.abandoned_upload_seconds {
+            collector.abandoned_upload_age = Duration::from_secs(age);
         }
         GcSettings {
             enabled: self.gc.enabled.unwrap_or(true),
