@@ -54,9 +54,9 @@ pub use digest::{Algorithm, Digest, DigestError, DigestHasher, HasherState};
 pub use error::{Error, OciErrorCode, Result};
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, ManifestLimits};
 pub use metadata::{
-    BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, ManifestRecord, ManifestVerdict,
-    MetadataStore, NewManifest, Page, PutManifestOutcome, Referrer, ReviewEvent, ReviewQueue,
-    ReviewTarget, ReviewTask, Timestamp, UploadMetadata, UploadRecord,
+    BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, ManifestEntry, ManifestRecord,
+    ManifestVerdict, MetadataStore, NewManifest, Page, PutManifestOutcome, Referrer, ReviewEvent,
+    ReviewQueue, ReviewTarget, ReviewTask, Timestamp, UploadMetadata, UploadRecord,
 };
 pub use name::{NameError, Reference, RepositoryName, Tag};
 pub use registry::{Limits, PushedManifest, Registry};

@@ -407,6 +407,25 @@ pub trait ReviewQueue: Debug + Send + Sync + 'static {
     async fn review_queue_len(&self) -> Result<u64>;
 }
 
+/// A manifest as a whole-store sweep sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestEntry {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was first pushed.
+    pub created_at: Timestamp,
+    /// Whether any tag points at it.
+    pub tagged: bool,
+    /// Its subject, if any.
+    pub subject: Option<Digest>,
+    /// Blobs it references.
+    pub blobs: Vec<Digest>,
+    /// Child manifests it lists.
+    pub children: Vec<Digest>,
+}
+
 /// What reviewing a manifest decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ManifestVerdict {
@@ -444,6 +463,16 @@ pub trait CollectionMetadata: Debug + Send + Sync + 'static {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<ManifestVerdict>;
+
+    /// Every manifest of a repository in digest order, one page at a time.
+    async fn list_manifests(
+        &self,
+        repository: &RepositoryName,
+        page: &Page,
+    ) -> Result<Vec<ManifestEntry>>;
+
+    /// Every blob record in digest order, one page at a time.
+    async fn list_blobs(&self, page: &Page) -> Result<Vec<BlobRecord>>;
 
     /// Claims a blob no manifest references: removes its record and every repository's link in
     /// a transaction left open in the returned claim, so concurrent links of the digest and

@@ -1,4 +1,5 @@
-//! Online garbage collection: workers that consume the metadata store's review queue.
+//! Garbage collection: online workers that consume the metadata store's review queue, and an
+//! offline [`sweep`] over a whole store.
 //!
 //! Every change that may orphan something (a tag moved or deleted, a manifest deleted, a blob
 //! uploaded or unlinked) queues a review of it in the same transaction, due after the review
@@ -28,6 +29,8 @@
 //! # }
 //! ```
 #![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod sweep;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1094,6 +1094,52 @@ pub async fn metadata_collection(store: SharedMetadataStore) {
         .unwrap();
     store.put_manifest(&sig, None).await.unwrap();
 
+    // Enumeration for whole-store sweeps, in digest order, paged.
+    let entries = store
+        .list_manifests(&repo, &Page::first(100))
+        .await
+        .unwrap();
+    let mut expected: Vec<&Digest> = vec![&image.digest, &child.digest, &index.digest, &sig.digest];
+    expected.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(
+        entries.iter().map(|e| &e.digest).collect::<Vec<_>>(),
+        expected
+    );
+    let entry = |d: &Digest| entries.iter().find(|e| &e.digest == d).unwrap().clone();
+    assert!(entry(&image.digest).tagged && !entry(&child.digest).tagged);
+    assert_eq!(entry(&image.digest).blobs, vec![layer.clone()]);
+    assert_eq!(entry(&index.digest).children, vec![child.digest.clone()]);
+    assert_eq!(entry(&sig.digest).subject.as_ref(), Some(&image.digest));
+    assert_eq!(entry(&sig.digest).size, sig.bytes.len() as u64);
+    let first = store.list_manifests(&repo, &Page::first(2)).await.unwrap();
+    let rest = store
+        .list_manifests(&repo, &Page::after(first[1].digest.to_string(), 10))
+        .await
+        .unwrap();
+    assert_eq!(first.len() + rest.len(), 4);
+    assert!(
+        store
+            .list_manifests(&name("no/repo"), &Page::first(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let blobs = store.list_blobs(&Page::first(10)).await.unwrap();
+    let mut both = vec![layer.clone(), spare.clone()];
+    both.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(
+        blobs.iter().map(|b| b.digest.clone()).collect::<Vec<_>>(),
+        both
+    );
+    assert_eq!(
+        store
+            .list_blobs(&Page::after(both[0].to_string(), 10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
     use registry_core::ManifestVerdict as V;
     let verdict = |digest: Digest| {
         let store = store.clone();

@@ -13,10 +13,10 @@ use futures::stream::{self, BoxStream, StreamExt};
 use registry_core::metadata::DEFAULT_REVIEW_DELAY;
 use registry_core::{
     Algorithm, BlobClaim, BlobRead, BlobRecord, BlobStore, ByteRange, ByteStream,
-    CollectionMetadata, ContentMetadata, Digest, DigestHasher, Error, ManifestRecord,
-    ManifestVerdict, NewManifest, Page, PutManifestOutcome, Reference, Referrer, RepositoryName,
-    Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag, Timestamp, UploadId,
-    UploadMetadata, UploadRecord,
+    CollectionMetadata, ContentMetadata, Digest, DigestHasher, Error, ManifestEntry,
+    ManifestRecord, ManifestVerdict, NewManifest, Page, PutManifestOutcome, Reference, Referrer,
+    RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag, Timestamp,
+    UploadId, UploadMetadata, UploadRecord,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -765,6 +765,55 @@ impl CollectionMetadata for MemoryMetadataStore {
         }
         remove_manifest(&mut state, repository, digest, due);
         Ok(ManifestVerdict::Deleted)
+    }
+
+    async fn list_manifests(
+        &self,
+        repository: &RepositoryName,
+        page: &Page,
+    ) -> Result<Vec<ManifestEntry>> {
+        let state = lock(&self.state);
+        let Some(repo) = state.repositories.get(repository) else {
+            return Ok(Vec::new());
+        };
+        let mut entries: Vec<ManifestEntry> = repo
+            .manifests
+            .values()
+            .filter(|m| {
+                page.last
+                    .as_deref()
+                    .is_none_or(|last| m.record.digest.as_str() > last)
+            })
+            .map(|m| ManifestEntry {
+                digest: m.record.digest.clone(),
+                size: m.record.bytes.len() as u64,
+                created_at: m.record.created_at,
+                tagged: repo.tags.values().any(|t| *t == m.record.digest),
+                subject: m.record.subject.clone(),
+                blobs: m.blobs.clone(),
+                children: m.children.clone(),
+            })
+            .collect();
+        entries.sort_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+        entries.truncate(page.limit);
+        Ok(entries)
+    }
+
+    async fn list_blobs(&self, page: &Page) -> Result<Vec<BlobRecord>> {
+        let state = lock(&self.state);
+        let mut records: Vec<BlobRecord> = state
+            .blobs
+            .values()
+            .filter(|b| {
+                page.last
+                    .as_deref()
+                    .is_none_or(|last| b.digest.as_str() > last)
+            })
+            .cloned()
+            .collect();
+        records.sort_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+        records.truncate(page.limit);
+        Ok(records)
     }
 
     async fn claim_blob(&self, digest: &Digest) -> Result<Option<Box<dyn BlobClaim>>> {

@@ -15,10 +15,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use registry_core::metadata::DEFAULT_REVIEW_DELAY;
 use registry_core::{
-    BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, Digest, Error, ManifestRecord,
-    ManifestVerdict, NewManifest, Page, PutManifestOutcome, Reference, Referrer, RepositoryName,
-    Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag, Timestamp, UploadId,
-    UploadMetadata, UploadRecord,
+    BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, Digest, Error, ManifestEntry,
+    ManifestRecord, ManifestVerdict, NewManifest, Page, PutManifestOutcome, Reference, Referrer,
+    RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag, Timestamp,
+    UploadId, UploadMetadata, UploadRecord,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, Executor, Pool, Row, Transaction};
@@ -1076,6 +1076,71 @@ impl CollectionMetadata for SqlMetadataStore {
         remove_manifest(&mut tx, repository, repository_id, digest, due).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(ManifestVerdict::Deleted)
+    }
+
+    async fn list_manifests(
+        &self,
+        repository: &RepositoryName,
+        page: &Page,
+    ) -> Result<Vec<ManifestEntry>> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let Some(repository_id) = repository_id(&mut conn, repository).await? else {
+            return Ok(Vec::new());
+        };
+        // References come aggregated, one row per manifest (see `page_query`).
+        let rows = sqlx::query(
+            "SELECT m.digest, m.size, m.created_at, m.subject, \
+             (SELECT COUNT(*) FROM tags t WHERE t.repository_id = m.repository_id \
+              AND t.manifest_digest = m.digest) AS tags, \
+             (SELECT string_agg(b.blob_digest, ',') FROM manifest_blobs b \
+              WHERE b.repository_id = m.repository_id AND b.manifest_digest = m.digest) AS blobs, \
+             (SELECT string_agg(c.child_digest, ',') FROM manifest_children c \
+              WHERE c.repository_id = m.repository_id AND c.parent_digest = m.digest) AS children \
+             FROM manifests m WHERE m.repository_id = $1 AND m.digest > $2 \
+             ORDER BY m.digest LIMIT $3",
+        )
+        .bind(repository_id)
+        .bind(page.last.as_deref().unwrap_or(""))
+        .bind(to_i64(page.limit as u64)?)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let list = |column: &str| -> Result<Vec<Digest>> {
+                    let text: Option<String> = get(row, column)?;
+                    text.as_deref().map_or(Ok(Vec::new()), |t| {
+                        t.split(',')
+                            .map(|d| Digest::parse(d).map_err(|_| corrupt("digest", d)))
+                            .collect()
+                    })
+                };
+                let subject: Option<String> = get(row, "subject")?;
+                Ok(ManifestEntry {
+                    digest: digest_column(row, "digest")?,
+                    size: u64::try_from(get::<i64>(row, "size")?).unwrap_or(0),
+                    created_at: Timestamp(get(row, "created_at")?),
+                    tagged: get::<i64>(row, "tags")? > 0,
+                    subject: subject
+                        .map(|s| Digest::parse(&s).map_err(|_| corrupt("subject", &s)))
+                        .transpose()?,
+                    blobs: list("blobs")?,
+                    children: list("children")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_blobs(&self, page: &Page) -> Result<Vec<BlobRecord>> {
+        let rows = sqlx::query(
+            "SELECT digest, size, created_at FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2",
+        )
+        .bind(page.last.as_deref().unwrap_or(""))
+        .bind(to_i64(page.limit as u64)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(blob_record).collect()
     }
 
     async fn claim_blob(&self, digest: &Digest) -> Result<Option<Box<dyn BlobClaim>>> {

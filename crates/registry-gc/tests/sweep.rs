@@ -1,0 +1,216 @@
+//! The offline sweep: what marking keeps, dry runs that change nothing, and the grace period.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use registry_core::blob::once_stream;
+use registry_core::manifest::{OCI_INDEX, OCI_MANIFEST};
+use registry_core::{BlobStore, Digest, MetadataStore, Reference, Registry, RepositoryName, Tag};
+use registry_gc::sweep::{SweepOptions, SweepReport, sweep};
+use serde_json::{Value, json};
+
+struct Fixture {
+    registry: Registry,
+    blobs: Arc<dyn BlobStore>,
+    metadata: Arc<dyn MetadataStore>,
+    repo: RepositoryName,
+}
+
+impl Fixture {
+    async fn blob(&self, data: &str) -> Digest {
+        let bytes = Bytes::copy_from_slice(data.as_bytes());
+        let digest = Digest::sha256(&bytes);
+        self.registry
+            .put_blob(&self.repo, &digest, once_stream(bytes))
+            .await
+            .unwrap();
+        digest
+    }
+
+    async fn manifest(&self, body: Value, tag: Option<&str>) -> Digest {
+        let bytes = Bytes::from(body.to_string());
+        let digest = Digest::sha256(&bytes);
+        let reference = match tag {
+            Some(tag) => Reference::Tag(Tag::parse(tag).unwrap()),
+            None => Reference::Digest(digest.clone()),
+        };
+        let media_type = body["mediaType"].as_str().unwrap().to_owned();
+        self.registry
+            .put_manifest(&self.repo, &reference, bytes, Some(&media_type))
+            .await
+            .unwrap();
+        digest
+    }
+
+    async fn image(&self, layer: &str, tag: Option<&str>, subject: Option<&Digest>) -> Digest {
+        let config = self.blob("{}").await;
+        let layer_digest = self.blob(layer).await;
+        let mut body = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2 },
+            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len() }],
+        });
+        if let Some(subject) = subject {
+            body["subject"] = json!({ "mediaType": OCI_MANIFEST, "digest": subject, "size": 1 });
+        }
+        self.manifest(body, tag).await
+    }
+
+    async fn exists(&self, digest: &Digest) -> bool {
+        self.registry
+            .manifest(&self.repo, &Reference::Digest(digest.clone()))
+            .await
+            .is_ok()
+    }
+
+    async fn stored(&self, data: &str) -> bool {
+        self.blobs
+            .stat(&Digest::sha256(data.as_bytes()))
+            .await
+            .unwrap()
+            .is_some()
+    }
+}
+
+async fn fixture(
+    metadata: Arc<dyn MetadataStore>,
+) -> (Fixture, Digest, Digest, Digest, Digest, Digest, Digest) {
+    let blobs: Arc<dyn BlobStore> = Arc::new(registry_storage::memory::MemoryBlobStore::new());
+    let f = Fixture {
+        registry: Registry::new(blobs.clone(), metadata.clone()),
+        blobs,
+        metadata,
+        repo: RepositoryName::parse("sweep/app").unwrap(),
+    };
+    let tagged = f.image("tagged layer", Some("v1"), None).await;
+    let untagged = f.image("untagged layer", None, None).await;
+    let child = f.image("child layer", None, None).await;
+    let index = f
+        .manifest(json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{ "mediaType": OCI_MANIFEST, "digest": child, "size": 1 }] }), Some("multi"))
+        .await;
+    let kept_referrer = f.image("signature of tagged", None, Some(&tagged)).await;
+    let doomed_referrer = f
+        .image("signature of untagged", None, Some(&untagged))
+        .await;
+    f.blob("uploaded, never referenced").await;
+    (
+        f,
+        tagged,
+        untagged,
+        child,
+        index,
+        kept_referrer,
+        doomed_referrer,
+    )
+}
+
+fn options(dry_run: bool, delete_untagged: bool, grace: Duration) -> SweepOptions {
+    SweepOptions {
+        dry_run,
+        delete_untagged,
+        grace,
+    }
+}
+
+async fn run(f: &Fixture, options: &SweepOptions) -> SweepReport {
+    let mut seen = 0;
+    let report = sweep(&*f.blobs, &*f.metadata, options, |_| seen += 1)
+        .await
+        .unwrap();
+    assert!(seen > 0, "progress is reported");
+    report
+}
+
+async fn scenario(metadata: Arc<dyn MetadataStore>) {
+    let (f, tagged, untagged, child, index, kept_referrer, doomed_referrer) =
+        fixture(metadata).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let grace = Duration::from_millis(10);
+
+    let dry = run(&f, &options(true, false, grace)).await;
+    assert_eq!(
+        (dry.manifests, dry.manifests_deleted),
+        (6, 0),
+        "untagged manifests are kept by default"
+    );
+    assert_eq!(dry.blobs_deleted, 1, "only the never-referenced upload");
+    let dry = run(&f, &options(true, true, grace)).await;
+    assert_eq!(
+        dry.manifests_deleted, 2,
+        "the untagged image and its referrer"
+    );
+    assert_eq!(dry.blobs_deleted, 3);
+    assert!(
+        f.exists(&untagged).await && f.stored("uploaded, never referenced").await,
+        "a dry run changes nothing"
+    );
+
+    let protected = run(&f, &options(false, true, Duration::from_secs(3600))).await;
+    assert_eq!(
+        (protected.manifests_deleted, protected.blobs_deleted),
+        (0, 0),
+        "all younger than the grace period"
+    );
+
+    let real = run(&f, &options(false, true, grace)).await;
+    assert_eq!(
+        (
+            real.repositories,
+            real.manifests_deleted,
+            real.blobs_deleted
+        ),
+        (1, 2, 3)
+    );
+    assert_eq!(
+        real.bytes_freed,
+        ("untagged layer".len()
+            + "signature of untagged".len()
+            + "uploaded, never referenced".len()) as u64
+    );
+    for kept in [&tagged, &child, &index, &kept_referrer] {
+        assert!(f.exists(kept).await, "{kept} kept");
+    }
+    for gone in [&untagged, &doomed_referrer] {
+        assert!(!f.exists(gone).await, "{gone} swept");
+    }
+    for layer in ["tagged layer", "child layer", "signature of tagged", "{}"] {
+        assert!(f.stored(layer).await, "{layer} kept");
+    }
+    for layer in [
+        "untagged layer",
+        "signature of untagged",
+        "uploaded, never referenced",
+    ] {
+        assert!(!f.stored(layer).await, "{layer} swept");
+    }
+    let again = run(&f, &options(false, true, grace)).await;
+    assert_eq!(
+        (
+            again.manifests_deleted,
+            again.blobs_deleted,
+            again.unrecorded_files
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn in_memory() {
+    scenario(Arc::new(
+        registry_storage::memory::MemoryMetadataStore::new(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite() {
+    let (store, _cleanup) = registry_storage::testing::sqlite().await;
+    scenario(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres() {
+    let (store, _cleanup) = registry_storage::testing::postgres().await;
+    scenario(store).await;
+}
