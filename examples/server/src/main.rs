@@ -14,9 +14,10 @@ mod config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use registry_core::Registry;
+use registry_core::{BlobStore, MetadataStore, Registry};
 use registry_storage::fs::FsBlobStore;
 use registry_storage::sql::SqlMetadataStore;
 
@@ -35,6 +36,42 @@ enum Command {
     Serve(ServeArgs),
     /// Reads a password on standard input and prints its argon2 hash for `[auth.users.*]`.
     HashPassword,
+    /// Sweeps the whole store once (mark-and-sweep); safe while servers run.
+    Gc(GcArgs),
+}
+
+#[derive(clap::Args)]
+struct GcArgs {
+    #[command(flatten)]
+    store: ServeArgs,
+    /// Report what would be deleted; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also delete untagged manifests that no index lists and that refer to nothing kept.
+    #[arg(long)]
+    delete_untagged: bool,
+    /// Keep anything written less than this long ago (e.g. 30s, 15m, 1h, 2d).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    grace: Duration,
+}
+
+/// Parses `<number><s|m|h|d>`, or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 1h or 2d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(number.saturating_mul(seconds)))
 }
 
 #[tokio::main]
@@ -49,6 +86,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::HashPassword => hash_password(),
+        Command::Gc(args) => gc(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -72,6 +110,79 @@ fn hash_password() -> Result<(), String> {
     Ok(())
 }
 
+type Stores = (Arc<dyn BlobStore>, Arc<dyn MetadataStore>);
+
+/// Opens the configured blob and metadata stores.
+async fn open_stores(config: &Config, review_delay: Duration) -> Result<Stores, String> {
+    let blobs = FsBlobStore::open(config.data_dir.join("blobs"))
+        .await
+        .map_err(|e| format!("opening blob storage: {e}"))?;
+    let metadata = match &config.database_url {
+        Some(url) => SqlMetadataStore::connect(url).await,
+        None => SqlMetadataStore::sqlite(&config.data_dir.join("registry.db")).await,
+    }
+    .map_err(|e| format!("opening the metadata database: {e}"))?
+    .with_review_delay(review_delay);
+    Ok((Arc::new(blobs), Arc::new(metadata)))
+}
+
+async fn gc(args: GcArgs) -> Result<(), String> {
+    use std::io::{IsTerminal, Write};
+    let config = Config::load(&args.store)?;
+    let (blobs, metadata) = open_stores(&config, config.gc().review_delay).await?;
+    let options = registry_gc::sweep::SweepOptions {
+        dry_run: args.dry_run,
+        delete_untagged: args.delete_untagged,
+        grace: args.grace,
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let report = registry_gc::sweep::sweep(&*blobs, &*metadata, &options, |progress| {
+        if terminal {
+            let line = match progress {
+                registry_gc::sweep::Progress::Repository { done, name } => {
+                    format!("marking: {done} repositories ({name})")
+                }
+                registry_gc::sweep::Progress::Blobs { done } => format!("sweeping: {done} blobs"),
+            };
+            let mut stderr = std::io::stderr();
+            let _ = write!(stderr, "\r\x1b[2K{line}");
+            let _ = stderr.flush();
+        }
+    })
+    .await
+    .map_err(|e| format!("sweeping: {e}"))?;
+    if terminal {
+        eprintln!();
+    }
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    println!("repositories: {}", report.repositories);
+    println!(
+        "manifests: {} seen, {verb} {}",
+        report.manifests, report.manifests_deleted
+    );
+    println!(
+        "blobs: {} seen, {verb} {} ({} bytes)",
+        report.blobs, report.blobs_deleted, report.bytes_freed
+    );
+    if report.blobs_missing > 0 {
+        println!(
+            "blob records without bytes in storage: {} (records removed)",
+            report.blobs_missing
+        );
+    }
+    if report.unrecorded_files > 0 {
+        println!(
+            "files in blob storage without a record: {} (left in place)",
+            report.unrecorded_files
+        );
+    }
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let config = Config::load(&args)?;
     let listen: SocketAddr = config.listen;
@@ -83,18 +194,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
              the registry must be open to the network without authentication"
         ));
     }
-    let blobs = FsBlobStore::open(config.data_dir.join("blobs"))
-        .await
-        .map_err(|e| format!("opening blob storage: {e}"))?;
     let gc = config.gc();
-    let metadata = match &config.database_url {
-        Some(url) => SqlMetadataStore::connect(url).await,
-        None => SqlMetadataStore::sqlite(&config.data_dir.join("registry.db")).await,
-    }
-    .map_err(|e| format!("opening the metadata database: {e}"))?
-    .with_review_delay(gc.review_delay);
-    let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(blobs);
-    let metadata: Arc<dyn registry_core::MetadataStore> = Arc::new(metadata);
+    let (blobs, metadata) = open_stores(&config, gc.review_delay).await?;
     let registry = Registry::new(blobs.clone(), metadata.clone()).with_limits(config.limits());
     // Online garbage collection runs beside the server; several instances may all run it.
     let (stop_collector, collector_stopped) = tokio::sync::oneshot::channel::<()>();

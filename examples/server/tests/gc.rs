@@ -94,3 +94,74 @@ fn deleted_images_are_collected_and_tagged_ones_kept() {
         "{metrics}"
     );
 }
+
+fn registry_gc(server: &Server, args: &[&str]) -> String {
+    let data = server.data_dir.path().join("data");
+    let mut all = vec!["gc", "--data-dir", data.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(env!("CARGO_BIN_EXE_registry"), &all, server.data_dir.path())
+}
+
+#[test]
+fn the_gc_command_sweeps_while_the_server_runs() {
+    let (_dir, work) = workdir();
+    let server = Server::start(&[]); // online GC at its default 24 h delay: only the sweep acts
+    let host = server.host();
+    let mut layout = Layout::new(work.join("layout"));
+    layout.image(Some("keep"), "amd64", &tar_layer("keep", b"kept layer"));
+    let doomed = tar_layer("doomed", b"layer of a deleted image");
+    layout.image(Some("drop"), "arm64", &doomed);
+    layout.finish();
+    for tag in ["keep", "drop"] {
+        run(
+            "skopeo",
+            &[
+                "copy",
+                "--dest-tls-verify=false",
+                &format!("oci:layout:{tag}"),
+                &format!("docker://{host}/gc/cli:{tag}"),
+            ],
+            &work,
+        );
+    }
+    run(
+        "skopeo",
+        &[
+            "delete",
+            "--tls-verify=false",
+            &format!("docker://{host}/gc/cli:drop"),
+        ],
+        &work,
+    );
+    let doomed_layer = Digest::sha256(&doomed.0).hex().to_owned();
+
+    let protected = registry_gc(&server, &[]);
+    assert!(
+        protected.contains("blobs: 4 seen, deleted 0"),
+        "the default 1 h grace keeps new blobs:\n{protected}"
+    );
+    let dry = registry_gc(&server, &["--dry-run", "--grace", "0s"]);
+    assert!(dry.contains("would delete 2 ("), "{dry}");
+    assert!(
+        blob_files(&server).contains(&doomed_layer),
+        "a dry run deletes nothing"
+    );
+    let real = registry_gc(&server, &["--grace", "0s"]);
+    assert!(real.contains("blobs: 4 seen, deleted 2 ("), "{real}");
+    assert!(!blob_files(&server).contains(&doomed_layer));
+
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{host}/gc/cli:keep"),
+            "oci:pulled:keep",
+        ],
+        &work,
+    );
+    assert_eq!(
+        layout_digest(&work.join("pulled"), "keep"),
+        layout_digest(&work.join("layout"), "keep")
+    );
+}
