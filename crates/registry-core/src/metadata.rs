@@ -357,6 +357,16 @@ pub trait ContentMetadata: Debug + Send + Sync + 'static {
     /// Errors: [`crate::Error::NameUnknown`] when the repository does not exist.
     async fn list_tags(&self, repository: &RepositoryName, page: &Page) -> Result<Vec<Tag>>;
 
+    /// A page of tags with details, filtered and ordered as asked, in the listing's order
+    /// (also when paging backwards with [`TagQuery::before`]).
+    ///
+    /// Errors: [`crate::Error::NameUnknown`] when the repository does not exist.
+    async fn tag_details(
+        &self,
+        repository: &RepositoryName,
+        query: &TagQuery,
+    ) -> Result<Vec<TagDetail>>;
+
     /// Manifests in the repository whose subject is `subject`, optionally only those of one
     /// artifact type, ordered by digest. An unknown subject has no referrers.
     async fn referrers(
@@ -405,6 +415,71 @@ pub trait ReviewQueue: Debug + Send + Sync + 'static {
 
     /// The number of entries queued.
     async fn review_queue_len(&self) -> Result<u64>;
+}
+
+/// How a detailed tag listing is ordered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TagOrder {
+    /// By name, in byte order.
+    #[default]
+    Name,
+    /// By when the tag was last pointed at a manifest, then by name.
+    Published,
+}
+
+/// Where a page of a detailed tag listing starts or ends: the sort key of a tag, exclusive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagMarker {
+    /// The publish time (ignored when ordering by name).
+    pub published_at: Timestamp,
+    /// The tag's name.
+    pub name: String,
+}
+
+/// A detailed tag listing request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TagQuery {
+    /// Only tags whose name contains this (case-sensitive).
+    pub contains: Option<String>,
+    /// The order.
+    pub order: TagOrder,
+    /// Reverse the order.
+    pub descending: bool,
+    /// The page after this marker (in the listing's order)…
+    pub after: Option<TagMarker>,
+    /// …or the page before it (`after` wins when both are given).
+    pub before: Option<TagMarker>,
+    /// At most this many tags.
+    pub limit: usize,
+}
+
+/// A tag with what it points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagDetail {
+    /// The tag.
+    pub name: Tag,
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// The manifest's media type.
+    pub media_type: String,
+    /// The manifest's size in bytes.
+    pub manifest_size: u64,
+    /// The manifest plus every blob it references (config and layers), in bytes.
+    pub size: u64,
+    /// When the tag was created.
+    pub created_at: Timestamp,
+    /// When the tag was last pointed at a manifest.
+    pub published_at: Timestamp,
+}
+
+impl TagDetail {
+    /// The marker of this tag, to page from it.
+    pub fn marker(&self) -> TagMarker {
+        TagMarker {
+            published_at: self.published_at,
+            name: self.name.to_string(),
+        }
+    }
 }
 
 /// A manifest as a whole-store sweep sees it.

@@ -12,7 +12,7 @@ use futures::stream::StreamExt;
 use registry_core::manifest::OCI_INDEX;
 use registry_core::{
     Action, ByteRange, ByteStream, Credentials, Digest, Error, Reference, Registry, RepositoryName,
-    UploadId,
+    TagMarker, TagOrder, TagQuery, Timestamp, UploadId,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -88,6 +88,10 @@ fn build(registry: Registry, auth: Option<Auth>) -> Router {
     if token {
         router = router.route("/token", axum::routing::get(issue_token));
     }
+    router = router.route(
+        "/api/v1/repositories/{*path}",
+        axum::routing::get(tag_details),
+    );
     router.with_state(state)
 }
 
@@ -212,6 +216,115 @@ async fn authorize(
     } else {
         Err(unauthorized(false))
     }
+}
+
+#[derive(Default, Deserialize)]
+struct TagDetailsQuery {
+    contains: Option<String>,
+    sort: Option<String>,
+    n: Option<usize>,
+    after: Option<String>,
+    before: Option<String>,
+}
+
+/// A page marker as clients see it: `<publish time in ms>.<tag>`.
+fn encode_marker(marker: &TagMarker) -> String {
+    format!("{}.{}", marker.published_at.0, marker.name)
+}
+
+fn decode_marker(text: &str) -> Result<TagMarker, ApiError> {
+    text.split_once('.')
+        .and_then(|(time, name)| {
+            Some(TagMarker {
+                published_at: Timestamp(time.parse().ok()?),
+                name: name.to_owned(),
+            })
+        })
+        .ok_or_else(|| ApiError::BadRequest(format!("{text:?} is not a page marker")))
+}
+
+/// `GET /api/v1/repositories/<name>/tags`: tags with digest, sizes and times; `contains`
+/// filters by substring; `sort` is `name`, `-name`, `published` or `-published`; `n` limits;
+/// `after`/`before` take the `next`/`previous` markers of an earlier answer. Needs pull access,
+/// like the tag list.
+async fn tag_details(State(oci): State<Arc<Oci>>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let Some(name) = path
+        .strip_prefix("/api/v1/repositories/")
+        .and_then(|rest| rest.strip_suffix("/tags"))
+    else {
+        return ApiError::NotFound.into_response();
+    };
+    let name = match RepositoryName::parse(name) {
+        Ok(name) => name,
+        Err(source) => {
+            return ApiError::Core(Error::NameInvalid {
+                value: name.to_owned(),
+                source,
+            })
+            .into_response();
+        }
+    };
+    let route = Route::Tags { name: name.clone() };
+    if let Err(refusal) = authorize(&oci, &route, request.method(), request.headers()).await {
+        return refusal;
+    }
+    let query_string = request.uri().query().map(str::to_owned);
+    let result = async {
+        let q: TagDetailsQuery = query(query_string.as_deref())?;
+        let (order, descending) = match q.sort.as_deref().unwrap_or("name") {
+            "name" => (TagOrder::Name, false),
+            "-name" => (TagOrder::Name, true),
+            "published" => (TagOrder::Published, false),
+            "-published" => (TagOrder::Published, true),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "sort {other:?}: use name, -name, published or -published"
+                )));
+            }
+        };
+        let limit = q.n.unwrap_or(100).min(oci.registry.limits().max_page_size);
+        let paged = q.after.is_some() || q.before.is_some();
+        let tag_query = TagQuery {
+            contains: q.contains.filter(|c| !c.is_empty()),
+            order,
+            descending,
+            after: q.after.as_deref().map(decode_marker).transpose()?,
+            before: q.before.as_deref().map(decode_marker).transpose()?,
+            limit,
+        };
+        let details = oci
+            .registry
+            .metadata()
+            .tag_details(&name, &tag_query)
+            .await?;
+        let tags: Vec<serde_json::Value> = details
+            .iter()
+            .map(|d| {
+                json!({
+                    "name": d.name,
+                    "digest": d.digest,
+                    "mediaType": d.media_type,
+                    "size": d.size,
+                    "manifestSize": d.manifest_size,
+                    "createdAt": d.created_at.0,
+                    "publishedAt": d.published_at.0,
+                })
+            })
+            .collect();
+        let mut body = json!({ "name": name, "tags": tags });
+        if details.len() == limit
+            && let Some(last) = details.last()
+        {
+            body["next"] = json!(encode_marker(&last.marker()));
+        }
+        if paged && let Some(first) = details.first() {
+            body["previous"] = json!(encode_marker(&first.marker()));
+        }
+        Ok::<_, ApiError>(json_response(StatusCode::OK, body.to_string()))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /token`: Docker token auth. Authenticates the caller (Basic, or anonymous), and issues a

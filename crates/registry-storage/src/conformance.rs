@@ -1264,6 +1264,168 @@ pub async fn metadata_collection(store: SharedMetadataStore) {
     );
 }
 
+/// Detailed tag listings: digest, sizes and times per tag; substring filter; order by name or
+/// publish time, either way; page markers forwards and backwards.
+pub async fn metadata_tag_details(store: SharedMetadataStore) {
+    use registry_core::{TagOrder, TagQuery};
+    let repo = name("details/app");
+    let layer = Digest::sha256(b"details layer");
+    store.link_blob(&repo, &layer, 1000).await.unwrap();
+    let big = new_manifest(&repo, "big", std::slice::from_ref(&layer), &[], None, None);
+    let small = new_manifest(&repo, "small", &[], &[], None, None);
+    store.put_manifest(&big, None).await.unwrap();
+    store.put_manifest(&small, None).await.unwrap();
+    // Published in this order, a few milliseconds apart.
+    for (t, m) in [("a1", &big), ("b2", &small), ("a3", &small), ("c4", &big)] {
+        store.put_tag(&repo, &tag(t), &m.digest).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let list = |query: TagQuery| {
+        let store = store.clone();
+        let repo = repo.clone();
+        async move {
+            let details = store.tag_details(&repo, &query).await.unwrap();
+            details
+                .iter()
+                .map(|d| d.name.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let query = |order, descending, limit| TagQuery {
+        order,
+        descending,
+        limit,
+        ..TagQuery::default()
+    };
+
+    let all = store
+        .tag_details(&repo, &query(TagOrder::Name, false, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        ["a1", "a3", "b2", "c4"]
+    );
+    let a1 = &all[0];
+    assert_eq!(a1.digest, big.digest);
+    assert_eq!(a1.manifest_size, big.bytes.len() as u64);
+    assert_eq!(
+        a1.size,
+        big.bytes.len() as u64 + 1000,
+        "manifest plus its blobs"
+    );
+    assert_eq!(all[1].media_type, OCI_MANIFEST);
+    assert!(all[1].published_at > a1.published_at);
+    assert!(a1.created_at <= a1.published_at);
+
+    let filtered = TagQuery {
+        contains: Some("a".into()),
+        ..query(TagOrder::Name, false, 10)
+    };
+    assert_eq!(list(filtered).await, ["a1", "a3"]);
+    let nothing = TagQuery {
+        contains: Some("_".into()),
+        ..query(TagOrder::Name, false, 10)
+    };
+    assert!(
+        list(nothing).await.is_empty(),
+        "the filter is a substring, not a pattern"
+    );
+
+    // By name, both ways, paged both ways.
+    let marker = |i: usize| all[i].marker();
+    assert_eq!(list(query(TagOrder::Name, false, 2)).await, ["a1", "a3"]);
+    assert_eq!(
+        list(TagQuery {
+            after: Some(marker(1)),
+            ..query(TagOrder::Name, false, 2)
+        })
+        .await,
+        ["b2", "c4"]
+    );
+    assert_eq!(
+        list(TagQuery {
+            before: Some(marker(2)),
+            ..query(TagOrder::Name, false, 2)
+        })
+        .await,
+        ["a1", "a3"]
+    );
+    assert_eq!(
+        list(TagQuery {
+            before: Some(marker(2)),
+            ..query(TagOrder::Name, false, 1)
+        })
+        .await,
+        ["a3"]
+    );
+    assert_eq!(
+        list(query(TagOrder::Name, true, 10)).await,
+        ["c4", "b2", "a3", "a1"]
+    );
+    assert_eq!(
+        list(TagQuery {
+            after: Some(marker(3)),
+            ..query(TagOrder::Name, true, 2)
+        })
+        .await,
+        ["b2", "a3"]
+    );
+    assert_eq!(
+        list(TagQuery {
+            before: Some(marker(1)),
+            ..query(TagOrder::Name, true, 1)
+        })
+        .await,
+        ["b2"]
+    );
+
+    // By publish time; retagging republishes.
+    assert_eq!(
+        list(query(TagOrder::Published, false, 10)).await,
+        ["a1", "b2", "a3", "c4"]
+    );
+    let by_time = store
+        .tag_details(&repo, &query(TagOrder::Published, false, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        list(TagQuery {
+            after: Some(by_time[1].marker()),
+            ..query(TagOrder::Published, false, 10)
+        })
+        .await,
+        ["a3", "c4"]
+    );
+    assert_eq!(
+        list(TagQuery {
+            before: Some(by_time[2].marker()),
+            ..query(TagOrder::Published, false, 10)
+        })
+        .await,
+        ["a1", "b2"]
+    );
+    store
+        .put_tag(&repo, &tag("a1"), &small.digest)
+        .await
+        .unwrap();
+    assert_eq!(
+        list(query(TagOrder::Published, false, 10)).await,
+        ["b2", "a3", "c4", "a1"]
+    );
+    assert_eq!(
+        list(query(TagOrder::Published, true, 2)).await,
+        ["a1", "c4"]
+    );
+
+    assert!(matches!(
+        store
+            .tag_details(&name("no/such"), &query(TagOrder::Name, false, 10))
+            .await,
+        Err(Error::NameUnknown { .. })
+    ));
+}
+
 /// Runs every blob-store function except the restart test, each on a fresh store from `fresh`.
 pub async fn blob_store_suite<F, Fut>(fresh: F)
 where
@@ -1290,4 +1452,5 @@ where
     metadata_review_queue(fresh().await).await;
     metadata_concurrency(fresh().await).await;
     metadata_collection(fresh().await).await;
+    metadata_tag_details(fresh().await).await;
 }

@@ -15,8 +15,8 @@ use registry_core::{
     Algorithm, BlobClaim, BlobRead, BlobRecord, BlobStore, ByteRange, ByteStream,
     CollectionMetadata, ContentMetadata, Digest, DigestHasher, Error, ManifestEntry,
     ManifestRecord, ManifestVerdict, NewManifest, Page, PutManifestOutcome, Reference, Referrer,
-    RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag, Timestamp,
-    UploadId, UploadMetadata, UploadRecord,
+    RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag, TagDetail,
+    TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UploadMetadata, UploadRecord,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -256,6 +256,26 @@ struct Repository {
     linked_blobs: HashMap<Digest, Timestamp>,
     manifests: HashMap<Digest, StoredManifest>,
     tags: BTreeMap<Tag, Digest>,
+    /// When each tag was created and last published.
+    tag_times: HashMap<Tag, (Timestamp, Timestamp)>,
+}
+
+impl Repository {
+    /// Points a tag at a manifest; returns its previous target.
+    fn set_tag(&mut self, tag: &Tag, digest: &Digest, now: Timestamp) -> Option<Digest> {
+        let previous = self.tags.insert(tag.clone(), digest.clone());
+        let times = self.tag_times.entry(tag.clone()).or_insert((now, now));
+        if previous.as_ref() != Some(digest) {
+            times.1 = now;
+        }
+        previous
+    }
+
+    /// Removes a tag; returns its target.
+    fn remove_tag(&mut self, tag: &Tag) -> Option<Digest> {
+        self.tag_times.remove(tag);
+        self.tags.remove(tag)
+    }
 }
 
 #[derive(Debug)]
@@ -301,6 +321,58 @@ fn manifest_review(repository: &RepositoryName, digest: &Digest) -> ReviewTarget
     ReviewTarget::Manifest {
         repository: repository.clone(),
         digest: digest.clone(),
+    }
+}
+
+/// The sort key of a tag detail in a listing's order.
+fn tag_key(detail: &TagDetail, order: TagOrder) -> (Timestamp, &str) {
+    match order {
+        TagOrder::Name => (Timestamp(0), detail.name.as_str()),
+        TagOrder::Published => (detail.published_at, detail.name.as_str()),
+    }
+}
+
+/// Orders, pages and cuts tag details as a query asks, in memory.
+fn page_of_tags(details: &mut Vec<TagDetail>, query: &TagQuery) -> Vec<TagDetail> {
+    let order = query.order;
+    details.sort_by(|a, b| tag_key(a, order).cmp(&tag_key(b, order)));
+    if query.descending {
+        details.reverse();
+    }
+    let marker_key = |m: &TagMarker| match order {
+        TagOrder::Name => (Timestamp(0), m.name.clone()),
+        TagOrder::Published => (m.published_at, m.name.clone()),
+    };
+    // "After" in the listing's order is "greater" ascending and "smaller" descending.
+    let beyond = |d: &TagDetail, m: &TagMarker, forward: bool| {
+        let (t, n) = tag_key(d, order);
+        let key = (t, n.to_owned());
+        let cmp = key.cmp(&marker_key(m));
+        let greater = cmp == std::cmp::Ordering::Greater;
+        let smaller = cmp == std::cmp::Ordering::Less;
+        if forward != query.descending {
+            greater
+        } else {
+            smaller
+        }
+    };
+    if let Some(after) = &query.after {
+        details
+            .iter()
+            .filter(|d| beyond(d, after, true))
+            .take(query.limit)
+            .cloned()
+            .collect()
+    } else if let Some(before) = &query.before {
+        let earlier: Vec<TagDetail> = details
+            .iter()
+            .filter(|d| beyond(d, before, false))
+            .cloned()
+            .collect();
+        let skip = earlier.len().saturating_sub(query.limit);
+        earlier.into_iter().skip(skip).collect()
+    } else {
+        details.iter().take(query.limit).cloned().collect()
     }
 }
 
@@ -460,7 +532,7 @@ impl ContentMetadata for MemoryMetadataStore {
             repository.manifests.insert(manifest.digest.clone(), stored);
         }
         let previous = tag
-            .and_then(|tag| repository.tags.insert(tag.clone(), manifest.digest.clone()))
+            .and_then(|tag| repository.set_tag(tag, &manifest.digest, now))
             .filter(|previous| *previous != manifest.digest);
         let review = manifest_review(&manifest.repository, &manifest.digest);
         state.queue(review, ReviewEvent::ManifestUploaded, due);
@@ -532,7 +604,7 @@ impl ContentMetadata for MemoryMetadataStore {
             .get_mut(repository)
             .filter(|r| r.manifests.contains_key(digest))
             .ok_or_else(|| manifest_unknown(repository, digest))?;
-        let previous = repo.tags.insert(tag.clone(), digest.clone());
+        let previous = repo.set_tag(tag, digest, Timestamp::now());
         if let Some(previous) = previous.as_ref().filter(|p| *p != digest) {
             state.queue(
                 manifest_review(repository, previous),
@@ -549,7 +621,7 @@ impl ContentMetadata for MemoryMetadataStore {
         let digest = state
             .repositories
             .get_mut(repository)
-            .and_then(|r| r.tags.remove(tag))
+            .and_then(|r| r.remove_tag(tag))
             .ok_or_else(|| manifest_unknown(repository, tag))?;
         state.queue(
             manifest_review(repository, &digest),
@@ -563,6 +635,45 @@ impl ContentMetadata for MemoryMetadataStore {
         let state = lock(&self.state);
         let repo = state.repository(repository)?;
         Ok(paginate(repo.tags.keys().map(|t| (t.as_str(), t)), page))
+    }
+
+    async fn tag_details(
+        &self,
+        repository: &RepositoryName,
+        query: &TagQuery,
+    ) -> Result<Vec<TagDetail>> {
+        let state = lock(&self.state);
+        let repo = state.repository(repository)?;
+        let mut details: Vec<TagDetail> = repo
+            .tags
+            .iter()
+            .filter(|(tag, _)| {
+                query
+                    .contains
+                    .as_deref()
+                    .is_none_or(|c| tag.as_str().contains(c))
+            })
+            .filter_map(|(tag, digest)| {
+                let manifest = repo.manifests.get(digest)?;
+                let (created_at, published_at) = repo.tag_times.get(tag).copied()?;
+                let blobs: u64 = manifest
+                    .blobs
+                    .iter()
+                    .filter_map(|b| state.blobs.get(b).map(|r| r.size))
+                    .sum();
+                let manifest_size = manifest.record.bytes.len() as u64;
+                Some(TagDetail {
+                    name: tag.clone(),
+                    digest: digest.clone(),
+                    media_type: manifest.record.media_type.clone(),
+                    manifest_size,
+                    size: manifest_size + blobs,
+                    created_at,
+                    published_at,
+                })
+            })
+            .collect();
+        Ok(page_of_tags(&mut details, query))
     }
 
     async fn referrers(
@@ -702,7 +813,7 @@ fn remove_manifest(
         .map(|(tag, _)| tag.clone())
         .collect();
     for tag in &tags {
-        repo.tags.remove(tag);
+        repo.remove_tag(tag);
     }
     let referrers: Vec<Digest> = repo
         .manifests

@@ -17,8 +17,8 @@ use registry_core::metadata::DEFAULT_REVIEW_DELAY;
 use registry_core::{
     BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, Digest, Error, ManifestEntry,
     ManifestRecord, ManifestVerdict, NewManifest, Page, PutManifestOutcome, Reference, Referrer,
-    RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag, Timestamp,
-    UploadId, UploadMetadata, UploadRecord,
+    RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag, TagDetail,
+    TagOrder, TagQuery, Timestamp, UploadId, UploadMetadata, UploadRecord,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, Executor, Pool, Row, Transaction};
@@ -742,6 +742,98 @@ impl ContentMetadata for SqlMetadataStore {
         split_page(&names, |name| {
             Tag::parse(name).map_err(|_| corrupt("tag", name))
         })
+    }
+
+    async fn tag_details(
+        &self,
+        repository: &RepositoryName,
+        query: &TagQuery,
+    ) -> Result<Vec<TagDetail>> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let repository_id =
+            repository_id(&mut conn, repository)
+                .await?
+                .ok_or_else(|| Error::NameUnknown {
+                    name: repository.to_string(),
+                })?;
+        let mut sql = String::from(
+            "SELECT t.name, t.manifest_digest, t.created_at, t.updated_at, m.media_type, m.size, \
+             m.size + CAST(COALESCE((SELECT SUM(b.size) FROM manifest_blobs mb \
+               JOIN blobs b ON b.digest = mb.blob_digest \
+               WHERE mb.repository_id = m.repository_id AND mb.manifest_digest = m.digest), 0) \
+               AS BIGINT) AS total \
+             FROM tags t JOIN manifests m \
+               ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest \
+             WHERE t.repository_id = $1",
+        );
+        let mut texts: Vec<String> = Vec::new();
+        let mut times: Vec<i64> = Vec::new();
+        // Placeholders are numbered in order: $2… texts first, then times.
+        if let Some(contains) = &query.contains {
+            texts.push(contains.clone());
+            sql.push_str(&match self.dialect {
+                Dialect::Sqlite => " AND instr(t.name, $2) > 0".to_owned(),
+                Dialect::Postgres => " AND strpos(t.name, $2) > 0".to_owned(),
+            });
+        }
+        let (marker, forward) = match (&query.after, &query.before) {
+            (Some(after), _) => (Some(after), true),
+            (None, Some(before)) => (Some(before), false),
+            (None, None) => (None, true),
+        };
+        // Walking forward in an ascending listing (or backward in a descending one) goes up.
+        let upward = forward != query.descending;
+        let name_slot = texts.len() + 2;
+        if let Some(marker) = marker {
+            texts.push(marker.name.clone());
+            let op = if upward { ">" } else { "<" };
+            match query.order {
+                TagOrder::Name => sql.push_str(&format!(" AND t.name {op} ${name_slot}")),
+                TagOrder::Published => {
+                    times.push(marker.published_at.0);
+                    let time_slot = name_slot + 1;
+                    sql.push_str(&format!(
+                        " AND (t.updated_at, t.name) {op} (${time_slot}, ${name_slot})"
+                    ));
+                }
+            }
+        }
+        let direction = if upward { "ASC" } else { "DESC" };
+        sql.push_str(&match query.order {
+            TagOrder::Name => format!(" ORDER BY t.name {direction}"),
+            TagOrder::Published => {
+                format!(" ORDER BY t.updated_at {direction}, t.name {direction}")
+            }
+        });
+        sql.push_str(&format!(" LIMIT {}", query.limit));
+        let mut statement = sqlx::query(&sql).bind(repository_id);
+        for text in texts {
+            statement = statement.bind(text);
+        }
+        for time in times {
+            statement = statement.bind(time);
+        }
+        let rows = statement.fetch_all(&mut *conn).await.map_err(db_error)?;
+        let mut details = rows
+            .iter()
+            .map(|row| {
+                let name: String = get(row, "name")?;
+                Ok(TagDetail {
+                    name: Tag::parse(&name).map_err(|_| corrupt("tag", &name))?,
+                    digest: digest_column(row, "manifest_digest")?,
+                    media_type: get(row, "media_type")?,
+                    manifest_size: u64::try_from(get::<i64>(row, "size")?).unwrap_or(0),
+                    size: u64::try_from(get::<i64>(row, "total")?).unwrap_or(0),
+                    created_at: Timestamp(get(row, "created_at")?),
+                    published_at: Timestamp(get(row, "updated_at")?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if !forward {
+            // Fetched nearest-first going backwards; the page reads in the listing's order.
+            details.reverse();
+        }
+        Ok(details)
     }
 
     async fn referrers(

@@ -33,6 +33,7 @@ macro_rules! metadata_suite {
             case!(metadata_review_queue);
             case!(metadata_concurrency);
             case!(metadata_collection);
+            case!(metadata_tag_details);
         }
     };
 }

@@ -1,0 +1,157 @@
+//! The detailed tag listing extension: `GET /api/v1/repositories/<name>/tags`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use registry_core::blob::once_stream;
+use registry_core::manifest::OCI_MANIFEST;
+use registry_core::{Digest, Grant, NamePattern, Reference, Registry, RepositoryName, Role, Tag};
+use registry_http::auth::{Auth, StaticUser, StaticUsers, hash_password};
+use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+async fn registry_with_tags() -> Registry {
+    let registry = Registry::new(
+        Arc::new(MemoryBlobStore::new()),
+        Arc::new(MemoryMetadataStore::new()),
+    );
+    let repo = RepositoryName::parse("team/app").unwrap();
+    let config = Bytes::from_static(b"{}");
+    registry
+        .put_blob(&repo, &Digest::sha256(&config), once_stream(config.clone()))
+        .await
+        .unwrap();
+    let manifest = Bytes::from(
+        json!({ "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": Digest::sha256(&config), "size": 2 },
+                "layers": [] })
+        .to_string(),
+    );
+    for tag in ["v1.0", "v1.1", "latest", "v2.0"] {
+        let reference = Reference::Tag(Tag::parse(tag).unwrap());
+        registry
+            .put_manifest(&repo, &reference, manifest.clone(), Some(OCI_MANIFEST))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    registry
+}
+
+async fn get(app: &Router, uri: &str, auth: Option<&str>) -> (StatusCode, Value) {
+    let mut request = Request::builder().uri(uri);
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn names(body: &Value) -> Vec<String> {
+    body["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn filters_sorts_and_pages_both_ways() {
+    let app = registry_http::oci::router(registry_with_tags().await);
+    let base = "/api/v1/repositories/team/app/tags";
+
+    let (status, all) = get(&app, base, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(names(&all), ["latest", "v1.0", "v1.1", "v2.0"]);
+    let first = &all["tags"][0];
+    assert_eq!(first["mediaType"], OCI_MANIFEST);
+    assert!(first["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(
+        first["size"].as_u64().unwrap(),
+        first["manifestSize"].as_u64().unwrap() + 2
+    );
+    assert!(first["publishedAt"].as_i64().unwrap() >= first["createdAt"].as_i64().unwrap());
+
+    let (_, filtered) = get(&app, &format!("{base}?contains=v1."), None).await;
+    assert_eq!(names(&filtered), ["v1.0", "v1.1"]);
+    let (_, newest) = get(&app, &format!("{base}?sort=-published&n=2"), None).await;
+    assert_eq!(names(&newest), ["v2.0", "latest"]);
+    let next = newest["next"].as_str().unwrap();
+    let (_, older) = get(
+        &app,
+        &format!("{base}?sort=-published&n=2&after={next}"),
+        None,
+    )
+    .await;
+    assert_eq!(names(&older), ["v1.1", "v1.0"]);
+    let previous = older["previous"].as_str().unwrap();
+    let (_, back) = get(
+        &app,
+        &format!("{base}?sort=-published&n=2&before={previous}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        names(&back),
+        ["v2.0", "latest"],
+        "paging back returns the first page"
+    );
+
+    assert_eq!(
+        get(&app, &format!("{base}?sort=size"), None).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(&app, &format!("{base}?after=nonsense"), None).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(&app, "/api/v1/repositories/no/such/tags", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, "/api/v1/repositories/Bad/tags", None).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn needs_pull_access() {
+    let user = |pattern: &str| StaticUser {
+        password_hash: hash_password("pw"),
+        grants: vec![Grant {
+            pattern: NamePattern::parse(pattern).unwrap(),
+            role: Role::Reader,
+        }],
+    };
+    let users = HashMap::from([
+        ("team".to_owned(), user("team/*")),
+        ("other".to_owned(), user("other/*")),
+    ]);
+    let auth = Auth::basic("r", Arc::new(StaticUsers::new(users, None).unwrap()));
+    let app = registry_http::oci::router_with_auth(registry_with_tags().await, auth);
+    let uri = "/api/v1/repositories/team/app/tags";
+    assert_eq!(get(&app, uri, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&app, uri, Some("Basic b3RoZXI6cHc=")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(&app, uri, Some("Basic dGVhbTpwdw==")).await.0,
+        StatusCode::OK
+    );
+}
