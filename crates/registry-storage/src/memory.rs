@@ -333,7 +333,7 @@ fn tag_key(detail: &TagDetail, order: TagOrder) -> (Timestamp, &str) {
 }
 
 /// Orders, pages and cuts tag details as a query asks, in memory.
-fn page_of_tags(details: &mut Vec<TagDetail>, query: &TagQuery) -> Vec<TagDetail> {
+fn page_of_tags(details: &mut [TagDetail], query: &TagQuery) -> Vec<TagDetail> {
     let order = query.order;
     details.sort_by(|a, b| tag_key(a, order).cmp(&tag_key(b, order)));
     if query.descending {
