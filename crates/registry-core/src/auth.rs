@@ -116,6 +116,21 @@ impl NamePattern {
         }
     }
 
+    /// Whether the pattern covers every repository below a namespace (`*`, `<namespace>/*`, or
+    /// the pattern of an enclosing namespace).
+    pub fn covers_namespace(&self, namespace: &RepositoryName) -> bool {
+        match self.0.as_str() {
+            "*" => true,
+            pattern => pattern.strip_suffix("/*").is_some_and(|prefix| {
+                let name = namespace.as_str();
+                name == prefix
+                    || name
+                        .strip_prefix(prefix)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }),
+        }
+    }
+
     /// The pattern as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -272,6 +287,16 @@ mod tests {
             !NamePattern::parse("exact/name")
                 .unwrap()
                 .matches(&name("exact/name/sub"))
+        );
+        let team_ns = name("team");
+        assert!(team.covers_namespace(&team_ns));
+        assert!(team.covers_namespace(&name("team/sub")));
+        assert!(!team.covers_namespace(&name("teamx")));
+        assert!(NamePattern::parse("*").unwrap().covers_namespace(&team_ns));
+        assert!(
+            !NamePattern::parse("team/app")
+                .unwrap()
+                .covers_namespace(&team_ns)
         );
         for bad in ["", "Team/*", "a/**", "*/x", "a//*"] {
             assert!(NamePattern::parse(bad).is_err(), "{bad}");

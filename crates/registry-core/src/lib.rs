@@ -56,8 +56,8 @@ pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, ManifestLi
 pub use metadata::{
     BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, ManifestEntry, ManifestRecord,
     ManifestVerdict, MetadataStore, NewManifest, Page, PutManifestOutcome, Referrer, ReviewEvent,
-    ReviewQueue, ReviewTarget, ReviewTask, TagDetail, TagMarker, TagOrder, TagQuery, Timestamp,
-    UploadMetadata, UploadRecord,
+    ReviewQueue, ReviewTarget, ReviewTask, StorageUsage, TagDetail, TagMarker, TagOrder, TagQuery,
+    Timestamp, UploadMetadata, UploadRecord, UsageScope,
 };
 pub use name::{NameError, Reference, RepositoryName, Tag};
 pub use registry::{Limits, PushedManifest, Registry};

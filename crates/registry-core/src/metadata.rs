@@ -367,6 +367,9 @@ pub trait ContentMetadata: Debug + Send + Sync + 'static {
         query: &TagQuery,
     ) -> Result<Vec<TagDetail>>;
 
+    /// The storage a repository or namespace uses, shared blobs counted once.
+    async fn storage_usage(&self, scope: &UsageScope) -> Result<StorageUsage>;
+
     /// Manifests in the repository whose subject is `subject`, optionally only those of one
     /// artifact type, ordered by digest. An unknown subject has no referrers.
     async fn referrers(
@@ -480,6 +483,31 @@ impl TagDetail {
             name: self.name.to_string(),
         }
     }
+}
+
+/// Whose storage to measure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UsageScope {
+    /// One repository.
+    Repository(RepositoryName),
+    /// A namespace: the repository of that name, if any, and every repository below it
+    /// (`team` covers `team`, `team/app` and `team/app/sub`).
+    Namespace(RepositoryName),
+}
+
+/// Storage a scope uses, each blob counted once however many manifests and repositories share it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageUsage {
+    /// Repositories in the scope.
+    pub repositories: u64,
+    /// Manifests in them.
+    pub manifests: u64,
+    /// Bytes of those manifests.
+    pub manifest_bytes: u64,
+    /// Distinct blobs their manifests reference.
+    pub blobs: u64,
+    /// Bytes of those blobs.
+    pub blob_bytes: u64,
 }
 
 /// A manifest as a whole-store sweep sees it.

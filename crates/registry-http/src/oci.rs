@@ -12,7 +12,7 @@ use futures::stream::StreamExt;
 use registry_core::manifest::OCI_INDEX;
 use registry_core::{
     Action, ByteRange, ByteStream, Credentials, Digest, Error, Reference, Registry, RepositoryName,
-    TagMarker, TagOrder, TagQuery, Timestamp, UploadId,
+    TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UsageScope,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -88,10 +88,15 @@ fn build(registry: Registry, auth: Option<Auth>) -> Router {
     if token {
         router = router.route("/token", axum::routing::get(issue_token));
     }
-    router = router.route(
-        "/api/v1/repositories/{*path}",
-        axum::routing::get(tag_details),
-    );
+    router = router
+        .route(
+            "/api/v1/repositories/{*path}",
+            axum::routing::get(repository_extension),
+        )
+        .route(
+            "/api/v1/namespaces/{*path}",
+            axum::routing::get(namespace_usage),
+        );
     router.with_state(state)
 }
 
@@ -243,17 +248,16 @@ fn decode_marker(text: &str) -> Result<TagMarker, ApiError> {
         .ok_or_else(|| ApiError::BadRequest(format!("{text:?} is not a page marker")))
 }
 
-/// `GET /api/v1/repositories/<name>/tags`: tags with digest, sizes and times; `contains`
-/// filters by substring; `sort` is `name`, `-name`, `published` or `-published`; `n` limits;
-/// `after`/`before` take the `next`/`previous` markers of an earlier answer. Needs pull access,
-/// like the tag list.
-async fn tag_details(State(oci): State<Arc<Oci>>, request: Request) -> Response {
+/// `GET /api/v1/repositories/<name>/{tags,usage}`: extensions on one repository, with the
+/// access of a pull.
+async fn repository_extension(State(oci): State<Arc<Oci>>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
-    let Some(name) = path
+    let rest = path
         .strip_prefix("/api/v1/repositories/")
-        .and_then(|rest| rest.strip_suffix("/tags"))
-    else {
-        return ApiError::NotFound.into_response();
+        .unwrap_or_default();
+    let (name, extension) = match rest.rsplit_once('/') {
+        Some((name, extension @ ("tags" | "usage"))) => (name, extension),
+        _ => return ApiError::NotFound.into_response(),
     };
     let name = match RepositoryName::parse(name) {
         Ok(name) => name,
@@ -269,7 +273,89 @@ async fn tag_details(State(oci): State<Arc<Oci>>, request: Request) -> Response 
     if let Err(refusal) = authorize(&oci, &route, request.method(), request.headers()).await {
         return refusal;
     }
-    let query_string = request.uri().query().map(str::to_owned);
+    if extension == "usage" {
+        if !oci
+            .registry
+            .metadata()
+            .repository_exists(&name)
+            .await
+            .unwrap_or(false)
+        {
+            return ApiError::Core(Error::NameUnknown {
+                name: name.to_string(),
+            })
+            .into_response();
+        }
+        return usage_response(&oci, UsageScope::Repository(name)).await;
+    }
+    tag_details(&oci, name, request.uri().query().map(str::to_owned)).await
+}
+
+async fn usage_response(oci: &Oci, scope: UsageScope) -> Response {
+    match oci.registry.metadata().storage_usage(&scope).await {
+        Ok(usage) => json_response(
+            StatusCode::OK,
+            json!({
+                "repositories": usage.repositories,
+                "manifests": usage.manifests,
+                "manifestBytes": usage.manifest_bytes,
+                "blobs": usage.blobs,
+                "blobBytes": usage.blob_bytes,
+                "size": usage.manifest_bytes + usage.blob_bytes,
+            })
+            .to_string(),
+        ),
+        Err(e) => ApiError::Core(e).into_response(),
+    }
+}
+
+/// `GET /api/v1/namespaces/<prefix>/usage`: the storage of every repository in a namespace,
+/// shared blobs counted once. Needs a grant covering the whole namespace (or an open registry).
+async fn namespace_usage(State(oci): State<Arc<Oci>>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let Some(prefix) = path
+        .strip_prefix("/api/v1/namespaces/")
+        .and_then(|rest| rest.strip_suffix("/usage"))
+    else {
+        return ApiError::NotFound.into_response();
+    };
+    let prefix = match RepositoryName::parse(prefix) {
+        Ok(prefix) => prefix,
+        Err(source) => {
+            return ApiError::Core(Error::NameInvalid {
+                value: prefix.to_owned(),
+                source,
+            })
+            .into_response();
+        }
+    };
+    // Authenticate as for the version check (any known caller), then require a grant that
+    // covers all of the namespace: reading one repository is not reading the namespace.
+    let caller = match authorize(&oci, &Route::Base, request.method(), request.headers()).await {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal,
+    };
+    let covered = match &caller {
+        Caller::Open => true,
+        Caller::Principal(principal) => principal
+            .grants
+            .iter()
+            .any(|g| g.pattern.covers_namespace(&prefix)),
+        Caller::Token(_) => false,
+    };
+    if !covered {
+        return ApiError::Core(Error::Denied {
+            reason: format!("reading every repository under {prefix} is not granted"),
+        })
+        .into_response();
+    }
+    usage_response(&oci, UsageScope::Namespace(prefix)).await
+}
+
+/// `GET /api/v1/repositories/<name>/tags`: tags with digest, sizes and times; `contains`
+/// filters by substring; `sort` is `name`, `-name`, `published` or `-published`; `n` limits;
+/// `after`/`before` take the `next`/`previous` markers of an earlier answer.
+async fn tag_details(oci: &Oci, name: RepositoryName, query_string: Option<String>) -> Response {
     let result = async {
         let q: TagDetailsQuery = query(query_string.as_deref())?;
         let (order, descending) = match q.sort.as_deref().unwrap_or("name") {

@@ -155,3 +155,101 @@ async fn needs_pull_access() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn storage_usage_of_a_repository_and_a_namespace() {
+    let registry = registry_with_tags().await;
+    let other = RepositoryName::parse("team/other").unwrap();
+    let config = Bytes::from_static(b"{}");
+    registry
+        .put_blob(&other, &Digest::sha256(&config), once_stream(config))
+        .await
+        .unwrap();
+    let manifest = registry
+        .manifest(
+            &RepositoryName::parse("team/app").unwrap(),
+            &Reference::Tag(Tag::parse("latest").unwrap()),
+        )
+        .await
+        .unwrap();
+    registry
+        .put_manifest(
+            &other,
+            &Reference::Tag(Tag::parse("v1").unwrap()),
+            manifest.bytes.clone(),
+            Some(OCI_MANIFEST),
+        )
+        .await
+        .unwrap();
+    let app = registry_http::oci::router(registry);
+
+    let (status, repo) = get(&app, "/api/v1/repositories/team/app/usage", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            repo["repositories"].as_u64(),
+            repo["blobs"].as_u64(),
+            repo["blobBytes"].as_u64()
+        ),
+        (Some(1), Some(1), Some(2))
+    );
+    let (_, namespace) = get(&app, "/api/v1/namespaces/team/usage", None).await;
+    assert_eq!(namespace["repositories"], 2);
+    assert_eq!(namespace["manifests"], 2);
+    assert_eq!(
+        namespace["blobs"], 1,
+        "the config both repositories share counts once"
+    );
+    assert_eq!(
+        namespace["size"],
+        namespace["manifestBytes"].as_u64().unwrap() + 2
+    );
+    assert_eq!(
+        get(&app, "/api/v1/repositories/team/none/usage", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, "/api/v1/namespaces/nobody/usage", None).await.1["repositories"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn namespace_usage_needs_a_grant_over_the_whole_namespace() {
+    let user = |pattern: &str| StaticUser {
+        password_hash: hash_password("pw"),
+        grants: vec![Grant {
+            pattern: NamePattern::parse(pattern).unwrap(),
+            role: Role::Reader,
+        }],
+    };
+    // "team": reader on team/*; "other": reader on team/app only.
+    let users = HashMap::from([
+        ("team".to_owned(), user("team/*")),
+        ("other".to_owned(), user("team/app")),
+    ]);
+    let auth = Auth::basic("r", Arc::new(StaticUsers::new(users, None).unwrap()));
+    let app = registry_http::oci::router_with_auth(registry_with_tags().await, auth);
+    let uri = "/api/v1/namespaces/team/usage";
+    assert_eq!(get(&app, uri, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&app, uri, Some("Basic b3RoZXI6cHc=")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(&app, uri, Some("Basic dGVhbTpwdw==")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(
+            &app,
+            "/api/v1/repositories/team/app/usage",
+            Some("Basic b3RoZXI6cHc=")
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+}

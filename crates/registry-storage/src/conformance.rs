@@ -1426,6 +1426,81 @@ pub async fn metadata_tag_details(store: SharedMetadataStore) {
     ));
 }
 
+/// Storage usage of a repository and of a namespace, shared blobs counted once.
+pub async fn metadata_storage_usage(store: SharedMetadataStore) {
+    use registry_core::{StorageUsage, UsageScope};
+    let shared = Digest::sha256(b"usage shared");
+    let own = Digest::sha256(b"usage own");
+    let elsewhere = Digest::sha256(b"usage elsewhere");
+    let unused = Digest::sha256(b"usage unused");
+    for (repo, blobs) in [
+        ("team", vec![]),
+        ("team/a", vec![(&shared, 100)]),
+        ("team/b", vec![(&shared, 100), (&own, 50), (&unused, 1000)]),
+        ("teamx", vec![(&elsewhere, 70)]),
+    ] {
+        for (digest, size) in &blobs {
+            store.link_blob(&name(repo), digest, *size).await.unwrap();
+        }
+        let used: Vec<Digest> = blobs
+            .iter()
+            .map(|(d, _)| (*d).clone())
+            .filter(|d| *d != unused)
+            .collect();
+        let manifest = new_manifest(&name(repo), repo, &used, &[], None, None);
+        store
+            .put_manifest(&manifest, Some(&tag("v1")))
+            .await
+            .unwrap();
+    }
+    let manifest_bytes = |repos: &[&str]| -> u64 {
+        repos
+            .iter()
+            .map(|r| new_manifest(&name(r), r, &[], &[], None, None).bytes.len() as u64)
+            .sum()
+    };
+    let usage = |scope: UsageScope| {
+        let store = store.clone();
+        async move { store.storage_usage(&scope).await.unwrap() }
+    };
+    assert_eq!(
+        usage(UsageScope::Repository(name("team/b"))).await,
+        StorageUsage {
+            repositories: 1,
+            manifests: 1,
+            manifest_bytes: manifest_bytes(&["team/b"]),
+            blobs: 2,
+            blob_bytes: 150
+        },
+        "an uploaded but unreferenced blob does not count"
+    );
+    assert_eq!(
+        usage(UsageScope::Namespace(name("team"))).await,
+        StorageUsage {
+            repositories: 3,
+            manifests: 3,
+            manifest_bytes: manifest_bytes(&["team", "team/a", "team/b"]),
+            blobs: 2,
+            blob_bytes: 150,
+        },
+        "the shared layer counts once; teamx is not under team"
+    );
+    assert_eq!(
+        usage(UsageScope::Namespace(name("teamx"))).await.blob_bytes,
+        70
+    );
+    assert_eq!(
+        usage(UsageScope::Namespace(name("nobody"))).await,
+        StorageUsage::default()
+    );
+    assert_eq!(
+        usage(UsageScope::Repository(name("team/a")))
+            .await
+            .blob_bytes,
+        100
+    );
+}
+
 /// Runs every blob-store function except the restart test, each on a fresh store from `fresh`.
 pub async fn blob_store_suite<F, Fut>(fresh: F)
 where
@@ -1453,4 +1528,5 @@ where
     metadata_concurrency(fresh().await).await;
     metadata_collection(fresh().await).await;
     metadata_tag_details(fresh().await).await;
+    metadata_storage_usage(fresh().await).await;
 }

@@ -15,8 +15,9 @@ use registry_core::{
     Algorithm, BlobClaim, BlobRead, BlobRecord, BlobStore, ByteRange, ByteStream,
     CollectionMetadata, ContentMetadata, Digest, DigestHasher, Error, ManifestEntry,
     ManifestRecord, ManifestVerdict, NewManifest, Page, PutManifestOutcome, Reference, Referrer,
-    RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag, TagDetail,
-    TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UploadMetadata, UploadRecord,
+    RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, StorageUsage, Tag,
+    TagDetail, TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UploadMetadata, UploadRecord,
+    UsageScope,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -635,6 +636,36 @@ impl ContentMetadata for MemoryMetadataStore {
         let state = lock(&self.state);
         let repo = state.repository(repository)?;
         Ok(paginate(repo.tags.keys().map(|t| (t.as_str(), t)), page))
+    }
+
+    async fn storage_usage(&self, scope: &UsageScope) -> Result<StorageUsage> {
+        let state = lock(&self.state);
+        let covered = |name: &RepositoryName| match scope {
+            UsageScope::Repository(repository) => name == repository,
+            UsageScope::Namespace(prefix) => {
+                name == prefix
+                    || name
+                        .as_str()
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+        };
+        let mut usage = StorageUsage::default();
+        let mut blobs = std::collections::HashSet::new();
+        for (_, repo) in state.repositories.iter().filter(|(name, _)| covered(name)) {
+            usage.repositories += 1;
+            for manifest in repo.manifests.values() {
+                usage.manifests += 1;
+                usage.manifest_bytes += manifest.record.bytes.len() as u64;
+                blobs.extend(manifest.blobs.iter());
+            }
+        }
+        usage.blobs = blobs.len() as u64;
+        usage.blob_bytes = blobs
+            .iter()
+            .filter_map(|d| state.blobs.get(*d).map(|b| b.size))
+            .sum();
+        Ok(usage)
     }
 
     async fn tag_details(

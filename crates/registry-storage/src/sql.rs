@@ -17,8 +17,8 @@ use registry_core::metadata::DEFAULT_REVIEW_DELAY;
 use registry_core::{
     BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, Digest, Error, ManifestEntry,
     ManifestRecord, ManifestVerdict, NewManifest, Page, PutManifestOutcome, Reference, Referrer,
-    RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, Tag, TagDetail,
-    TagOrder, TagQuery, Timestamp, UploadId, UploadMetadata, UploadRecord,
+    RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, StorageUsage, Tag,
+    TagDetail, TagOrder, TagQuery, Timestamp, UploadId, UploadMetadata, UploadRecord, UsageScope,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, Executor, Pool, Row, Transaction};
@@ -741,6 +741,46 @@ impl ContentMetadata for SqlMetadataStore {
             .map_err(db_error)?;
         split_page(&names, |name| {
             Tag::parse(name).map_err(|_| corrupt("tag", name))
+        })
+    }
+
+    async fn storage_usage(&self, scope: &UsageScope) -> Result<StorageUsage> {
+        // A namespace `p` covers `p` and the byte range ["p/", "p0"): '0' follows '/'.
+        let (name, low, high) = match scope {
+            UsageScope::Repository(name) => (name.as_str(), String::new(), String::new()),
+            UsageScope::Namespace(prefix) => {
+                (prefix.as_str(), format!("{prefix}/"), format!("{prefix}0"))
+            }
+        };
+        let row = sqlx::query(
+            "WITH scope AS (SELECT id FROM repositories \
+               WHERE name = $1 OR (name >= $2 AND name < $3)), \
+             used AS (SELECT DISTINCT blob_digest FROM manifest_blobs \
+               WHERE repository_id IN (SELECT id FROM scope)) \
+             SELECT (SELECT COUNT(*) FROM scope) AS repositories, \
+               (SELECT COUNT(*) FROM manifests WHERE repository_id IN (SELECT id FROM scope)) \
+                 AS manifests, \
+               (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM manifests \
+                 WHERE repository_id IN (SELECT id FROM scope)) AS manifest_bytes, \
+               (SELECT COUNT(*) FROM used) AS blobs, \
+               (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b \
+                 WHERE b.digest IN (SELECT blob_digest FROM used)) AS blob_bytes",
+        )
+        .bind(name)
+        .bind(low)
+        .bind(high)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let count = |column: &str| -> Result<u64> {
+            Ok(u64::try_from(get::<i64>(&row, column)?).unwrap_or(0))
+        };
+        Ok(StorageUsage {
+            repositories: count("repositories")?,
+            manifests: count("manifests")?,
+            manifest_bytes: count("manifest_bytes")?,
+            blobs: count("blobs")?,
+            blob_bytes: count("blob_bytes")?,
         })
     }
 

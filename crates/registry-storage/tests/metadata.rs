@@ -34,6 +34,7 @@ macro_rules! metadata_suite {
             case!(metadata_concurrency);
             case!(metadata_collection);
             case!(metadata_tag_details);
+            case!(metadata_storage_usage);
         }
     };
 }
