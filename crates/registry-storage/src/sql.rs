@@ -965,32 +965,21 @@ async fn remove_manifest(
     ] {
         rows_of(sql).execute(&mut *conn).await.map_err(db_error)?;
     }
-    for blob in digests(&blobs, "blob_digest")? {
-        queue(
-            &mut *conn,
-            &blob_review(blob),
-            ReviewEvent::ManifestDeleted,
-            due,
+    let reviews = digests(&blobs, "blob_digest")?
+        .into_iter()
+        .map(|d| (blob_review(d), ReviewEvent::ManifestDeleted))
+        .chain(
+            digests(&children, "child_digest")?
+                .into_iter()
+                .map(|d| (manifest_review(repository, d), ReviewEvent::IndexDeleted)),
         )
-        .await?;
-    }
-    for child in digests(&children, "child_digest")? {
-        queue(
-            &mut *conn,
-            &manifest_review(repository, child),
-            ReviewEvent::IndexDeleted,
-            due,
-        )
-        .await?;
-    }
-    for referrer in digests(&referrers, "digest")? {
-        queue(
-            &mut *conn,
-            &manifest_review(repository, referrer),
-            ReviewEvent::SubjectDeleted,
-            due,
-        )
-        .await?;
+        .chain(
+            digests(&referrers, "digest")?
+                .into_iter()
+                .map(|d| (manifest_review(repository, d), ReviewEvent::SubjectDeleted)),
+        );
+    for (target, event) in reviews {
+        queue(&mut *conn, &target, event, due).await?;
     }
     let tags = tag_rows
         .iter()
