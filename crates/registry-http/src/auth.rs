@@ -197,14 +197,16 @@ impl fmt::Debug for StaticUsers {
     }
 }
 
-/// Hashes a password for configuration (argon2id, random salt).
-pub fn hash_password(password: &str) -> String {
+/// Hashes a password for configuration (argon2id, random salt), as a PHC string.
+pub fn hash_password(password: &str) -> Result<String> {
     use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
     let salt = SaltString::generate(&mut OsRng);
     argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .unwrap_or_default()
+        .map_err(|e| Error::Unsupported {
+            what: format!("hashing the password: {e}"),
+        })
 }
 
 #[async_trait]
@@ -405,6 +407,7 @@ impl TokenIssuer {
         let now = unix_now();
         let claims = Claims {
             iss: self.service.clone(),
+            // JWT subjects are strings; an anonymous caller's is empty.
             sub: principal.name.clone().unwrap_or_default(),
             aud: self.service.clone(),
             exp: now + self.ttl.as_secs(),
@@ -582,7 +585,7 @@ mod tests {
         let users = HashMap::from([(
             "alice".to_owned(),
             StaticUser {
-                password_hash: hash_password("s3cret"),
+                password_hash: hash_password("s3cret").unwrap(),
                 grants: vec![grant("*", Role::Reader)],
             },
         )]);

@@ -252,9 +252,9 @@ fn decode_marker(text: &str) -> Result<TagMarker, ApiError> {
 /// access of a pull.
 async fn repository_extension(State(oci): State<Arc<Oci>>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
-    let rest = path
-        .strip_prefix("/api/v1/repositories/")
-        .unwrap_or_default();
+    let Some(rest) = path.strip_prefix("/api/v1/repositories/") else {
+        return ApiError::NotFound.into_response();
+    };
     let (name, extension) = match rest.rsplit_once('/') {
         Some((name, extension @ ("tags" | "usage"))) => (name, extension),
         _ => return ApiError::NotFound.into_response(),
@@ -584,7 +584,10 @@ struct PageQuery {
 
 fn next_link(path: &str, n: Option<usize>, last: Option<&str>) -> Option<HeaderValue> {
     let last = last?;
-    let n = n.map(|n| format!("n={n}&")).unwrap_or_default();
+    let n = match n {
+        Some(n) => format!("n={n}&"),
+        None => String::new(),
+    };
     Some(header_value(&format!(
         "<{path}?{n}last={}>; rel=\"next\"",
         encode_query(last)

@@ -25,7 +25,7 @@ fn grant(pattern: &str, role: Role) -> Grant {
 }
 
 fn users() -> Arc<StaticUsers> {
-    let hash = hash_password("pw");
+    let hash = hash_password("pw").unwrap();
     let user = |grants| StaticUser {
         password_hash: hash.clone(),
         grants,

@@ -132,7 +132,7 @@ async fn filters_sorts_and_pages_both_ways() {
 #[tokio::test]
 async fn needs_pull_access() {
     let user = |pattern: &str| StaticUser {
-        password_hash: hash_password("pw"),
+        password_hash: hash_password("pw").unwrap(),
         grants: vec![Grant {
             pattern: NamePattern::parse(pattern).unwrap(),
             role: Role::Reader,
@@ -219,7 +219,7 @@ async fn storage_usage_of_a_repository_and_a_namespace() {
 #[tokio::test]
 async fn namespace_usage_needs_a_grant_over_the_whole_namespace() {
     let user = |pattern: &str| StaticUser {
-        password_hash: hash_password("pw"),
+        password_hash: hash_password("pw").unwrap(),
         grants: vec![Grant {
             pattern: NamePattern::parse(pattern).unwrap(),
             role: Role::Reader,

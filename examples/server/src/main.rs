@@ -106,7 +106,8 @@ fn hash_password() -> Result<(), String> {
     if password.is_empty() {
         return Err("the password is empty".into());
     }
-    println!("{}", registry_http::auth::hash_password(password));
+    let hash = registry_http::auth::hash_password(password).map_err(|e| e.to_string())?;
+    println!("{hash}");
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use support::{Layout, Server, command, layout_digest, run, tar_layer, workdir};
 
 fn config(dir: &Path, mode: &str) -> String {
-    let hash = registry_http::auth::hash_password("s3cret");
+    let hash = registry_http::auth::hash_password("s3cret").unwrap();
     let text = format!(
         r#"
 [auth]

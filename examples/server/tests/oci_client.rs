@@ -80,7 +80,7 @@ token_secret = "a test secret that is long enough for HS256"
 password_hash = "{}"
 grants = [{{ pattern = "rust/*", role = "maintainer" }}]
 "#,
-            registry_http::auth::hash_password("pw")
+            registry_http::auth::hash_password("pw").unwrap()
         ),
     )
     .unwrap();
