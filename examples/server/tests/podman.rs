@@ -7,24 +7,38 @@ use std::path::Path;
 use serde_json::Value;
 use support::{Layout, Server, run, tar_layer, workdir};
 
-/// Runs podman with its storage under `storage`, needing no system configuration or daemon.
-fn podman(storage: &Path, args: &[&str], cwd: &Path) -> String {
-    let root = storage.join("root");
-    let runroot = storage.join("run");
-    let mut all = vec![
+/// podman's arguments for storage under `storage`, needing no system configuration or daemon.
+fn podman_args(storage: &Path, args: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = [
         "--storage-driver",
         "vfs",
-        "--root",
-        root.to_str().unwrap(),
-        "--runroot",
-        runroot.to_str().unwrap(),
         "--cgroup-manager",
         "cgroupfs",
         "--events-backend",
         "file",
-    ];
-    all.extend_from_slice(args);
-    run("podman", &all, cwd)
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    all.extend([
+        "--root".to_owned(),
+        storage.join("root").display().to_string(),
+    ]);
+    all.extend([
+        "--runroot".to_owned(),
+        storage.join("run").display().to_string(),
+    ]);
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    all
+}
+
+/// Runs podman, failing the test when it fails.
+fn podman(storage: &Path, args: &[&str], cwd: &Path) -> String {
+    let all = podman_args(storage, args);
+    run(
+        "podman",
+        &all.iter().map(String::as_str).collect::<Vec<_>>(),
+        cwd,
+    )
 }
 
 #[test]
@@ -108,4 +122,81 @@ fn pull_tag_push_and_manifest_list() {
         &work,
     );
     assert!(tags.contains("pushed"), "{tags}");
+}
+
+#[test]
+fn login_push_and_pull_with_token_auth() {
+    let (_dir, work) = workdir();
+    let config = work.join("registry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nmode = \"token\"\ntoken_secret = \"a test secret that is long enough for HS256\"\n\n\
+             [auth.users.pod]\npassword_hash = \"{}\"\ngrants = [{{ pattern = \"pod/*\", role = \"developer\" }}]\n",
+            registry_http::auth::hash_password("pw").unwrap()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let host = server.host();
+    let storage = work.join("storage");
+    let authfile = work.join("auth.json");
+    let authfile = authfile.to_str().unwrap();
+    let mut layout = Layout::new(work.join("layout"));
+    layout.image(
+        Some("v1"),
+        "amd64",
+        &tar_layer("pod", b"pushed by podman with a token"),
+    );
+    layout.finish();
+
+    let image = format!("{host}/pod/app:v1");
+    // `pull` prints the local image's id last (a relative layout path keeps its name valid).
+    let pulled = podman(&storage, &["pull", "oci:layout:v1"], &work);
+    let id = pulled
+        .lines()
+        .last()
+        .expect("the image id")
+        .trim()
+        .to_owned();
+    podman(&storage, &["tag", &id, &image], &work);
+    let push = podman_args(
+        &storage,
+        &["push", "--tls-verify=false", "--authfile", authfile, &image],
+    );
+    let refused = support::command(
+        "podman",
+        &push.iter().map(String::as_str).collect::<Vec<_>>(),
+        &work,
+    );
+    assert!(
+        !refused.status.success(),
+        "a push without credentials is refused"
+    );
+    podman(
+        &storage,
+        &[
+            "login",
+            "--tls-verify=false",
+            "--authfile",
+            authfile,
+            "-u",
+            "pod",
+            "-p",
+            "pw",
+            &host,
+        ],
+        &work,
+    );
+    podman(
+        &storage,
+        &["push", "--tls-verify=false", "--authfile", authfile, &image],
+        &work,
+    );
+    podman(&storage, &["rmi", "-f", &image], &work);
+    podman(
+        &storage,
+        &["pull", "--tls-verify=false", "--authfile", authfile, &image],
+        &work,
+    );
 }
