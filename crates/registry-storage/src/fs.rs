@@ -258,45 +258,51 @@ async fn stream_to_file(
     Ok(written)
 }
 
-/// Streams a byte range of a file, read on one blocking thread straight into fresh buffers (no
-/// intermediate copy) and handed over through a small bounded channel, so reading the next chunk
-/// overlaps with sending the last while memory stays at a few chunks. The thread stops when the
-/// stream is dropped.
-fn read_in_background(mut file: std::fs::File, range: std::ops::Range<u64>) -> ByteStream {
+/// Streams a byte range of a file in 1 MiB chunks.
+///
+/// Each chunk is read by a short blocking task straight into a fresh buffer (`read_to_end` on a
+/// `Take`: no zeroing, no copy through tokio's file buffer), which hands the file back when done,
+/// so no thread waits on a slow client. The next chunk's read starts as soon as the previous one
+/// is handed over (one chunk of read-ahead); dropping the stream lets the pending read finish and
+/// frees everything.
+fn read_in_background(file: std::fs::File, range: std::ops::Range<u64>) -> ByteStream {
     use std::io::{Read, Seek};
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes>>(2);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
-            let _ = sender.blocking_send(Err(io_error(e)));
-            return;
-        }
-        let mut left = range.end - range.start;
-        while left > 0 {
-            let want = left.min(READ_CHUNK as u64);
-            // read_to_end fills the spare capacity directly, without zeroing it first.
-            let mut buffer = Vec::with_capacity(want as usize);
-            let item = match (&mut file).take(want).read_to_end(&mut buffer) {
-                Ok(n) if n as u64 == want => Ok(bytes::Bytes::from(buffer)),
-                Ok(n) => Err(Error::backend(format!(
-                    "blob file ended {} bytes early",
-                    left - n as u64
-                ))),
-                Err(e) => Err(io_error(e)),
-            };
-            let failed = item.is_err();
-            if sender.blocking_send(item).is_err() || failed {
-                return;
-            }
-            left -= want;
-        }
-    });
-    tokio_stream_from(receiver)
-}
+    type Pending = tokio::task::JoinHandle<std::io::Result<(std::fs::File, bytes::Bytes)>>;
 
-fn tokio_stream_from(
-    mut receiver: tokio::sync::mpsc::Receiver<Result<bytes::Bytes>>,
-) -> ByteStream {
-    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
+    fn spawn_read(mut file: std::fs::File, seek: Option<u64>, want: u64) -> Pending {
+        tokio::task::spawn_blocking(move || {
+            if let Some(start) = seek {
+                file.seek(SeekFrom::Start(start))?;
+            }
+            let mut buffer = Vec::with_capacity(want as usize);
+            let read = (&mut file).take(want).read_to_end(&mut buffer)?;
+            if read as u64 != want {
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!("blob file ended {} bytes early", want - read as u64),
+                ));
+            }
+            Ok((file, bytes::Bytes::from(buffer)))
+        })
+    }
+
+    let total = range.end - range.start;
+    let first = total.min(READ_CHUNK as u64);
+    let pending = (total > 0).then(|| spawn_read(file, Some(range.start), first));
+    let state = (pending, total - first);
+    futures::stream::unfold(state, |(pending, left)| async move {
+        let pending = pending?;
+        match pending.await {
+            Ok(Ok((file, chunk))) => {
+                let want = left.min(READ_CHUNK as u64);
+                let next = (want > 0).then(|| spawn_read(file, None, want));
+                Some((Ok(chunk), (next, left - want)))
+            }
+            Ok(Err(e)) => Some((Err(io_error(e)), (None, 0))),
+            Err(e) => Some((Err(Error::backend(e)), (None, 0))),
+        }
+    })
+    .boxed()
 }
 
 /// Hashes a file's first `len` bytes.
