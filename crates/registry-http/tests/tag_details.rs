@@ -129,18 +129,22 @@ async fn filters_sorts_and_pages_both_ways() {
     );
 }
 
-#[tokio::test]
-async fn needs_pull_access() {
-    let user = |pattern: &str| StaticUser {
+/// A user with the reader role over `pattern`, password "pw".
+fn reader(pattern: &str) -> StaticUser {
+    StaticUser {
         password_hash: hash_password("pw").unwrap(),
         grants: vec![Grant {
             pattern: NamePattern::parse(pattern).unwrap(),
             role: Role::Reader,
         }],
-    };
+    }
+}
+
+#[tokio::test]
+async fn needs_pull_access() {
     let users = HashMap::from([
-        ("team".to_owned(), user("team/*")),
-        ("other".to_owned(), user("other/*")),
+        ("team".to_owned(), reader("team/*")),
+        ("other".to_owned(), reader("other/*")),
     ]);
     let auth = Auth::basic("r", Arc::new(StaticUsers::new(users, None).unwrap()));
     let app = registry_http::oci::router_with_auth(registry_with_tags().await, auth);
@@ -218,17 +222,10 @@ async fn storage_usage_of_a_repository_and_a_namespace() {
 
 #[tokio::test]
 async fn namespace_usage_needs_a_grant_over_the_whole_namespace() {
-    let user = |pattern: &str| StaticUser {
-        password_hash: hash_password("pw").unwrap(),
-        grants: vec![Grant {
-            pattern: NamePattern::parse(pattern).unwrap(),
-            role: Role::Reader,
-        }],
-    };
     // "team": reader on team/*; "other": reader on team/app only.
     let users = HashMap::from([
-        ("team".to_owned(), user("team/*")),
-        ("other".to_owned(), user("team/app")),
+        ("team".to_owned(), reader("team/*")),
+        ("other".to_owned(), reader("team/app")),
     ]);
     let auth = Auth::basic("r", Arc::new(StaticUsers::new(users, None).unwrap()));
     let app = registry_http::oci::router_with_auth(registry_with_tags().await, auth);

@@ -33,6 +33,22 @@ fn image(work: &Path) {
     layout.finish();
 }
 
+/// Pushes the test layout's image to `target` with the developer's credentials.
+fn push_as_dev(target: &str, work: &Path) {
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "dev:s3cret",
+            "oci:layout:v1",
+            target,
+        ],
+        work,
+    );
+}
+
 fn skopeo_with_auth(mode: &str) {
     let (_dir, work) = workdir();
     let server = Server::start(&["--config", &config(&work, mode)]);
@@ -66,18 +82,7 @@ fn skopeo_with_auth(mode: &str) {
         "{mode}: a wrong password must fail"
     );
 
-    run(
-        "skopeo",
-        &[
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "dev:s3cret",
-            "oci:layout:v1",
-            &team,
-        ],
-        &work,
-    );
+    push_as_dev(&team, &work);
     let raw = run(
         "skopeo",
         &[
@@ -112,18 +117,7 @@ fn skopeo_with_auth(mode: &str) {
 
     // Public images: pushed by a maintainer, pulled anonymously.
     let public = format!("docker://{host}/public/app:v1");
-    run(
-        "skopeo",
-        &[
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "dev:s3cret",
-            "oci:layout:v1",
-            &public,
-        ],
-        &work,
-    );
+    push_as_dev(&public, &work);
     run(
         "skopeo",
         &["inspect", "--tls-verify=false", "--no-creds", &public],

@@ -14,6 +14,15 @@ fn skopeo(args: &[&str], cwd: &Path) -> String {
     run("skopeo", args, cwd)
 }
 
+/// `skopeo list-tags` of a repository, parsed.
+fn list_tags(repository: &str, cwd: &Path) -> Value {
+    serde_json::from_str(&skopeo(
+        &["list-tags", "--tls-verify=false", repository],
+        cwd,
+    ))
+    .unwrap()
+}
+
 #[test]
 fn push_pull_inspect_convert_list_and_delete() {
     let server = Server::start(&[]);
@@ -99,15 +108,7 @@ fn push_pull_inspect_convert_list_and_delete() {
         &work,
     );
 
-    let tags: Value = serde_json::from_str(&skopeo(
-        &[
-            "list-tags",
-            "--tls-verify=false",
-            &format!("docker://{host}/test/hello"),
-        ],
-        &work,
-    ))
-    .unwrap();
+    let tags = list_tags(&format!("docker://{host}/test/hello"), &work);
     assert_eq!(tags["Tags"], json!(["v1", "v2s2"]));
 
     let digest = layout_digest(&work.join("layout"), "v1");
@@ -133,15 +134,7 @@ fn push_pull_inspect_convert_list_and_delete() {
     assert_eq!(Digest::sha256(copied.as_bytes()).to_string(), digest);
 
     skopeo(&["delete", "--tls-verify=false", &target("v2s2")], &work);
-    let tags: Value = serde_json::from_str(&skopeo(
-        &[
-            "list-tags",
-            "--tls-verify=false",
-            &format!("docker://{host}/test/hello"),
-        ],
-        &work,
-    ))
-    .unwrap();
+    let tags = list_tags(&format!("docker://{host}/test/hello"), &work);
     assert_eq!(tags["Tags"], json!(["v1"]));
     let gone = support::command(
         "skopeo",

@@ -73,6 +73,7 @@ impl Server {
 
     /// What the server logged so far.
     pub fn log(&self) -> String {
+        // Only for failure messages: a log not written yet reads as empty.
         std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
     }
 }
@@ -101,6 +102,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    // A response without a header/body separator has no body.
     let body = response
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
