@@ -62,6 +62,14 @@ pub enum Role {
 }
 
 impl Role {
+    /// The least role that permits every action in `actions` (reader for none).
+    pub fn least_allowing(actions: &[Action]) -> Role {
+        [Role::Reader, Role::Developer, Role::Maintainer]
+            .into_iter()
+            .find(|role| actions.iter().all(|a| role.allows(*a)))
+            .unwrap_or(Role::Maintainer)
+    }
+
     /// Whether the role permits an action.
     pub fn allows(self, action: Action) -> bool {
         match action {
@@ -243,6 +251,12 @@ pub trait Authorizer: Debug + Send + Sync + 'static {
     /// Whether `principal` may perform `action` on `repository`.
     fn authorize(&self, principal: &Principal, repository: &RepositoryName, action: Action)
     -> bool;
+
+    /// The principal's role on `repository`, which protected-tag rules compare against; the
+    /// highest role its grants give by default. `None` when it has none there.
+    fn role(&self, principal: &Principal, repository: &RepositoryName) -> Option<Role> {
+        principal.role_for(repository)
+    }
 }
 
 /// The default authorizer: the principal's highest role on the repository decides.

@@ -127,6 +127,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A tag rule or cleanup policy is invalid (a pattern too long or not compiling, too many
+    /// rules, an impossible value); nothing was applied.
+    #[error("invalid rule: {reason}")]
+    PolicyInvalid {
+        /// What is wrong.
+        reason: String,
+    },
     /// The operation is not supported by this registry or backend.
     #[error("unsupported: {what}")]
     Unsupported {
@@ -170,7 +177,7 @@ impl Error {
             }
             Error::RangeNotSatisfiable { .. } | Error::SizeInvalid { .. } => C::SizeInvalid,
             Error::Unauthorized => C::Unauthorized,
-            Error::Unsupported { .. } => C::Unsupported,
+            Error::Unsupported { .. } | Error::PolicyInvalid { .. } => C::Unsupported,
             Error::Backend { .. } => return None,
         })
     }

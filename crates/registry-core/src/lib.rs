@@ -10,6 +10,8 @@
 //!   upload records, the garbage collector's review queue);
 //! - [`registry`]: the OCI service ([`Registry`]) over the two stores: push, pull, mount, tag,
 //!   delete, list, referrers;
+//! - [`rules`]: tag rules (immutable and protected tags) and cleanup policies, and the
+//!   [`TagGuard`] metadata stores consult when a tag changes;
 //! - [`auth`]: principals, roles per namespace, actions, and the [`Authenticator`] and
 //!   [`Authorizer`] traits an embedder can implement;
 //! - [`error`]: the one [`Error`] enum, mapped to OCI error codes.
@@ -44,6 +46,7 @@ pub mod manifest;
 pub mod metadata;
 pub mod name;
 pub mod registry;
+pub mod rules;
 
 pub use auth::{
     Action, Authenticator, Authorizer, Credentials, Grant, NamePattern, Principal, Role,
@@ -55,9 +58,11 @@ pub use error::{Error, OciErrorCode, Result};
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, ManifestLimits};
 pub use metadata::{
     BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, ManifestEntry, ManifestRecord,
-    ManifestVerdict, MetadataStore, NewManifest, Page, PutManifestOutcome, Referrer, ReviewEvent,
-    ReviewQueue, ReviewTarget, ReviewTask, StorageUsage, TagDetail, TagMarker, TagOrder, TagQuery,
-    Timestamp, UploadMetadata, UploadRecord, UsageScope,
+    ManifestVerdict, MetadataStore, NewManifest, Page, PolicyKind, PolicySource, PolicyStore,
+    PutManifestOutcome, Referrer, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, StorageUsage,
+    StoredPolicy, TagDetail, TagMarker, TagOrder, TagQuery, Timestamp, UploadMetadata,
+    UploadRecord, UsageScope,
 };
 pub use name::{NameError, Reference, RepositoryName, Tag};
 pub use registry::{Limits, PushedManifest, Registry};
+pub use rules::{Actor, CleanupPolicy, TagChange, TagGuard, TagPattern, TagRule, TagRuleKind};

@@ -16,6 +16,7 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::manifest::Manifest;
 use crate::name::{Reference, RepositoryName, Tag};
+use crate::rules::TagGuard;
 
 /// The default delay before a review-queue entry is due: 24 hours.
 pub const DEFAULT_REVIEW_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -310,10 +311,14 @@ pub trait ContentMetadata: Debug + Send + Sync + 'static {
     /// manifest again is not an error. Queues the manifest for review
     /// ([`ReviewEvent::ManifestUploaded`]) and, when the tag moved, the manifest it left
     /// ([`ReviewEvent::TagSwitched`]).
+    ///
+    /// The tag change is checked against `guard` in the transaction (refused with
+    /// [`crate::Error::Denied`], nothing stored).
     async fn put_manifest(
         &self,
         manifest: &NewManifest,
         tag: Option<&Tag>,
+        guard: &TagGuard,
     ) -> Result<PutManifestOutcome>;
 
     /// A manifest by tag or digest, or `None`.
@@ -328,29 +333,39 @@ pub trait ContentMetadata: Debug + Send + Sync + 'static {
     /// Errors: [`crate::Error::ManifestUnknown`]; [`crate::Error::ManifestReferenced`] while an
     /// index in the repository lists it. Queues, in the same transaction, its blobs
     /// ([`ReviewEvent::ManifestDeleted`]), its children ([`ReviewEvent::IndexDeleted`]) and its
-    /// referrers ([`ReviewEvent::SubjectDeleted`]).
+    /// referrers ([`ReviewEvent::SubjectDeleted`]). Each tag's deletion is checked against
+    /// `guard` in the transaction ([`crate::Error::Denied`], nothing deleted).
     async fn delete_manifest(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        guard: &TagGuard,
     ) -> Result<Vec<Tag>>;
 
     /// Points a tag at an existing manifest; returns the manifest it pointed at before.
     ///
     /// Errors: [`crate::Error::ManifestUnknown`]. Queues the previous target
-    /// ([`ReviewEvent::TagSwitched`]) when the tag moved.
+    /// ([`ReviewEvent::TagSwitched`]) when the tag moved. The change is checked against `guard`
+    /// in the transaction.
     async fn put_tag(
         &self,
         repository: &RepositoryName,
         tag: &Tag,
         digest: &Digest,
+        guard: &TagGuard,
     ) -> Result<Option<Digest>>;
 
     /// Deletes a tag, leaving its manifest; returns the manifest it pointed at.
     ///
     /// Errors: [`crate::Error::ManifestUnknown`]. Queues the manifest
-    /// ([`ReviewEvent::TagDeleted`]).
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Digest>;
+    /// ([`ReviewEvent::TagDeleted`]). The deletion is checked against `guard` in the
+    /// transaction.
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        guard: &TagGuard,
+    ) -> Result<Digest>;
 
     /// Tags of a repository in lexical (byte) order, one page at a time.
     ///
@@ -584,10 +599,111 @@ pub trait CollectionMetadata: Debug + Send + Sync + 'static {
     async fn claim_blob(&self, digest: &Digest) -> Result<Option<Box<dyn BlobClaim>>>;
 }
 
+/// Which kind of policy document a [`StoredPolicy`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PolicyKind {
+    /// A [`crate::rules::TagRule`].
+    TagRule,
+    /// A [`crate::rules::CleanupPolicy`].
+    Cleanup,
+}
+
+impl PolicyKind {
+    /// The kind's name in storage (`tag_rule`, `cleanup`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::TagRule => "tag_rule",
+            PolicyKind::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// Where a stored policy came from; each source manages only its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicySource {
+    /// A server's configuration file, replaced as a whole when a server starts.
+    Config,
+    /// The admin API, one at a time.
+    Api,
+}
+
+impl PolicySource {
+    /// The source's name in storage (`config`, `api`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PolicySource::Config => "config",
+            PolicySource::Api => "api",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "config" => Some(PolicySource::Config),
+            "api" => Some(PolicySource::Api),
+            _ => None,
+        }
+    }
+}
+
+/// A tag rule or cleanup policy as stored: its name, source and JSON document (validated by
+/// [`crate::rules`] before it is stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPolicy {
+    /// What it is.
+    pub kind: PolicyKind,
+    /// Its name, unique per kind.
+    pub name: String,
+    /// Who manages it.
+    pub source: PolicySource,
+    /// The JSON document.
+    pub document: String,
+}
+
+/// Tag rules and cleanup policies, stored so every instance sharing the store applies the same.
+#[async_trait]
+pub trait PolicyStore: Debug + Send + Sync + 'static {
+    /// Every stored policy of a kind, by name.
+    async fn policies(&self, kind: PolicyKind) -> Result<Vec<StoredPolicy>>;
+
+    /// Creates or replaces one policy; returns whether it was created.
+    ///
+    /// Errors: [`crate::Error::Denied`] when a policy of that name comes from another source;
+    /// [`crate::Error::PolicyInvalid`] when creating it would make more than `max` of its kind.
+    async fn put_policy(&self, policy: &StoredPolicy, max: usize) -> Result<bool>;
+
+    /// Deletes one policy of a source; returns whether it existed.
+    ///
+    /// Errors: [`crate::Error::Denied`] when the policy of that name comes from another source.
+    async fn delete_policy(
+        &self,
+        kind: PolicyKind,
+        name: &str,
+        source: PolicySource,
+    ) -> Result<bool>;
+
+    /// Replaces every policy of a kind from a source with `policies` (all of that kind and
+    /// source), in one transaction.
+    ///
+    /// Errors: [`crate::Error::Denied`] when a name is taken by another source;
+    /// [`crate::Error::PolicyInvalid`] when the kind would exceed `max`.
+    async fn replace_policies(
+        &self,
+        kind: PolicyKind,
+        source: PolicySource,
+        policies: &[StoredPolicy],
+        max: usize,
+    ) -> Result<()>;
+}
+
 /// A complete metadata store: every part the registry needs.
 pub trait MetadataStore:
-    ContentMetadata + UploadMetadata + ReviewQueue + CollectionMetadata
+    ContentMetadata + UploadMetadata + ReviewQueue + CollectionMetadata + PolicyStore
 {
 }
 
-impl<T: ContentMetadata + UploadMetadata + ReviewQueue + CollectionMetadata> MetadataStore for T {}
+impl<T: ContentMetadata + UploadMetadata + ReviewQueue + CollectionMetadata + PolicyStore>
+    MetadataStore for T
+{
+}

@@ -14,9 +14,11 @@ use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestLimits};
 use crate::metadata::{
-    BlobRecord, ManifestRecord, MetadataStore, NewManifest, Page, Referrer, Timestamp, UploadRecord,
+    BlobRecord, ManifestRecord, MetadataStore, NewManifest, Page, PolicyKind, PolicySource,
+    Referrer, StoredPolicy, Timestamp, UploadRecord,
 };
 use crate::name::{Reference, RepositoryName, Tag};
+use crate::rules::{Actor, CleanupPolicy, DEFAULT_MAX_RULES, TagGuard, TagRule, check_set};
 
 /// Size limits on what clients send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub struct Limits {
     pub max_blob_size: u64,
     /// Largest page of a tag or repository listing.
     pub max_page_size: usize,
+    /// Most tag rules, and most cleanup policies, a store holds.
+    pub max_rules: usize,
 }
 
 impl Default for Limits {
@@ -35,6 +39,7 @@ impl Default for Limits {
             manifest: ManifestLimits::default(),
             max_blob_size: 10 << 30,
             max_page_size: 10_000,
+            max_rules: DEFAULT_MAX_RULES,
         }
     }
 }
@@ -272,13 +277,15 @@ impl Registry {
     ///
     /// Pushed by digest, the bytes must hash to it ([`Error::DigestMismatch`]). Every blob and
     /// child it references must be in the repository ([`Error::ManifestBlobUnknown`]); its
-    /// subject need not exist.
+    /// subject need not exist. A tag push must pass the tag rules for `actor`
+    /// ([`Error::Denied`] naming the rule).
     pub async fn put_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,
         bytes: Bytes,
         content_type: Option<&str>,
+        actor: &Actor,
     ) -> Result<PushedManifest> {
         let algorithm = match reference {
             Reference::Digest(d) => d.algorithm(),
@@ -298,27 +305,149 @@ impl Registry {
             Reference::Digest(_) => None,
         };
         let record = NewManifest::from_manifest(repository.clone(), &manifest);
-        self.metadata.put_manifest(&record, tag).await?;
+        let guard = match tag {
+            Some(_) => self.tag_guard(repository, actor).await?,
+            None => TagGuard::none(),
+        };
+        self.metadata.put_manifest(&record, tag, &guard).await?;
         Ok(PushedManifest {
             digest: record.digest,
             subject: record.subject,
         })
     }
 
-    /// Deletes a manifest by digest (with every tag pointing at it), or only a tag.
+    /// Deletes a manifest by digest (with every tag pointing at it), or only a tag; each tag
+    /// deleted must pass the tag rules for `actor` ([`Error::Denied`] naming the rule).
     pub async fn delete_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,
+        actor: &Actor,
     ) -> Result<()> {
+        let guard = self.tag_guard(repository, actor).await?;
         match reference {
             Reference::Digest(digest) => self
                 .metadata
-                .delete_manifest(repository, digest)
+                .delete_manifest(repository, digest, &guard)
                 .await
                 .map(drop),
-            Reference::Tag(tag) => self.metadata.delete_tag(repository, tag).await.map(drop),
+            Reference::Tag(tag) => self
+                .metadata
+                .delete_tag(repository, tag, &guard)
+                .await
+                .map(drop),
         }
+    }
+
+    /// The tag rules in force on a repository for an actor: the stored ones and the actor's.
+    pub async fn tag_guard(&self, repository: &RepositoryName, actor: &Actor) -> Result<TagGuard> {
+        let mut rules: Vec<Arc<TagRule>> = self
+            .tag_rules()
+            .await?
+            .into_iter()
+            .map(|(rule, _)| Arc::new(rule))
+            .collect();
+        rules.extend(actor.rules.iter().cloned().map(Arc::new));
+        Ok(TagGuard::new(repository, &rules, actor.role))
+    }
+
+    /// Every stored tag rule with its source, by name.
+    pub async fn tag_rules(&self) -> Result<Vec<(TagRule, PolicySource)>> {
+        self.stored(PolicyKind::TagRule).await
+    }
+
+    /// Every stored cleanup policy with its source, by name.
+    pub async fn cleanup_policies(&self) -> Result<Vec<(CleanupPolicy, PolicySource)>> {
+        self.stored(PolicyKind::Cleanup).await
+    }
+
+    async fn stored<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: PolicyKind,
+    ) -> Result<Vec<(T, PolicySource)>> {
+        self.metadata
+            .policies(kind)
+            .await?
+            .into_iter()
+            .map(|stored| {
+                serde_json::from_str(&stored.document)
+                    .map(|value| (value, stored.source))
+                    .map_err(|e| {
+                        Error::backend(format!(
+                            "stored {} {:?} does not parse: {e}",
+                            kind.as_str(),
+                            stored.name
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// Creates or replaces a tag rule managed by the admin API; returns whether it was created.
+    ///
+    /// Errors: [`Error::PolicyInvalid`] (bad name, too many rules), [`Error::Denied`] when the
+    /// configuration manages a rule of that name.
+    pub async fn put_tag_rule(&self, rule: &TagRule) -> Result<bool> {
+        rule.validate()?;
+        self.metadata
+            .put_policy(
+                &stored(PolicyKind::TagRule, PolicySource::Api, &rule.name, rule)?,
+                self.limits.max_rules,
+            )
+            .await
+    }
+
+    /// Creates or replaces a cleanup policy managed by the admin API; returns whether it was
+    /// created. Errors as for [`Registry::put_tag_rule`], and for impossible values.
+    pub async fn put_cleanup_policy(&self, policy: &CleanupPolicy) -> Result<bool> {
+        policy.validate()?;
+        self.metadata
+            .put_policy(
+                &stored(PolicyKind::Cleanup, PolicySource::Api, &policy.name, policy)?,
+                self.limits.max_rules,
+            )
+            .await
+    }
+
+    /// Deletes a tag rule or cleanup policy managed by the admin API; returns whether it existed.
+    pub async fn delete_policy(&self, kind: PolicyKind, name: &str) -> Result<bool> {
+        self.metadata
+            .delete_policy(kind, name, PolicySource::Api)
+            .await
+    }
+
+    /// Makes the configuration's tag rules and cleanup policies the stored ones of source
+    /// [`PolicySource::Config`], replacing what an earlier configuration stored. Everything is
+    /// validated first; on any error nothing changes.
+    pub async fn apply_configured_policies(
+        &self,
+        rules: &[TagRule],
+        policies: &[CleanupPolicy],
+    ) -> Result<()> {
+        check_set(rules.iter().map(|r| r.name.as_str()), self.limits.max_rules)?;
+        check_set(
+            policies.iter().map(|p| p.name.as_str()),
+            self.limits.max_rules,
+        )?;
+        for policy in policies {
+            policy.validate()?;
+        }
+        let rules = rules
+            .iter()
+            .map(|r| stored(PolicyKind::TagRule, PolicySource::Config, &r.name, r))
+            .collect::<Result<Vec<_>>>()?;
+        let policies = policies
+            .iter()
+            .map(|p| stored(PolicyKind::Cleanup, PolicySource::Config, &p.name, p))
+            .collect::<Result<Vec<_>>>()?;
+        let max = self.limits.max_rules;
+        let store = &self.metadata;
+        store
+            .replace_policies(PolicyKind::TagRule, PolicySource::Config, &rules, max)
+            .await?;
+        store
+            .replace_policies(PolicyKind::Cleanup, PolicySource::Config, &policies, max)
+            .await
     }
 
     /// One page of a repository's tags, plus whether more follow.
@@ -389,6 +518,20 @@ impl Registry {
         })
         .boxed()
     }
+}
+
+fn stored(
+    kind: PolicyKind,
+    source: PolicySource,
+    name: &str,
+    value: &impl serde::Serialize,
+) -> Result<StoredPolicy> {
+    Ok(StoredPolicy {
+        kind,
+        name: name.to_owned(),
+        source,
+        document: serde_json::to_string(value).map_err(Error::backend)?,
+    })
 }
 
 /// Cuts a page fetched with one extra entry back to `limit`; says whether the extra was there.

@@ -1,6 +1,7 @@
 //! The collector on its own: what it deletes, what it keeps, abandoned uploads, and a store
 //! whose blob file went missing.
 
+use registry_core::Actor;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +38,13 @@ async fn push(registry: &Registry, repo: &RepositoryName, tag: &str, layer: &[u8
     .to_string();
     let reference = Reference::Tag(Tag::parse(tag).unwrap());
     registry
-        .put_manifest(repo, &reference, Bytes::from(manifest), Some(OCI_MANIFEST))
+        .put_manifest(
+            repo,
+            &reference,
+            Bytes::from(manifest),
+            Some(OCI_MANIFEST),
+            &Actor::trusted(),
+        )
         .await
         .unwrap()
         .digest
@@ -57,7 +64,11 @@ async fn collects_what_an_untag_orphans_and_keeps_the_rest() {
     );
 
     registry
-        .delete_manifest(&repo, &Reference::Tag(Tag::parse("drop").unwrap()))
+        .delete_manifest(
+            &repo,
+            &Reference::Tag(Tag::parse("drop").unwrap()),
+            &Actor::trusted(),
+        )
         .await
         .unwrap();
     let report = collector.run_once().await;
@@ -100,7 +111,11 @@ async fn a_missing_blob_file_is_reported_and_collection_carries_on() {
     blobs.delete(&Digest::sha256(b"lost layer")).await.unwrap(); // the file vanished
     for tag in ["v1", "v2"] {
         registry
-            .delete_manifest(&repo, &Reference::Tag(Tag::parse(tag).unwrap()))
+            .delete_manifest(
+                &repo,
+                &Reference::Tag(Tag::parse(tag).unwrap()),
+                &Actor::trusted(),
+            )
             .await
             .unwrap();
     }

@@ -5,6 +5,7 @@
 //!
 //! `REGISTRY_STRESS_ROUNDS` (default 12) sets each pusher's number of operations.
 
+use registry_core::Actor;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -105,6 +106,7 @@ async fn push_image(
                 &Reference::Tag(tag.clone()),
                 manifest.clone(),
                 Some(OCI_MANIFEST),
+                &Actor::trusted(),
             )
             .await
         {
@@ -137,7 +139,13 @@ async fn pusher(registry: Registry, id: u64, rounds: u64, counts: Arc<Counts>) {
                 let (repo, _, manifest) = pushed[rng.next(pushed.len() as u64) as usize].clone();
                 let tag = Tag::parse(&format!("re{id}-{}", rng.next(6))).unwrap();
                 match registry
-                    .put_manifest(&repo, &Reference::Tag(tag), manifest, Some(OCI_MANIFEST))
+                    .put_manifest(
+                        &repo,
+                        &Reference::Tag(tag),
+                        manifest,
+                        Some(OCI_MANIFEST),
+                        &Actor::trusted(),
+                    )
                     .await
                 {
                     Ok(_) => counts.retags.fetch_add(1, Ordering::Relaxed),
@@ -147,7 +155,10 @@ async fn pusher(registry: Registry, id: u64, rounds: u64, counts: Arc<Counts>) {
             }
             6 | 7 if !pushed.is_empty() => {
                 let (repo, tag, _) = pushed[rng.next(pushed.len() as u64) as usize].clone();
-                match registry.delete_manifest(&repo, &Reference::Tag(tag)).await {
+                match registry
+                    .delete_manifest(&repo, &Reference::Tag(tag), &Actor::trusted())
+                    .await
+                {
                     Ok(()) => counts.tag_deletes.fetch_add(1, Ordering::Relaxed),
                     Err(Error::ManifestUnknown { .. }) => 0,
                     Err(e) => panic!("tag delete failed unexpectedly: {e}"),
@@ -157,7 +168,7 @@ async fn pusher(registry: Registry, id: u64, rounds: u64, counts: Arc<Counts>) {
                 let (repo, _, manifest) = pushed[rng.next(pushed.len() as u64) as usize].clone();
                 let digest = Digest::sha256(&manifest);
                 match registry
-                    .delete_manifest(&repo, &Reference::Digest(digest))
+                    .delete_manifest(&repo, &Reference::Digest(digest), &Actor::trusted())
                     .await
                 {
                     Ok(()) => counts.manifest_deletes.fetch_add(1, Ordering::Relaxed),

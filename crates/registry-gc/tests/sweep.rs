@@ -1,5 +1,6 @@
 //! The offline sweep: what marking keeps, dry runs that change nothing, and the grace period.
 
+use registry_core::Actor;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +38,13 @@ impl Fixture {
         };
         let media_type = body["mediaType"].as_str().unwrap().to_owned();
         self.registry
-            .put_manifest(&self.repo, &reference, bytes, Some(&media_type))
+            .put_manifest(
+                &self.repo,
+                &reference,
+                bytes,
+                Some(&media_type),
+                &Actor::trusted(),
+            )
             .await
             .unwrap();
         digest

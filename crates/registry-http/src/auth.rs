@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use registry_core::{
-    Action, Authenticator, Authorizer, Credentials, Error, Grant, Principal, RepositoryName,
-    Result, RoleAuthorizer,
+    Action, Actor, Authenticator, Authorizer, Credentials, Error, Grant, Principal, RepositoryName,
+    Result, Role, RoleAuthorizer, TagRule,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -118,6 +118,31 @@ impl Caller {
             Caller::Open => true,
             Caller::Principal(principal) => authorizer.authorize(principal, repository, action),
             Caller::Token(access) => access.allows(repository, action),
+        }
+    }
+
+    /// Who the caller is to the tag rules of a repository: an open registry is trusted; a
+    /// principal has the role its authorizer gives (reader when none); a token carries its role
+    /// and rules in its claims (without a role claim, the least role its actions need).
+    pub fn actor(&self, authorizer: &dyn Authorizer, repository: &RepositoryName) -> Actor {
+        match self {
+            Caller::Open => Actor::trusted(),
+            Caller::Principal(principal) => Actor::with_role(
+                authorizer
+                    .role(principal, repository)
+                    .unwrap_or(Role::Reader),
+            ),
+            Caller::Token(access) => match access.repositories.get(repository.as_str()) {
+                Some(granted) => Actor {
+                    role: Some(
+                        granted
+                            .role
+                            .unwrap_or_else(|| Role::least_allowing(&granted.actions)),
+                    ),
+                    rules: granted.tag_rules.clone(),
+                },
+                None => Actor::with_role(Role::Reader),
+            },
         }
     }
 
@@ -289,6 +314,13 @@ pub struct ResourceAccess {
     pub name: String,
     /// Granted actions (`pull`, `push`, `delete`, or `*` for the catalog).
     pub actions: Vec<String>,
+    /// The holder's role on the repository, for protected-tag rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Tag rules that apply to requests with this token, besides the stored ones (an
+    /// embedder issuing its own tokens sends its rules this way).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tag_rules: Vec<TagRule>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -308,15 +340,23 @@ struct Claims {
 pub struct TokenAccess {
     /// The user it was issued to (empty for anonymous).
     pub subject: String,
-    repositories: HashMap<String, Vec<Action>>,
+    repositories: HashMap<String, RepositoryGrant>,
     catalog: bool,
+}
+
+/// What a token grants on one repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RepositoryGrant {
+    actions: Vec<Action>,
+    role: Option<Role>,
+    tag_rules: Vec<TagRule>,
 }
 
 impl TokenAccess {
     fn allows(&self, repository: &RepositoryName, action: Action) -> bool {
         self.repositories
             .get(repository.as_str())
-            .is_some_and(|actions| actions.contains(&action))
+            .is_some_and(|granted| granted.actions.contains(&action))
     }
 }
 
@@ -393,6 +433,8 @@ impl TokenIssuer {
                             kind: "repository".into(),
                             name: name.to_string(),
                             actions: granted,
+                            role: authorizer.role(principal, name),
+                            tag_rules: Vec::new(),
                         });
                     }
                 }
@@ -400,6 +442,8 @@ impl TokenIssuer {
                     kind: "registry".into(),
                     name: "catalog".into(),
                     actions: vec!["*".into()],
+                    role: None,
+                    tag_rules: Vec::new(),
                 }),
                 Scope::Catalog => {}
             }
@@ -440,7 +484,14 @@ impl TokenIssuer {
                         .iter()
                         .filter_map(|a| Action::from_name(a))
                         .collect();
-                    repositories.insert(entry.name, actions);
+                    repositories.insert(
+                        entry.name,
+                        RepositoryGrant {
+                            actions,
+                            role: entry.role,
+                            tag_rules: entry.tag_rules,
+                        },
+                    );
                 }
                 "registry" if entry.name == "catalog" => catalog = true,
                 _ => {}

@@ -35,6 +35,7 @@ pub fn status_of(error: &Error) -> StatusCode {
             source: ManifestError::TooLarge { .. },
         }
         | Error::SizeInvalid { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::PolicyInvalid { .. } => StatusCode::BAD_REQUEST,
         _ => match error.code() {
             None => StatusCode::INTERNAL_SERVER_ERROR,
             Some(code) => match code {

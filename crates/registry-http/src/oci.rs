@@ -11,8 +11,8 @@ use bytes::Bytes;
 use futures::stream::StreamExt;
 use registry_core::manifest::OCI_INDEX;
 use registry_core::{
-    Action, ByteRange, ByteStream, Credentials, Digest, Error, Reference, Registry, RepositoryName,
-    TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UsageScope,
+    Action, Actor, ByteRange, ByteStream, Credentials, Digest, Error, Reference, Registry,
+    RepositoryName, TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UsageScope,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -65,6 +65,14 @@ impl Oci {
         match &self.auth {
             None => true,
             Some(auth) => caller.may(&*auth.authorizer, repository, action),
+        }
+    }
+
+    /// Who the caller is to the tag rules of a repository.
+    fn actor(&self, caller: &Caller, repository: &RepositoryName) -> Actor {
+        match &self.auth {
+            None => Actor::trusted(),
+            Some(auth) => caller.actor(&*auth.authorizer, repository),
         }
     }
 
@@ -481,11 +489,13 @@ async fn handle(oci: &Oci, caller: &Caller, route: Route, request: Request) -> A
             get_manifest(registry, &name, &reference, true).await
         }
         (Route::Manifest { name, reference }, Method::PUT) => {
-            put_manifest(registry, &name, &reference, request).await
+            let actor = oci.actor(caller, &name);
+            put_manifest(registry, &name, &reference, request, &actor).await
         }
         (Route::Manifest { name, reference }, Method::DELETE) => {
             let reference = parse_reference(&reference)?;
-            registry.delete_manifest(&name, &reference).await?;
+            let actor = oci.actor(caller, &name);
+            registry.delete_manifest(&name, &reference, &actor).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Route::Blob { name, digest }, Method::GET) => {
@@ -659,6 +669,7 @@ async fn put_manifest(
     name: &RepositoryName,
     reference: &str,
     request: Request,
+    actor: &Actor,
 ) -> ApiResult {
     let reference = parse_reference(reference)?;
     let content_type = request
@@ -676,7 +687,7 @@ async fn put_manifest(
             })
         })?;
     let pushed = registry
-        .put_manifest(name, &reference, bytes, content_type.as_deref())
+        .put_manifest(name, &reference, bytes, content_type.as_deref(), actor)
         .await?;
     let mut response = StatusCode::CREATED.into_response();
     let headers = response.headers_mut();

@@ -55,6 +55,7 @@ impl Client {
                 },
                 max_blob_size: 8 << 20,
                 max_page_size: 1000,
+                ..Limits::default()
             });
         Client {
             app: registry_http::oci::router(registry),

@@ -1,5 +1,6 @@
 //! The detailed tag listing extension: `GET /api/v1/repositories/<name>/tags`.
 
+use registry_core::Actor;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +38,13 @@ async fn registry_with_tags() -> Registry {
     for tag in ["v1.0", "v1.1", "latest", "v2.0"] {
         let reference = Reference::Tag(Tag::parse(tag).unwrap());
         registry
-            .put_manifest(&repo, &reference, manifest.clone(), Some(OCI_MANIFEST))
+            .put_manifest(
+                &repo,
+                &reference,
+                manifest.clone(),
+                Some(OCI_MANIFEST),
+                &Actor::trusted(),
+            )
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -182,6 +189,7 @@ async fn storage_usage_of_a_repository_and_a_namespace() {
             &Reference::Tag(Tag::parse("v1").unwrap()),
             manifest.bytes.clone(),
             Some(OCI_MANIFEST),
+            &Actor::trusted(),
         )
         .await
         .unwrap();

@@ -24,7 +24,8 @@ use registry_core::blob::once_stream;
 use registry_core::manifest::{OCI_INDEX, OCI_MANIFEST};
 use registry_core::{
     Algorithm, BlobStore, ByteRange, ByteStream, Digest, Error, MetadataStore, NewManifest, Page,
-    Reference, RepositoryName, ReviewEvent, ReviewTarget, Tag, Timestamp, UploadId, UploadRecord,
+    PolicyKind, PolicySource, Reference, RepositoryName, ReviewEvent, ReviewTarget, Role,
+    StoredPolicy, Tag, TagGuard, TagRule, Timestamp, UploadId, UploadRecord,
 };
 
 /// A shared blob store under test.
@@ -508,7 +509,10 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
         None,
     );
 
-    match store.put_manifest(&one, Some(&tag("v1"))).await {
+    match store
+        .put_manifest(&one, Some(&tag("v1")), &TagGuard::none())
+        .await
+    {
         Err(Error::ManifestBlobUnknown { digest }) => assert_eq!(digest, layer),
         other => panic!("expected MANIFEST_BLOB_UNKNOWN, got {other:?}"),
     }
@@ -524,14 +528,20 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
     );
 
     store.link_blob(&repo, &layer, 5).await.unwrap();
-    let outcome = store.put_manifest(&one, Some(&tag("v1"))).await.unwrap();
+    let outcome = store
+        .put_manifest(&one, Some(&tag("v1")), &TagGuard::none())
+        .await
+        .unwrap();
     assert!(outcome.created);
     assert_eq!(outcome.previous_tag_target, None);
     assert_eq!(
         queued(&*store, &manifest_target(&repo, &one.digest)).await,
         ReviewEvent::ManifestUploaded
     );
-    let again = store.put_manifest(&one, Some(&tag("v1"))).await.unwrap();
+    let again = store
+        .put_manifest(&one, Some(&tag("v1")), &TagGuard::none())
+        .await
+        .unwrap();
     assert!(
         !again.created,
         "pushing the same manifest again is idempotent"
@@ -564,7 +574,10 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
     );
 
     let two = new_manifest(&repo, "two", std::slice::from_ref(&config), &[], None, None);
-    let outcome = store.put_manifest(&two, Some(&tag("v1"))).await.unwrap();
+    let outcome = store
+        .put_manifest(&two, Some(&tag("v1")), &TagGuard::none())
+        .await
+        .unwrap();
     assert_eq!(outcome.previous_tag_target, Some(one.digest.clone()));
     assert_eq!(
         queued(&*store, &manifest_target(&repo, &one.digest)).await,
@@ -572,21 +585,21 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
     );
     assert_eq!(
         store
-            .put_tag(&repo, &tag("stable"), &one.digest)
+            .put_tag(&repo, &tag("stable"), &one.digest, &TagGuard::none())
             .await
             .unwrap(),
         None
     );
     assert_eq!(
         store
-            .put_tag(&repo, &tag("latest"), &two.digest)
+            .put_tag(&repo, &tag("latest"), &two.digest, &TagGuard::none())
             .await
             .unwrap(),
         None
     );
     assert_eq!(
         store
-            .put_tag(&repo, &tag("latest"), &one.digest)
+            .put_tag(&repo, &tag("latest"), &one.digest, &TagGuard::none())
             .await
             .unwrap(),
         Some(two.digest.clone())
@@ -597,13 +610,21 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
     );
     assert!(matches!(
         store
-            .put_tag(&repo, &tag("x"), &Digest::sha256(b"absent"))
+            .put_tag(
+                &repo,
+                &tag("x"),
+                &Digest::sha256(b"absent"),
+                &TagGuard::none()
+            )
             .await,
         Err(Error::ManifestUnknown { .. })
     ));
 
     assert_eq!(
-        store.delete_tag(&repo, &tag("v1")).await.unwrap(),
+        store
+            .delete_tag(&repo, &tag("v1"), &TagGuard::none())
+            .await
+            .unwrap(),
         two.digest
     );
     assert_eq!(
@@ -611,7 +632,7 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
         ReviewEvent::TagDeleted
     );
     assert!(matches!(
-        store.delete_tag(&repo, &tag("v1")).await,
+        store.delete_tag(&repo, &tag("v1"), &TagGuard::none()).await,
         Err(Error::ManifestUnknown { .. })
     ));
     assert!(
@@ -641,21 +662,27 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
         None,
     );
     assert!(matches!(
-        store.put_manifest(&orphan, None).await,
+        store.put_manifest(&orphan, None, &TagGuard::none()).await,
         Err(Error::ManifestBlobUnknown { .. })
     ));
     store
-        .put_manifest(&index, Some(&tag("multi")))
+        .put_manifest(&index, Some(&tag("multi")), &TagGuard::none())
         .await
         .unwrap();
-    match store.delete_manifest(&repo, &one.digest).await {
+    match store
+        .delete_manifest(&repo, &one.digest, &TagGuard::none())
+        .await
+    {
         Err(Error::ManifestReferenced { digest, index: by }) => {
             assert_eq!((digest, by), (one.digest.clone(), index.digest.clone()));
         }
         other => panic!("expected the index to protect its child, got {other:?}"),
     }
     assert_eq!(
-        store.delete_manifest(&repo, &index.digest).await.unwrap(),
+        store
+            .delete_manifest(&repo, &index.digest, &TagGuard::none())
+            .await
+            .unwrap(),
         vec![tag("multi")]
     );
     assert_eq!(
@@ -667,7 +694,10 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
         ReviewEvent::IndexDeleted
     );
 
-    let mut tags = store.delete_manifest(&repo, &one.digest).await.unwrap();
+    let mut tags = store
+        .delete_manifest(&repo, &one.digest, &TagGuard::none())
+        .await
+        .unwrap();
     tags.sort();
     assert_eq!(tags, vec![tag("latest"), tag("stable")]);
     assert_eq!(
@@ -682,11 +712,15 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
         None
     );
     assert!(matches!(
-        store.delete_manifest(&repo, &one.digest).await,
+        store
+            .delete_manifest(&repo, &one.digest, &TagGuard::none())
+            .await,
         Err(Error::ManifestUnknown { .. })
     ));
     assert!(matches!(
-        store.delete_manifest(&name("never/was"), &one.digest).await,
+        store
+            .delete_manifest(&name("never/was"), &one.digest, &TagGuard::none())
+            .await,
         Err(Error::ManifestUnknown { .. })
     ));
 }
@@ -713,10 +747,16 @@ pub async fn metadata_referrers(store: SharedMetadataStore) {
         Some(&subject.digest),
         Some("application/x.sbom"),
     );
-    store.put_manifest(&sig, None).await.unwrap();
-    store.put_manifest(&sbom, None).await.unwrap();
     store
-        .put_manifest(&subject, Some(&tag("v1")))
+        .put_manifest(&sig, None, &TagGuard::none())
+        .await
+        .unwrap();
+    store
+        .put_manifest(&sbom, None, &TagGuard::none())
+        .await
+        .unwrap();
+    store
+        .put_manifest(&subject, Some(&tag("v1")), &TagGuard::none())
         .await
         .unwrap();
 
@@ -758,7 +798,10 @@ pub async fn metadata_referrers(store: SharedMetadataStore) {
             .is_empty()
     );
 
-    store.delete_manifest(&repo, &subject.digest).await.unwrap();
+    store
+        .delete_manifest(&repo, &subject.digest, &TagGuard::none())
+        .await
+        .unwrap();
     assert_eq!(
         queued(&*store, &manifest_target(&repo, &sig.digest)).await,
         ReviewEvent::SubjectDeleted
@@ -773,12 +816,15 @@ pub async fn metadata_referrers(store: SharedMetadataStore) {
 pub async fn metadata_pagination(store: SharedMetadataStore) {
     let repo = name("paged");
     let manifest = new_manifest(&repo, "paged", &[], &[], None, None);
-    store.put_manifest(&manifest, None).await.unwrap();
+    store
+        .put_manifest(&manifest, None, &TagGuard::none())
+        .await
+        .unwrap();
     // Byte order: upper case before '_' before lower case; "v10" before "v2".
     let names = ["B", "_x", "a", "a-1", "latest", "v10", "v2"];
     for t in names.iter().rev() {
         store
-            .put_tag(&repo, &tag(t), &manifest.digest)
+            .put_tag(&repo, &tag(t), &manifest.digest, &TagGuard::none())
             .await
             .unwrap();
     }
@@ -919,7 +965,7 @@ pub async fn metadata_review_queue(store: SharedMetadataStore) {
         None,
     );
     store
-        .put_manifest(&manifest, Some(&tag("t")))
+        .put_manifest(&manifest, Some(&tag("t")), &TagGuard::none())
         .await
         .unwrap();
     store
@@ -1019,7 +1065,11 @@ pub async fn metadata_concurrency(store: SharedMetadataStore) {
             store.link_blob(&repo, &digest, 12).await?;
             let manifest = new_manifest(&repo, &format!("m{i}"), &[digest], &[], None, None);
             store
-                .put_manifest(&manifest, Some(&Tag::parse("race").expect("tag")))
+                .put_manifest(
+                    &manifest,
+                    Some(&Tag::parse("race").expect("tag")),
+                    &TagGuard::none(),
+                )
                 .await?;
             Ok(manifest.digest)
         }));
@@ -1086,13 +1136,22 @@ pub async fn metadata_collection(store: SharedMetadataStore) {
         Some(&image.digest),
         Some("application/x.sig"),
     );
-    store.put_manifest(&image, Some(&tag("v1"))).await.unwrap();
-    store.put_manifest(&child, None).await.unwrap();
     store
-        .put_manifest(&index, Some(&tag("multi")))
+        .put_manifest(&image, Some(&tag("v1")), &TagGuard::none())
         .await
         .unwrap();
-    store.put_manifest(&sig, None).await.unwrap();
+    store
+        .put_manifest(&child, None, &TagGuard::none())
+        .await
+        .unwrap();
+    store
+        .put_manifest(&index, Some(&tag("multi")), &TagGuard::none())
+        .await
+        .unwrap();
+    store
+        .put_manifest(&sig, None, &TagGuard::none())
+        .await
+        .unwrap();
 
     // Enumeration for whole-store sweeps, in digest order, paged.
     let entries = store
@@ -1158,7 +1217,10 @@ pub async fn metadata_collection(store: SharedMetadataStore) {
         V::Missing
     );
 
-    store.delete_tag(&repo, &tag("v1")).await.unwrap();
+    store
+        .delete_tag(&repo, &tag("v1"), &TagGuard::none())
+        .await
+        .unwrap();
     assert_eq!(verdict(image.digest.clone()).await, V::Deleted);
     assert_eq!(
         queued(&*store, &blob_target(&layer)).await,
@@ -1187,6 +1249,7 @@ pub async fn metadata_collection(store: SharedMetadataStore) {
                 None,
             ),
             Some(&tag("keeps")),
+            &TagGuard::none(),
         )
         .await
         .unwrap();
@@ -1230,7 +1293,11 @@ pub async fn metadata_collection(store: SharedMetadataStore) {
         );
         tokio::spawn(async move {
             store
-                .put_manifest(&manifest, Some(&Tag::parse("racing").expect("tag")))
+                .put_manifest(
+                    &manifest,
+                    Some(&Tag::parse("racing").expect("tag")),
+                    &TagGuard::none(),
+                )
                 .await
         })
     };
@@ -1273,11 +1340,20 @@ pub async fn metadata_tag_details(store: SharedMetadataStore) {
     store.link_blob(&repo, &layer, 1000).await.unwrap();
     let big = new_manifest(&repo, "big", std::slice::from_ref(&layer), &[], None, None);
     let small = new_manifest(&repo, "small", &[], &[], None, None);
-    store.put_manifest(&big, None).await.unwrap();
-    store.put_manifest(&small, None).await.unwrap();
+    store
+        .put_manifest(&big, None, &TagGuard::none())
+        .await
+        .unwrap();
+    store
+        .put_manifest(&small, None, &TagGuard::none())
+        .await
+        .unwrap();
     // Published in this order, a few milliseconds apart.
     for (t, m) in [("a1", &big), ("b2", &small), ("a3", &small), ("c4", &big)] {
-        store.put_tag(&repo, &tag(t), &m.digest).await.unwrap();
+        store
+            .put_tag(&repo, &tag(t), &m.digest, &TagGuard::none())
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let list = |query: TagQuery| {
@@ -1406,7 +1482,7 @@ pub async fn metadata_tag_details(store: SharedMetadataStore) {
         ["a1", "b2"]
     );
     store
-        .put_tag(&repo, &tag("a1"), &small.digest)
+        .put_tag(&repo, &tag("a1"), &small.digest, &TagGuard::none())
         .await
         .unwrap();
     assert_eq!(
@@ -1449,7 +1525,7 @@ pub async fn metadata_storage_usage(store: SharedMetadataStore) {
             .collect();
         let manifest = new_manifest(&name(repo), repo, &used, &[], None, None);
         store
-            .put_manifest(&manifest, Some(&tag("v1")))
+            .put_manifest(&manifest, Some(&tag("v1")), &TagGuard::none())
             .await
             .unwrap();
     }
@@ -1501,6 +1577,257 @@ pub async fn metadata_storage_usage(store: SharedMetadataStore) {
     );
 }
 
+fn denied<T>(result: registry_core::Result<T>, rule_name: &str) {
+    match result {
+        Err(Error::Denied { reason }) => assert!(reason.contains(rule_name), "{reason}"),
+        Err(other) => panic!("expected DENIED by {rule_name}, got {other}"),
+        Ok(_) => panic!("expected DENIED by {rule_name}, got success"),
+    }
+}
+
+fn rule(json: &str) -> std::sync::Arc<TagRule> {
+    std::sync::Arc::new(serde_json::from_str(json).expect("rule"))
+}
+
+/// Tag rules inside the store's transactions: an immutable tag is created once and then never
+/// moved or deleted (nor its manifest), even by racing pushes; a protected tag needs its roles;
+/// a refusal changes nothing.
+pub async fn metadata_tag_rules(store: SharedMetadataStore) {
+    let repo = name("team/app");
+    let layer = Digest::sha256(b"layer");
+    store.link_blob(&repo, &layer, 5).await.unwrap();
+    let one = new_manifest(&repo, "one", std::slice::from_ref(&layer), &[], None, None);
+    let two = new_manifest(&repo, "two", std::slice::from_ref(&layer), &[], None, None);
+    let rules = [
+        rule(r#"{"name":"frozen","repositories":"team/*","tags":"v[0-9]+","kind":"immutable"}"#),
+        rule(
+            r#"{"name":"main","repositories":"*","tags":"main","kind":"protected","push":"maintainer","delete":"owner"}"#,
+        ),
+    ];
+    let trusted = TagGuard::new(&repo, &rules, None);
+    let developer = TagGuard::new(&repo, &rules, Some(Role::Developer));
+    let maintainer = TagGuard::new(&repo, &rules, Some(Role::Maintainer));
+    let v1 = tag("v1");
+    let at = |digest: &Digest| Reference::Digest(digest.clone());
+    let tagged = async |t: &Tag| {
+        store
+            .manifest(&repo, &Reference::Tag(t.clone()))
+            .await
+            .unwrap()
+            .map(|m| m.digest)
+    };
+
+    // Created once; pushing the same manifest again is not a change.
+    store
+        .put_manifest(&one, Some(&v1), &developer)
+        .await
+        .unwrap();
+    store
+        .put_manifest(&one, Some(&v1), &developer)
+        .await
+        .unwrap();
+    // Moving it is refused, by manifest push or tag push, for everyone; nothing changes.
+    denied(
+        store.put_manifest(&two, Some(&v1), &trusted).await,
+        "frozen",
+    );
+    assert!(
+        store
+            .manifest(&repo, &at(&two.digest))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .put_manifest(&two, None, &TagGuard::none())
+        .await
+        .unwrap();
+    denied(
+        store.put_tag(&repo, &v1, &two.digest, &trusted).await,
+        "frozen",
+    );
+    assert_eq!(tagged(&v1).await, Some(one.digest.clone()));
+    // Deleting it, or the manifest it points at, is refused.
+    denied(store.delete_tag(&repo, &v1, &trusted).await, "frozen");
+    denied(
+        store.delete_manifest(&repo, &one.digest, &trusted).await,
+        "frozen",
+    );
+    assert_eq!(tagged(&v1).await, Some(one.digest.clone()));
+    // Another repository is not covered.
+    let other = name("other/app");
+    store.link_blob(&other, &layer, 5).await.unwrap();
+    let elsewhere = new_manifest(&other, "one", std::slice::from_ref(&layer), &[], None, None);
+    let other_guard = TagGuard::new(&other, &rules, None);
+    store
+        .put_manifest(&elsewhere, Some(&v1), &other_guard)
+        .await
+        .unwrap();
+    store.delete_tag(&other, &v1, &other_guard).await.unwrap();
+
+    // Protected: a developer may not push or delete `main`; a maintainer may push but not
+    // delete; a trusted caller may do both.
+    let main = tag("main");
+    denied(
+        store.put_tag(&repo, &main, &two.digest, &developer).await,
+        "main",
+    );
+    assert_eq!(tagged(&main).await, None);
+    store
+        .put_tag(&repo, &main, &two.digest, &maintainer)
+        .await
+        .unwrap();
+    denied(store.delete_tag(&repo, &main, &maintainer).await, "main");
+    denied(
+        store.delete_manifest(&repo, &two.digest, &maintainer).await,
+        "main",
+    );
+    assert_eq!(tagged(&main).await, Some(two.digest.clone()));
+    // A guard expecting another manifest refuses the deletion.
+    denied(
+        store
+            .delete_tag(
+                &repo,
+                &main,
+                &TagGuard::none().expecting(one.digest.clone()),
+            )
+            .await,
+        "pushed again",
+    );
+    store.delete_tag(&repo, &main, &trusted).await.unwrap();
+    store
+        .delete_manifest(&repo, &two.digest, &trusted)
+        .await
+        .unwrap();
+
+    // Racing first pushes of one immutable tag: exactly one wins, the others are refused.
+    let race = tag("v9");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let repo = repo.clone();
+        let layer = layer.clone();
+        let race = race.clone();
+        let guard = trusted.clone();
+        tasks.push(tokio::spawn(async move {
+            let manifest = new_manifest(&repo, &format!("race {i}"), &[layer], &[], None, None);
+            store
+                .put_manifest(&manifest, Some(&race), &guard)
+                .await
+                .map(|_| manifest.digest)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(digest) => winners.push(digest),
+            Err(Error::Denied { .. }) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one push creates the immutable tag");
+    assert_eq!(tagged(&race).await.as_ref(), winners.first());
+}
+
+/// Stored tag rules and cleanup policies: create, replace, list by name, delete; a source
+/// manages only its own; the count limit holds; a replacement from the configuration swaps
+/// its whole set at once, or changes nothing.
+pub async fn metadata_policies(store: SharedMetadataStore) {
+    let policy = |kind, name: &str, source, document: &str| StoredPolicy {
+        kind,
+        name: name.to_owned(),
+        source,
+        document: document.to_owned(),
+    };
+    let api = |name: &str, doc: &str| policy(PolicyKind::TagRule, name, PolicySource::Api, doc);
+    let config =
+        |name: &str, doc: &str| policy(PolicyKind::TagRule, name, PolicySource::Config, doc);
+    assert!(store.put_policy(&api("b", "1"), 3).await.unwrap());
+    assert!(store.put_policy(&api("a", "2"), 3).await.unwrap());
+    assert!(
+        !store.put_policy(&api("a", "3"), 3).await.unwrap(),
+        "replaced"
+    );
+    let cleanup = policy(PolicyKind::Cleanup, "a", PolicySource::Api, "c");
+    assert!(
+        store.put_policy(&cleanup, 3).await.unwrap(),
+        "kinds are apart"
+    );
+    let listed = store.policies(PolicyKind::TagRule).await.unwrap();
+    assert_eq!(listed, vec![api("a", "3"), api("b", "1")]);
+    assert_eq!(
+        store.policies(PolicyKind::Cleanup).await.unwrap(),
+        vec![cleanup]
+    );
+
+    // The configuration's set replaces only the configuration's.
+    store
+        .replace_policies(
+            PolicyKind::TagRule,
+            PolicySource::Config,
+            &[config("c", "4")],
+            3,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_policy(&api("d", "5"), 3).await,
+        Err(Error::PolicyInvalid { .. })
+    ));
+    assert!(matches!(
+        store.put_policy(&api("c", "6"), 3).await,
+        Err(Error::Denied { .. })
+    ));
+    assert!(matches!(
+        store
+            .delete_policy(PolicyKind::TagRule, "c", PolicySource::Api)
+            .await,
+        Err(Error::Denied { .. })
+    ));
+    // A configuration naming an API rule, or too many, changes nothing.
+    for bad in [
+        vec![config("a", "7")],
+        vec![config("x", "8"), config("y", "9")],
+    ] {
+        assert!(
+            store
+                .replace_policies(PolicyKind::TagRule, PolicySource::Config, &bad, 3)
+                .await
+                .is_err()
+        );
+        assert_eq!(store.policies(PolicyKind::TagRule).await.unwrap().len(), 3);
+    }
+    store
+        .replace_policies(
+            PolicyKind::TagRule,
+            PolicySource::Config,
+            &[config("e", "10")],
+            3,
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .policies(PolicyKind::TagRule)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["a", "b", "e"]);
+    assert!(
+        store
+            .delete_policy(PolicyKind::TagRule, "a", PolicySource::Api)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_policy(PolicyKind::TagRule, "a", PolicySource::Api)
+            .await
+            .unwrap()
+    );
+}
+
 /// Runs every blob-store function except the restart test, each on a fresh store from `fresh`.
 pub async fn blob_store_suite<F, Fut>(fresh: F)
 where
@@ -1529,4 +1856,6 @@ where
     metadata_collection(fresh().await).await;
     metadata_tag_details(fresh().await).await;
     metadata_storage_usage(fresh().await).await;
+    metadata_tag_rules(fresh().await).await;
+    metadata_policies(fresh().await).await;
 }

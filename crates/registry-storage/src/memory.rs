@@ -14,11 +14,13 @@ use registry_core::metadata::DEFAULT_REVIEW_DELAY;
 use registry_core::{
     Algorithm, BlobClaim, BlobRead, BlobRecord, BlobStore, ByteRange, ByteStream,
     CollectionMetadata, ContentMetadata, Digest, DigestHasher, Error, ManifestEntry,
-    ManifestRecord, ManifestVerdict, NewManifest, Page, PutManifestOutcome, Reference, Referrer,
-    RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, StorageUsage, Tag,
-    TagDetail, TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UploadMetadata, UploadRecord,
-    UsageScope,
+    ManifestRecord, ManifestVerdict, NewManifest, Page, PolicyKind, PolicySource, PolicyStore,
+    PutManifestOutcome, Reference, Referrer, RepositoryName, Result, ReviewEvent, ReviewQueue,
+    ReviewTarget, ReviewTask, StorageUsage, StoredPolicy, Tag, TagChange, TagDetail, TagGuard,
+    TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UploadMetadata, UploadRecord, UsageScope,
 };
+
+use crate::policy::{check_count, check_source};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the maps half-updated in a way later calls
@@ -243,6 +245,8 @@ struct MetaState {
     /// Blobs claimed by the collector, with what the claim removed (to restore on abandon) and
     /// a signal for links waiting for the claim to end.
     claimed: HashMap<Digest, Claimed>,
+    /// Tag rules and cleanup policies by kind and name.
+    policies: BTreeMap<(&'static str, String), StoredPolicy>,
 }
 
 #[derive(Debug)]
@@ -270,6 +274,12 @@ impl Repository {
             times.1 = now;
         }
         previous
+    }
+
+    /// Checks a push of `tag` to `digest` against the guard.
+    fn check_push(&self, tag: &Tag, digest: &Digest, guard: &TagGuard) -> Result<()> {
+        let moved = self.tags.get(tag).is_some_and(|current| current != digest);
+        guard.check(tag, TagChange::Push { moved })
     }
 
     /// Removes a tag; returns its target.
@@ -485,6 +495,7 @@ impl ContentMetadata for MemoryMetadataStore {
         &self,
         manifest: &NewManifest,
         tag: Option<&Tag>,
+        guard: &TagGuard,
     ) -> Result<PutManifestOutcome> {
         let now = Timestamp::now();
         let due = now.after(self.review_delay);
@@ -508,6 +519,9 @@ impl ContentMetadata for MemoryMetadataStore {
             return Err(Error::ManifestBlobUnknown {
                 digest: missing.clone(),
             });
+        }
+        if let Some(tag) = tag {
+            existing.check_push(tag, &manifest.digest, guard)?;
         }
         let repository = state
             .repositories
@@ -569,6 +583,7 @@ impl ContentMetadata for MemoryMetadataStore {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        guard: &TagGuard,
     ) -> Result<Vec<Tag>> {
         let due = Timestamp::now().after(self.review_delay);
         let mut state = lock(&self.state);
@@ -589,6 +604,9 @@ impl ContentMetadata for MemoryMetadataStore {
                 index: index.clone(),
             });
         }
+        for (tag, _) in repo.tags.iter().filter(|(_, d)| *d == digest) {
+            guard.check(tag, TagChange::Delete { current: digest })?;
+        }
         Ok(remove_manifest(&mut state, repository, digest, due))
     }
 
@@ -597,6 +615,7 @@ impl ContentMetadata for MemoryMetadataStore {
         repository: &RepositoryName,
         tag: &Tag,
         digest: &Digest,
+        guard: &TagGuard,
     ) -> Result<Option<Digest>> {
         let due = Timestamp::now().after(self.review_delay);
         let mut state = lock(&self.state);
@@ -605,6 +624,7 @@ impl ContentMetadata for MemoryMetadataStore {
             .get_mut(repository)
             .filter(|r| r.manifests.contains_key(digest))
             .ok_or_else(|| manifest_unknown(repository, digest))?;
+        repo.check_push(tag, digest, guard)?;
         let previous = repo.set_tag(tag, digest, Timestamp::now());
         if let Some(previous) = previous.as_ref().filter(|p| *p != digest) {
             state.queue(
@@ -616,13 +636,24 @@ impl ContentMetadata for MemoryMetadataStore {
         Ok(previous)
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Digest> {
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        guard: &TagGuard,
+    ) -> Result<Digest> {
         let due = Timestamp::now().after(self.review_delay);
         let mut state = lock(&self.state);
-        let digest = state
+        let repo = state
             .repositories
             .get_mut(repository)
-            .and_then(|r| r.remove_tag(tag))
+            .filter(|r| r.tags.contains_key(tag))
+            .ok_or_else(|| manifest_unknown(repository, tag))?;
+        if let Some(current) = repo.tags.get(tag) {
+            guard.check(tag, TagChange::Delete { current })?;
+        }
+        let digest = repo
+            .remove_tag(tag)
             .ok_or_else(|| manifest_unknown(repository, tag))?;
         state.queue(
             manifest_review(repository, &digest),
@@ -734,6 +765,88 @@ impl ContentMetadata for MemoryMetadataStore {
         referrers.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(referrers)
     }
+}
+
+#[async_trait]
+impl PolicyStore for MemoryMetadataStore {
+    async fn policies(&self, kind: PolicyKind) -> Result<Vec<StoredPolicy>> {
+        let state = lock(&self.state);
+        Ok(state
+            .policies
+            .range((kind.as_str(), String::new())..)
+            .take_while(|((k, _), _)| *k == kind.as_str())
+            .map(|(_, policy)| policy.clone())
+            .collect())
+    }
+
+    async fn put_policy(&self, policy: &StoredPolicy, max: usize) -> Result<bool> {
+        let mut state = lock(&self.state);
+        let key = (policy.kind.as_str(), policy.name.clone());
+        let created = match state.policies.get(&key) {
+            Some(existing) => {
+                check_source(existing, policy.source)?;
+                false
+            }
+            None => {
+                check_count(count_of(&state.policies, policy.kind) + 1, max)?;
+                true
+            }
+        };
+        state.policies.insert(key, policy.clone());
+        Ok(created)
+    }
+
+    async fn delete_policy(
+        &self,
+        kind: PolicyKind,
+        name: &str,
+        source: PolicySource,
+    ) -> Result<bool> {
+        let mut state = lock(&self.state);
+        let key = (kind.as_str(), name.to_owned());
+        match state.policies.get(&key) {
+            None => Ok(false),
+            Some(existing) => {
+                check_source(existing, source)?;
+                state.policies.remove(&key);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn replace_policies(
+        &self,
+        kind: PolicyKind,
+        source: PolicySource,
+        policies: &[StoredPolicy],
+        max: usize,
+    ) -> Result<()> {
+        let mut state = lock(&self.state);
+        let others: Vec<&StoredPolicy> = state
+            .policies
+            .values()
+            .filter(|p| p.kind == kind && p.source != source)
+            .collect();
+        for policy in policies {
+            if let Some(other) = others.iter().find(|o| o.name == policy.name) {
+                check_source(other, source)?;
+            }
+        }
+        check_count(others.len() + policies.len(), max)?;
+        state
+            .policies
+            .retain(|_, p| !(p.kind == kind && p.source == source));
+        for policy in policies {
+            state
+                .policies
+                .insert((kind.as_str(), policy.name.clone()), policy.clone());
+        }
+        Ok(())
+    }
+}
+
+fn count_of(policies: &BTreeMap<(&'static str, String), StoredPolicy>, kind: PolicyKind) -> usize {
+    policies.values().filter(|p| p.kind == kind).count()
 }
 
 #[async_trait]

@@ -16,10 +16,13 @@ use bytes::Bytes;
 use registry_core::metadata::DEFAULT_REVIEW_DELAY;
 use registry_core::{
     BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, Digest, Error, ManifestEntry,
-    ManifestRecord, ManifestVerdict, NewManifest, Page, PutManifestOutcome, Reference, Referrer,
-    RepositoryName, Result, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, StorageUsage, Tag,
-    TagDetail, TagOrder, TagQuery, Timestamp, UploadId, UploadMetadata, UploadRecord, UsageScope,
+    ManifestRecord, ManifestVerdict, NewManifest, Page, PolicyKind, PolicySource, PolicyStore,
+    PutManifestOutcome, Reference, Referrer, RepositoryName, Result, ReviewEvent, ReviewQueue,
+    ReviewTarget, ReviewTask, StorageUsage, StoredPolicy, Tag, TagChange, TagDetail, TagGuard,
+    TagOrder, TagQuery, Timestamp, UploadId, UploadMetadata, UploadRecord, UsageScope,
 };
+
+use crate::policy::{check_count, check_owner};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, Executor, Pool, Row, Transaction};
 
@@ -477,6 +480,7 @@ impl ContentMetadata for SqlMetadataStore {
         &self,
         manifest: &NewManifest,
         tag: Option<&Tag>,
+        guard: &TagGuard,
     ) -> Result<PutManifestOutcome> {
         let now = Timestamp::now().0;
         let due = self.due();
@@ -570,7 +574,15 @@ impl ContentMetadata for SqlMetadataStore {
         }
         let previous = match tag {
             Some(tag) => {
-                upsert_tag(&mut tx, self, repository_id, tag, &manifest.digest, now).await?
+                upsert_tag(
+                    &mut tx,
+                    self,
+                    repository_id,
+                    (tag, &manifest.digest),
+                    now,
+                    guard,
+                )
+                .await?
             }
             None => None,
         };
@@ -634,6 +646,7 @@ impl ContentMetadata for SqlMetadataStore {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        guard: &TagGuard,
     ) -> Result<Vec<Tag>> {
         let due = self.due();
         let mut tx = self.begin().await?;
@@ -658,6 +671,15 @@ impl ContentMetadata for SqlMetadataStore {
                 index: digest_column(&parent, "parent_digest")?,
             });
         }
+        let tag_rows = rows_of(
+            "SELECT name FROM tags WHERE repository_id = $1 AND manifest_digest = $2 ORDER BY name",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        for row in &tag_rows {
+            guard.check(&tag_column(row)?, TagChange::Delete { current: digest })?;
+        }
         let tags = remove_manifest(&mut tx, repository, repository_id, digest, due).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(tags)
@@ -668,6 +690,7 @@ impl ContentMetadata for SqlMetadataStore {
         repository: &RepositoryName,
         tag: &Tag,
         digest: &Digest,
+        guard: &TagGuard,
     ) -> Result<Option<Digest>> {
         let mut tx = self.begin().await?;
         let repository_id = repository_id(&mut tx, repository)
@@ -683,9 +706,9 @@ impl ContentMetadata for SqlMetadataStore {
             &mut tx,
             self,
             repository_id,
-            tag,
-            digest,
+            (tag, digest),
             Timestamp::now().0,
+            guard,
         )
         .await?;
         if let Some(previous) = &previous {
@@ -696,7 +719,12 @@ impl ContentMetadata for SqlMetadataStore {
         Ok(previous)
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<Digest> {
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        guard: &TagGuard,
+    ) -> Result<Digest> {
         let mut tx = self.begin().await?;
         let repository_id = repository_id(&mut tx, repository)
             .await?
@@ -712,6 +740,7 @@ impl ContentMetadata for SqlMetadataStore {
         .map_err(db_error)?
         .ok_or_else(|| manifest_unknown(repository, tag))?;
         let digest = digest_column(&row, "manifest_digest")?;
+        guard.check(tag, TagChange::Delete { current: &digest })?;
         sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND name = $2")
             .bind(repository_id)
             .bind(tag.as_str())
@@ -981,49 +1010,226 @@ async fn remove_manifest(
     for (target, event) in reviews {
         queue(&mut *conn, &target, event, due).await?;
     }
-    let tags = tag_rows
-        .iter()
-        .map(|row| {
-            let name: String = get(row, "name")?;
-            Tag::parse(&name).map_err(|_| corrupt("tag", &name))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(tags)
+    tag_rows.iter().map(tag_column).collect()
 }
 
-/// Points a tag at a manifest; returns the manifest it pointed at before, if different.
+fn tag_column(row: &AnyRow) -> Result<Tag> {
+    let name: String = get(row, "name")?;
+    Tag::parse(&name).map_err(|_| corrupt("tag", &name))
+}
+
+/// Points a tag at a manifest, if the guard allows; returns the manifest it pointed at before,
+/// if different.
+///
+/// A tag that does not exist yet is inserted without overwriting: when a concurrent transaction
+/// creates it first, the insert does nothing, the row is read again and the push is judged as
+/// a move (an immutable tag is never overwritten by a racing push).
 async fn upsert_tag(
     conn: &mut AnyConnection,
     store: &SqlMetadataStore,
     repository_id: i64,
-    tag: &Tag,
-    digest: &Digest,
+    (tag, digest): (&Tag, &Digest),
     now: i64,
+    guard: &TagGuard,
 ) -> Result<Option<Digest>> {
-    let previous = sqlx::query(&format!(
+    let select = format!(
         "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2 {}",
         store.lock("FOR UPDATE")
-    ))
-    .bind(repository_id)
-    .bind(tag.as_str())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_error)?
-    .map(|row| digest_column(&row, "manifest_digest"))
-    .transpose()?;
-    sqlx::query(
-        "INSERT INTO tags (repository_id, name, manifest_digest, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $4) ON CONFLICT (repository_id, name) \
-         DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-    )
-    .bind(repository_id)
-    .bind(tag.as_str())
-    .bind(digest.as_str())
-    .bind(now)
-    .execute(conn)
-    .await
-    .map_err(db_error)?;
-    Ok(previous.filter(|p| p != digest))
+    );
+    for _ in 0..MAX_UPSERT_ATTEMPTS {
+        let previous = sqlx::query(&select)
+            .bind(repository_id)
+            .bind(tag.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?
+            .map(|row| digest_column(&row, "manifest_digest"))
+            .transpose()?;
+        let moved = previous.as_ref().is_some_and(|p| p != digest);
+        guard.check(tag, TagChange::Push { moved })?;
+        let written = match previous {
+            Some(_) => sqlx::query(
+                "UPDATE tags SET manifest_digest = $3, updated_at = $4 \
+                 WHERE repository_id = $1 AND name = $2",
+            ),
+            None => sqlx::query(
+                "INSERT INTO tags (repository_id, name, manifest_digest, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (repository_id, name) DO NOTHING",
+            ),
+        }
+        .bind(repository_id)
+        .bind(tag.as_str())
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        if written.rows_affected() == 1 {
+            return Ok(previous.filter(|p| p != digest));
+        }
+    }
+    Err(Error::backend(format!(
+        "tag {tag} kept changing under concurrent pushes; try again"
+    )))
+}
+
+#[async_trait]
+impl PolicyStore for SqlMetadataStore {
+    async fn policies(&self, kind: PolicyKind) -> Result<Vec<StoredPolicy>> {
+        let rows = sqlx::query(
+            "SELECT name, source, document FROM policies WHERE kind = $1 ORDER BY name",
+        )
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let source: String = get(row, "source")?;
+                Ok(StoredPolicy {
+                    kind,
+                    name: get(row, "name")?,
+                    source: PolicySource::from_name(&source)
+                        .ok_or_else(|| corrupt("policy source", &source))?,
+                    document: get(row, "document")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_policy(&self, policy: &StoredPolicy, max: usize) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        // Serializes writers of one kind on PostgreSQL (SQLite's IMMEDIATE transaction already
+        // does), so two creations cannot both pass the count check.
+        lock_policies(&mut tx, self.dialect).await?;
+        let created = match policy_source(&mut tx, policy.kind, &policy.name).await? {
+            Some(owner) => {
+                check_owner(policy.kind, &policy.name, owner, policy.source)?;
+                false
+            }
+            None => {
+                check_count(count_policies(&mut tx, policy.kind).await? + 1, max)?;
+                true
+            }
+        };
+        sqlx::query(
+            "INSERT INTO policies (kind, name, source, document, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, name) \
+             DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
+        )
+        .bind(policy.kind.as_str())
+        .bind(policy.name.as_str())
+        .bind(policy.source.as_str())
+        .bind(policy.document.as_str())
+        .bind(Timestamp::now().0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(created)
+    }
+
+    async fn delete_policy(
+        &self,
+        kind: PolicyKind,
+        name: &str,
+        source: PolicySource,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        lock_policies(&mut tx, self.dialect).await?;
+        let Some(owner) = policy_source(&mut tx, kind, name).await? else {
+            return Ok(false);
+        };
+        check_owner(kind, name, owner, source)?;
+        sqlx::query("DELETE FROM policies WHERE kind = $1 AND name = $2")
+            .bind(kind.as_str())
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn replace_policies(
+        &self,
+        kind: PolicyKind,
+        source: PolicySource,
+        policies: &[StoredPolicy],
+        max: usize,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        lock_policies(&mut tx, self.dialect).await?;
+        sqlx::query("DELETE FROM policies WHERE kind = $1 AND source = $2")
+            .bind(kind.as_str())
+            .bind(source.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        for policy in policies {
+            if let Some(owner) = policy_source(&mut tx, kind, &policy.name).await? {
+                check_owner(kind, &policy.name, owner, source)?;
+            }
+        }
+        check_count(count_policies(&mut tx, kind).await? + policies.len(), max)?;
+        let now = Timestamp::now().0;
+        for policy in policies {
+            sqlx::query(
+                "INSERT INTO policies (kind, name, source, document, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(kind.as_str())
+            .bind(policy.name.as_str())
+            .bind(source.as_str())
+            .bind(policy.document.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(())
+    }
+}
+
+/// Takes the policy table's write lock for the rest of the transaction (PostgreSQL; SQLite's
+/// write transactions are serialized already).
+async fn lock_policies(conn: &mut AnyConnection, dialect: Dialect) -> Result<()> {
+    if dialect == Dialect::Postgres {
+        sqlx::query("LOCK TABLE policies IN SHARE ROW EXCLUSIVE MODE")
+            .execute(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+async fn policy_source(
+    conn: &mut AnyConnection,
+    kind: PolicyKind,
+    name: &str,
+) -> Result<Option<PolicySource>> {
+    let row = sqlx::query("SELECT source FROM policies WHERE kind = $1 AND name = $2")
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+        .map_err(db_error)?;
+    row.map(|row| {
+        let source: String = get(&row, "source")?;
+        PolicySource::from_name(&source).ok_or_else(|| corrupt("policy source", &source))
+    })
+    .transpose()
+}
+
+async fn count_policies(conn: &mut AnyConnection, kind: PolicyKind) -> Result<usize> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM policies WHERE kind = $1")
+        .bind(kind.as_str())
+        .fetch_one(conn)
+        .await
+        .map_err(db_error)?;
+    let n: i64 = get(&row, "n")?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 #[async_trait]

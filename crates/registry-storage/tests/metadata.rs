@@ -35,6 +35,8 @@ macro_rules! metadata_suite {
             case!(metadata_collection);
             case!(metadata_tag_details);
             case!(metadata_storage_usage);
+            case!(metadata_tag_rules);
+            case!(metadata_policies);
         }
     };
 }

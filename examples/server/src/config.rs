@@ -103,6 +103,7 @@ struct FileLimits {
     max_manifest_size: Option<usize>,
     max_blob_size: Option<u64>,
     max_page_size: Option<usize>,
+    max_rules: Option<usize>,
 }
 
 /// The configuration in force.
@@ -210,6 +211,7 @@ impl Config {
             },
             max_blob_size: self.limits.max_blob_size.unwrap_or(default.max_blob_size),
             max_page_size: self.limits.max_page_size.unwrap_or(default.max_page_size),
+            max_rules: self.limits.max_rules.unwrap_or(default.max_rules),
         }
     }
 }
