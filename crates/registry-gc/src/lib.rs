@@ -1,5 +1,5 @@
-//! Garbage collection: online workers that consume the metadata store's review queue, and an
-//! offline [`sweep`] over a whole store.
+//! Garbage collection: online workers that consume the metadata store's review queue, an
+//! offline [`sweep`] over a whole store, and [`cleanup`] policies that delete old tags.
 //!
 //! Every change that may orphan something (a tag moved or deleted, a manifest deleted, a blob
 //! uploaded or unlinked) queues a review of it in the same transaction, due after the review
@@ -30,6 +30,7 @@
 //! ```
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod cleanup;
 pub mod sweep;
 
 use std::future::Future;

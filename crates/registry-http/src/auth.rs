@@ -448,21 +448,30 @@ impl TokenIssuer {
                 Scope::Catalog => {}
             }
         }
+        // JWT subjects are strings; an anonymous caller's is empty.
+        let subject = principal.name.clone().unwrap_or_default();
+        let token = self.sign(&subject, access.clone())?;
+        Ok((token, access))
+    }
+
+    /// Signs a token granting exactly `access` to `subject`, valid for the issuer's lifetime.
+    ///
+    /// This is how an embedder that decides access itself hands out tokens this registry
+    /// accepts — including, per repository, the holder's `role` and extra `tag_rules`.
+    pub fn sign(&self, subject: &str, access: Vec<ResourceAccess>) -> Result<String> {
         let now = unix_now();
         let claims = Claims {
             iss: self.service.clone(),
-            // JWT subjects are strings; an anonymous caller's is empty.
-            sub: principal.name.clone().unwrap_or_default(),
+            sub: subject.to_owned(),
             aud: self.service.clone(),
             exp: now + self.ttl.as_secs(),
             nbf: now.saturating_sub(5),
             iat: now,
             jti: uuid::Uuid::new_v4().simple().to_string(),
-            access: access.clone(),
+            access,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(Error::backend)?;
-        Ok((token, access))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(Error::backend)
     }
 
     /// Verifies a token's signature, audience and lifetime; `None` when it is not valid.

@@ -17,6 +17,8 @@ pub enum ApiError {
     MethodNotAllowed,
     /// No such route.
     NotFound,
+    /// A response already made (an authentication challenge).
+    Response(Response),
 }
 
 impl From<Error> for ApiError {
@@ -89,6 +91,7 @@ impl IntoResponse for ApiError {
                 "method not allowed on this route".to_owned(),
             ),
             ApiError::NotFound => body(StatusCode::NOT_FOUND, None, String::new()),
+            ApiError::Response(response) => response,
         }
     }
 }

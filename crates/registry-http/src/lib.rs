@@ -2,6 +2,8 @@
 //!
 //! - [`oci`]: the OCI distribution API under `/v2/` (pull, push — monolithic, chunked and
 //!   streamed —, cross-repository mount, tags, catalog, referrers, deletes);
+//! - `/api/v1/tag-rules`, `/api/v1/cleanup-policies`, `/api/v1/cleanup-runs`: the admin API
+//!   for tag rules and cleanup policies (served by the same routers);
 //! - [`auth`]: HTTP Basic and Docker token auth, and [`auth::StaticUsers`] (configured users
 //!   with argon2 password hashes);
 //! - [`observe`]: request metrics (through the `metrics` facade) and tracing, as a middleware;
@@ -24,6 +26,7 @@
 //! ```
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod admin;
 pub mod auth;
 pub mod error;
 pub mod observe;

@@ -54,9 +54,9 @@ pub fn router_with_auth(registry: Registry, auth: Auth) -> Router {
 
 /// What the router shares between requests.
 #[derive(Debug)]
-struct Oci {
-    registry: Registry,
-    auth: Option<Auth>,
+pub(crate) struct Oci {
+    pub(crate) registry: Registry,
+    pub(crate) auth: Option<Auth>,
 }
 
 impl Oci {
@@ -97,6 +97,7 @@ fn build(registry: Registry, auth: Option<Auth>) -> Router {
         router = router.route("/token", axum::routing::get(issue_token));
     }
     router = router
+        .merge(crate::admin::routes())
         .route(
             "/api/v1/repositories/{*path}",
             axum::routing::get(repository_extension),
@@ -229,6 +230,18 @@ async fn authorize(
     } else {
         Err(unauthorized(false))
     }
+}
+
+/// Authenticates the caller as the version check does (any caller the registry knows), for the
+/// API extensions that are not about one repository; on refusal, the response to send.
+pub(crate) async fn authorize_known(
+    oci: &Oci,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    authorize(oci, &Route::Base, method, headers)
+        .await
+        .map_err(ApiError::Response)
 }
 
 #[derive(Default, Deserialize)]
@@ -555,7 +568,7 @@ fn parse_reference(text: &str) -> Result<Reference, ApiError> {
     })
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -1,0 +1,367 @@
+//! The admin API for tag rules and cleanup policies, beside `/v2/` on the same router.
+//!
+//! | request | does |
+//! |---|---|
+//! | `GET /api/v1/tag-rules` | the rules the caller may manage, each with its `source` |
+//! | `PUT /api/v1/tag-rules/<name>` | creates (201) or replaces (200) a rule |
+//! | `DELETE /api/v1/tag-rules/<name>` | deletes a rule (204) |
+//! | `GET`, `PUT`, `DELETE` `/api/v1/cleanup-policies[/<name>]` | the same for cleanup policies |
+//! | `POST /api/v1/cleanup-runs?dry_run=true[&policy=<name>]` | runs the stored policies (or one) and lists the tags deleted, or that would be |
+//!
+//! Bodies are the JSON of [`TagRule`] and [`CleanupPolicy`] (the `name` may be left out: the
+//! path gives it). An administrator may manage every rule; an owner may manage the rules whose
+//! repository pattern lies in a namespace or repository they own; an open registry (no auth)
+//! lets anyone. Rules from the server's configuration are listed with `"source": "config"` and
+//! can only be changed there. Errors are JSON in the OCI error format: a bad rule is `400
+//! UNSUPPORTED` naming the problem, a refusal `403 DENIED`, an unknown name `404 NAME_UNKNOWN`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use registry_core::{
+    CleanupPolicy, Error, NamePattern, OciErrorCode, PolicyKind, PolicySource, Registry, Result,
+    Role, TagRule,
+};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::oci::{Oci, authorize_known, json_response};
+
+/// The largest rule or policy document accepted.
+const MAX_DOCUMENT: usize = 64 * 1024;
+
+/// The most tags a cleanup run lists in its answer (the counts cover all of them).
+const MAX_LISTED: usize = 10_000;
+
+/// Whether the caller may manage rules over the repositories `pattern` covers.
+fn may_manage(caller: &Caller, pattern: &NamePattern) -> bool {
+    let principal = match caller {
+        Caller::Open => return true,
+        Caller::Principal(principal) => principal,
+        Caller::Token(_) => return false,
+    };
+    if principal.is_admin() {
+        return true;
+    }
+    let owns = |role: Role| role >= Role::Owner;
+    match pattern.as_str() {
+        "*" => false,
+        text => match text.strip_suffix("/*") {
+            Some(namespace) => registry_core::RepositoryName::parse(namespace).is_ok_and(|ns| {
+                principal
+                    .grants
+                    .iter()
+                    .any(|g| owns(g.role) && g.pattern.covers_namespace(&ns))
+            }),
+            None => registry_core::RepositoryName::parse(text)
+                .is_ok_and(|name| principal.role_for(&name).is_some_and(owns)),
+        },
+    }
+}
+
+fn denied(what: &str) -> ApiError {
+    ApiError::Core(Error::Denied {
+        reason: format!(
+            "{what} needs the admin role, or the owner role on every repository it covers"
+        ),
+    })
+}
+
+fn unknown(kind: PolicyKind, name: &str) -> Response {
+    let what = match kind {
+        PolicyKind::TagRule => "tag rule",
+        PolicyKind::Cleanup => "cleanup policy",
+    };
+    let body = json!({ "errors": [{
+        "code": OciErrorCode::NameUnknown.as_str(),
+        "message": format!("no {what} named {name:?}"),
+    }]});
+    json_response(StatusCode::NOT_FOUND, body.to_string())
+}
+
+/// A rule or policy as the API speaks of it.
+trait Document: DeserializeOwned + serde::Serialize + Send + Sync + Sized {
+    const KIND: PolicyKind;
+    fn name(&self) -> &str;
+    fn repositories(&self) -> &NamePattern;
+    /// Every stored one of this kind.
+    fn stored(registry: &Registry) -> BoxFuture<'_, Result<Vec<(Self, PolicySource)>>>;
+    /// Creates or replaces one through the admin API; whether it was created.
+    fn put<'a>(&'a self, registry: &'a Registry) -> BoxFuture<'a, Result<bool>>;
+}
+
+impl Document for TagRule {
+    const KIND: PolicyKind = PolicyKind::TagRule;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn repositories(&self) -> &NamePattern {
+        &self.repositories
+    }
+    fn stored(registry: &Registry) -> BoxFuture<'_, Result<Vec<(Self, PolicySource)>>> {
+        Box::pin(registry.tag_rules())
+    }
+    fn put<'a>(&'a self, registry: &'a Registry) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(registry.put_tag_rule(self))
+    }
+}
+
+impl Document for CleanupPolicy {
+    const KIND: PolicyKind = PolicyKind::Cleanup;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn repositories(&self) -> &NamePattern {
+        &self.repositories
+    }
+    fn stored(registry: &Registry) -> BoxFuture<'_, Result<Vec<(Self, PolicySource)>>> {
+        Box::pin(registry.cleanup_policies())
+    }
+    fn put<'a>(&'a self, registry: &'a Registry) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(registry.put_cleanup_policy(self))
+    }
+}
+
+async fn stored<T: Document>(oci: &Oci) -> std::result::Result<Vec<(T, PolicySource)>, ApiError> {
+    Ok(T::stored(&oci.registry).await?)
+}
+
+fn with_source(document: &impl serde::Serialize, source: PolicySource) -> Value {
+    let mut value = json!(document);
+    if let Value::Object(map) = &mut value {
+        map.insert("source".into(), json!(source));
+    }
+    value
+}
+
+/// `GET /api/v1/tag-rules` and `GET /api/v1/cleanup-policies`.
+async fn list<T: Document>(oci: Arc<Oci>, method: Method, headers: HeaderMap) -> Response {
+    let result = async {
+        let caller = authorize_known(&oci, &method, &headers).await?;
+        let documents: Vec<Value> = stored::<T>(&oci)
+            .await?
+            .iter()
+            .filter(|(doc, _)| may_manage(&caller, doc.repositories()))
+            .map(|(doc, source)| with_source(doc, *source))
+            .collect();
+        let key = match T::KIND {
+            PolicyKind::TagRule => "rules",
+            PolicyKind::Cleanup => "policies",
+        };
+        Ok(json_response(
+            StatusCode::OK,
+            json!({ key: documents }).to_string(),
+        ))
+    };
+    result.await.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+/// Parses a document whose name the path gives.
+fn parse_document<T: Document>(name: &str, body: &[u8]) -> std::result::Result<T, ApiError> {
+    if body.len() > MAX_DOCUMENT {
+        return Err(ApiError::Core(Error::PolicyInvalid {
+            reason: format!("the document is over {MAX_DOCUMENT} bytes"),
+        }));
+    }
+    let mut value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::Core(Error::PolicyInvalid {
+            reason: format!("the body is not JSON: {e}"),
+        })
+    })?;
+    let Value::Object(map) = &mut value else {
+        return Err(ApiError::Core(Error::PolicyInvalid {
+            reason: "the body must be a JSON object".into(),
+        }));
+    };
+    match map.get("name") {
+        None => {
+            map.insert("name".into(), json!(name));
+        }
+        Some(given) if given == name => {}
+        Some(given) => {
+            return Err(ApiError::Core(Error::PolicyInvalid {
+                reason: format!("the body names {given}, the path {name:?}"),
+            }));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::Core(Error::PolicyInvalid {
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// `PUT /api/v1/tag-rules/<name>` and `PUT /api/v1/cleanup-policies/<name>`.
+async fn put<T: Document>(
+    oci: Arc<Oci>,
+    name: String,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let caller = authorize_known(&oci, &method, &headers).await?;
+        let document: T = parse_document(&name, &body)?;
+        let existing = stored::<T>(&oci)
+            .await?
+            .into_iter()
+            .find(|(doc, _)| doc.name() == name);
+        let allowed = may_manage(&caller, document.repositories())
+            && existing
+                .as_ref()
+                .is_none_or(|(doc, _)| may_manage(&caller, doc.repositories()));
+        if !allowed {
+            return Err(denied(&format!("managing {name:?}")));
+        }
+        let created = document.put(&oci.registry).await?;
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok(json_response(
+            status,
+            with_source(&document, PolicySource::Api).to_string(),
+        ))
+    };
+    result.await.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+/// `DELETE /api/v1/tag-rules/<name>` and `DELETE /api/v1/cleanup-policies/<name>`.
+async fn delete<T: Document>(
+    oci: Arc<Oci>,
+    name: String,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = authorize_known(&oci, &method, &headers).await?;
+        let Some((existing, _)) = stored::<T>(&oci)
+            .await?
+            .into_iter()
+            .find(|(doc, _)| doc.name() == name)
+        else {
+            return Ok(unknown(T::KIND, &name));
+        };
+        if !may_manage(&caller, existing.repositories()) {
+            return Err(denied(&format!("managing {name:?}")));
+        }
+        if oci.registry.delete_policy(T::KIND, &name).await? {
+            Ok(StatusCode::NO_CONTENT.into_response())
+        } else {
+            Ok(unknown(T::KIND, &name))
+        }
+    };
+    result.await.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+#[derive(Deserialize)]
+struct RunQuery {
+    dry_run: Option<bool>,
+    policy: Option<String>,
+}
+
+/// `POST /api/v1/cleanup-runs?dry_run=<bool>&policy=<name>`: runs the stored cleanup policies
+/// (all, which needs the admin role, or one) now.
+async fn run_cleanup(
+    State(oci): State<Arc<Oci>>,
+    method: Method,
+    headers: HeaderMap,
+    query: std::result::Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let result = async {
+        let caller = authorize_known(&oci, &method, &headers).await?;
+        let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let dry_run = query.dry_run.ok_or_else(|| {
+            ApiError::BadRequest("say dry_run=true to list, dry_run=false to delete".into())
+        })?;
+        let policies: Vec<CleanupPolicy> = stored::<CleanupPolicy>(&oci)
+            .await?
+            .into_iter()
+            .map(|(policy, _)| policy)
+            .filter(|p| query.policy.as_ref().is_none_or(|name| p.name == *name))
+            .collect();
+        match &query.policy {
+            Some(name) if policies.is_empty() => return Ok(unknown(PolicyKind::Cleanup, name)),
+            Some(name)
+                if !policies
+                    .iter()
+                    .all(|p| may_manage(&caller, &p.repositories)) =>
+            {
+                return Err(denied(&format!("running {name:?}")));
+            }
+            None if !may_manage(&caller, &NamePattern::parse("*").expect("valid")) => {
+                return Err(denied("running every cleanup policy"));
+            }
+            _ => {}
+        }
+        let mut listed = Vec::new();
+        let report = registry_gc::cleanup::run_policies(&oci.registry, &policies, dry_run, |d| {
+            if listed.len() < MAX_LISTED {
+                listed.push(json!({
+                    "policy": d.policy,
+                    "repository": d.repository.as_str(),
+                    "tag": d.tag.as_str(),
+                    "digest": d.digest.as_str(),
+                    "publishedAt": d.published_at.0,
+                }));
+            }
+        })
+        .await?;
+        Ok(json_response(
+            StatusCode::OK,
+            json!({
+                "dryRun": dry_run,
+                "policies": report.policies,
+                "repositories": report.repositories,
+                "tagsSeen": report.tags_seen,
+                "deleted": report.deleted,
+                "skipped": report.skipped,
+                "truncated": report.deleted > listed.len() as u64,
+                "tags": listed,
+            })
+            .to_string(),
+        ))
+    };
+    result.await.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+/// The admin routes, merged into the OCI router's state.
+pub(crate) fn routes() -> axum::Router<Arc<Oci>> {
+    use axum::routing::{get, post};
+    fn collection<T: Document + 'static>() -> axum::routing::MethodRouter<Arc<Oci>> {
+        get(
+            |State(oci): State<Arc<Oci>>, method: Method, headers: HeaderMap| {
+                list::<T>(oci, method, headers)
+            },
+        )
+    }
+    fn item<T: Document + 'static>() -> axum::routing::MethodRouter<Arc<Oci>> {
+        axum::routing::put(
+            |State(oci): State<Arc<Oci>>,
+             Path(name): Path<String>,
+             method: Method,
+             headers: HeaderMap,
+             body: Bytes| put::<T>(oci, name, method, headers, body),
+        )
+        .delete(
+            |State(oci): State<Arc<Oci>>,
+             Path(name): Path<String>,
+             method: Method,
+             headers: HeaderMap| delete::<T>(oci, name, method, headers),
+        )
+    }
+    axum::Router::new()
+        .route("/api/v1/tag-rules", collection::<TagRule>())
+        .route("/api/v1/tag-rules/{name}", item::<TagRule>())
+        .route("/api/v1/cleanup-policies", collection::<CleanupPolicy>())
+        .route("/api/v1/cleanup-policies/{name}", item::<CleanupPolicy>())
+        .route("/api/v1/cleanup-runs", post(run_cleanup))
+}
