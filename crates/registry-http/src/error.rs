@@ -18,7 +18,7 @@ pub enum ApiError {
     /// No such route.
     NotFound,
     /// A response already made (an authentication challenge).
-    Response(Response),
+    Response(Box<Response>),
 }
 
 impl From<Error> for ApiError {
@@ -91,7 +91,7 @@ impl IntoResponse for ApiError {
                 "method not allowed on this route".to_owned(),
             ),
             ApiError::NotFound => body(StatusCode::NOT_FOUND, None, String::new()),
-            ApiError::Response(response) => response,
+            ApiError::Response(response) => *response,
         }
     }
 }

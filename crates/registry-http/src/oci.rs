@@ -241,7 +241,7 @@ pub(crate) async fn authorize_known(
 ) -> Result<Caller, ApiError> {
     authorize(oci, &Route::Base, method, headers)
         .await
-        .map_err(ApiError::Response)
+        .map_err(|response| ApiError::Response(Box::new(response)))
 }
 
 #[derive(Default, Deserialize)]
