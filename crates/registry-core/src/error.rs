@@ -122,7 +122,7 @@ pub enum Error {
     #[error("authentication required")]
     Unauthorized,
     /// The caller may not do this; the reason names the rule.
-    #[error("denied: {reason}")]
+    #[error("{reason}")]
     Denied {
         /// Why.
         reason: String,

@@ -182,8 +182,9 @@ async fn all_tags(
     }
 }
 
-/// Runs the stored cleanup policies every `interval` until `stop` resolves, the first time one
-/// interval after the start. A failed run is logged and the next one comes on schedule.
+/// Runs the stored cleanup policies every `interval` until `stop` resolves (which also ends a
+/// run in progress), the first time one interval after the start. A failed run is logged and
+/// counted (`registry_cleanup_failures_total`), and the next one comes on schedule.
 pub async fn run_every(
     registry: Registry,
     interval: std::time::Duration,
@@ -195,11 +196,15 @@ pub async fn run_every(
             () = &mut stop => return,
             () = tokio::time::sleep(interval) => {}
         }
-        match run(&registry, false, |d| {
+        let pass = run(&registry, false, |d| {
             tracing::info!(policy = %d.policy, repository = %d.repository, tag = %d.tag, "cleanup deleted a tag");
-        })
-        .await
-        {
+        });
+        // Stopping mid-run is safe: each tag is deleted in its own transaction.
+        let result = tokio::select! {
+            () = &mut stop => return,
+            result = pass => result,
+        };
+        match result {
             Ok(report) => tracing::info!(
                 policies = report.policies,
                 repositories = report.repositories,

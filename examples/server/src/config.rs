@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use registry_core::{Grant, Limits, ManifestLimits};
+use registry_core::{CleanupPolicy, Grant, Limits, ManifestLimits, TagRule};
 use registry_http::auth::{Auth, StaticUser, StaticUsers, TokenIssuer};
 use serde::Deserialize;
 
@@ -42,6 +42,24 @@ struct File {
     auth: Option<FileAuth>,
     #[serde(default)]
     gc: FileGc,
+    #[serde(default)]
+    cleanup: FileCleanup,
+    /// `[[tag_rules]]`: immutable and protected tags.
+    #[serde(default)]
+    tag_rules: Vec<TagRule>,
+    /// `[[cleanup_policies]]`: which old tags cleanup runs delete.
+    #[serde(default)]
+    cleanup_policies: Vec<CleanupPolicy>,
+}
+
+/// `[cleanup]`: running the cleanup policies inside the server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCleanup {
+    /// Run the stored cleanup policies on a cadence (true by default).
+    enabled: Option<bool>,
+    /// Time between runs, the first one this long after the start (86,400 s by default).
+    interval_seconds: Option<u64>,
 }
 
 /// `[gc]`: online garbage collection inside the server.
@@ -116,6 +134,9 @@ pub(crate) struct Config {
     limits: FileLimits,
     auth: Option<FileAuth>,
     gc: FileGc,
+    cleanup: FileCleanup,
+    pub(crate) tag_rules: Vec<TagRule>,
+    pub(crate) cleanup_policies: Vec<CleanupPolicy>,
 }
 
 impl Config {
@@ -143,7 +164,22 @@ impl Config {
             limits: file.limits,
             auth: file.auth,
             gc: file.gc,
+            cleanup: file.cleanup,
+            tag_rules: file.tag_rules,
+            cleanup_policies: file.cleanup_policies,
         })
+    }
+
+    /// How often the server runs the cleanup policies; `None` when it does not.
+    pub(crate) fn cleanup_interval(&self) -> Result<Option<Duration>, String> {
+        if !self.cleanup.enabled.unwrap_or(true) {
+            return Ok(None);
+        }
+        match self.cleanup.interval_seconds {
+            Some(0) => Err("[cleanup] interval_seconds must be at least 1".into()),
+            Some(seconds) => Ok(Some(Duration::from_secs(seconds))),
+            None => Ok(Some(Duration::from_secs(86_400))),
+        }
     }
 
     /// Garbage-collection settings.

@@ -38,6 +38,17 @@ enum Command {
     HashPassword,
     /// Sweeps the whole store once (mark-and-sweep); safe while servers run.
     Gc(GcArgs),
+    /// Runs the cleanup policies once (the configuration's and the stored ones).
+    Cleanup(CleanupArgs),
+}
+
+#[derive(clap::Args)]
+struct CleanupArgs {
+    #[command(flatten)]
+    store: ServeArgs,
+    /// List the tags that would be deleted; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -68,6 +79,7 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve(args).await,
         Command::HashPassword => hash_password(),
         Command::Gc(args) => gc(args).await,
+        Command::Cleanup(args) => cleanup(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -165,6 +177,63 @@ async fn gc(args: GcArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Opens the stores and makes the configuration's tag rules and cleanup policies the stored
+/// ones of source `config`.
+async fn open_registry(config: &Config, review_delay: Duration) -> Result<Registry, String> {
+    let (blobs, metadata) = open_stores(config, review_delay).await?;
+    let registry = Registry::new(blobs, metadata).with_limits(config.limits());
+    registry
+        .apply_configured_policies(&config.tag_rules, &config.cleanup_policies)
+        .await
+        .map_err(|e| format!("applying [[tag_rules]] and [[cleanup_policies]]: {e}"))?;
+    Ok(registry)
+}
+
+async fn cleanup(args: CleanupArgs) -> Result<(), String> {
+    let config = Config::load(&args.store)?;
+    let registry = open_registry(&config, config.gc().review_delay).await?;
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let now = registry_core::Timestamp::now().0;
+    let report = registry_gc::cleanup::run(&registry, args.dry_run, |d| {
+        println!(
+            "{verb} {}:{} ({}, published {} ago, policy {})",
+            d.repository,
+            d.tag,
+            d.digest,
+            approximate_age(now.saturating_sub(d.published_at.0)),
+            d.policy
+        );
+    })
+    .await
+    .map_err(|e| format!("cleaning up: {e}"))?;
+    println!(
+        "policies: {}, repositories: {}, tags: {} seen, {verb} {}",
+        report.policies, report.repositories, report.tags_seen, report.deleted
+    );
+    if report.skipped > 0 {
+        println!(
+            "kept because they changed during the run: {}",
+            report.skipped
+        );
+    }
+    Ok(())
+}
+
+/// An age in milliseconds, rounded down to its largest unit (`3d`, `5h`, `12m`, `40s`).
+fn approximate_age(ms: i64) -> String {
+    let seconds = ms / 1000;
+    match seconds {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3600 => format!("{}h", s / 3600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let config = Config::load(&args)?;
     let listen: SocketAddr = config.listen;
@@ -177,8 +246,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ));
     }
     let gc = config.gc();
-    let (blobs, metadata) = open_stores(&config, gc.review_delay).await?;
-    let registry = Registry::new(blobs.clone(), metadata.clone()).with_limits(config.limits());
+    let cleanup_interval = config.cleanup_interval()?;
+    let registry = open_registry(&config, gc.review_delay).await?;
+    let (blobs, metadata) = (registry.blob_store().clone(), registry.metadata().clone());
     // Online garbage collection runs beside the server; several instances may all run it.
     let (stop_collector, collector_stopped) = tokio::sync::oneshot::channel::<()>();
     let collector = gc.enabled.then(|| {
@@ -190,6 +260,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 })
                 .await;
         })
+    });
+    // Cleanup policies run on a cadence; several instances may all run them.
+    let (stop_cleanup, cleanup_stopped) = tokio::sync::oneshot::channel::<()>();
+    let cleanup = cleanup_interval.map(|interval| {
+        let registry = registry.clone();
+        tokio::spawn(registry_gc::cleanup::run_every(registry, interval, async {
+            let _ = cleanup_stopped.await;
+        }))
     });
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -212,8 +290,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("serving: {e}"))?;
     let _ = stop_collector.send(());
+    let _ = stop_cleanup.send(());
     if let Some(collector) = collector {
         let _ = collector.await;
+    }
+    if let Some(cleanup) = cleanup {
+        let _ = cleanup.await;
     }
     tracing::info!("registry stopped");
     Ok(())
