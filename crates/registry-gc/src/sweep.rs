@@ -8,7 +8,9 @@
 //! and every blob record older than the grace period that no kept manifest references is
 //! claimed, deleted from storage, and its claim committed — the store re-checks references under
 //! its lock, so a push racing the sweep is never broken. A dry run reports what the mark phase
-//! would remove and changes nothing.
+//! would remove and changes nothing. Kept blobs are checked on the way: missing bytes or a size
+//! that differs from the record (and, with [`SweepOptions::verify`], bytes that do not hash to
+//! the digest) are reported in [`SweepReport::damaged`] and the sweep carries on.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -16,8 +18,8 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use registry_core::{
-    BlobStore, Digest, ManifestEntry, ManifestVerdict, MetadataStore, Page, RepositoryName, Result,
-    Timestamp,
+    BlobRecord, BlobStore, Digest, DigestHasher, ManifestEntry, ManifestVerdict, MetadataStore,
+    Page, RepositoryName, Result, Timestamp,
 };
 
 const PAGE: usize = 1000;
@@ -31,6 +33,46 @@ pub struct SweepOptions {
     pub delete_untagged: bool,
     /// Anything written less than this long ago is kept.
     pub grace: Duration,
+    /// Also read every kept blob and check its bytes hash to its digest (kept blobs are always
+    /// checked for presence and size).
+    pub verify: bool,
+}
+
+/// What is wrong with a kept blob's bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// The metadata records the blob, a manifest needs it, and storage does not have it.
+    Missing,
+    /// Storage holds a different number of bytes than the record says.
+    WrongSize {
+        /// The recorded size.
+        recorded: u64,
+        /// The size in storage.
+        stored: u64,
+    },
+    /// The bytes do not hash to the digest (found with [`SweepOptions::verify`]).
+    WrongDigest {
+        /// What they hash to.
+        actual: Digest,
+    },
+    /// Reading the bytes failed.
+    Unreadable {
+        /// The storage error.
+        error: String,
+    },
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Damage::Missing => f.write_str("missing from storage"),
+            Damage::WrongSize { recorded, stored } => {
+                write!(f, "{stored} bytes in storage, {recorded} recorded")
+            }
+            Damage::WrongDigest { actual } => write!(f, "the bytes hash to {actual}"),
+            Damage::Unreadable { error } => write!(f, "unreadable: {error}"),
+        }
+    }
 }
 
 /// What a sweep found and did (or, in a dry run, would do).
@@ -52,6 +94,9 @@ pub struct SweepReport {
     pub blobs_missing: u64,
     /// Files in blob storage with no record (reported, not deleted: their age is unknown).
     pub unrecorded_files: u64,
+    /// Kept blobs whose bytes are missing or damaged (reported, left for an operator: a push
+    /// of the same content repairs them).
+    pub damaged: Vec<(Digest, Damage)>,
 }
 
 /// Where a sweep is, for progress displays.
@@ -138,6 +183,10 @@ pub async fn sweep(
             report.blobs += 1;
             recorded.insert(record.digest.clone());
             if marked_blobs.contains(&record.digest) || record.created_at > cutoff {
+                if let Some(damage) = inspect(blobs, record, options.verify).await {
+                    tracing::warn!(digest = %record.digest, %damage, "a kept blob is damaged");
+                    report.damaged.push((record.digest.clone(), damage));
+                }
                 continue;
             }
             if options.dry_run {
@@ -182,6 +231,41 @@ pub async fn sweep(
         }
     }
     Ok(report)
+}
+
+/// Checks a kept blob's bytes: present, of the recorded size, and (with `verify`) hashing to
+/// its digest.
+async fn inspect(blobs: &dyn BlobStore, record: &BlobRecord, verify: bool) -> Option<Damage> {
+    let unreadable = |error: registry_core::Error| Damage::Unreadable {
+        error: error.to_string(),
+    };
+    match blobs.stat(&record.digest).await {
+        Err(error) => return Some(unreadable(error)),
+        Ok(None) => return Some(Damage::Missing),
+        Ok(Some(stored)) if stored != record.size => {
+            return Some(Damage::WrongSize {
+                recorded: record.size,
+                stored,
+            });
+        }
+        Ok(Some(_)) => {}
+    }
+    if !verify {
+        return None;
+    }
+    let mut read = match blobs.read(&record.digest, None).await {
+        Ok(read) => read,
+        Err(error) => return Some(unreadable(error)),
+    };
+    let mut hasher = DigestHasher::new(record.digest.algorithm());
+    while let Some(chunk) = read.stream.next().await {
+        match chunk {
+            Ok(chunk) => hasher.update(&chunk),
+            Err(error) => return Some(unreadable(error)),
+        }
+    }
+    let actual = hasher.finish();
+    (actual != record.digest).then_some(Damage::WrongDigest { actual })
 }
 
 async fn sweep_repository(

@@ -1,11 +1,11 @@
 //! The collector on its own: what it deletes, what it keeps, abandoned uploads, and a store
 //! whose blob file went missing.
 
-use registry_core::Actor;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use registry_core::Actor;
 use registry_core::blob::once_stream;
 use registry_core::manifest::OCI_MANIFEST;
 use registry_core::{BlobStore, Digest, MetadataStore, Reference, Registry, RepositoryName, Tag};

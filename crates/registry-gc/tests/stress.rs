@@ -5,7 +5,6 @@
 //!
 //! `REGISTRY_STRESS_ROUNDS` (default 12) sets each pusher's number of operations.
 
-use registry_core::Actor;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::StreamExt;
+use registry_core::Actor;
 use registry_core::blob::once_stream;
 use registry_core::manifest::OCI_MANIFEST;
 use registry_core::{

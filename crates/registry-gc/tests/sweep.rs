@@ -1,14 +1,15 @@
 //! The offline sweep: what marking keeps, dry runs that change nothing, and the grace period.
 
-use registry_core::Actor;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use registry_core::blob::once_stream;
 use registry_core::manifest::{OCI_INDEX, OCI_MANIFEST};
-use registry_core::{BlobStore, Digest, MetadataStore, Reference, Registry, RepositoryName, Tag};
-use registry_gc::sweep::{SweepOptions, SweepReport, sweep};
+use registry_core::{
+    Actor, BlobStore, Digest, MetadataStore, Reference, Registry, RepositoryName, Tag,
+};
+use registry_gc::sweep::{Damage, SweepOptions, SweepReport, sweep};
 use serde_json::{Value, json};
 
 struct Fixture {
@@ -117,6 +118,7 @@ fn options(dry_run: bool, delete_untagged: bool, grace: Duration) -> SweepOption
         dry_run,
         delete_untagged,
         grace,
+        verify: false,
     }
 }
 
@@ -220,4 +222,81 @@ async fn sqlite() {
 async fn postgres() {
     let (store, _cleanup) = registry_storage::testing::postgres().await;
     scenario(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_kept_blobs_are_reported_and_the_sweep_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Arc<dyn BlobStore> = Arc::new(
+        registry_storage::fs::FsBlobStore::open(dir.path())
+            .await
+            .unwrap(),
+    );
+    let metadata: Arc<dyn MetadataStore> =
+        Arc::new(registry_storage::memory::MemoryMetadataStore::new());
+    let f = Fixture {
+        registry: Registry::new(blobs.clone(), metadata.clone()),
+        blobs,
+        metadata,
+        repo: RepositoryName::parse("damaged/app").unwrap(),
+    };
+    for name in ["truncated", "flipped", "removed", "intact"] {
+        f.image(&format!("{name} layer"), Some(name), None).await;
+    }
+    f.blob("garbage").await;
+    let file = |data: &str| {
+        let digest = Digest::sha256(data.as_bytes());
+        let hex = digest.hex().to_owned();
+        (
+            digest,
+            dir.path().join("blobs/sha256").join(&hex[..2]).join(hex),
+        )
+    };
+    let (truncated, path) = file("truncated layer");
+    std::fs::write(&path, "truncated").unwrap();
+    let (flipped, path) = file("flipped layer");
+    std::fs::write(&path, "FLIPPED layer").unwrap();
+    let (removed, path) = file("removed layer");
+    std::fs::remove_file(&path).unwrap();
+
+    let mut verify = options(false, false, Duration::ZERO);
+    verify.dry_run = true;
+    let cheap = run(&f, &verify).await;
+    assert_eq!(
+        cheap
+            .damaged
+            .iter()
+            .map(|(d, _)| d)
+            .collect::<Vec<_>>()
+            .len(),
+        2,
+        "without verify, a wrong size and a missing file are found: {:?}",
+        cheap.damaged
+    );
+    verify.verify = true;
+    verify.dry_run = false;
+    let report = run(&f, &verify).await;
+    let mut damaged = report.damaged.clone();
+    damaged.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected = vec![
+        (
+            truncated,
+            Damage::WrongSize {
+                recorded: "truncated layer".len() as u64,
+                stored: "truncated".len() as u64,
+            },
+        ),
+        (
+            flipped,
+            Damage::WrongDigest {
+                actual: Digest::sha256(b"FLIPPED layer"),
+            },
+        ),
+        (removed, Damage::Missing),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(damaged, expected);
+    assert_eq!(report.blobs_deleted, 1, "the garbage blob still goes");
+    assert!(!f.stored("garbage").await);
+    assert!(f.stored("intact layer").await);
 }

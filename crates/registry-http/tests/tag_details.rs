@@ -1,6 +1,5 @@
 //! The detailed tag listing extension: `GET /api/v1/repositories/<name>/tags`.
 
-use registry_core::Actor;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use registry_core::Actor;
 use registry_core::blob::once_stream;
 use registry_core::manifest::OCI_MANIFEST;
 use registry_core::{Digest, Grant, NamePattern, Reference, Registry, RepositoryName, Role, Tag};

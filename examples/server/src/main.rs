@@ -64,6 +64,13 @@ struct GcArgs {
     /// Keep anything written less than this long ago (e.g. 30s, 15m, 1h, 2d).
     #[arg(long, default_value = "1h", value_parser = registry_core::rules::parse_duration)]
     grace: Duration,
+    /// Also read every kept blob and check it hashes to its digest.
+    #[arg(long)]
+    verify: bool,
+    /// Instead of sweeping, process the review queue once, as the server's collector does
+    /// (every entry due now, and upload sessions past `abandoned_upload_seconds`).
+    #[arg(long, conflicts_with_all = ["dry_run", "delete_untagged", "verify"])]
+    queue: bool,
 }
 
 #[tokio::main]
@@ -123,11 +130,28 @@ async fn open_stores(config: &Config, review_delay: Duration) -> Result<Stores, 
 async fn gc(args: GcArgs) -> Result<(), String> {
     use std::io::{IsTerminal, Write};
     let config = Config::load(&args.store)?;
-    let (blobs, metadata) = open_stores(&config, config.gc().review_delay).await?;
+    let settings = config.gc();
+    let (blobs, metadata) = open_stores(&config, settings.review_delay).await?;
+    if args.queue {
+        let collector = registry_gc::Collector::new(blobs, metadata, settings.collector);
+        let report = collector.run_once().await;
+        println!(
+            "reviewed: {}, manifests deleted: {}, blobs deleted: {} ({} bytes), postponed: {}, \
+             abandoned uploads purged: {}",
+            report.reviewed,
+            report.manifests_deleted,
+            report.blobs_deleted,
+            report.bytes_freed,
+            report.postponed,
+            report.uploads_purged
+        );
+        return Ok(());
+    }
     let options = registry_gc::sweep::SweepOptions {
         dry_run: args.dry_run,
         delete_untagged: args.delete_untagged,
         grace: args.grace,
+        verify: args.verify,
     };
     let terminal = std::io::stderr().is_terminal();
     let report = registry_gc::sweep::sweep(&*blobs, &*metadata, &options, |progress| {
@@ -167,6 +191,9 @@ async fn gc(args: GcArgs) -> Result<(), String> {
             "blob records without bytes in storage: {} (records removed)",
             report.blobs_missing
         );
+    }
+    for (digest, damage) in &report.damaged {
+        println!("damaged: {digest}: {damage}");
     }
     if report.unrecorded_files > 0 {
         println!(

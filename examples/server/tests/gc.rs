@@ -165,3 +165,68 @@ fn the_gc_command_sweeps_while_the_server_runs() {
         layout_digest(&work.join("layout"), "keep")
     );
 }
+
+#[test]
+fn the_gc_command_processes_the_queue_once_and_verifies_blobs() {
+    let (_dir, work) = workdir();
+    // The server collects nothing itself; reviews are due at once.
+    let config = work.join("registry.toml");
+    std::fs::write(&config, "[gc]\nenabled = false\nreview_delay_seconds = 0\n").unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let host = server.host();
+    let mut layout = Layout::new(work.join("layout"));
+    layout.image(Some("keep"), "amd64", &tar_layer("keep", b"kept layer"));
+    let doomed = tar_layer("doomed", b"layer of a deleted image");
+    layout.image(Some("drop"), "arm64", &doomed);
+    layout.finish();
+    for tag in ["keep", "drop"] {
+        run(
+            "skopeo",
+            &[
+                "copy",
+                "--dest-tls-verify=false",
+                &format!("oci:layout:{tag}"),
+                &format!("docker://{host}/gc/queue:{tag}"),
+            ],
+            &work,
+        );
+    }
+    run(
+        "skopeo",
+        &[
+            "delete",
+            "--tls-verify=false",
+            &format!("docker://{host}/gc/queue:drop"),
+        ],
+        &work,
+    );
+    let doomed_layer = Digest::sha256(&doomed.0).hex().to_owned();
+    assert!(blob_files(&server).contains(&doomed_layer));
+    let config_arg = ["--config", config.to_str().unwrap()];
+    let queue = registry_gc(&server, &[&config_arg[..], &["--queue"]].concat());
+    assert!(
+        queue.contains("blobs deleted: 2 ("),
+        "skopeo deleted the manifest; its config and layer go: {queue}"
+    );
+    assert!(!blob_files(&server).contains(&doomed_layer));
+
+    // A kept layer damaged on disk is reported by a verifying sweep, which carries on.
+    let kept_layer = Digest::sha256(&tar_layer("keep", b"kept layer").0)
+        .hex()
+        .to_owned();
+    let path = server
+        .data_dir
+        .path()
+        .join("data/blobs/blobs/sha256")
+        .join(&kept_layer[..2])
+        .join(&kept_layer);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let swept = registry_gc(&server, &["--verify", "--grace", "0s"]);
+    assert!(
+        swept.contains(&format!("damaged: sha256:{kept_layer}: the bytes hash to")),
+        "{swept}"
+    );
+}
