@@ -134,6 +134,26 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A package upload or request is invalid for its format (a bad name or version, a corrupt
+    /// archive, metadata that disagrees with the upload); nothing was stored.
+    #[error("{reason}")]
+    PackageInvalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A package publish conflicts with what is stored (a duplicate file or version); nothing
+    /// was stored.
+    #[error("{reason}")]
+    PackageConflict {
+        /// What exists.
+        reason: String,
+    },
+    /// No such package repository, package, version or file.
+    #[error("{what} not found")]
+    PackageUnknown {
+        /// What was looked for.
+        what: String,
+    },
     /// The operation is not supported by this registry or backend.
     #[error("unsupported: {what}")]
     Unsupported {
@@ -177,7 +197,11 @@ impl Error {
             }
             Error::RangeNotSatisfiable { .. } | Error::SizeInvalid { .. } => C::SizeInvalid,
             Error::Unauthorized => C::Unauthorized,
-            Error::Unsupported { .. } | Error::PolicyInvalid { .. } => C::Unsupported,
+            Error::Unsupported { .. }
+            | Error::PolicyInvalid { .. }
+            | Error::PackageInvalid { .. } => C::Unsupported,
+            Error::PackageConflict { .. } => C::Denied,
+            Error::PackageUnknown { .. } => C::NameUnknown,
             Error::Backend { .. } => return None,
         })
     }

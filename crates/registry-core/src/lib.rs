@@ -8,6 +8,8 @@
 //! - [`blob`]: the [`BlobStore`] trait (content-addressed, verified, resumable uploads);
 //! - [`metadata`]: the [`MetadataStore`] traits (repositories, manifests, tags, referrers,
 //!   upload records, the garbage collector's review queue);
+//! - [`package`]: package repositories, packages, versions and files, and the
+//!   [`PackageMetadata`] store trait;
 //! - [`registry`]: the OCI service ([`Registry`]) over the two stores: push, pull, mount, tag,
 //!   delete, list, referrers;
 //! - [`rules`]: tag rules (immutable and protected tags) and cleanup policies, and the
@@ -45,6 +47,7 @@ pub mod error;
 pub mod manifest;
 pub mod metadata;
 pub mod name;
+pub mod package;
 pub mod registry;
 pub mod rules;
 
@@ -64,5 +67,10 @@ pub use metadata::{
     UploadRecord, UsageScope,
 };
 pub use name::{NameError, Reference, RepositoryName, Tag};
+pub use package::{
+    BlobRef, FileDigests, NewPackageFile, Package, PackageFile, PackageFormat, PackageMetadata,
+    PackageRepository, PackageSummary, PackageVersion, Publish, PublishMode, PublishOutcome,
+    RepositoryKind, RepositorySettings, VersionStatus,
+};
 pub use registry::{Limits, PushedManifest, Registry};
 pub use rules::{Actor, CleanupPolicy, TagChange, TagGuard, TagPattern, TagRule, TagRuleKind};

@@ -220,11 +220,14 @@ pub enum ReviewEvent {
     IndexDeleted,
     /// The manifest's subject was deleted.
     SubjectDeleted,
+    /// A package file (or its version or package) referencing the blob was deleted or
+    /// replaced.
+    PackageFileDeleted,
 }
 
 impl ReviewEvent {
     /// Every event.
-    pub const ALL: [ReviewEvent; 8] = [
+    pub const ALL: [ReviewEvent; 9] = [
         ReviewEvent::BlobUploaded,
         ReviewEvent::BlobUnlinked,
         ReviewEvent::ManifestUploaded,
@@ -233,6 +236,7 @@ impl ReviewEvent {
         ReviewEvent::ManifestDeleted,
         ReviewEvent::IndexDeleted,
         ReviewEvent::SubjectDeleted,
+        ReviewEvent::PackageFileDeleted,
     ];
 
     /// The event's stored name.
@@ -246,6 +250,7 @@ impl ReviewEvent {
             ReviewEvent::ManifestDeleted => "manifest_deleted",
             ReviewEvent::IndexDeleted => "index_deleted",
             ReviewEvent::SubjectDeleted => "subject_deleted",
+            ReviewEvent::PackageFileDeleted => "package_file_deleted",
         }
     }
 
@@ -699,11 +704,22 @@ pub trait PolicyStore: Debug + Send + Sync + 'static {
 
 /// A complete metadata store: every part the registry needs.
 pub trait MetadataStore:
-    ContentMetadata + UploadMetadata + ReviewQueue + CollectionMetadata + PolicyStore
+    ContentMetadata
+    + UploadMetadata
+    + ReviewQueue
+    + CollectionMetadata
+    + PolicyStore
+    + crate::package::PackageMetadata
 {
 }
 
-impl<T: ContentMetadata + UploadMetadata + ReviewQueue + CollectionMetadata + PolicyStore>
-    MetadataStore for T
+impl<
+    T: ContentMetadata
+        + UploadMetadata
+        + ReviewQueue
+        + CollectionMetadata
+        + PolicyStore
+        + crate::package::PackageMetadata,
+> MetadataStore for T
 {
 }

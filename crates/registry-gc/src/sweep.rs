@@ -2,7 +2,8 @@
 //!
 //! **Mark**, per repository: tagged manifests are kept, and untagged ones too unless
 //! `delete_untagged`; so is anything younger than the grace period; then, until nothing changes,
-//! the children of kept indexes and the referrers of kept manifests. **Sweep**: every manifest not
+//! the children of kept indexes and the referrers of kept manifests; and every blob a package
+//! file references. **Sweep**: every manifest not
 //! kept goes through the same locked decision the online collector uses
 //! ([`CollectionMetadata::collect_manifest`](registry_core::CollectionMetadata::collect_manifest)),
 //! and every blob record older than the grace period that no kept manifest references is
@@ -182,7 +183,10 @@ pub async fn sweep(
         for record in &records {
             report.blobs += 1;
             recorded.insert(record.digest.clone());
-            if marked_blobs.contains(&record.digest) || record.created_at > cutoff {
+            let kept = marked_blobs.contains(&record.digest)
+                || record.created_at > cutoff
+                || metadata.blob_in_packages(&record.digest).await?;
+            if kept {
                 if let Some(damage) = inspect(blobs, record, options.verify).await {
                     tracing::warn!(digest = %record.digest, %damage, "a kept blob is damaged");
                     report.damaged.push((record.digest.clone(), damage));

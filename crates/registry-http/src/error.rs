@@ -37,7 +37,8 @@ pub fn status_of(error: &Error) -> StatusCode {
             source: ManifestError::TooLarge { .. },
         }
         | Error::SizeInvalid { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::PolicyInvalid { .. } => StatusCode::BAD_REQUEST,
+        Error::PolicyInvalid { .. } | Error::PackageInvalid { .. } => StatusCode::BAD_REQUEST,
+        Error::PackageConflict { .. } => StatusCode::CONFLICT,
         _ => match error.code() {
             None => StatusCode::INTERNAL_SERVER_ERROR,
             Some(code) => match code {

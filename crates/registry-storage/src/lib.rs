@@ -33,6 +33,7 @@ pub mod conformance;
 #[cfg(feature = "fs")]
 pub mod fs;
 pub mod memory;
+mod packages;
 mod policy;
 #[cfg(feature = "sql")]
 pub mod sql;

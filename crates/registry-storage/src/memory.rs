@@ -22,6 +22,8 @@ use registry_core::{
 
 use crate::policy::{check_count, check_source};
 
+mod packages;
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the maps half-updated in a way later calls
     // would misread (each operation validates before it mutates), so poisoning is ignored.
@@ -247,6 +249,8 @@ struct MetaState {
     claimed: HashMap<Digest, Claimed>,
     /// Tag rules and cleanup policies by kind and name.
     policies: BTreeMap<(&'static str, String), StoredPolicy>,
+    /// Package repositories and packages.
+    packages: packages::PackageState,
 }
 
 #[derive(Debug)]
@@ -263,6 +267,23 @@ struct Repository {
     tags: BTreeMap<Tag, Digest>,
     /// When each tag was created and last published.
     tag_times: HashMap<Tag, (Timestamp, Timestamp)>,
+}
+
+impl MemoryMetadataStore {
+    /// Locks the state once none of `digests` is claimed by a collector — like a row lock: a
+    /// write that needs a blob being collected waits until the claim ends.
+    async fn lock_unclaimed(&self, digests: &[Digest]) -> MutexGuard<'_, MetaState> {
+        loop {
+            let ended = {
+                let state = lock(&self.state);
+                match digests.iter().find_map(|d| state.claimed.get(d)) {
+                    Some(claim) => claim.ended.clone().notified_owned(),
+                    None => return state,
+                }
+            };
+            ended.await;
+        }
+    }
 }
 
 impl Repository {
@@ -419,17 +440,7 @@ impl ContentMetadata for MemoryMetadataStore {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        // Like a row lock: a link of a blob being collected waits until the claim ends.
-        let mut state = loop {
-            let ended = {
-                let state = lock(&self.state);
-                match state.claimed.get(digest) {
-                    Some(claim) => claim.ended.clone().notified_owned(),
-                    None => break state,
-                }
-            };
-            ended.await;
-        };
+        let mut state = self.lock_unclaimed(std::slice::from_ref(digest)).await;
         let now = Timestamp::now();
         state.blobs.entry(digest.clone()).or_insert(BlobRecord {
             digest: digest.clone(),
@@ -1076,7 +1087,8 @@ impl CollectionMetadata for MemoryMetadataStore {
         let referenced = state
             .repositories
             .values()
-            .any(|r| r.manifests.values().any(|m| m.blobs.contains(digest)));
+            .any(|r| r.manifests.values().any(|m| m.blobs.contains(digest)))
+            || state.packages.references(digest);
         if referenced || state.claimed.contains_key(digest) {
             return Ok(None);
         }

@@ -23,6 +23,8 @@ use registry_core::{
 };
 
 use crate::policy::{check_count, check_owner};
+
+mod packages;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, Executor, Pool, Row, Transaction};
 
@@ -238,6 +240,43 @@ fn target_key(target: &ReviewTarget) -> (&'static str, &str, &Digest) {
     }
 }
 
+/// Records a blob (if it is not) and holds its row for the rest of the transaction.
+///
+/// DO NOTHING takes no lock on an existing row, so the row is held explicitly: a collector's
+/// claim then waits for this transaction. If a claim removed it meanwhile, it is recorded anew.
+async fn hold_blob(
+    conn: &mut AnyConnection,
+    store: &SqlMetadataStore,
+    digest: &Digest,
+    size: u64,
+    now: i64,
+) -> Result<()> {
+    let hold = format!(
+        "SELECT 1 FROM blobs WHERE digest = $1 {}",
+        store.lock("FOR SHARE")
+    );
+    for _ in 0..MAX_UPSERT_ATTEMPTS {
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest.as_str())
+            .bind(to_i64(size)?)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        let held = sqlx::query(&hold)
+            .bind(digest.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        if held.is_some() {
+            return Ok(());
+        }
+    }
+    Err(Error::backend(format!(
+        "blob {digest} kept vanishing while recorded"
+    )))
+}
+
 async fn queue(
     conn: &mut AnyConnection,
     target: &ReviewTarget,
@@ -371,34 +410,7 @@ impl ContentMetadata for SqlMetadataStore {
     ) -> Result<()> {
         let now = Timestamp::now().0;
         let mut tx = self.begin().await?;
-        // DO NOTHING takes no lock on an existing row, so hold it explicitly: a collector's
-        // claim then waits for this link. If a claim removed it meanwhile, record it anew.
-        let hold = format!(
-            "SELECT 1 FROM blobs WHERE digest = $1 {}",
-            self.lock("FOR SHARE")
-        );
-        for attempt in 1.. {
-            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
-                .bind(digest.as_str())
-                .bind(to_i64(size)?)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            let held = sqlx::query(&hold)
-                .bind(digest.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            if held.is_some() {
-                break;
-            }
-            if attempt == MAX_UPSERT_ATTEMPTS {
-                return Err(Error::backend(format!(
-                    "blob {digest} kept vanishing while linked"
-                )));
-            }
-        }
+        hold_blob(&mut tx, self, digest, size, now).await?;
         let repository_id = ensure_repository(&mut tx, repository).await?;
         sqlx::query("INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT (repository_id, digest) DO NOTHING")
             .bind(repository_id)
@@ -1483,11 +1495,15 @@ impl CollectionMetadata for SqlMetadataStore {
         if record.is_none() {
             return Ok(None);
         }
-        let referenced = sqlx::query("SELECT 1 FROM manifest_blobs WHERE blob_digest = $1 LIMIT 1")
-            .bind(digest.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let referenced = sqlx::query(
+            "SELECT 1 FROM manifest_blobs WHERE blob_digest = $1 \
+             UNION ALL SELECT 1 FROM package_files WHERE blob_digest = $1 OR sidecar_digest = $1 \
+             LIMIT 1",
+        )
+        .bind(digest.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
         if referenced.is_some() {
             return Ok(None);
         }

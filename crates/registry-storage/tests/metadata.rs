@@ -37,6 +37,7 @@ macro_rules! metadata_suite {
             case!(metadata_storage_usage);
             case!(metadata_tag_rules);
             case!(metadata_policies);
+            case!(metadata_packages);
         }
     };
 }

@@ -1,0 +1,435 @@
+//! The package model: package repositories, packages, versions and files, for every package
+//! format (npm, PyPI, Generic; Maven, NuGet and Terraform modules to come).
+//!
+//! A **package repository** has a name, a format and a kind (hosted now; proxy and virtual are
+//! reserved). A **package** in it has versions; a **version** has a status, the format's own
+//! metadata document (JSON, e.g. an npm version manifest) and files. A **file** is a blob of the
+//! shared content-addressed store — identical files are stored once, across formats and
+//! repositories — with its size, SHA-256 and the digests its format also publishes. Packages
+//! also carry named **tags** pointing at versions (npm dist-tags).
+//!
+//! What the metadata store keeps is described by [`PackageMetadata`]; the rules of each format
+//! (names, versions, parsing uploads) live in `registry-formats`; the service that ties them to
+//! the blob store is `Packages` in `registry-core`'s service layer.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::metadata::{Page, Timestamp};
+
+/// A package format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum PackageFormat {
+    /// npm packages.
+    Npm,
+    /// Python packages (PyPI).
+    Pypi,
+    /// Maven artifacts.
+    Maven,
+    /// NuGet packages.
+    Nuget,
+    /// Terraform modules.
+    Terraform,
+    /// Generic files under a name and version.
+    Generic,
+}
+
+impl PackageFormat {
+    /// The format's name (`npm`, `pypi`, …), as in URLs and storage.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PackageFormat::Npm => "npm",
+            PackageFormat::Pypi => "pypi",
+            PackageFormat::Maven => "maven",
+            PackageFormat::Nuget => "nuget",
+            PackageFormat::Terraform => "terraform",
+            PackageFormat::Generic => "generic",
+        }
+    }
+
+    /// Parses a format's name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "npm" => PackageFormat::Npm,
+            "pypi" => PackageFormat::Pypi,
+            "maven" => PackageFormat::Maven,
+            "nuget" => PackageFormat::Nuget,
+            "terraform" => PackageFormat::Terraform,
+            "generic" => PackageFormat::Generic,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for PackageFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a package repository is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum RepositoryKind {
+    /// Clients publish to it.
+    Hosted,
+    /// A cache of one upstream registry (not implemented yet).
+    Proxy,
+    /// An ordered list of member repositories read as one (not implemented yet).
+    Virtual,
+}
+
+impl RepositoryKind {
+    /// The kind's name (`hosted`, `proxy`, `virtual`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RepositoryKind::Hosted => "hosted",
+            RepositoryKind::Proxy => "proxy",
+            RepositoryKind::Virtual => "virtual",
+        }
+    }
+
+    /// Parses a kind's name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "hosted" => RepositoryKind::Hosted,
+            "proxy" => RepositoryKind::Proxy,
+            "virtual" => RepositoryKind::Virtual,
+            _ => return None,
+        })
+    }
+}
+
+/// The longest package repository name.
+pub const MAX_REPOSITORY_NAME_LEN: usize = 64;
+
+/// Checks a package repository name: 1 to 64 bytes of lowercase letters, digits, `.`, `_` and
+/// `-`, starting with a letter or digit.
+pub fn check_repository_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_REPOSITORY_NAME_LEN
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::PackageInvalid {
+            reason: format!(
+                "{name:?} is not a package repository name: use 1 to {MAX_REPOSITORY_NAME_LEN} \
+                 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+            ),
+        })
+    }
+}
+
+/// Per-repository settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositorySettings {
+    /// Whether publishing over an existing file (or npm version) replaces it. Off by default.
+    #[serde(default)]
+    pub allow_duplicates: bool,
+    /// Package names (regular expression, whole name) for which the duplicates setting is
+    /// reversed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_exceptions: Option<crate::rules::TagPattern>,
+}
+
+impl RepositorySettings {
+    /// Whether a duplicate of `package` may replace what is there.
+    pub fn duplicates_allowed(&self, package: &str) -> bool {
+        let excepted = self
+            .duplicate_exceptions
+            .as_ref()
+            .is_some_and(|p| p.matches(package));
+        self.allow_duplicates != excepted
+    }
+}
+
+/// A package repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageRepository {
+    /// Its name ([`check_repository_name`]).
+    pub name: String,
+    /// Its format.
+    pub format: PackageFormat,
+    /// Hosted, proxy or virtual.
+    pub kind: RepositoryKind,
+    /// Its settings.
+    pub settings: RepositorySettings,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A version's visibility and standing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", content = "message", rename_all = "lowercase")]
+pub enum VersionStatus {
+    /// Listed and installable.
+    #[default]
+    Default,
+    /// Not listed; installable by exact name.
+    Hidden,
+    /// Listed with a deprecation message.
+    Deprecated(String),
+    /// Listed as yanked (PEP 592), with a reason; resolvers skip it unless pinned.
+    Yanked(String),
+}
+
+/// Digests a format publishes besides SHA-256 (hex, except where the format says otherwise).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigests {
+    /// SHA-1 hex (npm `shasum`, Maven `.sha1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha1: Option<String>,
+    /// SHA-512 (npm `integrity` is its base64 form, `sha512-…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha512: Option<String>,
+    /// MD5 hex (Maven `.md5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    /// BLAKE2b-256 hex (PyPI uploads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake2_256: Option<String>,
+}
+
+/// A blob a record points at: its digest (the blob store's key) and size.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BlobRef {
+    /// The SHA-256 digest.
+    pub digest: Digest,
+    /// The size in bytes.
+    pub size: u64,
+}
+
+/// A file of a package version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageFile {
+    /// The file name (a path for Generic packages), unique within the version.
+    pub name: String,
+    /// The bytes.
+    pub blob: BlobRef,
+    /// The other digests its format publishes.
+    pub digests: FileDigests,
+    /// A file derived from it and served beside it (PyPI: the core metadata of PEP 658).
+    pub sidecar: Option<BlobRef>,
+    /// When it was stored.
+    pub created_at: Timestamp,
+}
+
+/// A version of a package, with its files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageVersion {
+    /// The version, as the format writes it.
+    pub version: String,
+    /// Its status.
+    pub status: VersionStatus,
+    /// The format's metadata document (JSON).
+    pub metadata: String,
+    /// Its files, by name.
+    pub files: Vec<PackageFile>,
+    /// When it was published.
+    pub created_at: Timestamp,
+    /// When it last changed (a file added, its status or metadata changed).
+    pub updated_at: Timestamp,
+}
+
+/// A package with every version and tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Package {
+    /// Its normalized name (the key).
+    pub name: String,
+    /// The name as first published.
+    pub display_name: String,
+    /// Versions, in the order they were published.
+    pub versions: Vec<PackageVersion>,
+    /// Tags (npm dist-tags) and the version each points at.
+    pub tags: BTreeMap<String, String>,
+    /// When it was first published.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+impl Package {
+    /// A version by its exact text.
+    pub fn version(&self, version: &str) -> Option<&PackageVersion> {
+        self.versions.iter().find(|v| v.version == version)
+    }
+}
+
+/// A package in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageSummary {
+    /// Its normalized name.
+    pub name: String,
+    /// The name as first published.
+    pub display_name: String,
+    /// How many versions it has.
+    pub versions: u64,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+/// How a publish treats what is already there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishMode {
+    /// The version must be new (npm): an existing version is a conflict, or, with duplicates
+    /// allowed, is replaced with this one (its files too).
+    NewVersion,
+    /// Files are added to the version, created if needed (PyPI, Generic): a file name the
+    /// version already has is a conflict, or, with duplicates allowed, is replaced.
+    AddFiles,
+}
+
+/// A file to publish: its blob must be recorded ([`PackageMetadata::record_package_blob`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPackageFile {
+    /// The file name (unique within the version).
+    pub name: String,
+    /// The bytes.
+    pub blob: BlobRef,
+    /// Other digests.
+    pub digests: FileDigests,
+    /// A derived file served beside it.
+    pub sidecar: Option<BlobRef>,
+}
+
+/// One publish: a version (new or existing) and files, in one transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publish {
+    /// The package repository (it must exist).
+    pub repository: String,
+    /// The package's normalized name.
+    pub name: String,
+    /// The name as the client wrote it (kept from the first publish).
+    pub display_name: String,
+    /// The version.
+    pub version: String,
+    /// The version's metadata document (JSON); replaces the stored one when the version exists.
+    pub metadata: String,
+    /// The files.
+    pub files: Vec<NewPackageFile>,
+    /// Tags to point at this version (npm: `latest`, or the `--tag`).
+    pub tags: Vec<String>,
+    /// New version or added files.
+    pub mode: PublishMode,
+    /// Whether duplicates replace what is there (else they are a conflict).
+    pub duplicates: bool,
+}
+
+/// What a publish did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PublishOutcome {
+    /// Whether the version was created.
+    pub version_created: bool,
+    /// Files replaced (their blobs are queued for review).
+    pub replaced: Vec<String>,
+}
+
+/// Packages, versions, files and tags, as the metadata store keeps them.
+///
+/// Every mutation is one transaction. Deleting or replacing a file queues its blobs for the
+/// garbage collector's review ([`crate::ReviewEvent::PackageFileDeleted`]); a blob a package
+/// file references is never collected.
+#[async_trait]
+pub trait PackageMetadata: fmt::Debug + Send + Sync + 'static {
+    /// Creates a repository unless one of that name exists; returns the stored one (whose
+    /// format may differ from the one asked for: the caller checks).
+    async fn ensure_package_repository(
+        &self,
+        repository: &PackageRepository,
+    ) -> Result<PackageRepository>;
+
+    /// A repository by name.
+    async fn package_repository(&self, name: &str) -> Result<Option<PackageRepository>>;
+
+    /// Replaces a repository's settings. Errors: [`Error::PackageUnknown`].
+    async fn set_package_repository_settings(
+        &self,
+        name: &str,
+        settings: &RepositorySettings,
+    ) -> Result<()>;
+
+    /// Every repository, by name, one page at a time.
+    async fn list_package_repositories(&self, page: &Page) -> Result<Vec<PackageRepository>>;
+
+    /// Records a blob written for a package file (no-op when recorded), queued for review
+    /// ([`crate::ReviewEvent::BlobUploaded`]) so that it is collected if no file ever
+    /// references it.
+    async fn record_package_blob(&self, blob: &BlobRef) -> Result<()>;
+
+    /// Publishes a version or files, and points tags at the version, in one transaction.
+    ///
+    /// Errors: [`Error::PackageUnknown`] when the repository does not exist;
+    /// [`Error::PackageConflict`] for a duplicate that may not replace;
+    /// [`Error::BlobUnknown`] when a file's blob is not recorded. Nothing changes on error.
+    async fn publish(&self, publish: &Publish) -> Result<PublishOutcome>;
+
+    /// A package with its versions, files and tags.
+    async fn package(&self, repository: &str, name: &str) -> Result<Option<Package>>;
+
+    /// Packages whose name contains `contains` (all when `None`), by name, one page at a time.
+    async fn list_packages(
+        &self,
+        repository: &str,
+        contains: Option<&str>,
+        page: &Page,
+    ) -> Result<Vec<PackageSummary>>;
+
+    /// Sets a version's status (and, when given, its metadata document).
+    /// Errors: [`Error::PackageUnknown`].
+    async fn set_version_status(
+        &self,
+        repository: &str,
+        name: &str,
+        version: &str,
+        status: &VersionStatus,
+        metadata: Option<&str>,
+    ) -> Result<()>;
+
+    /// Deletes a version with its files, and the tags pointing at it (the package goes with
+    /// its last version). Errors: [`Error::PackageUnknown`].
+    async fn delete_version(&self, repository: &str, name: &str, version: &str) -> Result<()>;
+
+    /// Deletes one file of a version (the version goes with its last file, the package with
+    /// its last version). Errors: [`Error::PackageUnknown`].
+    async fn delete_package_file(
+        &self,
+        repository: &str,
+        name: &str,
+        version: &str,
+        file: &str,
+    ) -> Result<()>;
+
+    /// Deletes a package with every version, file and tag; returns whether it existed.
+    async fn delete_package(&self, repository: &str, name: &str) -> Result<bool>;
+
+    /// Points a tag at an existing version. Errors: [`Error::PackageUnknown`].
+    async fn set_package_tag(
+        &self,
+        repository: &str,
+        name: &str,
+        tag: &str,
+        version: &str,
+    ) -> Result<()>;
+
+    /// Removes a tag; returns whether it existed.
+    async fn delete_package_tag(&self, repository: &str, name: &str, tag: &str) -> Result<bool>;
+
+    /// Whether any package file (or its sidecar) references the blob.
+    async fn blob_in_packages(&self, digest: &Digest) -> Result<bool>;
+}
