@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, StreamExt};
 
-use crate::digest::{Algorithm, Digest};
+use crate::digest::{Algorithm, Digest, DigestHasher};
 use crate::error::{Error, Result};
 
 /// A stream of byte chunks, as read from or written to a store.
@@ -121,6 +121,47 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
     /// Atomic: on [`Error::DigestMismatch`], a stream error or cancellation, nothing becomes
     /// visible. Writing an existing digest succeeds and leaves the stored blob as it was.
     async fn write(&self, expected: &Digest, body: ByteStream) -> Result<u64>;
+
+    /// Streams a whole blob in whose digest is not known beforehand; returns the digest its
+    /// bytes have under `algorithm`, and its size. Atomic, like [`BlobStore::write`].
+    ///
+    /// The default goes through an upload session and hashes the stream a second time beside
+    /// the session's own hasher; stores that can name a staged file after the fact override it.
+    async fn write_computed(
+        &self,
+        algorithm: Algorithm,
+        body: ByteStream,
+    ) -> Result<(Digest, u64)> {
+        let id = self.upload_start(algorithm).await?;
+        let hasher = std::sync::Arc::new(std::sync::Mutex::new(DigestHasher::new(algorithm)));
+        let tee = {
+            let hasher = hasher.clone();
+            body.map(move |chunk| {
+                if let Ok(bytes) = &chunk {
+                    hasher
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .update(bytes);
+                }
+                chunk
+            })
+            .boxed()
+        };
+        let stored = async {
+            let size = self.upload_append(&id, 0, tee).await?;
+            let digest = hasher
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .peek();
+            self.upload_finish(&id, &digest).await?;
+            Ok((digest, size))
+        }
+        .await;
+        if stored.is_err() {
+            let _ = self.upload_cancel(&id).await;
+        }
+        stored
+    }
 
     /// Deletes a blob; returns whether it existed. Deleting an absent blob is not an error.
     async fn delete(&self, digest: &Digest) -> Result<bool>;

@@ -218,6 +218,41 @@ pub async fn blob_rejects_bad_writes(store: SharedBlobStore) {
     assert_eq!(read_all(&*store, &digest, None).await, data);
 }
 
+/// A blob whose digest the writer does not know is stored under the digest computed from its
+/// bytes; a stream failing midway leaves nothing, not even an upload session's bytes.
+pub async fn blob_computed_digest(store: SharedBlobStore) {
+    let data = sample(4, 300_000);
+    let (digest, size) = store
+        .write_computed(Algorithm::Sha256, chunked(data.clone(), 7_000))
+        .await
+        .unwrap();
+    assert_eq!((digest.clone(), size), (Digest::sha256(&data), 300_000));
+    assert_eq!(read_all(&*store, &digest, None).await, data);
+    let (sha512, _) = store
+        .write_computed(Algorithm::Sha512, once_stream(data.clone()))
+        .await
+        .unwrap();
+    assert_eq!(sha512, Digest::compute(Algorithm::Sha512, &data));
+    // The same bytes again: the same digest, still one blob.
+    let (again, _) = store
+        .write_computed(Algorithm::Sha256, once_stream(data.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again, digest);
+    let other = sample(5, 10_000);
+    assert!(
+        store
+            .write_computed(Algorithm::Sha256, failing_after(other.slice(..5_000)))
+            .await
+            .is_err()
+    );
+    let mut listed = store.list().try_collect::<Vec<_>>().await.unwrap();
+    listed.sort();
+    let mut expected = vec![digest, sha512];
+    expected.sort();
+    assert_eq!(listed, expected, "the failed write left nothing");
+}
+
 /// 8 tasks writing the same digest and 8 writing different ones all succeed; each blob is
 /// stored once and reads back intact.
 pub async fn blob_concurrent_writers(store: SharedBlobStore) {
@@ -2227,6 +2262,7 @@ where
     blob_rejects_bad_writes(fresh().await).await;
     blob_concurrent_writers(fresh().await).await;
     blob_upload_sessions(fresh().await).await;
+    blob_computed_digest(fresh().await).await;
 }
 
 /// Runs every metadata-store function, each on a fresh store from `fresh`.

@@ -191,6 +191,40 @@ impl FsBlobStore {
     }
 }
 
+impl FsBlobStore {
+    /// Streams a blob into `staging/`, hashing it, then publishes it under its digest if it is
+    /// the one expected (or any, when none is).
+    async fn write_staged(
+        &self,
+        algorithm: Algorithm,
+        expected: Option<&Digest>,
+        body: ByteStream,
+    ) -> Result<(Digest, u64)> {
+        let mut staging = Staging {
+            path: self
+                .root
+                .join("staging")
+                .join(uuid::Uuid::new_v4().simple().to_string()),
+            keep: false,
+        };
+        let file = File::create(&staging.path).await.map_err(io_error)?;
+        let mut hasher = DigestHasher::new(algorithm);
+        let size = stream_to_file(file.into_std().await, body, &mut hasher).await?;
+        let actual = hasher.finish();
+        if let Some(expected) = expected
+            && &actual != expected
+        {
+            return Err(Error::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        self.publish(&staging.path, &actual).await?;
+        staging.keep = true;
+        Ok((actual, size))
+    }
+}
+
 async fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .await
@@ -404,26 +438,17 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn write(&self, expected: &Digest, body: ByteStream) -> Result<u64> {
-        let mut staging = Staging {
-            path: self
-                .root
-                .join("staging")
-                .join(uuid::Uuid::new_v4().simple().to_string()),
-            keep: false,
-        };
-        let file = File::create(&staging.path).await.map_err(io_error)?;
-        let mut hasher = DigestHasher::new(expected.algorithm());
-        let size = stream_to_file(file.into_std().await, body, &mut hasher).await?;
-        let actual = hasher.finish();
-        if &actual != expected {
-            return Err(Error::DigestMismatch {
-                expected: expected.clone(),
-                actual,
-            });
-        }
-        self.publish(&staging.path, expected).await?;
-        staging.keep = true;
-        Ok(size)
+        self.write_staged(expected.algorithm(), Some(expected), body)
+            .await
+            .map(|(_, size)| size)
+    }
+
+    async fn write_computed(
+        &self,
+        algorithm: Algorithm,
+        body: ByteStream,
+    ) -> Result<(Digest, u64)> {
+        self.write_staged(algorithm, None, body).await
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {

@@ -38,6 +38,7 @@ macro_rules! blob_suite {
             case!(blob_rejects_bad_writes);
             case!(blob_concurrent_writers);
             case!(blob_upload_sessions);
+            case!(blob_computed_digest);
         }
     };
 }
