@@ -10,6 +10,8 @@
 //!   upload records, the garbage collector's review queue);
 //! - [`package`]: package repositories, packages, versions and files, and the
 //!   [`PackageMetadata`] store trait;
+//! - [`package_service`]: [`Packages`], the package service over the two stores (files in the
+//!   shared blob store, publish, read);
 //! - [`registry`]: the OCI service ([`Registry`]) over the two stores: push, pull, mount, tag,
 //!   delete, list, referrers;
 //! - [`rules`]: tag rules (immutable and protected tags) and cleanup policies, and the
@@ -48,6 +50,7 @@ pub mod manifest;
 pub mod metadata;
 pub mod name;
 pub mod package;
+pub mod package_service;
 pub mod registry;
 pub mod rules;
 
@@ -72,5 +75,6 @@ pub use package::{
     PackageRepository, PackageSummary, PackageVersion, Publish, PublishMode, PublishOutcome,
     RepositoryKind, RepositorySettings, VersionStatus,
 };
+pub use package_service::{PackageLimits, Packages};
 pub use registry::{Limits, PushedManifest, Registry};
 pub use rules::{Actor, CleanupPolicy, TagChange, TagGuard, TagPattern, TagRule, TagRuleKind};

@@ -10,7 +10,7 @@
 //!
 //! What the metadata store keeps is described by [`PackageMetadata`]; the rules of each format
 //! (names, versions, parsing uploads) live in `registry-formats`; the service that ties them to
-//! the blob store is `Packages` in `registry-core`'s service layer.
+//! the blob store is [`crate::Packages`].
 
 use std::collections::BTreeMap;
 use std::fmt;

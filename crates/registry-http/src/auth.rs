@@ -521,6 +521,31 @@ impl TokenIssuer {
     }
 }
 
+/// Authenticates a package client: no auth configured makes everyone [`Caller::Open`]; Basic
+/// credentials (or none, for anonymous grants) go through the authenticator; a bearer token
+/// is verified in token mode. `None` when the credentials prove nothing (the caller answers 401
+/// with a Basic challenge, which every package client understands).
+pub async fn authenticate_package_client(
+    auth: Option<&Auth>,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>> {
+    let Some(auth) = auth else {
+        return Ok(Some(Caller::Open));
+    };
+    match (credentials(headers), &auth.mode) {
+        (None, _) => Ok(None),
+        (Some(Credentials::Bearer(token)), AuthMode::Token(issuer)) => {
+            Ok(issuer.verify(&token).map(Caller::Token))
+        }
+        (Some(Credentials::Bearer(_)), AuthMode::Basic { .. }) => Ok(None),
+        (Some(credentials), _) => Ok(auth
+            .authenticator
+            .authenticate(&credentials)
+            .await?
+            .map(Caller::Principal)),
+    }
+}
+
 /// The `WWW-Authenticate` value of a challenge.
 pub fn challenge(
     mode: &AuthMode,

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use futures::stream::StreamExt;
 use registry_core::manifest::OCI_INDEX;
 use registry_core::{
-    Action, Actor, ByteRange, ByteStream, Credentials, Digest, Error, Reference, Registry,
-    RepositoryName, TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UsageScope,
+    Action, Actor, ByteStream, Credentials, Digest, Error, Reference, Registry, RepositoryName,
+    TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UsageScope,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::auth::{self, Auth, AuthMode, Caller, Scope};
 use crate::error::ApiError;
 use crate::path::{Route, parse_v2_path};
+use crate::transfer::{body_stream, file_response, requested_range};
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -715,33 +716,6 @@ async fn put_manifest(
     Ok(response)
 }
 
-/// Parses `Range: bytes=a-b`, `bytes=a-` or `bytes=-n`. Anything else is ignored, as HTTP allows.
-fn requested_range(headers: &HeaderMap, size: u64) -> Option<ByteRange> {
-    let spec = headers
-        .get(header::RANGE)?
-        .to_str()
-        .ok()?
-        .strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (start, end) = spec.trim().split_once('-')?;
-    if start.is_empty() {
-        let suffix: u64 = end.parse().ok()?;
-        return Some(ByteRange {
-            start: size.saturating_sub(suffix),
-            end: Some(size),
-        });
-    }
-    let start: u64 = start.parse().ok()?;
-    let end = if end.is_empty() {
-        None
-    } else {
-        Some(end.parse::<u64>().ok()?.checked_add(1)?)
-    };
-    Some(ByteRange { start, end })
-}
-
 async fn get_blob(
     registry: &Registry,
     name: &RepositoryName,
@@ -765,33 +739,10 @@ async fn get_blob(
     }
     let range = requested_range(headers, record.size);
     let read = registry.read_blob(name, &digest, range).await?;
-    let length = read.range.end - read.range.start;
-    let partial = range.is_some();
-    let mut response = Response::new(Body::from_stream(read.stream));
-    *response.status_mut() = if partial {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
-    };
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(CONTENT_DIGEST, header_value(digest.as_str()));
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if partial {
-        h.insert(
-            header::CONTENT_RANGE,
-            header_value(&format!(
-                "bytes {}-{}/{}",
-                read.range.start,
-                read.range.end - 1,
-                read.size
-            )),
-        );
-    }
+    let mut response = file_response(read, range.is_some(), "application/octet-stream", false);
+    response
+        .headers_mut()
+        .insert(CONTENT_DIGEST, header_value(digest.as_str()));
     Ok(response)
 }
 
@@ -800,16 +751,6 @@ struct UploadQuery {
     digest: Option<String>,
     mount: Option<String>,
     from: Option<String>,
-}
-
-fn body_stream(body: Body) -> ByteStream {
-    body.into_data_stream()
-        .map(|chunk| {
-            chunk.map_err(|e| Error::BlobUploadInvalid {
-                reason: format!("request body failed: {e}"),
-            })
-        })
-        .boxed()
 }
 
 /// A body that must be exactly `expected` bytes long; it fails otherwise, so the store keeps

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use registry_core::{CleanupPolicy, Grant, Limits, ManifestLimits, TagRule};
+use registry_core::{CleanupPolicy, Grant, Limits, ManifestLimits, PackageLimits, TagRule};
 use registry_http::auth::{Auth, StaticUser, StaticUsers, TokenIssuer};
 use serde::Deserialize;
 
@@ -122,6 +122,7 @@ struct FileLimits {
     max_blob_size: Option<u64>,
     max_page_size: Option<usize>,
     max_rules: Option<usize>,
+    max_package_file_size: Option<u64>,
 }
 
 /// The configuration in force.
@@ -234,6 +235,16 @@ impl Config {
                 Auth::token(issuer, users)
             }
         }))
+    }
+
+    pub(crate) fn package_limits(&self) -> PackageLimits {
+        let default = PackageLimits::default();
+        PackageLimits {
+            max_file_size: self
+                .limits
+                .max_package_file_size
+                .unwrap_or(default.max_file_size),
+        }
     }
 
     pub(crate) fn limits(&self) -> Limits {

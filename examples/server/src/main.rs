@@ -299,10 +299,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| format!("installing the metrics recorder: {e}"))?;
+    let packages =
+        registry_core::Packages::new(registry.blob_store().clone(), registry.metadata().clone())
+            .with_limits(config.package_limits());
+    let generic = registry_http::generic::router(packages, auth.clone());
     let app = match auth {
         Some(auth) => registry_http::oci::router_with_auth(registry, auth),
         None => registry_http::oci::router(registry),
     }
+    .merge(generic)
     .route(
         "/metrics",
         axum::routing::get(move || std::future::ready(prometheus.render())),

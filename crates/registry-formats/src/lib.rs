@@ -1,0 +1,8 @@
+//! Sans-IO rules of each package format: what names, versions and file names are valid, how
+//! uploads are read and what clients are served. No I/O: callers hand in bytes and get values
+//! or a [`registry_core::Error::PackageInvalid`] naming what is wrong.
+//!
+//! - [`generic`]: Generic packages — files under a name and version.
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod generic;
