@@ -16,6 +16,7 @@
 //!   delete, list, referrers;
 //! - [`rules`]: tag rules (immutable and protected tags) and cleanup policies, and the
 //!   [`TagGuard`] metadata stores consult when a tag changes;
+//! - [`token`]: personal access tokens for package clients, stored hashed ([`TokenStore`]);
 //! - [`auth`]: principals, roles per namespace, actions, and the [`Authenticator`] and
 //!   [`Authorizer`] traits an embedder can implement;
 //! - [`error`]: the one [`Error`] enum, mapped to OCI error codes.
@@ -53,6 +54,7 @@ pub mod package;
 pub mod package_service;
 pub mod registry;
 pub mod rules;
+pub mod token;
 
 pub use auth::{
     Action, Authenticator, Authorizer, Credentials, Grant, NamePattern, Principal, Role,
@@ -78,3 +80,4 @@ pub use package::{
 pub use package_service::{PackageLimits, Packages};
 pub use registry::{Limits, PushedManifest, Registry};
 pub use rules::{Actor, CleanupPolicy, TagChange, TagGuard, TagPattern, TagRule, TagRuleKind};
+pub use token::{TokenRecord, TokenStore};

@@ -710,6 +710,7 @@ pub trait MetadataStore:
     + CollectionMetadata
     + PolicyStore
     + crate::package::PackageMetadata
+    + crate::token::TokenStore
 {
 }
 
@@ -719,7 +720,8 @@ impl<
         + ReviewQueue
         + CollectionMetadata
         + PolicyStore
-        + crate::package::PackageMetadata,
+        + crate::package::PackageMetadata
+        + crate::token::TokenStore,
 > MetadataStore for T
 {
 }

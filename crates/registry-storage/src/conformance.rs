@@ -27,7 +27,7 @@ use registry_core::{
     MetadataStore, NewManifest, NewPackageFile, PackageFormat, PackageRepository, Page, PolicyKind,
     PolicySource, Publish, PublishMode, Reference, RepositoryKind, RepositoryName,
     RepositorySettings, ReviewEvent, ReviewTarget, Role, StoredPolicy, Tag, TagGuard, TagRule,
-    Timestamp, UploadId, UploadRecord, VersionStatus,
+    Timestamp, TokenRecord, UploadId, UploadRecord, VersionStatus,
 };
 
 /// A shared blob store under test.
@@ -2252,6 +2252,51 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
     );
 }
 
+/// Access tokens: stored by the hash of their secret, found by it, listed per user, revoked.
+pub async fn metadata_tokens(store: SharedMetadataStore) {
+    use registry_core::token::{hash_secret, new_secret};
+    let token = |user: &str, at: i64| {
+        let (secret, hash) = new_secret();
+        let record = TokenRecord {
+            id: format!("{user}-{at}"),
+            user: user.to_owned(),
+            label: "npm login".to_owned(),
+            secret_hash: hash,
+            grants: vec![registry_core::Grant {
+                pattern: registry_core::NamePattern::parse("team/*").unwrap(),
+                role: Role::Developer,
+            }],
+            created_at: Timestamp(at),
+            expires_at: (at == 2).then_some(Timestamp(10)),
+        };
+        (secret, record)
+    };
+    let (first_secret, first) = token("alice", 1);
+    let (_, second) = token("alice", 2);
+    let (_, other) = token("bob", 3);
+    for record in [&second, &first, &other] {
+        store.put_token(record).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .token_by_hash(&hash_secret(&first_secret))
+            .await
+            .unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.token_by_hash(&hash_secret("rgt_nope")).await.unwrap(),
+        None
+    );
+    let listed = store.list_tokens("alice").await.unwrap();
+    assert_eq!(listed, vec![first.clone(), second.clone()]);
+    assert!(listed[1].expired(Timestamp(10)) && !listed[1].expired(Timestamp(9)));
+    assert!(store.delete_token(&first.id).await.unwrap());
+    assert!(!store.delete_token(&first.id).await.unwrap());
+    assert_eq!(store.token_by_hash(&first.secret_hash).await.unwrap(), None);
+    assert_eq!(store.list_tokens("bob").await.unwrap(), vec![other]);
+}
+
 /// Runs every blob-store function except the restart test, each on a fresh store from `fresh`.
 pub async fn blob_store_suite<F, Fut>(fresh: F)
 where
@@ -2284,4 +2329,5 @@ where
     metadata_tag_rules(fresh().await).await;
     metadata_policies(fresh().await).await;
     metadata_packages(fresh().await).await;
+    metadata_tokens(fresh().await).await;
 }

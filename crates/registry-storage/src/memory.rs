@@ -251,6 +251,8 @@ struct MetaState {
     policies: BTreeMap<(&'static str, String), StoredPolicy>,
     /// Package repositories and packages.
     packages: packages::PackageState,
+    /// Personal access tokens by id.
+    tokens: HashMap<String, registry_core::TokenRecord>,
 }
 
 #[derive(Debug)]

@@ -38,6 +38,7 @@ macro_rules! metadata_suite {
             case!(metadata_tag_rules);
             case!(metadata_policies);
             case!(metadata_packages);
+            case!(metadata_tokens);
         }
     };
 }
