@@ -2,7 +2,9 @@
 //! uploads are read and what clients are served. No I/O: callers hand in bytes and get values
 //! or a [`registry_core::Error::PackageInvalid`] naming what is wrong.
 //!
-//! - [`generic`]: Generic packages — files under a name and version.
+//! - [`generic`]: Generic packages — files under a name and version;
+//! - [`npm`]: npm — names, the publish document and its tarball, packuments.
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod generic;
+pub mod npm;

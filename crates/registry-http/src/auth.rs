@@ -17,7 +17,7 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use registry_core::{
     Action, Actor, Authenticator, Authorizer, Credentials, Error, Grant, Principal, RepositoryName,
-    Result, Role, RoleAuthorizer, TagRule,
+    Result, Role, RoleAuthorizer, TagRule, TokenRecord, TokenStore,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -521,18 +521,27 @@ impl TokenIssuer {
     }
 }
 
-/// Authenticates a package client: no auth configured makes everyone [`Caller::Open`]; Basic
-/// credentials (or none, for anonymous grants) go through the authenticator; a bearer token
-/// is verified in token mode. `None` when the credentials prove nothing (the caller answers 401
-/// with a Basic challenge, which every package client understands).
+/// Authenticates a package client: no auth configured makes everyone [`Caller::Open`]; an
+/// access token (`Authorization: Bearer rgt_…`, or as the password of Basic credentials, as
+/// twine sends it) acts for its user with its own grants; other Basic credentials (or none,
+/// for anonymous grants) go through the authenticator; a JWT bearer token is verified in token
+/// mode. `None` when the credentials prove nothing (the caller answers 401 with a Basic
+/// challenge, which every package client understands).
 pub async fn authenticate_package_client(
     auth: Option<&Auth>,
+    tokens: &dyn TokenStore,
     headers: &HeaderMap,
 ) -> Result<Option<Caller>> {
     let Some(auth) = auth else {
         return Ok(Some(Caller::Open));
     };
-    match (credentials(headers), &auth.mode) {
+    let credentials = credentials(headers);
+    if let Some(secret) = credentials.as_ref().and_then(token_secret) {
+        return Ok(access_token(tokens, secret)
+            .await?
+            .map(|token| Caller::Principal(Principal::user(token.user, token.grants))));
+    }
+    match (credentials, &auth.mode) {
         (None, _) => Ok(None),
         (Some(Credentials::Bearer(token)), AuthMode::Token(issuer)) => {
             Ok(issuer.verify(&token).map(Caller::Token))
@@ -544,6 +553,25 @@ pub async fn authenticate_package_client(
             .await?
             .map(Caller::Principal)),
     }
+}
+
+/// The access-token secret in credentials, if they carry one.
+pub fn token_secret(credentials: &Credentials) -> Option<&str> {
+    let secret = match credentials {
+        Credentials::Bearer(secret) => secret.as_str(),
+        Credentials::Basic { password, .. } => password.as_str(),
+        Credentials::None => return None,
+    };
+    registry_core::token::looks_like_secret(secret).then_some(secret)
+}
+
+/// The live (unexpired) token with this secret.
+pub async fn access_token(tokens: &dyn TokenStore, secret: &str) -> Result<Option<TokenRecord>> {
+    let hash = registry_core::token::hash_secret(secret);
+    Ok(tokens
+        .token_by_hash(&hash)
+        .await?
+        .filter(|t| !t.expired(registry_core::Timestamp::now())))
 }
 
 /// The `WWW-Authenticate` value of a challenge.

@@ -263,7 +263,8 @@ async fn authorize(
     repository: &str,
     action: Action,
 ) -> Result<(), Failure> {
-    let caller = authenticate_package_client(generic.auth.as_ref(), headers)
+    let tokens = &**generic.packages.metadata();
+    let caller = authenticate_package_client(generic.auth.as_ref(), tokens, headers)
         .await?
         .ok_or_else(|| Failure::new(StatusCode::UNAUTHORIZED, "authentication required"))?;
     let Some(auth) = &generic.auth else {
