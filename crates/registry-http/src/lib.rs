@@ -5,6 +5,7 @@
 //! - `/api/v1/tag-rules`, `/api/v1/cleanup-policies`, `/api/v1/cleanup-runs`: the admin API
 //!   for tag rules and cleanup policies (served by the same routers);
 //! - [`generic`]: Generic packages under `/generic/` (files under a name and version);
+//! - [`npm`]: the npm registry API under `/npm/<repository>/`;
 //! - [`auth`]: HTTP Basic and Docker token auth, and [`auth::StaticUsers`] (configured users
 //!   with argon2 password hashes);
 //! - [`observe`]: request metrics (through the `metrics` facade) and tracing, as a middleware;
@@ -31,6 +32,7 @@ mod admin;
 pub mod auth;
 pub mod error;
 pub mod generic;
+pub mod npm;
 pub mod observe;
 pub mod oci;
 pub mod path;

@@ -1,0 +1,828 @@
+//! The npm registry API under `/npm/<repository>/`, for the `npm` CLI.
+//!
+//! Point npm at `http://host/npm/<repository>/` (`--registry`, or `registry=` in `.npmrc`).
+//!
+//! | request | npm command |
+//! |---|---|
+//! | `GET /<name>` (full, or abbreviated with `Accept: application/vnd.npm.install-v1+json`; `ETag`/`304`) | install, view |
+//! | `GET /<name>/-/<file>.tgz` | install |
+//! | `PUT /<name>` with one version and its tarball | publish (`--tag`) |
+//! | `PUT /<name>[/-rev/<rev>]` without tarball | deprecate; unpublish one version (the versions it no longer lists are deleted) |
+//! | `DELETE /<name>/-rev/<rev>`, `DELETE /<name>/-/<file>.tgz/-rev/<rev>` | unpublish |
+//! | `GET`, `PUT`, `DELETE /-/package/<name>/dist-tags[/<tag>]` | dist-tag ls, add, rm |
+//! | `PUT /-/user/org.couchdb.user:<name>` | adduser / login (`--auth-type=legacy`): answers a token |
+//! | `DELETE /-/user/token/<token>` | logout |
+//! | `GET /-/whoami` | whoami |
+//! | `GET /-/v1/search?text=…&size=…&from=…` | search |
+//! | `GET /-/ping`, `POST /-/npm/v1/security/*` | ping; audit (answers no advisories) |
+//!
+//! Tokens are access tokens of the metadata store (`Authorization: Bearer rgt_…`). Errors are
+//! `{"error": "…"}` with the status, which npm prints.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use registry_core::{
+    Action, Error, FileDigests, NamePattern, NewPackageFile, PackageFormat, Packages, Principal,
+    Publish, PublishMode, RepositoryName, Role, TokenRecord, VersionStatus,
+};
+use registry_formats::npm::{self, NpmLimits, Put};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::auth::{Auth, Caller, access_token, authenticate_package_client, token_secret};
+use crate::error::status_of;
+use crate::transfer::file_response;
+
+/// The router serving `/npm/<repository>/`, with authentication when `auth` is given.
+///
+/// ```
+/// use std::sync::Arc;
+/// use registry_core::Packages;
+/// use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+///
+/// let packages = Packages::new(Arc::new(MemoryBlobStore::new()), Arc::new(MemoryMetadataStore::new()));
+/// let app: axum::Router = registry_http::npm::router(packages, None);
+/// ```
+pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
+    let limits = NpmLimits {
+        max_tarball_size: packages.limits().max_file_size,
+        ..NpmLimits::default()
+    };
+    Router::new()
+        .route("/npm/{*path}", axum::routing::any(dispatch))
+        .with_state(Arc::new(Npm {
+            packages,
+            auth,
+            limits,
+        }))
+}
+
+#[derive(Debug)]
+struct Npm {
+    packages: Packages,
+    auth: Option<Auth>,
+    limits: NpmLimits,
+}
+
+/// A failure as npm sees it.
+struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Failure {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn not_found(what: impl Into<String>) -> Self {
+        Failure::new(StatusCode::NOT_FOUND, what)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let status = match &error {
+            Error::PackageUnknown { .. } => StatusCode::NOT_FOUND,
+            other => status_of(other),
+        };
+        if status.is_server_error() {
+            tracing::error!(%error, "npm request failed");
+            return Failure::new(status, "internal error");
+        }
+        Failure::new(status, error.to_string())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut response = json_response(self.status, &json!({ "error": self.message }));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"registry\""),
+            );
+        }
+        response
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn ok(status: StatusCode) -> Response {
+    json_response(status, &json!({ "ok": true }))
+}
+
+/// Percent-decodes a path (npm sends scoped names as `@scope%2fname`).
+fn decode(path: &str) -> Result<String, Failure> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    Failure::new(StatusCode::BAD_REQUEST, "malformed percent-encoding")
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| Failure::new(StatusCode::BAD_REQUEST, "the path is not UTF-8"))
+}
+
+/// What a path under the repository names.
+enum Target {
+    Special(String),
+    Package { name: String, rev: Option<String> },
+    Tarball { name: String, file: String },
+}
+
+/// Splits `<name>[/-rev/<rev>|/-/<file>[/-rev/<rev>]]`, a scoped name taking two segments.
+fn target(rest: &str) -> Result<Target, Failure> {
+    if let Some(special) = rest.strip_prefix("-/") {
+        return Ok(Target::Special(special.to_owned()));
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let take = if rest.starts_with('@') { 2 } else { 1 };
+    if segments.len() < take {
+        return Err(Failure::not_found("no such route"));
+    }
+    let name = segments[..take].join("/");
+    let tail = &segments[take..];
+    match tail {
+        [] | [""] => Ok(Target::Package { name, rev: None }),
+        ["-rev", rev] => Ok(Target::Package {
+            name,
+            rev: Some((*rev).to_owned()),
+        }),
+        ["-", file] | ["-", file, "-rev", _] => Ok(Target::Tarball {
+            name,
+            file: (*file).to_owned(),
+        }),
+        _ => Err(Failure::not_found("no such route")),
+    }
+}
+
+async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
+    let result = async {
+        let raw = request
+            .uri()
+            .path()
+            .strip_prefix("/npm/")
+            .unwrap_or_default();
+        let (repository, rest) = raw.split_once('/').unwrap_or((raw, ""));
+        let repository = repository.to_owned();
+        let rest = decode(rest)?;
+        registry_core::package::check_repository_name(&repository)?;
+        let method = request.method().clone();
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1")
+            .to_owned();
+        let base = format!("http://{host}/npm/{repository}");
+        let caller = authenticate(&npm, request.headers()).await?;
+        let user = user_of(&npm, request.headers(), caller.as_ref()).await?;
+        let repo = Repo {
+            npm: &npm,
+            name: repository,
+            caller,
+            user,
+            base,
+        };
+        match (target(&rest)?, method) {
+            (Target::Special(path), method) => special(&repo, &path, method, request).await,
+            (Target::Package { name, .. }, Method::GET | Method::HEAD) => {
+                let write = request
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.contains("write=true"));
+                packument(&repo, &name, request.headers(), write).await
+            }
+            (Target::Package { name, rev }, Method::PUT) => {
+                let body = read_body(&npm, request).await?;
+                put_package(&repo, &name, rev.as_deref(), &body).await
+            }
+            (Target::Package { name, rev }, Method::DELETE) => {
+                repo.require(Action::Delete)?;
+                check_rev(&repo, &name, rev.as_deref()).await?;
+                if npm
+                    .packages
+                    .metadata()
+                    .delete_package(&repo.name, &name)
+                    .await?
+                {
+                    Ok(ok(StatusCode::OK))
+                } else {
+                    Err(Failure::not_found(format!("package {name} not found")))
+                }
+            }
+            (Target::Tarball { name, file }, Method::GET | Method::HEAD) => {
+                let head = request.method() == Method::HEAD;
+                tarball(&repo, &name, &file, head).await
+            }
+            (Target::Tarball { name, file }, Method::DELETE) => {
+                repo.require(Action::Delete)?;
+                delete_tarball(&repo, &name, &file).await
+            }
+            (_, method) => Err(Failure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not supported here"),
+            )),
+        }
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// One request's repository and caller.
+struct Repo<'a> {
+    npm: &'a Npm,
+    name: String,
+    caller: Option<Caller>,
+    user: Option<String>,
+    base: String,
+}
+
+impl Repo<'_> {
+    fn require(&self, action: Action) -> Result<(), Failure> {
+        let Some(auth) = &self.npm.auth else {
+            return Ok(());
+        };
+        let Some(caller) = &self.caller else {
+            return Err(Failure::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication required: npm login",
+            ));
+        };
+        let allowed = RepositoryName::parse(&self.name)
+            .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action));
+        if allowed {
+            Ok(())
+        } else if caller.is_identified() {
+            Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} on {} is not granted to this user",
+                    action.as_str(),
+                    self.name
+                ),
+            ))
+        } else {
+            Err(Failure::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication required: npm login",
+            ))
+        }
+    }
+}
+
+/// The name of the user making a request: the access token's user (also when no
+/// authentication is configured), else the authenticated principal's.
+async fn user_of(
+    npm: &Npm,
+    headers: &HeaderMap,
+    caller: Option<&Caller>,
+) -> Result<Option<String>, Failure> {
+    let metadata = npm.packages.metadata();
+    if let Some(secret) = crate::auth::credentials(headers)
+        .as_ref()
+        .and_then(token_secret)
+    {
+        return Ok(access_token(&**metadata, secret).await?.map(|t| t.user));
+    }
+    Ok(match caller {
+        Some(Caller::Principal(principal)) => principal.name.clone(),
+        Some(Caller::Token(access)) if !access.subject.is_empty() => Some(access.subject.clone()),
+        _ => None,
+    })
+}
+
+/// The caller, or `None` for credentials that prove nothing (refused once an action needs
+/// them).
+async fn authenticate(npm: &Npm, headers: &HeaderMap) -> Result<Option<Caller>, Failure> {
+    let tokens = &**npm.packages.metadata();
+    Ok(authenticate_package_client(npm.auth.as_ref(), tokens, headers).await?)
+}
+
+async fn read_body(npm: &Npm, request: Request) -> Result<Bytes, Failure> {
+    let limit = usize::try_from(npm.limits.max_tarball_size.saturating_mul(4) / 3 + (16 << 20))
+        .unwrap_or(usize::MAX);
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the publish document is over {limit} bytes"),
+            )
+        })
+}
+
+async fn load(repo: &Repo<'_>, name: &str) -> Result<registry_core::Package, Failure> {
+    repo.npm
+        .packages
+        .metadata()
+        .package(&repo.name, name)
+        .await?
+        .ok_or_else(|| Failure::not_found(format!("package {name} not found")))
+}
+
+async fn check_rev(repo: &Repo<'_>, name: &str, rev: Option<&str>) -> Result<(), Failure> {
+    let Some(rev) = rev else {
+        return Ok(());
+    };
+    let package = load(repo, name).await?;
+    if npm::revision(&package) != rev {
+        return Err(Failure::new(
+            StatusCode::CONFLICT,
+            format!("{name} changed since revision {rev}; fetch it again"),
+        ));
+    }
+    Ok(())
+}
+
+async fn packument(
+    repo: &Repo<'_>,
+    name: &str,
+    headers: &HeaderMap,
+    write: bool,
+) -> Result<Response, Failure> {
+    repo.require(Action::Pull)?;
+    npm::check_name(name).map_err(|_| Failure::not_found(format!("package {name} not found")))?;
+    let package = load(repo, name).await?;
+    let abbreviated = !write
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("application/vnd.npm.install-v1+json"));
+    let (document, content_type) = if abbreviated {
+        (
+            npm::abbreviated(&package, &repo.base),
+            "application/vnd.npm.install-v1+json",
+        )
+    } else {
+        (npm::packument(&package, &repo.base), "application/json")
+    };
+    let body = document.to_string();
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(&Sha256::digest(body.as_bytes())[..16])
+    );
+    let cached = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
+    let mut response = if cached {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, body).into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    Ok(response)
+}
+
+async fn tarball(repo: &Repo<'_>, name: &str, file: &str, head: bool) -> Result<Response, Failure> {
+    repo.require(Action::Pull)?;
+    let package = load(repo, name).await?;
+    let found = package
+        .versions
+        .iter()
+        .flat_map(|v| &v.files)
+        .find(|f| f.name == file)
+        .ok_or_else(|| Failure::not_found(format!("{name}/-/{file} not found")))?;
+    let read = repo.npm.packages.read(&found.blob, None).await?;
+    Ok(file_response(read, false, "application/octet-stream", head))
+}
+
+async fn delete_tarball(repo: &Repo<'_>, name: &str, file: &str) -> Result<Response, Failure> {
+    // npm removes the version from the document first; the tarball went with it.
+    let Some(package) = repo
+        .npm
+        .packages
+        .metadata()
+        .package(&repo.name, name)
+        .await?
+    else {
+        return Ok(ok(StatusCode::OK));
+    };
+    if let Some(version) = package
+        .versions
+        .iter()
+        .find(|v| v.files.iter().any(|f| f.name == file))
+    {
+        repo.npm
+            .packages
+            .metadata()
+            .delete_version(&repo.name, name, &version.version)
+            .await?;
+    }
+    Ok(ok(StatusCode::OK))
+}
+
+async fn put_package(
+    repo: &Repo<'_>,
+    name: &str,
+    rev: Option<&str>,
+    body: &[u8],
+) -> Result<Response, Failure> {
+    let put = npm::parse_put(body, name, &repo.npm.limits)?;
+    match put {
+        Put::Publish(publication) => {
+            repo.require(Action::Push)?;
+            publish(repo, *publication).await
+        }
+        Put::Update(update) => {
+            let rev = rev.map(str::to_owned).or_else(|| {
+                serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .and_then(|d| d.get("_rev").and_then(Value::as_str).map(str::to_owned))
+            });
+            update_package(repo, name, rev.as_deref(), update).await
+        }
+    }
+}
+
+async fn publish(repo: &Repo<'_>, publication: npm::Publication) -> Result<Response, Failure> {
+    let packages = &repo.npm.packages;
+    let repository = packages
+        .hosted_repository(&repo.name, PackageFormat::Npm, true)
+        .await?;
+    let blob = packages
+        .store_bytes(Bytes::from(publication.tarball))
+        .await?;
+    let mut manifest = publication.manifest;
+    if let Some(user) = &repo.user
+        && let Some(fields) = manifest.as_object_mut()
+    {
+        fields.insert("_npmUser".into(), json!({ "name": user }));
+    }
+    let file = npm::tarball_name(&publication.name, &publication.version);
+    let outcome = packages
+        .publish(&Publish {
+            repository: repo.name.clone(),
+            name: publication.name.clone(),
+            display_name: publication.name.clone(),
+            version: publication.version.clone(),
+            metadata: manifest.to_string(),
+            files: vec![NewPackageFile {
+                name: file,
+                blob,
+                digests: FileDigests {
+                    sha1: Some(publication.shasum),
+                    sha512: Some(publication.sha512),
+                    ..FileDigests::default()
+                },
+                sidecar: None,
+            }],
+            tags: publication.tags,
+            mode: PublishMode::NewVersion,
+            duplicates: repository.settings.duplicates_allowed(&publication.name),
+        })
+        .await
+        .map_err(|e| match e {
+            Error::PackageConflict { .. } => Failure::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "cannot publish over the previously published version {} of {}",
+                    publication.version, publication.name
+                ),
+            ),
+            other => other.into(),
+        })?;
+    tracing::debug!(name = %publication.name, version = %publication.version, created = outcome.version_created, "npm publish");
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({ "ok": true, "id": publication.name }),
+    ))
+}
+
+async fn update_package(
+    repo: &Repo<'_>,
+    name: &str,
+    rev: Option<&str>,
+    update: npm::DocumentUpdate,
+) -> Result<Response, Failure> {
+    let metadata = repo.npm.packages.metadata();
+    let package = load(repo, name).await?;
+    let removed: Vec<&str> = package
+        .versions
+        .iter()
+        .map(|v| v.version.as_str())
+        .filter(|v| !update.versions.contains_key(*v))
+        .collect();
+    repo.require(if removed.is_empty() {
+        Action::Push
+    } else {
+        Action::Delete
+    })?;
+    check_rev(repo, name, rev).await?;
+    for version in &package.versions {
+        let Some(deprecated) = update.versions.get(&version.version) else {
+            continue;
+        };
+        let wanted = match deprecated {
+            Some(message) => VersionStatus::Deprecated(message.clone()),
+            None if matches!(version.status, VersionStatus::Deprecated(_)) => {
+                VersionStatus::Default
+            }
+            None => continue,
+        };
+        if wanted != version.status {
+            metadata
+                .set_version_status(&repo.name, name, &version.version, &wanted, None)
+                .await?;
+        }
+    }
+    for version in &removed {
+        metadata.delete_version(&repo.name, name, version).await?;
+    }
+    let remaining: Vec<&str> = package
+        .versions
+        .iter()
+        .map(|v| v.version.as_str())
+        .filter(|v| !removed.contains(v))
+        .collect();
+    if !remaining.is_empty() {
+        for (tag, version) in &update.tags {
+            if package.tags.get(tag) != Some(version) && remaining.contains(&version.as_str()) {
+                metadata
+                    .set_package_tag(&repo.name, name, tag, version)
+                    .await?;
+            }
+        }
+        for tag in package.tags.keys() {
+            if !update.tags.contains_key(tag) {
+                metadata.delete_package_tag(&repo.name, name, tag).await?;
+            }
+        }
+    }
+    Ok(ok(StatusCode::OK))
+}
+
+async fn special(
+    repo: &Repo<'_>,
+    path: &str,
+    method: Method,
+    request: Request,
+) -> Result<Response, Failure> {
+    let metadata = repo.npm.packages.metadata();
+    match (path, &method) {
+        ("ping", _) => Ok(json_response(StatusCode::OK, &json!({}))),
+        ("whoami", &Method::GET) => whoami(repo).await,
+        ("v1/search", &Method::GET) => search(repo, request.uri().query().unwrap_or("")).await,
+        ("v1/login", _) => Err(Failure::not_found(
+            "web login is not supported; use --auth-type=legacy",
+        )),
+        (p, &Method::POST) if p.starts_with("npm/v1/security/") => {
+            Ok(json_response(StatusCode::OK, &json!({})))
+        }
+        (p, &Method::PUT) if p.starts_with("user/org.couchdb.user:") => {
+            let body = read_body(repo.npm, request).await?;
+            login(repo, &body).await
+        }
+        (p, &Method::DELETE) if p.starts_with("user/token/") => {
+            let secret = &p["user/token/".len()..];
+            if let Some(token) = access_token(&**metadata, secret).await? {
+                metadata.delete_token(&token.id).await?;
+            }
+            Ok(ok(StatusCode::OK))
+        }
+        (p, _) if p.starts_with("package/") => {
+            let rest = &p["package/".len()..];
+            let (name, tag) = match rest.rsplit_once("/dist-tags") {
+                Some((name, "")) => (name, None),
+                Some((name, tag)) => (name, tag.strip_prefix('/')),
+                None => return Err(Failure::not_found("no such route")),
+            };
+            dist_tags(repo, name, tag, method, request).await
+        }
+        _ => Err(Failure::not_found("no such route")),
+    }
+}
+
+async fn whoami(repo: &Repo<'_>) -> Result<Response, Failure> {
+    match &repo.user {
+        Some(name) => Ok(json_response(StatusCode::OK, &json!({ "username": name }))),
+        None => Err(Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "not logged in: npm login",
+        )),
+    }
+}
+
+/// `PUT /-/user/org.couchdb.user:<name>` with `{name, password}`: checks the password (any is
+/// accepted without authentication configured) and answers a new access token for the user.
+async fn login(repo: &Repo<'_>, body: &[u8]) -> Result<Response, Failure> {
+    let document: Value = serde_json::from_slice(body).map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    let field = |key: &str| {
+        document
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| Failure::new(StatusCode::BAD_REQUEST, format!("{key} is required")))
+    };
+    let (user, password) = (field("name")?, field("password")?);
+    let grants = match &repo.npm.auth {
+        None => {
+            Principal::user(
+                user.clone(),
+                vec![registry_core::Grant {
+                    pattern: NamePattern::parse("*").expect("valid"),
+                    role: Role::Admin,
+                }],
+            )
+            .grants
+        }
+        Some(auth) => {
+            let credentials = registry_core::Credentials::Basic {
+                user: user.clone(),
+                password,
+            };
+            match auth.authenticator.authenticate(&credentials).await? {
+                Some(principal) if principal.name.as_deref() == Some(user.as_str()) => {
+                    principal.grants
+                }
+                _ => {
+                    return Err(Failure::new(
+                        StatusCode::UNAUTHORIZED,
+                        "wrong user name or password",
+                    ));
+                }
+            }
+        }
+    };
+    let (secret, hash) = registry_core::token::new_secret();
+    let token = TokenRecord {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        user: user.clone(),
+        label: "npm login".into(),
+        secret_hash: hash,
+        grants,
+        created_at: registry_core::Timestamp::now(),
+        expires_at: None,
+    };
+    repo.npm.packages.metadata().put_token(&token).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({ "ok": true, "id": format!("org.couchdb.user:{user}"), "token": secret }),
+    ))
+}
+
+async fn dist_tags(
+    repo: &Repo<'_>,
+    name: &str,
+    tag: Option<&str>,
+    method: Method,
+    request: Request,
+) -> Result<Response, Failure> {
+    let metadata = repo.npm.packages.metadata();
+    match (tag, method) {
+        (None, Method::GET) | (Some(""), Method::GET) => {
+            repo.require(Action::Pull)?;
+            let package = load(repo, name).await?;
+            Ok(json_response(StatusCode::OK, &json!(package.tags)))
+        }
+        (Some(tag), Method::PUT | Method::POST) => {
+            repo.require(Action::Push)?;
+            npm::check_tag(tag)?;
+            let body = read_body(repo.npm, request).await?;
+            let version: String = serde_json::from_slice(&body).map_err(|_| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "the body must be a JSON string naming a version",
+                )
+            })?;
+            metadata
+                .set_package_tag(&repo.name, name, tag, &version)
+                .await?;
+            Ok(ok(StatusCode::CREATED))
+        }
+        (Some(tag), Method::DELETE) => {
+            repo.require(Action::Delete)?;
+            if tag == "latest" {
+                return Err(Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "the latest tag cannot be removed",
+                ));
+            }
+            if metadata.delete_package_tag(&repo.name, name, tag).await? {
+                Ok(ok(StatusCode::OK))
+            } else {
+                Err(Failure::not_found(format!("{name} has no dist-tag {tag}")))
+            }
+        }
+        _ => Err(Failure::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not supported here",
+        )),
+    }
+}
+
+/// `GET /-/v1/search?text=…&size=…&from=…`: packages whose name contains the text.
+async fn search(repo: &Repo<'_>, query: &str) -> Result<Response, Failure> {
+    repo.require(Action::Pull)?;
+    let params: BTreeMap<String, String> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_owned(), decode(&v.replace('+', " ")).ok()?)))
+        .collect();
+    let text = params
+        .get("text")
+        .map(|t| t.trim().to_lowercase())
+        .unwrap_or_default();
+    let size: usize = params
+        .get("size")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+        .clamp(1, 250);
+    let from: usize = params
+        .get("from")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+        .min(10_000);
+    let metadata = repo.npm.packages.metadata();
+    let contains = (!text.is_empty()).then_some(text.as_str());
+    let page = registry_core::Page::first(from + size + 1);
+    let found = metadata.list_packages(&repo.name, contains, &page).await?;
+    let more = found.len() > from + size;
+    let mut objects = Vec::new();
+    for summary in found.iter().skip(from).take(size) {
+        let Some(package) = metadata.package(&repo.name, &summary.name).await? else {
+            continue;
+        };
+        let latest = package
+            .tags
+            .get("latest")
+            .and_then(|v| package.version(v))
+            .or(package.versions.last());
+        let manifest: Value = latest
+            .and_then(|v| serde_json::from_str(&v.metadata).ok())
+            .unwrap_or_else(|| json!({}));
+        let publisher = manifest
+            .get("_npmUser")
+            .and_then(|u| u.get("name"))
+            .map(|name| json!({ "username": name }));
+        let maintainers: Vec<Value> = publisher.iter().cloned().collect();
+        let scope = package
+            .name
+            .strip_prefix('@')
+            .and_then(|s| s.split_once('/'))
+            .map_or("unscoped", |(scope, _)| scope);
+        objects.push(json!({
+            "package": {
+                "name": package.name,
+                "scope": scope,
+                "version": latest.map(|v| v.version.as_str()),
+                "description": manifest.get("description"),
+                "keywords": manifest.get("keywords").filter(|k| k.is_array()).cloned().unwrap_or_else(|| json!([])),
+                "maintainers": maintainers,
+                "publisher": publisher,
+                "date": npm::iso_time(package.updated_at.0),
+                "links": {},
+            },
+            "score": { "final": 1.0, "detail": { "quality": 1.0, "popularity": 1.0, "maintenance": 1.0 } },
+            "searchScore": 1.0,
+        }));
+    }
+    let total = from + objects.len() + usize::from(more);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "objects": objects, "total": total, "time": npm::iso_time(registry_core::Timestamp::now().0) }),
+    ))
+}

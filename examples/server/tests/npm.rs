@@ -1,0 +1,291 @@
+//! The npm CLI against the example server: token login, whoami, publish (scoped and unscoped,
+//! `--tag`), install into a fresh directory with a cold cache (dependencies resolved from the
+//! registry), view, dist-tag ls/add/rm, deprecate, search, a refused republish, unpublish of a
+//! version and of a package; and with authentication, who may do what.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::{Value, json};
+use support::{Server, command, run, workdir};
+
+/// A scratch npm environment: a userconfig holding the registry and token, and a cache.
+struct Npm {
+    userconfig: String,
+    cache: String,
+}
+
+impl Npm {
+    fn new(work: &Path, server: &Server, repository: &str, token: Option<&str>) -> Self {
+        let registry = format!("http://{}/npm/{repository}/", server.host());
+        let userconfig = work.join(format!("npmrc-{}", token.map_or("anonymous", |_| "token")));
+        let mut text =
+            format!("registry={registry}\naudit=false\nfund=false\nupdate-notifier=false\n");
+        if let Some(token) = token {
+            text.push_str(&format!(
+                "//{}/npm/{repository}/:_authToken={token}\n",
+                server.host()
+            ));
+        }
+        std::fs::write(&userconfig, text).unwrap();
+        Npm {
+            userconfig: userconfig.to_str().unwrap().to_owned(),
+            cache: work.join("cache").to_str().unwrap().to_owned(),
+        }
+    }
+
+    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        if !args.contains(&"--cache") {
+            all.extend(["--cache", self.cache.as_str()]);
+        }
+        all.extend(["--userconfig", self.userconfig.as_str()]);
+        all
+    }
+
+    /// Runs npm in `dir`, failing the test if it fails.
+    fn run(&self, dir: &Path, args: &[&str]) -> String {
+        run("npm", &self.args(args), dir)
+    }
+
+    /// Runs npm in `dir`, whatever its status.
+    fn try_run(&self, dir: &Path, args: &[&str]) -> Output {
+        command("npm", &self.args(args), dir)
+    }
+}
+
+/// `PUT /-/user/org.couchdb.user:<name>` as npm's legacy login sends it; returns the token.
+fn login(server: &Server, repository: &str, user: &str, password: &str) -> (u16, Value) {
+    let body = json!({
+        "_id": format!("org.couchdb.user:{user}"), "name": user, "password": password,
+        "type": "user", "roles": [], "date": "2026-01-01T00:00:00.000Z",
+    })
+    .to_string();
+    let head = format!(
+        "PUT /npm/{repository}/-/user/org.couchdb.user:{user} HTTP/1.1\r\n\
+         Content-Type: application/json"
+    );
+    let (status, _, body) = support::http_request(server.addr, &head, body.as_bytes());
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// Writes a package directory.
+fn package(dir: &Path, manifest: Value, main: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("package.json"), manifest.to_string()).unwrap();
+    std::fs::write(dir.join("index.js"), main).unwrap();
+    std::fs::write(dir.join("README.md"), "# demo\n").unwrap();
+}
+
+fn set_version(dir: &Path, version: &str) {
+    let path = dir.join("package.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["version"] = json!(version);
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    std::fs::write(
+        dir.join("index.js"),
+        format!("module.exports = \"hello {version}\";\n"),
+    )
+    .unwrap();
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn npm_publish_install_view_tags_deprecate_unpublish() {
+    let server = Server::start(&[]);
+    let (_dir, work) = workdir();
+    let (status, answer) = login(&server, "js", "alice", "any password works without auth");
+    assert_eq!(status, 201, "{answer}");
+    let token = answer["token"].as_str().unwrap().to_owned();
+    let npm = Npm::new(&work, &server, "js", Some(&token));
+    assert_eq!(npm.run(&work, &["whoami"]).trim(), "alice");
+
+    // Publish three versions of a scoped package, one under a tag.
+    let hello = work.join("hello");
+    package(
+        &hello,
+        json!({ "name": "@demo/hello", "version": "1.0.0", "description": "says hello",
+                "main": "index.js", "keywords": ["demo"] }),
+        "module.exports = \"hello 1.0.0\";\n",
+    );
+    let out = npm.run(&hello, &["publish"]);
+    assert!(out.contains("+ @demo/hello@1.0.0"), "{out}");
+    set_version(&hello, "1.1.0");
+    let out = npm.try_run(&hello, &["publish", "--tag", "beta"]);
+    assert!(stderr(&out).contains("with tag beta"), "{}", stderr(&out));
+    set_version(&hello, "1.2.0");
+    npm.run(&hello, &["publish"]);
+    // The same version again is refused.
+    let again = npm.try_run(&hello, &["publish"]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("cannot publish over the previously published version"),
+        "{}",
+        stderr(&again)
+    );
+
+    // An unscoped package that depends on the scoped one.
+    let greeter = work.join("greeter");
+    package(
+        &greeter,
+        json!({ "name": "greeter", "version": "0.1.0", "main": "index.js",
+                "dependencies": { "@demo/hello": "^1.0.0" } }),
+        "module.exports = require(\"@demo/hello\") + \" via greeter\";\n",
+    );
+    npm.run(&greeter, &["publish"]);
+
+    let view: Value =
+        serde_json::from_str(&npm.run(&work, &["view", "@demo/hello", "--json"])).unwrap();
+    assert_eq!(view["versions"], json!(["1.0.0", "1.1.0", "1.2.0"]));
+    assert_eq!(
+        view["dist-tags"],
+        json!({ "latest": "1.2.0", "beta": "1.1.0" })
+    );
+    assert_eq!(view["description"], "says hello");
+    let tarball = view["dist"]["tarball"].as_str().unwrap();
+    assert!(
+        tarball.ends_with("/npm/js/@demo/hello/-/hello-1.2.0.tgz"),
+        "{tarball}"
+    );
+
+    // Install into a fresh directory with a cold cache, anonymously: the dependency resolves
+    // from the registry too.
+    let app = work.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("package.json"),
+        r#"{"name":"app","version":"1.0.0"}"#,
+    )
+    .unwrap();
+    let anonymous = Npm::new(&work, &server, "js", None);
+    anonymous.run(
+        &app,
+        &[
+            "install",
+            "greeter",
+            "--cache",
+            app.join("cold").to_str().unwrap(),
+        ],
+    );
+    let said = run("node", &["-e", "console.log(require('greeter'))"], &app);
+    assert_eq!(said.trim(), "hello 1.2.0 via greeter");
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(app.join("package-lock.json")).unwrap()).unwrap();
+    let integrity = lock["packages"]["node_modules/@demo/hello"]["integrity"]
+        .as_str()
+        .unwrap();
+    assert!(integrity.starts_with("sha512-"), "{integrity}");
+    // A pinned older version installs too.
+    anonymous.run(&app, &["install", "@demo/hello@1.0.0"]);
+    let said = run("node", &["-e", "console.log(require('@demo/hello'))"], &app);
+    assert_eq!(said.trim(), "hello 1.0.0");
+
+    // dist-tags.
+    let tags = npm.run(&work, &["dist-tag", "ls", "@demo/hello"]);
+    assert!(
+        tags.contains("beta: 1.1.0") && tags.contains("latest: 1.2.0"),
+        "{tags}"
+    );
+    npm.run(&work, &["dist-tag", "add", "@demo/hello@1.0.0", "stable"]);
+    npm.run(&work, &["dist-tag", "rm", "@demo/hello", "beta"]);
+    let tags = npm.run(&work, &["dist-tag", "ls", "@demo/hello"]);
+    assert!(
+        tags.contains("stable: 1.0.0") && !tags.contains("beta"),
+        "{tags}"
+    );
+
+    // deprecate, then search.
+    npm.run(
+        &work,
+        &["deprecate", "@demo/hello@1.0.0", "use 1.2 instead"],
+    );
+    let deprecated = npm.run(&work, &["view", "@demo/hello@1.0.0", "deprecated"]);
+    assert_eq!(deprecated.trim(), "use 1.2 instead");
+    let found = npm.run(&work, &["search", "hello", "--json"]);
+    let found: Value = serde_json::from_str(&found).unwrap();
+    assert_eq!(found[0]["name"], "@demo/hello", "{found}");
+    assert_eq!(found[0]["version"], "1.2.0");
+
+    // Unpublish one version, then the whole package.
+    npm.run(&work, &["unpublish", "@demo/hello@1.2.0"]);
+    let view: Value =
+        serde_json::from_str(&npm.run(&work, &["view", "@demo/hello", "--json"])).unwrap();
+    assert_eq!(view["versions"], json!(["1.0.0", "1.1.0"]));
+    assert_eq!(view["dist-tags"]["latest"], "1.1.0");
+    let refused = npm.try_run(&work, &["unpublish", "greeter"]);
+    assert!(
+        !refused.status.success(),
+        "npm wants --force for a whole package"
+    );
+    npm.run(&work, &["unpublish", "greeter", "--force"]);
+    let gone = npm.try_run(&work, &["view", "greeter"]);
+    assert!(stderr(&gone).contains("E404"), "{}", stderr(&gone));
+}
+
+#[test]
+fn npm_with_authentication() {
+    let (_dir, work) = workdir();
+    let hash = registry_http::auth::hash_password("s3cret").unwrap();
+    let config = work.join("auth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[auth]
+mode = "basic"
+
+[auth.users.dev]
+password_hash = "{hash}"
+grants = [{{ pattern = "js", role = "developer" }}]
+
+[auth.users.viewer]
+password_hash = "{hash}"
+grants = [{{ pattern = "js", role = "reader" }}]
+"#
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let (status, _) = login(&server, "js", "dev", "wrong");
+    assert_eq!(status, 401);
+    let (_, dev) = login(&server, "js", "dev", "s3cret");
+    let (_, viewer) = login(&server, "js", "viewer", "s3cret");
+    std::fs::create_dir_all(work.join("dev")).unwrap();
+    let dev = Npm::new(&work.join("dev"), &server, "js", dev["token"].as_str());
+    let viewer_dir = work.join("viewer");
+    std::fs::create_dir_all(&viewer_dir).unwrap();
+    let viewer = Npm::new(&viewer_dir, &server, "js", viewer["token"].as_str());
+    assert_eq!(viewer.run(&work, &["whoami"]).trim(), "viewer");
+
+    let pkg = work.join("pkg");
+    package(
+        &pkg,
+        json!({ "name": "guarded", "version": "1.0.0", "main": "index.js" }),
+        "module.exports = 1;\n",
+    );
+    let refused = viewer.try_run(&pkg, &["publish"]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("403"), "{}", stderr(&refused));
+    dev.run(&pkg, &["publish"]);
+    assert!(
+        viewer
+            .run(&work, &["view", "guarded", "version"])
+            .contains("1.0.0")
+    );
+    // Without a token nothing is readable here.
+    let anonymous_dir = work.join("anonymous");
+    std::fs::create_dir_all(&anonymous_dir).unwrap();
+    let anonymous = Npm::new(&anonymous_dir, &server, "js", None);
+    let out = anonymous.try_run(&work, &["view", "guarded"]);
+    assert!(stderr(&out).contains("E401"), "{}", stderr(&out));
+    // A developer may not unpublish.
+    let out = dev.try_run(&work, &["unpublish", "guarded", "--force"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("403"), "{}", stderr(&out));
+    assert!(dev.run(&work, &["whoami"]).contains("dev"));
+}
