@@ -226,6 +226,8 @@ pub struct PackageFile {
     pub digests: FileDigests,
     /// A file derived from it and served beside it (PyPI: the core metadata of PEP 658).
     pub sidecar: Option<BlobRef>,
+    /// Format-specific facts about the file (PyPI: `requires_python`, `filetype`).
+    pub attributes: BTreeMap<String, String>,
     /// When it was stored.
     pub created_at: Timestamp,
 }
@@ -306,6 +308,8 @@ pub struct NewPackageFile {
     pub digests: FileDigests,
     /// A derived file served beside it.
     pub sidecar: Option<BlobRef>,
+    /// Format-specific facts about the file.
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// One publish: a version (new or existing) and files, in one transaction.

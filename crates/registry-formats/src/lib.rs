@@ -3,8 +3,11 @@
 //! or a [`registry_core::Error::PackageInvalid`] naming what is wrong.
 //!
 //! - [`generic`]: Generic packages — files under a name and version;
-//! - [`npm`]: npm — names, the publish document and its tarball, packuments.
+//! - [`npm`]: npm — names, the publish document and its tarball, packuments;
+//! - [`pypi`]: Python packages — names, versions, distribution files and their core metadata,
+//!   the Simple API in HTML and JSON.
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod generic;
 pub mod npm;
+pub mod pypi;

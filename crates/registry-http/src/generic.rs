@@ -356,6 +356,7 @@ async fn upload(
             blob: blob.clone(),
             digests: Default::default(),
             sidecar: None,
+            attributes: Default::default(),
         }],
         tags: Vec::new(),
         mode: PublishMode::AddFiles,

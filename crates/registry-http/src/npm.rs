@@ -503,6 +503,7 @@ async fn publish(repo: &Repo<'_>, publication: npm::Publication) -> Result<Respo
                     ..FileDigests::default()
                 },
                 sidecar: None,
+                attributes: Default::default(),
             }],
             tags: publication.tags,
             mode: PublishMode::NewVersion,

@@ -1884,6 +1884,7 @@ fn package_file(name: &str, blob: &BlobRef) -> NewPackageFile {
             ..FileDigests::default()
         },
         sidecar: None,
+        attributes: [("kind".to_owned(), name.to_owned())].into(),
     }
 }
 
@@ -2126,6 +2127,10 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
         ]
     );
     assert_eq!(package.versions[0].files[0].sidecar.as_ref(), Some(&c));
+    assert_eq!(
+        package.versions[0].files[0].attributes.get("kind").map(String::as_str),
+        Some("demo_hello-1.0-py3-none-any.whl")
+    );
 
     // Package blobs are kept from the collector.
     for kept in [&a, &b, &c] {

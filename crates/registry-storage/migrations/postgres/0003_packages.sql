@@ -38,6 +38,7 @@ CREATE TABLE package_files (
     digests        TEXT    NOT NULL,
     sidecar_digest TEXT COLLATE "C"   REFERENCES blobs (digest),
     sidecar_size   BIGINT,
+    attributes     TEXT    NOT NULL,
     created_at     BIGINT NOT NULL,
     PRIMARY KEY (version_id, name)
 );

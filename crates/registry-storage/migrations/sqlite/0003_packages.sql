@@ -38,6 +38,7 @@ CREATE TABLE package_files (
     digests        TEXT    NOT NULL,
     sidecar_digest TEXT    REFERENCES blobs (digest),
     sidecar_size   INTEGER,
+    attributes     TEXT    NOT NULL,
     created_at     INTEGER NOT NULL,
     PRIMARY KEY (version_id, name)
 );

@@ -208,6 +208,7 @@ impl PackageMetadata for MemoryMetadataStore {
                 blob: file.blob.clone(),
                 digests: file.digests.clone(),
                 sidecar: file.sidecar.clone(),
+                attributes: file.attributes.clone(),
                 created_at: now,
             });
         }

@@ -47,6 +47,7 @@ fn size(row: &AnyRow, column: &str) -> Result<u64> {
 
 fn file_row(row: &AnyRow) -> Result<PackageFile> {
     let digests: String = get(row, "digests")?;
+    let attributes: String = get(row, "attributes")?;
     let sidecar: Option<String> = get(row, "sidecar_digest")?;
     let sidecar = match sidecar {
         None => None,
@@ -66,6 +67,8 @@ fn file_row(row: &AnyRow) -> Result<PackageFile> {
         digests: serde_json::from_str::<FileDigests>(&digests)
             .map_err(|_| corrupt("digests", &digests))?,
         sidecar,
+        attributes: serde_json::from_str(&attributes)
+            .map_err(|_| corrupt("attributes", &attributes))?,
         created_at: Timestamp(get(row, "created_at")?),
     })
 }
@@ -393,7 +396,8 @@ impl PackageMetadata for SqlMetadataStore {
         for file in &publish.files {
             sqlx::query(
                 "INSERT INTO package_files (version_id, name, blob_digest, size, digests, \
-                 sidecar_digest, sidecar_size, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 sidecar_digest, sidecar_size, attributes, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(version_id)
             .bind(file.name.as_str())
@@ -402,6 +406,7 @@ impl PackageMetadata for SqlMetadataStore {
             .bind(json(&file.digests)?)
             .bind(file.sidecar.as_ref().map(|s| s.digest.to_string()))
             .bind(file.sidecar.as_ref().map(|s| to_i64(s.size)).transpose()?)
+            .bind(json(&file.attributes)?)
             .bind(now)
             .execute(&mut *tx)
             .await
@@ -452,7 +457,7 @@ impl PackageMetadata for SqlMetadataStore {
         .map_err(db_error)?;
         let file_rows = sqlx::query(
             "SELECT f.version_id, f.name, f.blob_digest, f.size, f.digests, f.sidecar_digest, \
-             f.sidecar_size, f.created_at FROM package_files f \
+             f.sidecar_size, f.attributes, f.created_at FROM package_files f \
              JOIN package_versions v ON v.id = f.version_id WHERE v.package_id = $1 \
              ORDER BY f.created_at, f.name",
         )
