@@ -6,6 +6,8 @@
 //!   for tag rules and cleanup policies (served by the same routers);
 //! - [`generic`]: Generic packages under `/generic/` (files under a name and version);
 //! - [`npm`]: the npm registry API under `/npm/<repository>/`;
+//! - [`pypi`]: the Python package index under `/pypi/<repository>/` (twine uploads, the Simple
+//!   API for pip);
 //! - [`auth`]: HTTP Basic and Docker token auth, and [`auth::StaticUsers`] (configured users
 //!   with argon2 password hashes);
 //! - [`observe`]: request metrics (through the `metrics` facade) and tracing, as a middleware;
@@ -36,5 +38,6 @@ pub mod npm;
 pub mod observe;
 pub mod oci;
 pub mod path;
+pub mod pypi;
 pub mod serve;
 mod transfer;

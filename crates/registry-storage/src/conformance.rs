@@ -2128,7 +2128,10 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
     );
     assert_eq!(package.versions[0].files[0].sidecar.as_ref(), Some(&c));
     assert_eq!(
-        package.versions[0].files[0].attributes.get("kind").map(String::as_str),
+        package.versions[0].files[0]
+            .attributes
+            .get("kind")
+            .map(String::as_str),
         Some("demo_hello-1.0-py3-none-any.whl")
     );
 

@@ -303,7 +303,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         registry_core::Packages::new(registry.blob_store().clone(), registry.metadata().clone())
             .with_limits(config.package_limits());
     let generic = registry_http::generic::router(packages.clone(), auth.clone())
-        .merge(registry_http::npm::router(packages, auth.clone()));
+        .merge(registry_http::npm::router(packages.clone(), auth.clone()))
+        .merge(registry_http::pypi::router(packages, auth.clone()));
     let app = match auth {
         Some(auth) => registry_http::oci::router_with_auth(registry, auth),
         None => registry_http::oci::router(registry),

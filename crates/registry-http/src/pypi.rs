@@ -1,0 +1,702 @@
+//! The Python package index under `/pypi/<repository>/`, for twine and pip.
+//!
+//! | request | does |
+//! |---|---|
+//! | `POST /pypi/<repo>/` (also `/legacy/`), multipart | twine upload: digests checked, metadata read from the file and compared with the form |
+//! | `GET /pypi/<repo>/simple/` | the project index (PEP 503 HTML or PEP 691 JSON, by `Accept`) |
+//! | `GET /pypi/<repo>/simple/<project>/` | a project's files, with `requires-python`, yanks, core-metadata hashes, PEP 700 fields |
+//! | `GET /pypi/<repo>/files/<project>/<version>/<file>[.metadata]` | a file, or its core metadata (PEP 658/714) |
+//! | `PUT`, `DELETE /pypi/<repo>/projects/<project>/<version>/yank` | yank (`{"reason": …}`), unyank (PEP 592) |
+//! | `DELETE /pypi/<repo>/projects/<project>/<version>` | deletes a release |
+//!
+//! Point pip at `http://host/pypi/<repo>/simple/` and twine at `http://host/pypi/<repo>/`.
+//! Credentials are Basic (a password, or an access token as the password, the user being
+//! anything such as `__token__`). Errors are plain text with the status, which twine prints.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use blake2::Digest as _;
+use bytes::Bytes;
+use futures::StreamExt;
+use registry_core::{
+    Action, BlobRef, ByteRange, Error, NewPackageFile, PackageFormat, Packages, Page, Publish,
+    PublishMode, RepositoryName, VersionStatus,
+};
+use registry_formats::pypi::{self, DistKind, SimpleFile, SimpleFormat, SimpleProject};
+use serde_json::{Value, json};
+
+use crate::auth::{Auth, authenticate_package_client};
+use crate::error::status_of;
+use crate::transfer::{file_response, requested_range};
+
+type Blake2b256 = blake2::Blake2b<blake2::digest::consts::U32>;
+
+/// The largest text field of an upload form (a long description included).
+const MAX_FIELD: usize = 4 << 20;
+
+/// The most fields an upload form may have.
+const MAX_FIELDS: usize = 200;
+
+/// The router serving `/pypi/<repository>/`, with authentication when `auth` is given.
+///
+/// ```
+/// use std::sync::Arc;
+/// use registry_core::Packages;
+/// use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+///
+/// let packages = Packages::new(Arc::new(MemoryBlobStore::new()), Arc::new(MemoryMetadataStore::new()));
+/// let app: axum::Router = registry_http::pypi::router(packages, None);
+/// ```
+pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
+    Router::new()
+        .route("/pypi/{*path}", axum::routing::any(dispatch))
+        .with_state(Arc::new(Pypi { packages, auth }))
+}
+
+#[derive(Debug)]
+struct Pypi {
+    packages: Packages,
+    auth: Option<Auth>,
+}
+
+/// A failure as pip and twine see it: a status and a line of text.
+struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Failure {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let status = match &error {
+            Error::PackageUnknown { .. } => StatusCode::NOT_FOUND,
+            Error::PackageConflict { .. } => StatusCode::CONFLICT,
+            other => status_of(other),
+        };
+        if status.is_server_error() {
+            tracing::error!(%error, "pypi request failed");
+            return Failure::new(status, "internal error");
+        }
+        Failure::new(status, error.to_string())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, format!("{}\n", self.message)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"registry\""),
+            );
+        }
+        response
+    }
+}
+
+async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
+    let result = async {
+        let path = request.uri().path().to_owned();
+        let rest = path.strip_prefix("/pypi/").unwrap_or_default();
+        let (repository, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        registry_core::package::check_repository_name(repository)?;
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1")
+            .to_owned();
+        let base = format!("http://{host}/pypi/{repository}");
+        let parts: Vec<&str> = rest.split('/').collect();
+        let method = request.method().clone();
+        match (parts.as_slice(), &method) {
+            ([""] | ["legacy", ""] | ["legacy"], &Method::POST) => {
+                authorize(&pypi, request.headers(), repository, Action::Push).await?;
+                upload(&pypi, repository, request).await
+            }
+            (["simple", ""] | ["simple"], &Method::GET | &Method::HEAD) => {
+                authorize(&pypi, request.headers(), repository, Action::Pull).await?;
+                index(&pypi, repository, request.headers()).await
+            }
+            (["simple", project, ""] | ["simple", project], &Method::GET | &Method::HEAD) => {
+                authorize(&pypi, request.headers(), repository, Action::Pull).await?;
+                project_page(&pypi, repository, &base, project, request.headers()).await
+            }
+            (["files", project, version, file], &Method::GET | &Method::HEAD) => {
+                authorize(&pypi, request.headers(), repository, Action::Pull).await?;
+                let head = method == Method::HEAD;
+                download(
+                    &pypi,
+                    repository,
+                    project,
+                    version,
+                    file,
+                    request.headers(),
+                    head,
+                )
+                .await
+            }
+            (["projects", project, version, "yank"], &Method::PUT | &Method::DELETE) => {
+                authorize(&pypi, request.headers(), repository, Action::Delete).await?;
+                let reason = if method == Method::PUT {
+                    let body = axum::body::to_bytes(request.into_body(), 64 << 10)
+                        .await
+                        .map_err(|_| {
+                            Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "the body is over 64 KiB")
+                        })?;
+                    let reason = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_owned))
+                        .unwrap_or_default();
+                    Some(reason)
+                } else {
+                    None
+                };
+                yank(&pypi, repository, project, version, reason).await
+            }
+            (["projects", project, version], &Method::DELETE) => {
+                authorize(&pypi, request.headers(), repository, Action::Delete).await?;
+                let version = pypi::normalize_version(version)?;
+                pypi.packages
+                    .metadata()
+                    .delete_version(repository, &pypi::normalize(project), &version)
+                    .await?;
+                Ok(StatusCode::NO_CONTENT.into_response())
+            }
+            _ => Err(Failure::new(StatusCode::NOT_FOUND, "no such route")),
+        }
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn authorize(
+    pypi: &Pypi,
+    headers: &HeaderMap,
+    repository: &str,
+    action: Action,
+) -> Result<(), Failure> {
+    let tokens = &**pypi.packages.metadata();
+    let caller = authenticate_package_client(pypi.auth.as_ref(), tokens, headers)
+        .await?
+        .ok_or_else(|| Failure::new(StatusCode::UNAUTHORIZED, "invalid or missing credentials"))?;
+    let Some(auth) = &pypi.auth else {
+        return Ok(());
+    };
+    let allowed = RepositoryName::parse(repository)
+        .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action));
+    if allowed {
+        Ok(())
+    } else if caller.is_identified() {
+        Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} on {repository} is not granted to this user",
+                action.as_str()
+            ),
+        ))
+    } else {
+        Err(Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid or missing credentials",
+        ))
+    }
+}
+
+/// What a stored upload's `content` part turned out to be.
+struct Received {
+    filename: String,
+    blob: BlobRef,
+    blake2_256: String,
+}
+
+async fn upload(pypi: &Pypi, repository: &str, request: Request) -> Result<Response, Failure> {
+    let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("the upload is not multipart/form-data: {e}"),
+        )
+    })?;
+    let mut fields: HashMap<String, String> = HashMap::new();
+    let mut received: Option<Received> = None;
+    let mut count = 0;
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("the upload form is malformed: {e}"),
+        )
+    })? {
+        count += 1;
+        if count > MAX_FIELDS {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                "the upload form has too many fields",
+            ));
+        }
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "content" {
+            if received.is_some() {
+                return Err(Failure::new(StatusCode::BAD_REQUEST, "one file per upload"));
+            }
+            let filename = field.file_name().map(str::to_owned).ok_or_else(|| {
+                Failure::new(StatusCode::BAD_REQUEST, "the content part has no file name")
+            })?;
+            pypi::parse_filename(&filename)?;
+            // The part streams into the blob store while it is hashed with BLAKE2b-256.
+            let (sender, receiver) = tokio::sync::mpsc::channel::<registry_core::Result<Bytes>>(4);
+            let stream = tokio_stream_from(receiver);
+            let store = pypi.packages.store_file(stream);
+            let feed = async {
+                let mut hasher = Blake2b256::new();
+                let mut failure = None;
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(chunk)) => {
+                            hasher.update(&chunk);
+                            if sender.send(Ok(chunk)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let error = Error::BlobUploadInvalid {
+                                reason: format!("the upload broke off: {e}"),
+                            };
+                            failure = Some(e.to_string());
+                            let _ = sender.send(Err(error)).await;
+                            break;
+                        }
+                    }
+                }
+                drop(sender);
+                (hex::encode(hasher.finalize()), failure)
+            };
+            let (stored, (blake2_256, failure)) = futures::join!(store, feed);
+            if let Some(failure) = failure {
+                return Err(Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the upload broke off: {failure}"),
+                ));
+            }
+            received = Some(Received {
+                filename,
+                blob: stored?,
+                blake2_256,
+            });
+        } else {
+            let mut text = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(|e| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the upload form is malformed: {e}"),
+                )
+            })? {
+                if text.len() + chunk.len() > MAX_FIELD {
+                    return Err(Failure::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("field {name} is over {MAX_FIELD} bytes"),
+                    ));
+                }
+                text.extend_from_slice(&chunk);
+            }
+            fields.insert(name, String::from_utf8_lossy(&text).into_owned());
+        }
+    }
+    let field = |key: &str| {
+        fields
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    match field(":action") {
+        Some("file_upload") => {}
+        other => {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                format!("unsupported :action {other:?}; only file_upload is"),
+            ));
+        }
+    }
+    let received = received
+        .ok_or_else(|| Failure::new(StatusCode::BAD_REQUEST, "the upload has no content file"))?;
+    let sha256 = received.blob.digest.hex().to_owned();
+    if let Some(claimed) = field("sha256_digest")
+        && !claimed.eq_ignore_ascii_case(&sha256)
+    {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("sha256_digest {claimed} does not match the file's SHA-256 {sha256}"),
+        ));
+    }
+    if let Some(claimed) = field("blake2_256_digest")
+        && !claimed.eq_ignore_ascii_case(&received.blake2_256)
+    {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "blake2_256_digest {claimed} does not match the file's BLAKE2b-256 {}",
+                received.blake2_256
+            ),
+        ));
+    }
+    let form_name = field("name")
+        .ok_or_else(|| Failure::new(StatusCode::BAD_REQUEST, "the form has no name"))?;
+    let form_version = field("version")
+        .ok_or_else(|| Failure::new(StatusCode::BAD_REQUEST, "the form has no version"))?;
+    let file = pypi::parse_filename(&received.filename)?;
+    if let Some(filetype) = field("filetype")
+        && filetype != file.kind.filetype()
+    {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "filetype {filetype} does not match {} ({})",
+                received.filename,
+                file.kind.filetype()
+            ),
+        ));
+    }
+    let raw_metadata = read_metadata(&pypi.packages, &received.blob, file.kind).await?;
+    let metadata = pypi::parse_core_metadata(&raw_metadata)?;
+    let (project, version) = pypi::check_upload(form_name, form_version, &file, &metadata)?;
+    let sidecar = pypi.packages.store_bytes(Bytes::from(raw_metadata)).await?;
+    let repo = pypi
+        .packages
+        .hosted_repository(repository, PackageFormat::Pypi, true)
+        .await?;
+    let mut attributes = std::collections::BTreeMap::new();
+    attributes.insert("filetype".to_owned(), file.kind.filetype().to_owned());
+    if let Some(requires) = &metadata.requires_python {
+        attributes.insert("requires_python".to_owned(), requires.clone());
+    }
+    if let Some(python) = field("pyversion") {
+        attributes.insert("python_version".to_owned(), python.to_owned());
+    }
+    let version_metadata = json!({
+        "summary": metadata.summary,
+        "metadata_version": metadata.metadata_version,
+    });
+    pypi.packages
+        .publish(&Publish {
+            repository: repository.to_owned(),
+            name: project.clone(),
+            display_name: metadata.name.clone(),
+            version: version.clone(),
+            metadata: version_metadata.to_string(),
+            files: vec![NewPackageFile {
+                name: received.filename.clone(),
+                blob: received.blob,
+                digests: registry_core::FileDigests {
+                    blake2_256: Some(received.blake2_256),
+                    ..Default::default()
+                },
+                sidecar: Some(sidecar),
+                attributes,
+            }],
+            tags: Vec::new(),
+            mode: PublishMode::AddFiles,
+            duplicates: repo.settings.duplicates_allowed(&project),
+        })
+        .await
+        .map_err(|e| match e {
+            Error::PackageConflict { .. } => Failure::new(
+                StatusCode::CONFLICT,
+                format!("File already exists: {} ({project} {version}); duplicates are not allowed in {repository}", received.filename),
+            ),
+            other => other.into(),
+        })?;
+    Ok((StatusCode::OK, "OK\n").into_response())
+}
+
+/// A `Stream` over an mpsc receiver.
+fn tokio_stream_from(
+    mut receiver: tokio::sync::mpsc::Receiver<registry_core::Result<Bytes>>,
+) -> registry_core::ByteStream {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
+}
+
+/// Reads a stored distribution's core metadata without loading the file: a blocking task reads
+/// the ranges the archive reader asks for.
+async fn read_metadata(
+    packages: &Packages,
+    blob: &BlobRef,
+    kind: DistKind,
+) -> Result<Vec<u8>, Failure> {
+    let reader = BlobReader {
+        packages: packages.clone(),
+        blob: blob.clone(),
+        position: 0,
+        buffer: Bytes::new(),
+        buffer_start: 0,
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let extracted = tokio::task::spawn_blocking(move || match kind {
+        DistKind::Wheel => pypi::wheel_metadata(reader),
+        DistKind::Sdist => pypi::sdist_metadata(reader),
+    })
+    .await
+    .map_err(|e| Failure::from(Error::backend(e.to_string())))?;
+    Ok(extracted?)
+}
+
+/// Synchronous `Read + Seek` over a stored blob, fetching 256 KiB ranges as they are needed.
+struct BlobReader {
+    packages: Packages,
+    blob: BlobRef,
+    position: u64,
+    buffer: Bytes,
+    buffer_start: u64,
+    runtime: tokio::runtime::Handle,
+}
+
+const READ_AHEAD: u64 = 256 << 10;
+
+impl Read for BlobReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.position >= self.blob.size || out.is_empty() {
+            return Ok(0);
+        }
+        let buffered = self.buffer_start..self.buffer_start + self.buffer.len() as u64;
+        if !buffered.contains(&self.position) {
+            let end = (self.position + READ_AHEAD).min(self.blob.size);
+            let range = ByteRange {
+                start: self.position,
+                end: Some(end),
+            };
+            let packages = self.packages.clone();
+            let blob = self.blob.clone();
+            let bytes = self.runtime.block_on(async move {
+                let mut read = packages.read(&blob, Some(range)).await?;
+                let mut bytes = Vec::with_capacity((end - range.start) as usize);
+                while let Some(chunk) = read.stream.next().await {
+                    bytes.extend_from_slice(&chunk?);
+                }
+                Ok::<_, Error>(bytes)
+            });
+            self.buffer = Bytes::from(bytes.map_err(std::io::Error::other)?);
+            self.buffer_start = self.position;
+        }
+        let offset = (self.position - self.buffer_start) as usize;
+        let available = &self.buffer[offset..];
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for BlobReader {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(at) => i128::from(at),
+            SeekFrom::End(delta) => i128::from(self.blob.size) + i128::from(delta),
+            SeekFrom::Current(delta) => i128::from(self.position) + i128::from(delta),
+        };
+        self.position = u64::try_from(target).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.position)
+    }
+}
+
+fn negotiate(headers: &HeaderMap) -> Result<(SimpleFormat, &'static str), Failure> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    pypi::negotiate(accept).ok_or_else(|| {
+        Failure::new(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("ask for {} or {}", pypi::SIMPLE_JSON, pypi::SIMPLE_HTML),
+        )
+    })
+}
+
+fn page(body: String, content_type: &'static str) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+async fn index(pypi: &Pypi, repository: &str, headers: &HeaderMap) -> Result<Response, Failure> {
+    let (format, content_type) = negotiate(headers)?;
+    let mut names = Vec::new();
+    let mut page_of = Page::first(5000);
+    loop {
+        let batch = pypi
+            .packages
+            .metadata()
+            .list_packages(repository, None, &page_of)
+            .await?;
+        let full = batch.len() == page_of.limit;
+        names.extend(batch.into_iter().map(|p| p.name));
+        match (full, names.last()) {
+            (true, Some(last)) => page_of = Page::after(last.clone(), 5000),
+            _ => break,
+        }
+    }
+    Ok(match format {
+        SimpleFormat::Html => page(pypi::index_html(&names), content_type),
+        SimpleFormat::Json => page(pypi::index_json(&names).to_string(), content_type),
+    })
+}
+
+async fn project_page(
+    pypi: &Pypi,
+    repository: &str,
+    base: &str,
+    project: &str,
+    headers: &HeaderMap,
+) -> Result<Response, Failure> {
+    let normalized = pypi::normalize(project);
+    if normalized != project {
+        let mut response = StatusCode::MOVED_PERMANENTLY.into_response();
+        let location = format!("{base}/simple/{normalized}/");
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        return Ok(response);
+    }
+    let (format, content_type) = negotiate(headers)?;
+    let package = pypi
+        .packages
+        .metadata()
+        .package(repository, &normalized)
+        .await?
+        .ok_or_else(|| {
+            Failure::new(
+                StatusCode::NOT_FOUND,
+                format!("project {normalized} not found"),
+            )
+        })?;
+    let mut versions: Vec<String> = package
+        .versions
+        .iter()
+        .filter(|v| v.status != VersionStatus::Hidden)
+        .map(|v| v.version.clone())
+        .collect();
+    pypi::sort_versions(&mut versions);
+    let mut files = Vec::new();
+    for version in package
+        .versions
+        .iter()
+        .filter(|v| v.status != VersionStatus::Hidden)
+    {
+        let yanked = match &version.status {
+            VersionStatus::Yanked(reason) => Some(reason.clone()),
+            _ => None,
+        };
+        for file in &version.files {
+            files.push(SimpleFile {
+                filename: file.name.clone(),
+                url: format!(
+                    "{base}/files/{normalized}/{}/{}",
+                    version.version, file.name
+                ),
+                sha256: file.blob.digest.hex().to_owned(),
+                size: file.blob.size,
+                upload_time: file.created_at.0,
+                requires_python: file.attributes.get("requires_python").cloned(),
+                yanked: yanked.clone(),
+                core_metadata: file.sidecar.as_ref().map(|s| s.digest.hex().to_owned()),
+            });
+        }
+    }
+    let project = SimpleProject {
+        name: normalized,
+        versions,
+        files,
+    };
+    Ok(match format {
+        SimpleFormat::Html => page(pypi::project_html(&project), content_type),
+        SimpleFormat::Json => page(pypi::project_json(&project).to_string(), content_type),
+    })
+}
+
+async fn download(
+    pypi: &Pypi,
+    repository: &str,
+    project: &str,
+    version: &str,
+    file: &str,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response, Failure> {
+    let (file, want_metadata) = match file.strip_suffix(".metadata") {
+        Some(dist) => (dist, true),
+        None => (file, false),
+    };
+    let package = pypi
+        .packages
+        .metadata()
+        .package(repository, &pypi::normalize(project))
+        .await?;
+    let found = package
+        .as_ref()
+        .and_then(|p| p.version(version))
+        .and_then(|v| v.files.iter().find(|f| f.name == file))
+        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("{file} not found")))?;
+    let blob = if want_metadata {
+        found.sidecar.clone().ok_or_else(|| {
+            Failure::new(
+                StatusCode::NOT_FOUND,
+                format!("{file} has no metadata file"),
+            )
+        })?
+    } else {
+        found.blob.clone()
+    };
+    let range = requested_range(headers, blob.size);
+    let read = pypi.packages.read(&blob, range).await?;
+    let content_type = if want_metadata {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
+    };
+    let mut response = file_response(read, range.is_some(), content_type, head);
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", blob.digest.hex())) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+async fn yank(
+    pypi: &Pypi,
+    repository: &str,
+    project: &str,
+    version: &str,
+    reason: Option<String>,
+) -> Result<Response, Failure> {
+    let version = pypi::normalize_version(version)?;
+    let status = match reason {
+        Some(reason) => VersionStatus::Yanked(reason),
+        None => VersionStatus::Default,
+    };
+    pypi.packages
+        .metadata()
+        .set_version_status(
+            repository,
+            &pypi::normalize(project),
+            &version,
+            &status,
+            None,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
