@@ -62,6 +62,17 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's name (`reader`, `developer`, `maintainer`, `owner`, `admin`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Developer => "developer",
+            Role::Maintainer => "maintainer",
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+        }
+    }
+
     /// The least role that permits every action in `actions` (reader for none).
     pub fn least_allowing(actions: &[Action]) -> Role {
         [Role::Reader, Role::Developer, Role::Maintainer]

@@ -74,8 +74,8 @@ pub use metadata::{
 pub use name::{NameError, Reference, RepositoryName, Tag};
 pub use package::{
     BlobRef, FileDigests, NewPackageFile, Package, PackageFile, PackageFormat, PackageMetadata,
-    PackageRepository, PackageSummary, PackageVersion, Publish, PublishMode, PublishOutcome,
-    RepositoryKind, RepositorySettings, VersionStatus,
+    PackageProtection, PackageRepository, PackageSummary, PackageVersion, Publish, PublishMode,
+    PublishOutcome, RepositoryConfig, RepositoryKind, RepositorySettings, VersionStatus,
 };
 pub use package_service::{PackageLimits, Packages};
 pub use registry::{Limits, PushedManifest, Registry};

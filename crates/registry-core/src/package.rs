@@ -146,9 +146,74 @@ pub struct RepositorySettings {
     /// reversed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate_exceptions: Option<crate::rules::TagPattern>,
+    /// Which roles may publish and delete which packages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protection: Vec<PackageProtection>,
 }
 
+/// A protection rule: packages whose name a pattern matches (whole name) need at least a role
+/// to publish (new versions, files, tags, deprecations) and to delete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageProtection {
+    /// The package names it covers (regular expression, whole name).
+    pub packages: crate::rules::TagPattern,
+    /// The least role that may publish.
+    pub publish: crate::auth::Role,
+    /// The least role that may delete.
+    pub delete: crate::auth::Role,
+}
+
+/// The most protection rules a repository holds.
+pub const MAX_PROTECTION_RULES: usize = 100;
+
 impl RepositorySettings {
+    /// Checks the settings' limits.
+    pub fn validate(&self) -> Result<()> {
+        if self.protection.len() > MAX_PROTECTION_RULES {
+            return Err(Error::PolicyInvalid {
+                reason: format!(
+                    "{} protection rules given; at most {MAX_PROTECTION_RULES} are accepted",
+                    self.protection.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses `action` (push: publish; delete) on `package` for a caller with `role` (`None`:
+    /// trusted) when a protection rule needs more; the refusal names the rule.
+    pub fn check_protection(
+        &self,
+        package: &str,
+        action: crate::auth::Action,
+        role: Option<crate::auth::Role>,
+    ) -> Result<()> {
+        let Some(role) = role else {
+            return Ok(());
+        };
+        for rule in self
+            .protection
+            .iter()
+            .filter(|r| r.packages.matches(package))
+        {
+            let (needed, verb) = match action {
+                crate::auth::Action::Delete => (rule.delete, "deleting"),
+                _ => (rule.publish, "publishing"),
+            };
+            if role < needed {
+                return Err(Error::Denied {
+                    reason: format!(
+                        "{verb} {package} needs the {} role (protection rule for packages {:?})",
+                        needed.as_str(),
+                        rule.packages.as_str()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Whether a duplicate of `package` may replace what is there.
     pub fn duplicates_allowed(&self, package: &str) -> bool {
         let excepted = self
@@ -156,6 +221,38 @@ impl RepositorySettings {
             .as_ref()
             .is_some_and(|p| p.matches(package));
         self.allow_duplicates != excepted
+    }
+}
+
+/// A repository as an operator describes it (the configuration's `[[package_repositories]]`,
+/// the admin API's body): its format and settings, every field checked.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// Its name (required in the configuration; the admin API takes it from the path).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Its format.
+    pub format: PackageFormat,
+    /// See [`RepositorySettings::allow_duplicates`].
+    #[serde(default)]
+    pub allow_duplicates: bool,
+    /// See [`RepositorySettings::duplicate_exceptions`].
+    #[serde(default)]
+    pub duplicate_exceptions: Option<crate::rules::TagPattern>,
+    /// See [`RepositorySettings::protection`].
+    #[serde(default)]
+    pub protection: Vec<PackageProtection>,
+}
+
+impl RepositoryConfig {
+    /// The settings it describes.
+    pub fn settings(&self) -> RepositorySettings {
+        RepositorySettings {
+            allow_duplicates: self.allow_duplicates,
+            duplicate_exceptions: self.duplicate_exceptions.clone(),
+            protection: self.protection.clone(),
+        }
     }
 }
 

@@ -109,6 +109,21 @@ impl Packages {
         Ok(repository)
     }
 
+    /// Refuses `action` on `package` when the repository's protection rules need more than
+    /// `role` (`None`: trusted); a repository that does not exist protects nothing.
+    pub async fn check_protection(
+        &self,
+        repository: &str,
+        package: &str,
+        action: crate::auth::Action,
+        role: Option<crate::auth::Role>,
+    ) -> Result<()> {
+        match self.metadata.package_repository(repository).await? {
+            Some(found) => found.settings.check_protection(package, action, role),
+            None => Ok(()),
+        }
+    }
+
     /// Stores a file's bytes in the blob store and records the blob (collected after the
     /// review delay unless a publish references it). Refuses files over the size limit
     /// ([`Error::SizeInvalid`]), storing nothing.

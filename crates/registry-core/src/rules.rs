@@ -284,19 +284,14 @@ impl TagGuard {
                 (TagRuleKind::Immutable, TagChange::Delete { .. }) => {
                     Some("is immutable: it and its manifest cannot be deleted".to_owned())
                 }
-                (TagRuleKind::Protected { push, .. }, TagChange::Push { .. }) => {
-                    self.below(*push).then(|| {
-                        format!(
-                            "is protected: pushing it needs the {} role",
-                            role_name(*push)
-                        )
-                    })
-                }
+                (TagRuleKind::Protected { push, .. }, TagChange::Push { .. }) => self
+                    .below(*push)
+                    .then(|| format!("is protected: pushing it needs the {} role", push.as_str())),
                 (TagRuleKind::Protected { delete, .. }, TagChange::Delete { .. }) => {
                     self.below(*delete).then(|| {
                         format!(
                             "is protected: deleting it needs the {} role",
-                            role_name(*delete)
+                            delete.as_str()
                         )
                     })
                 }
@@ -316,16 +311,6 @@ impl TagGuard {
 
     fn below(&self, needed: Role) -> bool {
         self.role.is_some_and(|role| role < needed)
-    }
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Reader => "reader",
-        Role::Developer => "developer",
-        Role::Maintainer => "maintainer",
-        Role::Owner => "owner",
-        Role::Admin => "admin",
     }
 }
 

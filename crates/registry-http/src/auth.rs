@@ -555,6 +555,16 @@ pub async fn authenticate_package_client(
     }
 }
 
+/// The caller's role on a package repository, for protection rules: `None` (trusted) when no
+/// authentication is configured.
+pub fn package_role(auth: Option<&Auth>, caller: &Caller, repository: &str) -> Option<Role> {
+    let auth = auth?;
+    match RepositoryName::parse(repository) {
+        Ok(name) => caller.actor(&*auth.authorizer, &name).role,
+        Err(_) => Some(Role::Reader),
+    }
+}
+
 /// The access-token secret in credentials, if they carry one.
 pub fn token_secret(credentials: &Credentials) -> Option<&str> {
     let secret = match credentials {

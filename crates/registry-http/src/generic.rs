@@ -176,8 +176,18 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
                 ));
             }
         };
-        authorize(&generic, request.headers(), &repository, action).await?;
+        let role = authorize(&generic, request.headers(), &repository, action).await?;
         let packages = &generic.packages;
+        let name = match &target {
+            Target::Package { name } | Target::Version { name, .. } | Target::File { name, .. } => {
+                name.clone()
+            }
+        };
+        if action != Action::Pull {
+            packages
+                .check_protection(&repository, &name, action, role)
+                .await?;
+        }
         match (target, method) {
             (
                 Target::File {
@@ -262,18 +272,18 @@ async fn authorize(
     headers: &HeaderMap,
     repository: &str,
     action: Action,
-) -> Result<(), Failure> {
+) -> Result<Option<registry_core::Role>, Failure> {
     let tokens = &**generic.packages.metadata();
     let caller = authenticate_package_client(generic.auth.as_ref(), tokens, headers)
         .await?
         .ok_or_else(|| Failure::new(StatusCode::UNAUTHORIZED, "authentication required"))?;
     let Some(auth) = &generic.auth else {
-        return Ok(());
+        return Ok(None);
     };
     let allowed = RepositoryName::parse(repository)
         .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action));
     if allowed {
-        Ok(())
+        Ok(crate::auth::package_role(Some(auth), &caller, repository))
     } else if caller.is_identified() {
         Err(Failure::new(
             StatusCode::FORBIDDEN,

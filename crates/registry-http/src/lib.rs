@@ -8,6 +8,8 @@
 //! - [`npm`]: the npm registry API under `/npm/<repository>/`;
 //! - [`pypi`]: the Python package index under `/pypi/<repository>/` (twine uploads, the Simple
 //!   API for pip);
+//! - [`package_admin`]: access tokens with scopes and package repository settings under
+//!   `/api/v1/`;
 //! - [`auth`]: HTTP Basic and Docker token auth, and [`auth::StaticUsers`] (configured users
 //!   with argon2 password hashes);
 //! - [`observe`]: request metrics (through the `metrics` facade) and tracing, as a middleware;
@@ -37,6 +39,7 @@ pub mod generic;
 pub mod npm;
 pub mod observe;
 pub mod oci;
+pub mod package_admin;
 pub mod path;
 pub mod pypi;
 pub mod serve;

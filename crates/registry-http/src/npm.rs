@@ -208,11 +208,15 @@ async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
         let base = format!("http://{host}/npm/{repository}");
         let caller = authenticate(&npm, request.headers()).await?;
         let user = user_of(&npm, request.headers(), caller.as_ref()).await?;
+        let role = caller
+            .as_ref()
+            .and_then(|c| crate::auth::package_role(npm.auth.as_ref(), c, &repository));
         let repo = Repo {
             npm: &npm,
             name: repository,
             caller,
             user,
+            role,
             base,
         };
         match (target(&rest)?, method) {
@@ -229,7 +233,7 @@ async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
                 put_package(&repo, &name, rev.as_deref(), &body).await
             }
             (Target::Package { name, rev }, Method::DELETE) => {
-                repo.require(Action::Delete)?;
+                repo.require_for(Action::Delete, &name).await?;
                 check_rev(&repo, &name, rev.as_deref()).await?;
                 if npm
                     .packages
@@ -247,7 +251,7 @@ async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
                 tarball(&repo, &name, &file, head).await
             }
             (Target::Tarball { name, file }, Method::DELETE) => {
-                repo.require(Action::Delete)?;
+                repo.require_for(Action::Delete, &name).await?;
                 delete_tarball(&repo, &name, &file).await
             }
             (_, method) => Err(Failure::new(
@@ -265,10 +269,22 @@ struct Repo<'a> {
     name: String,
     caller: Option<Caller>,
     user: Option<String>,
+    role: Option<registry_core::Role>,
     base: String,
 }
 
 impl Repo<'_> {
+    /// Checks the caller may act on the repository, and on the package under its protection
+    /// rules.
+    async fn require_for(&self, action: Action, package: &str) -> Result<(), Failure> {
+        self.require(action)?;
+        self.npm
+            .packages
+            .check_protection(&self.name, package, action, self.role)
+            .await?;
+        Ok(())
+    }
+
     fn require(&self, action: Action) -> Result<(), Failure> {
         let Some(auth) = &self.npm.auth else {
             return Ok(());
@@ -458,7 +474,7 @@ async fn put_package(
     let put = npm::parse_put(body, name, &repo.npm.limits)?;
     match put {
         Put::Publish(publication) => {
-            repo.require(Action::Push)?;
+            repo.require_for(Action::Push, name).await?;
             publish(repo, *publication).await
         }
         Put::Update(update) => {
@@ -541,11 +557,12 @@ async fn update_package(
         .map(|v| v.version.as_str())
         .filter(|v| !update.versions.contains_key(*v))
         .collect();
-    repo.require(if removed.is_empty() {
+    let action = if removed.is_empty() {
         Action::Push
     } else {
         Action::Delete
-    })?;
+    };
+    repo.require_for(action, name).await?;
     check_rev(repo, name, rev).await?;
     for version in &package.versions {
         let Some(deprecated) = update.versions.get(&version.version) else {
@@ -720,7 +737,7 @@ async fn dist_tags(
             Ok(json_response(StatusCode::OK, &json!(package.tags)))
         }
         (Some(tag), Method::PUT | Method::POST) => {
-            repo.require(Action::Push)?;
+            repo.require_for(Action::Push, name).await?;
             npm::check_tag(tag)?;
             let body = read_body(repo.npm, request).await?;
             let version: String = serde_json::from_slice(&body).map_err(|_| {
@@ -735,7 +752,7 @@ async fn dist_tags(
             Ok(ok(StatusCode::CREATED))
         }
         (Some(tag), Method::DELETE) => {
-            repo.require(Action::Delete)?;
+            repo.require_for(Action::Delete, name).await?;
             if tag == "latest" {
                 return Err(Failure::new(
                     StatusCode::BAD_REQUEST,

@@ -129,8 +129,8 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
         let method = request.method().clone();
         match (parts.as_slice(), &method) {
             ([""] | ["legacy", ""] | ["legacy"], &Method::POST) => {
-                authorize(&pypi, request.headers(), repository, Action::Push).await?;
-                upload(&pypi, repository, request).await
+                let role = authorize(&pypi, request.headers(), repository, Action::Push).await?;
+                upload(&pypi, repository, role, request).await
             }
             (["simple", ""] | ["simple"], &Method::GET | &Method::HEAD) => {
                 authorize(&pypi, request.headers(), repository, Action::Pull).await?;
@@ -155,7 +155,10 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
                 .await
             }
             (["projects", project, version, "yank"], &Method::PUT | &Method::DELETE) => {
-                authorize(&pypi, request.headers(), repository, Action::Delete).await?;
+                let role = authorize(&pypi, request.headers(), repository, Action::Delete).await?;
+                pypi.packages
+                    .check_protection(repository, &pypi::normalize(project), Action::Delete, role)
+                    .await?;
                 let reason = if method == Method::PUT {
                     let body = axum::body::to_bytes(request.into_body(), 64 << 10)
                         .await
@@ -173,7 +176,10 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
                 yank(&pypi, repository, project, version, reason).await
             }
             (["projects", project, version], &Method::DELETE) => {
-                authorize(&pypi, request.headers(), repository, Action::Delete).await?;
+                let role = authorize(&pypi, request.headers(), repository, Action::Delete).await?;
+                pypi.packages
+                    .check_protection(repository, &pypi::normalize(project), Action::Delete, role)
+                    .await?;
                 let version = pypi::normalize_version(version)?;
                 pypi.packages
                     .metadata()
@@ -192,18 +198,18 @@ async fn authorize(
     headers: &HeaderMap,
     repository: &str,
     action: Action,
-) -> Result<(), Failure> {
+) -> Result<Option<registry_core::Role>, Failure> {
     let tokens = &**pypi.packages.metadata();
     let caller = authenticate_package_client(pypi.auth.as_ref(), tokens, headers)
         .await?
         .ok_or_else(|| Failure::new(StatusCode::UNAUTHORIZED, "invalid or missing credentials"))?;
     let Some(auth) = &pypi.auth else {
-        return Ok(());
+        return Ok(None);
     };
     let allowed = RepositoryName::parse(repository)
         .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action));
     if allowed {
-        Ok(())
+        Ok(crate::auth::package_role(Some(auth), &caller, repository))
     } else if caller.is_identified() {
         Err(Failure::new(
             StatusCode::FORBIDDEN,
@@ -227,7 +233,12 @@ struct Received {
     blake2_256: String,
 }
 
-async fn upload(pypi: &Pypi, repository: &str, request: Request) -> Result<Response, Failure> {
+async fn upload(
+    pypi: &Pypi,
+    repository: &str,
+    role: Option<registry_core::Role>,
+    request: Request,
+) -> Result<Response, Failure> {
     let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
         Failure::new(
             StatusCode::BAD_REQUEST,
@@ -376,6 +387,9 @@ async fn upload(pypi: &Pypi, repository: &str, request: Request) -> Result<Respo
     let raw_metadata = read_metadata(&pypi.packages, &received.blob, file.kind).await?;
     let metadata = pypi::parse_core_metadata(&raw_metadata)?;
     let (project, version) = pypi::check_upload(form_name, form_version, &file, &metadata)?;
+    pypi.packages
+        .check_protection(repository, &project, Action::Push, role)
+        .await?;
     let sidecar = pypi.packages.store_bytes(Bytes::from(raw_metadata)).await?;
     let repo = pypi
         .packages

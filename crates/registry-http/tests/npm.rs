@@ -248,7 +248,7 @@ async fn packuments_duplicates_and_formats() {
             "js",
             &RepositorySettings {
                 allow_duplicates: true,
-                duplicate_exceptions: None,
+                ..RepositorySettings::default()
             },
         )
         .await

@@ -1931,6 +1931,7 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
     let settings = RepositorySettings {
         allow_duplicates: true,
         duplicate_exceptions: None,
+        protection: Vec::new(),
     };
     store
         .set_package_repository_settings("pypi-hosted", &settings)

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use registry_core::{CleanupPolicy, Grant, Limits, ManifestLimits, PackageLimits, TagRule};
+use registry_core::{
+    CleanupPolicy, Grant, Limits, ManifestLimits, PackageLimits, RepositoryConfig, TagRule,
+};
 use registry_http::auth::{Auth, StaticUser, StaticUsers, TokenIssuer};
 use serde::Deserialize;
 
@@ -50,6 +52,9 @@ struct File {
     /// `[[cleanup_policies]]`: which old tags cleanup runs delete.
     #[serde(default)]
     cleanup_policies: Vec<CleanupPolicy>,
+    /// `[[package_repositories]]`: package repositories created and configured at start.
+    #[serde(default)]
+    package_repositories: Vec<RepositoryConfig>,
 }
 
 /// `[cleanup]`: running the cleanup policies inside the server.
@@ -138,6 +143,7 @@ pub(crate) struct Config {
     cleanup: FileCleanup,
     pub(crate) tag_rules: Vec<TagRule>,
     pub(crate) cleanup_policies: Vec<CleanupPolicy>,
+    pub(crate) package_repositories: Vec<RepositoryConfig>,
 }
 
 impl Config {
@@ -168,6 +174,7 @@ impl Config {
             cleanup: file.cleanup,
             tag_rules: file.tag_rules,
             cleanup_policies: file.cleanup_policies,
+            package_repositories: file.package_repositories,
         })
     }
 

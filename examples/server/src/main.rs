@@ -302,7 +302,25 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let packages =
         registry_core::Packages::new(registry.blob_store().clone(), registry.metadata().clone())
             .with_limits(config.package_limits());
+    for configured in &config.package_repositories {
+        let name = configured
+            .name
+            .as_deref()
+            .ok_or("[[package_repositories]] entries need a name")?;
+        registry_http::package_admin::configure_repository(
+            &packages,
+            name,
+            configured.format,
+            &configured.settings(),
+        )
+        .await
+        .map_err(|e| format!("[[package_repositories]] {name}: {e}"))?;
+    }
     let generic = registry_http::generic::router(packages.clone(), auth.clone())
+        .merge(registry_http::package_admin::router(
+            packages.clone(),
+            auth.clone(),
+        ))
         .merge(registry_http::npm::router(packages.clone(), auth.clone()))
         .merge(registry_http::pypi::router(packages, auth.clone()));
     let app = match auth {

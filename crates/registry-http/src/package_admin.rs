@@ -1,0 +1,447 @@
+//! Access tokens and package repository settings over HTTP.
+//!
+//! | request | does |
+//! |---|---|
+//! | `POST /api/v1/tokens` `{"label", "scopes": [{"repositories", "access"}], "expires_in"}` | creates a token for the caller (201, its secret shown once) |
+//! | `GET /api/v1/tokens` | the caller's tokens (never their secrets) |
+//! | `DELETE /api/v1/tokens/<id>` | revokes one of the caller's tokens (an admin: anyone's) |
+//! | `GET /api/v1/package-repositories[/<name>]` | repositories with their format and settings |
+//! | `PUT /api/v1/package-repositories/<name>` `{"format", "allow_duplicates", "duplicate_exceptions", "protection"}` | creates or reconfigures one (admin) |
+//!
+//! A scope's `access` is `read`, `write` or `delete` (reader, developer, maintainer) on a
+//! repository pattern (`*`, `ns/*`, a name); a token may only carry what its user has.
+//! Tokens are created with the user's password (Basic), not with another token. Errors are
+//! `{"message": "…"}` with the status.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use registry_core::{
+    Credentials, Error, Grant, NamePattern, PackageFormat, PackageRepository, Packages, Page,
+    Principal, RepositoryConfig, RepositoryKind, RepositoryName, RepositorySettings, Role,
+    Timestamp, TokenRecord,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Auth, Caller, authenticate_package_client, credentials, token_secret};
+use crate::error::status_of;
+
+/// The router serving `/api/v1/tokens` and `/api/v1/package-repositories`.
+pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
+    use axum::routing::{get, put};
+    Router::new()
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(delete_token))
+        .route("/api/v1/package-repositories", get(list_repositories))
+        .route(
+            "/api/v1/package-repositories/{name}",
+            put(put_repository).get(get_repository),
+        )
+        .with_state(Arc::new(Admin { packages, auth }))
+}
+
+#[derive(Debug)]
+struct Admin {
+    packages: Packages,
+    auth: Option<Auth>,
+}
+
+struct Failure(StatusCode, String);
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let status = match &error {
+            Error::PackageUnknown { .. } => StatusCode::NOT_FOUND,
+            other => status_of(other),
+        };
+        if status.is_server_error() {
+            tracing::error!(%error, "admin request failed");
+            return Failure(status, "internal error".into());
+        }
+        Failure(status, error.to_string())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut response = json_response(self.0, &json!({ "message": self.1 }));
+        if self.0 == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"registry\""),
+            );
+        }
+        response
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn unauthorized() -> Failure {
+    Failure(StatusCode::UNAUTHORIZED, "authentication required".into())
+}
+
+/// Who is asking: an identified user (with their grants), or anyone on an open registry.
+struct Asker {
+    /// The user's name.
+    user: Option<String>,
+    /// `None` on an open registry (everything is allowed).
+    principal: Option<Principal>,
+    /// Whether the credentials were an access token.
+    by_token: bool,
+}
+
+impl Asker {
+    fn is_admin(&self) -> bool {
+        self.principal.as_ref().is_none_or(Principal::is_admin)
+    }
+}
+
+async fn ask(admin: &Admin, headers: &HeaderMap) -> Result<Asker, Failure> {
+    let presented = credentials(headers);
+    let by_token = presented.as_ref().and_then(token_secret).is_some();
+    let tokens = &**admin.packages.metadata();
+    let caller = authenticate_package_client(admin.auth.as_ref(), tokens, headers)
+        .await?
+        .ok_or_else(unauthorized)?;
+    Ok(match caller {
+        // An open registry takes the name a client gives, with any password.
+        Caller::Open => Asker {
+            user: match presented {
+                Some(Credentials::Basic { user, .. }) => Some(user),
+                _ => None,
+            },
+            principal: None,
+            by_token,
+        },
+        Caller::Principal(principal) => Asker {
+            user: principal.name.clone(),
+            principal: Some(principal),
+            by_token,
+        },
+        Caller::Token(_) => {
+            return Err(Failure(
+                StatusCode::FORBIDDEN,
+                "use Basic credentials here".into(),
+            ));
+        }
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    #[serde(default)]
+    label: String,
+    scopes: Vec<Scope>,
+    #[serde(default)]
+    expires_in: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scope {
+    repositories: NamePattern,
+    access: Access,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Access {
+    Read,
+    Write,
+    Delete,
+}
+
+impl Access {
+    fn role(self) -> Role {
+        match self {
+            Access::Read => Role::Reader,
+            Access::Write => Role::Developer,
+            Access::Delete => Role::Maintainer,
+        }
+    }
+}
+
+/// Whether a grant's pattern covers every repository `wanted` covers.
+fn covers(grant: &NamePattern, wanted: &NamePattern) -> bool {
+    match wanted.as_str() {
+        "*" => grant.as_str() == "*",
+        text => match text.strip_suffix("/*") {
+            Some(namespace) => {
+                RepositoryName::parse(namespace).is_ok_and(|ns| grant.covers_namespace(&ns))
+            }
+            None => RepositoryName::parse(text).is_ok_and(|name| grant.matches(&name)),
+        },
+    }
+}
+
+fn token_json(token: &TokenRecord) -> Value {
+    let scopes: Vec<Value> = token
+        .grants
+        .iter()
+        .map(|g| {
+            let access = match g.role {
+                Role::Reader => "read",
+                Role::Developer => "write",
+                _ => "delete",
+            };
+            json!({ "repositories": g.pattern.as_str(), "access": access })
+        })
+        .collect();
+    json!({
+        "id": token.id,
+        "user": token.user,
+        "label": token.label,
+        "scopes": scopes,
+        "createdAt": token.created_at.0,
+        "expiresAt": token.expires_at.map(|t| t.0),
+    })
+}
+
+async fn create_token(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let asker = ask(&admin, &headers).await?;
+        if asker.by_token {
+            return Err(Failure(
+                StatusCode::FORBIDDEN,
+                "create tokens with your password, not with a token".into(),
+            ));
+        }
+        let user = asker.user.clone().ok_or_else(unauthorized)?;
+        let request: NewToken = serde_json::from_slice(&body).map_err(|e| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a token request: {e}"),
+            )
+        })?;
+        if request.scopes.is_empty() || request.scopes.len() > 50 || request.label.len() > 200 {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                "give 1 to 50 scopes and a label of at most 200 bytes".into(),
+            ));
+        }
+        let mut grants = Vec::new();
+        for scope in &request.scopes {
+            let role = scope.access.role();
+            if let Some(principal) = &asker.principal {
+                let held = principal
+                    .grants
+                    .iter()
+                    .any(|g| g.role >= role && covers(&g.pattern, &scope.repositories));
+                if !held {
+                    return Err(Failure(
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "{user} does not have {} access to {}",
+                            role.as_str(),
+                            scope.repositories.as_str()
+                        ),
+                    ));
+                }
+            }
+            grants.push(Grant {
+                pattern: scope.repositories.clone(),
+                role,
+            });
+        }
+        let expires_at = match &request.expires_in {
+            None => None,
+            Some(text) => {
+                let age = registry_core::rules::parse_duration(text)
+                    .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+                if age.is_zero() {
+                    return Err(Failure(
+                        StatusCode::BAD_REQUEST,
+                        "expires_in must be positive".into(),
+                    ));
+                }
+                Some(Timestamp::now().after(age))
+            }
+        };
+        let (secret, hash) = registry_core::token::new_secret();
+        let token = TokenRecord {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            user,
+            label: request.label,
+            secret_hash: hash,
+            grants,
+            created_at: Timestamp::now(),
+            expires_at,
+        };
+        admin.packages.metadata().put_token(&token).await?;
+        let mut body = token_json(&token);
+        body["token"] = json!(secret);
+        Ok(json_response(StatusCode::CREATED, &body))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn list_tokens(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    let result = async {
+        let asker = ask(&admin, &headers).await?;
+        let user = asker.user.ok_or_else(unauthorized)?;
+        let tokens = admin.packages.metadata().list_tokens(&user).await?;
+        let tokens: Vec<Value> = tokens.iter().map(token_json).collect();
+        Ok::<_, Failure>(json_response(StatusCode::OK, &json!({ "tokens": tokens })))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn delete_token(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let asker = ask(&admin, &headers).await?;
+        let user = asker.user.clone().ok_or_else(unauthorized)?;
+        let metadata = admin.packages.metadata();
+        let own = metadata
+            .list_tokens(&user)
+            .await?
+            .iter()
+            .any(|t| t.id == id);
+        let admin_of_a_registry_with_users = asker.principal.is_some() && asker.is_admin();
+        if !own && !admin_of_a_registry_with_users {
+            return Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!("no token {id} of {user}"),
+            ));
+        }
+        if metadata.delete_token(&id).await? {
+            Ok(StatusCode::NO_CONTENT.into_response())
+        } else {
+            Err(Failure(StatusCode::NOT_FOUND, format!("no token {id}")))
+        }
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn repository_json(repository: &PackageRepository) -> Value {
+    json!({
+        "name": repository.name,
+        "format": repository.format,
+        "kind": repository.kind.as_str(),
+        "settings": repository.settings,
+        "createdAt": repository.created_at.0,
+    })
+}
+
+async fn list_repositories(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    let result = async {
+        ask(&admin, &headers).await?;
+        let mut all = Vec::new();
+        let mut page = Page::first(1000);
+        loop {
+            let batch = admin
+                .packages
+                .metadata()
+                .list_package_repositories(&page)
+                .await?;
+            let full = batch.len() == page.limit;
+            all.extend(batch);
+            match (full, all.last()) {
+                (true, Some(last)) => page = Page::after(last.name.clone(), 1000),
+                _ => break,
+            }
+        }
+        let repositories: Vec<Value> = all.iter().map(repository_json).collect();
+        Ok::<_, Failure>(json_response(
+            StatusCode::OK,
+            &json!({ "repositories": repositories }),
+        ))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn get_repository(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        ask(&admin, &headers).await?;
+        let repository = admin
+            .packages
+            .metadata()
+            .package_repository(&name)
+            .await?
+            .ok_or_else(|| {
+                Failure(
+                    StatusCode::NOT_FOUND,
+                    format!("no package repository {name}"),
+                )
+            })?;
+        Ok::<_, Failure>(json_response(StatusCode::OK, &repository_json(&repository)))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn put_repository(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let asker = ask(&admin, &headers).await?;
+        if !asker.is_admin() {
+            return Err(Failure(
+                StatusCode::FORBIDDEN,
+                "configuring package repositories needs the admin role".into(),
+            ));
+        }
+        let request: RepositoryConfig = serde_json::from_slice(&body).map_err(|e| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a repository: {e}"),
+            )
+        })?;
+        if request.name.as_ref().is_some_and(|n| *n != name) {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                "the body names another repository than the path".into(),
+            ));
+        }
+        let settings = request.settings();
+        let repository =
+            configure_repository(&admin.packages, &name, request.format, &settings).await?;
+        Ok(json_response(StatusCode::OK, &repository_json(&repository)))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Creates a hosted package repository, or updates its settings; refuses a change of format.
+pub async fn configure_repository(
+    packages: &Packages,
+    name: &str,
+    format: PackageFormat,
+    settings: &RepositorySettings,
+) -> registry_core::Result<PackageRepository> {
+    settings.validate()?;
+    let mut repository = packages.hosted_repository(name, format, true).await?;
+    packages
+        .metadata()
+        .set_package_repository_settings(name, settings)
+        .await?;
+    repository.settings = settings.clone();
+    debug_assert_eq!(repository.kind, RepositoryKind::Hosted);
+    Ok(repository)
+}
