@@ -361,6 +361,14 @@ pub struct Package {
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
+    /// Changes whenever anything of the package does (a random token, never reused), so a
+    /// rendering cached under it is known fresh with [`PackageMetadata::package_revision`].
+    pub revision: String,
+}
+
+/// A fresh package revision token.
+pub fn new_revision() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 impl Package {
@@ -483,6 +491,9 @@ pub trait PackageMetadata: fmt::Debug + Send + Sync + 'static {
     /// A package with its versions, files and tags.
     async fn package(&self, repository: &str, name: &str) -> Result<Option<Package>>;
 
+    /// A package's current revision ([`Package::revision`]), or `None` when it does not exist.
+    async fn package_revision(&self, repository: &str, name: &str) -> Result<Option<String>>;
+
     /// Packages whose name contains `contains` (all when `None`), by name, one page at a time.
     async fn list_packages(
         &self,
@@ -490,6 +501,10 @@ pub trait PackageMetadata: fmt::Debug + Send + Sync + 'static {
         contains: Option<&str>,
         page: &Page,
     ) -> Result<Vec<PackageSummary>>;
+
+    /// Only the names of a repository's packages, by name, one page at a time (for indexes of
+    /// thousands of packages).
+    async fn list_package_names(&self, repository: &str, page: &Page) -> Result<Vec<String>>;
 
     /// Sets a version's status (and, when given, its metadata document).
     /// Errors: [`Error::PackageUnknown`].

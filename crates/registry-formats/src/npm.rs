@@ -405,7 +405,7 @@ pub fn read_tarball(tarball: &[u8], limits: &NpmLimits) -> Result<(String, Strin
 
 /// The registry's revision string of a package (`_rev`): it changes whenever the package does.
 pub fn revision(package: &Package) -> String {
-    format!("{}-{:016x}", package.versions.len(), package.updated_at.0)
+    format!("{}-{}", package.versions.len(), package.revision)
 }
 
 /// An ISO 8601 time as npm writes them.

@@ -34,6 +34,7 @@
 
 mod admin;
 pub mod auth;
+mod cache;
 pub mod error;
 pub mod generic;
 pub mod npm;

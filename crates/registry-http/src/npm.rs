@@ -33,9 +33,9 @@ use registry_core::{
 };
 use registry_formats::npm::{self, NpmLimits, Put};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
 use crate::auth::{Auth, Caller, access_token, authenticate_package_client, token_secret};
+use crate::cache::RenderCache;
 use crate::error::status_of;
 use crate::transfer::file_response;
 
@@ -60,6 +60,7 @@ pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
             packages,
             auth,
             limits,
+            cache: RenderCache::new(1024, 256 << 20),
         }))
 }
 
@@ -68,6 +69,8 @@ struct Npm {
     packages: Packages,
     auth: Option<Auth>,
     limits: NpmLimits,
+    /// Rendered packuments by package and revision.
+    cache: RenderCache,
 }
 
 /// A failure as npm sees it.
@@ -389,25 +392,42 @@ async fn packument(
 ) -> Result<Response, Failure> {
     repo.require(Action::Pull)?;
     npm::check_name(name).map_err(|_| Failure::not_found(format!("package {name} not found")))?;
-    let package = load(repo, name).await?;
     let abbreviated = !write
         && headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|accept| accept.contains("application/vnd.npm.install-v1+json"));
-    let (document, content_type) = if abbreviated {
-        (
-            npm::abbreviated(&package, &repo.base),
-            "application/vnd.npm.install-v1+json",
-        )
+    let content_type = if abbreviated {
+        "application/vnd.npm.install-v1+json"
     } else {
-        (npm::packument(&package, &repo.base), "application/json")
+        "application/json"
     };
-    let body = document.to_string();
-    let etag = format!(
-        "\"{}\"",
-        hex::encode(&Sha256::digest(body.as_bytes())[..16])
-    );
+    let revision = repo
+        .npm
+        .packages
+        .metadata()
+        .package_revision(&repo.name, name)
+        .await?
+        .ok_or_else(|| Failure::not_found(format!("package {name} not found")))?;
+    let variant = if abbreviated { 'a' } else { 'f' };
+    let key = format!("{}\0{name}\0{variant}\0{}", repo.name, repo.base);
+    let (body, revision) = match repo.npm.cache.get(&key, &revision) {
+        Some(body) => (body, revision),
+        None => {
+            let package = load(repo, name).await?;
+            let document = if abbreviated {
+                npm::abbreviated(&package, &repo.base)
+            } else {
+                npm::packument(&package, &repo.base)
+            };
+            let body = Bytes::from(document.to_string());
+            repo.npm
+                .cache
+                .put(key, package.revision.clone(), body.clone());
+            (body, package.revision)
+        }
+    };
+    let etag = format!("\"{revision}-{variant}\"");
     let cached = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

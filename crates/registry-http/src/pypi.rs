@@ -32,6 +32,7 @@ use registry_formats::pypi::{self, DistKind, SimpleFile, SimpleFormat, SimplePro
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, authenticate_package_client};
+use crate::cache::RenderCache;
 use crate::error::status_of;
 use crate::transfer::{file_response, requested_range};
 
@@ -56,13 +57,19 @@ const MAX_FIELDS: usize = 200;
 pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
     Router::new()
         .route("/pypi/{*path}", axum::routing::any(dispatch))
-        .with_state(Arc::new(Pypi { packages, auth }))
+        .with_state(Arc::new(Pypi {
+            packages,
+            auth,
+            cache: RenderCache::new(1024, 256 << 20),
+        }))
 }
 
 #[derive(Debug)]
 struct Pypi {
     packages: Packages,
     auth: Option<Auth>,
+    /// Rendered project pages by project and revision.
+    cache: RenderCache,
 }
 
 /// A failure as pip and twine see it: a status and a line of text.
@@ -540,8 +547,8 @@ fn negotiate(headers: &HeaderMap) -> Result<(SimpleFormat, &'static str), Failur
     })
 }
 
-fn page(body: String, content_type: &'static str) -> Response {
-    let mut response = (StatusCode::OK, body).into_response();
+fn page(body: impl Into<axum::body::Body>, content_type: &'static str) -> Response {
+    let mut response = Response::new(body.into());
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::VARY, HeaderValue::from_static("Accept"));
@@ -556,10 +563,10 @@ async fn index(pypi: &Pypi, repository: &str, headers: &HeaderMap) -> Result<Res
         let batch = pypi
             .packages
             .metadata()
-            .list_packages(repository, None, &page_of)
+            .list_package_names(repository, &page_of)
             .await?;
         let full = batch.len() == page_of.limit;
-        names.extend(batch.into_iter().map(|p| p.name));
+        names.extend(batch);
         match (full, names.last()) {
             (true, Some(last)) => page_of = Page::after(last.clone(), 5000),
             _ => break,
@@ -588,17 +595,37 @@ async fn project_page(
         return Ok(response);
     }
     let (format, content_type) = negotiate(headers)?;
+    let missing = || {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("project {normalized} not found"),
+        )
+    };
+    let revision = pypi
+        .packages
+        .metadata()
+        .package_revision(repository, &normalized)
+        .await?
+        .ok_or_else(missing)?;
+    let key = format!("{repository}\0{normalized}\0{content_type}\0{base}");
+    if let Some(cached) = pypi.cache.get(&key, &revision) {
+        return Ok(page(cached, content_type));
+    }
     let package = pypi
         .packages
         .metadata()
         .package(repository, &normalized)
         .await?
-        .ok_or_else(|| {
-            Failure::new(
-                StatusCode::NOT_FOUND,
-                format!("project {normalized} not found"),
-            )
-        })?;
+        .ok_or_else(missing)?;
+    let rendered = Bytes::from(render_project(&package, base, format));
+    pypi.cache
+        .put(key, package.revision.clone(), rendered.clone());
+    Ok(page(rendered, content_type))
+}
+
+/// A project page in the asked form.
+fn render_project(package: &registry_core::Package, base: &str, format: SimpleFormat) -> String {
+    let normalized = package.name.clone();
     let mut versions: Vec<String> = package
         .versions
         .iter()
@@ -637,10 +664,10 @@ async fn project_page(
         versions,
         files,
     };
-    Ok(match format {
-        SimpleFormat::Html => page(pypi::project_html(&project), content_type),
-        SimpleFormat::Json => page(pypi::project_json(&project).to_string(), content_type),
-    })
+    match format {
+        SimpleFormat::Html => pypi::project_html(&project),
+        SimpleFormat::Json => pypi::project_json(&project).to_string(),
+    }
 }
 
 async fn download(

@@ -2031,6 +2031,27 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
     );
     assert!(store.package("npm-hosted", "nope").await.unwrap().is_none());
 
+    // Every change gives the package a new revision.
+    let revision = |store: SharedMetadataStore| async move {
+        let current = store
+            .package_revision("npm-hosted", "@demo/hello")
+            .await
+            .unwrap()
+            .expect("a revision");
+        let loaded = store
+            .package("npm-hosted", "@demo/hello")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded.revision, current);
+        current
+    };
+    assert_eq!(
+        store.package_revision("npm-hosted", "nope").await.unwrap(),
+        None
+    );
+    let mut seen = vec![revision(store.clone()).await];
+
     // Tags and statuses.
     store
         .set_package_tag("npm-hosted", "@demo/hello", "beta", "1.0.0")
@@ -2054,6 +2075,12 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
             .await
             .unwrap()
     );
+    let after_tags = revision(store.clone()).await;
+    assert!(
+        !seen.contains(&after_tags),
+        "tag changes change the revision"
+    );
+    seen.push(after_tags);
     let deprecated = VersionStatus::Deprecated("use 1.1".into());
     store
         .set_version_status(
@@ -2071,6 +2098,11 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
         .unwrap()
         .unwrap();
     assert_eq!(package.version("1.0.0").unwrap().status, deprecated);
+    let after_status = revision(store.clone()).await;
+    assert!(
+        !seen.contains(&after_status),
+        "a status change changes the revision"
+    );
     assert_eq!(
         package.version("1.0.0").unwrap().metadata,
         r#"{"deprecated":"use 1.1"}"#
@@ -2180,6 +2212,20 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
         ["beta", "gamma"]
     );
     assert_eq!(listed(Some("mm"), Page::first(5)).await, ["gamma"]);
+    assert_eq!(
+        store
+            .list_package_names("npm-hosted", &Page::after("alpha", 2))
+            .await
+            .unwrap(),
+        ["beta", "gamma"]
+    );
+    assert!(
+        store
+            .list_package_names("missing", &Page::first(2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let summary = store
         .list_packages("npm-hosted", Some("hello"), &Page::first(5))
         .await

@@ -14,6 +14,7 @@ CREATE TABLE packages (
     repository_id BIGINT NOT NULL REFERENCES package_repositories (id),
     name          TEXT COLLATE "C" NOT NULL,
     display_name  TEXT    NOT NULL,
+    revision      TEXT    NOT NULL,
     created_at    BIGINT NOT NULL,
     updated_at    BIGINT NOT NULL,
     UNIQUE (repository_id, name)

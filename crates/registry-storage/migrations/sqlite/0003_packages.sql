@@ -14,6 +14,7 @@ CREATE TABLE packages (
     repository_id INTEGER NOT NULL REFERENCES package_repositories (id),
     name          TEXT    NOT NULL,
     display_name  TEXT    NOT NULL,
+    revision      TEXT    NOT NULL,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
     UNIQUE (repository_id, name)

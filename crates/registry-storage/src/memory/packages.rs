@@ -51,6 +51,12 @@ fn queue_files(state: &mut MetaState, files: &[PackageFile], due: Timestamp) {
     }
 }
 
+/// Marks a package changed: its update time and revision.
+fn touch(package: &mut Package) {
+    package.updated_at = Timestamp::now();
+    package.revision = registry_core::package::new_revision();
+}
+
 fn key(repository: &str, name: &str) -> (String, String) {
     (repository.to_owned(), name.to_owned())
 }
@@ -172,8 +178,9 @@ impl PackageMetadata for MemoryMetadataStore {
                 tags: BTreeMap::new(),
                 created_at: now,
                 updated_at: now,
+                revision: String::new(),
             });
-        package.updated_at = now;
+        touch(package);
         let index = match package
             .versions
             .iter()
@@ -237,6 +244,14 @@ impl PackageMetadata for MemoryMetadataStore {
             .cloned())
     }
 
+    async fn package_revision(&self, repository: &str, name: &str) -> Result<Option<String>> {
+        Ok(lock(&self.state)
+            .packages
+            .packages
+            .get(&key(repository, name))
+            .map(|p| p.revision.clone()))
+    }
+
     async fn list_packages(
         &self,
         repository: &str,
@@ -262,6 +277,15 @@ impl PackageMetadata for MemoryMetadataStore {
             .collect())
     }
 
+    async fn list_package_names(&self, repository: &str, page: &Page) -> Result<Vec<String>> {
+        Ok(self
+            .list_packages(repository, None, page)
+            .await?
+            .into_iter()
+            .map(|p| p.name)
+            .collect())
+    }
+
     async fn set_version_status(
         &self,
         repository: &str,
@@ -282,6 +306,9 @@ impl PackageMetadata for MemoryMetadataStore {
             found.metadata = metadata.to_owned();
         }
         found.updated_at = Timestamp::now();
+        if let Some(package) = state.packages.packages.get_mut(&key(repository, name)) {
+            touch(package);
+        }
         Ok(())
     }
 
@@ -301,7 +328,7 @@ impl PackageMetadata for MemoryMetadataStore {
             .ok_or_else(|| unknown(format!("version {version} of {name}")))?;
         let removed = package.versions.remove(at);
         package.tags.retain(|_, v| v != version);
-        package.updated_at = Timestamp::now();
+        touch(package);
         if package.versions.is_empty() {
             state.packages.packages.remove(&key);
         }
@@ -337,7 +364,7 @@ impl PackageMetadata for MemoryMetadataStore {
             package.versions.remove(at);
             package.tags.retain(|_, v| v != version);
         }
-        package.updated_at = Timestamp::now();
+        touch(package);
         if package.versions.is_empty() {
             state.packages.packages.remove(&key);
         }
@@ -371,17 +398,20 @@ impl PackageMetadata for MemoryMetadataStore {
             .filter(|p| p.version(version).is_some())
             .ok_or_else(|| unknown(format!("version {version} of {name}")))?;
         package.tags.insert(tag.to_owned(), version.to_owned());
-        package.updated_at = Timestamp::now();
+        touch(package);
         Ok(())
     }
 
     async fn delete_package_tag(&self, repository: &str, name: &str, tag: &str) -> Result<bool> {
         let mut state = lock(&self.state);
-        Ok(state
-            .packages
-            .packages
-            .get_mut(&key(repository, name))
-            .is_some_and(|p| p.tags.remove(tag).is_some()))
+        let Some(package) = state.packages.packages.get_mut(&key(repository, name)) else {
+            return Ok(false);
+        };
+        let removed = package.tags.remove(tag).is_some();
+        if removed {
+            touch(package);
+        }
+        Ok(removed)
     }
 
     async fn blob_in_packages(&self, digest: &Digest) -> Result<bool> {

@@ -176,9 +176,10 @@ async fn delete_version_row(
 }
 
 async fn touch(conn: &mut AnyConnection, package_id: i64) -> Result<()> {
-    sqlx::query("UPDATE packages SET updated_at = $2 WHERE id = $1")
+    sqlx::query("UPDATE packages SET updated_at = $2, revision = $3 WHERE id = $1")
         .bind(package_id)
         .bind(Timestamp::now().0)
+        .bind(registry_core::package::new_revision())
         .execute(conn)
         .await
         .map_err(db_error)
@@ -312,13 +313,14 @@ impl PackageMetadata for SqlMetadataStore {
             }
         }
         sqlx::query(
-            "INSERT INTO packages (repository_id, name, display_name, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (repository_id, name) DO NOTHING",
+            "INSERT INTO packages (repository_id, name, display_name, revision, created_at, updated_at) \
+             VALUES ($1, $2, $3, $5, $4, $4) ON CONFLICT (repository_id, name) DO NOTHING",
         )
         .bind(repository_id)
         .bind(publish.name.as_str())
         .bind(publish.display_name.as_str())
         .bind(now)
+        .bind(registry_core::package::new_revision())
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -435,7 +437,7 @@ impl PackageMetadata for SqlMetadataStore {
     async fn package(&self, repository: &str, name: &str) -> Result<Option<Package>> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
         let Some(row) = sqlx::query(
-            "SELECT p.id, p.name, p.display_name, p.created_at, p.updated_at FROM packages p \
+            "SELECT p.id, p.name, p.display_name, p.revision, p.created_at, p.updated_at FROM packages p \
              JOIN package_repositories r ON r.id = p.repository_id WHERE r.name = $1 AND p.name = $2",
         )
         .bind(repository)
@@ -508,7 +510,21 @@ impl PackageMetadata for SqlMetadataStore {
             tags,
             created_at: Timestamp(get(&row, "created_at")?),
             updated_at: Timestamp(get(&row, "updated_at")?),
+            revision: get(&row, "revision")?,
         }))
+    }
+
+    async fn package_revision(&self, repository: &str, name: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT p.revision FROM packages p JOIN package_repositories r ON r.id = p.repository_id \
+             WHERE r.name = $1 AND p.name = $2",
+        )
+        .bind(repository)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|row| get(&row, "revision")).transpose()
     }
 
     async fn list_packages(
@@ -546,6 +562,20 @@ impl PackageMetadata for SqlMetadataStore {
                 })
             })
             .collect()
+    }
+
+    async fn list_package_names(&self, repository: &str, page: &Page) -> Result<Vec<String>> {
+        let row = sqlx::query(&super::page_query(
+            "packages",
+            "repository_id = (SELECT id FROM package_repositories WHERE name = $3)",
+        ))
+        .bind(page.last.as_deref().unwrap_or(""))
+        .bind(to_i64(page.limit as u64)?)
+        .bind(repository)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        super::split_page(&row, |name| Ok(name.to_owned()))
     }
 
     async fn set_version_status(
@@ -710,6 +740,9 @@ impl PackageMetadata for SqlMetadataStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        if done.rows_affected() > 0 {
+            touch(&mut tx, package_id).await?;
+        }
         tx.commit().await.map_err(db_error)?;
         Ok(done.rows_affected() > 0)
     }
