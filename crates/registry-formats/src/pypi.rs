@@ -263,11 +263,17 @@ pub fn wheel_metadata(reader: impl Read + Seek) -> Result<Vec<u8>> {
     read_limited(entry, "the wheel's METADATA")
 }
 
+/// How much of an sdist's expanded tar is read looking for `PKG-INFO` (it is normally the
+/// first entry or close to it).
+pub const MAX_SDIST_SCAN: u64 = 256 << 20;
+
 /// The `PKG-INFO` file of a gzip tar sdist: `{name}-{version}/PKG-INFO`. Every path is checked
-/// on the way (no absolute paths, no `..`).
+/// on the way (no absolute paths, no `..`), and no more than [`MAX_SDIST_SCAN`] expanded bytes
+/// are read.
 pub fn sdist_metadata(reader: impl Read) -> Result<Vec<u8>> {
     let corrupt = |e: std::io::Error| invalid(format!("the sdist is not a gzip tar archive: {e}"));
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    let expanded = flate2::read::GzDecoder::new(reader).take(MAX_SDIST_SCAN);
+    let mut archive = tar::Archive::new(expanded);
     for entry in archive.entries().map_err(corrupt)? {
         let entry = entry.map_err(corrupt)?;
         let path = entry.path().map_err(corrupt)?.into_owned();
@@ -289,7 +295,9 @@ pub fn sdist_metadata(reader: impl Read) -> Result<Vec<u8>> {
             return read_limited(entry, "the sdist's PKG-INFO");
         }
     }
-    Err(invalid("the sdist has no {name}-{version}/PKG-INFO"))
+    Err(invalid(format!(
+        "the sdist has no {{name}}-{{version}}/PKG-INFO in its first {MAX_SDIST_SCAN} expanded bytes"
+    )))
 }
 
 /// Checks that the upload form, the file name and the file's metadata name one project and
