@@ -24,13 +24,12 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use registry_core::{
     Action, Error, NewPackageFile, PackageFile, PackageFormat, Packages, Publish, PublishMode,
-    RepositoryName,
 };
 use registry_formats::generic;
 use serde_json::json;
 
-use crate::auth::{Auth, authenticate_package_client};
-use crate::error::status_of;
+use crate::auth::Auth;
+use crate::package_error::{MessageJson, authorize};
 use crate::transfer::{body_stream, file_response, requested_range};
 
 const CHECKSUM: HeaderName = HeaderName::from_static("x-checksum-sha256");
@@ -57,58 +56,8 @@ struct Generic {
     auth: Option<Auth>,
 }
 
-/// A failure as a Generic client sees it.
-struct Failure {
-    status: StatusCode,
-    message: String,
-}
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        let status = match &error {
-            Error::PackageUnknown { .. } => StatusCode::NOT_FOUND,
-            other => status_of(other),
-        };
-        if status.is_server_error() {
-            tracing::error!(%error, "generic package request failed");
-            return Failure {
-                status,
-                message: "internal error".into(),
-            };
-        }
-        Failure {
-            status,
-            message: error.to_string(),
-        }
-    }
-}
-
-impl Failure {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let mut response =
-            (self.status, json!({ "message": self.message }).to_string()).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"registry\""),
-            );
-        }
-        response
-    }
-}
+/// A failure as a Generic client sees it: `{"message": "…"}`.
+type Failure = crate::package_error::Failure<MessageJson>;
 
 /// What a path names.
 enum Target {
@@ -176,7 +125,15 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
                 ));
             }
         };
-        let role = authorize(&generic, request.headers(), &repository, action).await?;
+        let tokens = &**generic.packages.metadata();
+        let role: Option<registry_core::Role> = authorize(
+            generic.auth.as_ref(),
+            tokens,
+            request.headers(),
+            &repository,
+            action,
+        )
+        .await?;
         let packages = &generic.packages;
         let name = match &target {
             Target::Package { name } | Target::Version { name, .. } | Target::File { name, .. } => {
@@ -265,39 +222,6 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
         }
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn authorize(
-    generic: &Generic,
-    headers: &HeaderMap,
-    repository: &str,
-    action: Action,
-) -> Result<Option<registry_core::Role>, Failure> {
-    let tokens = &**generic.packages.metadata();
-    let caller = authenticate_package_client(generic.auth.as_ref(), tokens, headers)
-        .await?
-        .ok_or_else(|| Failure::new(StatusCode::UNAUTHORIZED, "authentication required"))?;
-    let Some(auth) = &generic.auth else {
-        return Ok(None);
-    };
-    let allowed = RepositoryName::parse(repository)
-        .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action));
-    if allowed {
-        Ok(crate::auth::package_role(Some(auth), &caller, repository))
-    } else if caller.is_identified() {
-        Err(Failure::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{} on {repository} is not granted to this user",
-                action.as_str()
-            ),
-        ))
-    } else {
-        Err(Failure::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication required",
-        ))
-    }
 }
 
 async fn upload(

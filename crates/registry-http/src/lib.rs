@@ -41,6 +41,7 @@ pub mod npm;
 pub mod observe;
 pub mod oci;
 pub mod package_admin;
+mod package_error;
 pub mod path;
 pub mod pypi;
 pub mod serve;

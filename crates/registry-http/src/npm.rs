@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Auth, Caller, access_token, authenticate_package_client, token_secret};
 use crate::cache::RenderCache;
-use crate::error::status_of;
+use crate::package_error::ErrorJson;
 use crate::transfer::file_response;
 
 /// The router serving `/npm/<repository>/`, with authentication when `auth` is given.
@@ -73,51 +73,8 @@ struct Npm {
     cache: RenderCache,
 }
 
-/// A failure as npm sees it.
-struct Failure {
-    status: StatusCode,
-    message: String,
-}
-
-impl Failure {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn not_found(what: impl Into<String>) -> Self {
-        Failure::new(StatusCode::NOT_FOUND, what)
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        let status = match &error {
-            Error::PackageUnknown { .. } => StatusCode::NOT_FOUND,
-            other => status_of(other),
-        };
-        if status.is_server_error() {
-            tracing::error!(%error, "npm request failed");
-            return Failure::new(status, "internal error");
-        }
-        Failure::new(status, error.to_string())
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let mut response = json_response(self.status, &json!({ "error": self.message }));
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"registry\""),
-            );
-        }
-        response
-    }
-}
+/// A failure as npm sees it: `{"error": "…"}`, which npm prints.
+type Failure = crate::package_error::Failure<ErrorJson>;
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut response = (status, body.to_string()).into_response();

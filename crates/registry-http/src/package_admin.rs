@@ -21,15 +21,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use registry_core::{
-    Credentials, Error, Grant, NamePattern, PackageFormat, PackageRepository, Packages, Page,
-    Principal, RepositoryConfig, RepositoryKind, RepositoryName, RepositorySettings, Role,
-    Timestamp, TokenRecord,
+    Credentials, Grant, NamePattern, PackageFormat, PackageRepository, Packages, Page, Principal,
+    RepositoryConfig, RepositoryKind, RepositoryName, RepositorySettings, Role, Timestamp,
+    TokenRecord,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, Caller, authenticate_package_client, credentials, token_secret};
-use crate::error::status_of;
+use crate::package_error::MessageJson;
 
 /// The router serving `/api/v1/tokens` and `/api/v1/package-repositories`.
 pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
@@ -51,34 +51,8 @@ struct Admin {
     auth: Option<Auth>,
 }
 
-struct Failure(StatusCode, String);
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        let status = match &error {
-            Error::PackageUnknown { .. } => StatusCode::NOT_FOUND,
-            other => status_of(other),
-        };
-        if status.is_server_error() {
-            tracing::error!(%error, "admin request failed");
-            return Failure(status, "internal error".into());
-        }
-        Failure(status, error.to_string())
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let mut response = json_response(self.0, &json!({ "message": self.1 }));
-        if self.0 == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"registry\""),
-            );
-        }
-        response
-    }
-}
+/// A failure as `{"message": "…"}`.
+type Failure = crate::package_error::Failure<MessageJson>;
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
@@ -90,7 +64,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 fn unauthorized() -> Failure {
-    Failure(StatusCode::UNAUTHORIZED, "authentication required".into())
+    Failure::new(StatusCode::UNAUTHORIZED, "authentication required")
 }
 
 /// Who is asking: an identified user (with their grants), or anyone on an open registry.
@@ -132,9 +106,9 @@ async fn ask(admin: &Admin, headers: &HeaderMap) -> Result<Asker, Failure> {
             by_token,
         },
         Caller::Token(_) => {
-            return Err(Failure(
+            return Err(Failure::new(
                 StatusCode::FORBIDDEN,
-                "use Basic credentials here".into(),
+                "use Basic credentials here",
             ));
         }
     })
@@ -219,22 +193,22 @@ async fn create_token(
     let result = async {
         let asker = ask(&admin, &headers).await?;
         if asker.by_token {
-            return Err(Failure(
+            return Err(Failure::new(
                 StatusCode::FORBIDDEN,
-                "create tokens with your password, not with a token".into(),
+                "create tokens with your password, not with a token",
             ));
         }
         let user = asker.user.clone().ok_or_else(unauthorized)?;
         let request: NewToken = serde_json::from_slice(&body).map_err(|e| {
-            Failure(
+            Failure::new(
                 StatusCode::BAD_REQUEST,
                 format!("the body is not a token request: {e}"),
             )
         })?;
         if request.scopes.is_empty() || request.scopes.len() > 50 || request.label.len() > 200 {
-            return Err(Failure(
+            return Err(Failure::new(
                 StatusCode::BAD_REQUEST,
-                "give 1 to 50 scopes and a label of at most 200 bytes".into(),
+                "give 1 to 50 scopes and a label of at most 200 bytes",
             ));
         }
         let mut grants = Vec::new();
@@ -246,7 +220,7 @@ async fn create_token(
                     .iter()
                     .any(|g| g.role >= role && covers(&g.pattern, &scope.repositories));
                 if !held {
-                    return Err(Failure(
+                    return Err(Failure::new(
                         StatusCode::FORBIDDEN,
                         format!(
                             "{user} does not have {} access to {}",
@@ -265,11 +239,11 @@ async fn create_token(
             None => None,
             Some(text) => {
                 let age = registry_core::rules::parse_duration(text)
-                    .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+                    .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e))?;
                 if age.is_zero() {
-                    return Err(Failure(
+                    return Err(Failure::new(
                         StatusCode::BAD_REQUEST,
-                        "expires_in must be positive".into(),
+                        "expires_in must be positive",
                     ));
                 }
                 Some(Timestamp::now().after(age))
@@ -320,7 +294,7 @@ async fn delete_token(
             .any(|t| t.id == id);
         let admin_of_a_registry_with_users = asker.principal.is_some() && asker.is_admin();
         if !own && !admin_of_a_registry_with_users {
-            return Err(Failure(
+            return Err(Failure::new(
                 StatusCode::NOT_FOUND,
                 format!("no token {id} of {user}"),
             ));
@@ -328,7 +302,10 @@ async fn delete_token(
         if metadata.delete_token(&id).await? {
             Ok(StatusCode::NO_CONTENT.into_response())
         } else {
-            Err(Failure(StatusCode::NOT_FOUND, format!("no token {id}")))
+            Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                format!("no token {id}"),
+            ))
         }
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -384,7 +361,7 @@ async fn get_repository(
             .package_repository(&name)
             .await?
             .ok_or_else(|| {
-                Failure(
+                Failure::new(
                     StatusCode::NOT_FOUND,
                     format!("no package repository {name}"),
                 )
@@ -403,21 +380,21 @@ async fn put_repository(
     let result = async {
         let asker = ask(&admin, &headers).await?;
         if !asker.is_admin() {
-            return Err(Failure(
+            return Err(Failure::new(
                 StatusCode::FORBIDDEN,
-                "configuring package repositories needs the admin role".into(),
+                "configuring package repositories needs the admin role",
             ));
         }
         let request: RepositoryConfig = serde_json::from_slice(&body).map_err(|e| {
-            Failure(
+            Failure::new(
                 StatusCode::BAD_REQUEST,
                 format!("the body is not a repository: {e}"),
             )
         })?;
         if request.name.as_ref().is_some_and(|n| *n != name) {
-            return Err(Failure(
+            return Err(Failure::new(
                 StatusCode::BAD_REQUEST,
-                "the body names another repository than the path".into(),
+                "the body names another repository than the path",
             ));
         }
         let settings = request.settings();

@@ -26,14 +26,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use registry_core::{
     Action, BlobRef, ByteRange, Error, NewPackageFile, PackageFormat, Packages, Page, Publish,
-    PublishMode, RepositoryName, VersionStatus,
+    PublishMode, VersionStatus,
 };
 use registry_formats::pypi::{self, DistKind, SimpleFile, SimpleFormat, SimpleProject};
 use serde_json::{Value, json};
 
-use crate::auth::{Auth, authenticate_package_client};
+use crate::auth::Auth;
 use crate::cache::RenderCache;
-use crate::error::status_of;
+use crate::package_error::PlainText;
 use crate::transfer::{file_response, requested_range};
 
 type Blake2b256 = blake2::Blake2b<blake2::digest::consts::U32>;
@@ -64,6 +64,19 @@ pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
         }))
 }
 
+impl Pypi {
+    async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        repository: &str,
+        action: Action,
+    ) -> Result<Option<registry_core::Role>, Failure> {
+        let tokens = &**self.packages.metadata();
+        crate::package_error::authorize(self.auth.as_ref(), tokens, headers, repository, action)
+            .await
+    }
+}
+
 #[derive(Debug)]
 struct Pypi {
     packages: Packages,
@@ -73,51 +86,7 @@ struct Pypi {
 }
 
 /// A failure as pip and twine see it: a status and a line of text.
-struct Failure {
-    status: StatusCode,
-    message: String,
-}
-
-impl Failure {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        let status = match &error {
-            Error::PackageUnknown { .. } => StatusCode::NOT_FOUND,
-            Error::PackageConflict { .. } => StatusCode::CONFLICT,
-            other => status_of(other),
-        };
-        if status.is_server_error() {
-            tracing::error!(%error, "pypi request failed");
-            return Failure::new(status, "internal error");
-        }
-        Failure::new(status, error.to_string())
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, format!("{}\n", self.message)).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"registry\""),
-            );
-        }
-        response
-    }
-}
+type Failure = crate::package_error::Failure<PlainText>;
 
 async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
     let result = async {
@@ -136,19 +105,24 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
         let method = request.method().clone();
         match (parts.as_slice(), &method) {
             ([""] | ["legacy", ""] | ["legacy"], &Method::POST) => {
-                let role = authorize(&pypi, request.headers(), repository, Action::Push).await?;
+                let role = pypi
+                    .authorize(request.headers(), repository, Action::Push)
+                    .await?;
                 upload(&pypi, repository, role, request).await
             }
             (["simple", ""] | ["simple"], &Method::GET | &Method::HEAD) => {
-                authorize(&pypi, request.headers(), repository, Action::Pull).await?;
+                pypi.authorize(request.headers(), repository, Action::Pull)
+                    .await?;
                 index(&pypi, repository, request.headers()).await
             }
             (["simple", project, ""] | ["simple", project], &Method::GET | &Method::HEAD) => {
-                authorize(&pypi, request.headers(), repository, Action::Pull).await?;
+                pypi.authorize(request.headers(), repository, Action::Pull)
+                    .await?;
                 project_page(&pypi, repository, &base, project, request.headers()).await
             }
             (["files", project, version, file], &Method::GET | &Method::HEAD) => {
-                authorize(&pypi, request.headers(), repository, Action::Pull).await?;
+                pypi.authorize(request.headers(), repository, Action::Pull)
+                    .await?;
                 let head = method == Method::HEAD;
                 download(
                     &pypi,
@@ -162,7 +136,9 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
                 .await
             }
             (["projects", project, version, "yank"], &Method::PUT | &Method::DELETE) => {
-                let role = authorize(&pypi, request.headers(), repository, Action::Delete).await?;
+                let role = pypi
+                    .authorize(request.headers(), repository, Action::Delete)
+                    .await?;
                 pypi.packages
                     .check_protection(repository, &pypi::normalize(project), Action::Delete, role)
                     .await?;
@@ -183,7 +159,9 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
                 yank(&pypi, repository, project, version, reason).await
             }
             (["projects", project, version], &Method::DELETE) => {
-                let role = authorize(&pypi, request.headers(), repository, Action::Delete).await?;
+                let role = pypi
+                    .authorize(request.headers(), repository, Action::Delete)
+                    .await?;
                 pypi.packages
                     .check_protection(repository, &pypi::normalize(project), Action::Delete, role)
                     .await?;
@@ -198,39 +176,6 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
         }
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn authorize(
-    pypi: &Pypi,
-    headers: &HeaderMap,
-    repository: &str,
-    action: Action,
-) -> Result<Option<registry_core::Role>, Failure> {
-    let tokens = &**pypi.packages.metadata();
-    let caller = authenticate_package_client(pypi.auth.as_ref(), tokens, headers)
-        .await?
-        .ok_or_else(|| Failure::new(StatusCode::UNAUTHORIZED, "invalid or missing credentials"))?;
-    let Some(auth) = &pypi.auth else {
-        return Ok(None);
-    };
-    let allowed = RepositoryName::parse(repository)
-        .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action));
-    if allowed {
-        Ok(crate::auth::package_role(Some(auth), &caller, repository))
-    } else if caller.is_identified() {
-        Err(Failure::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{} on {repository} is not granted to this user",
-                action.as_str()
-            ),
-        ))
-    } else {
-        Err(Failure::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid or missing credentials",
-        ))
-    }
 }
 
 /// What a stored upload's `content` part turned out to be.

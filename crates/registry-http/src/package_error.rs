@@ -1,0 +1,141 @@
+//! Errors of the package routers, each in its client's own format, and the authorization they
+//! share.
+//!
+//! A router names its format with a [`Style`] and uses `Failure<ItsStyle>`: core errors convert
+//! with `?` (their status from [`status_of`], `404` for unknown packages, `409` for conflicts;
+//! server errors are logged and answered without detail), and a `401` always carries a Basic
+//! challenge, which every package client understands.
+
+use std::marker::PhantomData;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use registry_core::{Action, Error, RepositoryName, Role, TokenStore};
+use serde_json::json;
+
+use crate::auth::{Auth, authenticate_package_client, package_role};
+use crate::error::status_of;
+
+/// How a package format writes an error body.
+pub(crate) trait Style {
+    /// The body and its content type.
+    fn render(message: &str) -> (String, &'static str);
+}
+
+/// `{"message": "…"}` (Generic packages, the admin APIs).
+pub(crate) struct MessageJson;
+
+impl Style for MessageJson {
+    fn render(message: &str) -> (String, &'static str) {
+        (
+            json!({ "message": message }).to_string(),
+            "application/json",
+        )
+    }
+}
+
+/// `{"error": "…"}` (npm, which prints it).
+pub(crate) struct ErrorJson;
+
+impl Style for ErrorJson {
+    fn render(message: &str) -> (String, &'static str) {
+        (json!({ "error": message }).to_string(), "application/json")
+    }
+}
+
+/// A line of plain text (PyPI: twine prints it).
+pub(crate) struct PlainText;
+
+impl Style for PlainText {
+    fn render(message: &str) -> (String, &'static str) {
+        (format!("{message}\n"), "text/plain; charset=utf-8")
+    }
+}
+
+/// A refusal or failure, answered in the style `S`.
+pub(crate) struct Failure<S> {
+    status: StatusCode,
+    message: String,
+    style: PhantomData<S>,
+}
+
+impl<S> Failure<S> {
+    /// A failure with a status and message.
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Failure {
+            status,
+            message: message.into(),
+            style: PhantomData,
+        }
+    }
+
+    /// `404` with a message.
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Failure::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl<S> From<Error> for Failure<S> {
+    fn from(error: Error) -> Self {
+        let status = match &error {
+            Error::PackageUnknown { .. } => StatusCode::NOT_FOUND,
+            Error::PackageConflict { .. } => StatusCode::CONFLICT,
+            other => status_of(other),
+        };
+        if status.is_server_error() {
+            tracing::error!(%error, "package request failed");
+            return Failure::new(status, "internal error");
+        }
+        Failure::new(status, error.to_string())
+    }
+}
+
+impl<S: Style> IntoResponse for Failure<S> {
+    fn into_response(self) -> Response {
+        let (body, content_type) = S::render(&self.message);
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"registry\""),
+            );
+        }
+        response
+    }
+}
+
+/// Authenticates a package client and checks it may perform `action` on the package
+/// repository (its name is matched like a repository name); returns its role there, for
+/// protection rules (`None`: trusted, when no authentication is configured).
+pub(crate) async fn authorize<S>(
+    auth: Option<&Auth>,
+    tokens: &dyn TokenStore,
+    headers: &HeaderMap,
+    repository: &str,
+    action: Action,
+) -> Result<Option<Role>, Failure<S>> {
+    let unauthorized = || Failure::new(StatusCode::UNAUTHORIZED, "authentication required");
+    let caller = authenticate_package_client(auth, tokens, headers)
+        .await?
+        .ok_or_else(unauthorized)?;
+    let Some(auth) = auth else {
+        return Ok(None);
+    };
+    let allowed = RepositoryName::parse(repository)
+        .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action));
+    if allowed {
+        Ok(package_role(Some(auth), &caller, repository))
+    } else if caller.is_identified() {
+        Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} on {repository} is not granted to this user",
+                action.as_str()
+            ),
+        ))
+    } else {
+        Err(unauthorized())
+    }
+}
