@@ -201,27 +201,17 @@ fn curl_uploads_downloads_lists_and_deletes() {
 #[test]
 fn curl_with_basic_auth() {
     let (_dir, work) = workdir();
-    let hash = registry_http::auth::hash_password("s3cret").unwrap();
-    let config = work.join("auth.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[auth]
-mode = "basic"
-anonymous = [{{ pattern = "public", role = "reader" }}]
-
-[auth.users.ci]
-password_hash = "{hash}"
-grants = [{{ pattern = "tools", role = "developer" }}, {{ pattern = "public", role = "maintainer" }}]
-
-[auth.users.viewer]
-password_hash = "{hash}"
-grants = [{{ pattern = "tools", role = "reader" }}]
-"#
-        ),
-    )
-    .unwrap();
+    let config = support::basic_auth_config(
+        &work,
+        r#"{ pattern = "public", role = "reader" }"#,
+        &[
+            (
+                "ci",
+                r#"{ pattern = "tools", role = "developer" }, { pattern = "public", role = "maintainer" }"#,
+            ),
+            ("viewer", r#"{ pattern = "tools", role = "reader" }"#),
+        ],
+    );
     let server = Server::start(&["--config", config.to_str().unwrap()]);
     let url = format!("http://{}/generic/tools/cli/1.0.0/tool", server.host());
     let (code, _) = curl(&work, &["-X", "PUT", "--data-binary", "x", &url]);

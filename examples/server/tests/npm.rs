@@ -230,26 +230,14 @@ fn npm_publish_install_view_tags_deprecate_unpublish() {
 #[test]
 fn npm_with_authentication() {
     let (_dir, work) = workdir();
-    let hash = registry_http::auth::hash_password("s3cret").unwrap();
-    let config = work.join("auth.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[auth]
-mode = "basic"
-
-[auth.users.dev]
-password_hash = "{hash}"
-grants = [{{ pattern = "js", role = "developer" }}]
-
-[auth.users.viewer]
-password_hash = "{hash}"
-grants = [{{ pattern = "js", role = "reader" }}]
-"#
-        ),
-    )
-    .unwrap();
+    let config = support::basic_auth_config(
+        &work,
+        "",
+        &[
+            ("dev", r#"{ pattern = "js", role = "developer" }"#),
+            ("viewer", r#"{ pattern = "js", role = "reader" }"#),
+        ],
+    );
     let server = Server::start(&["--config", config.to_str().unwrap()]);
     let (status, _) = login(&server, "js", "dev", "wrong");
     assert_eq!(status, 401);

@@ -269,23 +269,11 @@ fn twine_upload_and_pip_install_download() {
 #[test]
 fn bad_uploads_are_refused_and_auth_is_enforced() {
     let (_dir, work) = workdir();
-    let hash = registry_http::auth::hash_password("s3cret").unwrap();
-    let config = work.join("auth.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[auth]
-mode = "basic"
-anonymous = [{{ pattern = "py", role = "reader" }}]
-
-[auth.users.uploader]
-password_hash = "{hash}"
-grants = [{{ pattern = "py", role = "developer" }}]
-"#
-        ),
-    )
-    .unwrap();
+    let config = support::basic_auth_config(
+        &work,
+        r#"{ pattern = "py", role = "reader" }"#,
+        &[("uploader", r#"{ pattern = "py", role = "developer" }"#)],
+    );
     let server = Server::start(&["--config", config.to_str().unwrap()]);
     let upload_url = format!("http://{}/pypi/py/", server.host());
     let v1 = dists(&work, "v1", "demo-hello", "1.0.0", ">=3.8");

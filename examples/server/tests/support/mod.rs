@@ -175,6 +175,21 @@ pub fn command(program: &str, args: &[&str], cwd: &Path) -> Output {
         })
 }
 
+/// Writes `<dir>/auth.toml` configuring Basic auth: anonymous grants (TOML inline tables, may be
+/// empty) and users, each `(name, grants)`, all with the password `s3cret`; returns its path.
+pub fn basic_auth_config(dir: &Path, anonymous: &str, users: &[(&str, &str)]) -> PathBuf {
+    let hash = registry_http::auth::hash_password("s3cret").unwrap();
+    let mut text = format!("[auth]\nmode = \"basic\"\nanonymous = [{anonymous}]\n");
+    for (name, grants) in users {
+        text.push_str(&format!(
+            "\n[auth.users.{name}]\npassword_hash = \"{hash}\"\ngrants = [{grants}]\n"
+        ));
+    }
+    let path = dir.join("auth.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// A scratch directory for a client's files.
 pub fn workdir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
