@@ -73,12 +73,20 @@ fn file_row(row: &AnyRow) -> Result<PackageFile> {
     })
 }
 
-/// The id of a repository's package, if any.
-async fn package_id(conn: &mut AnyConnection, repository: &str, name: &str) -> Result<Option<i64>> {
-    let row = sqlx::query(
+/// The id of a repository's package, if any, its row locked for the rest of the transaction:
+/// every mutation of a package takes this lock first (a publish too), so two of them never take
+/// the rows below it in opposite orders.
+async fn package_id(
+    conn: &mut AnyConnection,
+    store: &SqlMetadataStore,
+    repository: &str,
+    name: &str,
+) -> Result<Option<i64>> {
+    let row = sqlx::query(&format!(
         "SELECT p.id FROM packages p JOIN package_repositories r ON r.id = p.repository_id \
-         WHERE r.name = $1 AND p.name = $2",
-    )
+         WHERE r.name = $1 AND p.name = $2 {}",
+        store.lock("FOR UPDATE OF p")
+    ))
     .bind(repository)
     .bind(name)
     .fetch_optional(conn)
@@ -289,6 +297,44 @@ impl PackageMetadata for SqlMetadataStore {
                     )));
                 }
             };
+        // A concurrent deletion of the package's last version may remove the row between the
+        // insert (which then did nothing) and the lock: insert it again.
+        let mut package_id: Option<i64> = None;
+        for _ in 0..super::MAX_UPSERT_ATTEMPTS {
+            sqlx::query(
+                "INSERT INTO packages (repository_id, name, display_name, revision, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $5, $4, $4) ON CONFLICT (repository_id, name) DO NOTHING",
+            )
+            .bind(repository_id)
+            .bind(publish.name.as_str())
+            .bind(publish.display_name.as_str())
+            .bind(now)
+            .bind(registry_core::package::new_revision())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let row = sqlx::query(&format!(
+                "SELECT id FROM packages WHERE repository_id = $1 AND name = $2 {}",
+                self.lock("FOR UPDATE")
+            ))
+            .bind(repository_id)
+            .bind(publish.name.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            if let Some(row) = row {
+                package_id = Some(get(&row, "id")?);
+                break;
+            }
+        }
+        let package_id = package_id.ok_or_else(|| {
+            Error::backend(format!(
+                "package {} kept vanishing while published",
+                publish.name
+            ))
+        })?;
+        // The package row first, then the blobs: the same order as every other package
+        // mutation, and a collector claiming one of these blobs waits behind this publish.
         let hold = format!(
             "SELECT 1 FROM blobs WHERE digest = $1 {}",
             self.lock("FOR SHARE")
@@ -312,30 +358,6 @@ impl PackageMetadata for SqlMetadataStore {
                 });
             }
         }
-        sqlx::query(
-            "INSERT INTO packages (repository_id, name, display_name, revision, created_at, updated_at) \
-             VALUES ($1, $2, $3, $5, $4, $4) ON CONFLICT (repository_id, name) DO NOTHING",
-        )
-        .bind(repository_id)
-        .bind(publish.name.as_str())
-        .bind(publish.display_name.as_str())
-        .bind(now)
-        .bind(registry_core::package::new_revision())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let package_id: i64 = get(
-            &sqlx::query(&format!(
-                "SELECT id FROM packages WHERE repository_id = $1 AND name = $2 {}",
-                self.lock("FOR UPDATE")
-            ))
-            .bind(repository_id)
-            .bind(publish.name.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?,
-            "id",
-        )?;
         let existing_version = version_id(&mut tx, package_id, &publish.version).await?;
         let existing_files: Option<Vec<String>> = match existing_version {
             None => None,
@@ -588,7 +610,7 @@ impl PackageMetadata for SqlMetadataStore {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let missing = || unknown(format!("version {version} of {name}"));
-        let package_id = package_id(&mut tx, repository, name)
+        let package_id = package_id(&mut tx, self, repository, name)
             .await?
             .ok_or_else(missing)?;
         let done = sqlx::query(
@@ -614,7 +636,7 @@ impl PackageMetadata for SqlMetadataStore {
         let due = self.due();
         let mut tx = self.begin().await?;
         let missing = || unknown(format!("version {version} of {name}"));
-        let package_id = package_id(&mut tx, repository, name)
+        let package_id = package_id(&mut tx, self, repository, name)
             .await?
             .ok_or_else(missing)?;
         let version_id = version_id(&mut tx, package_id, version)
@@ -635,7 +657,7 @@ impl PackageMetadata for SqlMetadataStore {
         let due = self.due();
         let mut tx = self.begin().await?;
         let missing = || unknown(format!("file {file} of {name} {version}"));
-        let package_id = package_id(&mut tx, repository, name)
+        let package_id = package_id(&mut tx, self, repository, name)
             .await?
             .ok_or_else(missing)?;
         let version_id = version_id(&mut tx, package_id, version)
@@ -674,7 +696,7 @@ impl PackageMetadata for SqlMetadataStore {
     async fn delete_package(&self, repository: &str, name: &str) -> Result<bool> {
         let due = self.due();
         let mut tx = self.begin().await?;
-        let Some(package_id) = package_id(&mut tx, repository, name).await? else {
+        let Some(package_id) = package_id(&mut tx, self, repository, name).await? else {
             return Ok(false);
         };
         delete_files(
@@ -709,7 +731,7 @@ impl PackageMetadata for SqlMetadataStore {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let missing = || unknown(format!("version {version} of {name}"));
-        let package_id = package_id(&mut tx, repository, name)
+        let package_id = package_id(&mut tx, self, repository, name)
             .await?
             .ok_or_else(missing)?;
         let version_id = version_id(&mut tx, package_id, version)
@@ -731,7 +753,7 @@ impl PackageMetadata for SqlMetadataStore {
 
     async fn delete_package_tag(&self, repository: &str, name: &str, tag: &str) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let Some(package_id) = package_id(&mut tx, repository, name).await? else {
+        let Some(package_id) = package_id(&mut tx, self, repository, name).await? else {
             return Ok(false);
         };
         let done = sqlx::query("DELETE FROM package_tags WHERE package_id = $1 AND name = $2")

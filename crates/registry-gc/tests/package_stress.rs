@@ -1,0 +1,256 @@
+//! GC versus package publishes, with review delay 0: concurrent tasks publish Generic files whose
+//! bytes are shared between packages and versions (and OCI images share the same blob store),
+//! replace files, delete files and versions, while two collectors run. Afterwards every
+//! published file reads back with its digest verified, and after quiescence no blob is left
+//! that no package file (or sidecar) references.
+//!
+//! `REGISTRY_STRESS_ROUNDS` (default 12) sets each publisher's number of operations.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use registry_core::{
+    BlobStore, Digest, Error, MetadataStore, NewPackageFile, PackageFormat, Packages, Page,
+    Publish, PublishMode,
+};
+use registry_gc::{Collector, CollectorConfig};
+use registry_storage::fs::FsBlobStore;
+use registry_storage::memory::MemoryMetadataStore;
+
+const PUBLISHERS: u64 = 6;
+const SHARED_FILES: u64 = 5;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+fn content(n: u64) -> Bytes {
+    Bytes::from(format!("shared package file {n} ").repeat(300))
+}
+
+#[derive(Default)]
+struct Counts {
+    publishes: AtomicU64,
+    retries: AtomicU64,
+    file_deletes: AtomicU64,
+    version_deletes: AtomicU64,
+}
+
+/// Stores and publishes one file, retrying when a collection took its freshly recorded blob.
+async fn publish(
+    packages: &Packages,
+    package: &str,
+    version: &str,
+    file: &str,
+    n: u64,
+    counts: &Counts,
+) {
+    for attempt in 0..50 {
+        let result = async {
+            let blob = packages.store_bytes(content(n)).await?;
+            packages
+                .publish(&Publish {
+                    repository: "files".into(),
+                    name: package.into(),
+                    display_name: package.into(),
+                    version: version.into(),
+                    metadata: "{}".into(),
+                    files: vec![NewPackageFile {
+                        name: file.into(),
+                        blob,
+                        digests: Default::default(),
+                        sidecar: None,
+                        attributes: Default::default(),
+                    }],
+                    tags: Vec::new(),
+                    mode: PublishMode::AddFiles,
+                    duplicates: true,
+                })
+                .await
+        }
+        .await;
+        match result {
+            Ok(_) => {
+                counts.publishes.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // The collector took the blob between store and publish: a clean failure.
+            Err(Error::BlobUnknown { .. } | Error::BlobUploadInvalid { .. }) => {
+                counts.retries.fetch_add(1, Ordering::Relaxed);
+                assert!(attempt < 49, "publish kept racing the collector");
+            }
+            Err(e) => panic!("publish failed: {e}"),
+        }
+    }
+}
+
+async fn publisher(packages: Packages, id: u64, rounds: u64, counts: Arc<Counts>) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1) * 0x1234_5678);
+    for _ in 0..rounds {
+        let package = format!("pkg{}", rng.next(3));
+        let version = format!("1.{}", rng.next(3));
+        let file = format!("f{}", rng.next(3));
+        let metadata = packages.metadata();
+        match rng.next(10) {
+            0..=5 => {
+                publish(
+                    &packages,
+                    &package,
+                    &version,
+                    &file,
+                    rng.next(SHARED_FILES),
+                    &counts,
+                )
+                .await
+            }
+            6 | 7 => {
+                if metadata
+                    .delete_package_file("files", &package, &version, &file)
+                    .await
+                    .is_ok()
+                {
+                    counts.file_deletes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            _ => {
+                if metadata
+                    .delete_version("files", &package, &version)
+                    .await
+                    .is_ok()
+                {
+                    counts.version_deletes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// Reads every published file back, verifying its digest; returns the blobs files reference.
+async fn verify(packages: &Packages) -> BTreeSet<Digest> {
+    let metadata = packages.metadata();
+    let mut referenced = BTreeSet::new();
+    let names = metadata
+        .list_package_names("files", &Page::first(100))
+        .await
+        .unwrap();
+    for name in names {
+        let package = metadata.package("files", &name).await.unwrap().unwrap();
+        for file in package.versions.iter().flat_map(|v| &v.files) {
+            let mut read = packages.read(&file.blob, None).await.unwrap_or_else(|e| {
+                panic!(
+                    "{name} {}: blob {} unreadable: {e}",
+                    file.name, file.blob.digest
+                )
+            });
+            let mut bytes = Vec::new();
+            while let Some(chunk) = read.stream.next().await {
+                bytes.extend_from_slice(&chunk.unwrap());
+            }
+            assert_eq!(
+                Digest::sha256(&bytes),
+                file.blob.digest,
+                "{name} {}",
+                file.name
+            );
+            referenced.insert(file.blob.digest.clone());
+        }
+    }
+    referenced
+}
+
+async fn stress(metadata: Arc<dyn MetadataStore>) {
+    let rounds: u64 = std::env::var("REGISTRY_STRESS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(12);
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
+    let packages = Packages::new(blobs.clone(), metadata.clone());
+    packages
+        .hosted_repository("files", PackageFormat::Generic, true)
+        .await
+        .unwrap();
+    let config = CollectorConfig {
+        retry_after: Duration::from_millis(10),
+        ..CollectorConfig::default()
+    };
+    let collector = Collector::new(blobs.clone(), metadata.clone(), config);
+    let counts = Arc::new(Counts::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let collected = Arc::new(AtomicU64::new(0));
+    let mut collectors = Vec::new();
+    for _ in 0..2 {
+        let (collector, done, collected) = (collector.clone(), done.clone(), collected.clone());
+        collectors.push(tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                let report = collector.run_once().await;
+                collected.fetch_add(report.blobs_deleted, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|id| tokio::spawn(publisher(packages.clone(), id, rounds, counts.clone())))
+        .collect();
+    for task in publishers {
+        task.await.expect("publisher");
+    }
+    done.store(true, Ordering::Relaxed);
+    for task in collectors {
+        task.await.unwrap();
+    }
+    verify(&packages).await;
+    for _ in 0..50 {
+        if collector.run_once().await.reviewed == 0 {
+            break;
+        }
+    }
+    let referenced = verify(&packages).await;
+    let stored: BTreeSet<Digest> = blobs.list().map(|d| d.unwrap()).collect().await;
+    let unreferenced: Vec<&Digest> = stored.difference(&referenced).collect();
+    assert!(
+        unreferenced.is_empty(),
+        "unreferenced blobs remain: {unreferenced:?}"
+    );
+    assert!(referenced.is_subset(&stored));
+    println!(
+        "publishes {} (retried {}), file deletes {}, version deletes {}; GC deleted {} blobs during the run; {} blobs remain, all referenced",
+        counts.publishes.load(Ordering::Relaxed),
+        counts.retries.load(Ordering::Relaxed),
+        counts.file_deletes.load(Ordering::Relaxed),
+        counts.version_deletes.load(Ordering::Relaxed),
+        collected.load(Ordering::Relaxed),
+        stored.len(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory() {
+    stress(Arc::new(
+        MemoryMetadataStore::new().with_review_delay(Duration::ZERO),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite() {
+    let (store, _cleanup) = registry_storage::testing::sqlite_store().await;
+    stress(Arc::new(store.with_review_delay(Duration::ZERO))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres() {
+    let (store, _cleanup) = registry_storage::testing::postgres_store().await;
+    stress(Arc::new(store.with_review_delay(Duration::ZERO))).await;
+}
