@@ -96,7 +96,7 @@ async fn publish(
 }
 
 async fn publisher(packages: Packages, id: u64, rounds: u64, counts: Arc<Counts>) {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1) * 0x1234_5678);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((id + 1) * 0x1234_5678));
     for _ in 0..rounds {
         let package = format!("pkg{}", rng.next(3));
         let version = format!("1.{}", rng.next(3));
