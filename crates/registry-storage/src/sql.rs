@@ -121,6 +121,15 @@ impl SqlMetadataStore {
         self.dialect
     }
 
+    /// The version of the newest migration applied to the database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT MAX(version) AS version FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(get::<Option<i64>>(&row, "version")?.unwrap_or(0))
+    }
+
     /// Applies every pending migration (run by [`SqlMetadataStore::connect`]).
     pub async fn migrate(&self) -> Result<()> {
         let migrator = match self.dialect {

@@ -40,6 +40,9 @@ enum Command {
     Gc(GcArgs),
     /// Runs the cleanup policies once (the configuration's and the stored ones).
     Cleanup(CleanupArgs),
+    /// Brings the metadata database's schema up to date (serve does it too) and prints its
+    /// version.
+    Migrate(ServeArgs),
 }
 
 #[derive(clap::Args)]
@@ -87,6 +90,7 @@ async fn main() -> std::process::ExitCode {
         Command::HashPassword => hash_password(),
         Command::Gc(args) => gc(args).await,
         Command::Cleanup(args) => cleanup(args).await,
+        Command::Migrate(args) => migrate(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -247,6 +251,25 @@ async fn cleanup(args: CleanupArgs) -> Result<(), String> {
             report.skipped
         );
     }
+    Ok(())
+}
+
+async fn migrate(args: ServeArgs) -> Result<(), String> {
+    let config = Config::load(&args)?;
+    let store = match &config.database_url {
+        Some(url) => SqlMetadataStore::connect(url).await,
+        None => {
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| format!("creating {}: {e}", config.data_dir.display()))?;
+            SqlMetadataStore::sqlite(&config.data_dir.join("registry.db")).await
+        }
+    }
+    .map_err(|e| format!("migrating the metadata database: {e}"))?;
+    let version = store
+        .schema_version()
+        .await
+        .map_err(|e| format!("reading the schema version: {e}"))?;
+    println!("metadata database schema is at migration {version}");
     Ok(())
 }
 

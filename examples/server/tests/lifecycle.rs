@@ -114,3 +114,24 @@ fn a_client_disconnecting_mid_upload_leaves_nothing() {
     assert_eq!(status, 201, "{head}");
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+#[test]
+fn migrate_brings_a_new_database_up_to_date_and_is_idempotent() {
+    let (_dir, work) = support::workdir();
+    let data = work.join("fresh");
+    let args = ["migrate", "--data-dir", data.to_str().unwrap()];
+    let first = support::run(env!("CARGO_BIN_EXE_registry"), &args, &work);
+    let migrations = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../crates/registry-storage/migrations/sqlite"
+    ))
+    .unwrap()
+    .count();
+    assert_eq!(
+        first.trim(),
+        format!("metadata database schema is at migration {migrations}")
+    );
+    assert!(data.join("registry.db").exists());
+    let again = support::run(env!("CARGO_BIN_EXE_registry"), &args, &work);
+    assert_eq!(again, first);
+}
