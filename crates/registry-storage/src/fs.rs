@@ -460,11 +460,19 @@ impl BlobStore for FsBlobStore {
     }
 
     fn list(&self) -> BoxStream<'_, Result<Digest>> {
-        let algorithms = stream::iter(Algorithm::ALL).then(move |algorithm| async move {
-            list_algorithm(self.root.join("blobs").join(algorithm.as_str()), algorithm).await
-        });
-        algorithms
-            .map_ok(|digests| stream::iter(digests.into_iter().map(Ok)))
+        // One two-hex-digit directory at a time, so memory holds about 1/256 of the names.
+        let root = self.root.join("blobs");
+        stream::iter(Algorithm::ALL)
+            .then(move |algorithm| {
+                let dir = root.join(algorithm.as_str());
+                async move { prefix_dirs(&dir).await.map(|dirs| (algorithm, dirs)) }
+            })
+            .map_ok(|(algorithm, dirs)| {
+                stream::iter(dirs)
+                    .then(move |dir| list_prefix(dir, algorithm))
+                    .map_ok(|digests| stream::iter(digests.into_iter().map(Ok)))
+                    .try_flatten()
+            })
             .try_flatten()
             .boxed()
     }
@@ -550,24 +558,36 @@ impl BlobStore for FsBlobStore {
 }
 
 /// Every blob of one algorithm: `<dir>/<2 hex>/<hex>`. Stray files are skipped.
-async fn list_algorithm(dir: PathBuf, algorithm: Algorithm) -> Result<Vec<Digest>> {
-    let mut digests = Vec::new();
-    let mut prefixes = match fs::read_dir(&dir).await {
+/// The prefix directories under an algorithm's directory (none when it does not exist).
+async fn prefix_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    let mut entries = match fs::read_dir(dir).await {
         Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(dirs),
+        Err(e) => return Err(io_error(e)),
+    };
+    while let Some(entry) = entries.next_entry().await.map_err(io_error)? {
+        if entry.file_type().await.map_err(io_error)?.is_dir() {
+            dirs.push(entry.path());
+        }
+    }
+    Ok(dirs)
+}
+
+/// The blobs in one prefix directory.
+async fn list_prefix(dir: PathBuf, algorithm: Algorithm) -> Result<Vec<Digest>> {
+    let mut digests = Vec::new();
+    let mut files = match fs::read_dir(&dir).await {
+        Ok(files) => files,
+        // Emptied and removed meanwhile.
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(digests),
         Err(e) => return Err(io_error(e)),
     };
-    while let Some(prefix) = prefixes.next_entry().await.map_err(io_error)? {
-        if !prefix.file_type().await.map_err(io_error)?.is_dir() {
-            continue;
-        }
-        let mut files = fs::read_dir(prefix.path()).await.map_err(io_error)?;
-        while let Some(file) = files.next_entry().await.map_err(io_error)? {
-            let name = file.file_name();
-            let text = format!("{algorithm}:{}", name.to_string_lossy());
-            if let Ok(digest) = Digest::parse(&text) {
-                digests.push(digest);
-            }
+    while let Some(file) = files.next_entry().await.map_err(io_error)? {
+        let name = file.file_name();
+        let text = format!("{algorithm}:{}", name.to_string_lossy());
+        if let Ok(digest) = Digest::parse(&text) {
+            digests.push(digest);
         }
     }
     Ok(digests)
