@@ -28,8 +28,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use registry_core::{
-    Action, Error, FileDigests, NamePattern, NewPackageFile, PackageFormat, Packages, Principal,
-    Publish, PublishMode, RepositoryName, Role, TokenRecord, VersionStatus,
+    Action, Error, FileDigests, NewPackageFile, PackageFormat, Packages, Publish, PublishMode,
+    RepositoryName, TokenRecord, VersionStatus,
 };
 use registry_formats::npm::{self, NpmLimits, Put};
 use serde_json::{Value, json};
@@ -654,16 +654,9 @@ async fn login(repo: &Repo<'_>, body: &[u8]) -> Result<Response, Failure> {
     };
     let (user, password) = (field("name")?, field("password")?);
     let grants = match &repo.npm.auth {
-        None => {
-            Principal::user(
-                user.clone(),
-                vec![registry_core::Grant {
-                    pattern: NamePattern::parse("*").expect("valid"),
-                    role: Role::Admin,
-                }],
-            )
-            .grants
-        }
+        // An open registry allows everything anyway; a token minted now must not become a key
+        // to everything once authentication is configured, so it carries no grants.
+        None => Vec::new(),
         Some(auth) => {
             let credentials = registry_core::Credentials::Basic {
                 user: user.clone(),

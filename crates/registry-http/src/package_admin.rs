@@ -235,6 +235,11 @@ async fn create_token(
                 role,
             });
         }
+        if asker.principal.is_none() {
+            // Minted on an open registry, where everything is allowed anyway: it must not
+            // become a key once authentication is configured, so it carries no grants.
+            grants.clear();
+        }
         let expires_at = match &request.expires_in {
             None => None,
             Some(text) => {

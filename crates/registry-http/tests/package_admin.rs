@@ -16,7 +16,7 @@ use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn app() -> Router {
+fn users() -> Arc<StaticUsers> {
     let hash = hash_password("pw").unwrap();
     let user = |pattern: &str, role| StaticUser {
         password_hash: hash.clone(),
@@ -25,15 +25,20 @@ fn app() -> Router {
             role,
         }],
     };
-    let users = StaticUsers::new(
-        HashMap::from([
-            ("dev".to_owned(), user("files", Role::Developer)),
-            ("boss".to_owned(), user("*", Role::Admin)),
-        ]),
-        None,
+    Arc::new(
+        StaticUsers::new(
+            HashMap::from([
+                ("dev".to_owned(), user("files", Role::Developer)),
+                ("boss".to_owned(), user("*", Role::Admin)),
+            ]),
+            None,
+        )
+        .unwrap(),
     )
-    .unwrap();
-    let auth = Auth::basic("test", Arc::new(users));
+}
+
+fn app() -> Router {
+    let auth = Auth::basic("test", users());
     let packages = Packages::new(
         Arc::new(MemoryBlobStore::new()),
         Arc::new(MemoryMetadataStore::new()),
@@ -313,4 +318,34 @@ async fn repository_settings_and_protection() {
     )
     .await;
     assert_eq!(listed["repositories"][0]["name"], "files");
+}
+
+#[tokio::test]
+async fn tokens_minted_while_open_grant_nothing_once_auth_is_on() {
+    let packages = Packages::new(
+        Arc::new(MemoryBlobStore::new()),
+        Arc::new(MemoryMetadataStore::new()),
+    );
+    let open = registry_http::package_admin::router(packages.clone(), None);
+    let (status, body) = send(
+        &open,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(&basic("mallory", "anything")),
+        token_request("delete", "*"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["scopes"], json!([]), "{body}");
+    let secret = body["token"].as_str().unwrap().to_owned();
+    let guarded = registry_http::generic::router(packages, Some(Auth::basic("test", users())));
+    let (status, _) = send(
+        &guarded,
+        Method::PUT,
+        "/generic/files/tool/1.0/x",
+        Some(&format!("Bearer {secret}")),
+        "x",
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
