@@ -491,6 +491,16 @@ pub trait PackageMetadata: fmt::Debug + Send + Sync + 'static {
     /// A package with its versions, files and tags.
     async fn package(&self, repository: &str, name: &str) -> Result<Option<Package>>;
 
+    /// One file of a package by name — in `version`, or in whichever version has it when
+    /// `None` — with the version it belongs to; what downloads need, without loading the package.
+    async fn package_file(
+        &self,
+        repository: &str,
+        name: &str,
+        version: Option<&str>,
+        file: &str,
+    ) -> Result<Option<(String, PackageFile)>>;
+
     /// A package's current revision ([`Package::revision`]), or `None` when it does not exist.
     async fn package_revision(&self, repository: &str, name: &str) -> Result<Option<String>>;
 

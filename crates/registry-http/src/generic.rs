@@ -321,12 +321,9 @@ async fn find_file(
 ) -> Result<PackageFile, Failure> {
     packages
         .metadata()
-        .package(repository, name)
+        .package_file(repository, name, Some(version), path)
         .await?
-        .and_then(|p| {
-            p.version(version)
-                .and_then(|v| v.files.iter().find(|f| f.name == path).cloned())
-        })
+        .map(|(_, file)| file)
         .ok_or_else(|| {
             Error::PackageUnknown {
                 what: format!("file {path} of {name} {version}"),

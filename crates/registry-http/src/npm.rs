@@ -406,12 +406,12 @@ async fn packument(
 
 async fn tarball(repo: &Repo<'_>, name: &str, file: &str, head: bool) -> Result<Response, Failure> {
     repo.require(Action::Pull)?;
-    let package = load(repo, name).await?;
-    let found = package
-        .versions
-        .iter()
-        .flat_map(|v| &v.files)
-        .find(|f| f.name == file)
+    let (_, found) = repo
+        .npm
+        .packages
+        .metadata()
+        .package_file(&repo.name, name, None, file)
+        .await?
         .ok_or_else(|| Failure::not_found(format!("{name}/-/{file} not found")))?;
     let read = repo.npm.packages.read(&found.blob, None).await?;
     Ok(file_response(read, false, "application/octet-stream", head))

@@ -628,15 +628,11 @@ async fn download(
         Some(dist) => (dist, true),
         None => (file, false),
     };
-    let package = pypi
+    let (_, found) = pypi
         .packages
         .metadata()
-        .package(repository, &pypi::normalize(project))
-        .await?;
-    let found = package
-        .as_ref()
-        .and_then(|p| p.version(version))
-        .and_then(|v| v.files.iter().find(|f| f.name == file))
+        .package_file(repository, &pypi::normalize(project), Some(version), file)
+        .await?
         .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("{file} not found")))?;
     let blob = if want_metadata {
         found.sidecar.clone().ok_or_else(|| {

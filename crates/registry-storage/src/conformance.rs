@@ -2168,6 +2168,35 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
         Some("demo_hello-1.0-py3-none-any.whl")
     );
 
+    // One file found directly, in a given version or in any.
+    let (version, found) = store
+        .package_file("pypi-hosted", "demo_hello", None, "demo_hello-1.0.tar.gz")
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!((version.as_str(), &found.blob), ("1.0", &c));
+    assert!(
+        store
+            .package_file(
+                "pypi-hosted",
+                "demo_hello",
+                Some("1.0"),
+                "demo_hello-1.0-py3-none-any.whl"
+            )
+            .await
+            .unwrap()
+            .is_some_and(|(_, f)| f.sidecar.as_ref() == Some(&c))
+    );
+    for (version, file) in [(Some("2.0"), "demo_hello-1.0.tar.gz"), (None, "nope.whl")] {
+        assert!(
+            store
+                .package_file("pypi-hosted", "demo_hello", version, file)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
     // Package blobs are kept from the collector.
     for kept in [&a, &b, &c] {
         assert!(

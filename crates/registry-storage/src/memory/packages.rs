@@ -244,6 +244,29 @@ impl PackageMetadata for MemoryMetadataStore {
             .cloned())
     }
 
+    async fn package_file(
+        &self,
+        repository: &str,
+        name: &str,
+        version: Option<&str>,
+        file: &str,
+    ) -> Result<Option<(String, PackageFile)>> {
+        let state = lock(&self.state);
+        let Some(package) = state.packages.packages.get(&key(repository, name)) else {
+            return Ok(None);
+        };
+        Ok(package
+            .versions
+            .iter()
+            .filter(|v| version.is_none_or(|wanted| v.version == wanted))
+            .find_map(|v| {
+                v.files
+                    .iter()
+                    .find(|f| f.name == file)
+                    .map(|f| (v.version.clone(), f.clone()))
+            }))
+    }
+
     async fn package_revision(&self, repository: &str, name: &str) -> Result<Option<String>> {
         Ok(lock(&self.state)
             .packages

@@ -536,6 +536,33 @@ impl PackageMetadata for SqlMetadataStore {
         }))
     }
 
+    async fn package_file(
+        &self,
+        repository: &str,
+        name: &str,
+        version: Option<&str>,
+        file: &str,
+    ) -> Result<Option<(String, PackageFile)>> {
+        let row = sqlx::query(
+            "SELECT v.version, f.name, f.blob_digest, f.size, f.digests, f.sidecar_digest, \
+             f.sidecar_size, f.attributes, f.created_at FROM package_files f \
+             JOIN package_versions v ON v.id = f.version_id \
+             JOIN packages p ON p.id = v.package_id \
+             JOIN package_repositories r ON r.id = p.repository_id \
+             WHERE r.name = $1 AND p.name = $2 AND f.name = $3 AND ($4 IS NULL OR v.version = $4) \
+             ORDER BY v.created_at LIMIT 1",
+        )
+        .bind(repository)
+        .bind(name)
+        .bind(file)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|row| Ok((get(&row, "version")?, file_row(&row)?)))
+            .transpose()
+    }
+
     async fn package_revision(&self, repository: &str, name: &str) -> Result<Option<String>> {
         let row = sqlx::query(
             "SELECT p.revision FROM packages p JOIN package_repositories r ON r.id = p.repository_id \
