@@ -6,9 +6,11 @@
 //!
 //! `REGISTRY_STRESS_ROUNDS` (default 12) sets each publisher's number of operations.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,23 +19,12 @@ use registry_core::{
     BlobStore, Digest, Error, MetadataStore, NewPackageFile, PackageFormat, Packages, Page,
     Publish, PublishMode,
 };
-use registry_gc::{Collector, CollectorConfig};
 use registry_storage::fs::FsBlobStore;
 use registry_storage::memory::MemoryMetadataStore;
+use support::{Collectors, Rng};
 
 const PUBLISHERS: u64 = 6;
 const SHARED_FILES: u64 = 5;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
 
 fn content(n: u64) -> Bytes {
     Bytes::from(format!("shared package file {n} ").repeat(300))
@@ -170,10 +161,7 @@ async fn verify(packages: &Packages) -> BTreeSet<Digest> {
 }
 
 async fn stress(metadata: Arc<dyn MetadataStore>) {
-    let rounds: u64 = std::env::var("REGISTRY_STRESS_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(12);
+    let rounds = support::rounds();
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
     let packages = Packages::new(blobs.clone(), metadata.clone());
@@ -181,57 +169,28 @@ async fn stress(metadata: Arc<dyn MetadataStore>) {
         .hosted_repository("files", PackageFormat::Generic, true)
         .await
         .unwrap();
-    let config = CollectorConfig {
-        retry_after: Duration::from_millis(10),
-        ..CollectorConfig::default()
-    };
-    let collector = Collector::new(blobs.clone(), metadata.clone(), config);
+    let collector = support::collector(blobs.clone(), metadata.clone());
     let counts = Arc::new(Counts::default());
-    let done = Arc::new(AtomicBool::new(false));
-    let collected = Arc::new(AtomicU64::new(0));
-    let mut collectors = Vec::new();
-    for _ in 0..2 {
-        let (collector, done, collected) = (collector.clone(), done.clone(), collected.clone());
-        collectors.push(tokio::spawn(async move {
-            while !done.load(Ordering::Relaxed) {
-                let report = collector.run_once().await;
-                collected.fetch_add(report.blobs_deleted, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }));
-    }
+    let collectors = Collectors::start(&collector, 2);
     let publishers: Vec<_> = (0..PUBLISHERS)
         .map(|id| tokio::spawn(publisher(packages.clone(), id, rounds, counts.clone())))
         .collect();
     for task in publishers {
         task.await.expect("publisher");
     }
-    done.store(true, Ordering::Relaxed);
-    for task in collectors {
-        task.await.unwrap();
-    }
+    let totals = collectors.stop().await;
     verify(&packages).await;
-    for _ in 0..50 {
-        if collector.run_once().await.reviewed == 0 {
-            break;
-        }
-    }
+    support::quiesce(&collector).await;
     let referenced = verify(&packages).await;
-    let stored: BTreeSet<Digest> = blobs.list().map(|d| d.unwrap()).collect().await;
-    let unreferenced: Vec<&Digest> = stored.difference(&referenced).collect();
-    assert!(
-        unreferenced.is_empty(),
-        "unreferenced blobs remain: {unreferenced:?}"
-    );
-    assert!(referenced.is_subset(&stored));
+    let stored = support::assert_only_referenced(&*blobs, &referenced).await;
     println!(
         "publishes {} (retried {}), file deletes {}, version deletes {}; GC deleted {} blobs during the run; {} blobs remain, all referenced",
         counts.publishes.load(Ordering::Relaxed),
         counts.retries.load(Ordering::Relaxed),
         counts.file_deletes.load(Ordering::Relaxed),
         counts.version_deletes.load(Ordering::Relaxed),
-        collected.load(Ordering::Relaxed),
-        stored.len(),
+        totals.blobs_deleted,
+        stored,
     );
 }
 

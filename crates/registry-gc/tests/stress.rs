@@ -5,9 +5,11 @@
 //!
 //! `REGISTRY_STRESS_ROUNDS` (default 12) sets each pusher's number of operations.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,26 +21,14 @@ use registry_core::{
     BlobStore, Digest, Error, Manifest, ManifestLimits, MetadataStore, Page, Reference, Registry,
     RepositoryName, Tag,
 };
-use registry_gc::{Collector, CollectorConfig, RunReport};
 use registry_storage::fs::FsBlobStore;
 use registry_storage::memory::MemoryMetadataStore;
 use serde_json::json;
+use support::{Collectors, Rng};
 
 const PUSHERS: u64 = 6;
 const REPOSITORIES: u64 = 3;
 const SHARED_LAYERS: u64 = 5;
-
-/// A tiny deterministic generator, one per task.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
 
 fn repository(n: u64) -> RepositoryName {
     RepositoryName::parse(&format!("stress/r{n}")).unwrap()
@@ -236,69 +226,32 @@ async fn verify_tagged(registry: &Registry) -> BTreeSet<Digest> {
 }
 
 async fn stress(metadata: Arc<dyn MetadataStore>) {
-    let rounds: u64 = std::env::var("REGISTRY_STRESS_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(12);
+    let rounds = support::rounds();
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
     let registry = Registry::new(blobs.clone(), metadata.clone());
-    let config = CollectorConfig {
-        retry_after: Duration::from_millis(10),
-        ..CollectorConfig::default()
-    };
-    let collector = Collector::new(blobs.clone(), metadata.clone(), config);
+    let collector = support::collector(blobs.clone(), metadata.clone());
     let counts = Arc::new(Counts::default());
-    let done = Arc::new(AtomicBool::new(false));
-    let totals = Arc::new(std::sync::Mutex::new(RunReport::default()));
-
-    let mut collectors = Vec::new();
-    for _ in 0..2 {
-        let (collector, done, totals) = (collector.clone(), done.clone(), totals.clone());
-        collectors.push(tokio::spawn(async move {
-            while !done.load(Ordering::Relaxed) {
-                let report = collector.run_once().await;
-                {
-                    let mut totals = totals.lock().unwrap();
-                    totals.manifests_deleted += report.manifests_deleted;
-                    totals.blobs_deleted += report.blobs_deleted;
-                    totals.postponed += report.postponed;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }));
-    }
+    let collectors = Collectors::start(&collector, 2);
     let pushers: Vec<_> = (0..PUSHERS)
         .map(|id| tokio::spawn(pusher(registry.clone(), id, rounds, counts.clone())))
         .collect();
     for task in pushers {
         task.await.expect("pusher");
     }
-    done.store(true, Ordering::Relaxed);
-    for task in collectors {
-        task.await.unwrap();
-    }
+    let totals = collectors.stop().await;
 
     // Every tagged manifest pulls completely.
     verify_tagged(&registry).await;
 
     // Quiescence: collect until nothing is due.
-    for _ in 0..50 {
-        let report = collector.run_once().await;
-        assert_eq!(report.postponed, 0, "no review fails once pushes stop");
-        if report.reviewed == 0 {
-            break;
-        }
-    }
-    let referenced = verify_tagged(&registry).await;
-    let stored: BTreeSet<Digest> = blobs.list().map(|d| d.unwrap()).collect().await;
-    let unreferenced: Vec<&Digest> = stored.difference(&referenced).collect();
-    assert!(
-        unreferenced.is_empty(),
-        "unreferenced blobs remain after quiescence: {unreferenced:?}"
+    assert_eq!(
+        support::quiesce(&collector).await,
+        0,
+        "no review fails once pushes stop"
     );
-    assert!(referenced.is_subset(&stored));
-    let totals = totals.lock().unwrap().clone();
+    let referenced = verify_tagged(&registry).await;
+    let stored = support::assert_only_referenced(&*blobs, &referenced).await;
     println!(
         "pushes {} (retried {}), retags {}, tag deletes {}, manifest deletes {}, mounts {}; \
          during the run GC deleted {} manifests and {} blobs ({} postponed); {} blobs remain, all referenced",
@@ -311,7 +264,7 @@ async fn stress(metadata: Arc<dyn MetadataStore>) {
         totals.manifests_deleted,
         totals.blobs_deleted,
         totals.postponed,
-        stored.len(),
+        stored,
     );
 }
 
