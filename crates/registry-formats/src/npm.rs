@@ -403,9 +403,10 @@ pub fn read_tarball(tarball: &[u8], limits: &NpmLimits) -> Result<(String, Strin
     Ok((field("name")?, field("version")?))
 }
 
-/// The registry's revision string of a package (`_rev`): it changes whenever the package does.
-pub fn revision(package: &Package) -> String {
-    format!("{}-{}", package.versions.len(), package.revision)
+/// The `_rev` npm sees for a package revision ([`Package::revision`]); it changes whenever the
+/// package does.
+pub fn revision(package_revision: &str) -> String {
+    format!("1-{package_revision}")
 }
 
 /// An ISO 8601 time as npm writes them.
@@ -473,7 +474,7 @@ pub fn packument(package: &Package, tarballs: &str) -> Value {
         .unwrap_or(Value::Null);
     let mut document = json!({
         "_id": package.name,
-        "_rev": revision(package),
+        "_rev": revision(&package.revision),
         "name": package.name,
         "dist-tags": package.tags,
         "versions": versions,

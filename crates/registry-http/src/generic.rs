@@ -110,6 +110,7 @@ fn parse(rest: &str) -> Result<(String, Target), Failure> {
 
 async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
+    // The route is `/generic/{*path}`: the prefix is always there.
     let rest = path.strip_prefix("/generic/").unwrap_or_default();
     let result = async {
         let (repository, target) = parse(rest)?;
@@ -140,6 +141,7 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
                 name.clone()
             }
         };
+        // Checked before an upload's body is read, so a refused upload stores nothing.
         if action != Action::Pull {
             packages
                 .check_protection(&repository, &name, action, role)
@@ -235,6 +237,7 @@ async fn upload(
     let expected = match request.headers().get(CHECKSUM) {
         None => None,
         Some(value) => {
+            // A value that is not text reads as empty and fails the check below.
             let text = value.to_str().unwrap_or_default().to_ascii_lowercase();
             if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(Failure::new(

@@ -149,6 +149,7 @@ fn target(rest: &str) -> Result<Target, Failure> {
 
 async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
     let result = async {
+        // The route is `/npm/{*path}`: the prefix is always there.
         let raw = request
             .uri()
             .path()
@@ -331,8 +332,14 @@ async fn check_rev(repo: &Repo<'_>, name: &str, rev: Option<&str>) -> Result<(),
     let Some(rev) = rev else {
         return Ok(());
     };
-    let package = load(repo, name).await?;
-    if npm::revision(&package) != rev {
+    let current = repo
+        .npm
+        .packages
+        .metadata()
+        .package_revision(&repo.name, name)
+        .await?
+        .ok_or_else(|| Failure::not_found(format!("package {name} not found")))?;
+    if npm::revision(&current) != rev {
         return Err(Failure::new(
             StatusCode::CONFLICT,
             format!("{name} changed since revision {rev}; fetch it again"),
@@ -750,6 +757,7 @@ async fn search(repo: &Repo<'_>, query: &str) -> Result<Response, Failure> {
         .filter_map(|pair| pair.split_once('='))
         .filter_map(|(k, v)| Some((k.to_owned(), decode(&v.replace('+', " ")).ok()?)))
         .collect();
+    // No text lists every package, as npm's registry does.
     let text = params
         .get("text")
         .map(|t| t.trim().to_lowercase())

@@ -29,7 +29,7 @@ use registry_core::{
     PublishMode, VersionStatus,
 };
 use registry_formats::pypi::{self, DistKind, SimpleFile, SimpleFormat, SimpleProject};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::auth::Auth;
 use crate::cache::RenderCache;
@@ -91,6 +91,7 @@ type Failure = crate::package_error::Failure<PlainText>;
 async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
     let result = async {
         let path = request.uri().path().to_owned();
+        // The route is `/pypi/{*path}`: the prefix is always there.
         let rest = path.strip_prefix("/pypi/").unwrap_or_default();
         let (repository, rest) = rest.split_once('/').unwrap_or((rest, ""));
         registry_core::package::check_repository_name(repository)?;
@@ -148,11 +149,7 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
                         .map_err(|_| {
                             Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "the body is over 64 KiB")
                         })?;
-                    let reason = serde_json::from_slice::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_owned))
-                        .unwrap_or_default();
-                    Some(reason)
+                    Some(yank_reason(&body)?)
                 } else {
                     None
                 };
@@ -176,6 +173,28 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
         }
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The reason of a yank: an empty body gives none (PEP 592 allows that), else
+/// `{"reason": "…"}`.
+fn yank_reason(body: &[u8]) -> Result<String, Failure> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(String::new());
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Yank {
+        #[serde(default)]
+        reason: String,
+    }
+    serde_json::from_slice::<Yank>(body)
+        .map(|yank| yank.reason)
+        .map_err(|e| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body must be {{\"reason\": \"…\"}}: {e}"),
+            )
+        })
 }
 
 /// What a stored upload's `content` part turned out to be.
@@ -213,6 +232,7 @@ async fn upload(
                 "the upload form has too many fields",
             ));
         }
+        // A part without a name is no field twine sends; kept under "" and never read.
         let name = field.name().unwrap_or_default().to_owned();
         if name == "content" {
             if received.is_some() {
@@ -339,14 +359,13 @@ async fn upload(
     let raw_metadata = read_metadata(&pypi.packages, &received.blob, file.kind).await?;
     let metadata = pypi::parse_core_metadata(&raw_metadata)?;
     let (project, version) = pypi::check_upload(form_name, form_version, &file, &metadata)?;
-    pypi.packages
-        .check_protection(repository, &project, Action::Push, role)
-        .await?;
-    let sidecar = pypi.packages.store_bytes(Bytes::from(raw_metadata)).await?;
     let repo = pypi
         .packages
         .hosted_repository(repository, PackageFormat::Pypi, true)
         .await?;
+    repo.settings
+        .check_protection(&project, Action::Push, role)?;
+    let sidecar = pypi.packages.store_bytes(Bytes::from(raw_metadata)).await?;
     let mut attributes = std::collections::BTreeMap::new();
     attributes.insert("filetype".to_owned(), file.kind.filetype().to_owned());
     if let Some(requires) = &metadata.requires_python {

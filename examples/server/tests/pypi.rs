@@ -242,6 +242,26 @@ fn twine_upload_and_pip_install_download() {
     );
     let html = run("curl", &["-sSf", &format!("{index}demo-hello/")], &work);
     assert!(html.contains("data-yanked=\"broken build\""), "{html}");
+    let refused = run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "-d",
+            "nonsense",
+            &yank,
+        ],
+        &work,
+    );
+    assert_eq!(
+        refused, "400",
+        "a yank body that is not {{\"reason\"}} is refused"
+    );
     let report = work.join("report.json");
     pip(
         &work,

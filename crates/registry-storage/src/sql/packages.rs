@@ -109,6 +109,22 @@ async fn version_id(
     row.map(|row| get(&row, "id")).transpose()
 }
 
+/// The ids of a package (its row locked, see [`package_id`]) and of one of its versions.
+async fn locate_version(
+    conn: &mut AnyConnection,
+    store: &SqlMetadataStore,
+    repository: &str,
+    name: &str,
+    version: &str,
+) -> Result<Option<(i64, i64)>> {
+    let Some(package_id) = package_id(&mut *conn, store, repository, name).await? else {
+        return Ok(None);
+    };
+    Ok(version_id(conn, package_id, version)
+        .await?
+        .map(|version_id| (package_id, version_id)))
+}
+
 /// Deletes file rows matching `filter` (SQL over `f`, binding `$1`, and `$2` when given),
 /// queueing their blobs for review.
 async fn delete_files(
@@ -507,6 +523,7 @@ impl PackageMetadata for SqlMetadataStore {
                 version,
                 status: serde_json::from_str(&status).map_err(|_| corrupt("status", &status))?,
                 metadata: get(row, "metadata")?,
+                // A version always has a file (it goes with its last one); none reads as none.
                 files: files.remove(&id).unwrap_or_default(),
                 created_at: Timestamp(get(row, "created_at")?),
                 updated_at: Timestamp(get(row, "updated_at")?),
@@ -663,10 +680,7 @@ impl PackageMetadata for SqlMetadataStore {
         let due = self.due();
         let mut tx = self.begin().await?;
         let missing = || unknown(format!("version {version} of {name}"));
-        let package_id = package_id(&mut tx, self, repository, name)
-            .await?
-            .ok_or_else(missing)?;
-        let version_id = version_id(&mut tx, package_id, version)
+        let (package_id, version_id) = locate_version(&mut tx, self, repository, name, version)
             .await?
             .ok_or_else(missing)?;
         delete_files(&mut tx, "f.version_id = $1", version_id, None, due).await?;
@@ -684,10 +698,7 @@ impl PackageMetadata for SqlMetadataStore {
         let due = self.due();
         let mut tx = self.begin().await?;
         let missing = || unknown(format!("file {file} of {name} {version}"));
-        let package_id = package_id(&mut tx, self, repository, name)
-            .await?
-            .ok_or_else(missing)?;
-        let version_id = version_id(&mut tx, package_id, version)
+        let (package_id, version_id) = locate_version(&mut tx, self, repository, name, version)
             .await?
             .ok_or_else(missing)?;
         let found = sqlx::query("SELECT 1 FROM package_files WHERE version_id = $1 AND name = $2")
@@ -758,10 +769,7 @@ impl PackageMetadata for SqlMetadataStore {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let missing = || unknown(format!("version {version} of {name}"));
-        let package_id = package_id(&mut tx, self, repository, name)
-            .await?
-            .ok_or_else(missing)?;
-        let version_id = version_id(&mut tx, package_id, version)
+        let (package_id, version_id) = locate_version(&mut tx, self, repository, name, version)
             .await?
             .ok_or_else(missing)?;
         sqlx::query(
