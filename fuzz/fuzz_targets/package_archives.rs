@@ -5,7 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use registry_formats::npm::{NpmLimits, read_tarball};
-use registry_formats::pypi::{MAX_METADATA_SIZE, parse_core_metadata, sdist_metadata, wheel_metadata};
+use registry_formats::pypi::{
+    MAX_METADATA_SIZE, parse_core_metadata, parse_filename, sdist_metadata, wheel_metadata,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
@@ -21,7 +23,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = read_tarball(body, &limits);
         }
         1 => {
-            if let Ok(metadata) = wheel_metadata(std::io::Cursor::new(body)) {
+            let file = parse_filename("demo-1.0-py3-none-any.whl").expect("a wheel name");
+            if let Ok(metadata) = wheel_metadata(std::io::Cursor::new(body), &file) {
                 assert!(metadata.len() as u64 <= MAX_METADATA_SIZE);
             }
         }

@@ -150,6 +150,32 @@ impl NamePattern {
         }
     }
 
+    /// Whether this pattern matches every repository `other` matches.
+    pub fn covers(&self, other: &NamePattern) -> bool {
+        match other.0.as_str() {
+            "*" => self.0 == "*",
+            text => match text.strip_suffix("/*") {
+                Some(namespace) => {
+                    RepositoryName::parse(namespace).is_ok_and(|ns| self.covers_namespace(&ns))
+                }
+                None => RepositoryName::parse(text).is_ok_and(|name| self.matches(&name)),
+            },
+        }
+    }
+
+    /// The repositories both patterns match, as a pattern. Patterns nest or are disjoint
+    /// (`*` holds every namespace, a namespace its sub-namespaces and names), so this is the
+    /// narrower of the two, or `None`.
+    pub fn intersect(&self, other: &NamePattern) -> Option<NamePattern> {
+        if self.covers(other) {
+            Some(other.clone())
+        } else if other.covers(self) {
+            Some(self.clone())
+        } else {
+            None
+        }
+    }
+
     /// The pattern as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -182,6 +208,26 @@ pub struct Grant {
     pub pattern: NamePattern,
     /// The role there.
     pub role: Role,
+}
+
+impl Grant {
+    /// Grants allowing what both lists allow: on each repository, the lesser of the role
+    /// `limit` gives and the role `grants` give (none where either gives none). An access
+    /// token's access is its scopes intersected with its user's current grants this way.
+    pub fn intersect(grants: &[Grant], limit: &[Grant]) -> Vec<Grant> {
+        let mut both = Vec::new();
+        for grant in grants {
+            for bound in limit {
+                if let Some(pattern) = grant.pattern.intersect(&bound.pattern) {
+                    both.push(Grant {
+                        pattern,
+                        role: grant.role.min(bound.role),
+                    });
+                }
+            }
+        }
+        both
+    }
 }
 
 /// Who is making a request, and what they were granted.
@@ -251,6 +297,11 @@ impl Debug for Credentials {
 /// Turns credentials into a principal.
 #[async_trait]
 pub trait Authenticator: Debug + Send + Sync + 'static {
+    /// The principal a user is now, by name, without checking credentials; `None` when no
+    /// such user exists (any more). Access tokens act for their user with no more than this
+    /// principal's grants, so removing a user or a grant takes effect on their tokens at once.
+    async fn user(&self, name: &str) -> Result<Option<Principal>>;
+
     /// The principal the credentials prove, or `None` when they prove nothing (wrong password,
     /// unknown user). [`Credentials::None`] yields the anonymous principal, if anonymous access
     /// is allowed at all.
@@ -326,6 +377,33 @@ mod tests {
         for bad in ["", "Team/*", "a/**", "*/x", "a//*"] {
             assert!(NamePattern::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn patterns_nest_and_grants_intersect() {
+        let p = |s: &str| NamePattern::parse(s).unwrap();
+        assert!(p("*").covers(&p("team/*")) && p("team/*").covers(&p("team/a/*")));
+        assert!(p("team/*").covers(&p("team/app")) && !p("team/*").covers(&p("team")));
+        assert!(!p("team/app").covers(&p("team/*")) && !p("a/*").covers(&p("b/*")));
+        assert_eq!(p("team/*").intersect(&p("*")), Some(p("team/*")));
+        assert_eq!(p("team/*").intersect(&p("team/app")), Some(p("team/app")));
+        assert_eq!(p("team/*").intersect(&p("other/*")), None);
+        let g = |pattern: &str, role| Grant {
+            pattern: p(pattern),
+            role,
+        };
+        let token = [g("*", Role::Maintainer)];
+        let user = [g("team/*", Role::Developer), g("*", Role::Reader)];
+        let both = Principal::user("u", Grant::intersect(&token, &user));
+        assert_eq!(both.role_for(&name("team/app")), Some(Role::Developer));
+        assert_eq!(both.role_for(&name("other")), Some(Role::Reader));
+        let narrow = Principal::user(
+            "u",
+            Grant::intersect(&[g("team/app", Role::Maintainer)], &user),
+        );
+        assert_eq!(narrow.role_for(&name("team/app")), Some(Role::Developer));
+        assert_eq!(narrow.role_for(&name("team/other")), None);
+        assert!(Grant::intersect(&token, &[]).is_empty());
     }
 
     #[test]

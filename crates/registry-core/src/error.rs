@@ -154,6 +154,15 @@ pub enum Error {
         /// What was looked for.
         what: String,
     },
+    /// Too many requests of this kind right now (password checks under a flood, repeated
+    /// failures from one user or address); the caller may retry after `retry_after`.
+    #[error("{reason}; retry in {} s", retry_after.as_secs().max(1))]
+    TooManyRequests {
+        /// What is limited.
+        reason: String,
+        /// When a retry may succeed.
+        retry_after: std::time::Duration,
+    },
     /// The operation is not supported by this registry or backend.
     #[error("unsupported: {what}")]
     Unsupported {
@@ -197,6 +206,7 @@ impl Error {
             }
             Error::RangeNotSatisfiable { .. } | Error::SizeInvalid { .. } => C::SizeInvalid,
             Error::Unauthorized => C::Unauthorized,
+            Error::TooManyRequests { .. } => C::TooManyRequests,
             Error::Unsupported { .. }
             | Error::PolicyInvalid { .. }
             | Error::PackageInvalid { .. } => C::Unsupported,

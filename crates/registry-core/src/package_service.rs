@@ -23,12 +23,18 @@ use crate::package::{
 pub struct PackageLimits {
     /// The largest file accepted (1 GiB by default).
     pub max_file_size: u64,
+    /// The most bytes of upload documents held in memory at once, across requests (2 GiB by
+    /// default): documents a protocol forces the registry to buffer whole, such as npm publish
+    /// documents, which carry their tarball in base64. An upload that would pass it is refused
+    /// with a retry hint.
+    pub max_buffered_bytes: u64,
 }
 
 impl Default for PackageLimits {
     fn default() -> Self {
         PackageLimits {
             max_file_size: 1 << 30,
+            max_buffered_bytes: 2 << 30,
         }
     }
 }

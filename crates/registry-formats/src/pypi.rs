@@ -241,25 +241,48 @@ fn read_limited(reader: impl Read, what: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The `METADATA` file of a wheel: `{name}-{version}.dist-info/METADATA` at the top level.
-/// Only that entry is decompressed (with a size bound), whatever else the archive holds.
-pub fn wheel_metadata(reader: impl Read + Seek) -> Result<Vec<u8>> {
+/// The `METADATA` file of a wheel: `{name}-{version}.dist-info/METADATA` at the top level,
+/// where name and version are the wheel file name's (PEP 427; compared normalized, as pip
+/// does). A wheel whose metadata directory names another project or version, or that has more
+/// than one, is refused. Only that entry is decompressed (with a size bound), whatever else the
+/// archive holds.
+pub fn wheel_metadata(reader: impl Read + Seek, file: &DistFile) -> Result<Vec<u8>> {
     let mut archive = zip::ZipArchive::new(reader)
         .map_err(|e| invalid(format!("the wheel is not a zip archive: {e}")))?;
-    let name = archive
+    let mut directories: Vec<&str> = archive
         .file_names()
-        .find(|n| {
-            let mut parts = n.split('/');
-            matches!(
-                (parts.next(), parts.next(), parts.next()),
-                (Some(dir), Some("METADATA"), None) if dir.ends_with(".dist-info")
-            )
-        })
-        .map(str::to_owned)
-        .ok_or_else(|| invalid("the wheel has no .dist-info/METADATA"))?;
+        .filter_map(|n| n.split_once('/').map(|(dir, _)| dir))
+        .filter(|dir| dir.ends_with(".dist-info"))
+        .collect();
+    directories.sort_unstable();
+    directories.dedup();
+    let directory = match directories.as_slice() {
+        [] => return Err(invalid("the wheel has no .dist-info/METADATA")),
+        [one] => (*one).to_owned(),
+        more => {
+            return Err(invalid(format!(
+                "the wheel has {} .dist-info directories; PEP 427 allows one",
+                more.len()
+            )));
+        }
+    };
+    let expected = format!("{}-{}.dist-info", file.name, file.version);
+    let matches = directory
+        .strip_suffix(".dist-info")
+        .and_then(|stem| stem.rsplit_once('-'))
+        .is_some_and(|(name, version)| {
+            normalize(name) == normalize(&file.name)
+                && normalize_version(version).ok() == normalize_version(&file.version).ok()
+        });
+    if !matches {
+        return Err(invalid(format!(
+            "the wheel's metadata directory is {directory}, not {expected} (PEP 427)"
+        )));
+    }
+    let name = format!("{directory}/METADATA");
     let entry = archive
         .by_name(&name)
-        .map_err(|e| invalid(format!("the wheel's {name}: {e}")))?;
+        .map_err(|_| invalid(format!("the wheel has no {name}")))?;
     read_limited(entry, "the wheel's METADATA")
 }
 
@@ -643,9 +666,40 @@ mod tests {
             .unwrap();
         std::io::Write::write_all(&mut zip, metadata).unwrap();
         let wheel = zip.finish().unwrap().into_inner();
+        let file = parse_filename("demo-1.0-py3-none-any.whl").unwrap();
         assert_eq!(
-            wheel_metadata(std::io::Cursor::new(wheel)).unwrap(),
+            wheel_metadata(std::io::Cursor::new(wheel.clone()), &file).unwrap(),
             metadata
+        );
+        // PEP 427: the directory is the file name's project and version (normalized).
+        let named = |f: &str| parse_filename(f).unwrap();
+        assert!(
+            wheel_metadata(
+                std::io::Cursor::new(wheel.clone()),
+                &named("Demo-1.0.0-py3-none-any.whl")
+            )
+            .is_ok()
+        );
+        for other in ["other-1.0-py3-none-any.whl", "demo-2.0-py3-none-any.whl"] {
+            let error = wheel_metadata(std::io::Cursor::new(wheel.clone()), &named(other))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("metadata directory is demo-1.0.dist-info"),
+                "{other}: {error}"
+            );
+        }
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for dir in ["demo-1.0.dist-info", "evil-1.0.dist-info"] {
+            zip.start_file(format!("{dir}/METADATA"), options).unwrap();
+            std::io::Write::write_all(&mut zip, metadata).unwrap();
+        }
+        let two = zip.finish().unwrap().into_inner();
+        assert!(
+            wheel_metadata(std::io::Cursor::new(two), &file)
+                .unwrap_err()
+                .to_string()
+                .contains("2 .dist-info directories")
         );
 
         let mut builder = tar::Builder::new(Vec::new());
@@ -668,7 +722,7 @@ mod tests {
             .unwrap()
             .into_inner();
         assert!(
-            wheel_metadata(std::io::Cursor::new(empty))
+            wheel_metadata(std::io::Cursor::new(empty), &file)
                 .unwrap_err()
                 .to_string()
                 .contains("no .dist-info/METADATA")
@@ -679,7 +733,8 @@ mod tests {
         #[test]
         fn metadata_readers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1024)) {
             let _ = parse_core_metadata(&bytes);
-            let _ = wheel_metadata(std::io::Cursor::new(bytes.clone()));
+            let file = parse_filename("demo-1.0-py3-none-any.whl").unwrap();
+            let _ = wheel_metadata(std::io::Cursor::new(bytes.clone()), &file);
             let _ = sdist_metadata(&bytes[..]);
         }
     }

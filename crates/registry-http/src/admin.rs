@@ -17,10 +17,10 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use registry_core::{
     CleanupPolicy, Error, NamePattern, OciErrorCode, PolicyKind, PolicySource, Registry, Result,
@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::oci::{Oci, authorize_known, json_response};
+use crate::transfer::{MAX_SMALL_DOCUMENT, declared_length, read_bounded};
 
 /// The largest rule or policy document accepted.
 const MAX_DOCUMENT: usize = 64 * 1024;
@@ -204,10 +205,17 @@ async fn put<T: Document>(
     name: String,
     method: Method,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let result = async {
         let caller = authorize_known(&oci, &method, &headers).await?;
+        let body = read_bounded(
+            body,
+            declared_length(&headers),
+            MAX_SMALL_DOCUMENT,
+            "the request body",
+        )
+        .await?;
         let document: T = parse_document(&name, &body)?;
         let existing = stored::<T>(&oci)
             .await?
@@ -349,7 +357,7 @@ pub(crate) fn routes() -> axum::Router<Arc<Oci>> {
              Path(name): Path<String>,
              method: Method,
              headers: HeaderMap,
-             body: Bytes| put::<T>(oci, name, method, headers, body),
+             body: Body| put::<T>(oci, name, method, headers, body),
         )
         .delete(
             |State(oci): State<Arc<Oci>>,

@@ -22,6 +22,8 @@ use registry_core::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use crate::throttle::{FailureThrottle, ThrottleSettings};
+
 /// How requests are authenticated.
 #[derive(Clone, Debug)]
 pub enum AuthMode {
@@ -166,11 +168,28 @@ impl Caller {
 }
 
 /// An authenticator over users listed in configuration.
+///
+/// Password checks are bounded: argon2 needs 19 MiB and tens of milliseconds per check, so at
+/// most one check per core runs at once, a few more wait briefly, and the rest are refused at
+/// once with [`Error::TooManyRequests`]. Concurrent checks of the same credentials share one
+/// run; a verified password is remembered for five minutes. A user whose password is wrong
+/// again and again is slowed down (see [`FailureThrottle`]). An unknown user is checked
+/// against a dummy hash, so the answer takes as long as for a known one.
 pub struct StaticUsers {
     users: HashMap<String, StaticUser>,
     anonymous: Option<Vec<Grant>>,
     /// Successful password checks, so argon2 runs once per credential and not per request.
     verified: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    /// Checks running now, by credential, so concurrent requests share one.
+    running: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
+    /// Argon2 runs at once.
+    checks: Arc<tokio::sync::Semaphore>,
+    /// Checks waiting for a turn.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Repeated failures, by user name.
+    failures: FailureThrottle<String>,
+    /// The hash unknown users are checked against.
+    dummy: String,
 }
 
 /// One configured user.
@@ -186,6 +205,12 @@ pub struct StaticUser {
 /// How long a verified password is remembered.
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
+/// Password checks that may wait for a turn, per running check.
+const WAITING_PER_CHECK: usize = 4;
+
+/// How long a password check waits for a turn before it is refused.
+const CHECK_WAIT: Duration = Duration::from_secs(2);
+
 impl StaticUsers {
     /// Users by name; `anonymous` grants for callers without credentials (`None`: anonymous
     /// callers are refused).
@@ -197,11 +222,33 @@ impl StaticUsers {
                 what: format!("password hash of user {name:?}: {e}"),
             })?;
         }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        // Same parameters as the users' hashes (argon2's defaults), so a check costs the same.
+        let dummy = hash_password(&uuid::Uuid::new_v4().to_string())?;
         Ok(StaticUsers {
             users,
             anonymous,
             verified: Mutex::default(),
+            running: Mutex::default(),
+            checks: Arc::new(tokio::sync::Semaphore::new(cores)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            failures: FailureThrottle::new(ThrottleSettings::default()),
+            dummy,
         })
+    }
+
+    /// Sets how repeated wrong passwords for one user are slowed down.
+    pub fn with_throttle(mut self, settings: ThrottleSettings) -> Self {
+        self.failures = FailureThrottle::new(settings);
+        self
+    }
+
+    /// The principal a configured user is now, by name, without a password check: how an
+    /// access token learns its user's current grants.
+    pub fn user(&self, name: &str) -> Option<Principal> {
+        self.users
+            .get(name)
+            .map(|user| Principal::user(name, user.grants.clone()))
     }
 
     fn cache_key(user: &str, password: &str) -> [u8; 32] {
@@ -210,6 +257,62 @@ impl StaticUsers {
         hasher.update([0]);
         hasher.update(password.as_bytes());
         hasher.finalize().into()
+    }
+
+    /// Runs argon2 for `password` against `hash`, within the bound on checks at once.
+    async fn check(&self, hash: String, password: String) -> Result<bool> {
+        let busy = || Error::TooManyRequests {
+            reason: "too many password checks at once".into(),
+            retry_after: Duration::from_secs(1),
+        };
+        let permit = match Arc::clone(&self.checks).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                use std::sync::atomic::Ordering;
+                let most = WAITING_PER_CHECK
+                    * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= most {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(busy());
+                }
+                let waited =
+                    tokio::time::timeout(CHECK_WAIT, Arc::clone(&self.checks).acquire_owned())
+                        .await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                match waited {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(busy()),
+                }
+            }
+        };
+        // argon2 is slow on purpose; keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            PasswordHash::new(&hash).is_ok_and(|parsed| {
+                argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+        })
+        .await
+        .map_err(Error::backend)
+    }
+
+    /// Checks credentials once however many requests carry them at the same moment.
+    async fn check_shared(&self, key: [u8; 32], hash: &str, password: &str) -> Result<bool> {
+        let cell = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(running.entry(key).or_default())
+        };
+        let outcome = cell
+            .get_or_try_init(|| self.check(hash.to_owned(), password.to_owned()))
+            .await
+            .copied();
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            running.remove(&key);
+        }
+        outcome
     }
 }
 
@@ -242,9 +345,6 @@ impl Authenticator for StaticUsers {
             Credentials::Basic { user, password } => (user, password),
             Credentials::Bearer(_) => return Ok(None),
         };
-        let Some(configured) = self.users.get(user) else {
-            return Ok(None);
-        };
         let key = Self::cache_key(user, password);
         {
             let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
@@ -258,26 +358,34 @@ impl Authenticator for StaticUsers {
                 None => {}
             }
         }
-        let hash = configured.password_hash.clone();
-        let candidate = password.clone();
-        // argon2 is slow on purpose; keep it off the async workers.
-        let matches = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash).is_ok_and(|parsed| {
-                argon2::Argon2::default()
-                    .verify_password(candidate.as_bytes(), &parsed)
-                    .is_ok()
-            })
-        })
-        .await
-        .map_err(Error::backend)?;
-        if !matches {
+        let Some(configured) = self.users.get(user) else {
+            // The same work as for a known user: the time taken does not tell who exists.
+            self.check_shared(key, &self.dummy, password).await?;
+            return Ok(None);
+        };
+        if let Err(retry_after) = self.failures.check(user) {
+            return Err(Error::TooManyRequests {
+                reason: format!("too many wrong passwords for user {user}"),
+                retry_after,
+            });
+        }
+        if !self
+            .check_shared(key, &configured.password_hash, password)
+            .await?
+        {
+            self.failures.failed(user.clone());
             return Ok(None);
         }
+        self.failures.succeeded(user);
         let principal = Principal::user(user.clone(), configured.grants.clone());
         let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         verified.retain(|_, (_, at)| at.elapsed() < VERIFIED_FOR);
         verified.insert(key, (principal.clone(), Instant::now()));
         Ok(Some(principal))
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<Principal>> {
+        Ok(StaticUsers::user(self, name))
     }
 }
 
@@ -480,6 +588,8 @@ impl TokenIssuer {
         validation.set_audience(&[&self.service]);
         validation.set_issuer(&[&self.service]);
         validation.leeway = 5;
+        // A token that is not valid yet is not valid: the claim is checked, not only `exp`.
+        validation.validate_nbf = true;
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .ok()?
             .claims;
@@ -537,9 +647,16 @@ pub async fn authenticate_package_client(
     };
     let credentials = credentials(headers);
     if let Some(secret) = credentials.as_ref().and_then(token_secret) {
-        return Ok(access_token(tokens, secret)
-            .await?
-            .map(|token| Caller::Principal(Principal::user(token.user, token.grants))));
+        let Some(token) = access_token(tokens, secret).await? else {
+            return Ok(None);
+        };
+        // A token never outlives its user's grants: what it allows is its scopes intersected
+        // with what the user holds now; a removed user's tokens are refused.
+        let Some(user) = auth.authenticator.user(&token.user).await? else {
+            return Ok(None);
+        };
+        let grants = Grant::intersect(&token.grants, &user.grants);
+        return Ok(Some(Caller::Principal(Principal::user(token.user, grants))));
     }
     match (credentials, &auth.mode) {
         (None, _) => Ok(None),

@@ -1,6 +1,6 @@
 //! Turning core errors into HTTP responses with OCI error bodies.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use registry_core::{Error, ManifestError, OciErrorCode};
 use serde_json::json;
@@ -38,6 +38,9 @@ pub fn status_of(error: &Error) -> StatusCode {
         }
         | Error::SizeInvalid { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::PolicyInvalid { .. } | Error::PackageInvalid { .. } => StatusCode::BAD_REQUEST,
+        // Refused to protect the index that lists it. Not 403: clients read that as an
+        // authentication failure; 400 is among the statuses the spec lists for a delete.
+        Error::ManifestReferenced { .. } => StatusCode::BAD_REQUEST,
         Error::PackageConflict { .. } => StatusCode::CONFLICT,
         _ => match error.code() {
             None => StatusCode::INTERNAL_SERVER_ERROR,
@@ -56,16 +59,65 @@ pub fn status_of(error: &Error) -> StatusCode {
     }
 }
 
+/// Headers that go with an error's status: `Retry-After` on 429, `Content-Range: bytes */size`
+/// on a 416 for a range outside the content.
+pub(crate) fn error_headers(error: &Error) -> Vec<(HeaderName, HeaderValue)> {
+    match error {
+        Error::TooManyRequests { retry_after, .. } => vec![(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after.as_secs().max(1)),
+        )],
+        Error::RangeNotSatisfiable { size, .. } => {
+            vec![(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}")).expect("digits"),
+            )]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The header that carries a server error's reference.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Logs a server-side failure under a new reference and returns it: the client gets the
+/// reference (not the detail, which may name internals), the operator finds the log line by it.
+pub(crate) fn log_server_error(error: &Error) -> String {
+    let reference = uuid::Uuid::new_v4().simple().to_string();
+    tracing::error!(request_id = %reference, %error, "request failed");
+    reference
+}
+
 fn body(status: StatusCode, code: Option<OciErrorCode>, message: String) -> Response {
     let errors = match code {
         Some(code) => json!([{ "code": code.as_str(), "message": message }]),
         None => json!([]),
     };
-    let mut response = (status, json!({ "errors": errors }).to_string()).into_response();
+    json_response(status, json!({ "errors": errors }))
+}
+
+fn json_response(status: StatusCode, document: serde_json::Value) -> Response {
+    let mut response = (status, document.to_string()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    response
+}
+
+/// A server error's body: the spec has no code for it, so the one error carries a message and
+/// the request id without a code (clients print the message; none is made up).
+fn server_error(status: StatusCode, reference: &str) -> Response {
+    let mut response = json_response(
+        status,
+        json!({ "errors": [{
+            "message": format!("internal server error; the server log has it under request id {reference}"),
+            "detail": { "request_id": reference },
+        }] }),
+    );
+    response
+        .headers_mut()
+        .insert(REQUEST_ID, HeaderValue::from_str(reference).expect("hex"));
     response
 }
 
@@ -75,11 +127,11 @@ impl IntoResponse for ApiError {
             ApiError::Core(error) => {
                 let status = status_of(&error);
                 if status.is_server_error() {
-                    tracing::error!(%error, "request failed");
-                    body(status, None, String::new())
-                } else {
-                    body(status, error.code(), error.to_string())
+                    return server_error(status, &log_server_error(&error));
                 }
+                let mut response = body(status, error.code(), error.to_string());
+                response.headers_mut().extend(error_headers(&error));
+                response
             }
             ApiError::BadRequest(message) => body(
                 StatusCode::BAD_REQUEST,

@@ -358,7 +358,7 @@ async fn download(
             .insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
         return Ok(response);
     }
-    let range = requested_range(headers, file.blob.size);
+    let range = requested_range(headers, file.blob.size)?;
     let read = packages.read(&file.blob, range).await?;
     let mut response = file_response(read, range.is_some(), "application/octet-stream", head);
     let h = response.headers_mut();

@@ -15,6 +15,8 @@
 //! - [`observe`]: request metrics (through the `metrics` facade) and tracing, as a middleware;
 //! - [`path`]: the pure parser that turns a `/v2/` path into a [`path::Route`];
 //! - [`error`]: how core errors become statuses and OCI error bodies (spec codes only);
+//! - [`throttle`]: slowing down repeated authentication failures, per user and per client
+//!   address;
 //! - [`serve`]: [`serve::RunningRegistry`], a registry on a random loopback port in one line.
 //!
 //! Mount the router into any axum app:
@@ -45,4 +47,5 @@ mod package_error;
 pub mod path;
 pub mod pypi;
 pub mod serve;
+pub mod throttle;
 mod transfer;

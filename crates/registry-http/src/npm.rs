@@ -37,7 +37,9 @@ use serde_json::{Value, json};
 use crate::auth::{Auth, Caller, access_token, authenticate_package_client, token_secret};
 use crate::cache::RenderCache;
 use crate::package_error::ErrorJson;
-use crate::transfer::file_response;
+use crate::transfer::{
+    BufferBudget, BufferedBody, MAX_SMALL_DOCUMENT, declared_length, file_response, read_bounded,
+};
 
 /// The router serving `/npm/<repository>/`, with authentication when `auth` is given.
 ///
@@ -54,12 +56,14 @@ pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
         max_tarball_size: packages.limits().max_file_size,
         ..NpmLimits::default()
     };
+    let buffered = BufferBudget::new(packages.limits().max_buffered_bytes);
     Router::new()
         .route("/npm/{*path}", axum::routing::any(dispatch))
         .with_state(Arc::new(Npm {
             packages,
             auth,
             limits,
+            buffered,
             cache: RenderCache::new(1024, 256 << 20),
         }))
 }
@@ -69,6 +73,8 @@ struct Npm {
     packages: Packages,
     auth: Option<Auth>,
     limits: NpmLimits,
+    /// Bounds the publish documents held in memory at once.
+    buffered: BufferBudget,
     /// Rendered packuments by package and revision.
     cache: RenderCache,
 }
@@ -190,8 +196,11 @@ async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
                 packument(&repo, &name, request.headers(), write).await
             }
             (Target::Package { name, rev }, Method::PUT) => {
-                let body = read_body(&npm, request).await?;
-                put_package(&repo, &name, rev.as_deref(), &body).await
+                // Publishing and document updates (deprecate, unpublish of versions) both need
+                // write access: checked before a byte of the body is read.
+                repo.require_any(&[Action::Push, Action::Delete])?;
+                let body = read_document(&npm, request).await?;
+                put_package(&repo, &name, rev.as_deref(), &body.bytes).await
             }
             (Target::Package { name, rev }, Method::DELETE) => {
                 repo.require_for(Action::Delete, &name).await?;
@@ -244,6 +253,18 @@ impl Repo<'_> {
             .check_protection(&self.name, package, action, self.role)
             .await?;
         Ok(())
+    }
+
+    /// Checks the caller may perform at least one of `actions` on the repository.
+    fn require_any(&self, actions: &[Action]) -> Result<(), Failure> {
+        let mut refusal = None;
+        for action in actions {
+            match self.require(*action) {
+                Ok(()) => return Ok(()),
+                Err(e) => refusal = Some(e),
+            }
+        }
+        refusal.map_or(Ok(()), Err)
     }
 
     fn require(&self, action: Action) -> Result<(), Failure> {
@@ -306,17 +327,28 @@ async fn authenticate(npm: &Npm, headers: &HeaderMap) -> Result<Option<Caller>, 
     Ok(authenticate_package_client(npm.auth.as_ref(), tokens, headers).await?)
 }
 
-async fn read_body(npm: &Npm, request: Request) -> Result<Bytes, Failure> {
+/// Reads a publish document: at most the largest tarball in base64 plus 16 MiB of JSON, within
+/// the budget of documents buffered at once.
+async fn read_document(npm: &Npm, request: Request) -> Result<BufferedBody, Failure> {
     let limit = usize::try_from(npm.limits.max_tarball_size.saturating_mul(4) / 3 + (16 << 20))
         .unwrap_or(usize::MAX);
-    axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|_| {
-            Failure::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the publish document is over {limit} bytes"),
-            )
-        })
+    let declared = declared_length(request.headers());
+    Ok(npm
+        .buffered
+        .read(request.into_body(), declared, limit, "the publish document")
+        .await?)
+}
+
+/// Reads a small JSON body (a login, a dist-tag).
+async fn read_small(request: Request) -> Result<Bytes, Failure> {
+    let declared = declared_length(request.headers());
+    Ok(read_bounded(
+        request.into_body(),
+        declared,
+        MAX_SMALL_DOCUMENT,
+        "the request body",
+    )
+    .await?)
 }
 
 async fn load(repo: &Repo<'_>, name: &str) -> Result<registry_core::Package, Failure> {
@@ -609,7 +641,7 @@ async fn special(
             Ok(json_response(StatusCode::OK, &json!({})))
         }
         (p, &Method::PUT) if p.starts_with("user/org.couchdb.user:") => {
-            let body = read_body(repo.npm, request).await?;
+            let body = read_small(request).await?;
             login(repo, &body).await
         }
         (p, &Method::DELETE) if p.starts_with("user/token/") => {
@@ -716,7 +748,7 @@ async fn dist_tags(
         (Some(tag), Method::PUT | Method::POST) => {
             repo.require_for(Action::Push, name).await?;
             npm::check_tag(tag)?;
-            let body = read_body(repo.npm, request).await?;
+            let body = read_small(request).await?;
             let version: String = serde_json::from_slice(&body).map_err(|_| {
                 Failure::new(
                     StatusCode::BAD_REQUEST,

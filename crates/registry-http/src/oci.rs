@@ -737,7 +737,7 @@ async fn get_blob(
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         return Ok(response);
     }
-    let range = requested_range(headers, record.size);
+    let range = requested_range(headers, record.size)?;
     let read = registry.read_blob(name, &digest, range).await?;
     let mut response = file_response(read, range.is_some(), "application/octet-stream", false);
     response
@@ -807,7 +807,18 @@ fn chunk(request: Request) -> Result<(Option<u64>, ByteStream), ApiError> {
         .transpose()?;
     let body = body_stream(request.into_body());
     Ok(match range {
-        Some((start, end)) => (Some(start), exact_length(body, end - start + 1)),
+        Some((start, end)) => {
+            // Client numbers: `0-18446744073709551615` must not wrap into a small length.
+            let length =
+                (end - start)
+                    .checked_add(1)
+                    .ok_or(ApiError::Core(Error::RangeNotSatisfiable {
+                        start,
+                        end,
+                        size: 0,
+                    }))?;
+            (Some(start), exact_length(body, length))
+        }
         None => (None, body),
     })
 }

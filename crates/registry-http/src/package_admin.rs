@@ -16,20 +16,21 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use registry_core::{
-    Credentials, Grant, NamePattern, PackageFormat, PackageRepository, Packages, Page, Principal,
-    RepositoryConfig, RepositoryKind, RepositoryName, RepositorySettings, Role, Timestamp,
-    TokenRecord,
+    Action, Credentials, Grant, NamePattern, PackageFormat, PackageRepository, Packages, Page,
+    Principal, RepositoryConfig, RepositoryKind, RepositoryName, RepositorySettings, Role,
+    Timestamp, TokenRecord,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, Caller, authenticate_package_client, credentials, token_secret};
 use crate::package_error::MessageJson;
+use crate::transfer::{MAX_SMALL_DOCUMENT, declared_length, read_bounded};
 
 /// The router serving `/api/v1/tokens` and `/api/v1/package-repositories`.
 pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
@@ -149,19 +150,6 @@ impl Access {
     }
 }
 
-/// Whether a grant's pattern covers every repository `wanted` covers.
-fn covers(grant: &NamePattern, wanted: &NamePattern) -> bool {
-    match wanted.as_str() {
-        "*" => grant.as_str() == "*",
-        text => match text.strip_suffix("/*") {
-            Some(namespace) => {
-                RepositoryName::parse(namespace).is_ok_and(|ns| grant.covers_namespace(&ns))
-            }
-            None => RepositoryName::parse(text).is_ok_and(|name| grant.matches(&name)),
-        },
-    }
-}
-
 fn token_json(token: &TokenRecord) -> Value {
     let scopes: Vec<Value> = token
         .grants
@@ -185,13 +173,16 @@ fn token_json(token: &TokenRecord) -> Value {
     })
 }
 
-async fn create_token(
-    State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn create_token(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let asker = ask(&admin, &headers).await?;
+        let body = read_bounded(
+            body,
+            declared_length(&headers),
+            MAX_SMALL_DOCUMENT,
+            "the request body",
+        )
+        .await?;
         if asker.by_token {
             return Err(Failure::new(
                 StatusCode::FORBIDDEN,
@@ -218,7 +209,7 @@ async fn create_token(
                 let held = principal
                     .grants
                     .iter()
-                    .any(|g| g.role >= role && covers(&g.pattern, &scope.repositories));
+                    .any(|g| g.role >= role && g.pattern.covers(&scope.repositories));
                 if !held {
                     return Err(Failure::new(
                         StatusCode::FORBIDDEN,
@@ -316,19 +307,33 @@ async fn delete_token(
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-fn repository_json(repository: &PackageRepository) -> Value {
-    json!({
+/// A repository as the API shows it; its settings only to those who may change them.
+fn repository_json(repository: &PackageRepository, settings: bool) -> Value {
+    let mut shown = json!({
         "name": repository.name,
         "format": repository.format,
         "kind": repository.kind.as_str(),
-        "settings": repository.settings,
         "createdAt": repository.created_at.0,
-    })
+    });
+    if settings {
+        shown["settings"] = json!(repository.settings);
+    }
+    shown
+}
+
+/// Whether the asker may read the package repository (pull on its name).
+fn may_read(admin: &Admin, asker: &Asker, repository: &str) -> bool {
+    let (Some(auth), Some(principal)) = (&admin.auth, &asker.principal) else {
+        return true;
+    };
+    asker.is_admin()
+        || RepositoryName::parse(repository)
+            .is_ok_and(|name| auth.authorizer.authorize(principal, &name, Action::Pull))
 }
 
 async fn list_repositories(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
     let result = async {
-        ask(&admin, &headers).await?;
+        let asker = ask(&admin, &headers).await?;
         let mut all = Vec::new();
         let mut page = Page::first(1000);
         loop {
@@ -338,13 +343,19 @@ async fn list_repositories(State(admin): State<Arc<Admin>>, headers: HeaderMap) 
                 .list_package_repositories(&page)
                 .await?;
             let full = batch.len() == page.limit;
-            all.extend(batch);
-            match (full, all.last()) {
-                (true, Some(last)) => page = Page::after(last.name.clone(), 1000),
+            let next = batch.last().map(|last| last.name.clone());
+            all.extend(
+                batch
+                    .into_iter()
+                    .filter(|r| may_read(&admin, &asker, &r.name)),
+            );
+            match (full, next) {
+                (true, Some(last)) => page = Page::after(last, 1000),
                 _ => break,
             }
         }
-        let repositories: Vec<Value> = all.iter().map(repository_json).collect();
+        let settings = asker.is_admin();
+        let repositories: Vec<Value> = all.iter().map(|r| repository_json(r, settings)).collect();
         Ok::<_, Failure>(json_response(
             StatusCode::OK,
             &json!({ "repositories": repositories }),
@@ -359,19 +370,23 @@ async fn get_repository(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        ask(&admin, &headers).await?;
+        let asker = ask(&admin, &headers).await?;
         let repository = admin
             .packages
             .metadata()
             .package_repository(&name)
             .await?
+            .filter(|_| may_read(&admin, &asker, &name))
             .ok_or_else(|| {
                 Failure::new(
                     StatusCode::NOT_FOUND,
                     format!("no package repository {name}"),
                 )
             })?;
-        Ok::<_, Failure>(json_response(StatusCode::OK, &repository_json(&repository)))
+        Ok::<_, Failure>(json_response(
+            StatusCode::OK,
+            &repository_json(&repository, asker.is_admin()),
+        ))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -380,10 +395,17 @@ async fn put_repository(
     State(admin): State<Arc<Admin>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let result = async {
         let asker = ask(&admin, &headers).await?;
+        let body = read_bounded(
+            body,
+            declared_length(&headers),
+            MAX_SMALL_DOCUMENT,
+            "the request body",
+        )
+        .await?;
         if !asker.is_admin() {
             return Err(Failure::new(
                 StatusCode::FORBIDDEN,
@@ -405,7 +427,10 @@ async fn put_repository(
         let settings = request.settings();
         let repository =
             configure_repository(&admin.packages, &name, request.format, &settings).await?;
-        Ok(json_response(StatusCode::OK, &repository_json(&repository)))
+        Ok(json_response(
+            StatusCode::OK,
+            &repository_json(&repository, true),
+        ))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }

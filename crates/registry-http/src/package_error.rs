@@ -8,13 +8,13 @@
 
 use std::marker::PhantomData;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use registry_core::{Action, Error, RepositoryName, Role, TokenStore};
 use serde_json::json;
 
 use crate::auth::{Auth, authenticate_package_client, package_role};
-use crate::error::status_of;
+use crate::error::{REQUEST_ID, error_headers, log_server_error, status_of};
 
 /// How a package format writes an error body.
 pub(crate) trait Style {
@@ -56,6 +56,7 @@ impl Style for PlainText {
 pub(crate) struct Failure<S> {
     status: StatusCode,
     message: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
     style: PhantomData<S>,
 }
 
@@ -65,6 +66,7 @@ impl<S> Failure<S> {
         Failure {
             status,
             message: message.into(),
+            headers: Vec::new(),
             style: PhantomData,
         }
     }
@@ -83,10 +85,19 @@ impl<S> From<Error> for Failure<S> {
             other => status_of(other),
         };
         if status.is_server_error() {
-            tracing::error!(%error, "package request failed");
-            return Failure::new(status, "internal error");
+            let reference = log_server_error(&error);
+            let mut failure = Failure::new(
+                status,
+                format!(
+                    "internal server error; the server log has it under request id {reference}"
+                ),
+            );
+            failure.headers = vec![(REQUEST_ID, HeaderValue::from_str(&reference).expect("hex"))];
+            return failure;
         }
-        Failure::new(status, error.to_string())
+        let mut failure = Failure::new(status, error.to_string());
+        failure.headers = error_headers(&error);
+        failure
     }
 }
 
@@ -96,6 +107,7 @@ impl<S: Style> IntoResponse for Failure<S> {
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.extend(self.headers);
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,

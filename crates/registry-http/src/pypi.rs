@@ -44,6 +44,9 @@ const MAX_FIELD: usize = 4 << 20;
 /// The most fields an upload form may have.
 const MAX_FIELDS: usize = 200;
 
+/// The most bytes of all text fields of an upload form together.
+const MAX_FORM_TEXT: usize = 16 << 20;
+
 /// The router serving `/pypi/<repository>/`, with authentication when `auth` is given.
 ///
 /// ```
@@ -55,8 +58,18 @@ const MAX_FIELDS: usize = 200;
 /// let app: axum::Router = registry_http::pypi::router(packages, None);
 /// ```
 pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
+    // The upload's body limit comes from the configured file size, never a framework default:
+    // the file plus its form fields and multipart framing.
+    let body_limit = usize::try_from(
+        packages
+            .limits()
+            .max_file_size
+            .saturating_add(MAX_FORM_TEXT as u64 + (1 << 20)),
+    )
+    .unwrap_or(usize::MAX);
     Router::new()
         .route("/pypi/{*path}", axum::routing::any(dispatch))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(Arc::new(Pypi {
             packages,
             auth,
@@ -202,6 +215,7 @@ struct Received {
     filename: String,
     blob: BlobRef,
     blake2_256: String,
+    md5: String,
 }
 
 async fn upload(
@@ -217,6 +231,7 @@ async fn upload(
         )
     })?;
     let mut fields: HashMap<String, String> = HashMap::new();
+    let mut form_text = 0;
     let mut received: Option<Received> = None;
     let mut count = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(|e| {
@@ -248,11 +263,13 @@ async fn upload(
             let store = pypi.packages.store_file(stream);
             let feed = async {
                 let mut hasher = Blake2b256::new();
+                let mut md5 = md5::Md5::new();
                 let mut failure = None;
                 loop {
                     match field.chunk().await {
                         Ok(Some(chunk)) => {
                             hasher.update(&chunk);
+                            md5.update(&chunk);
                             if sender.send(Ok(chunk)).await.is_err() {
                                 break;
                             }
@@ -269,9 +286,12 @@ async fn upload(
                     }
                 }
                 drop(sender);
-                (hex::encode(hasher.finalize()), failure)
+                (
+                    (hex::encode(hasher.finalize()), hex::encode(md5.finalize())),
+                    failure,
+                )
             };
-            let (stored, (blake2_256, failure)) = futures::join!(store, feed);
+            let (stored, ((blake2_256, md5), failure)) = futures::join!(store, feed);
             if let Some(failure) = failure {
                 return Err(Failure::new(
                     StatusCode::BAD_REQUEST,
@@ -282,6 +302,7 @@ async fn upload(
                 filename,
                 blob: stored?,
                 blake2_256,
+                md5,
             });
         } else {
             let mut text = Vec::new();
@@ -295,6 +316,13 @@ async fn upload(
                     return Err(Failure::new(
                         StatusCode::BAD_REQUEST,
                         format!("field {name} is over {MAX_FIELD} bytes"),
+                    ));
+                }
+                form_text += chunk.len();
+                if form_text > MAX_FORM_TEXT {
+                    return Err(Failure::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("the upload form's fields are over {MAX_FORM_TEXT} bytes"),
                     ));
                 }
                 text.extend_from_slice(&chunk);
@@ -339,6 +367,17 @@ async fn upload(
             ),
         ));
     }
+    if let Some(claimed) = field("md5_digest")
+        && !claimed.eq_ignore_ascii_case(&received.md5)
+    {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "md5_digest {claimed} does not match the file's MD5 {}",
+                received.md5
+            ),
+        ));
+    }
     let form_name = field("name")
         .ok_or_else(|| Failure::new(StatusCode::BAD_REQUEST, "the form has no name"))?;
     let form_version = field("version")
@@ -356,7 +395,7 @@ async fn upload(
             ),
         ));
     }
-    let raw_metadata = read_metadata(&pypi.packages, &received.blob, file.kind).await?;
+    let raw_metadata = read_metadata(&pypi.packages, &received.blob, &file).await?;
     let metadata = pypi::parse_core_metadata(&raw_metadata)?;
     let (project, version) = pypi::check_upload(form_name, form_version, &file, &metadata)?;
     let repo = pypi
@@ -390,6 +429,7 @@ async fn upload(
                 blob: received.blob,
                 digests: registry_core::FileDigests {
                     blake2_256: Some(received.blake2_256),
+                    md5: Some(received.md5),
                     ..Default::default()
                 },
                 sidecar: Some(sidecar),
@@ -422,7 +462,7 @@ fn tokio_stream_from(
 async fn read_metadata(
     packages: &Packages,
     blob: &BlobRef,
-    kind: DistKind,
+    file: &pypi::DistFile,
 ) -> Result<Vec<u8>, Failure> {
     let reader = BlobReader {
         packages: packages.clone(),
@@ -432,8 +472,9 @@ async fn read_metadata(
         buffer_start: 0,
         runtime: tokio::runtime::Handle::current(),
     };
-    let extracted = tokio::task::spawn_blocking(move || match kind {
-        DistKind::Wheel => pypi::wheel_metadata(reader),
+    let file = file.clone();
+    let extracted = tokio::task::spawn_blocking(move || match file.kind {
+        DistKind::Wheel => pypi::wheel_metadata(reader, &file),
         DistKind::Sdist => pypi::sdist_metadata(reader),
     })
     .await
@@ -663,7 +704,7 @@ async fn download(
     } else {
         found.blob.clone()
     };
-    let range = requested_range(headers, blob.size);
+    let range = requested_range(headers, blob.size)?;
     let read = pypi.packages.read(&blob, range).await?;
     let content_type = if want_metadata {
         "text/plain; charset=utf-8"

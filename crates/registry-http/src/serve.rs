@@ -1,12 +1,213 @@
-//! Running a registry on a loopback port: the one-line harness for tests.
+//! Serving an application on a socket with the bounds a public server needs, and the one-line
+//! harness for tests.
+//!
+//! [`serve`] accepts connections itself (instead of `axum::serve`) so that every connection is
+//! bounded: at most [`ServerSettings::max_connections`] at once (further ones wait in the
+//! listen backlog), request headers must arrive within
+//! [`ServerSettings::header_read_timeout`] (this also closes idle keep-alive connections), and
+//! a connection on which no byte moves in either direction for
+//! [`ServerSettings::idle_timeout`] is closed (a stalled request body or a client that stopped
+//! reading). A slow but honest client is never cut off: any progress restarts the idle clock.
+//! Each request carries the client's address as `ConnectInfo<SocketAddr>`.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use registry_core::Registry;
 use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
-use tokio::sync::oneshot;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::{Instant, Sleep};
+
+/// Bounds on connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Time allowed for a request's headers to arrive, from the moment the connection waits
+    /// for them (30 s by default).
+    pub header_read_timeout: Duration,
+    /// Time a connection may go without a byte read or written (120 s by default).
+    pub idle_timeout: Duration,
+    /// Connections served at once (1,024 by default).
+    pub max_connections: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+///
+/// Errors only when the listener fails for good; a failing connection ends that connection.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.map_err(io::Error::other)?,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, and the next accept may work.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            tower::ServiceExt::oneshot(app.clone(), request)
+        });
+        let io = TokioIo::new(IdleTimeout::new(stream, settings.idle_timeout));
+        let connection = graceful.watch(builder.serve_connection(io, service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// A stream that fails with `TimedOut` once no byte has moved either way for a while.
+struct IdleTimeout {
+    stream: TcpStream,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl IdleTimeout {
+    fn new(stream: TcpStream, idle: Duration) -> Self {
+        IdleTimeout {
+            stream,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    fn progressed(&mut self) {
+        let next = Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+
+    /// After the stream answered `Pending`: an error once the deadline has passed.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        ready!(self.deadline.as_mut().poll(cx));
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no byte moved on the connection within the idle timeout",
+        ))
+    }
+}
+
+impl AsyncRead for IdleTimeout {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    this.progressed();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.expired(cx).map(Err),
+        }
+    }
+}
+
+impl AsyncWrite for IdleTimeout {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_write(cx, data) {
+            Poll::Ready(result) => {
+                if matches!(result, Ok(n) if n > 0) {
+                    this.progressed();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.expired(cx).map(Err),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_write_vectored(cx, data) {
+            Poll::Ready(result) => {
+                if matches!(result, Ok(n) if n > 0) {
+                    this.progressed();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.expired(cx).map(Err),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_flush(cx) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending => this.expired(cx).map(Err),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
 
 /// A registry serving `/v2/` on a random loopback port until dropped.
 ///
@@ -23,13 +224,13 @@ use tokio::task::JoinHandle;
 pub struct RunningRegistry {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    task: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl RunningRegistry {
     /// Serves a fresh in-memory registry (memory blobs and metadata, review delay 0).
-    pub async fn in_memory() -> std::io::Result<Self> {
-        let metadata = MemoryMetadataStore::new().with_review_delay(std::time::Duration::ZERO);
+    pub async fn in_memory() -> io::Result<Self> {
+        let metadata = MemoryMetadataStore::new().with_review_delay(Duration::ZERO);
         Self::start(Registry::new(
             Arc::new(MemoryBlobStore::new()),
             Arc::new(metadata),
@@ -38,18 +239,18 @@ impl RunningRegistry {
     }
 
     /// Serves `registry` on a random port of 127.0.0.1.
-    pub async fn start(registry: Registry) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    pub async fn start(registry: Registry) -> io::Result<Self> {
+        Self::serve_app(crate::oci::router(registry), ServerSettings::default()).await
+    }
+
+    /// Serves any application on a random port of 127.0.0.1 with these connection bounds.
+    pub async fn serve_app(app: Router, settings: ServerSettings) -> io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (shutdown, stop) = oneshot::channel::<()>();
-        let app = crate::oci::router(registry);
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop.await;
-                })
-                .await
-        });
+        let task = tokio::spawn(serve(listener, app, settings, async {
+            let _ = stop.await;
+        }));
         Ok(RunningRegistry {
             addr,
             shutdown: Some(shutdown),
@@ -68,12 +269,12 @@ impl RunningRegistry {
     }
 
     /// Stops serving and waits for in-flight requests to finish.
-    pub async fn stop(mut self) -> std::io::Result<()> {
+    pub async fn stop(mut self) -> io::Result<()> {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         match self.task.take() {
-            Some(task) => task.await.map_err(std::io::Error::other)?,
+            Some(task) => task.await.map_err(io::Error::other)?,
             None => Ok(()),
         }
     }

@@ -1,37 +1,60 @@
 //! Moving bytes over HTTP, shared by every router: request bodies as byte streams, `Range`
 //! requests, and file responses.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use registry_core::{BlobRead, ByteRange, ByteStream, Error};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Parses `Range: bytes=a-b`, `bytes=a-` or `bytes=-n`. Anything else is ignored, as HTTP allows.
-pub(crate) fn requested_range(headers: &HeaderMap, size: u64) -> Option<ByteRange> {
-    let spec = headers
-        .get(header::RANGE)?
-        .to_str()
-        .ok()?
-        .strip_prefix("bytes=")?;
+/// Parses `Range: bytes=a-b`, `bytes=a-` or `bytes=-n` (RFC 9110 §14.1.2). A last position
+/// past the content is clamped to its end, whatever its size (`bytes=0-18446744073709551615`
+/// asks for everything); a range whose last position is before its first is invalid and
+/// answered 416. Other units and multiple ranges are ignored (the whole content is sent), as
+/// HTTP allows.
+pub(crate) fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<ByteRange>, Error> {
+    let Some(spec) = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return Ok(None);
+    };
     if spec.contains(',') {
-        return None;
+        return Ok(None);
     }
-    let (start, end) = spec.trim().split_once('-')?;
-    if start.is_empty() {
-        let suffix: u64 = end.parse().ok()?;
-        return Some(ByteRange {
+    let unsatisfiable = |start: u64, end: u64| Error::RangeNotSatisfiable { start, end, size };
+    let Some((start, end)) = spec.trim().split_once('-') else {
+        return Err(unsatisfiable(0, 0));
+    };
+    let number = |text: &str| text.trim().parse::<u64>().map_err(|_| unsatisfiable(0, 0));
+    if start.trim().is_empty() {
+        let suffix = number(end)?;
+        if suffix == 0 {
+            return Err(unsatisfiable(size, size));
+        }
+        return Ok(Some(ByteRange {
             start: size.saturating_sub(suffix),
             end: Some(size),
-        });
+        }));
     }
-    let start: u64 = start.parse().ok()?;
-    let end = if end.is_empty() {
+    let start = number(start)?;
+    let end = if end.trim().is_empty() {
         None
     } else {
-        Some(end.parse::<u64>().ok()?.checked_add(1)?)
+        let last = number(end)?;
+        if last < start {
+            return Err(unsatisfiable(start, last.saturating_add(1)));
+        }
+        // Clamped by `ByteRange::resolve`; saturating keeps u64::MAX meaning "to the end".
+        Some(last.saturating_add(1))
     };
-    Some(ByteRange { start, end })
+    Ok(Some(ByteRange { start, end }))
 }
 
 /// A request body as a byte stream; a failing body is an upload error.
@@ -81,4 +104,234 @@ pub(crate) fn file_response(
         }
     }
     response
+}
+
+/// The most bytes of a small request document: admin API bodies, npm logins and dist-tags.
+pub(crate) const MAX_SMALL_DOCUMENT: usize = 1 << 20;
+
+/// The declared `Content-Length`, if any.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads a whole request body of at most `limit` bytes. A body declared or found longer is
+/// refused (`413`) as soon as that is known, without reading the rest.
+pub(crate) async fn read_bounded(
+    body: Body,
+    declared: Option<u64>,
+    limit: usize,
+    what: &'static str,
+) -> Result<Bytes, Error> {
+    let too_large = |size: u64| Error::SizeInvalid {
+        what,
+        size,
+        limit: limit as u64,
+    };
+    if let Some(size) = declared.filter(|size| *size > limit as u64) {
+        return Err(too_large(size));
+    }
+    let mut stream = body.into_data_stream();
+    let mut bytes = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::BlobUploadInvalid {
+            reason: format!("request body failed: {e}"),
+        })?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(too_large((bytes.len() + chunk.len()) as u64));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.freeze())
+}
+
+/// A bound on the bytes of request bodies held in memory at once, across requests: bodies a
+/// protocol forces the registry to buffer whole (an npm publish document carries its tarball
+/// in base64). A request that would pass the bound is refused with `429` and `Retry-After`
+/// at once, not queued: a flood of large bodies cannot grow memory.
+#[derive(Clone, Debug)]
+pub(crate) struct BufferBudget {
+    /// One permit per KiB.
+    kib: Arc<Semaphore>,
+    total_kib: usize,
+}
+
+/// Memory a buffered body holds from a [`BufferBudget`], given back on drop.
+#[derive(Debug)]
+pub(crate) struct BufferedBody {
+    /// The body.
+    pub(crate) bytes: Bytes,
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+impl BufferBudget {
+    /// A budget of `bytes` (at least 1 KiB).
+    pub(crate) fn new(bytes: u64) -> Self {
+        let total_kib = usize::try_from(bytes.div_ceil(1024))
+            .unwrap_or(usize::MAX)
+            .clamp(1, Semaphore::MAX_PERMITS);
+        BufferBudget {
+            kib: Arc::new(Semaphore::new(total_kib)),
+            total_kib,
+        }
+    }
+
+    fn take(&self, bytes: u64, held: &mut Option<OwnedSemaphorePermit>) -> Result<(), Error> {
+        let kib = bytes.div_ceil(1024);
+        let busy = || Error::TooManyRequests {
+            reason: "too many large request bodies are being received".into(),
+            retry_after: Duration::from_secs(5),
+        };
+        let kib = u32::try_from(kib).map_err(|_| busy())?;
+        let permit = Arc::clone(&self.kib)
+            .try_acquire_many_owned(kib)
+            .map_err(|_| busy())?;
+        match held {
+            Some(held) => held.merge(permit),
+            None => *held = Some(permit),
+        }
+        Ok(())
+    }
+
+    /// Reads a body of at most `limit` bytes within the budget (see [`read_bounded`]); the
+    /// memory stays counted until the returned body is dropped.
+    pub(crate) async fn read(
+        &self,
+        body: Body,
+        declared: Option<u64>,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<BufferedBody, Error> {
+        let limit = limit.min(self.total_kib.saturating_mul(1024));
+        let too_large = |size: u64| Error::SizeInvalid {
+            what,
+            size,
+            limit: limit as u64,
+        };
+        let mut held = None;
+        match declared {
+            Some(size) if size > limit as u64 => return Err(too_large(size)),
+            Some(size) => self.take(size, &mut held)?,
+            None => {}
+        }
+        let mut stream = body.into_data_stream();
+        let mut bytes = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Error::BlobUploadInvalid {
+                reason: format!("request body failed: {e}"),
+            })?;
+            let size = (bytes.len() + chunk.len()) as u64;
+            if size > limit as u64 {
+                return Err(too_large(size));
+            }
+            if declared.is_none() {
+                let counted = (bytes.len() as u64).div_ceil(1024);
+                self.take(
+                    size.div_ceil(1024).saturating_sub(counted) * 1024,
+                    &mut held,
+                )?;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(BufferedBody {
+            bytes: bytes.freeze(),
+            _held: held,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(value: &str, size: u64) -> Result<Option<ByteRange>, Error> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RANGE, HeaderValue::from_str(value).unwrap());
+        requested_range(&headers, size)
+    }
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        let some = |start, end| Some(ByteRange { start, end });
+        assert_eq!(range("bytes=0-9", 100).unwrap(), some(0, Some(10)));
+        assert_eq!(range("bytes=90-", 100).unwrap(), some(90, None));
+        assert_eq!(range("bytes=-10", 100).unwrap(), some(90, Some(100)));
+        // A last position past the end is clamped later, whatever its size.
+        assert_eq!(
+            range("bytes=0-18446744073709551615", 100).unwrap(),
+            some(0, Some(u64::MAX))
+        );
+        assert_eq!(
+            ByteRange {
+                start: 0,
+                end: Some(u64::MAX)
+            }
+            .resolve(100)
+            .unwrap(),
+            0..100
+        );
+        for invalid in ["bytes=5-2", "bytes=x-3", "bytes=-", "bytes=3", "bytes=-0"] {
+            assert!(
+                matches!(
+                    range(invalid, 100),
+                    Err(Error::RangeNotSatisfiable { size: 100, .. })
+                ),
+                "{invalid}"
+            );
+        }
+        // Other units and multiple ranges: ignored, the whole content is sent.
+        assert_eq!(range("items=0-1", 100).unwrap(), None);
+        assert_eq!(range("bytes=0-1,5-6", 100).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_buffer_budget_refuses_what_would_pass_it() {
+        let budget = BufferBudget::new(64 << 10);
+        let held = budget
+            .read(
+                Body::from(vec![1u8; 40 << 10]),
+                Some(40 << 10),
+                1 << 20,
+                "body",
+            )
+            .await
+            .unwrap();
+        assert_eq!(held.bytes.len(), 40 << 10);
+        // Declared: refused before anything is read.
+        assert!(matches!(
+            budget
+                .read(
+                    Body::from(vec![1u8; 30 << 10]),
+                    Some(30 << 10),
+                    1 << 20,
+                    "body"
+                )
+                .await,
+            Err(Error::TooManyRequests { .. })
+        ));
+        // Streamed without a length: refused once it passes the budget.
+        let chunks = futures::stream::iter(
+            (0..30).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![2u8; 1024]))),
+        );
+        assert!(matches!(
+            budget
+                .read(Body::from_stream(chunks), None, 1 << 20, "body")
+                .await,
+            Err(Error::TooManyRequests { .. })
+        ));
+        drop(held);
+        let again = budget
+            .read(Body::from(vec![1u8; 60 << 10]), None, 1 << 20, "body")
+            .await
+            .unwrap();
+        assert_eq!(again.bytes.len(), 60 << 10);
+        assert!(matches!(
+            budget
+                .read(Body::from(vec![1u8; 10]), Some(2 << 20), 1 << 20, "body")
+                .await,
+            Err(Error::SizeInvalid { .. })
+        ));
+    }
 }

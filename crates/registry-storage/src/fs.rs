@@ -192,6 +192,19 @@ impl FsBlobStore {
 }
 
 impl FsBlobStore {
+    /// Cuts an upload's data file back to `size` bytes, best effort (the next append does it
+    /// too).
+    async fn discard_past(&self, id: &UploadId, size: u64) {
+        let data = self.upload_dir(id).join("data");
+        let cut = async {
+            let file = OpenOptions::new().write(true).open(&data).await?;
+            file.set_len(size).await
+        };
+        if let Err(e) = cut.await {
+            tracing::warn!(upload = %id, error = %e, "cutting a failed chunk from an upload");
+        }
+    }
+
     /// Streams a blob into `staging/`, hashing it, then publishes it under its digest if it is
     /// the one expected (or any, when none is).
     async fn write_staged(
@@ -503,17 +516,26 @@ impl BlobStore for FsBlobStore {
         }
         let mut hasher = DigestHasher::restore(&state.hasher)?;
         let file = self.open_data_at(id, state.size).await?;
-        let written = stream_to_file(file.into_std().await, chunk, &mut hasher).await?;
-        let size = state.size + written;
-        self.write_state(
-            id,
-            &UploadState {
-                size,
-                hasher: hasher.state(),
-            },
-        )
-        .await?;
-        Ok(size)
+        let appended = async {
+            let written = stream_to_file(file.into_std().await, chunk, &mut hasher).await?;
+            let size = state.size + written;
+            self.write_state(
+                id,
+                &UploadState {
+                    size,
+                    hasher: hasher.state(),
+                },
+            )
+            .await?;
+            Ok(size)
+        }
+        .await;
+        if appended.is_err() {
+            // The chunk failed (a full disk, a broken body): give its bytes back now rather
+            // than when the session is retried or purged, so a full disk frees up at once.
+            self.discard_past(id, state.size).await;
+        }
+        appended
     }
 
     async fn upload_status(&self, id: &UploadId) -> Result<u64> {

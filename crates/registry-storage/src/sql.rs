@@ -48,6 +48,17 @@ pub struct SqlMetadataStore {
 /// How often an upsert retries when a concurrent collection keeps removing the row it needs.
 const MAX_UPSERT_ATTEMPTS: u32 = 5;
 
+/// Whether a connection going back to the pool is outside any transaction, after the
+/// rollback of a dropped transaction has run. A connection still inside one is closed instead
+/// of being reused: when SQLite fails a `COMMIT` (a full disk) it rolls the transaction back
+/// itself, the client's own `ROLLBACK` then fails, and the connection would otherwise stay
+/// "in a transaction" forever, failing every later `BEGIN` until a restart.
+async fn outside_transaction(conn: &mut AnyConnection) -> std::result::Result<bool, sqlx::Error> {
+    use sqlx::Connection as _;
+    conn.ping().await?;
+    Ok(<<Any as sqlx::Database>::TransactionManager as sqlx::TransactionManager>::get_transaction_depth(conn) == 0)
+}
+
 fn db_error(e: sqlx::Error) -> Error {
     Error::backend(e)
 }
@@ -93,7 +104,8 @@ impl SqlMetadataStore {
                     })
                 }),
             Dialect::Postgres => AnyPoolOptions::new().max_connections(16),
-        };
+        }
+        .after_release(|conn, _| Box::pin(outside_transaction(conn)));
         let pool = pool_options.connect_with(options).await.map_err(db_error)?;
         if dialect == Dialect::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL")

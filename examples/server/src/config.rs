@@ -41,6 +41,8 @@ struct File {
     allow_anonymous_on_network: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    server: FileServer,
     auth: Option<FileAuth>,
     #[serde(default)]
     gc: FileGc,
@@ -55,6 +57,18 @@ struct File {
     /// `[[package_repositories]]`: package repositories created and configured at start.
     #[serde(default)]
     package_repositories: Vec<RepositoryConfig>,
+}
+
+/// `[server]`: bounds on connections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    /// Seconds a request's headers may take to arrive (30 by default).
+    header_read_timeout_seconds: Option<u64>,
+    /// Seconds a connection may go without a byte moving either way (120 by default).
+    idle_timeout_seconds: Option<u64>,
+    /// Connections served at once (1,024 by default).
+    max_connections: Option<usize>,
 }
 
 /// `[cleanup]`: running the cleanup policies inside the server.
@@ -128,6 +142,7 @@ struct FileLimits {
     max_page_size: Option<usize>,
     max_rules: Option<usize>,
     max_package_file_size: Option<u64>,
+    max_buffered_bytes: Option<u64>,
 }
 
 /// The configuration in force.
@@ -138,6 +153,7 @@ pub(crate) struct Config {
     pub(crate) database_url: Option<String>,
     pub(crate) allow_anonymous_on_network: bool,
     limits: FileLimits,
+    server: FileServer,
     auth: Option<FileAuth>,
     gc: FileGc,
     cleanup: FileCleanup,
@@ -169,6 +185,7 @@ impl Config {
             database_url: args.database_url.clone().or(file.database_url),
             allow_anonymous_on_network: file.allow_anonymous_on_network.unwrap_or(false),
             limits: file.limits,
+            server: file.server,
             auth: file.auth,
             gc: file.gc,
             cleanup: file.cleanup,
@@ -251,7 +268,38 @@ impl Config {
                 .limits
                 .max_package_file_size
                 .unwrap_or(default.max_file_size),
+            max_buffered_bytes: self
+                .limits
+                .max_buffered_bytes
+                .unwrap_or(default.max_buffered_bytes),
         }
+    }
+
+    /// Bounds on connections (`[server]`).
+    pub(crate) fn server(&self) -> Result<registry_http::serve::ServerSettings, String> {
+        let default = registry_http::serve::ServerSettings::default();
+        let seconds = |value: Option<u64>, name: &str, default: Duration| match value {
+            Some(0) => Err(format!("[server] {name} must be at least 1")),
+            Some(seconds) => Ok(Duration::from_secs(seconds)),
+            None => Ok(default),
+        };
+        Ok(registry_http::serve::ServerSettings {
+            header_read_timeout: seconds(
+                self.server.header_read_timeout_seconds,
+                "header_read_timeout_seconds",
+                default.header_read_timeout,
+            )?,
+            idle_timeout: seconds(
+                self.server.idle_timeout_seconds,
+                "idle_timeout_seconds",
+                default.idle_timeout,
+            )?,
+            max_connections: match self.server.max_connections {
+                Some(0) => return Err("[server] max_connections must be at least 1".into()),
+                Some(n) => n,
+                None => default.max_connections,
+            },
+        })
     }
 
     pub(crate) fn limits(&self) -> Limits {

@@ -297,6 +297,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let gc = config.gc();
     let cleanup_interval = config.cleanup_interval()?;
+    let server = config.server()?;
     let registry = open_registry(&config, gc.review_delay).await?;
     let (blobs, metadata) = (registry.blob_store().clone(), registry.metadata().clone());
     // Online garbage collection runs beside the server; several instances may all run it.
@@ -355,13 +356,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         "/metrics",
         axum::routing::get(move || std::future::ready(prometheus.render())),
     )
+    .layer(axum::middleware::from_fn_with_state(
+        registry_http::throttle::LoginThrottle::new(
+            registry_http::throttle::ThrottleSettings::per_address(),
+        ),
+        registry_http::throttle::throttle_logins,
+    ))
     .layer(axum::middleware::from_fn(registry_http::observe::record));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("binding {listen}: {e}"))?;
     tracing::info!(%listen, data_dir = %config.data_dir.display(), "registry serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    registry_http::serve::serve(listener, app, server, shutdown_signal())
         .await
         .map_err(|e| format!("serving: {e}"))?;
     let _ = stop_collector.send(());

@@ -1,0 +1,250 @@
+//! Slowing down repeated authentication failures, per user and per client address.
+//!
+//! A [`FailureThrottle`] counts failures by key. The first `free_failures` cost nothing; after
+//! that each further failure closes the key for a delay that doubles up to `max_delay`, during
+//! which attempts are refused at once (`429` with `Retry-After`) without checking anything. A
+//! key is forgotten once it has been quiet for `forget_after`. [`StaticUsers`] throttles by
+//! user name; [`throttle_logins`] by client address, for every route.
+//!
+//! [`StaticUsers`]: crate::auth::StaticUsers
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use registry_core::Error;
+
+/// How failures are slowed down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThrottleSettings {
+    /// Failures allowed before any delay.
+    pub free_failures: u32,
+    /// The first delay; each further failure doubles it.
+    pub base_delay: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+    /// A key quiet this long starts afresh.
+    pub forget_after: Duration,
+}
+
+impl Default for ThrottleSettings {
+    /// Per user: 5 free failures, then 1 s doubling up to 5 min, forgotten after 15 min.
+    fn default() -> Self {
+        ThrottleSettings {
+            free_failures: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(300),
+            forget_after: Duration::from_secs(900),
+        }
+    }
+}
+
+impl ThrottleSettings {
+    /// Per client address: 20 free failures (several users may share one address), then as
+    /// per user.
+    pub fn per_address() -> Self {
+        ThrottleSettings {
+            free_failures: 20,
+            ..ThrottleSettings::default()
+        }
+    }
+}
+
+/// The most keys remembered; past it, expired keys are dropped and new keys go uncounted
+/// until there is room (the password-check bound still holds).
+const MAX_KEYS: usize = 100_000;
+
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    failures: u32,
+    last: Instant,
+    closed_until: Option<Instant>,
+}
+
+/// Failures by key, slowing down the keys that keep failing.
+#[derive(Debug)]
+pub struct FailureThrottle<K> {
+    settings: ThrottleSettings,
+    records: Mutex<HashMap<K, Record>>,
+}
+
+impl<K: Hash + Eq + Clone> FailureThrottle<K> {
+    /// A throttle with these settings.
+    pub fn new(settings: ThrottleSettings) -> Self {
+        FailureThrottle {
+            settings,
+            records: Mutex::default(),
+        }
+    }
+
+    /// `Err(retry_after)` while the key is closed.
+    pub fn check<Q>(&self, key: &Q) -> Result<(), Duration>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match records.get(key).and_then(|r| r.closed_until) {
+            Some(until) if until > now => Err(until - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failure of the key.
+    pub fn failed(&self, key: K) {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let forget_after = self.settings.forget_after;
+        if records.len() >= MAX_KEYS && !records.contains_key(&key) {
+            records.retain(|_, r| now.duration_since(r.last) < forget_after);
+            if records.len() >= MAX_KEYS {
+                return;
+            }
+        }
+        let record = records.entry(key).or_insert(Record {
+            failures: 0,
+            last: now,
+            closed_until: None,
+        });
+        if now.duration_since(record.last) >= forget_after {
+            record.failures = 0;
+        }
+        record.failures = record.failures.saturating_add(1);
+        record.last = now;
+        if let Some(over) = record.failures.checked_sub(self.settings.free_failures + 1) {
+            let delay = self
+                .settings
+                .base_delay
+                .saturating_mul(1u32.checked_shl(over.min(31)).unwrap_or(u32::MAX))
+                .min(self.settings.max_delay);
+            record.closed_until = Some(now + delay);
+        }
+    }
+
+    /// Forgets the key's failures (a success).
+    pub fn succeeded<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        records.remove(key);
+    }
+}
+
+/// Failed authentications by client address, shared by every route of an application.
+#[derive(Clone, Debug)]
+pub struct LoginThrottle {
+    addresses: Arc<FailureThrottle<IpAddr>>,
+}
+
+impl LoginThrottle {
+    /// A throttle with these settings (see [`ThrottleSettings::per_address`]).
+    pub fn new(settings: ThrottleSettings) -> Self {
+        LoginThrottle {
+            addresses: Arc::new(FailureThrottle::new(settings)),
+        }
+    }
+}
+
+/// The middleware throttling authentication failures by client address:
+/// `router.layer(axum::middleware::from_fn_with_state(throttle, throttle_logins))`. It needs
+/// the client address (`ConnectInfo<SocketAddr>`, which [`crate::serve`] provides); without it,
+/// requests pass untouched. A request that carries credentials and is answered `401` counts as
+/// a failure of its address; while the address is closed, requests with credentials are
+/// refused with `429` and `Retry-After` before any check runs.
+pub async fn throttle_logins(
+    State(throttle): State<LoginThrottle>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    let presents_credentials = request.headers().contains_key(header::AUTHORIZATION);
+    let Some(address) = address.filter(|_| presents_credentials) else {
+        return next.run(request).await;
+    };
+    if let Err(retry_after) = throttle.addresses.check(&address) {
+        let error = Error::TooManyRequests {
+            reason: format!("too many failed logins from {address}"),
+            retry_after,
+        };
+        return refusal(request.uri().path(), &error);
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        throttle.addresses.failed(address);
+    }
+    response
+}
+
+/// An error answered by a layer in front of every protocol, in the format of the protocol the
+/// path belongs to.
+fn refusal(path: &str, error: &Error) -> Response {
+    use crate::package_error::{ErrorJson, Failure, MessageJson, PlainText};
+    if path.starts_with("/v2") || path == "/token" {
+        crate::error::ApiError::Core(clone_refusal(error)).into_response()
+    } else if path.starts_with("/npm/") {
+        Failure::<ErrorJson>::from(clone_refusal(error)).into_response()
+    } else if path.starts_with("/pypi/") {
+        Failure::<PlainText>::from(clone_refusal(error)).into_response()
+    } else {
+        Failure::<MessageJson>::from(clone_refusal(error)).into_response()
+    }
+}
+
+fn clone_refusal(error: &Error) -> Error {
+    match error {
+        Error::TooManyRequests {
+            reason,
+            retry_after,
+        } => Error::TooManyRequests {
+            reason: reason.clone(),
+            retry_after: *retry_after,
+        },
+        other => Error::Denied {
+            reason: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_close_a_key_with_growing_delays() {
+        let throttle = FailureThrottle::new(ThrottleSettings {
+            free_failures: 2,
+            base_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(25),
+            forget_after: Duration::from_secs(900),
+        });
+        for _ in 0..2 {
+            throttle.failed("alice".to_owned());
+            assert!(throttle.check("alice").is_ok());
+        }
+        throttle.failed("alice".to_owned());
+        let first = throttle.check("alice").unwrap_err();
+        assert!(first > Duration::from_secs(9) && first <= Duration::from_secs(10));
+        throttle.failed("alice".to_owned());
+        assert!(throttle.check("alice").unwrap_err() > Duration::from_secs(19));
+        throttle.failed("alice".to_owned());
+        assert!(
+            throttle.check("alice").unwrap_err() <= Duration::from_secs(25),
+            "capped"
+        );
+        assert!(throttle.check("bob").is_ok(), "other keys are untouched");
+        throttle.succeeded("alice");
+        assert!(throttle.check("alice").is_ok());
+    }
+}
