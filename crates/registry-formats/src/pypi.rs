@@ -676,7 +676,7 @@ mod tests {
         assert!(
             wheel_metadata(
                 std::io::Cursor::new(wheel.clone()),
-                &named("Demo-1.0.0-py3-none-any.whl")
+                &named("Demo-1.0-py3-none-any.whl")
             )
             .is_ok()
         );

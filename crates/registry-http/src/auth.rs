@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use argon2::password_hash::PasswordHash;
 use async_trait::async_trait;
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
@@ -170,8 +170,8 @@ impl Caller {
 /// An authenticator over users listed in configuration.
 ///
 /// Password checks are bounded: argon2 needs 19 MiB and tens of milliseconds per check, so at
-/// most one check per core runs at once, a few more wait briefly, and the rest are refused at
-/// once with [`Error::TooManyRequests`]. Concurrent checks of the same credentials share one
+/// most one check per core runs at once (on threads of its own), a few more wait in a short
+/// queue, and the rest are refused at once with [`Error::TooManyRequests`]. Concurrent checks of the same credentials share one
 /// run; a verified password is remembered for five minutes. A user whose password is wrong
 /// again and again is slowed down (see [`FailureThrottle`]). An unknown user is checked
 /// against a dummy hash, so the answer takes as long as for a known one.
@@ -182,10 +182,8 @@ pub struct StaticUsers {
     verified: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     /// Checks running now, by credential, so concurrent requests share one.
     running: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
-    /// Argon2 runs at once.
-    checks: Arc<tokio::sync::Semaphore>,
-    /// Checks waiting for a turn.
-    waiting: std::sync::atomic::AtomicUsize,
+    /// The threads that run argon2.
+    checkers: PasswordCheckers,
     /// Repeated failures, by user name.
     failures: FailureThrottle<String>,
     /// The hash unknown users are checked against.
@@ -205,11 +203,99 @@ pub struct StaticUser {
 /// How long a verified password is remembered.
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
-/// Password checks that may wait for a turn, per running check.
+/// Password checks that may wait for a thread, per thread.
 const WAITING_PER_CHECK: usize = 4;
 
-/// How long a password check waits for a turn before it is refused.
-const CHECK_WAIT: Duration = Duration::from_secs(2);
+/// One password to check, and where the answer goes.
+struct PasswordCheck {
+    hash: String,
+    password: String,
+    reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// Checks `password` against an argon2 PHC string, computing in `memory` (grown to the hash's
+/// memory cost once, then reused): argon2's own `verify_password` allocates its 19 MiB anew
+/// for every check, and the allocator then keeps such blocks around, so a flood of checks
+/// grew the process by hundreds of MiB even with two checks at a time.
+fn verify_in(memory: &mut Vec<argon2::Block>, hash: &str, password: &str) -> bool {
+    let mut verify = || -> Option<bool> {
+        let parsed = PasswordHash::new(hash).ok()?;
+        let algorithm = argon2::Algorithm::try_from(parsed.algorithm).ok()?;
+        let version = match parsed.version {
+            Some(v) => argon2::Version::try_from(v).ok()?,
+            None => argon2::Version::default(),
+        };
+        let expected = parsed.hash?;
+        let params = argon2::Params::try_from(&parsed).ok()?;
+        let mut salt = [0u8; 64];
+        let salt = parsed.salt?.decode_b64(&mut salt).ok()?;
+        let blocks = params.block_count();
+        if memory.len() != blocks {
+            memory.clear();
+            memory.resize(blocks, argon2::Block::default());
+        }
+        let mut output = vec![0u8; expected.len()];
+        argon2::Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                salt,
+                &mut output,
+                memory.as_mut_slice(),
+            )
+            .ok()?;
+        // Constant time: every byte compared whatever the first difference.
+        let difference = output
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        Some(difference == 0)
+    };
+    verify().unwrap_or(false)
+}
+
+/// A thread per core that runs argon2, and a short queue in front of them.
+///
+/// Dedicated threads, not the runtime's blocking pool: argon2 needs 19 MiB per check, and the
+/// allocator keeps that memory with the thread that used it, so the number of threads that
+/// ever run a check is what bounds the memory (a flood through the blocking pool grew the
+/// process by hundreds of MiB). A full queue refuses the check at once.
+struct PasswordCheckers {
+    queue: std::sync::mpsc::SyncSender<PasswordCheck>,
+}
+
+impl PasswordCheckers {
+    fn start(threads: usize) -> Result<Self> {
+        let (queue, jobs) =
+            std::sync::mpsc::sync_channel::<PasswordCheck>(threads * WAITING_PER_CHECK);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for n in 0..threads {
+            let jobs = Arc::clone(&jobs);
+            std::thread::Builder::new()
+                .name(format!("password-check-{n}"))
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        // The lock is held only to take a job; the queue closing ends the thread.
+                        let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(job) = job else { break };
+                        let matches = verify_in(&mut memory, &job.hash, &job.password);
+                        let _ = job.reply.send(matches);
+                    }
+                })
+                .map_err(Error::backend)?;
+        }
+        Ok(PasswordCheckers { queue })
+    }
+
+    fn submit(&self, check: PasswordCheck) -> Result<()> {
+        self.queue
+            .try_send(check)
+            .map_err(|_| Error::TooManyRequests {
+                reason: "too many password checks at once".into(),
+                retry_after: Duration::from_secs(1),
+            })
+    }
+}
 
 impl StaticUsers {
     /// Users by name; `anonymous` grants for callers without credentials (`None`: anonymous
@@ -230,8 +316,7 @@ impl StaticUsers {
             anonymous,
             verified: Mutex::default(),
             running: Mutex::default(),
-            checks: Arc::new(tokio::sync::Semaphore::new(cores)),
-            waiting: std::sync::atomic::AtomicUsize::new(0),
+            checkers: PasswordCheckers::start(cores)?,
             failures: FailureThrottle::new(ThrottleSettings::default()),
             dummy,
         })
@@ -259,43 +344,15 @@ impl StaticUsers {
         hasher.finalize().into()
     }
 
-    /// Runs argon2 for `password` against `hash`, within the bound on checks at once.
+    /// Runs argon2 for `password` against `hash` on the checkers' threads.
     async fn check(&self, hash: String, password: String) -> Result<bool> {
-        let busy = || Error::TooManyRequests {
-            reason: "too many password checks at once".into(),
-            retry_after: Duration::from_secs(1),
-        };
-        let permit = match Arc::clone(&self.checks).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                use std::sync::atomic::Ordering;
-                let most = WAITING_PER_CHECK
-                    * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= most {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
-                    return Err(busy());
-                }
-                let waited =
-                    tokio::time::timeout(CHECK_WAIT, Arc::clone(&self.checks).acquire_owned())
-                        .await;
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
-                match waited {
-                    Ok(Ok(permit)) => permit,
-                    _ => return Err(busy()),
-                }
-            }
-        };
-        // argon2 is slow on purpose; keep it off the async workers.
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            PasswordHash::new(&hash).is_ok_and(|parsed| {
-                argon2::Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-        })
-        .await
-        .map_err(Error::backend)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.checkers.submit(PasswordCheck {
+            hash,
+            password,
+            reply,
+        })?;
+        answer.await.map_err(Error::backend)
     }
 
     /// Checks credentials once however many requests carry them at the same moment.
@@ -869,5 +926,80 @@ mod tests {
             },
         )]);
         assert!(StaticUsers::new(bad, None).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_checks_are_bounded_and_unknown_users_cost_a_check() {
+        let users = HashMap::from([(
+            "alice".to_owned(),
+            StaticUser {
+                password_hash: hash_password("s3cret").unwrap(),
+                grants: vec![],
+            },
+        )]);
+        let auth = Arc::new(StaticUsers::new(users, None).unwrap());
+        // 200 checks at once, each of another unknown user: had unknown users been answered
+        // without argon2 (a timing oracle), none would be refused. The bound refuses the excess
+        // at once instead of running 200 argon2 computations side by side.
+        let checks = (0..200).map(|n| {
+            let auth = Arc::clone(&auth);
+            tokio::spawn(async move {
+                auth.authenticate(&Credentials::Basic {
+                    user: format!("nobody{n}"),
+                    password: format!("guess{n}"),
+                })
+                .await
+            })
+        });
+        let outcomes = futures::future::join_all(checks).await;
+        let refused = outcomes
+            .iter()
+            .filter(|o| matches!(o.as_ref().unwrap(), Err(Error::TooManyRequests { .. })))
+            .count();
+        let denied = outcomes
+            .iter()
+            .filter(|o| matches!(o.as_ref().unwrap(), Ok(None)))
+            .count();
+        assert_eq!(refused + denied, 200);
+        assert!(
+            refused > 0 && denied > 0,
+            "refused {refused}, denied {denied}"
+        );
+        // The checkers are free again afterwards.
+        let ok = Credentials::Basic {
+            user: "alice".into(),
+            password: "s3cret".into(),
+        };
+        assert!(auth.authenticate(&ok).await.unwrap().is_some());
+    }
+
+    #[test]
+    fn tokens_not_valid_yet_are_refused() {
+        let issuer = TokenIssuer::new("registry", b"secret", Duration::from_secs(600));
+        let now = unix_now();
+        let claims = Claims {
+            iss: "registry".into(),
+            sub: "dev".into(),
+            aud: "registry".into(),
+            exp: now + 1200,
+            nbf: now + 600,
+            iat: now,
+            jti: "x".into(),
+            access: Vec::new(),
+        };
+        let early = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        assert!(issuer.verify(&early).is_none(), "nbf 600 s ahead");
+        let valid = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Claims { nbf: now, ..claims },
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        assert!(issuer.verify(&valid).is_some());
     }
 }

@@ -11,6 +11,7 @@ use registry_core::{
     CleanupPolicy, Grant, Limits, ManifestLimits, PackageLimits, RepositoryConfig, TagRule,
 };
 use registry_http::auth::{Auth, StaticUser, StaticUsers, TokenIssuer};
+use registry_http::throttle::ThrottleSettings;
 use serde::Deserialize;
 
 /// Flags of `registry serve`.
@@ -125,6 +126,11 @@ struct FileAuth {
     /// Users by name.
     #[serde(default)]
     users: HashMap<String, StaticUser>,
+    /// Wrong passwords a user may give before each further attempt is delayed (5 by default).
+    failures_per_user: Option<u32>,
+    /// Failed authentications a client address may have before each further attempt is
+    /// delayed (20 by default).
+    failures_per_address: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -232,8 +238,14 @@ impl Config {
             return Ok(None);
         };
         let anonymous = (!auth.anonymous.is_empty()).then(|| auth.anonymous.clone());
+        let mut per_user = ThrottleSettings::default();
+        if let Some(free) = auth.failures_per_user {
+            per_user.free_failures = free;
+        }
         let users = Arc::new(
-            StaticUsers::new(auth.users.clone(), anonymous).map_err(|e| format!("[auth] {e}"))?,
+            StaticUsers::new(auth.users.clone(), anonymous)
+                .map_err(|e| format!("[auth] {e}"))?
+                .with_throttle(per_user),
         );
         Ok(Some(match auth.mode {
             AuthModeName::Basic => Auth::basic(
@@ -259,6 +271,15 @@ impl Config {
                 Auth::token(issuer, users)
             }
         }))
+    }
+
+    /// How failed authentications are slowed down per client address.
+    pub(crate) fn address_throttle(&self) -> ThrottleSettings {
+        let mut settings = ThrottleSettings::per_address();
+        if let Some(free) = self.auth.as_ref().and_then(|a| a.failures_per_address) {
+            settings.free_failures = free;
+        }
+        settings
     }
 
     pub(crate) fn package_limits(&self) -> PackageLimits {

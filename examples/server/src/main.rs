@@ -357,9 +357,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         axum::routing::get(move || std::future::ready(prometheus.render())),
     )
     .layer(axum::middleware::from_fn_with_state(
-        registry_http::throttle::LoginThrottle::new(
-            registry_http::throttle::ThrottleSettings::per_address(),
-        ),
+        registry_http::throttle::LoginThrottle::new(config.address_throttle()),
         registry_http::throttle::throttle_logins,
     ))
     .layer(axum::middleware::from_fn(registry_http::observe::record));

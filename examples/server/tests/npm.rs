@@ -277,3 +277,57 @@ fn npm_with_authentication() {
     assert!(stderr(&out).contains("403"), "{}", stderr(&out));
     assert!(dev.run(&work, &["whoami"]).contains("dev"));
 }
+
+/// Real sizes: a package whose tarball is over 20 MiB (incompressible), a publish document far
+/// over any framework's default body limit, publishes and installs byte for byte.
+#[test]
+fn a_20_mib_package_publishes_and_installs() {
+    let server = Server::start(&[]);
+    let (_dir, work) = workdir();
+    let (status, answer) = login(&server, "js", "alice", "pw");
+    assert_eq!(status, 201, "{answer}");
+    let npm = Npm::new(&work, &server, "js", answer["token"].as_str());
+    let big = work.join("big");
+    package(
+        &big,
+        json!({ "name": "big-payload", "version": "1.0.0", "main": "index.js" }),
+        "module.exports = require(\"fs\").statSync(__dirname + \"/payload.bin\").size;\n",
+    );
+    // Incompressible bytes without a random-number crate: SHA-256 in counter mode.
+    let mut payload = Vec::with_capacity(21 << 20);
+    let mut block = [0u8; 32];
+    let mut counter = 0u64;
+    while payload.len() < 21 << 20 {
+        use sha2::Digest as _;
+        block = sha2::Sha256::new()
+            .chain_update(block)
+            .chain_update(counter.to_le_bytes())
+            .finalize()
+            .into();
+        payload.extend_from_slice(&block);
+        counter += 1;
+    }
+    std::fs::write(big.join("payload.bin"), &payload).unwrap();
+    let out = npm.run(&big, &["publish"]);
+    assert!(out.contains("+ big-payload@1.0.0"), "{out}");
+
+    let app = work.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("package.json"),
+        r#"{"name":"app","version":"1.0.0"}"#,
+    )
+    .unwrap();
+    let anonymous = Npm::new(&work, &server, "js", None);
+    anonymous.run(
+        &app,
+        &[
+            "install",
+            "big-payload",
+            "--cache",
+            work.join("cold").to_str().unwrap(),
+        ],
+    );
+    let installed = std::fs::read(app.join("node_modules/big-payload/payload.bin")).unwrap();
+    assert!(installed == payload, "the installed payload differs");
+}

@@ -17,18 +17,22 @@ const MAKE_DISTS: &str = r#"
 import base64, hashlib, io, os, sys, tarfile, zipfile
 
 out, name, version, requires_python = sys.argv[1:5]
+payload_mib = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 dist = name.replace("-", "_")
 metadata = (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: says hello\n"
             f"Requires-Python: {requires_python}\n\n")
 code = f"GREETING = 'hello {version}'\n"
 os.makedirs(out, exist_ok=True)
-info = f"{dist}-{version}.dist-info"
+info = sys.argv[6] if len(sys.argv) > 6 else f"{dist}-{version}.dist-info"
 files = {f"{dist}/__init__.py": code, f"{info}/METADATA": metadata,
          f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+if payload_mib:
+    # Incompressible, so the wheel is as large as its payload.
+    files[f"{dist}/payload.bin"] = os.urandom(payload_mib << 20)
 record = []
 with zipfile.ZipFile(os.path.join(out, f"{dist}-{version}-py3-none-any.whl"), "w", zipfile.ZIP_DEFLATED) as z:
     for path, text in files.items():
-        data = text.encode()
+        data = text if isinstance(text, bytes) else text.encode()
         z.writestr(path, data)
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         record.append(f"{path},sha256={digest},{len(data)}")
@@ -52,20 +56,18 @@ fn tool(name: &str) -> String {
 
 /// Builds `name` `version` into `<work>/<dir>`; returns that directory.
 fn dists(work: &Path, dir: &str, name: &str, version: &str, requires_python: &str) -> PathBuf {
+    dists_with(work, dir, &[name, version, requires_python])
+}
+
+/// Builds dists with the script's arguments after the output directory: name, version,
+/// requires-python, then optionally a payload size in MiB and the wheel's `.dist-info` name.
+fn dists_with(work: &Path, dir: &str, args: &[&str]) -> PathBuf {
     let script = work.join("make_dists.py");
     std::fs::write(&script, MAKE_DISTS).unwrap();
     let out = work.join(dir);
-    run(
-        &tool("python"),
-        &[
-            script.to_str().unwrap(),
-            out.to_str().unwrap(),
-            name,
-            version,
-            requires_python,
-        ],
-        work,
-    );
+    let mut all = vec![script.to_str().unwrap(), out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&tool("python"), &all, work);
     out
 }
 
@@ -286,6 +288,43 @@ fn twine_upload_and_pip_install_download() {
     assert!(!html.contains("data-yanked"), "{html}");
 }
 
+/// Real sizes: a 50 MiB wheel (far over any framework's default body limit) uploads with
+/// twine, and pip installs it byte for byte.
+#[test]
+fn a_50_mib_wheel_uploads_and_installs() {
+    let (_dir, work) = workdir();
+    let server = Server::start(&[]);
+    let big = dists_with(&work, "big", &["big-wheel", "1.0.0", ">=3.8", "50"]);
+    let wheel = big.join("big_wheel-1.0.0-py3-none-any.whl");
+    assert!(std::fs::metadata(&wheel).unwrap().len() > 50 << 20);
+    let upload = twine(
+        &work,
+        &format!("http://{}/pypi/py/", server.host()),
+        "me",
+        "pw",
+        &[wheel.to_str().unwrap().to_owned()],
+    );
+    assert!(upload.status.success(), "{}", said(&upload));
+    let target = work.join("site");
+    pip(
+        &work,
+        &[
+            "install",
+            "--target",
+            target.to_str().unwrap(),
+            "--index-url",
+            &format!("http://{}/pypi/py/simple/", server.host()),
+            "big-wheel",
+        ],
+    );
+    assert_eq!(
+        std::fs::metadata(target.join("big_wheel/payload.bin"))
+            .unwrap()
+            .len(),
+        50 << 20
+    );
+}
+
 #[test]
 fn bad_uploads_are_refused_and_auth_is_enforced() {
     let (_dir, work) = workdir();
@@ -357,6 +396,43 @@ fn bad_uploads_are_refused_and_auth_is_enforced() {
     ]);
     assert_eq!(code, "400", "{body}");
     assert!(body.contains("blake2_256_digest"), "{body}");
+    let (code, body) = curl_upload(&[
+        "-F",
+        "name=demo-hello",
+        "-F",
+        "version=1.0.0",
+        "-F",
+        &format!("md5_digest={}", "0".repeat(32)),
+        "-F",
+        &file,
+    ]);
+    assert_eq!(code, "400", "{body}");
+    assert!(body.contains("md5_digest"), "{body}");
+    // PEP 427: the metadata directory must be the wheel's own.
+    let foreign = dists_with(
+        &work,
+        "foreign",
+        &[
+            "demo-hello",
+            "1.0.1",
+            ">=3.8",
+            "0",
+            "other_project-1.0.1.dist-info",
+        ],
+    );
+    let (code, body) = curl_upload(&[
+        "-F",
+        "name=demo-hello",
+        "-F",
+        "version=1.0.1",
+        "-F",
+        &format!(
+            "content=@{}",
+            foreign.join("demo_hello-1.0.1-py3-none-any.whl").display()
+        ),
+    ]);
+    assert_eq!(code, "400", "{body}");
+    assert!(body.contains("PEP 427"), "{body}");
     let not_a_wheel = work.join("fake-1.0-py3-none-any.whl");
     std::fs::write(&not_a_wheel, b"not a zip").unwrap();
     let (code, body) = curl_upload(&[

@@ -22,11 +22,18 @@ impl Server {
     /// Starts the server binary with an empty data directory and waits until `/v2/` answers.
     pub fn start(extra_args: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
+        let data = data_dir.path().join("data");
+        Self::start_with_data(data_dir, &data, extra_args)
+    }
+
+    /// Starts the server keeping its data in `data` (its log stays in `log_dir`).
+    pub fn start_with_data(log_dir: tempfile::TempDir, data: &Path, extra_args: &[&str]) -> Self {
+        let data_dir = log_dir;
         let addr = free_port();
         let log = std::fs::File::create(data_dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_registry"))
             .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
-            .arg(data_dir.path().join("data"))
+            .arg(data)
             .args(extra_args)
             .env("REGISTRY_LOG", "warn")
             .stdout(Stdio::null())
@@ -69,6 +76,21 @@ impl Server {
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success());
         self.child.wait().unwrap().success()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A line of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc status"))
     }
 
     /// What the server logged so far.
