@@ -1107,6 +1107,32 @@ async fn tags_on_push(client: Client) {
     assert_eq!(resolves("v1").await.as_deref(), Some(first.as_str()));
 }
 
+/// Deleting a manifest an index lists is refused with 400 DENIED naming the index.
+async fn delete_listed_manifest(client: Client) {
+    let repo = "listed/app";
+    let (manifest, digest) = client.push_image(repo, "v1", "listed").await;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [descriptor(OCI_MANIFEST, &digest, manifest.to_string().len())],
+    });
+    let pushed = client.put_manifest(repo, "multi", &index).await;
+    assert_eq!(pushed.status, StatusCode::CREATED);
+    let index_digest = Digest::sha256(index.to_string().as_bytes());
+    let refused = client
+        .delete(&format!("/v2/{repo}/manifests/{digest}"))
+        .await;
+    assert_eq!(refused.code(), "DENIED");
+    assert!(
+        message(&refused).contains(index_digest.as_str()),
+        "{}",
+        message(&refused)
+    );
+    let uri = format!("/v2/{repo}/manifests/{digest}");
+    assert_eq!(client.get(&uri).await.status, StatusCode::OK, "still there");
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+}
+
 macro_rules! backend {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -1129,6 +1155,7 @@ macro_rules! backend {
             scenario!(descriptor_sizes);
             scenario!(non_distributable_layers);
             scenario!(tags_on_push);
+            scenario!(delete_listed_manifest);
         }
     };
 }
