@@ -35,6 +35,15 @@ const LEGACY_MEDIA_TYPES: [&str; 2] = [
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 ];
 
+/// Layer media types whose content may be absent from a registry (OCI non-distributable layers
+/// and Docker's foreign layers): clients fetch them from the descriptor's `urls`.
+pub const NON_DISTRIBUTABLE_LAYER_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+];
+
 /// The default manifest size limit: 4 MiB, as in the OCI distribution specification.
 pub const DEFAULT_MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
 
@@ -117,6 +126,20 @@ pub enum ManifestError {
         /// What is wrong with it.
         source: DigestError,
     },
+    /// A descriptor's size disagrees with the content stored under its digest.
+    #[error(
+        "{field} declares {digest} as {declared} bytes, but the stored content is {actual} bytes"
+    )]
+    DescriptorSize {
+        /// Where the descriptor is, e.g. `layers[2]`.
+        field: String,
+        /// The digest it names.
+        digest: Digest,
+        /// The size it declares.
+        declared: u64,
+        /// The size of the stored content.
+        actual: u64,
+    },
 }
 
 /// The kind of a stored manifest.
@@ -141,6 +164,28 @@ pub struct Descriptor {
     pub artifact_type: Option<String>,
     /// Annotations on the descriptor.
     pub annotations: BTreeMap<String, String>,
+}
+
+impl Descriptor {
+    /// Whether this is a non-distributable layer (see [`NON_DISTRIBUTABLE_LAYER_TYPES`]), which a
+    /// manifest may reference without the registry holding it.
+    pub fn is_non_distributable(&self) -> bool {
+        NON_DISTRIBUTABLE_LAYER_TYPES.contains(&self.media_type.as_str())
+    }
+
+    /// Checks the declared size against the size of the content stored under the digest;
+    /// `field` names the descriptor in the error.
+    pub fn check_size(&self, field: &str, actual: u64) -> Result<(), ManifestError> {
+        if self.size == actual {
+            return Ok(());
+        }
+        Err(ManifestError::DescriptorSize {
+            field: field.to_owned(),
+            digest: self.digest.clone(),
+            declared: self.size,
+            actual,
+        })
+    }
 }
 
 /// A validated manifest: its original bytes, their digest, and what it references.
@@ -547,6 +592,31 @@ mod tests {
             big,
             Err(ManifestError::TooLarge { limit: 10, .. })
         ));
+    }
+
+    #[test]
+    fn descriptors_know_their_kind_and_check_sizes() {
+        let m = parse(&image(""), None).unwrap();
+        let layer = &m.layers()[0];
+        assert!(!layer.is_non_distributable());
+        assert_eq!(layer.check_size("layers[0]", 2), Ok(()));
+        let wrong = layer.check_size("layers[0]", 3).unwrap_err();
+        assert!(matches!(
+            &wrong,
+            ManifestError::DescriptorSize {
+                declared: 2,
+                actual: 3,
+                ..
+            }
+        ));
+        assert!(wrong.to_string().contains(&d(2)), "{wrong}");
+        for media_type in NON_DISTRIBUTABLE_LAYER_TYPES {
+            let foreign = Descriptor {
+                media_type: media_type.to_owned(),
+                ..layer.clone()
+            };
+            assert!(foreign.is_non_distributable(), "{media_type}");
+        }
     }
 
     #[test]

@@ -93,7 +93,8 @@ pub struct NewManifest {
     pub annotations: BTreeMap<String, String>,
     /// The original bytes.
     pub bytes: Bytes,
-    /// Blobs it needs (config and layers): each must be linked to the repository.
+    /// Blobs it references (config and layers, except non-distributable layers the repository
+    /// does not hold, which are external): each must be linked to the repository.
     pub blobs: Vec<Digest>,
     /// Child manifests (of an index): each must exist in the repository.
     pub children: Vec<Digest>,
@@ -153,8 +154,8 @@ impl Debug for ManifestRecord {
 pub struct PutManifestOutcome {
     /// Whether the manifest was new to the repository.
     pub created: bool,
-    /// The manifest the tag pointed at before, when the push moved it.
-    pub previous_tag_target: Option<Digest>,
+    /// The manifests the tags pointed at before, each once, when the push moved them.
+    pub previous_tag_targets: Vec<Digest>,
 }
 
 /// A manifest in a referrers listing.
@@ -309,20 +310,20 @@ pub trait ContentMetadata: Debug + Send + Sync + 'static {
     /// for review ([`ReviewEvent::BlobUnlinked`]).
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
 
-    /// Stores a manifest and, optionally, points a tag at it, in one transaction.
+    /// Stores a manifest and points each of `tags` (possibly none) at it, in one transaction.
     ///
     /// Every blob it needs must be linked to the repository and every child manifest must exist
     /// there, else [`crate::Error::ManifestBlobUnknown`] and nothing changes. Pushing an existing
     /// manifest again is not an error. Queues the manifest for review
-    /// ([`ReviewEvent::ManifestUploaded`]) and, when the tag moved, the manifest it left
+    /// ([`ReviewEvent::ManifestUploaded`]) and, for each tag that moved, the manifest it left
     /// ([`ReviewEvent::TagSwitched`]).
     ///
-    /// The tag change is checked against `guard` in the transaction (refused with
-    /// [`crate::Error::Denied`], nothing stored).
+    /// Each tag change is checked against `guard` in the transaction: one refusal
+    /// ([`crate::Error::Denied`]) leaves nothing stored and no tag changed.
     async fn put_manifest(
         &self,
         manifest: &NewManifest,
-        tag: Option<&Tag>,
+        tags: &[Tag],
         guard: &TagGuard,
     ) -> Result<PutManifestOutcome>;
 

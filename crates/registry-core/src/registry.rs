@@ -31,6 +31,8 @@ pub struct Limits {
     pub max_page_size: usize,
     /// Most tag rules, and most cleanup policies, a store holds.
     pub max_rules: usize,
+    /// Most tags one manifest push sets (`?tag=` parameters plus a tag reference).
+    pub max_tags_per_push: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +42,7 @@ impl Default for Limits {
             max_blob_size: 10 << 30,
             max_page_size: 10_000,
             max_rules: DEFAULT_MAX_RULES,
+            max_tags_per_push: 32,
         }
     }
 }
@@ -276,9 +279,10 @@ impl Registry {
     /// Validates and stores a manifest under a tag or its digest.
     ///
     /// Pushed by digest, the bytes must hash to it ([`Error::DigestMismatch`]). Every blob and
-    /// child it references must be in the repository ([`Error::ManifestBlobUnknown`]); its
-    /// subject need not exist. A tag push must pass the tag rules for `actor`
-    /// ([`Error::Denied`] naming the rule).
+    /// child it references must be in the repository ([`Error::ManifestBlobUnknown`]) with the
+    /// size its descriptor declares ([`Error::ManifestInvalid`]), except a non-distributable
+    /// layer, which may be absent; its subject need not exist. A tag push must pass the tag
+    /// rules for `actor` ([`Error::Denied`] naming the rule).
     pub async fn put_manifest(
         &self,
         repository: &RepositoryName,
@@ -287,6 +291,25 @@ impl Registry {
         content_type: Option<&str>,
         actor: &Actor,
     ) -> Result<PushedManifest> {
+        self.put_manifest_with_tags(repository, reference, &[], bytes, content_type, actor)
+            .await
+    }
+
+    /// Like [`Registry::put_manifest`], also pointing each of `tags` at the manifest, in the
+    /// same transaction: a tag refused by a rule leaves nothing stored and nothing tagged.
+    ///
+    /// Errors as for [`Registry::put_manifest`], and [`Error::SizeInvalid`] for more than
+    /// [`Limits::max_tags_per_push`] tags.
+    pub async fn put_manifest_with_tags(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        tags: &[Tag],
+        bytes: Bytes,
+        content_type: Option<&str>,
+        actor: &Actor,
+    ) -> Result<PushedManifest> {
+        let tags = self.tags_to_set(reference, tags)?;
         let algorithm = match reference {
             Reference::Digest(d) => d.algorithm(),
             Reference::Tag(_) => Algorithm::Sha256,
@@ -300,20 +323,98 @@ impl Registry {
                 actual: manifest.digest().clone(),
             });
         }
-        let tag = match reference {
-            Reference::Tag(tag) => Some(tag),
-            Reference::Digest(_) => None,
+        let mut record = NewManifest::from_manifest(repository.clone(), &manifest);
+        record.blobs = self.stored_blobs(repository, &manifest).await?;
+        self.check_children(repository, &manifest).await?;
+        let guard = if tags.is_empty() {
+            TagGuard::none()
+        } else {
+            self.tag_guard(repository, actor).await?
         };
-        let record = NewManifest::from_manifest(repository.clone(), &manifest);
-        let guard = match tag {
-            Some(_) => self.tag_guard(repository, actor).await?,
-            None => TagGuard::none(),
-        };
-        self.metadata.put_manifest(&record, tag, &guard).await?;
+        self.metadata.put_manifest(&record, &tags, &guard).await?;
         Ok(PushedManifest {
             digest: record.digest,
             subject: record.subject,
         })
+    }
+
+    /// The tags a push sets: the reference's tag, if any, then `extra`, each once.
+    fn tags_to_set(&self, reference: &Reference, extra: &[Tag]) -> Result<Vec<Tag>> {
+        let mut tags: Vec<Tag> = Vec::with_capacity(extra.len() + 1);
+        let from_reference = match reference {
+            Reference::Tag(tag) => Some(tag),
+            Reference::Digest(_) => None,
+        };
+        for tag in from_reference.into_iter().chain(extra) {
+            if !tags.contains(tag) {
+                tags.push(tag.clone());
+            }
+        }
+        let limit = self.limits.max_tags_per_push;
+        if tags.len() > limit {
+            return Err(Error::SizeInvalid {
+                what: "tag list of a manifest push",
+                size: tags.len() as u64,
+                limit: limit as u64,
+            });
+        }
+        Ok(tags)
+    }
+
+    /// Checks the config and layers against the blobs the repository holds, and returns the
+    /// blobs the manifest references there, each once.
+    ///
+    /// A blob must be linked ([`Error::ManifestBlobUnknown`]) and have the declared size
+    /// ([`Error::ManifestInvalid`]). A non-distributable layer the repository does not hold is
+    /// external: it is left out, so no reference to it is recorded. The store checks presence
+    /// again in its transaction; sizes need no second check, as a digest's content never changes.
+    async fn stored_blobs(
+        &self,
+        repository: &RepositoryName,
+        manifest: &Manifest,
+    ) -> Result<Vec<Digest>> {
+        let config = manifest.config().map(|d| ("config".to_owned(), d));
+        let layers =
+            (manifest.layers().iter().enumerate()).map(|(i, d)| (format!("layers[{i}]"), d));
+        let mut blobs: Vec<Digest> = Vec::new();
+        for (field, descriptor) in config.into_iter().chain(layers) {
+            match self
+                .metadata
+                .linked_blob(repository, &descriptor.digest)
+                .await?
+            {
+                Some(stored) => {
+                    descriptor.check_size(&field, stored.size)?;
+                    if !blobs.contains(&descriptor.digest) {
+                        blobs.push(descriptor.digest.clone());
+                    }
+                }
+                None if descriptor.is_non_distributable() => {}
+                None => {
+                    return Err(Error::ManifestBlobUnknown {
+                        digest: descriptor.digest.clone(),
+                    });
+                }
+            }
+        }
+        Ok(blobs)
+    }
+
+    /// Checks an index's child manifests exist in the repository
+    /// ([`Error::ManifestBlobUnknown`]) with the declared size ([`Error::ManifestInvalid`]).
+    async fn check_children(&self, repository: &RepositoryName, manifest: &Manifest) -> Result<()> {
+        for (i, descriptor) in manifest.children().iter().enumerate() {
+            let reference = Reference::Digest(descriptor.digest.clone());
+            let stored = self
+                .metadata
+                .manifest(repository, &reference)
+                .await?
+                .ok_or_else(|| Error::ManifestBlobUnknown {
+                    digest: descriptor.digest.clone(),
+                })?;
+            descriptor.check_size(&format!("manifests[{i}]"), stored.bytes.len() as u64)?;
+        }
+        Ok(())
     }
 
     /// Deletes a manifest by digest (with every tag pointing at it), or only a tag; each tag

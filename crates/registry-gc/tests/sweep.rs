@@ -94,8 +94,15 @@ async fn fixture(
     let tagged = f.image("tagged layer", Some("v1"), None).await;
     let untagged = f.image("untagged layer", None, None).await;
     let child = f.image("child layer", None, None).await;
+    let child_size = f
+        .registry
+        .manifest(&f.repo, &Reference::Digest(child.clone()))
+        .await
+        .unwrap()
+        .bytes
+        .len();
     let index = f
-        .manifest(json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{ "mediaType": OCI_MANIFEST, "digest": child, "size": 1 }] }), Some("multi"))
+        .manifest(json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{ "mediaType": OCI_MANIFEST, "digest": child, "size": child_size }] }), Some("multi"))
         .await;
     let kept_referrer = f.image("signature of tagged", None, Some(&tagged)).await;
     let doomed_referrer = f

@@ -12,7 +12,7 @@ use futures::stream::StreamExt;
 use registry_core::manifest::OCI_INDEX;
 use registry_core::{
     Action, Actor, ByteStream, Credentials, Digest, Error, Reference, Registry, RepositoryName,
-    TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UsageScope,
+    Tag, TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UsageScope,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -26,6 +26,7 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 const FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
 type ApiResult = Result<Response, ApiError>;
@@ -686,6 +687,7 @@ async fn put_manifest(
     actor: &Actor,
 ) -> ApiResult {
     let reference = parse_reference(reference)?;
+    let tags = query_tags(request.uri().query())?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -701,7 +703,14 @@ async fn put_manifest(
             })
         })?;
     let pushed = registry
-        .put_manifest(name, &reference, bytes, content_type.as_deref(), actor)
+        .put_manifest_with_tags(
+            name,
+            &reference,
+            &tags,
+            bytes,
+            content_type.as_deref(),
+            actor,
+        )
         .await?;
     let mut response = StatusCode::CREATED.into_response();
     let headers = response.headers_mut();
@@ -713,7 +722,27 @@ async fn put_manifest(
     if let Some(subject) = pushed.subject {
         headers.insert(OCI_SUBJECT, header_value(subject.as_str()));
     }
+    for tag in tags {
+        headers.append(OCI_TAG, header_value(tag.as_str()));
+    }
     Ok(response)
+}
+
+/// The `?tag=` parameters of a manifest push (distribution spec 1.1), each once, in order;
+/// each must be a valid tag ([`Error::NameInvalid`]).
+fn query_tags(query_string: Option<&str>) -> Result<Vec<Tag>, ApiError> {
+    let pairs: Vec<(String, String)> = match query_string {
+        Some(q) => serde_urlencoded_from(q)?,
+        None => return Ok(Vec::new()),
+    };
+    let mut tags: Vec<Tag> = Vec::new();
+    for (_, value) in pairs.into_iter().filter(|(key, _)| key == "tag") {
+        let tag = Tag::parse(&value).map_err(|source| Error::NameInvalid { value, source })?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    Ok(tags)
 }
 
 async fn get_blob(

@@ -2,20 +2,24 @@
 //! management — driven in-process through the router, on every metadata backend.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use registry_core::manifest::{OCI_INDEX, OCI_MANIFEST};
+use registry_core::manifest::{NON_DISTRIBUTABLE_LAYER_TYPES, OCI_INDEX, OCI_MANIFEST};
 use registry_core::{Digest, Limits, ManifestLimits, MetadataStore, Registry};
+use registry_gc::{Collector, CollectorConfig, RunReport};
 use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+use registry_storage::testing::Cleanup;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 struct Client {
     app: Router,
+    registry: Registry,
 }
 
 struct Reply {
@@ -58,8 +62,20 @@ impl Client {
                 ..Limits::default()
             });
         Client {
-            app: registry_http::oci::router(registry),
+            app: registry_http::oci::router(registry.clone()),
+            registry,
         }
+    }
+
+    /// Runs the online collector once over the registry's stores.
+    async fn collect(&self) -> RunReport {
+        Collector::new(
+            self.registry.blob_store().clone(),
+            self.registry.metadata().clone(),
+            CollectorConfig::default(),
+        )
+        .run_once()
+        .await
     }
 
     async fn send(
@@ -81,12 +97,14 @@ impl Client {
             .unwrap();
         let status = response.status();
         let headers = response.headers().clone();
-        assert_eq!(
-            headers
-                .get("docker-distribution-api-version")
-                .map(|v| v.to_str().unwrap()),
-            Some("registry/2.0")
-        );
+        if uri.starts_with("/v2") {
+            assert_eq!(
+                headers
+                    .get("docker-distribution-api-version")
+                    .map(|v| v.to_str().unwrap()),
+                Some("registry/2.0")
+            );
+        }
         let body = response.into_body().collect().await.unwrap().to_bytes();
         Reply {
             status,
@@ -153,13 +171,11 @@ impl Client {
 
     /// Pushes a config and a layer and an image manifest for them; returns the manifest.
     async fn push_image(&self, repo: &str, reference: &str, seed: &str) -> (Value, Digest) {
-        let config = self
-            .push_blob(repo, format!("{{\"seed\":\"{seed}\"}}").as_bytes())
-            .await;
-        let layer = self
-            .push_blob(repo, format!("layer {seed}").as_bytes())
-            .await;
-        let manifest = image_manifest(&config, &[&layer], None);
+        let config = format!("{{\"seed\":\"{seed}\"}}");
+        let layer = format!("layer {seed}");
+        self.push_blob(repo, config.as_bytes()).await;
+        self.push_blob(repo, layer.as_bytes()).await;
+        let manifest = image_manifest(config.as_bytes(), &[layer.as_bytes()], None);
         let reply = self.put_manifest(repo, reference, &manifest).await;
         assert_eq!(
             reply.status,
@@ -177,12 +193,14 @@ fn descriptor(media_type: &str, digest: &Digest, size: usize) -> Value {
     json!({ "mediaType": media_type, "digest": digest, "size": size })
 }
 
-fn image_manifest(config: &Digest, layers: &[&Digest], subject: Option<(&Digest, usize)>) -> Value {
+/// An image manifest over the given config and layer contents, each described with its real
+/// digest and size.
+fn image_manifest(config: &[u8], layers: &[&[u8]], subject: Option<(&Digest, usize)>) -> Value {
     let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": descriptor("application/vnd.oci.image.config.v1+json", config, 10),
-        "layers": layers.iter().map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l, 7)).collect::<Vec<_>>(),
+        "config": descriptor("application/vnd.oci.image.config.v1+json", &Digest::sha256(config), config.len()),
+        "layers": layers.iter().map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", &Digest::sha256(l), l.len())).collect::<Vec<_>>(),
     });
     if let Some((subject, size)) = subject {
         manifest["subject"] = descriptor(OCI_MANIFEST, subject, size);
@@ -594,12 +612,7 @@ async fn push(client: Client) {
         .await;
     assert_eq!(mismatch.code(), "DIGEST_INVALID");
 
-    let missing_layer = Digest::sha256(b"never pushed");
-    let dangling = image_manifest(
-        &Digest::sha256(b"{\"seed\":\"manifest\"}"),
-        &[&missing_layer],
-        None,
-    );
+    let dangling = image_manifest(b"{\"seed\":\"manifest\"}", &[b"never pushed"], None);
     let refused = client.put_manifest(repo, "dangling", &dangling).await;
     assert_eq!(
         (refused.status, refused.code().as_str()),
@@ -614,8 +627,8 @@ async fn push(client: Client) {
     );
 
     let absent_subject = Digest::sha256(b"subject pushed later");
-    let config = Digest::sha256(b"{\"seed\":\"manifest\"}");
-    let referrer = image_manifest(&config, &[], Some((&absent_subject, 123)));
+    let config = b"{\"seed\":\"manifest\"}";
+    let referrer = image_manifest(config, &[], Some((&absent_subject, 123)));
     let pushed = client
         .put_manifest(
             repo,
@@ -728,10 +741,10 @@ async fn content_discovery(client: Client) {
     assert_eq!(rest.json(), json!({ "repositories": ["discover/zeta"] }));
 
     // Referrers.
-    let config = Digest::sha256(b"{\"seed\":\"discover\"}");
+    let config = b"{\"seed\":\"discover\"}";
     let size = manifest.to_string().len();
-    let sig = image_manifest(&config, &[], Some((&digest, size)));
-    let mut sbom = image_manifest(&config, &[], Some((&digest, size)));
+    let sig = image_manifest(config, &[], Some((&digest, size)));
+    let mut sbom = image_manifest(config, &[], Some((&digest, size)));
     sbom["artifactType"] = json!("application/vnd.example.sbom");
     sbom["annotations"] = json!({ "org.example.kind": "sbom" });
     for m in [&sig, &sbom] {
@@ -886,6 +899,240 @@ async fn content_management(client: Client) {
     );
 }
 
+/// The first error message of a reply's body.
+fn message(reply: &Reply) -> String {
+    reply.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Asserts a push was refused as MANIFEST_INVALID naming the descriptor's digest and both sizes.
+fn assert_size_refused(reply: &Reply, digest: &Digest, declared: u64, actual: usize) {
+    assert_eq!(
+        (reply.status, reply.code().as_str()),
+        (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let message = message(reply);
+    for part in [
+        digest.to_string(),
+        format!("{declared} bytes"),
+        format!("{actual} bytes"),
+    ] {
+        assert!(message.contains(&part), "{part:?} not in {message:?}");
+    }
+}
+
+/// Descriptor sizes are checked against what is stored: a config's or layer's blob, an index
+/// child's manifest bytes. A wrong size stores nothing.
+async fn descriptor_sizes(client: Client) {
+    let repo = "sizes/app";
+    let config = client.push_blob(repo, b"{}").await;
+    let layer = client.push_blob(repo, b"abc").await;
+    let mut wrong_layer = image_manifest(b"{}", &[b"abc"], None);
+    wrong_layer["layers"][0]["size"] = json!(999);
+    let mut wrong_config = image_manifest(b"{}", &[b"abc"], None);
+    wrong_config["config"]["size"] = json!(999);
+    for (manifest, digest, actual) in [(&wrong_layer, &layer, 3), (&wrong_config, &config, 2)] {
+        let refused = client.put_manifest(repo, "v1", manifest).await;
+        assert_size_refused(&refused, digest, 999, actual);
+        let stored = Digest::sha256(manifest.to_string().as_bytes());
+        for reference in ["v1".to_owned(), stored.to_string()] {
+            let uri = format!("/v2/{repo}/manifests/{reference}");
+            assert_eq!(client.get(&uri).await.status, StatusCode::NOT_FOUND);
+        }
+    }
+
+    let (child, child_digest) = client.push_image(repo, "child", "sizes").await;
+    let child_size = child.to_string().len();
+    let wrong_index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [descriptor(OCI_MANIFEST, &child_digest, 999)],
+    });
+    let refused = client.put_manifest(repo, "multi", &wrong_index).await;
+    assert_size_refused(&refused, &child_digest, 999, child_size);
+    let uri = format!("/v2/{repo}/manifests/multi");
+    assert_eq!(client.get(&uri).await.status, StatusCode::NOT_FOUND);
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [descriptor(OCI_MANIFEST, &child_digest, child_size)],
+    });
+    let pushed = client.put_manifest(repo, "multi", &index).await;
+    assert_eq!(pushed.status, StatusCode::CREATED);
+}
+
+/// An image manifest whose only layer, `layer`, has a non-distributable media type.
+fn foreign_manifest(media_type: &str, layer: &[u8]) -> Value {
+    let mut manifest = image_manifest(b"{}", &[layer], None);
+    manifest["layers"][0]["mediaType"] = json!(media_type);
+    manifest["layers"][0]["urls"] = json!(["https://example.com/layer.tar"]);
+    manifest
+}
+
+/// Non-distributable layers may be absent (external, not counted, not referenced); when pushed
+/// they are checked, served, counted and kept by the collector like any other layer.
+async fn non_distributable_layers(client: Client) {
+    let repo = "foreign/app";
+    client.push_blob(repo, b"{}").await;
+    for (i, media_type) in NON_DISTRIBUTABLE_LAYER_TYPES.iter().enumerate() {
+        let manifest = foreign_manifest(media_type, format!("external layer {i}").as_bytes());
+        let tag = format!("absent{i}");
+        let pushed = client.put_manifest(repo, &tag, &manifest).await;
+        assert_eq!(
+            pushed.status,
+            StatusCode::CREATED,
+            "{media_type}: {}",
+            String::from_utf8_lossy(&pushed.body)
+        );
+        let got = client.get(&format!("/v2/{repo}/manifests/{tag}")).await;
+        assert_eq!(got.body, manifest.to_string().as_bytes(), "byte-identical");
+    }
+
+    let layer = b"a non-distributable layer pushed anyway";
+    let digest = client.push_blob(repo, layer).await;
+    let mut wrong = foreign_manifest(NON_DISTRIBUTABLE_LAYER_TYPES[0], layer);
+    wrong["layers"][0]["size"] = json!(999);
+    let refused = client.put_manifest(repo, "present", &wrong).await;
+    assert_size_refused(&refused, &digest, 999, layer.len());
+    let manifest = foreign_manifest(NON_DISTRIBUTABLE_LAYER_TYPES[0], layer);
+    let pushed = client.put_manifest(repo, "present", &manifest).await;
+    assert_eq!(pushed.status, StatusCode::CREATED);
+
+    let usage = client
+        .get(&format!("/api/v1/repositories/{repo}/usage"))
+        .await
+        .json();
+    assert_eq!(
+        (usage["blobs"].clone(), usage["blobBytes"].clone()),
+        (json!(2), json!(2 + layer.len())),
+        "the config and the pushed layer; absent layers are external"
+    );
+    let report = client.collect().await;
+    assert_eq!(
+        (report.blobs_deleted, report.postponed),
+        (0, 0),
+        "{report:?}"
+    );
+    let served = client.get(&format!("/v2/{repo}/blobs/{digest}")).await;
+    assert_eq!(
+        (served.status, served.body.as_ref()),
+        (StatusCode::OK, layer.as_ref()),
+        "kept by the collector"
+    );
+}
+
+/// A manifest with an annotation of its own, and its digest.
+fn annotated(manifest: &Value, n: u32) -> (Value, Digest) {
+    let mut manifest = manifest.clone();
+    manifest["annotations"] = json!({ "n": n.to_string() });
+    let digest = Digest::sha256(manifest.to_string().as_bytes());
+    (manifest, digest)
+}
+
+/// `PUT /v2/<name>/manifests/<digest>?tag=…` sets every tag with the manifest, answering one
+/// `OCI-Tag` per tag; a bad tag or one refused by a rule stores nothing and tags nothing.
+async fn tags_on_push(client: Client) {
+    let repo = "tagged/app";
+    let (base, _) = client.push_image(repo, "base", "tagged").await;
+    let resolves = async |tag: &str| {
+        let got = client.get(&format!("/v2/{repo}/manifests/{tag}")).await;
+        (got.status == StatusCode::OK).then(|| got.header("docker-content-digest").to_owned())
+    };
+
+    let (manifest, digest) = annotated(&base, 1);
+    let pushed = client
+        .put_manifest(repo, &format!("{digest}?tag=a&tag=b"), &manifest)
+        .await;
+    assert_eq!(pushed.status, StatusCode::CREATED);
+    let echoed: Vec<&str> = pushed
+        .headers
+        .get_all("oci-tag")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(echoed, ["a", "b"]);
+    for tag in ["a", "b"] {
+        assert_eq!(resolves(tag).await.as_deref(), Some(digest.as_str()));
+    }
+
+    let (manifest, digest) = annotated(&base, 2);
+    let bad = client
+        .put_manifest(repo, &format!("{digest}?tag=fine&tag=-bad"), &manifest)
+        .await;
+    assert_eq!(
+        (bad.status, bad.code().as_str()),
+        (StatusCode::BAD_REQUEST, "NAME_INVALID")
+    );
+    assert_eq!(resolves(digest.as_str()).await, None, "nothing stored");
+    assert_eq!(resolves("fine").await, None, "nothing tagged");
+
+    let rule = json!({ "repositories": "*", "tags": "v[0-9]+", "kind": "immutable" });
+    let created = client
+        .send(
+            Method::PUT,
+            "/api/v1/tag-rules/frozen",
+            &[("content-type", "application/json")],
+            rule.to_string(),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let (manifest, first) = annotated(&base, 3);
+    let pushed = client
+        .put_manifest(repo, &format!("{first}?tag=v1"), &manifest)
+        .await;
+    assert_eq!(pushed.status, StatusCode::CREATED);
+    let (manifest, digest) = annotated(&base, 4);
+    let refused = client
+        .put_manifest(repo, &format!("{digest}?tag=c&tag=v1&tag=d"), &manifest)
+        .await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (StatusCode::FORBIDDEN, "DENIED"),
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert!(
+        message(&refused).contains("frozen"),
+        "{}",
+        message(&refused)
+    );
+    assert_eq!(resolves(digest.as_str()).await, None, "nothing stored");
+    for tag in ["c", "d"] {
+        assert_eq!(resolves(tag).await, None, "{tag} not tagged");
+    }
+    assert_eq!(resolves("v1").await.as_deref(), Some(first.as_str()));
+}
+
+/// Deleting a manifest an index lists is refused with 400 DENIED naming the index.
+async fn delete_listed_manifest(client: Client) {
+    let repo = "listed/app";
+    let (manifest, digest) = client.push_image(repo, "v1", "listed").await;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [descriptor(OCI_MANIFEST, &digest, manifest.to_string().len())],
+    });
+    let pushed = client.put_manifest(repo, "multi", &index).await;
+    assert_eq!(pushed.status, StatusCode::CREATED);
+    let index_digest = Digest::sha256(index.to_string().as_bytes());
+    let refused = client
+        .delete(&format!("/v2/{repo}/manifests/{digest}"))
+        .await;
+    assert_eq!(refused.code(), "DENIED");
+    assert!(
+        message(&refused).contains(index_digest.as_str()),
+        "{}",
+        message(&refused)
+    );
+    let uri = format!("/v2/{repo}/manifests/{digest}");
+    assert_eq!(client.get(&uri).await.status, StatusCode::OK, "still there");
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+}
+
 macro_rules! backend {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -905,14 +1152,31 @@ macro_rules! backend {
             scenario!(push);
             scenario!(content_discovery);
             scenario!(content_management);
+            scenario!(descriptor_sizes);
+            scenario!(non_distributable_layers);
+            scenario!(tags_on_push);
+            scenario!(delete_listed_manifest);
         }
     };
 }
 
-async fn memory() -> (Arc<dyn MetadataStore>, ()) {
-    (Arc::new(MemoryMetadataStore::new()), ())
+// Reviews are due at once, so a collector run sees everything the scenario did.
+
+async fn open_memory() -> (Arc<dyn MetadataStore>, ()) {
+    let store = MemoryMetadataStore::new().with_review_delay(Duration::ZERO);
+    (Arc::new(store), ())
 }
 
-backend!(in_memory, memory());
-backend!(sqlite, registry_storage::testing::sqlite());
-backend!(postgres, registry_storage::testing::postgres());
+async fn open_sqlite() -> (Arc<dyn MetadataStore>, Cleanup) {
+    let (store, cleanup) = registry_storage::testing::sqlite_store().await;
+    (Arc::new(store.with_review_delay(Duration::ZERO)), cleanup)
+}
+
+async fn open_postgres() -> (Arc<dyn MetadataStore>, Cleanup) {
+    let (store, cleanup) = registry_storage::testing::postgres_store().await;
+    (Arc::new(store.with_review_delay(Duration::ZERO)), cleanup)
+}
+
+backend!(in_memory, open_memory());
+backend!(sqlite, open_sqlite());
+backend!(postgres, open_postgres());

@@ -547,7 +547,7 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
     );
 
     match store
-        .put_manifest(&one, Some(&tag("v1")), &TagGuard::none())
+        .put_manifest(&one, &[tag("v1")], &TagGuard::none())
         .await
     {
         Err(Error::ManifestBlobUnknown { digest }) => assert_eq!(digest, layer),
@@ -566,17 +566,17 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
 
     store.link_blob(&repo, &layer, 5).await.unwrap();
     let outcome = store
-        .put_manifest(&one, Some(&tag("v1")), &TagGuard::none())
+        .put_manifest(&one, &[tag("v1")], &TagGuard::none())
         .await
         .unwrap();
     assert!(outcome.created);
-    assert_eq!(outcome.previous_tag_target, None);
+    assert_eq!(outcome.previous_tag_targets, vec![]);
     assert_eq!(
         queued(&*store, &manifest_target(&repo, &one.digest)).await,
         ReviewEvent::ManifestUploaded
     );
     let again = store
-        .put_manifest(&one, Some(&tag("v1")), &TagGuard::none())
+        .put_manifest(&one, &[tag("v1")], &TagGuard::none())
         .await
         .unwrap();
     assert!(
@@ -612,10 +612,10 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
 
     let two = new_manifest(&repo, "two", std::slice::from_ref(&config), &[], None, None);
     let outcome = store
-        .put_manifest(&two, Some(&tag("v1")), &TagGuard::none())
+        .put_manifest(&two, &[tag("v1")], &TagGuard::none())
         .await
         .unwrap();
-    assert_eq!(outcome.previous_tag_target, Some(one.digest.clone()));
+    assert_eq!(outcome.previous_tag_targets, vec![one.digest.clone()]);
     assert_eq!(
         queued(&*store, &manifest_target(&repo, &one.digest)).await,
         ReviewEvent::TagSwitched
@@ -699,11 +699,11 @@ pub async fn metadata_manifests_and_tags(store: SharedMetadataStore) {
         None,
     );
     assert!(matches!(
-        store.put_manifest(&orphan, None, &TagGuard::none()).await,
+        store.put_manifest(&orphan, &[], &TagGuard::none()).await,
         Err(Error::ManifestBlobUnknown { .. })
     ));
     store
-        .put_manifest(&index, Some(&tag("multi")), &TagGuard::none())
+        .put_manifest(&index, &[tag("multi")], &TagGuard::none())
         .await
         .unwrap();
     match store
@@ -785,15 +785,15 @@ pub async fn metadata_referrers(store: SharedMetadataStore) {
         Some("application/x.sbom"),
     );
     store
-        .put_manifest(&sig, None, &TagGuard::none())
+        .put_manifest(&sig, &[], &TagGuard::none())
         .await
         .unwrap();
     store
-        .put_manifest(&sbom, None, &TagGuard::none())
+        .put_manifest(&sbom, &[], &TagGuard::none())
         .await
         .unwrap();
     store
-        .put_manifest(&subject, Some(&tag("v1")), &TagGuard::none())
+        .put_manifest(&subject, &[tag("v1")], &TagGuard::none())
         .await
         .unwrap();
 
@@ -854,7 +854,7 @@ pub async fn metadata_pagination(store: SharedMetadataStore) {
     let repo = name("paged");
     let manifest = new_manifest(&repo, "paged", &[], &[], None, None);
     store
-        .put_manifest(&manifest, None, &TagGuard::none())
+        .put_manifest(&manifest, &[], &TagGuard::none())
         .await
         .unwrap();
     // Byte order: upper case before '_' before lower case; "v10" before "v2".
@@ -1002,7 +1002,7 @@ pub async fn metadata_review_queue(store: SharedMetadataStore) {
         None,
     );
     store
-        .put_manifest(&manifest, Some(&tag("t")), &TagGuard::none())
+        .put_manifest(&manifest, &[tag("t")], &TagGuard::none())
         .await
         .unwrap();
     store
@@ -1104,7 +1104,7 @@ pub async fn metadata_concurrency(store: SharedMetadataStore) {
             store
                 .put_manifest(
                     &manifest,
-                    Some(&Tag::parse("race").expect("tag")),
+                    &[Tag::parse("race").expect("tag")],
                     &TagGuard::none(),
                 )
                 .await?;
@@ -1174,19 +1174,19 @@ pub async fn metadata_collection(store: SharedMetadataStore) {
         Some("application/x.sig"),
     );
     store
-        .put_manifest(&image, Some(&tag("v1")), &TagGuard::none())
+        .put_manifest(&image, &[tag("v1")], &TagGuard::none())
         .await
         .unwrap();
     store
-        .put_manifest(&child, None, &TagGuard::none())
+        .put_manifest(&child, &[], &TagGuard::none())
         .await
         .unwrap();
     store
-        .put_manifest(&index, Some(&tag("multi")), &TagGuard::none())
+        .put_manifest(&index, &[tag("multi")], &TagGuard::none())
         .await
         .unwrap();
     store
-        .put_manifest(&sig, None, &TagGuard::none())
+        .put_manifest(&sig, &[], &TagGuard::none())
         .await
         .unwrap();
 
@@ -1285,7 +1285,7 @@ pub async fn metadata_collection(store: SharedMetadataStore) {
                 None,
                 None,
             ),
-            Some(&tag("keeps")),
+            &[tag("keeps")],
             &TagGuard::none(),
         )
         .await
@@ -1332,7 +1332,7 @@ pub async fn metadata_collection(store: SharedMetadataStore) {
             store
                 .put_manifest(
                     &manifest,
-                    Some(&Tag::parse("racing").expect("tag")),
+                    &[Tag::parse("racing").expect("tag")],
                     &TagGuard::none(),
                 )
                 .await
@@ -1378,11 +1378,11 @@ pub async fn metadata_tag_details(store: SharedMetadataStore) {
     let big = new_manifest(&repo, "big", std::slice::from_ref(&layer), &[], None, None);
     let small = new_manifest(&repo, "small", &[], &[], None, None);
     store
-        .put_manifest(&big, None, &TagGuard::none())
+        .put_manifest(&big, &[], &TagGuard::none())
         .await
         .unwrap();
     store
-        .put_manifest(&small, None, &TagGuard::none())
+        .put_manifest(&small, &[], &TagGuard::none())
         .await
         .unwrap();
     // Published in this order, a few milliseconds apart.
@@ -1562,7 +1562,7 @@ pub async fn metadata_storage_usage(store: SharedMetadataStore) {
             .collect();
         let manifest = new_manifest(&name(repo), repo, &used, &[], None, None);
         store
-            .put_manifest(&manifest, Some(&tag("v1")), &TagGuard::none())
+            .put_manifest(&manifest, &[tag("v1")], &TagGuard::none())
             .await
             .unwrap();
     }
@@ -1626,6 +1626,78 @@ fn rule(json: &str) -> std::sync::Arc<TagRule> {
     std::sync::Arc::new(serde_json::from_str(json).expect("rule"))
 }
 
+/// Several tags set with one manifest push, in its transaction: every tag points at it, each
+/// manifest a tag left is reported and queued once, and one tag refused by a rule leaves
+/// nothing stored and no tag changed.
+pub async fn metadata_manifest_with_tags(store: SharedMetadataStore) {
+    let repo = name("team/multi");
+    let layer = Digest::sha256(b"layer");
+    store.link_blob(&repo, &layer, 5).await.unwrap();
+    let one = new_manifest(&repo, "one", std::slice::from_ref(&layer), &[], None, None);
+    let two = new_manifest(&repo, "two", std::slice::from_ref(&layer), &[], None, None);
+    let tagged = async |t: &str| {
+        store
+            .manifest(&repo, &Reference::Tag(tag(t)))
+            .await
+            .unwrap()
+            .map(|m| m.digest)
+    };
+
+    let outcome = store
+        .put_manifest(&one, &[tag("a"), tag("b"), tag("v1")], &TagGuard::none())
+        .await
+        .unwrap();
+    assert!(outcome.created);
+    assert_eq!(outcome.previous_tag_targets, vec![]);
+    for t in ["a", "b", "v1"] {
+        assert_eq!(tagged(t).await, Some(one.digest.clone()), "tag {t}");
+    }
+    let outcome = store
+        .put_manifest(&two, &[tag("b"), tag("a"), tag("c")], &TagGuard::none())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.previous_tag_targets,
+        vec![one.digest.clone()],
+        "the manifest two tags left, once"
+    );
+    assert_eq!(
+        queued(&*store, &manifest_target(&repo, &one.digest)).await,
+        ReviewEvent::TagSwitched
+    );
+
+    let three = new_manifest(
+        &repo,
+        "three",
+        std::slice::from_ref(&layer),
+        &[],
+        None,
+        None,
+    );
+    let rules = [rule(
+        r#"{"name":"frozen","repositories":"team/*","tags":"v[0-9]+","kind":"immutable"}"#,
+    )];
+    let guard = TagGuard::new(&repo, &rules, None);
+    denied(
+        store
+            .put_manifest(&three, &[tag("d"), tag("v1"), tag("e")], &guard)
+            .await,
+        "frozen",
+    );
+    assert_eq!(
+        store
+            .manifest(&repo, &Reference::Digest(three.digest.clone()))
+            .await
+            .unwrap(),
+        None,
+        "nothing stored"
+    );
+    for t in ["d", "e"] {
+        assert_eq!(tagged(t).await, None, "tag {t} not set");
+    }
+    assert_eq!(tagged("v1").await, Some(one.digest.clone()));
+}
+
 /// Tag rules inside the store's transactions: an immutable tag is created once and then never
 /// moved or deleted (nor its manifest), even by racing pushes; a protected tag needs its roles;
 /// a refusal changes nothing.
@@ -1656,16 +1728,18 @@ pub async fn metadata_tag_rules(store: SharedMetadataStore) {
 
     // Created once; pushing the same manifest again is not a change.
     store
-        .put_manifest(&one, Some(&v1), &developer)
+        .put_manifest(&one, std::slice::from_ref(&v1), &developer)
         .await
         .unwrap();
     store
-        .put_manifest(&one, Some(&v1), &developer)
+        .put_manifest(&one, std::slice::from_ref(&v1), &developer)
         .await
         .unwrap();
     // Moving it is refused, by manifest push or tag push, for everyone; nothing changes.
     denied(
-        store.put_manifest(&two, Some(&v1), &trusted).await,
+        store
+            .put_manifest(&two, std::slice::from_ref(&v1), &trusted)
+            .await,
         "frozen",
     );
     assert!(
@@ -1676,7 +1750,7 @@ pub async fn metadata_tag_rules(store: SharedMetadataStore) {
             .is_none()
     );
     store
-        .put_manifest(&two, None, &TagGuard::none())
+        .put_manifest(&two, &[], &TagGuard::none())
         .await
         .unwrap();
     denied(
@@ -1697,7 +1771,7 @@ pub async fn metadata_tag_rules(store: SharedMetadataStore) {
     let elsewhere = new_manifest(&other, "one", std::slice::from_ref(&layer), &[], None, None);
     let other_guard = TagGuard::new(&other, &rules, None);
     store
-        .put_manifest(&elsewhere, Some(&v1), &other_guard)
+        .put_manifest(&elsewhere, std::slice::from_ref(&v1), &other_guard)
         .await
         .unwrap();
     store.delete_tag(&other, &v1, &other_guard).await.unwrap();
@@ -1749,7 +1823,7 @@ pub async fn metadata_tag_rules(store: SharedMetadataStore) {
         tasks.push(tokio::spawn(async move {
             let manifest = new_manifest(&repo, &format!("race {i}"), &[layer], &[], None, None);
             store
-                .put_manifest(&manifest, Some(&race), &guard)
+                .put_manifest(&manifest, std::slice::from_ref(&race), &guard)
                 .await
                 .map(|_| manifest.digest)
         }));
@@ -2411,6 +2485,7 @@ where
     metadata_tag_details(fresh().await).await;
     metadata_storage_usage(fresh().await).await;
     metadata_tag_rules(fresh().await).await;
+    metadata_manifest_with_tags(fresh().await).await;
     metadata_policies(fresh().await).await;
     metadata_packages(fresh().await).await;
     metadata_tokens(fresh().await).await;

@@ -507,7 +507,7 @@ impl ContentMetadata for MemoryMetadataStore {
     async fn put_manifest(
         &self,
         manifest: &NewManifest,
-        tag: Option<&Tag>,
+        tags: &[Tag],
         guard: &TagGuard,
     ) -> Result<PutManifestOutcome> {
         let now = Timestamp::now();
@@ -533,7 +533,7 @@ impl ContentMetadata for MemoryMetadataStore {
                 digest: missing.clone(),
             });
         }
-        if let Some(tag) = tag {
+        for tag in tags {
             existing.check_push(tag, &manifest.digest, guard)?;
         }
         let repository = state
@@ -559,18 +559,24 @@ impl ContentMetadata for MemoryMetadataStore {
             };
             repository.manifests.insert(manifest.digest.clone(), stored);
         }
-        let previous = tag
-            .and_then(|tag| repository.set_tag(tag, &manifest.digest, now))
-            .filter(|previous| *previous != manifest.digest);
+        let mut previous: Vec<Digest> = Vec::new();
+        for tag in tags {
+            if let Some(left) = repository.set_tag(tag, &manifest.digest, now)
+                && left != manifest.digest
+                && !previous.contains(&left)
+            {
+                previous.push(left);
+            }
+        }
         let review = manifest_review(&manifest.repository, &manifest.digest);
         state.queue(review, ReviewEvent::ManifestUploaded, due);
-        if let Some(previous) = &previous {
-            let review = manifest_review(&manifest.repository, previous);
+        for left in &previous {
+            let review = manifest_review(&manifest.repository, left);
             state.queue(review, ReviewEvent::TagSwitched, due);
         }
         Ok(PutManifestOutcome {
             created,
-            previous_tag_target: previous,
+            previous_tag_targets: previous,
         })
     }
 

@@ -512,7 +512,7 @@ impl ContentMetadata for SqlMetadataStore {
     async fn put_manifest(
         &self,
         manifest: &NewManifest,
-        tag: Option<&Tag>,
+        tags: &[Tag],
         guard: &TagGuard,
     ) -> Result<PutManifestOutcome> {
         let now = Timestamp::now().0;
@@ -605,30 +605,30 @@ impl ContentMetadata for SqlMetadataStore {
                     .map_err(db_error)?;
             }
         }
-        let previous = match tag {
-            Some(tag) => {
-                upsert_tag(
-                    &mut tx,
-                    self,
-                    repository_id,
-                    (tag, &manifest.digest),
-                    now,
-                    guard,
-                )
-                .await?
+        // Tags are locked in one order, so pushes of overlapping tag sets cannot deadlock.
+        // Dropping the transaction on a refused tag rolls the manifest and earlier tags back.
+        let mut ordered: Vec<&Tag> = tags.iter().collect();
+        ordered.sort();
+        ordered.dedup();
+        let mut previous: Vec<Digest> = Vec::new();
+        for tag in ordered {
+            let target = (tag, &manifest.digest);
+            if let Some(left) = upsert_tag(&mut tx, self, repository_id, target, now, guard).await?
+                && !previous.contains(&left)
+            {
+                previous.push(left);
             }
-            None => None,
-        };
+        }
         let review = manifest_review(&manifest.repository, manifest.digest.clone());
         queue(&mut tx, &review, ReviewEvent::ManifestUploaded, due).await?;
-        if let Some(previous) = &previous {
-            let review = manifest_review(&manifest.repository, previous.clone());
+        for left in &previous {
+            let review = manifest_review(&manifest.repository, left.clone());
             queue(&mut tx, &review, ReviewEvent::TagSwitched, due).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(PutManifestOutcome {
             created,
-            previous_tag_target: previous,
+            previous_tag_targets: previous,
         })
     }
 

@@ -36,6 +36,7 @@ macro_rules! metadata_suite {
             case!(metadata_tag_details);
             case!(metadata_storage_usage);
             case!(metadata_tag_rules);
+            case!(metadata_manifest_with_tags);
             case!(metadata_policies);
             case!(metadata_packages);
             case!(metadata_tokens);

@@ -147,6 +147,7 @@ struct FileLimits {
     max_blob_size: Option<u64>,
     max_page_size: Option<usize>,
     max_rules: Option<usize>,
+    max_tags_per_push: Option<usize>,
     max_package_file_size: Option<u64>,
     max_buffered_bytes: Option<u64>,
 }
@@ -335,6 +336,10 @@ impl Config {
             max_blob_size: self.limits.max_blob_size.unwrap_or(default.max_blob_size),
             max_page_size: self.limits.max_page_size.unwrap_or(default.max_page_size),
             max_rules: self.limits.max_rules.unwrap_or(default.max_rules),
+            max_tags_per_push: self
+                .limits
+                .max_tags_per_push
+                .unwrap_or(default.max_tags_per_push),
         }
     }
 }
