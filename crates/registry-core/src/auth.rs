@@ -262,9 +262,12 @@ impl Principal {
             .max()
     }
 
-    /// Whether any grant makes the principal an admin.
+    /// Whether the principal administers the whole registry: the admin role on `*`. An admin
+    /// of a namespace administers that namespace only.
     pub fn is_admin(&self) -> bool {
-        self.grants.iter().any(|g| g.role == Role::Admin)
+        self.grants
+            .iter()
+            .any(|g| g.role == Role::Admin && g.pattern.as_str() == "*")
     }
 }
 
@@ -431,5 +434,16 @@ mod tests {
         assert!(!authorizer.authorize(&alice, &name("other"), Action::Push));
         assert!(!authorizer.authorize(&Principal::anonymous(vec![]), &name("x"), Action::Pull));
         assert!(!alice.is_admin());
+        let team_admin = Principal::user(
+            "t",
+            vec![Grant {
+                pattern: NamePattern::parse("team/*").unwrap(),
+                role: Role::Admin,
+            }],
+        );
+        assert!(
+            !team_admin.is_admin(),
+            "an admin of team/* is no registry admin"
+        );
     }
 }

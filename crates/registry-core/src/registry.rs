@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::StreamExt;
 
+use crate::auth::NamePattern;
 use crate::blob::{BlobRead, BlobStore, ByteRange, ByteStream, UploadId};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
@@ -62,6 +63,8 @@ pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     metadata: Arc<dyn MetadataStore>,
     limits: Limits,
+    /// Repositories that accept sparse manifests.
+    sparse: Vec<NamePattern>,
 }
 
 impl Registry {
@@ -71,7 +74,22 @@ impl Registry {
             blobs,
             metadata,
             limits: Limits::default(),
+            sparse: Vec::new(),
         }
+    }
+
+    /// Lets the repositories matching `patterns` hold sparse manifests (none by default): an
+    /// index whose child manifests are absent, an image manifest whose config or layers are
+    /// absent, as a mirror that copies part of an image pushes them. Absent pieces answer 404
+    /// and are not recorded as references (nothing is there to keep); pieces present are
+    /// checked and referenced as usual.
+    pub fn with_sparse_manifests(mut self, patterns: Vec<NamePattern>) -> Self {
+        self.sparse = patterns;
+        self
+    }
+
+    fn accepts_sparse(&self, repository: &RepositoryName) -> bool {
+        self.sparse.iter().any(|p| p.matches(repository))
     }
 
     /// Replaces the limits.
@@ -325,7 +343,7 @@ impl Registry {
         }
         let mut record = NewManifest::from_manifest(repository.clone(), &manifest);
         record.blobs = self.stored_blobs(repository, &manifest).await?;
-        self.check_children(repository, &manifest).await?;
+        record.children = self.stored_children(repository, &manifest).await?;
         let guard = if tags.is_empty() {
             TagGuard::none()
         } else {
@@ -389,7 +407,7 @@ impl Registry {
                         blobs.push(descriptor.digest.clone());
                     }
                 }
-                None if descriptor.is_non_distributable() => {}
+                None if descriptor.is_non_distributable() || self.accepts_sparse(repository) => {}
                 None => {
                     return Err(Error::ManifestBlobUnknown {
                         digest: descriptor.digest.clone(),
@@ -401,20 +419,33 @@ impl Registry {
     }
 
     /// Checks an index's child manifests exist in the repository
-    /// ([`Error::ManifestBlobUnknown`]) with the declared size ([`Error::ManifestInvalid`]).
-    async fn check_children(&self, repository: &RepositoryName, manifest: &Manifest) -> Result<()> {
+    /// ([`Error::ManifestBlobUnknown`]) with the declared size ([`Error::ManifestInvalid`]), and
+    /// returns those present, each once (in a repository that accepts sparse manifests, absent
+    /// children are left out).
+    async fn stored_children(
+        &self,
+        repository: &RepositoryName,
+        manifest: &Manifest,
+    ) -> Result<Vec<Digest>> {
+        let mut children: Vec<Digest> = Vec::new();
         for (i, descriptor) in manifest.children().iter().enumerate() {
             let reference = Reference::Digest(descriptor.digest.clone());
-            let stored = self
-                .metadata
-                .manifest(repository, &reference)
-                .await?
-                .ok_or_else(|| Error::ManifestBlobUnknown {
-                    digest: descriptor.digest.clone(),
-                })?;
-            descriptor.check_size(&format!("manifests[{i}]"), stored.bytes.len() as u64)?;
+            match self.metadata.manifest(repository, &reference).await? {
+                Some(stored) => {
+                    descriptor.check_size(&format!("manifests[{i}]"), stored.bytes.len() as u64)?;
+                    if !children.contains(&descriptor.digest) {
+                        children.push(descriptor.digest.clone());
+                    }
+                }
+                None if self.accepts_sparse(repository) => {}
+                None => {
+                    return Err(Error::ManifestBlobUnknown {
+                        digest: descriptor.digest.clone(),
+                    });
+                }
+            }
         }
-        Ok(())
+        Ok(children)
     }
 
     /// Deletes a manifest by digest (with every tag pointing at it), or only a tag; each tag

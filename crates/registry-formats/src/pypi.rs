@@ -271,8 +271,8 @@ pub fn wheel_metadata(reader: impl Read + Seek, file: &DistFile) -> Result<Vec<u
         .strip_suffix(".dist-info")
         .and_then(|stem| stem.rsplit_once('-'))
         .is_some_and(|(name, version)| {
-            normalize(name) == normalize(&file.name)
-                && normalize_version(version).ok() == normalize_version(&file.version).ok()
+            let versions = (normalize_version(version), normalize_version(&file.version));
+            normalize(name) == normalize(&file.name) && matches!(versions, (Ok(a), Ok(b)) if a == b)
         });
     if !matches {
         return Err(invalid(format!(

@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::oci::{Oci, authorize_known, json_response};
-use crate::transfer::{MAX_SMALL_DOCUMENT, declared_length, read_bounded};
+use crate::transfer::{declared_length, read_bounded};
 
 /// The largest rule or policy document accepted.
 const MAX_DOCUMENT: usize = 64 * 1024;
@@ -51,20 +51,12 @@ fn may_manage(caller: &Caller, pattern: &NamePattern) -> bool {
     if principal.is_admin() {
         return true;
     }
-    let owns = |role: Role| role >= Role::Owner;
-    match pattern.as_str() {
-        "*" => false,
-        text => match text.strip_suffix("/*") {
-            Some(namespace) => registry_core::RepositoryName::parse(namespace).is_ok_and(|ns| {
-                principal
-                    .grants
-                    .iter()
-                    .any(|g| owns(g.role) && g.pattern.covers_namespace(&ns))
-            }),
-            None => registry_core::RepositoryName::parse(text)
-                .is_ok_and(|name| principal.role_for(&name).is_some_and(owns)),
-        },
-    }
+    // A rule for every repository is for registry admins only.
+    pattern.as_str() != "*"
+        && principal
+            .grants
+            .iter()
+            .any(|g| g.role >= Role::Owner && g.pattern.covers(pattern))
 }
 
 fn denied(what: &str) -> ApiError {
@@ -212,8 +204,8 @@ async fn put<T: Document>(
         let body = read_bounded(
             body,
             declared_length(&headers),
-            MAX_SMALL_DOCUMENT,
-            "the request body",
+            MAX_DOCUMENT,
+            "the document",
         )
         .await?;
         let document: T = parse_document(&name, &body)?;

@@ -22,7 +22,7 @@ use registry_core::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-pub use crate::throttle::{FailureThrottle, ThrottleSettings};
+use crate::throttle::{FailureThrottle, ThrottleSettings};
 
 /// How requests are authenticated.
 #[derive(Clone, Debug)]
@@ -275,7 +275,8 @@ impl PasswordCheckers {
                 .spawn(move || {
                     let mut memory = Vec::new();
                     loop {
-                        // The lock is held only to take a job; the queue closing ends the thread.
+                        // Idle threads queue on the lock; the one holding it waits for the next
+                        // job. The queue closing (the users dropped) ends every thread.
                         let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
                         let Ok(job) = job else { break };
                         let matches = verify_in(&mut memory, &job.hash, &job.password);
@@ -309,8 +310,7 @@ impl StaticUsers {
             })?;
         }
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        // Same parameters as the users' hashes (argon2's defaults), so a check costs the same.
-        let dummy = hash_password(&uuid::Uuid::new_v4().to_string())?;
+        let dummy = dummy_hash(&users)?;
         Ok(StaticUsers {
             users,
             anonymous,
@@ -320,6 +320,13 @@ impl StaticUsers {
             failures: FailureThrottle::new(ThrottleSettings::default()),
             dummy,
         })
+    }
+
+    /// Runs password checks on `threads` threads (one per core by default), each with a queue
+    /// of four.
+    pub fn with_password_threads(mut self, threads: usize) -> Result<Self> {
+        self.checkers = PasswordCheckers::start(threads.max(1))?;
+        Ok(self)
     }
 
     /// Sets how repeated wrong passwords for one user are slowed down.
@@ -361,15 +368,34 @@ impl StaticUsers {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             Arc::clone(running.entry(key).or_default())
         };
-        let outcome = cell
-            .get_or_try_init(|| self.check(hash.to_owned(), password.to_owned()))
+        // Removed however this ends, a request cancelled mid-check included.
+        let _forget = RunningCheck {
+            running: &self.running,
+            key,
+            cell: Arc::clone(&cell),
+        };
+        cell.get_or_try_init(|| self.check(hash.to_owned(), password.to_owned()))
             .await
-            .copied();
+            .copied()
+    }
+}
+
+/// Removes a shared check from the running ones when its last user is done with it.
+struct RunningCheck<'a> {
+    running: &'a Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
+    key: [u8; 32],
+    cell: Arc<tokio::sync::OnceCell<bool>>,
+}
+
+impl Drop for RunningCheck<'_> {
+    fn drop(&mut self) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if running.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            running.remove(&key);
+        if running
+            .get(&self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.cell))
+        {
+            running.remove(&self.key);
         }
-        outcome
     }
 }
 
@@ -380,6 +406,31 @@ impl fmt::Debug for StaticUsers {
             .field("anonymous", &self.anonymous)
             .finish_non_exhaustive()
     }
+}
+
+/// A hash of a random password with the parameters of the configured users' hashes (the
+/// first by name; argon2's defaults when there are none), so checking an unknown user costs
+/// what checking a known one does.
+fn dummy_hash(users: &HashMap<String, StaticUser>) -> Result<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let first = users.keys().min().and_then(|name| {
+        let parsed = PasswordHash::new(&users[name].password_hash).ok()?;
+        let algorithm = argon2::Algorithm::try_from(parsed.algorithm).ok()?;
+        let params = argon2::Params::try_from(&parsed).ok()?;
+        Some(argon2::Argon2::new(
+            algorithm,
+            argon2::Version::default(),
+            params,
+        ))
+    });
+    let hasher = first.unwrap_or_default();
+    let salt = SaltString::generate(&mut OsRng);
+    hasher
+        .hash_password(uuid::Uuid::new_v4().to_string().as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::Unsupported {
+            what: format!("hashing the password: {e}"),
+        })
 }
 
 /// Hashes a password for configuration (argon2id, random salt), as a PHC string.
@@ -415,24 +466,24 @@ impl Authenticator for StaticUsers {
                 None => {}
             }
         }
-        let Some(configured) = self.users.get(user) else {
-            // The same work as for a known user: the time taken does not tell who exists.
-            self.check_shared(key, &self.dummy, password).await?;
-            return Ok(None);
-        };
-        if let Err(retry_after) = self.failures.check(user) {
+        // Throttled by the name given, whether or not such a user exists, and refused without
+        // naming it: neither the answer nor its timing tells which users exist.
+        if let Err(retry_after) = self.failures.check(user.as_str()) {
             return Err(Error::TooManyRequests {
-                reason: format!("too many wrong passwords for user {user}"),
+                reason: "too many wrong passwords for this user name".into(),
                 retry_after,
             });
         }
-        if !self
-            .check_shared(key, &configured.password_hash, password)
-            .await?
-        {
+        let hash = match self.users.get(user) {
+            Some(configured) => &configured.password_hash,
+            // The same work as for a known user: the time taken does not tell who exists.
+            None => &self.dummy,
+        };
+        let matches = self.check_shared(key, hash, password).await?;
+        let Some(configured) = self.users.get(user).filter(|_| matches) else {
             self.failures.failed(user.clone());
             return Ok(None);
-        }
+        };
         self.failures.succeeded(user);
         let principal = Principal::user(user.clone(), configured.grants.clone());
         let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
@@ -937,7 +988,13 @@ mod tests {
                 grants: vec![],
             },
         )]);
-        let auth = Arc::new(StaticUsers::new(users, None).unwrap());
+        // One checker thread, so the bound shows whatever the machine's core count.
+        let auth = Arc::new(
+            StaticUsers::new(users, None)
+                .unwrap()
+                .with_password_threads(1)
+                .unwrap(),
+        );
         // 200 checks at once, each of another unknown user: had unknown users been answered
         // without argon2 (a timing oracle), none would be refused. The bound refuses the excess
         // at once instead of running 200 argon2 computations side by side.

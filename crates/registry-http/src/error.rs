@@ -80,6 +80,11 @@ pub(crate) fn error_headers(error: &Error) -> Vec<(HeaderName, HeaderValue)> {
 /// The header that carries a server error's reference.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What a client is told of a server error: where to find it.
+pub(crate) fn server_error_message(reference: &str) -> String {
+    format!("internal server error; the server log has it under request id {reference}")
+}
+
 /// Logs a server-side failure under a new reference and returns it: the client gets the
 /// reference (not the detail, which may name internals), the operator finds the log line by it.
 pub(crate) fn log_server_error(error: &Error) -> String {
@@ -111,7 +116,7 @@ fn server_error(status: StatusCode, reference: &str) -> Response {
     let mut response = json_response(
         status,
         json!({ "errors": [{
-            "message": format!("internal server error; the server log has it under request id {reference}"),
+            "message": server_error_message(reference),
             "detail": { "request_id": reference },
         }] }),
     );

@@ -198,7 +198,8 @@ async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
             (Target::Package { name, rev }, Method::PUT) => {
                 // Publishing and document updates (deprecate, unpublish of versions) both need
                 // write access: checked before a byte of the body is read.
-                repo.require_any(&[Action::Push, Action::Delete])?;
+                repo.require_any_for(&[Action::Push, Action::Delete], &name)
+                    .await?;
                 let body = read_document(&npm, request).await?;
                 put_package(&repo, &name, rev.as_deref(), &body.bytes).await
             }
@@ -255,11 +256,12 @@ impl Repo<'_> {
         Ok(())
     }
 
-    /// Checks the caller may perform at least one of `actions` on the repository.
-    fn require_any(&self, actions: &[Action]) -> Result<(), Failure> {
+    /// Checks the caller may perform at least one of `actions` on the repository and on the
+    /// package under its protection rules.
+    async fn require_any_for(&self, actions: &[Action], package: &str) -> Result<(), Failure> {
         let mut refusal = None;
         for action in actions {
-            match self.require(*action) {
+            match self.require_for(*action, package).await {
                 Ok(()) => return Ok(()),
                 Err(e) => refusal = Some(e),
             }

@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::auth::{self, Auth, AuthMode, Caller, Scope};
 use crate::error::ApiError;
 use crate::path::{Route, parse_v2_path};
-use crate::transfer::{body_stream, file_response, requested_range};
+use crate::transfer::{body_stream, declared_length, file_response, read_bounded, requested_range};
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -687,20 +687,24 @@ async fn put_manifest(
     actor: &Actor,
 ) -> ApiResult {
     let reference = parse_reference(reference)?;
-    let tags = query_tags(request.uri().query())?;
+    let tags = query_tags(request.uri().query(), registry.limits().max_tags_per_push)?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let limit = registry.limits().manifest.max_size;
-    let bytes = axum::body::to_bytes(request.into_body(), limit + 1)
+    let declared = declared_length(request.headers());
+    let bytes = read_bounded(request.into_body(), declared, limit, "manifest")
         .await
-        .map_err(|_| {
-            Error::from(registry_core::ManifestError::TooLarge {
-                size: limit + 1,
-                limit,
-            })
+        .map_err(|e| match e {
+            Error::SizeInvalid { size, .. } => {
+                Error::from(registry_core::ManifestError::TooLarge {
+                    size: usize::try_from(size).unwrap_or(usize::MAX),
+                    limit,
+                })
+            }
+            other => other,
         })?;
     let pushed = registry
         .put_manifest_with_tags(
@@ -729,16 +733,26 @@ async fn put_manifest(
 }
 
 /// The `?tag=` parameters of a manifest push (distribution spec 1.1), each once, in order;
-/// each must be a valid tag ([`Error::NameInvalid`]).
-fn query_tags(query_string: Option<&str>) -> Result<Vec<Tag>, ApiError> {
+/// each must be a valid tag ([`Error::NameInvalid`]), and there may be at most `limit`
+/// ([`Error::SizeInvalid`], said as soon as the limit is passed).
+fn query_tags(query_string: Option<&str>, limit: usize) -> Result<Vec<Tag>, ApiError> {
     let pairs: Vec<(String, String)> = match query_string {
         Some(q) => serde_urlencoded_from(q)?,
         None => return Ok(Vec::new()),
     };
+    let mut seen = std::collections::HashSet::new();
     let mut tags: Vec<Tag> = Vec::new();
     for (_, value) in pairs.into_iter().filter(|(key, _)| key == "tag") {
         let tag = Tag::parse(&value).map_err(|source| Error::NameInvalid { value, source })?;
-        if !tags.contains(&tag) {
+        if seen.insert(tag.clone()) {
+            if tags.len() == limit {
+                return Err(Error::SizeInvalid {
+                    what: "tag list of a manifest push",
+                    size: limit as u64 + 1,
+                    limit: limit as u64,
+                }
+                .into());
+            }
             tags.push(tag);
         }
     }

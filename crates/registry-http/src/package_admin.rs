@@ -321,14 +321,27 @@ fn repository_json(repository: &PackageRepository, settings: bool) -> Value {
     shown
 }
 
-/// Whether the asker may read the package repository (pull on its name).
+/// Whether the asker may read the package repository (pull on its name), as the configured
+/// authorizer decides.
 fn may_read(admin: &Admin, asker: &Asker, repository: &str) -> bool {
     let (Some(auth), Some(principal)) = (&admin.auth, &asker.principal) else {
         return true;
     };
-    asker.is_admin()
-        || RepositoryName::parse(repository)
-            .is_ok_and(|name| auth.authorizer.authorize(principal, &name, Action::Pull))
+    RepositoryName::parse(repository)
+        .is_ok_and(|name| auth.authorizer.authorize(principal, &name, Action::Pull))
+}
+
+/// Whether the asker may see the repository's settings: those who may change them (the admin
+/// role on it, as the configured authorizer decides).
+fn may_configure(admin: &Admin, asker: &Asker, repository: &str) -> bool {
+    let (Some(auth), Some(principal)) = (&admin.auth, &asker.principal) else {
+        return true;
+    };
+    RepositoryName::parse(repository).is_ok_and(|name| {
+        auth.authorizer
+            .role(principal, &name)
+            .is_some_and(|role| role >= Role::Admin)
+    })
 }
 
 async fn list_repositories(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
@@ -354,8 +367,10 @@ async fn list_repositories(State(admin): State<Arc<Admin>>, headers: HeaderMap) 
                 _ => break,
             }
         }
-        let settings = asker.is_admin();
-        let repositories: Vec<Value> = all.iter().map(|r| repository_json(r, settings)).collect();
+        let repositories: Vec<Value> = all
+            .iter()
+            .map(|r| repository_json(r, may_configure(&admin, &asker, &r.name)))
+            .collect();
         Ok::<_, Failure>(json_response(
             StatusCode::OK,
             &json!({ "repositories": repositories }),
@@ -385,7 +400,7 @@ async fn get_repository(
             })?;
         Ok::<_, Failure>(json_response(
             StatusCode::OK,
-            &repository_json(&repository, asker.is_admin()),
+            &repository_json(&repository, may_configure(&admin, &asker, &name)),
         ))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)

@@ -14,7 +14,7 @@ use registry_core::{Action, Error, RepositoryName, Role, TokenStore};
 use serde_json::json;
 
 use crate::auth::{Auth, authenticate_package_client, package_role};
-use crate::error::{REQUEST_ID, error_headers, log_server_error, status_of};
+use crate::error::{REQUEST_ID, error_headers, log_server_error, server_error_message, status_of};
 
 /// How a package format writes an error body.
 pub(crate) trait Style {
@@ -86,12 +86,7 @@ impl<S> From<Error> for Failure<S> {
         };
         if status.is_server_error() {
             let reference = log_server_error(&error);
-            let mut failure = Failure::new(
-                status,
-                format!(
-                    "internal server error; the server log has it under request id {reference}"
-                ),
-            );
+            let mut failure = Failure::new(status, server_error_message(&reference));
             failure.headers = vec![(REQUEST_ID, HeaderValue::from_str(&reference).expect("hex"))];
             return failure;
         }

@@ -34,7 +34,7 @@ use serde_json::json;
 use crate::auth::Auth;
 use crate::cache::RenderCache;
 use crate::package_error::PlainText;
-use crate::transfer::{file_response, requested_range};
+use crate::transfer::{declared_length, file_response, read_bounded, requested_range};
 
 type Blake2b256 = blake2::Blake2b<blake2::digest::consts::U32>;
 
@@ -157,11 +157,10 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
                     .check_protection(repository, &pypi::normalize(project), Action::Delete, role)
                     .await?;
                 let reason = if method == Method::PUT {
-                    let body = axum::body::to_bytes(request.into_body(), 64 << 10)
-                        .await
-                        .map_err(|_| {
-                            Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "the body is over 64 KiB")
-                        })?;
+                    let declared = declared_length(request.headers());
+                    let body =
+                        read_bounded(request.into_body(), declared, 64 << 10, "the yank reason")
+                            .await?;
                     Some(yank_reason(&body)?)
                 } else {
                     None

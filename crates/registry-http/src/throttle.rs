@@ -118,13 +118,16 @@ impl<K: Hash + Eq + Clone> FailureThrottle<K> {
         }
         record.failures = record.failures.saturating_add(1);
         record.last = now;
-        if let Some(over) = record.failures.checked_sub(self.settings.free_failures + 1) {
+        if let Some(over) = record
+            .failures
+            .checked_sub(self.settings.free_failures.saturating_add(1))
+        {
             let delay = self
                 .settings
                 .base_delay
                 .saturating_mul(1u32.checked_shl(over.min(31)).unwrap_or(u32::MAX))
                 .min(self.settings.max_delay);
-            record.closed_until = Some(now + delay);
+            record.closed_until = now.checked_add(delay).or(Some(now));
         }
     }
 
@@ -157,9 +160,13 @@ impl LoginThrottle {
 /// The middleware throttling authentication failures by client address:
 /// `router.layer(axum::middleware::from_fn_with_state(throttle, throttle_logins))`. It needs
 /// the client address (`ConnectInfo<SocketAddr>`, which [`crate::serve`] provides); without it,
-/// requests pass untouched. A request that carries credentials and is answered `401` counts as
-/// a failure of its address; while the address is closed, requests with credentials are
-/// refused with `429` and `Retry-After` before any check runs.
+/// requests pass untouched.
+///
+/// Only attempts that check a secret count: Basic credentials, an access token (`rgt_…`) and
+/// npm's login, when answered `401`. A Docker token-auth JWT is never counted nor refused here:
+/// its `401` challenges are how clients learn which scope to ask for. While an address is
+/// closed, attempts of the kinds that count are refused with `429` and `Retry-After` before
+/// any check runs. IPv6 addresses count by their /64, which one client usually holds whole.
 pub async fn throttle_logins(
     State(throttle): State<LoginThrottle>,
     request: Request,
@@ -168,17 +175,16 @@ pub async fn throttle_logins(
     let address = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip());
-    let presents_credentials = request.headers().contains_key(header::AUTHORIZATION);
-    let Some(address) = address.filter(|_| presents_credentials) else {
+        .map(|ConnectInfo(address)| network_of(address.ip()));
+    let Some(address) = address.filter(|_| checks_a_secret(&request)) else {
         return next.run(request).await;
     };
     if let Err(retry_after) = throttle.addresses.check(&address) {
-        let error = Error::TooManyRequests {
+        let error = || Error::TooManyRequests {
             reason: format!("too many failed logins from {address}"),
             retry_after,
         };
-        return refusal(request.uri().path(), &error);
+        return refusal(request.uri().path(), error);
     }
     let response = next.run(request).await;
     if response.status() == StatusCode::UNAUTHORIZED {
@@ -187,39 +193,64 @@ pub async fn throttle_logins(
     response
 }
 
-/// An error answered by a layer in front of every protocol, in the format of the protocol the
-/// path belongs to.
-fn refusal(path: &str, error: &Error) -> Response {
-    use crate::package_error::{ErrorJson, Failure, MessageJson, PlainText};
-    if path.starts_with("/v2") || path == "/token" {
-        crate::error::ApiError::Core(clone_refusal(error)).into_response()
-    } else if path.starts_with("/npm/") {
-        Failure::<ErrorJson>::from(clone_refusal(error)).into_response()
-    } else if path.starts_with("/pypi/") {
-        Failure::<PlainText>::from(clone_refusal(error)).into_response()
-    } else {
-        Failure::<MessageJson>::from(clone_refusal(error)).into_response()
+/// Whether the request presents a secret the registry checks: a password (Basic, or npm's
+/// login document) or an access token.
+fn checks_a_secret(request: &Request) -> bool {
+    let npm_login = request.method() == axum::http::Method::PUT
+        && request.uri().path().starts_with("/npm/")
+        && request.uri().path().contains("/-/user/org.couchdb.user:");
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '));
+    npm_login
+        || presented.is_some_and(|(scheme, value)| {
+            scheme.eq_ignore_ascii_case("basic")
+                || (scheme.eq_ignore_ascii_case("bearer")
+                    && registry_core::token::looks_like_secret(value.trim()))
+        })
+}
+
+/// The key an address counts under: IPv4 as is, IPv6 by its /64.
+fn network_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
     }
 }
 
-fn clone_refusal(error: &Error) -> Error {
-    match error {
-        Error::TooManyRequests {
-            reason,
-            retry_after,
-        } => Error::TooManyRequests {
-            reason: reason.clone(),
-            retry_after: *retry_after,
-        },
-        other => Error::Denied {
-            reason: other.to_string(),
-        },
+/// An error answered by a layer in front of every protocol, in the format of the protocol the
+/// path belongs to.
+fn refusal(path: &str, error: impl Fn() -> Error) -> Response {
+    use crate::package_error::{ErrorJson, Failure, MessageJson, PlainText};
+    if path.starts_with("/v2") || path == "/token" {
+        crate::error::ApiError::Core(error()).into_response()
+    } else if path.starts_with("/npm/") {
+        Failure::<ErrorJson>::from(error()).into_response()
+    } else if path.starts_with("/pypi/") {
+        Failure::<PlainText>::from(error()).into_response()
+    } else {
+        Failure::<MessageJson>::from(error()).into_response()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_their_network() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        assert_eq!(network_of(a), network_of(b));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(network_of(v4), v4);
+    }
 
     #[test]
     fn failures_close_a_key_with_growing_delays() {

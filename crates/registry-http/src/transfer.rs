@@ -125,6 +125,18 @@ pub(crate) async fn read_bounded(
     limit: usize,
     what: &'static str,
 ) -> Result<Bytes, Error> {
+    collect(body, declared, limit, what, |_| Ok(())).await
+}
+
+/// The loop under [`read_bounded`] and [`BufferBudget::read`]: `grow` is told the new total
+/// before each chunk is kept, and may refuse it.
+async fn collect(
+    body: Body,
+    declared: Option<u64>,
+    limit: usize,
+    what: &'static str,
+    mut grow: impl FnMut(u64) -> Result<(), Error>,
+) -> Result<Bytes, Error> {
     let too_large = |size: u64| Error::SizeInvalid {
         what,
         size,
@@ -134,14 +146,17 @@ pub(crate) async fn read_bounded(
         return Err(too_large(size));
     }
     let mut stream = body.into_data_stream();
-    let mut bytes = BytesMut::new();
+    // Sized once from a declared length, so memory is what was counted (no doubling growth).
+    let mut bytes = BytesMut::with_capacity(declared.map_or(0, |d| d as usize));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Error::BlobUploadInvalid {
             reason: format!("request body failed: {e}"),
         })?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(too_large((bytes.len() + chunk.len()) as u64));
+        let size = (bytes.len() + chunk.len()) as u64;
+        if size > limit as u64 {
+            return Err(too_large(size));
         }
+        grow(size)?;
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes.freeze())
@@ -196,7 +211,8 @@ impl BufferBudget {
     }
 
     /// Reads a body of at most `limit` bytes within the budget (see [`read_bounded`]); the
-    /// memory stays counted until the returned body is dropped.
+    /// memory stays counted until the returned body is dropped. A declared length is counted
+    /// before anything is read; otherwise the body is counted as it arrives.
     pub(crate) async fn read(
         &self,
         body: Body,
@@ -205,40 +221,22 @@ impl BufferBudget {
         what: &'static str,
     ) -> Result<BufferedBody, Error> {
         let limit = limit.min(self.total_kib.saturating_mul(1024));
-        let too_large = |size: u64| Error::SizeInvalid {
-            what,
-            size,
-            limit: limit as u64,
-        };
         let mut held = None;
-        match declared {
-            Some(size) if size > limit as u64 => return Err(too_large(size)),
-            Some(size) => self.take(size, &mut held)?,
-            None => {}
+        if let Some(size) = declared.filter(|size| *size <= limit as u64) {
+            self.take(size, &mut held)?;
         }
-        let mut stream = body.into_data_stream();
-        let mut bytes = BytesMut::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::BlobUploadInvalid {
-                reason: format!("request body failed: {e}"),
-            })?;
-            let size = (bytes.len() + chunk.len()) as u64;
-            if size > limit as u64 {
-                return Err(too_large(size));
+        let mut counted = declared.unwrap_or(0);
+        let bytes = collect(body, declared, limit, what, |size| {
+            if size > counted {
+                // Whole KiB at a time, so the next few chunks are usually covered already.
+                let more = (size - counted).div_ceil(1024) * 1024;
+                self.take(more, &mut held)?;
+                counted += more;
             }
-            if declared.is_none() {
-                let counted = (bytes.len() as u64).div_ceil(1024);
-                self.take(
-                    size.div_ceil(1024).saturating_sub(counted) * 1024,
-                    &mut held,
-                )?;
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(BufferedBody {
-            bytes: bytes.freeze(),
-            _held: held,
+            Ok(())
         })
+        .await?;
+        Ok(BufferedBody { bytes, _held: held })
     }
 }
 

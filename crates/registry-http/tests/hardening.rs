@@ -344,7 +344,8 @@ fn oci_app() -> Router {
     ))
 }
 
-/// `Content-Range: 0-18446744073709551615` would wrap `end - start + 1` to 0.
+/// `Content-Range: 0-18446744073709551615` would wrap `end - start + 1` to 0: refused as an
+/// invalid upload, nothing appended.
 #[tokio::test]
 async fn content_range_numbers_do_not_wrap() {
     let app = oci_app();

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use registry_core::manifest::{NON_DISTRIBUTABLE_LAYER_TYPES, OCI_INDEX, OCI_MANIFEST};
-use registry_core::{Digest, Limits, ManifestLimits, MetadataStore, Registry};
+use registry_core::{Digest, Limits, ManifestLimits, MetadataStore, NamePattern, Registry};
 use registry_gc::{Collector, CollectorConfig, RunReport};
 use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
 use registry_storage::testing::Cleanup;
@@ -52,15 +52,16 @@ impl Reply {
 
 impl Client {
     fn new(metadata: Arc<dyn MetadataStore>) -> Self {
-        let registry =
-            Registry::new(Arc::new(MemoryBlobStore::new()), metadata).with_limits(Limits {
+        let registry = Registry::new(Arc::new(MemoryBlobStore::new()), metadata)
+            .with_limits(Limits {
                 manifest: ManifestLimits {
                     max_size: 64 * 1024,
                 },
                 max_blob_size: 8 << 20,
                 max_page_size: 1000,
                 ..Limits::default()
-            });
+            })
+            .with_sparse_manifests(vec![NamePattern::parse("mirror/*").unwrap()]);
         Client {
             app: registry_http::oci::router(registry.clone()),
             registry,
@@ -1133,6 +1134,69 @@ async fn delete_listed_manifest(client: Client) {
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
 }
 
+/// Sparse manifests, accepted only where configured (`mirror/*` here): an index whose children
+/// are absent, an image manifest whose layers are absent. Absent pieces answer 404; present
+/// ones are referenced and kept by the collector.
+async fn sparse_manifests(client: Client) {
+    let absent_child = Digest::sha256(b"a child never pushed");
+    let absent_layer = Digest::sha256(b"a layer never pushed");
+    let (child, child_digest) = client.push_image("mirror/app", "child", "sparse").await;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            descriptor(OCI_MANIFEST, &child_digest, child.to_string().len()),
+            descriptor(OCI_MANIFEST, &absent_child, 1234),
+        ],
+    });
+    // Elsewhere the absent child is refused.
+    let refused = client.put_manifest("other/app", "multi", &index).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.code(), "MANIFEST_BLOB_UNKNOWN");
+    let pushed = client.put_manifest("mirror/app", "multi", &index).await;
+    assert_eq!(pushed.status, StatusCode::CREATED, "{}", message(&pushed));
+    let absent = client
+        .get(&format!("/v2/mirror/app/manifests/{absent_child}"))
+        .await;
+    assert_eq!(absent.status, StatusCode::NOT_FOUND);
+
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = client.push_blob("mirror/app", config).await;
+    let image = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor("application/vnd.oci.image.config.v1+json", &config_digest, config.len()),
+        "layers": [descriptor("application/vnd.oci.image.layer.v1.tar+gzip", &absent_layer, 99)],
+    });
+    let refused = client.put_manifest("other/app", "partial", &image).await;
+    assert_eq!(refused.code(), "MANIFEST_BLOB_UNKNOWN");
+    let pushed = client.put_manifest("mirror/app", "partial", &image).await;
+    assert_eq!(pushed.status, StatusCode::CREATED, "{}", message(&pushed));
+    let layer = client
+        .get(&format!("/v2/mirror/app/blobs/{absent_layer}"))
+        .await;
+    assert_eq!(layer.status, StatusCode::NOT_FOUND);
+
+    // The child and the config are referenced: a collection keeps them.
+    client
+        .delete(&format!("/v2/mirror/app/manifests/child"))
+        .await;
+    client.collect().await;
+    let kept = client
+        .get(&format!("/v2/mirror/app/manifests/{child_digest}"))
+        .await;
+    assert_eq!(
+        kept.status,
+        StatusCode::OK,
+        "the index keeps its present child"
+    );
+    let kept = client
+        .get(&format!("/v2/mirror/app/blobs/{config_digest}"))
+        .await;
+    assert_eq!(kept.status, StatusCode::OK);
+    assert_eq!(&kept.body[..], config);
+}
+
 macro_rules! backend {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -1156,6 +1220,7 @@ macro_rules! backend {
             scenario!(non_distributable_layers);
             scenario!(tags_on_push);
             scenario!(delete_listed_manifest);
+            scenario!(sparse_manifests);
         }
     };
 }

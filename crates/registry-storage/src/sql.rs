@@ -55,8 +55,15 @@ const MAX_UPSERT_ATTEMPTS: u32 = 5;
 /// "in a transaction" forever, failing every later `BEGIN` until a restart.
 async fn outside_transaction(conn: &mut AnyConnection) -> std::result::Result<bool, sqlx::Error> {
     use sqlx::Connection as _;
+    type Manager = <Any as sqlx::Database>::TransactionManager;
+    let depth =
+        |conn: &AnyConnection| <Manager as sqlx::TransactionManager>::get_transaction_depth(conn);
+    if depth(conn) == 0 {
+        return Ok(true);
+    }
+    // A dropped transaction's rollback is queued, not yet run: a round trip runs it.
     conn.ping().await?;
-    Ok(<<Any as sqlx::Database>::TransactionManager as sqlx::TransactionManager>::get_transaction_depth(conn) == 0)
+    Ok(depth(conn) == 0)
 }
 
 fn db_error(e: sqlx::Error) -> Error {

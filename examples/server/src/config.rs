@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use registry_core::{
-    CleanupPolicy, Grant, Limits, ManifestLimits, PackageLimits, RepositoryConfig, TagRule,
+    CleanupPolicy, Grant, Limits, ManifestLimits, NamePattern, PackageLimits, RepositoryConfig,
+    TagRule,
 };
 use registry_http::auth::{Auth, StaticUser, StaticUsers, TokenIssuer};
 use registry_http::throttle::ThrottleSettings;
@@ -40,6 +41,9 @@ struct File {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     allow_anonymous_on_network: Option<bool>,
+    /// Repository patterns that accept sparse manifests (absent children or layers).
+    #[serde(default)]
+    sparse_manifests: Vec<NamePattern>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -131,6 +135,9 @@ struct FileAuth {
     /// Failed authentications a client address may have before each further attempt is
     /// delayed (20 by default).
     failures_per_address: Option<u32>,
+    /// The first delay after the free failures, in seconds; each further failure doubles it,
+    /// up to 300 (1 by default).
+    failure_delay_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -159,6 +166,7 @@ pub(crate) struct Config {
     pub(crate) data_dir: PathBuf,
     pub(crate) database_url: Option<String>,
     pub(crate) allow_anonymous_on_network: bool,
+    pub(crate) sparse_manifests: Vec<NamePattern>,
     limits: FileLimits,
     server: FileServer,
     auth: Option<FileAuth>,
@@ -191,6 +199,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("data")),
             database_url: args.database_url.clone().or(file.database_url),
             allow_anonymous_on_network: file.allow_anonymous_on_network.unwrap_or(false),
+            sparse_manifests: file.sparse_manifests,
             limits: file.limits,
             server: file.server,
             auth: file.auth,
@@ -239,7 +248,7 @@ impl Config {
             return Ok(None);
         };
         let anonymous = (!auth.anonymous.is_empty()).then(|| auth.anonymous.clone());
-        let mut per_user = ThrottleSettings::default();
+        let mut per_user = self.throttle(ThrottleSettings::default());
         if let Some(free) = auth.failures_per_user {
             per_user.free_failures = free;
         }
@@ -274,9 +283,18 @@ impl Config {
         }))
     }
 
+    /// `settings` with the configured first delay.
+    fn throttle(&self, mut settings: ThrottleSettings) -> ThrottleSettings {
+        if let Some(seconds) = self.auth.as_ref().and_then(|a| a.failure_delay_seconds) {
+            settings.base_delay = Duration::from_secs(seconds);
+            settings.max_delay = settings.max_delay.max(settings.base_delay);
+        }
+        settings
+    }
+
     /// How failed authentications are slowed down per client address.
     pub(crate) fn address_throttle(&self) -> ThrottleSettings {
-        let mut settings = ThrottleSettings::per_address();
+        let mut settings = self.throttle(ThrottleSettings::per_address());
         if let Some(free) = self.auth.as_ref().and_then(|a| a.failures_per_address) {
             settings.free_failures = free;
         }

@@ -214,7 +214,9 @@ async fn gc(args: GcArgs) -> Result<(), String> {
 /// ones of source `config`.
 async fn open_registry(config: &Config, review_delay: Duration) -> Result<Registry, String> {
     let (blobs, metadata) = open_stores(config, review_delay).await?;
-    let registry = Registry::new(blobs, metadata).with_limits(config.limits());
+    let registry = Registry::new(blobs, metadata)
+        .with_limits(config.limits())
+        .with_sparse_manifests(config.sparse_manifests.clone());
     registry
         .apply_configured_policies(&config.tag_rules, &config.cleanup_policies)
         .await

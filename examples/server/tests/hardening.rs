@@ -176,7 +176,8 @@ fn repeated_failures_are_throttled_per_address_and_user() {
     let config = config(&work, "");
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "[auth]\nmode = \"basic\"\n",
-        "[auth]\nmode = \"basic\"\nfailures_per_address = 4\nfailures_per_user = 1\n",
+        "[auth]\nmode = \"basic\"\nfailures_per_address = 4\nfailures_per_user = 1\n\
+         failure_delay_seconds = 120\n",
     );
     std::fs::write(&config, text).unwrap();
     let server = Server::start(&["--config", &config]);
@@ -199,13 +200,18 @@ fn repeated_failures_are_throttled_per_address_and_user() {
     assert_eq!(status, 429, "{head}");
     assert!(header(&head, "retry-after").is_some(), "{head}");
     assert!(body.contains("TOOMANYREQUESTS"), "{body}");
-    assert!(body.contains("wrong passwords for user alice"), "{body}");
-    // Per address: four free failures (alice's two count), then every attempt with
-    // credentials from this address is refused before any check.
+    assert!(
+        body.contains("wrong passwords for this user name"),
+        "{body}"
+    );
+    // An unknown name is throttled the same way, so a 429 does not tell who exists.
+    assert_eq!(attempt("ghost", "one").0, 401);
+    assert_eq!(attempt("ghost", "two").0, 401);
+    assert_eq!(attempt("ghost", "three").0, 429);
+    // Per address: four free failures (alice's and ghost's two each count), then every
+    // attempt with credentials from this address is refused before any check.
     assert_eq!(attempt("nobody", "x").0, 401);
-    assert_eq!(attempt("nobody", "y").0, 401);
-    assert_eq!(attempt("nobody", "z").0, 401);
-    let (status, head, body) = attempt("nobody", "w");
+    let (status, head, body) = attempt("nobody", "y");
     assert_eq!(status, 429, "{head}");
     assert!(body.contains("failed logins from 127.0.0.1"), "{body}");
     let (status, head, body) = http_request(
@@ -225,6 +231,13 @@ fn repeated_failures_are_throttled_per_address_and_user() {
     );
     // Requests without credentials are not throttled.
     assert_eq!(support::http_get(addr, "/v2/").unwrap().0, 401);
+    // npm's login carries its password in the body: throttled all the same.
+    let (status, head, _) = http_request(
+        addr,
+        "PUT /npm/js/-/user/org.couchdb.user:alice HTTP/1.1\r\nContent-Type: application/json",
+        br#"{"name":"alice","password":"s3cret"}"#,
+    );
+    assert_eq!(status, 429, "{head}");
 }
 
 /// Writes a request head and then up to `body_bytes` bytes of body in 1 MiB writes, stopping
@@ -399,7 +412,12 @@ fn slow_and_idle_connections_are_closed() {
                     .set_read_timeout(Some(Duration::from_secs(30)))
                     .unwrap();
                 let mut byte = [0u8; 1];
-                matches!(stream.read(&mut byte), Ok(0) | Err(_))
+                // Closed: end of stream or a reset, not the client's own read timeout.
+                match stream.read(&mut byte) {
+                    Ok(0) => true,
+                    Ok(_) => false,
+                    Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+                }
             })
         })
         .collect();
@@ -416,8 +434,12 @@ fn slow_and_idle_connections_are_closed() {
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         let mut answer = Vec::new();
-        let _ = stream.read_to_end(&mut answer);
-        String::from_utf8_lossy(&answer).into_owned()
+        match stream.read_to_end(&mut answer) {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("the stalled connection was still open after 30 s")
+            }
+            _ => String::from_utf8_lossy(&answer).into_owned(),
+        }
     });
     // A slow but steady upload: a byte every second for 6 s, longer than either timeout.
     let steady = std::thread::spawn(move || {

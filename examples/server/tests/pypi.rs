@@ -370,7 +370,10 @@ fn bad_uploads_are_refused_and_auth_is_enforced() {
     };
     let (code, body) = curl_upload(&["-F", "name=demo-hello", "-F", "version=2.0.0", "-F", &file]);
     assert_eq!(code, "400", "{body}");
-    assert!(body.contains("metadata says version 1.0.0"), "{body}");
+    assert!(
+        body.contains("demo_hello-1.0.0.dist-info, not demo_hello-2.0.0.dist-info (PEP 427)"),
+        "{body}"
+    );
     let file = format!("content=@{}", wheel.display());
     let (code, body) = curl_upload(&[
         "-F",
