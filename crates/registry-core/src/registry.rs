@@ -395,15 +395,26 @@ impl Registry {
         let layers =
             (manifest.layers().iter().enumerate()).map(|(i, d)| (format!("layers[{i}]"), d));
         let mut blobs: Vec<Digest> = Vec::new();
+        // One look-up per distinct digest, however often a manifest lists it.
+        let mut sizes: std::collections::HashMap<Digest, Option<u64>> = Default::default();
         for (field, descriptor) in config.into_iter().chain(layers) {
-            match self
-                .metadata
-                .linked_blob(repository, &descriptor.digest)
-                .await?
-            {
-                Some(stored) => {
-                    descriptor.check_size(&field, stored.size)?;
-                    if !blobs.contains(&descriptor.digest) {
+            let first = !sizes.contains_key(&descriptor.digest);
+            let size = match sizes.get(&descriptor.digest) {
+                Some(size) => *size,
+                None => {
+                    let size = self
+                        .metadata
+                        .linked_blob(repository, &descriptor.digest)
+                        .await?
+                        .map(|stored| stored.size);
+                    sizes.insert(descriptor.digest.clone(), size);
+                    size
+                }
+            };
+            match size {
+                Some(size) => {
+                    descriptor.check_size(&field, size)?;
+                    if first {
                         blobs.push(descriptor.digest.clone());
                     }
                 }
@@ -428,12 +439,26 @@ impl Registry {
         manifest: &Manifest,
     ) -> Result<Vec<Digest>> {
         let mut children: Vec<Digest> = Vec::new();
+        let mut sizes: std::collections::HashMap<Digest, Option<u64>> = Default::default();
         for (i, descriptor) in manifest.children().iter().enumerate() {
-            let reference = Reference::Digest(descriptor.digest.clone());
-            match self.metadata.manifest(repository, &reference).await? {
-                Some(stored) => {
-                    descriptor.check_size(&format!("manifests[{i}]"), stored.bytes.len() as u64)?;
-                    if !children.contains(&descriptor.digest) {
+            let first = !sizes.contains_key(&descriptor.digest);
+            let size = match sizes.get(&descriptor.digest) {
+                Some(size) => *size,
+                None => {
+                    let reference = Reference::Digest(descriptor.digest.clone());
+                    let size = self
+                        .metadata
+                        .manifest(repository, &reference)
+                        .await?
+                        .map(|stored| stored.bytes.len() as u64);
+                    sizes.insert(descriptor.digest.clone(), size);
+                    size
+                }
+            };
+            match size {
+                Some(size) => {
+                    descriptor.check_size(&format!("manifests[{i}]"), size)?;
+                    if first {
                         children.push(descriptor.digest.clone());
                     }
                 }
