@@ -73,6 +73,18 @@ impl Packages {
         &self.metadata
     }
 
+    /// Checks that a repository read through a format's API is not another format's: reading
+    /// `name` as `format` finds nothing ([`Error::PackageUnknown`]) when the repository holds
+    /// other packages. A repository that does not exist passes (its reads find nothing anyway).
+    pub async fn check_read_format(&self, name: &str, format: PackageFormat) -> Result<()> {
+        match self.metadata.package_repository(name).await? {
+            Some(repository) if repository.format != format => Err(Error::PackageUnknown {
+                what: format!("{format} repository {name}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// A hosted repository of `format`; created with default settings when `create` and it
     /// does not exist.
     ///

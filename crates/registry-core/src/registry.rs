@@ -34,6 +34,9 @@ pub struct Limits {
     pub max_rules: usize,
     /// Most tags one manifest push sets (`?tag=` parameters plus a tag reference).
     pub max_tags_per_push: usize,
+    /// Most bytes of manifest bodies held in memory at once, across requests (1 GiB by
+    /// default): a push that would pass it is refused with a retry hint.
+    pub max_buffered_bytes: u64,
 }
 
 impl Default for Limits {
@@ -44,6 +47,7 @@ impl Default for Limits {
             max_page_size: 10_000,
             max_rules: DEFAULT_MAX_RULES,
             max_tags_per_push: 32,
+            max_buffered_bytes: 1 << 30,
         }
     }
 }

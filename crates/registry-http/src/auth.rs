@@ -184,8 +184,9 @@ pub struct StaticUsers {
     running: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
     /// The threads that run argon2.
     checkers: PasswordCheckers,
-    /// Repeated failures, by user name.
-    failures: FailureThrottle<String>,
+    /// Repeated failures, by the SHA-256 of the user name given (a fixed size whatever the
+    /// name's length).
+    failures: FailureThrottle<[u8; 32]>,
     /// The hash unknown users are checked against.
     dummy: String,
 }
@@ -468,7 +469,8 @@ impl Authenticator for StaticUsers {
         }
         // Throttled by the name given, whether or not such a user exists, and refused without
         // naming it: neither the answer nor its timing tells which users exist.
-        if let Err(retry_after) = self.failures.check(user.as_str()) {
+        let name_key: [u8; 32] = Sha256::digest(user.as_bytes()).into();
+        if let Err(retry_after) = self.failures.check(&name_key) {
             return Err(Error::TooManyRequests {
                 reason: "too many wrong passwords for this user name".into(),
                 retry_after,
@@ -481,10 +483,10 @@ impl Authenticator for StaticUsers {
         };
         let matches = self.check_shared(key, hash, password).await?;
         let Some(configured) = self.users.get(user).filter(|_| matches) else {
-            self.failures.failed(user.clone());
+            self.failures.failed(name_key);
             return Ok(None);
         };
-        self.failures.succeeded(user);
+        self.failures.succeeded(&name_key);
         let principal = Principal::user(user.clone(), configured.grants.clone());
         let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         verified.retain(|_, (_, at)| at.elapsed() < VERIFIED_FOR);

@@ -27,6 +27,20 @@ impl From<Error> for ApiError {
     }
 }
 
+/// Whether a backend failure is a full disk (507 tells the client it is not their request).
+fn is_storage_full(source: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(source);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::StorageFull
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// The HTTP status for a core error.
 pub fn status_of(error: &Error) -> StatusCode {
     match error {
@@ -42,6 +56,7 @@ pub fn status_of(error: &Error) -> StatusCode {
         // authentication failure; 400 is among the statuses the spec lists for a delete.
         Error::ManifestReferenced { .. } => StatusCode::BAD_REQUEST,
         Error::PackageConflict { .. } => StatusCode::CONFLICT,
+        Error::Backend { source } if is_storage_full(&**source) => StatusCode::INSUFFICIENT_STORAGE,
         _ => match error.code() {
             None => StatusCode::INTERNAL_SERVER_ERROR,
             Some(code) => match code {

@@ -135,6 +135,13 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
             action,
         )
         .await?;
+        // Writes find a repository of another format refused when they resolve it.
+        if action != Action::Push {
+            generic
+                .packages
+                .check_read_format(&repository, PackageFormat::Generic)
+                .await?;
+        }
         let packages = &generic.packages;
         let name = match &target {
             Target::Package { name } | Target::Version { name, .. } | Target::File { name, .. } => {

@@ -174,6 +174,12 @@ async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
             .to_owned();
         let base = format!("http://{host}/npm/{repository}");
         let caller = authenticate(&npm, request.headers()).await?;
+        if caller.is_some() {
+            // Only those the registry knows learn that the name holds another format.
+            npm.packages
+                .check_read_format(&repository, PackageFormat::Npm)
+                .await?;
+        }
         let user = user_of(&npm, request.headers(), caller.as_ref()).await?;
         let role = caller
             .as_ref()
@@ -309,9 +315,12 @@ async fn user_of(
     caller: Option<&Caller>,
 ) -> Result<Option<String>, Failure> {
     let metadata = npm.packages.metadata();
+    // A token names its user only when it authenticated the caller (a removed user's token
+    // does not).
     if let Some(secret) = crate::auth::credentials(headers)
         .as_ref()
         .and_then(token_secret)
+        .filter(|_| caller.is_some())
     {
         return Ok(access_token(&**metadata, secret).await?.map(|t| t.user));
     }

@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::auth::{self, Auth, AuthMode, Caller, Scope};
 use crate::error::ApiError;
 use crate::path::{Route, parse_v2_path};
-use crate::transfer::{body_stream, declared_length, file_response, read_bounded, requested_range};
+use crate::transfer::{BufferBudget, body_stream, declared_length, file_response, requested_range};
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -59,6 +59,8 @@ pub fn router_with_auth(registry: Registry, auth: Auth) -> Router {
 pub(crate) struct Oci {
     pub(crate) registry: Registry,
     pub(crate) auth: Option<Auth>,
+    /// Bounds the manifest bodies held in memory at once.
+    pub(crate) buffered: BufferBudget,
 }
 
 impl Oci {
@@ -90,7 +92,12 @@ impl Oci {
 
 fn build(registry: Registry, auth: Option<Auth>) -> Router {
     let token = matches!(auth.as_ref().map(|a| &a.mode), Some(AuthMode::Token(_)));
-    let state = Arc::new(Oci { registry, auth });
+    let buffered = BufferBudget::new(registry.limits().max_buffered_bytes);
+    let state = Arc::new(Oci {
+        registry,
+        auth,
+        buffered,
+    });
     let mut router = Router::new()
         .route("/v2", axum::routing::any(dispatch))
         .route("/v2/", axum::routing::any(dispatch))
@@ -505,7 +512,7 @@ async fn handle(oci: &Oci, caller: &Caller, route: Route, request: Request) -> A
         }
         (Route::Manifest { name, reference }, Method::PUT) => {
             let actor = oci.actor(caller, &name);
-            put_manifest(registry, &name, &reference, request, &actor).await
+            put_manifest(oci, &name, &reference, request, &actor).await
         }
         (Route::Manifest { name, reference }, Method::DELETE) => {
             let reference = parse_reference(&reference)?;
@@ -680,12 +687,13 @@ async fn get_manifest(
 }
 
 async fn put_manifest(
-    registry: &Registry,
+    oci: &Oci,
     name: &RepositoryName,
     reference: &str,
     request: Request,
     actor: &Actor,
 ) -> ApiResult {
+    let registry = &oci.registry;
     let reference = parse_reference(reference)?;
     let tags = query_tags(request.uri().query(), registry.limits().max_tags_per_push)?;
     let content_type = request
@@ -695,7 +703,9 @@ async fn put_manifest(
         .map(str::to_owned);
     let limit = registry.limits().manifest.max_size;
     let declared = declared_length(request.headers());
-    let bytes = read_bounded(request.into_body(), declared, limit, "manifest")
+    let body = oci
+        .buffered
+        .read(request.into_body(), declared, limit, "manifest")
         .await
         .map_err(|e| match e {
             Error::SizeInvalid { size, .. } => {
@@ -706,6 +716,7 @@ async fn put_manifest(
             }
             other => other,
         })?;
+    let bytes = body.bytes.clone();
     let pushed = registry
         .put_manifest_with_tags(
             name,

@@ -176,6 +176,7 @@ fn token_json(token: &TokenRecord) -> Value {
 async fn create_token(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let asker = ask(&admin, &headers).await?;
+        refuse_tokens(&asker)?;
         let body = read_bounded(
             body,
             declared_length(&headers),
@@ -183,12 +184,6 @@ async fn create_token(State(admin): State<Arc<Admin>>, headers: HeaderMap, body:
             "the request body",
         )
         .await?;
-        if asker.by_token {
-            return Err(Failure::new(
-                StatusCode::FORBIDDEN,
-                "create tokens with your password, not with a token",
-            ));
-        }
         let user = asker.user.clone().ok_or_else(unauthorized)?;
         let request: NewToken = serde_json::from_slice(&body).map_err(|e| {
             Failure::new(
@@ -263,9 +258,22 @@ async fn create_token(State(admin): State<Arc<Admin>>, headers: HeaderMap, body:
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Tokens are managed with a password: a token, whatever its scopes, must not mint, list or
+/// revoke its user's other tokens.
+fn refuse_tokens(asker: &Asker) -> Result<(), Failure> {
+    if asker.by_token {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            "manage tokens with your password, not with a token",
+        ));
+    }
+    Ok(())
+}
+
 async fn list_tokens(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
     let result = async {
         let asker = ask(&admin, &headers).await?;
+        refuse_tokens(&asker)?;
         let user = asker.user.ok_or_else(unauthorized)?;
         let tokens = admin.packages.metadata().list_tokens(&user).await?;
         let tokens: Vec<Value> = tokens.iter().map(token_json).collect();
@@ -281,6 +289,7 @@ async fn delete_token(
 ) -> Response {
     let result = async {
         let asker = ask(&admin, &headers).await?;
+        refuse_tokens(&asker)?;
         let user = asker.user.clone().ok_or_else(unauthorized)?;
         let metadata = admin.packages.metadata();
         let own = metadata

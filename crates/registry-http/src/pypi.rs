@@ -34,7 +34,9 @@ use serde_json::json;
 use crate::auth::Auth;
 use crate::cache::RenderCache;
 use crate::package_error::PlainText;
-use crate::transfer::{declared_length, file_response, read_bounded, requested_range};
+use crate::transfer::{
+    BufferBudget, declared_length, file_response, read_bounded, requested_range,
+};
 
 type Blake2b256 = blake2::Blake2b<blake2::digest::consts::U32>;
 
@@ -71,6 +73,7 @@ pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
         .route("/pypi/{*path}", axum::routing::any(dispatch))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(Arc::new(Pypi {
+            buffered: BufferBudget::new(packages.limits().max_buffered_bytes),
             packages,
             auth,
             cache: RenderCache::new(1024, 256 << 20),
@@ -94,6 +97,8 @@ impl Pypi {
 struct Pypi {
     packages: Packages,
     auth: Option<Auth>,
+    /// Bounds the upload forms' text fields held in memory at once.
+    buffered: BufferBudget,
     /// Rendered project pages by project and revision.
     cache: RenderCache,
 }
@@ -127,15 +132,24 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
             (["simple", ""] | ["simple"], &Method::GET | &Method::HEAD) => {
                 pypi.authorize(request.headers(), repository, Action::Pull)
                     .await?;
+                pypi.packages
+                    .check_read_format(repository, PackageFormat::Pypi)
+                    .await?;
                 index(&pypi, repository, request.headers()).await
             }
             (["simple", project, ""] | ["simple", project], &Method::GET | &Method::HEAD) => {
                 pypi.authorize(request.headers(), repository, Action::Pull)
                     .await?;
+                pypi.packages
+                    .check_read_format(repository, PackageFormat::Pypi)
+                    .await?;
                 project_page(&pypi, repository, &base, project, request.headers()).await
             }
             (["files", project, version, file], &Method::GET | &Method::HEAD) => {
                 pypi.authorize(request.headers(), repository, Action::Pull)
+                    .await?;
+                pypi.packages
+                    .check_read_format(repository, PackageFormat::Pypi)
                     .await?;
                 let head = method == Method::HEAD;
                 download(
@@ -154,6 +168,9 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
                     .authorize(request.headers(), repository, Action::Delete)
                     .await?;
                 pypi.packages
+                    .check_read_format(repository, PackageFormat::Pypi)
+                    .await?;
+                pypi.packages
                     .check_protection(repository, &pypi::normalize(project), Action::Delete, role)
                     .await?;
                 let reason = if method == Method::PUT {
@@ -170,6 +187,9 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
             (["projects", project, version], &Method::DELETE) => {
                 let role = pypi
                     .authorize(request.headers(), repository, Action::Delete)
+                    .await?;
+                pypi.packages
+                    .check_read_format(repository, PackageFormat::Pypi)
                     .await?;
                 pypi.packages
                     .check_protection(repository, &pypi::normalize(project), Action::Delete, role)
@@ -231,6 +251,7 @@ async fn upload(
     })?;
     let mut fields: HashMap<String, String> = HashMap::new();
     let mut form_text = 0;
+    let mut form_held = None;
     let mut received: Option<Received> = None;
     let mut count = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(|e| {
@@ -324,6 +345,7 @@ async fn upload(
                         format!("the upload form's fields are over {MAX_FORM_TEXT} bytes"),
                     ));
                 }
+                pypi.buffered.take(chunk.len() as u64, &mut form_held)?;
                 text.extend_from_slice(&chunk);
             }
             fields.insert(name, String::from_utf8_lossy(&text).into_owned());

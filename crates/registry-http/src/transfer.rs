@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use registry_core::{BlobRead, ByteRange, ByteStream, Error};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -32,7 +32,14 @@ pub(crate) fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<B
     let Some((start, end)) = spec.trim().split_once('-') else {
         return Err(unsatisfiable(0, 0));
     };
-    let number = |text: &str| text.trim().parse::<u64>().map_err(|_| unsatisfiable(0, 0));
+    // Digits only; a position beyond u64 means "past any end" and is clamped like one.
+    let number = |text: &str| {
+        let text = text.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(unsatisfiable(0, 0));
+        }
+        Ok(text.parse::<u64>().unwrap_or(u64::MAX))
+    };
     if start.trim().is_empty() {
         let suffix = number(end)?;
         if suffix == 0 {
@@ -128,8 +135,10 @@ pub(crate) async fn read_bounded(
     collect(body, declared, limit, what, |_| Ok(())).await
 }
 
-/// The loop under [`read_bounded`] and [`BufferBudget::read`]: `grow` is told the new total
-/// before each chunk is kept, and may refuse it.
+/// The loop under [`read_bounded`] and [`BufferBudget::read`]: `grow` is told the buffer's
+/// new capacity before it grows, and may refuse it. The buffer grows as bytes arrive (doubling,
+/// up to the limit), never from a declared length alone: a client that announces a large body
+/// and sends little holds little.
 async fn collect(
     body: Body,
     declared: Option<u64>,
@@ -146,20 +155,23 @@ async fn collect(
         return Err(too_large(size));
     }
     let mut stream = body.into_data_stream();
-    // Sized once from a declared length, so memory is what was counted (no doubling growth).
-    let mut bytes = BytesMut::with_capacity(declared.map_or(0, |d| d as usize));
+    let mut bytes: Vec<u8> = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Error::BlobUploadInvalid {
             reason: format!("request body failed: {e}"),
         })?;
-        let size = (bytes.len() + chunk.len()) as u64;
-        if size > limit as u64 {
-            return Err(too_large(size));
+        let size = bytes.len() + chunk.len();
+        if size > limit {
+            return Err(too_large(size as u64));
         }
-        grow(size)?;
+        if size > bytes.capacity() {
+            let capacity = size.max(bytes.capacity().saturating_mul(2)).min(limit);
+            grow(capacity as u64)?;
+            bytes.reserve_exact(capacity - bytes.len());
+        }
         bytes.extend_from_slice(&chunk);
     }
-    Ok(bytes.freeze())
+    Ok(Bytes::from(bytes))
 }
 
 /// A bound on the bytes of request bodies held in memory at once, across requests: bodies a
@@ -193,7 +205,13 @@ impl BufferBudget {
         }
     }
 
-    fn take(&self, bytes: u64, held: &mut Option<OwnedSemaphorePermit>) -> Result<(), Error> {
+    /// Counts `bytes` more against the budget into `held` (given back when `held` drops);
+    /// refused at once when the budget has no room.
+    pub(crate) fn take(
+        &self,
+        bytes: u64,
+        held: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), Error> {
         let kib = bytes.div_ceil(1024);
         let busy = || Error::TooManyRequests {
             reason: "too many large request bodies are being received".into(),
@@ -211,8 +229,8 @@ impl BufferBudget {
     }
 
     /// Reads a body of at most `limit` bytes within the budget (see [`read_bounded`]); the
-    /// memory stays counted until the returned body is dropped. A declared length is counted
-    /// before anything is read; otherwise the body is counted as it arrives.
+    /// memory stays counted until the returned body is dropped. What is counted is the buffer
+    /// as it grows with the bytes received, so a slow sender holds only what it sent.
     pub(crate) async fn read(
         &self,
         body: Body,
@@ -222,16 +240,11 @@ impl BufferBudget {
     ) -> Result<BufferedBody, Error> {
         let limit = limit.min(self.total_kib.saturating_mul(1024));
         let mut held = None;
-        if let Some(size) = declared.filter(|size| *size <= limit as u64) {
-            self.take(size, &mut held)?;
-        }
-        let mut counted = declared.unwrap_or(0);
-        let bytes = collect(body, declared, limit, what, |size| {
-            if size > counted {
-                // Whole KiB at a time, so the next few chunks are usually covered already.
-                let more = (size - counted).div_ceil(1024) * 1024;
-                self.take(more, &mut held)?;
-                counted += more;
+        let mut counted = 0u64;
+        let bytes = collect(body, declared, limit, what, |capacity| {
+            if capacity > counted {
+                self.take(capacity - counted, &mut held)?;
+                counted = capacity;
             }
             Ok(())
         })
@@ -262,6 +275,14 @@ mod tests {
             some(0, Some(u64::MAX))
         );
         assert_eq!(
+            range("bytes=0-99999999999999999999", 100).unwrap(),
+            some(0, Some(u64::MAX))
+        );
+        assert_eq!(
+            range("bytes=-99999999999999999999", 100).unwrap(),
+            some(0, Some(100))
+        );
+        assert_eq!(
             ByteRange {
                 start: 0,
                 end: Some(u64::MAX)
@@ -270,7 +291,14 @@ mod tests {
             .unwrap(),
             0..100
         );
-        for invalid in ["bytes=5-2", "bytes=x-3", "bytes=-", "bytes=3", "bytes=-0"] {
+        for invalid in [
+            "bytes=5-2",
+            "bytes=x-3",
+            "bytes=-",
+            "bytes=3",
+            "bytes=-0",
+            "bytes=+1-2",
+        ] {
             assert!(
                 matches!(
                     range(invalid, 100),
@@ -297,7 +325,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(held.bytes.len(), 40 << 10);
-        // Declared: refused before anything is read.
+        // Counted as it arrives: 30 KiB more does not fit beside the 40 KiB held.
         assert!(matches!(
             budget
                 .read(

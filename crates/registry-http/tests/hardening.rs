@@ -209,6 +209,109 @@ async fn tokens_never_outlive_their_users_grants() {
     )
     .await;
     assert_eq!(read.status, StatusCode::UNAUTHORIZED);
+    let whoami = send(
+        &removed,
+        Method::GET,
+        "/npm/files/-/whoami",
+        &[("authorization", &format!("Bearer {token}"))],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(
+        whoami.status,
+        StatusCode::UNAUTHORIZED,
+        "whoami names no removed user"
+    );
+}
+
+/// A token, whatever its scopes, does not list, mint or revoke its user's tokens.
+#[tokio::test]
+async fn tokens_do_not_manage_tokens() {
+    let packages = packages();
+    let app = package_app(
+        &packages,
+        users(&[("alice", vec![grant("files", Role::Maintainer)])]),
+    );
+    let reader = mint(&app, "alice", "read", "files").await;
+    let writer = mint(&app, "alice", "write", "files").await;
+    let bearer = format!("Bearer {reader}");
+    let listed = send(
+        &app,
+        Method::GET,
+        "/api/v1/tokens",
+        &[("authorization", &bearer)],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::FORBIDDEN);
+    let own = send(
+        &app,
+        Method::GET,
+        "/api/v1/tokens",
+        &[("authorization", &basic("alice"))],
+        Body::empty(),
+    )
+    .await
+    .json();
+    let id = own["tokens"][1]["id"].as_str().unwrap().to_owned();
+    let revoked = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/tokens/{id}"),
+        &[("authorization", &bearer)],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        put_file(&app, &writer, "tool/1.0/x").await,
+        StatusCode::CREATED,
+        "still valid"
+    );
+}
+
+/// A format's API does not read another format's repository.
+#[tokio::test]
+async fn formats_do_not_read_each_others_repositories() {
+    let packages = packages();
+    let app = package_app(&packages, users(&[]));
+    let admin = [("authorization", basic("boss"))];
+    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let put = send(
+        &app,
+        Method::PUT,
+        "/generic/gen/tool/1.0/x.bin",
+        &admin,
+        Body::from("x"),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::CREATED);
+    for uri in [
+        "/pypi/gen/simple/",
+        "/pypi/gen/simple/tool/",
+        "/npm/gen/tool",
+    ] {
+        let reply = send(&app, Method::GET, uri, &admin, Body::empty()).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}");
+    }
+    let deleted = send(
+        &app,
+        Method::DELETE,
+        "/pypi/gen/projects/tool/1.0",
+        &admin,
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NOT_FOUND);
+    let still = send(
+        &app,
+        Method::GET,
+        "/generic/gen/tool/1.0/x.bin",
+        &admin,
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(still.status, StatusCode::OK);
 }
 
 /// Package repositories are listed only to those who may read them, and their settings only

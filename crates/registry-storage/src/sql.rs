@@ -67,6 +67,18 @@ async fn outside_transaction(conn: &mut AnyConnection) -> std::result::Result<bo
 }
 
 fn db_error(e: sqlx::Error) -> Error {
+    // A full disk is said as one (`io::ErrorKind::StorageFull`), whichever database reports
+    // it: SQLite's SQLITE_FULL (13), PostgreSQL's disk_full (53100).
+    let full = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "13" || code == "53100");
+    if full {
+        return Error::backend(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            e.to_string(),
+        ));
+    }
     Error::backend(e)
 }
 

@@ -74,6 +74,8 @@ struct FileServer {
     idle_timeout_seconds: Option<u64>,
     /// Connections served at once (1,024 by default).
     max_connections: Option<usize>,
+    /// Bytes of a request's head buffered at most (65,536 by default).
+    max_header_bytes: Option<usize>,
 }
 
 /// `[cleanup]`: running the cleanup policies inside the server.
@@ -339,6 +341,10 @@ impl Config {
                 Some(n) => n,
                 None => default.max_connections,
             },
+            max_header_bytes: self
+                .server
+                .max_header_bytes
+                .unwrap_or(default.max_header_bytes),
         })
     }
 
@@ -358,6 +364,10 @@ impl Config {
                 .limits
                 .max_tags_per_push
                 .unwrap_or(default.max_tags_per_push),
+            max_buffered_bytes: self
+                .limits
+                .max_buffered_bytes
+                .unwrap_or(default.max_buffered_bytes),
         }
     }
 }

@@ -138,14 +138,17 @@ fn writes_recover_after_the_disk_fills() {
         "the log line carries the request id: {}",
         server.log()
     );
-    let (status, _, _) = http_request(
+    let (status, _, body) = http_request(
         server.addr,
         "PUT /generic/files/tool/1.0/full.bin HTTP/1.1",
         &vec![1u8; 2 << 20],
     );
-    assert!(
-        (500..600).contains(&status),
-        "generic upload on a full disk: {status}"
+    assert_eq!(
+        status,
+        507,
+        "generic upload on a full disk: Insufficient Storage; {} {}",
+        String::from_utf8_lossy(&body),
+        server.log()
     );
     let (status, _, _) = http_request(
         server.addr,

@@ -144,14 +144,16 @@ pub fn http_request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String, 
         body.len()
     )
     .unwrap();
-    stream.write_all(body).unwrap();
+    // A server may answer (and close) before the whole body is sent: a refusal, a full disk.
+    let _ = stream.write_all(body);
     read_response(&mut stream)
 }
 
 /// Reads a whole `Connection: close` response.
 pub fn read_response(stream: &mut TcpStream) -> (u16, String, Vec<u8>) {
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    // What arrived before a reset is the answer (a server closing on a body it did not read).
+    let _ = stream.read_to_end(&mut raw);
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
