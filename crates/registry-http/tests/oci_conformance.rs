@@ -1178,9 +1178,7 @@ async fn sparse_manifests(client: Client) {
     assert_eq!(layer.status, StatusCode::NOT_FOUND);
 
     // The child and the config are referenced: a collection keeps them.
-    client
-        .delete(&format!("/v2/mirror/app/manifests/child"))
-        .await;
+    client.delete("/v2/mirror/app/manifests/child").await;
     client.collect().await;
     let kept = client
         .get(&format!("/v2/mirror/app/manifests/{child_digest}"))
