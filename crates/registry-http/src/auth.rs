@@ -802,6 +802,29 @@ pub fn token_secret(credentials: &Credentials) -> Option<&str> {
     registry_core::token::looks_like_secret(secret).then_some(secret)
 }
 
+/// The most live access tokens one user holds.
+pub const MAX_TOKENS_PER_USER: usize = 100;
+
+/// Refuses a new token for a user who holds [`MAX_TOKENS_PER_USER`] live ones already.
+pub async fn check_token_quota(tokens: &dyn TokenStore, user: &str) -> Result<()> {
+    let now = registry_core::Timestamp::now();
+    let live = tokens
+        .list_tokens(user)
+        .await?
+        .iter()
+        .filter(|t| !t.expired(now))
+        .count();
+    if live >= MAX_TOKENS_PER_USER {
+        return Err(Error::TooManyRequests {
+            reason: format!(
+                "{user} holds {live} access tokens, the most allowed; revoke one first"
+            ),
+            retry_after: Duration::from_secs(3600),
+        });
+    }
+    Ok(())
+}
+
 /// The live (unexpired) token with this secret.
 pub async fn access_token(tokens: &dyn TokenStore, secret: &str) -> Result<Option<TokenRecord>> {
     let hash = registry_core::token::hash_secret(secret);

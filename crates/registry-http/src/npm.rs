@@ -713,8 +713,19 @@ async fn login(repo: &Repo<'_>, body: &[u8]) -> Result<Response, Failure> {
                 password,
             };
             match auth.authenticator.authenticate(&credentials).await? {
+                // The token is for this repository only (the one npm keys it to in .npmrc),
+                // with at most the user's role there.
                 Some(principal) if principal.name.as_deref() == Some(user.as_str()) => {
-                    principal.grants
+                    match registry_core::NamePattern::parse(&repo.name) {
+                        Ok(pattern) => registry_core::Grant::intersect(
+                            &principal.grants,
+                            &[registry_core::Grant {
+                                pattern,
+                                role: registry_core::Role::Maintainer,
+                            }],
+                        ),
+                        Err(_) => Vec::new(),
+                    }
                 }
                 _ => {
                     return Err(Failure::new(
@@ -725,6 +736,7 @@ async fn login(repo: &Repo<'_>, body: &[u8]) -> Result<Response, Failure> {
             }
         }
     };
+    crate::auth::check_token_quota(&**repo.npm.packages.metadata(), &user).await?;
     let (secret, hash) = registry_core::token::new_secret();
     let token = TokenRecord {
         id: uuid::Uuid::new_v4().simple().to_string(),

@@ -185,6 +185,7 @@ async fn create_token(State(admin): State<Arc<Admin>>, headers: HeaderMap, body:
         )
         .await?;
         let user = asker.user.clone().ok_or_else(unauthorized)?;
+        crate::auth::check_token_quota(&**admin.packages.metadata(), &user).await?;
         let request: NewToken = serde_json::from_slice(&body).map_err(|e| {
             Failure::new(
                 StatusCode::BAD_REQUEST,

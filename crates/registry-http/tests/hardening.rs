@@ -270,6 +270,55 @@ async fn tokens_do_not_manage_tokens() {
     );
 }
 
+/// A user holds at most 100 live tokens; an npm login's token is for its repository only.
+#[tokio::test]
+async fn tokens_are_counted_and_npm_logins_scoped() {
+    let packages = packages();
+    let app = package_app(
+        &packages,
+        users(&[("alice", vec![grant("*", Role::Maintainer)])]),
+    );
+    for _ in 0..100 {
+        mint(&app, "alice", "read", "files").await;
+    }
+    let refused = send(
+        &app,
+        Method::POST,
+        "/api/v1/tokens",
+        &[("authorization", &basic("alice"))],
+        Body::from(
+            json!({ "scopes": [{ "repositories": "files", "access": "read" }] }).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        refused.json()
+    );
+
+    let app = package_app(
+        &packages,
+        users(&[("bob", vec![grant("*", Role::Maintainer)])]),
+    );
+    let login = send(
+        &app,
+        Method::PUT,
+        "/npm/js/-/user/org.couchdb.user:bob",
+        &[("content-type", "application/json")],
+        Body::from(json!({ "name": "bob", "password": "pw" }).to_string()),
+    )
+    .await;
+    assert_eq!(login.status, StatusCode::CREATED, "{:?}", login.json());
+    let token = login.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        put_file(&app, &token, "tool/1.0/x").await,
+        StatusCode::FORBIDDEN,
+        "a token from npm login for js writes nothing to files"
+    );
+}
+
 /// A format's API does not read another format's repository.
 #[tokio::test]
 async fn formats_do_not_read_each_others_repositories() {
