@@ -54,6 +54,15 @@ impl PackageFormat {
         }
     }
 
+    /// Whether this registry serves the format yet. Repositories of the others are refused
+    /// (the model names them so stores need no migration when they come).
+    pub const fn is_served(self) -> bool {
+        matches!(
+            self,
+            PackageFormat::Npm | PackageFormat::Pypi | PackageFormat::Generic
+        )
+    }
+
     /// Parses a format's name.
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
@@ -122,14 +131,17 @@ pub fn check_repository_name(name: &str) -> Result<()> {
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         && name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        // Authorization matches package repositories like OCI repositories: a name the OCI
+        // grammar refuses (`a-`, `a.`, `a..b`) could never be granted to anyone.
+        && crate::name::RepositoryName::parse(name).is_ok();
     if valid {
         Ok(())
     } else {
         Err(Error::PackageInvalid {
             reason: format!(
                 "{name:?} is not a package repository name: use 1 to {MAX_REPOSITORY_NAME_LEN} \
-                 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+                 lowercase letters and digits, separated by one '.', '_' or '__', or by dashes"
             ),
         })
     }

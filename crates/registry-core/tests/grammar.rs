@@ -114,3 +114,38 @@ proptest! {
         let _ = Manifest::parse(Bytes::from(data), ct.as_deref(), &ManifestLimits::default());
     }
 }
+
+/// A package repository name is authorized like a repository name, so its grammar is a subset
+/// of the OCI one: a single component of it.
+const PACKAGE_REPOSITORY: &str = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*";
+
+static PACKAGE_REPOSITORY_RE: LazyLock<Regex> = LazyLock::new(|| full(PACKAGE_REPOSITORY));
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn package_repository_names_are_one_oci_component(name in "[a-z0-9._-]{1,12}") {
+        let accepted = registry_core::package::check_repository_name(&name).is_ok();
+        prop_assert_eq!(accepted, PACKAGE_REPOSITORY_RE.is_match(&name), "{}", name);
+        if accepted {
+            prop_assert!(RepositoryName::parse(&name).is_ok());
+        }
+    }
+}
+
+#[test]
+fn package_repository_names_the_oci_grammar_refuses_are_refused() {
+    for bad in ["a-", "a.", "a..b", "-a", "a._b", "A", "a/b", ""] {
+        assert!(
+            registry_core::package::check_repository_name(bad).is_err(),
+            "{bad:?}"
+        );
+    }
+    for good in ["a", "js", "py-internal", "a.b", "a__b", "a---b", "team_x"] {
+        assert!(
+            registry_core::package::check_repository_name(good).is_ok(),
+            "{good:?}"
+        );
+    }
+}

@@ -468,6 +468,11 @@ pub async fn configure_repository(
     settings: &RepositorySettings,
 ) -> registry_core::Result<PackageRepository> {
     settings.validate()?;
+    if !format.is_served() {
+        return Err(registry_core::Error::PackageInvalid {
+            reason: format!("{format} repositories are not served yet: use npm, pypi or generic"),
+        });
+    }
     let mut repository = packages.hosted_repository(name, format, true).await?;
     packages
         .metadata()

@@ -350,3 +350,35 @@ async fn tokens_minted_while_open_grant_nothing_once_auth_is_on() {
     // mallory is no configured user: her token proves nothing.
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn formats_not_served_yet_and_names_no_one_could_be_granted_are_refused() {
+    let app = app();
+    let admin = basic("boss", "pw");
+    for format in ["maven", "nuget", "terraform"] {
+        let (status, body) = send(
+            &app,
+            Method::PUT,
+            &format!("/api/v1/package-repositories/{format}-repo"),
+            Some(&admin),
+            json!({ "format": format }).to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{format}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("not served yet"),
+            "{body}"
+        );
+    }
+    for name in ["a-", "a.", "a..b"] {
+        let (status, body) = send(
+            &app,
+            Method::PUT,
+            &format!("/api/v1/package-repositories/{name}"),
+            Some(&admin),
+            json!({ "format": "generic" }).to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+    }
+}
