@@ -500,6 +500,7 @@ impl Authenticator for StaticUsers {
 }
 
 /// Issues and verifies the bearer tokens of Docker token auth (HS256 JWTs).
+#[derive(Clone)]
 pub struct TokenIssuer {
     /// The `service` clients name (and the tokens' audience).
     pub service: String,

@@ -1,5 +1,7 @@
 //! The registry's HTTP protocols as axum routers.
 //!
+//! - [`app`]: [`app::Application`], every protocol composed once with auth, metrics and the
+//!   external URL;
 //! - [`oci`]: the OCI distribution API under `/v2/` (pull, push — monolithic, chunked and
 //!   streamed —, cross-repository mount, tags, catalog, referrers, deletes);
 //! - `/api/v1/tag-rules`, `/api/v1/cleanup-policies`, `/api/v1/cleanup-runs`: the admin API
@@ -17,6 +19,7 @@
 //! - [`error`]: how core errors become statuses and OCI error bodies (spec codes only);
 //! - [`throttle`]: slowing down repeated authentication failures, per user and per client
 //!   address;
+//! - [`external_url`]: the configured URL every absolute URL starts with;
 //! - [`serve`]: [`serve::RunningRegistry`], a registry on a random loopback port in one line.
 //!
 //! Mount the router into any axum app:
@@ -35,9 +38,11 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod admin;
+pub mod app;
 pub mod auth;
 mod cache;
 pub mod error;
+pub mod external_url;
 pub mod generic;
 pub mod npm;
 pub mod observe;

@@ -36,6 +36,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Auth, Caller, access_token, authenticate_package_client, token_secret};
 use crate::cache::RenderCache;
+use crate::external_url::{ExternalUrl, base_url};
 use crate::package_error::ErrorJson;
 use crate::transfer::{
     BufferBudget, BufferedBody, MAX_SMALL_DOCUMENT, declared_length, file_response, read_bounded,
@@ -166,13 +167,10 @@ async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
         let rest = decode(rest)?;
         registry_core::package::check_repository_name(&repository)?;
         let method = request.method().clone();
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("127.0.0.1")
-            .to_owned();
-        let base = format!("http://{host}/npm/{repository}");
+        let base = format!(
+            "{}/npm/{repository}",
+            base_url(request.extensions().get::<ExternalUrl>(), request.headers())
+        );
         let caller = authenticate(&npm, request.headers()).await?;
         if caller.is_some() {
             // Only those the registry knows learn that the name holds another format.

@@ -33,6 +33,7 @@ use serde_json::json;
 
 use crate::auth::Auth;
 use crate::cache::RenderCache;
+use crate::external_url::{ExternalUrl, base_url};
 use crate::package_error::PlainText;
 use crate::transfer::{
     BufferBudget, declared_length, file_response, read_bounded, requested_range,
@@ -113,13 +114,10 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
         let rest = path.strip_prefix("/pypi/").unwrap_or_default();
         let (repository, rest) = rest.split_once('/').unwrap_or((rest, ""));
         registry_core::package::check_repository_name(repository)?;
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("127.0.0.1")
-            .to_owned();
-        let base = format!("http://{host}/pypi/{repository}");
+        let base = format!(
+            "{}/pypi/{repository}",
+            base_url(request.extensions().get::<ExternalUrl>(), request.headers())
+        );
         let parts: Vec<&str> = rest.split('/').collect();
         let method = request.method().clone();
         match (parts.as_slice(), &method) {

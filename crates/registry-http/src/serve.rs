@@ -240,7 +240,7 @@ impl AsyncWrite for IdleTimeout {
     }
 }
 
-/// A registry serving `/v2/` on a random loopback port until dropped.
+/// A registry serving every protocol on a random loopback port until dropped.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -259,7 +259,8 @@ pub struct RunningRegistry {
 }
 
 impl RunningRegistry {
-    /// Serves a fresh in-memory registry (memory blobs and metadata, review delay 0).
+    /// Serves a fresh in-memory registry (memory blobs and metadata, review delay 0): the OCI
+    /// API and every package API, without authentication.
     pub async fn in_memory() -> io::Result<Self> {
         let metadata = MemoryMetadataStore::new().with_review_delay(Duration::ZERO);
         Self::start(Registry::new(
@@ -269,9 +270,18 @@ impl RunningRegistry {
         .await
     }
 
-    /// Serves `registry` on a random port of 127.0.0.1.
+    /// Serves `registry`, and the package APIs over the same stores, on a random port of
+    /// 127.0.0.1.
     pub async fn start(registry: Registry) -> io::Result<Self> {
-        Self::serve_app(crate::oci::router(registry), ServerSettings::default()).await
+        let packages = registry_core::Packages::new(
+            registry.blob_store().clone(),
+            registry.metadata().clone(),
+        );
+        Self::serve_app(
+            crate::app::Application::new(registry, packages).router(),
+            ServerSettings::default(),
+        )
+        .await
     }
 
     /// Serves any application on a random port of 127.0.0.1 with these connection bounds.

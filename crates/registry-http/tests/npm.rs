@@ -301,3 +301,108 @@ async fn packuments_duplicates_and_formats() {
     .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND, "no such version");
 }
+
+/// Behind a TLS proxy the request's `Host` does not say `https`: the configured external URL
+/// decides every absolute URL — npm tarballs and the token realm alike — and `X-Forwarded-*`
+/// headers a client sends decide nothing.
+#[tokio::test]
+async fn the_external_url_decides_absolute_urls() {
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let blobs = Arc::new(MemoryBlobStore::new());
+    let packages = Packages::new(blobs.clone(), metadata.clone());
+    let users = registry_http::auth::StaticUsers::new(
+        std::collections::HashMap::new(),
+        Some(vec![registry_core::Grant {
+            pattern: registry_core::NamePattern::parse("*").unwrap(),
+            role: registry_core::Role::Developer,
+        }]),
+    )
+    .unwrap();
+    let issuer = registry_http::auth::TokenIssuer::new(
+        "registry",
+        b"a secret of at least thirty-two bytes",
+        std::time::Duration::from_secs(60),
+    );
+    let app = registry_http::app::Application::new(
+        registry_core::Registry::new(blobs, metadata),
+        packages.clone(),
+    )
+    .external_url(
+        registry_http::external_url::ExternalUrl::parse("https://registry.example/").unwrap(),
+    )
+    .router();
+    let open = registry_http::app::Application::new(
+        registry_core::Registry::new(
+            Arc::new(MemoryBlobStore::new()),
+            Arc::new(MemoryMetadataStore::new()),
+        ),
+        Packages::new(
+            Arc::new(MemoryBlobStore::new()),
+            Arc::new(MemoryMetadataStore::new()),
+        ),
+    )
+    .auth(registry_http::auth::Auth::token(issuer, Arc::new(users)))
+    .external_url(
+        registry_http::external_url::ExternalUrl::parse("https://registry.example").unwrap(),
+    )
+    .router();
+
+    let tgz = tarball("left-pad", "1.0.0", &[]);
+    assert_eq!(
+        put(&app, "left-pad", &publish_body("left-pad", "1.0.0", &tgz))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let request = Request::builder()
+        .uri("/npm/js/left-pad")
+        .header("host", "internal:5000")
+        .header("x-forwarded-proto", "http")
+        .header("x-forwarded-host", "evil.example")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let body: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        body["versions"]["1.0.0"]["dist"]["tarball"],
+        "https://registry.example/npm/js/left-pad/-/left-pad-1.0.0.tgz"
+    );
+
+    let request = Request::builder()
+        .uri("/v2/")
+        .header("host", "internal:5000")
+        .body(Body::empty())
+        .unwrap();
+    let response = open.clone().oneshot(request).await.unwrap();
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("realm=\"https://registry.example/token\""),
+        "{challenge}"
+    );
+}
+
+/// The one-line harness serves the package APIs too.
+#[tokio::test]
+async fn the_harness_serves_every_protocol() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let registry = registry_http::serve::RunningRegistry::in_memory()
+        .await
+        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(registry.addr())
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"PUT /generic/files/tool/1.0/a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    registry.stop().await.unwrap();
+}

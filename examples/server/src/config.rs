@@ -12,6 +12,7 @@ use registry_core::{
     TagRule,
 };
 use registry_http::auth::{Auth, StaticUser, StaticUsers, TokenIssuer};
+use registry_http::external_url::ExternalUrl;
 use registry_http::throttle::ThrottleSettings;
 use serde::Deserialize;
 
@@ -44,6 +45,8 @@ struct File {
     /// Repository patterns that accept sparse manifests (absent children or layers).
     #[serde(default)]
     sparse_manifests: Vec<NamePattern>,
+    /// The URL clients reach the registry at, for every absolute URL it hands out.
+    external_url: Option<String>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -169,6 +172,7 @@ pub(crate) struct Config {
     pub(crate) database_url: Option<String>,
     pub(crate) allow_anonymous_on_network: bool,
     pub(crate) sparse_manifests: Vec<NamePattern>,
+    external_url: Option<String>,
     limits: FileLimits,
     server: FileServer,
     auth: Option<FileAuth>,
@@ -202,6 +206,7 @@ impl Config {
             database_url: args.database_url.clone().or(file.database_url),
             allow_anonymous_on_network: file.allow_anonymous_on_network.unwrap_or(false),
             sparse_manifests: file.sparse_manifests,
+            external_url: file.external_url,
             limits: file.limits,
             server: file.server,
             auth: file.auth,
@@ -292,6 +297,14 @@ impl Config {
             settings.max_delay = settings.max_delay.max(settings.base_delay);
         }
         settings
+    }
+
+    /// The external URL, checked.
+    pub(crate) fn external_url(&self) -> Result<Option<ExternalUrl>, String> {
+        self.external_url
+            .as_deref()
+            .map(ExternalUrl::parse)
+            .transpose()
     }
 
     /// How failed authentications are slowed down per client address.

@@ -344,27 +344,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("[[package_repositories]] {name}: {e}"))?;
     }
-    let generic = registry_http::generic::router(packages.clone(), auth.clone())
-        .merge(registry_http::package_admin::router(
-            packages.clone(),
-            auth.clone(),
-        ))
-        .merge(registry_http::npm::router(packages.clone(), auth.clone()))
-        .merge(registry_http::pypi::router(packages, auth.clone()));
-    let app = match auth {
-        Some(auth) => registry_http::oci::router_with_auth(registry, auth),
-        None => registry_http::oci::router(registry),
+    let mut application = registry_http::app::Application::new(registry, packages)
+        .login_throttle(config.address_throttle());
+    if let Some(auth) = auth {
+        application = application.auth(auth);
     }
-    .merge(generic)
-    .route(
+    if let Some(url) = config.external_url()? {
+        application = application.external_url(url);
+    }
+    let app = application.router().route(
         "/metrics",
         axum::routing::get(move || std::future::ready(prometheus.render())),
-    )
-    .layer(axum::middleware::from_fn_with_state(
-        registry_http::throttle::LoginThrottle::new(config.address_throttle()),
-        registry_http::throttle::throttle_logins,
-    ))
-    .layer(axum::middleware::from_fn(registry_http::observe::record));
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("binding {listen}: {e}"))?;

@@ -1,0 +1,114 @@
+//! One application: the OCI API, the package APIs, the admin APIs, authentication, the
+//! failed-login throttle, request metrics and the external URL, composed once. The example
+//! server and [`crate::serve::RunningRegistry`] both use it; an embedder can too, or mount the
+//! routers one by one.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use registry_core::{Packages, Registry};
+//! use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+//!
+//! let blobs = Arc::new(MemoryBlobStore::new());
+//! let metadata = Arc::new(MemoryMetadataStore::new());
+//! let app: axum::Router = registry_http::app::Application::new(
+//!     Registry::new(blobs.clone(), metadata.clone()),
+//!     Packages::new(blobs, metadata),
+//! )
+//! .external_url(registry_http::external_url::ExternalUrl::parse("https://registry.example").unwrap())
+//! .router();
+//! ```
+
+use std::sync::Arc;
+
+use axum::Router;
+use registry_core::{Packages, Registry};
+
+use crate::auth::{Auth, AuthMode};
+use crate::external_url::ExternalUrl;
+use crate::throttle::{LoginThrottle, ThrottleSettings, throttle_logins};
+
+/// The builder of the whole application.
+#[derive(Debug)]
+pub struct Application {
+    registry: Registry,
+    packages: Packages,
+    auth: Option<Auth>,
+    external_url: Option<ExternalUrl>,
+    throttle: ThrottleSettings,
+}
+
+impl Application {
+    /// An open application (no authentication) over the OCI service and the package service,
+    /// which usually share their stores.
+    pub fn new(registry: Registry, packages: Packages) -> Self {
+        Application {
+            registry,
+            packages,
+            auth: None,
+            external_url: None,
+            throttle: ThrottleSettings::per_address(),
+        }
+    }
+
+    /// Authenticates and authorizes every route with `auth`.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Builds every absolute URL (npm tarballs, PyPI files, the token realm unless the issuer
+    /// names one) from `url` instead of the request's `Host`.
+    pub fn external_url(mut self, url: ExternalUrl) -> Self {
+        self.external_url = Some(url);
+        self
+    }
+
+    /// How failed logins are slowed down per client address
+    /// ([`ThrottleSettings::per_address`] by default).
+    pub fn login_throttle(mut self, settings: ThrottleSettings) -> Self {
+        self.throttle = settings;
+        self
+    }
+
+    /// The router serving everything.
+    pub fn router(self) -> Router {
+        let auth = self
+            .auth
+            .map(|auth| with_realm(auth, self.external_url.as_ref()));
+        let packages = self.packages;
+        let oci = match auth.clone() {
+            Some(auth) => crate::oci::router_with_auth(self.registry, auth),
+            None => crate::oci::router(self.registry),
+        };
+        let mut app = oci
+            .merge(crate::generic::router(packages.clone(), auth.clone()))
+            .merge(crate::npm::router(packages.clone(), auth.clone()))
+            .merge(crate::pypi::router(packages.clone(), auth.clone()))
+            .merge(crate::package_admin::router(packages, auth));
+        if let Some(url) = self.external_url {
+            app = app.layer(axum::Extension(url));
+        }
+        app.layer(axum::middleware::from_fn_with_state(
+            LoginThrottle::new(self.throttle),
+            throttle_logins,
+        ))
+        .layer(axum::middleware::from_fn(crate::observe::record))
+    }
+}
+
+/// Token auth names its endpoint in challenges: under the external URL when the issuer has no
+/// realm of its own.
+fn with_realm(auth: Auth, url: Option<&ExternalUrl>) -> Auth {
+    match (&auth.mode, url) {
+        (AuthMode::Token(issuer), Some(url)) if issuer.realm.is_none() => {
+            let issuer = (**issuer)
+                .clone()
+                .with_realm(format!("{}/token", url.as_str()));
+            Auth {
+                mode: AuthMode::Token(Arc::new(issuer)),
+                ..auth
+            }
+        }
+        _ => auth,
+    }
+}

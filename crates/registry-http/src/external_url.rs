@@ -1,0 +1,95 @@
+//! The registry's external URL: what every absolute URL it hands out starts with (npm tarball
+//! URLs, PyPI file links, the token realm).
+//!
+//! Behind a TLS-terminating proxy the request's `Host` says nothing of the scheme clients use,
+//! so an operator configures the URL; an application carries it to every router as a request
+//! extension ([`crate::app::Application::external_url`]). Without one, URLs are built from the
+//! request's `Host` over plain HTTP, which suits a registry clients reach directly. Proxy
+//! headers (`X-Forwarded-*`) are never trusted: a client could set them.
+
+use axum::http::{HeaderMap, header};
+
+/// A configured external URL: `http://` or `https://`, a host, an optional port and path, no
+/// trailing slash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalUrl(String);
+
+impl ExternalUrl {
+    /// Parses and normalizes (drops a trailing slash) an external URL.
+    ///
+    /// Errors (with the reason) for another scheme, no host, a query or a fragment.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim().trim_end_matches('/');
+        let rest = trimmed
+            .strip_prefix("https://")
+            .or_else(|| trimmed.strip_prefix("http://"))
+            .ok_or_else(|| format!("external URL {text:?} must start with http:// or https://"))?;
+        let host = rest.split('/').next().unwrap_or_default();
+        if host.is_empty() || host.contains('@') {
+            return Err(format!("external URL {text:?} needs a host (and no user)"));
+        }
+        if rest.contains(['?', '#', ' ']) {
+            return Err(format!(
+                "external URL {text:?} may not have a query, a fragment or spaces"
+            ));
+        }
+        Ok(ExternalUrl(trimmed.to_owned()))
+    }
+
+    /// The URL, without a trailing slash.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The base of absolute URLs for a request: the configured external URL when the application
+/// set one (as a request extension), else `http://<Host>`.
+pub(crate) fn base_url(configured: Option<&ExternalUrl>, headers: &HeaderMap) -> String {
+    match configured {
+        Some(url) => url.0.clone(),
+        None => format!(
+            "http://{}",
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '"', '\\']))
+                .unwrap_or("127.0.0.1")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_urls_are_checked_and_normalized() {
+        assert_eq!(
+            ExternalUrl::parse("https://registry.example/")
+                .unwrap()
+                .as_str(),
+            "https://registry.example"
+        );
+        assert_eq!(
+            ExternalUrl::parse("http://10.0.0.1:5000/reg")
+                .unwrap()
+                .as_str(),
+            "http://10.0.0.1:5000/reg"
+        );
+        for bad in [
+            "ftp://x",
+            "https://",
+            "registry.example",
+            "https://a/b?c",
+            "https://u@h",
+        ] {
+            assert!(ExternalUrl::parse(bad).is_err(), "{bad}");
+        }
+        let mut headers = HeaderMap::new();
+        assert_eq!(base_url(None, &headers), "http://127.0.0.1");
+        headers.insert(header::HOST, "reg:5000".parse().unwrap());
+        assert_eq!(base_url(None, &headers), "http://reg:5000");
+        let url = ExternalUrl::parse("https://r.example").unwrap();
+        assert_eq!(base_url(Some(&url), &headers), "https://r.example");
+    }
+}
