@@ -45,6 +45,7 @@ pub struct Packages {
     blobs: Arc<dyn BlobStore>,
     metadata: Arc<dyn MetadataStore>,
     limits: PackageLimits,
+    create_on_publish: bool,
 }
 
 impl Packages {
@@ -54,7 +55,28 @@ impl Packages {
             blobs,
             metadata,
             limits: PackageLimits::default(),
+            create_on_publish: true,
         }
+    }
+
+    /// Whether a publish to a repository that does not exist creates it (hosted, default
+    /// settings, the publish's format). On by default; off, repositories are created by the
+    /// configuration or the admin API only, and a publish to an unknown one is refused
+    /// ([`Error::PackageUnknown`]). Either way the publisher needs push on the name.
+    pub fn with_create_on_publish(mut self, create: bool) -> Self {
+        self.create_on_publish = create;
+        self
+    }
+
+    /// The hosted repository a publish goes to: [`Packages::hosted_repository`], created when
+    /// [`Packages::with_create_on_publish`] allows.
+    pub async fn publish_repository(
+        &self,
+        name: &str,
+        format: PackageFormat,
+    ) -> Result<PackageRepository> {
+        self.hosted_repository(name, format, self.create_on_publish)
+            .await
     }
 
     /// Replaces the limits.

@@ -272,7 +272,7 @@ async fn upload(
         }
     }
     let repo = packages
-        .hosted_repository(repository, PackageFormat::Generic, true)
+        .publish_repository(repository, PackageFormat::Generic)
         .await?;
     let blob = packages
         .store_file(body_stream(request.into_body()))

@@ -516,7 +516,7 @@ async fn put_package(
 async fn publish(repo: &Repo<'_>, publication: npm::Publication) -> Result<Response, Failure> {
     let packages = &repo.npm.packages;
     let repository = packages
-        .hosted_repository(&repo.name, PackageFormat::Npm, true)
+        .publish_repository(&repo.name, PackageFormat::Npm)
         .await?;
     let blob = packages
         .store_bytes(Bytes::from(publication.tarball))

@@ -419,7 +419,7 @@ async fn upload(
     let (project, version) = pypi::check_upload(form_name, form_version, &file, &metadata)?;
     let repo = pypi
         .packages
-        .hosted_repository(repository, PackageFormat::Pypi, true)
+        .publish_repository(repository, PackageFormat::Pypi)
         .await?;
     repo.settings
         .check_protection(&project, Action::Push, role)?;

@@ -382,3 +382,50 @@ async fn formats_not_served_yet_and_names_no_one_could_be_granted_are_refused() 
         assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
     }
 }
+
+#[tokio::test]
+async fn repositories_are_created_on_publish_only_when_allowed() {
+    let packages = Packages::new(
+        Arc::new(MemoryBlobStore::new()),
+        Arc::new(MemoryMetadataStore::new()),
+    )
+    .with_create_on_publish(false);
+    let auth = Auth::basic("test", users());
+    let app = registry_http::package_admin::router(packages.clone(), Some(auth.clone()))
+        .merge(registry_http::generic::router(packages, Some(auth)));
+    let admin = basic("boss", "pw");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        "/generic/files/tool/1.0/x",
+        Some(&admin),
+        "x",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("generic repository files"),
+        "{body}"
+    );
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        "/api/v1/package-repositories/files",
+        Some(&admin),
+        json!({ "format": "generic" }).to_string(),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        "/generic/files/tool/1.0/x",
+        Some(&admin),
+        "x",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

@@ -47,6 +47,8 @@ struct File {
     sparse_manifests: Vec<NamePattern>,
     /// The URL clients reach the registry at, for every absolute URL it hands out.
     external_url: Option<String>,
+    /// Whether a publish to an unknown package repository creates it (true by default).
+    create_repositories_on_publish: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -173,6 +175,7 @@ pub(crate) struct Config {
     pub(crate) allow_anonymous_on_network: bool,
     pub(crate) sparse_manifests: Vec<NamePattern>,
     external_url: Option<String>,
+    pub(crate) create_repositories_on_publish: bool,
     limits: FileLimits,
     server: FileServer,
     auth: Option<FileAuth>,
@@ -207,6 +210,7 @@ impl Config {
             allow_anonymous_on_network: file.allow_anonymous_on_network.unwrap_or(false),
             sparse_manifests: file.sparse_manifests,
             external_url: file.external_url,
+            create_repositories_on_publish: file.create_repositories_on_publish.unwrap_or(true),
             limits: file.limits,
             server: file.server,
             auth: file.auth,

@@ -329,7 +329,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("installing the metrics recorder: {e}"))?;
     let packages =
         registry_core::Packages::new(registry.blob_store().clone(), registry.metadata().clone())
-            .with_limits(config.package_limits());
+            .with_limits(config.package_limits())
+            .with_create_on_publish(config.create_repositories_on_publish);
     for configured in &config.package_repositories {
         let name = configured
             .name
