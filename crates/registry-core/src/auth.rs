@@ -322,6 +322,27 @@ pub trait Authorizer: Debug + Send + Sync + 'static {
     fn role(&self, principal: &Principal, repository: &RepositoryName) -> Option<Role> {
         principal.role_for(repository)
     }
+
+    /// The role the principal holds over *every* repository `pattern` covers (`*`: the whole
+    /// registry; `team/*`: a namespace), which decisions beyond one repository compare against:
+    /// registry administration (the admin role over `*`), managing rules for a namespace
+    /// (owner over it), reading a namespace's usage (any role over it), minting a token for a
+    /// pattern (the token's role over it). By default the highest role of the grants whose
+    /// pattern covers `pattern`.
+    fn role_over(&self, principal: &Principal, pattern: &NamePattern) -> Option<Role> {
+        principal
+            .grants
+            .iter()
+            .filter(|g| g.pattern.covers(pattern))
+            .map(|g| g.role)
+            .max()
+    }
+
+    /// Whether the principal administers the whole registry (the admin role over `*`).
+    fn is_admin(&self, principal: &Principal) -> bool {
+        let everything = NamePattern("*".to_owned());
+        self.role_over(principal, &everything) == Some(Role::Admin)
+    }
 }
 
 /// The default authorizer: the principal's highest role on the repository decides.

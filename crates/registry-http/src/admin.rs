@@ -41,22 +41,19 @@ const MAX_DOCUMENT: usize = 64 * 1024;
 /// The most tags a cleanup run lists in its answer (the counts cover all of them).
 const MAX_LISTED: usize = 10_000;
 
-/// Whether the caller may manage rules over the repositories `pattern` covers.
-fn may_manage(caller: &Caller, pattern: &NamePattern) -> bool {
-    let principal = match caller {
-        Caller::Open => return true,
-        Caller::Principal(principal) => principal,
-        Caller::Token(_) => return false,
-    };
-    if principal.is_admin() {
+/// Whether the caller may manage rules over the repositories `pattern` covers: a registry
+/// admin anything, an owner of what they own (a rule for every repository is for admins only),
+/// as the configured authorizer decides.
+fn may_manage(oci: &Oci, caller: &Caller, pattern: &NamePattern) -> bool {
+    let Some(auth) = &oci.auth else {
         return true;
-    }
-    // A rule for every repository is for registry admins only.
-    pattern.as_str() != "*"
-        && principal
-            .grants
-            .iter()
-            .any(|g| g.role >= Role::Owner && g.pattern.covers(pattern))
+    };
+    let authorizer = &*auth.authorizer;
+    caller.is_admin(authorizer)
+        || (pattern.as_str() != "*"
+            && caller
+                .role_over(authorizer, pattern)
+                .is_some_and(|role| role >= Role::Owner))
 }
 
 fn denied(what: &str) -> ApiError {
@@ -141,7 +138,7 @@ async fn list<T: Document>(oci: Arc<Oci>, method: Method, headers: HeaderMap) ->
         let documents: Vec<Value> = stored::<T>(&oci)
             .await?
             .iter()
-            .filter(|(doc, _)| may_manage(&caller, doc.repositories()))
+            .filter(|(doc, _)| may_manage(&oci, &caller, doc.repositories()))
             .map(|(doc, source)| with_source(doc, *source))
             .collect();
         let key = match T::KIND {
@@ -213,10 +210,10 @@ async fn put<T: Document>(
             .await?
             .into_iter()
             .find(|(doc, _)| doc.name() == name);
-        let allowed = may_manage(&caller, document.repositories())
+        let allowed = may_manage(&oci, &caller, document.repositories())
             && existing
                 .as_ref()
-                .is_none_or(|(doc, _)| may_manage(&caller, doc.repositories()));
+                .is_none_or(|(doc, _)| may_manage(&oci, &caller, doc.repositories()));
         if !allowed {
             return Err(denied(&format!("managing {name:?}")));
         }
@@ -250,7 +247,7 @@ async fn delete<T: Document>(
         else {
             return Ok(unknown(T::KIND, &name));
         };
-        if !may_manage(&caller, existing.repositories()) {
+        if !may_manage(&oci, &caller, existing.repositories()) {
             return Err(denied(&format!("managing {name:?}")));
         }
         if oci.registry.delete_policy(T::KIND, &name).await? {
@@ -293,11 +290,11 @@ async fn run_cleanup(
             Some(name)
                 if !policies
                     .iter()
-                    .all(|p| may_manage(&caller, &p.repositories)) =>
+                    .all(|p| may_manage(&oci, &caller, &p.repositories)) =>
             {
                 return Err(denied(&format!("running {name:?}")));
             }
-            None if !may_manage(&caller, &NamePattern::parse("*").expect("valid")) => {
+            None if !may_manage(&oci, &caller, &NamePattern::parse("*").expect("valid")) => {
                 return Err(denied("running every cleanup policy"));
             }
             _ => {}

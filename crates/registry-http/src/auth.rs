@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use registry_core::{
-    Action, Actor, Authenticator, Authorizer, Credentials, Error, Grant, Principal, RepositoryName,
-    Result, Role, RoleAuthorizer, TagRule, TokenRecord, TokenStore,
+    Action, Actor, Authenticator, Authorizer, Credentials, Error, Grant, NamePattern, Principal,
+    RepositoryName, Result, Role, RoleAuthorizer, TagRule, TokenRecord, TokenStore,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -149,11 +149,31 @@ impl Caller {
     }
 
     /// Whether the caller may list every repository.
-    pub fn may_list_catalog(&self) -> bool {
+    pub fn may_list_catalog(&self, authorizer: &dyn Authorizer) -> bool {
         match self {
             Caller::Open => true,
-            Caller::Principal(principal) => principal.is_admin(),
+            Caller::Principal(principal) => authorizer.is_admin(principal),
             Caller::Token(access) => access.catalog,
+        }
+    }
+
+    /// The role the caller holds over every repository `pattern` covers, as the authorizer
+    /// decides ([`Authorizer::role_over`]); an open registry is an admin, a Docker token holds
+    /// no role beyond its repositories.
+    pub fn role_over(&self, authorizer: &dyn Authorizer, pattern: &NamePattern) -> Option<Role> {
+        match self {
+            Caller::Open => Some(Role::Admin),
+            Caller::Principal(principal) => authorizer.role_over(principal, pattern),
+            Caller::Token(_) => None,
+        }
+    }
+
+    /// Whether the caller administers the whole registry.
+    pub fn is_admin(&self, authorizer: &dyn Authorizer) -> bool {
+        match self {
+            Caller::Open => true,
+            Caller::Principal(principal) => authorizer.is_admin(principal),
+            Caller::Token(_) => false,
         }
     }
 
@@ -657,7 +677,7 @@ impl TokenIssuer {
                         });
                     }
                 }
-                Scope::Catalog if principal.is_admin() => access.push(ResourceAccess {
+                Scope::Catalog if authorizer.is_admin(principal) => access.push(ResourceAccess {
                     kind: "registry".into(),
                     name: "catalog".into(),
                     actions: vec!["*".into()],

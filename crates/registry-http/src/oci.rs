@@ -11,8 +11,8 @@ use bytes::Bytes;
 use futures::stream::StreamExt;
 use registry_core::manifest::OCI_INDEX;
 use registry_core::{
-    Action, Actor, ByteStream, Credentials, Digest, Error, Reference, Registry, RepositoryName,
-    Tag, TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UsageScope,
+    Action, Actor, ByteStream, Credentials, Digest, Error, NamePattern, Reference, Registry,
+    RepositoryName, Tag, TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UsageScope,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -82,10 +82,9 @@ impl Oci {
 
     /// Whether the caller may read every repository (and so mount any known blob).
     fn unrestricted(&self, caller: &Caller) -> bool {
-        match caller {
-            Caller::Open => true,
-            Caller::Principal(principal) => principal.is_admin(),
-            Caller::Token(_) => false,
+        match &self.auth {
+            None => true,
+            Some(auth) => caller.is_admin(&*auth.authorizer),
         }
     }
 }
@@ -219,7 +218,7 @@ async fn authorize(
         // is granted somewhere: clients decide from this answer whether to send credentials at
         // all.
         Need::Known => caller.is_identified(),
-        Need::Catalog => caller.may_list_catalog(),
+        Need::Catalog => caller.may_list_catalog(&*auth.authorizer),
         Need::Repository(name, action) => caller.may(&*auth.authorizer, name, *action),
     };
     if allowed {
@@ -365,13 +364,11 @@ async fn namespace_usage(State(oci): State<Arc<Oci>>, request: Request) -> Respo
         Ok(caller) => caller,
         Err(refusal) => return refusal,
     };
-    let covered = match &caller {
-        Caller::Open => true,
-        Caller::Principal(principal) => principal
-            .grants
-            .iter()
-            .any(|g| g.pattern.covers_namespace(&prefix)),
-        Caller::Token(_) => false,
+    let namespace = NamePattern::parse(&format!("{prefix}/*"));
+    let covered = match (&oci.auth, namespace) {
+        (None, _) => true,
+        (Some(auth), Ok(namespace)) => caller.role_over(&*auth.authorizer, &namespace).is_some(),
+        (Some(_), Err(_)) => false,
     };
     if !covered {
         return ApiError::Core(Error::Denied {

@@ -79,8 +79,13 @@ struct Asker {
 }
 
 impl Asker {
-    fn is_admin(&self) -> bool {
-        self.principal.as_ref().is_none_or(Principal::is_admin)
+    /// Whether the asker administers the whole registry, as the configured authorizer decides
+    /// (everyone does on an open registry).
+    fn is_admin(&self, admin: &Admin) -> bool {
+        match (&admin.auth, &self.principal) {
+            (Some(auth), Some(principal)) => auth.authorizer.is_admin(principal),
+            _ => true,
+        }
     }
 }
 
@@ -201,11 +206,11 @@ async fn create_token(State(admin): State<Arc<Admin>>, headers: HeaderMap, body:
         let mut grants = Vec::new();
         for scope in &request.scopes {
             let role = scope.access.role();
-            if let Some(principal) = &asker.principal {
-                let held = principal
-                    .grants
-                    .iter()
-                    .any(|g| g.role >= role && g.pattern.covers(&scope.repositories));
+            if let (Some(auth), Some(principal)) = (&admin.auth, &asker.principal) {
+                let held = auth
+                    .authorizer
+                    .role_over(principal, &scope.repositories)
+                    .is_some_and(|held| held >= role);
                 if !held {
                     return Err(Failure::new(
                         StatusCode::FORBIDDEN,
@@ -298,7 +303,7 @@ async fn delete_token(
             .await?
             .iter()
             .any(|t| t.id == id);
-        let admin_of_a_registry_with_users = asker.principal.is_some() && asker.is_admin();
+        let admin_of_a_registry_with_users = asker.principal.is_some() && asker.is_admin(&admin);
         if !own && !admin_of_a_registry_with_users {
             return Err(Failure::new(
                 StatusCode::NOT_FOUND,
@@ -431,7 +436,7 @@ async fn put_repository(
             "the request body",
         )
         .await?;
-        if !asker.is_admin() {
+        if !asker.is_admin(&admin) {
             return Err(Failure::new(
                 StatusCode::FORBIDDEN,
                 "configuring package repositories needs the admin role",
