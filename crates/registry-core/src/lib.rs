@@ -74,8 +74,9 @@ pub use metadata::{
 pub use name::{NameError, Reference, RepositoryName, Tag};
 pub use package::{
     BlobRef, FileDigests, NewPackageFile, Package, PackageFile, PackageFormat, PackageMetadata,
-    PackageProtection, PackageRepository, PackageSummary, PackageVersion, Publish, PublishMode,
-    PublishOutcome, RepositoryConfig, RepositoryKind, RepositorySettings, VersionStatus,
+    PackageProtection, PackageRepository, PackageSummary, PackageUpdate, PackageVersion, Publish,
+    PublishMode, PublishOutcome, RepositoryConfig, RepositoryKind, RepositorySettings,
+    VersionStatus,
 };
 pub use package_service::{PackageLimits, Packages};
 pub use registry::{Limits, PushedManifest, Registry};

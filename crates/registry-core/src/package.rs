@@ -429,6 +429,28 @@ pub struct NewPackageFile {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// Several changes to one package's document, made together or not at all (npm's deprecate,
+/// dist-tag and unpublish-of-versions requests arrive as one document).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PackageUpdate {
+    /// The package repository.
+    pub repository: String,
+    /// The package's normalized name.
+    pub name: String,
+    /// The revision the changes were computed from: when the package's revision is another,
+    /// nothing changes ([`crate::Error::PackageConflict`]). `None` applies the changes whatever
+    /// the revision.
+    pub expected_revision: Option<String>,
+    /// New statuses, by version.
+    pub statuses: Vec<(String, VersionStatus)>,
+    /// Tags to point at versions (tag, version).
+    pub set_tags: Vec<(String, String)>,
+    /// Tags to remove.
+    pub delete_tags: Vec<String>,
+    /// Versions to delete with their files (last: the package goes with its last version).
+    pub delete_versions: Vec<String>,
+}
+
 /// One publish: a version (new or existing) and files, in one transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Publish {
@@ -555,6 +577,13 @@ pub trait PackageMetadata: fmt::Debug + Send + Sync + 'static {
 
     /// Deletes a package with every version, file and tag; returns whether it existed.
     async fn delete_package(&self, repository: &str, name: &str) -> Result<bool>;
+
+    /// Applies an update in one transaction, its revision precondition checked inside it.
+    ///
+    /// Errors: [`crate::Error::PackageUnknown`] when the package or a named version does not
+    /// exist; [`crate::Error::PackageConflict`] when the package's revision is not the expected
+    /// one. Either way nothing changes.
+    async fn update_package(&self, update: &PackageUpdate) -> Result<()>;
 
     /// Points a tag at an existing version. Errors: [`Error::PackageUnknown`].
     async fn set_package_tag(

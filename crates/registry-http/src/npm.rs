@@ -28,8 +28,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use registry_core::{
-    Action, Error, FileDigests, NewPackageFile, PackageFormat, Packages, Publish, PublishMode,
-    RepositoryName, TokenRecord, VersionStatus,
+    Action, Error, FileDigests, NewPackageFile, PackageFormat, PackageUpdate, Packages, Publish,
+    PublishMode, RepositoryName, TokenRecord, VersionStatus,
 };
 use registry_formats::npm::{self, NpmLimits, Put};
 use serde_json::{Value, json};
@@ -574,7 +574,6 @@ async fn update_package(
     rev: Option<&str>,
     update: npm::DocumentUpdate,
 ) -> Result<Response, Failure> {
-    let metadata = repo.npm.packages.metadata();
     let package = load(repo, name).await?;
     let removed: Vec<&str> = package
         .versions
@@ -588,7 +587,23 @@ async fn update_package(
         Action::Delete
     };
     repo.require_for(action, name).await?;
-    check_rev(repo, name, rev).await?;
+    if let Some(rev) = rev
+        && npm::revision(&package.revision) != rev
+    {
+        return Err(Failure::new(
+            StatusCode::CONFLICT,
+            format!("{name} changed since revision {rev}; fetch it again"),
+        ));
+    }
+    // The whole document's changes in one transaction, checked against the revision they were
+    // computed from: a concurrent change makes this one refuse, never half apply.
+    let mut change = PackageUpdate {
+        repository: repo.name.clone(),
+        name: name.to_owned(),
+        expected_revision: Some(package.revision.clone()),
+        delete_versions: removed.iter().map(|v| (*v).to_owned()).collect(),
+        ..PackageUpdate::default()
+    };
     for version in &package.versions {
         let Some(deprecated) = update.versions.get(&version.version) else {
             continue;
@@ -601,13 +616,8 @@ async fn update_package(
             None => continue,
         };
         if wanted != version.status {
-            metadata
-                .set_version_status(&repo.name, name, &version.version, &wanted, None)
-                .await?;
+            change.statuses.push((version.version.clone(), wanted));
         }
-    }
-    for version in &removed {
-        metadata.delete_version(&repo.name, name, version).await?;
     }
     let remaining: Vec<&str> = package
         .versions
@@ -618,17 +628,24 @@ async fn update_package(
     if !remaining.is_empty() {
         for (tag, version) in &update.tags {
             if package.tags.get(tag) != Some(version) && remaining.contains(&version.as_str()) {
-                metadata
-                    .set_package_tag(&repo.name, name, tag, version)
-                    .await?;
+                change.set_tags.push((tag.clone(), version.clone()));
             }
         }
         for tag in package.tags.keys() {
             if !update.tags.contains_key(tag) {
-                metadata.delete_package_tag(&repo.name, name, tag).await?;
+                change.delete_tags.push(tag.clone());
             }
         }
     }
+    repo.npm
+        .packages
+        .metadata()
+        .update_package(&change)
+        .await
+        .map_err(|e| match e {
+            Error::PackageConflict { reason } => Failure::new(StatusCode::CONFLICT, reason),
+            other => other.into(),
+        })?;
     Ok(ok(StatusCode::OK))
 }
 

@@ -24,10 +24,10 @@ use registry_core::blob::once_stream;
 use registry_core::manifest::{OCI_INDEX, OCI_MANIFEST};
 use registry_core::{
     Algorithm, BlobRef, BlobStore, ByteRange, ByteStream, Digest, Error, FileDigests,
-    MetadataStore, NewManifest, NewPackageFile, PackageFormat, PackageRepository, Page, PolicyKind,
-    PolicySource, Publish, PublishMode, Reference, RepositoryKind, RepositoryName,
-    RepositorySettings, ReviewEvent, ReviewTarget, Role, StoredPolicy, Tag, TagGuard, TagRule,
-    Timestamp, TokenRecord, UploadId, UploadRecord, VersionStatus,
+    MetadataStore, NewManifest, NewPackageFile, PackageFormat, PackageRepository, PackageUpdate,
+    Page, PolicyKind, PolicySource, Publish, PublishMode, Reference, RepositoryKind,
+    RepositoryName, RepositorySettings, ReviewEvent, ReviewTarget, Role, StoredPolicy, Tag,
+    TagGuard, TagRule, Timestamp, TokenRecord, UploadId, UploadRecord, VersionStatus,
 };
 
 /// A shared blob store under test.
@@ -2489,4 +2489,92 @@ where
     metadata_policies(fresh().await).await;
     metadata_packages(fresh().await).await;
     metadata_tokens(fresh().await).await;
+}
+
+/// A package update is one transaction with its revision precondition inside: a stale revision
+/// or an unknown version changes nothing; a good one applies statuses, tags and version
+/// deletions together, and a new revision follows.
+pub async fn metadata_package_update(store: SharedMetadataStore) {
+    store
+        .ensure_package_repository(&package_repository("js", PackageFormat::Npm))
+        .await
+        .unwrap();
+    let blob = |data: &str| BlobRef {
+        digest: Digest::sha256(data.as_bytes()),
+        size: data.len() as u64,
+    };
+    for (version, data) in [("1.0.0", "one"), ("1.1.0", "two")] {
+        store.record_package_blob(&blob(data)).await.unwrap();
+        let mut publish = publish_of(
+            "js",
+            "pad",
+            version,
+            vec![package_file(&format!("pad-{version}.tgz"), &blob(data))],
+        );
+        publish.tags = vec!["latest".into()];
+        store.publish(&publish).await.unwrap();
+    }
+    store
+        .set_package_tag("js", "pad", "beta", "1.0.0")
+        .await
+        .unwrap();
+    let before = store.package("js", "pad").await.unwrap().unwrap();
+    let change = PackageUpdate {
+        repository: "js".into(),
+        name: "pad".into(),
+        expected_revision: Some(before.revision.clone()),
+        statuses: vec![("1.0.0".into(), VersionStatus::Deprecated("use 2".into()))],
+        set_tags: vec![("latest".into(), "1.0.0".into())],
+        delete_tags: vec!["beta".into()],
+        delete_versions: vec!["1.1.0".into()],
+    };
+
+    let stale = PackageUpdate {
+        expected_revision: Some("not-the-revision".into()),
+        ..change.clone()
+    };
+    assert!(matches!(
+        store.update_package(&stale).await,
+        Err(Error::PackageConflict { .. })
+    ));
+    let unknown_version = PackageUpdate {
+        delete_versions: vec!["1.1.0".into(), "9.9.9".into()],
+        ..change.clone()
+    };
+    assert!(matches!(
+        store.update_package(&unknown_version).await,
+        Err(Error::PackageUnknown { .. })
+    ));
+    assert_eq!(
+        store.package("js", "pad").await.unwrap().unwrap(),
+        before,
+        "refused updates change nothing"
+    );
+
+    store.update_package(&change).await.unwrap();
+    let after = store.package("js", "pad").await.unwrap().unwrap();
+    assert_ne!(after.revision, before.revision);
+    assert_eq!(after.versions.len(), 1);
+    assert_eq!(
+        after.versions[0].status,
+        VersionStatus::Deprecated("use 2".into())
+    );
+    assert_eq!(
+        after.tags,
+        [("latest".to_owned(), "1.0.0".to_owned())].into()
+    );
+    // The same change again, from the old revision: refused.
+    assert!(matches!(
+        store.update_package(&change).await,
+        Err(Error::PackageConflict { .. })
+    ));
+    // Deleting the last version deletes the package.
+    let last = PackageUpdate {
+        repository: "js".into(),
+        name: "pad".into(),
+        delete_versions: vec!["1.0.0".into()],
+        ..PackageUpdate::default()
+    };
+    store.update_package(&last).await.unwrap();
+    assert!(store.package("js", "pad").await.unwrap().is_none());
 }

@@ -39,6 +39,7 @@ macro_rules! metadata_suite {
             case!(metadata_manifest_with_tags);
             case!(metadata_policies);
             case!(metadata_packages);
+            case!(metadata_package_update);
             case!(metadata_tokens);
         }
     };

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use registry_core::{
     BlobRecord, BlobRef, Digest, Error, Package, PackageFile, PackageMetadata, PackageRepository,
-    PackageSummary, PackageVersion, Page, Publish, PublishMode, PublishOutcome, RepositorySettings,
-    Result, ReviewEvent, ReviewTarget, Timestamp, VersionStatus,
+    PackageSummary, PackageUpdate, PackageVersion, Page, Publish, PublishMode, PublishOutcome,
+    RepositorySettings, Result, ReviewEvent, ReviewTarget, Timestamp, VersionStatus,
 };
 
 use super::{MemoryMetadataStore, MetaState, lock};
@@ -404,6 +404,63 @@ impl PackageMetadata for MemoryMetadataStore {
         let files: Vec<PackageFile> = package.versions.into_iter().flat_map(|v| v.files).collect();
         queue_files(&mut state, &files, due);
         Ok(true)
+    }
+
+    async fn update_package(&self, update: &PackageUpdate) -> Result<()> {
+        let due = Timestamp::now().after(self.review_delay);
+        let name = &update.name;
+        let mut state = lock(&self.state);
+        let key = key(&update.repository, name);
+        let package = state
+            .packages
+            .packages
+            .get_mut(&key)
+            .ok_or_else(|| unknown(format!("package {name}")))?;
+        if let Some(expected) = &update.expected_revision
+            && package.revision != *expected
+        {
+            return Err(Error::PackageConflict {
+                reason: format!("{name} changed since revision {expected}; fetch it again"),
+            });
+        }
+        // Everything is checked before anything changes: the update is whole or nothing.
+        let named = update
+            .statuses
+            .iter()
+            .map(|(v, _)| v)
+            .chain(update.set_tags.iter().map(|(_, v)| v))
+            .chain(&update.delete_versions);
+        for version in named {
+            if !package.versions.iter().any(|v| v.version == *version) {
+                return Err(unknown(format!("version {version} of {name}")));
+            }
+        }
+        let now = Timestamp::now();
+        for (version, status) in &update.statuses {
+            if let Some(found) = package.versions.iter_mut().find(|v| v.version == *version) {
+                found.status = status.clone();
+                found.updated_at = now;
+            }
+        }
+        for tag in &update.delete_tags {
+            package.tags.remove(tag);
+        }
+        for (tag, version) in &update.set_tags {
+            package.tags.insert(tag.clone(), version.clone());
+        }
+        let mut removed = Vec::new();
+        for version in &update.delete_versions {
+            if let Some(at) = package.versions.iter().position(|v| v.version == *version) {
+                removed.extend(package.versions.remove(at).files);
+                package.tags.retain(|_, v| v != version);
+            }
+        }
+        touch(package);
+        if package.versions.is_empty() {
+            state.packages.packages.remove(&key);
+        }
+        queue_files(&mut state, &removed, due);
+        Ok(())
     }
 
     async fn set_package_tag(

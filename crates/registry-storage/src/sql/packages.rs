@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use registry_core::{
     BlobRef, Digest, Error, FileDigests, Package, PackageFile, PackageFormat, PackageMetadata,
-    PackageRepository, PackageSummary, PackageVersion, Page, Publish, PublishMode, PublishOutcome,
-    RepositoryKind, RepositorySettings, Result, ReviewEvent, Timestamp, VersionStatus,
+    PackageRepository, PackageSummary, PackageUpdate, PackageVersion, Page, Publish, PublishMode,
+    PublishOutcome, RepositoryKind, RepositorySettings, Result, ReviewEvent, Timestamp,
+    VersionStatus,
 };
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
@@ -758,6 +759,75 @@ impl PackageMetadata for SqlMetadataStore {
         }
         tx.commit().await.map_err(db_error)?;
         Ok(true)
+    }
+
+    async fn update_package(&self, update: &PackageUpdate) -> Result<()> {
+        let due = self.due();
+        let name = &update.name;
+        let mut tx = self.begin().await?;
+        let package_id = package_id(&mut tx, self, &update.repository, name)
+            .await?
+            .ok_or_else(|| unknown(format!("package {name}")))?;
+        if let Some(expected) = &update.expected_revision {
+            let row = sqlx::query("SELECT revision FROM packages WHERE id = $1")
+                .bind(package_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            if get::<String>(&row, "revision")? != *expected {
+                return Err(Error::PackageConflict {
+                    reason: format!("{name} changed since revision {expected}; fetch it again"),
+                });
+            }
+        }
+        touch(&mut tx, package_id).await?;
+        for (version, status) in &update.statuses {
+            let done = sqlx::query(
+                "UPDATE package_versions SET status = $3, updated_at = $4 \
+                 WHERE package_id = $1 AND version = $2",
+            )
+            .bind(package_id)
+            .bind(version)
+            .bind(json(status)?)
+            .bind(Timestamp::now().0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            if done.rows_affected() == 0 {
+                return Err(unknown(format!("version {version} of {name}")));
+            }
+        }
+        for tag in &update.delete_tags {
+            sqlx::query("DELETE FROM package_tags WHERE package_id = $1 AND name = $2")
+                .bind(package_id)
+                .bind(tag)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        for (tag, version) in &update.set_tags {
+            let version_id = version_id(&mut tx, package_id, version)
+                .await?
+                .ok_or_else(|| unknown(format!("version {version} of {name}")))?;
+            sqlx::query(
+                "INSERT INTO package_tags (package_id, name, version_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (package_id, name) DO UPDATE SET version_id = excluded.version_id",
+            )
+            .bind(package_id)
+            .bind(tag)
+            .bind(version_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        for version in &update.delete_versions {
+            let version_id = version_id(&mut tx, package_id, version)
+                .await?
+                .ok_or_else(|| unknown(format!("version {version} of {name}")))?;
+            delete_files(&mut tx, "f.version_id = $1", version_id, None, due).await?;
+            delete_version_row(&mut tx, package_id, version_id).await?;
+        }
+        tx.commit().await.map_err(db_error)
     }
 
     async fn set_package_tag(
