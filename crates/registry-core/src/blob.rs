@@ -2,6 +2,7 @@
 
 use std::fmt::{self, Debug};
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -133,9 +134,9 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
         body: ByteStream,
     ) -> Result<(Digest, u64)> {
         let id = self.upload_start(algorithm).await?;
-        let hasher = std::sync::Arc::new(std::sync::Mutex::new(DigestHasher::new(algorithm)));
+        let hasher = Arc::new(Mutex::new(DigestHasher::new(algorithm)));
         let tee = {
-            let hasher = hasher.clone();
+            let hasher = Arc::clone(&hasher);
             body.map(move |chunk| {
                 if let Ok(bytes) = &chunk {
                     hasher

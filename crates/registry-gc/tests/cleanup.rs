@@ -54,7 +54,7 @@ async fn tags(registry: &Registry, repo: &RepositoryName) -> Vec<String> {
 
 async fn scenario(metadata: Arc<dyn MetadataStore>) {
     let blobs: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
-    let registry = Registry::new(blobs.clone(), metadata.clone());
+    let registry = Registry::new(Arc::clone(&blobs), Arc::clone(&metadata));
     let app = RepositoryName::parse("team/app").unwrap();
     let other = RepositoryName::parse("other/app").unwrap();
     for tag in [
@@ -121,7 +121,7 @@ async fn scenario(metadata: Arc<dyn MetadataStore>) {
     );
 
     // The manifests the deleted tags held are now the collector's: they and their layers go.
-    let collector = Collector::new(blobs.clone(), metadata, CollectorConfig::default());
+    let collector = Collector::new(Arc::clone(&blobs), metadata, CollectorConfig::default());
     let gc = collector.run_once().await;
     assert_eq!(gc.manifests_deleted, 3);
     assert_eq!(gc.blobs_deleted, 3, "each deleted tag had its own layer");

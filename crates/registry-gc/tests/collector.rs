@@ -17,8 +17,16 @@ fn setup() -> (Registry, Collector, Arc<dyn BlobStore>) {
     let blobs: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
     let metadata: Arc<dyn MetadataStore> =
         Arc::new(MemoryMetadataStore::new().with_review_delay(Duration::ZERO));
-    let collector = Collector::new(blobs.clone(), metadata.clone(), CollectorConfig::default());
-    (Registry::new(blobs.clone(), metadata), collector, blobs)
+    let collector = Collector::new(
+        Arc::clone(&blobs),
+        Arc::clone(&metadata),
+        CollectorConfig::default(),
+    );
+    (
+        Registry::new(Arc::clone(&blobs), metadata),
+        collector,
+        blobs,
+    )
 }
 
 async fn push(registry: &Registry, repo: &RepositoryName, tag: &str, layer: &[u8]) -> Digest {

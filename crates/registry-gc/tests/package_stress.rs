@@ -164,16 +164,16 @@ async fn stress(metadata: Arc<dyn MetadataStore>) {
     let rounds = support::rounds();
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
-    let packages = Packages::new(blobs.clone(), metadata.clone());
+    let packages = Packages::new(Arc::clone(&blobs), Arc::clone(&metadata));
     packages
         .hosted_repository("files", PackageFormat::Generic, true)
         .await
         .unwrap();
-    let collector = support::collector(blobs.clone(), metadata.clone());
+    let collector = support::collector(Arc::clone(&blobs), Arc::clone(&metadata));
     let counts = Arc::new(Counts::default());
     let collectors = Collectors::start(&collector, 2);
     let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|id| tokio::spawn(publisher(packages.clone(), id, rounds, counts.clone())))
+        .map(|id| tokio::spawn(publisher(packages.clone(), id, rounds, Arc::clone(&counts))))
         .collect();
     for task in publishers {
         task.await.expect("publisher");

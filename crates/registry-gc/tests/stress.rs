@@ -229,12 +229,12 @@ async fn stress(metadata: Arc<dyn MetadataStore>) {
     let rounds = support::rounds();
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
-    let registry = Registry::new(blobs.clone(), metadata.clone());
-    let collector = support::collector(blobs.clone(), metadata.clone());
+    let registry = Registry::new(Arc::clone(&blobs), Arc::clone(&metadata));
+    let collector = support::collector(Arc::clone(&blobs), Arc::clone(&metadata));
     let counts = Arc::new(Counts::default());
     let collectors = Collectors::start(&collector, 2);
     let pushers: Vec<_> = (0..PUSHERS)
-        .map(|id| tokio::spawn(pusher(registry.clone(), id, rounds, counts.clone())))
+        .map(|id| tokio::spawn(pusher(registry.clone(), id, rounds, Arc::clone(&counts))))
         .collect();
     for task in pushers {
         task.await.expect("pusher");

@@ -86,7 +86,7 @@ async fn fixture(
 ) -> (Fixture, Digest, Digest, Digest, Digest, Digest, Digest) {
     let blobs: Arc<dyn BlobStore> = Arc::new(registry_storage::memory::MemoryBlobStore::new());
     let f = Fixture {
-        registry: Registry::new(blobs.clone(), metadata.clone()),
+        registry: Registry::new(Arc::clone(&blobs), Arc::clone(&metadata)),
         blobs,
         metadata,
         repo: RepositoryName::parse("sweep/app").unwrap(),
@@ -242,7 +242,7 @@ async fn damaged_kept_blobs_are_reported_and_the_sweep_carries_on() {
     let metadata: Arc<dyn MetadataStore> =
         Arc::new(registry_storage::memory::MemoryMetadataStore::new());
     let f = Fixture {
-        registry: Registry::new(blobs.clone(), metadata.clone()),
+        registry: Registry::new(Arc::clone(&blobs), Arc::clone(&metadata)),
         blobs,
         metadata,
         repo: RepositoryName::parse("damaged/app").unwrap(),

@@ -274,8 +274,8 @@ impl RunningRegistry {
     /// 127.0.0.1.
     pub async fn start(registry: Registry) -> io::Result<Self> {
         let packages = registry_core::Packages::new(
-            registry.blob_store().clone(),
-            registry.metadata().clone(),
+            Arc::clone(registry.blob_store()),
+            Arc::clone(registry.metadata()),
         );
         Self::serve_app(
             crate::app::Application::new(registry, packages).router(),

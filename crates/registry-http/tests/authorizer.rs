@@ -77,10 +77,10 @@ fn app(authorizer: Arc<dyn Authorizer>) -> Router {
         authenticator: Arc::new(StaticUsers::new(users, None).unwrap()),
         authorizer,
     };
-    let blobs = Arc::new(MemoryBlobStore::new());
-    let metadata = Arc::new(MemoryMetadataStore::new());
+    let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(MemoryBlobStore::new());
+    let metadata: Arc<dyn registry_core::MetadataStore> = Arc::new(MemoryMetadataStore::new());
     registry_http::app::Application::new(
-        Registry::new(blobs.clone(), metadata.clone()),
+        Registry::new(Arc::clone(&blobs), Arc::clone(&metadata)),
         Packages::new(blobs, metadata),
     )
     .auth(auth)

@@ -88,7 +88,7 @@ fn publish_body(name: &str, version: &str, tarball: &[u8]) -> Value {
 
 fn setup() -> (Router, Arc<dyn MetadataStore>) {
     let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
-    let packages = Packages::new(Arc::new(MemoryBlobStore::new()), metadata.clone());
+    let packages = Packages::new(Arc::new(MemoryBlobStore::new()), Arc::clone(&metadata));
     let app = registry_http::npm::router(packages.clone(), None)
         .merge(registry_http::generic::router(packages, None));
     (app, metadata)
@@ -308,8 +308,8 @@ async fn packuments_duplicates_and_formats() {
 #[tokio::test]
 async fn the_external_url_decides_absolute_urls() {
     let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
-    let blobs = Arc::new(MemoryBlobStore::new());
-    let packages = Packages::new(blobs.clone(), metadata.clone());
+    let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(MemoryBlobStore::new());
+    let packages = Packages::new(Arc::clone(&blobs), Arc::clone(&metadata));
     let users = registry_http::auth::StaticUsers::new(
         std::collections::HashMap::new(),
         Some(vec![registry_core::Grant {

@@ -71,8 +71,8 @@ impl Client {
     /// Runs the online collector once over the registry's stores.
     async fn collect(&self) -> RunReport {
         Collector::new(
-            self.registry.blob_store().clone(),
-            self.registry.metadata().clone(),
+            Arc::clone(self.registry.blob_store()),
+            Arc::clone(self.registry.metadata()),
             CollectorConfig::default(),
         )
         .run_once()

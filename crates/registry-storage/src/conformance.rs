@@ -260,7 +260,7 @@ pub async fn blob_concurrent_writers(store: SharedBlobStore) {
     let shared_digest = Digest::sha256(&shared);
     let mut tasks = Vec::new();
     for i in 0..16u64 {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         let data = if i < 8 {
             shared.clone()
         } else {
@@ -867,7 +867,7 @@ pub async fn metadata_pagination(store: SharedMetadataStore) {
     }
     let all: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let list = |page: Page| {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         let repo = repo.clone();
         async move {
             store
@@ -915,7 +915,7 @@ pub async fn metadata_pagination(store: SharedMetadataStore) {
             .unwrap();
     }
     let repos = |page: Page| {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         async move {
             store
                 .list_repositories(&page)
@@ -1090,7 +1090,7 @@ pub async fn metadata_concurrency(store: SharedMetadataStore) {
     let shared = Digest::sha256(b"shared layer");
     let mut tasks: Vec<tokio::task::JoinHandle<registry_core::Result<Digest>>> = Vec::new();
     for i in 0..16u32 {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         let repo = repo.clone();
         let shared = shared.clone();
         tasks.push(tokio::spawn(async move {
@@ -1238,7 +1238,7 @@ pub async fn metadata_collection(store: SharedMetadataStore) {
 
     use registry_core::ManifestVerdict as V;
     let verdict = |digest: Digest| {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         let repo = repo.clone();
         async move { store.collect_manifest(&repo, &digest).await.unwrap() }
     };
@@ -1319,7 +1319,7 @@ pub async fn metadata_collection(store: SharedMetadataStore) {
         .unwrap()
         .expect("claimable again");
     let racing_push = {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         let manifest = new_manifest(
             &repo,
             "racing",
@@ -1350,7 +1350,7 @@ pub async fn metadata_collection(store: SharedMetadataStore) {
     store.link_blob(&repo, &layer, 8).await.unwrap();
     let claim = store.claim_blob(&layer).await.unwrap().expect("claimable");
     let racing_link = {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         let repo = repo.clone();
         let layer = layer.clone();
         tokio::spawn(async move { store.link_blob(&repo, &layer, 8).await })
@@ -1394,7 +1394,7 @@ pub async fn metadata_tag_details(store: SharedMetadataStore) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let list = |query: TagQuery| {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         let repo = repo.clone();
         async move {
             let details = store.tag_details(&repo, &query).await.unwrap();
@@ -1573,7 +1573,7 @@ pub async fn metadata_storage_usage(store: SharedMetadataStore) {
             .sum()
     };
     let usage = |scope: UsageScope| {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         async move { store.storage_usage(&scope).await.unwrap() }
     };
     assert_eq!(
@@ -1815,7 +1815,7 @@ pub async fn metadata_tag_rules(store: SharedMetadataStore) {
     let race = tag("v9");
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         let repo = repo.clone();
         let layer = layer.clone();
         let race = race.clone();
@@ -2124,7 +2124,7 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
         store.package_revision("npm-hosted", "nope").await.unwrap(),
         None
     );
-    let mut seen = vec![revision(store.clone()).await];
+    let mut seen = vec![revision(Arc::clone(&store)).await];
 
     // Tags and statuses.
     store
@@ -2149,7 +2149,7 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
             .await
             .unwrap()
     );
-    let after_tags = revision(store.clone()).await;
+    let after_tags = revision(Arc::clone(&store)).await;
     assert!(
         !seen.contains(&after_tags),
         "tag changes change the revision"
@@ -2172,7 +2172,7 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
         .unwrap()
         .unwrap();
     assert_eq!(package.version("1.0.0").unwrap().status, deprecated);
-    let after_status = revision(store.clone()).await;
+    let after_status = revision(Arc::clone(&store)).await;
     assert!(
         !seen.contains(&after_status),
         "a status change changes the revision"
@@ -2298,7 +2298,7 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
             .unwrap();
     }
     let listed = |contains: Option<&'static str>, page: Page| {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         async move {
             store
                 .list_packages("npm-hosted", contains, &page)

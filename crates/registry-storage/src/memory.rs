@@ -279,7 +279,7 @@ impl MemoryMetadataStore {
             let ended = {
                 let state = lock(&self.state);
                 match digests.iter().find_map(|d| state.claimed.get(d)) {
-                    Some(claim) => claim.ended.clone().notified_owned(),
+                    Some(claim) => Arc::clone(&claim.ended).notified_owned(),
                     None => return state,
                 }
             };
@@ -1115,7 +1115,7 @@ impl CollectionMetadata for MemoryMetadataStore {
         };
         state.claimed.insert(digest.clone(), claimed);
         Ok(Some(Box::new(MemoryBlobClaim {
-            state: self.state.clone(),
+            state: Arc::clone(&self.state),
             digest: digest.clone(),
         })))
     }

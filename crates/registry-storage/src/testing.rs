@@ -19,6 +19,14 @@ pub fn postgres_url() -> String {
 /// Drops what a fixture created when the test ends, even when it panics.
 pub struct Cleanup(Option<Box<dyn FnOnce() + Send>>);
 
+impl std::fmt::Debug for Cleanup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Cleanup")
+            .field(&self.0.as_ref().map(|_| "pending"))
+            .finish()
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(cleanup) = self.0.take() {

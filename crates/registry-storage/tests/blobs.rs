@@ -85,7 +85,7 @@ async fn fs_aborted_write_leaves_no_blob_and_no_staging() {
     let data = sample(7, 1 << 20);
     let digest = Digest::sha256(&data);
     let writer = {
-        let store = store.clone();
+        let store = Arc::clone(&store);
         let digest = digest.clone();
         tokio::spawn(async move { store.write(&digest, stalling(data.slice(..500_000))).await })
     };

@@ -303,7 +303,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let cleanup_interval = config.cleanup_interval()?;
     let server = config.server()?;
     let registry = open_registry(&config, gc.review_delay).await?;
-    let (blobs, metadata) = (registry.blob_store().clone(), registry.metadata().clone());
+    let (blobs, metadata) = (
+        Arc::clone(registry.blob_store()),
+        Arc::clone(registry.metadata()),
+    );
     // Online garbage collection runs beside the server; several instances may all run it.
     let (stop_collector, collector_stopped) = tokio::sync::oneshot::channel::<()>();
     let collector = gc.enabled.then(|| {
@@ -327,10 +330,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| format!("installing the metrics recorder: {e}"))?;
-    let packages =
-        registry_core::Packages::new(registry.blob_store().clone(), registry.metadata().clone())
-            .with_limits(config.package_limits())
-            .with_create_on_publish(config.create_repositories_on_publish);
+    let packages = registry_core::Packages::new(
+        Arc::clone(registry.blob_store()),
+        Arc::clone(registry.metadata()),
+    )
+    .with_limits(config.package_limits())
+    .with_create_on_publish(config.create_repositories_on_publish);
     for configured in &config.package_repositories {
         let name = configured
             .name

@@ -57,7 +57,8 @@ impl Collectors {
         let totals = Arc::new(Mutex::new(RunReport::default()));
         let tasks = (0..count)
             .map(|_| {
-                let (collector, done, totals) = (collector.clone(), done.clone(), totals.clone());
+                let (collector, done, totals) =
+                    (collector.clone(), Arc::clone(&done), Arc::clone(&totals));
                 tokio::spawn(async move {
                     while !done.load(Ordering::Relaxed) {
                         let report = collector.run_once().await;
