@@ -2,12 +2,14 @@
 //! uploads are read and what clients are served. No I/O: callers hand in bytes and get values
 //! or a [`registry_core::Error::PackageInvalid`] naming what is wrong.
 //!
+//! - [`archive`]: the bounded, path-safe gzip tar walk every tarball format uses;
 //! - [`generic`]: Generic packages — files under a name and version;
 //! - [`npm`]: npm — names, the publish document and its tarball, packuments;
 //! - [`pypi`]: Python packages — names, versions, distribution files and their core metadata,
 //!   the Simple API in HTML and JSON.
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod archive;
 pub mod generic;
 pub mod npm;
 pub mod pypi;

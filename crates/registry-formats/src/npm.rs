@@ -339,59 +339,29 @@ pub fn parse_put(body: &[u8], path_name: &str, limits: &NpmLimits) -> Result<Put
 /// Reads a package tarball: gzip, then tar, every path relative and without `..`, the expanded
 /// size and entry count bounded; returns the name and version of its root `package.json`.
 pub fn read_tarball(tarball: &[u8], limits: &NpmLimits) -> Result<(String, String)> {
-    let corrupt =
-        |e: std::io::Error| invalid(format!("the tarball is not a gzip tar archive: {e}"));
-    let gunzip = flate2::read::GzDecoder::new(tarball);
-    let mut archive = tar::Archive::new(gunzip.take(limits.max_unpacked_size + 1));
-    let mut expanded = 0u64;
+    let bounds = crate::archive::TarLimits {
+        max_entries: limits.max_entries,
+        max_expanded: limits.max_unpacked_size,
+    };
+    // The whole archive is walked (every path checked, every byte counted); the first
+    // `<dir>/package.json` is the manifest.
     let mut manifest: Option<Value> = None;
-    for (count, entry) in archive.entries().map_err(corrupt)?.enumerate() {
-        if count as u64 >= limits.max_entries {
-            return Err(invalid(format!(
-                "the tarball has more than {} entries",
-                limits.max_entries
-            )));
-        }
-        let mut entry = entry.map_err(corrupt)?;
-        let path = entry.path().map_err(corrupt)?.into_owned();
-        let unsafe_path = path.is_absolute()
-            || path.components().any(|c| {
-                !matches!(
-                    c,
-                    std::path::Component::Normal(_) | std::path::Component::CurDir
-                )
-            });
-        if unsafe_path {
-            return Err(invalid(format!(
-                "the tarball holds an unsafe path: {}",
-                path.display()
-            )));
-        }
-        expanded += entry.size();
-        if expanded > limits.max_unpacked_size {
-            return Err(invalid(format!(
-                "the tarball expands beyond {} bytes",
-                limits.max_unpacked_size
-            )));
-        }
-        let depth = path
-            .components()
-            .filter(|c| matches!(c, std::path::Component::Normal(_)))
-            .count();
-        let is_manifest = depth == 2 && path.file_name().is_some_and(|f| f == "package.json");
+    crate::archive::walk_gzip_tar(tarball, "the tarball", bounds, |path, entry| {
+        let is_manifest = crate::archive::depth(path) == 2
+            && path.file_name().is_some_and(|f| f == "package.json");
         if is_manifest && manifest.is_none() {
             let mut text = Vec::new();
             entry
-                .by_ref()
                 .take(16 << 20)
                 .read_to_end(&mut text)
-                .map_err(corrupt)?;
+                .map_err(|e| invalid(format!("the tarball is not a gzip tar archive: {e}")))?;
             manifest =
                 Some(serde_json::from_slice(&text).map_err(|e| {
                     invalid(format!("the tarball's package.json is not JSON: {e}"))
                 })?);
         }
-    }
+        Ok(std::ops::ControlFlow::<()>::Continue(()))
+    })?;
     let manifest = manifest.ok_or_else(|| invalid("the tarball has no package/package.json"))?;
     let field = |key: &str| {
         manifest

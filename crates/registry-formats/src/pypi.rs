@@ -290,37 +290,24 @@ pub fn wheel_metadata(reader: impl Read + Seek, file: &DistFile) -> Result<Vec<u
 /// first entry or close to it).
 pub const MAX_SDIST_SCAN: u64 = 256 << 20;
 
+/// How many entries of an sdist are walked looking for `PKG-INFO`.
+pub const MAX_SDIST_ENTRIES: u64 = 100_000;
+
 /// The `PKG-INFO` file of a gzip tar sdist: `{name}-{version}/PKG-INFO`. Every path is checked
 /// on the way (no absolute paths, no `..`), and no more than [`MAX_SDIST_SCAN`] expanded bytes
 /// are read.
 pub fn sdist_metadata(reader: impl Read) -> Result<Vec<u8>> {
-    let corrupt = |e: std::io::Error| invalid(format!("the sdist is not a gzip tar archive: {e}"));
-    let expanded = flate2::read::GzDecoder::new(reader).take(MAX_SDIST_SCAN);
-    let mut archive = tar::Archive::new(expanded);
-    for entry in archive.entries().map_err(corrupt)? {
-        let entry = entry.map_err(corrupt)?;
-        let path = entry.path().map_err(corrupt)?.into_owned();
-        let unsafe_path = path.is_absolute()
-            || path.components().any(|c| {
-                !matches!(
-                    c,
-                    std::path::Component::Normal(_) | std::path::Component::CurDir
-                )
-            });
-        if unsafe_path {
-            return Err(invalid(format!(
-                "the sdist holds an unsafe path: {}",
-                path.display()
-            )));
+    let bounds = crate::archive::TarLimits {
+        max_entries: MAX_SDIST_ENTRIES,
+        max_expanded: MAX_SDIST_SCAN,
+    };
+    crate::archive::walk_gzip_tar(reader, "the sdist", bounds, |path, entry| {
+        if path.components().count() == 2 && path.file_name().is_some_and(|f| f == "PKG-INFO") {
+            return read_limited(entry, "the sdist's PKG-INFO").map(std::ops::ControlFlow::Break);
         }
-        let parts: Vec<_> = path.components().collect();
-        if parts.len() == 2 && path.file_name().is_some_and(|f| f == "PKG-INFO") {
-            return read_limited(entry, "the sdist's PKG-INFO");
-        }
-    }
-    Err(invalid(format!(
-        "the sdist has no {{name}}-{{version}}/PKG-INFO in its first {MAX_SDIST_SCAN} expanded bytes"
-    )))
+        Ok(std::ops::ControlFlow::Continue(()))
+    })?
+    .ok_or_else(|| invalid("the sdist has no {name}-{version}/PKG-INFO"))
 }
 
 /// Checks that the upload form, the file name and the file's metadata name one project and
