@@ -49,6 +49,7 @@ pub mod observe;
 pub mod oci;
 pub mod package_admin;
 mod package_error;
+mod package_io;
 pub mod path;
 pub mod pypi;
 pub mod serve;

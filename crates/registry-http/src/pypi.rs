@@ -14,19 +14,16 @@
 //! anything such as `__token__`). Errors are plain text with the status, which twine prints.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use blake2::Digest as _;
 use bytes::Bytes;
-use futures::StreamExt;
 use registry_core::{
-    Action, BlobRef, ByteRange, Error, NewPackageFile, PackageFormat, Packages, Page, Publish,
-    PublishMode, VersionStatus,
+    Action, BlobRef, Error, NewPackageFile, PackageFormat, Packages, Page, Publish, PublishMode,
+    VersionStatus,
 };
 use registry_formats::pypi::{self, DistKind, SimpleFile, SimpleFormat, SimpleProject};
 use serde_json::json;
@@ -35,11 +32,10 @@ use crate::auth::Auth;
 use crate::cache::RenderCache;
 use crate::external_url::{ExternalUrl, base_url};
 use crate::package_error::PlainText;
+use crate::package_io::{ExtraDigests, read_blocking, store_with_digests};
 use crate::transfer::{
     BufferBudget, declared_length, file_response, read_bounded, requested_range,
 };
-
-type Blake2b256 = blake2::Blake2b<blake2::digest::consts::U32>;
 
 /// The largest text field of an upload form (a long description included).
 const MAX_FIELD: usize = 4 << 20;
@@ -275,52 +271,17 @@ async fn upload(
                 Failure::new(StatusCode::BAD_REQUEST, "the content part has no file name")
             })?;
             pypi::parse_filename(&filename)?;
-            // The part streams into the blob store while it is hashed with BLAKE2b-256.
-            let (sender, receiver) = tokio::sync::mpsc::channel::<registry_core::Result<Bytes>>(4);
-            let stream = tokio_stream_from(receiver);
-            let store = pypi.packages.store_file(stream);
-            let feed = async {
-                let mut hasher = Blake2b256::new();
-                let mut md5 = md5::Md5::new();
-                let mut failure = None;
-                loop {
-                    match field.chunk().await {
-                        Ok(Some(chunk)) => {
-                            hasher.update(&chunk);
-                            md5.update(&chunk);
-                            if sender.send(Ok(chunk)).await.is_err() {
-                                break;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            let error = Error::BlobUploadInvalid {
-                                reason: format!("the upload broke off: {e}"),
-                            };
-                            failure = Some(e.to_string());
-                            let _ = sender.send(Err(error)).await;
-                            break;
-                        }
-                    }
-                }
-                drop(sender);
-                (
-                    (hex::encode(hasher.finalize()), hex::encode(md5.finalize())),
-                    failure,
-                )
+            // The part streams into the blob store while it is hashed with BLAKE2b-256 and MD5.
+            let wanted = ExtraDigests {
+                blake2_256: true,
+                md5: true,
             };
-            let (stored, ((blake2_256, md5), failure)) = futures::join!(store, feed);
-            if let Some(failure) = failure {
-                return Err(Failure::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("the upload broke off: {failure}"),
-                ));
-            }
+            let (blob, digests) = store_with_digests(&pypi.packages, &mut field, wanted).await?;
             received = Some(Received {
                 filename,
-                blob: stored?,
-                blake2_256,
-                md5,
+                blob,
+                blake2_256: digests.blake2_256.unwrap_or_default(),
+                md5: digests.md5.unwrap_or_default(),
             });
         } else {
             let mut text = Vec::new();
@@ -469,13 +430,6 @@ async fn upload(
     Ok((StatusCode::OK, "OK\n").into_response())
 }
 
-/// A `Stream` over an mpsc receiver.
-fn tokio_stream_from(
-    mut receiver: tokio::sync::mpsc::Receiver<registry_core::Result<Bytes>>,
-) -> registry_core::ByteStream {
-    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
-}
-
 /// Reads a stored distribution's core metadata without loading the file: a blocking task reads
 /// the ranges the archive reader asks for.
 async fn read_metadata(
@@ -483,82 +437,13 @@ async fn read_metadata(
     blob: &BlobRef,
     file: &pypi::DistFile,
 ) -> Result<Vec<u8>, Failure> {
-    let reader = BlobReader {
-        packages: packages.clone(),
-        blob: blob.clone(),
-        position: 0,
-        buffer: Bytes::new(),
-        buffer_start: 0,
-        runtime: tokio::runtime::Handle::current(),
-    };
     let file = file.clone();
-    let extracted = tokio::task::spawn_blocking(move || match file.kind {
+    let extracted = read_blocking(packages, blob, move |reader| match file.kind {
         DistKind::Wheel => pypi::wheel_metadata(reader, &file),
         DistKind::Sdist => pypi::sdist_metadata(reader),
     })
-    .await
-    .map_err(|e| Failure::from(Error::backend(e.to_string())))?;
+    .await?;
     Ok(extracted?)
-}
-
-/// Synchronous `Read + Seek` over a stored blob, fetching 256 KiB ranges as they are needed.
-struct BlobReader {
-    packages: Packages,
-    blob: BlobRef,
-    position: u64,
-    buffer: Bytes,
-    buffer_start: u64,
-    runtime: tokio::runtime::Handle,
-}
-
-const READ_AHEAD: u64 = 256 << 10;
-
-impl Read for BlobReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.position >= self.blob.size || out.is_empty() {
-            return Ok(0);
-        }
-        let buffered = self.buffer_start..self.buffer_start + self.buffer.len() as u64;
-        if !buffered.contains(&self.position) {
-            let end = (self.position + READ_AHEAD).min(self.blob.size);
-            let range = ByteRange {
-                start: self.position,
-                end: Some(end),
-            };
-            let packages = self.packages.clone();
-            let blob = self.blob.clone();
-            let bytes = self.runtime.block_on(async move {
-                let mut read = packages.read(&blob, Some(range)).await?;
-                let mut bytes = Vec::with_capacity((end - range.start) as usize);
-                while let Some(chunk) = read.stream.next().await {
-                    bytes.extend_from_slice(&chunk?);
-                }
-                Ok::<_, Error>(bytes)
-            });
-            self.buffer = Bytes::from(bytes.map_err(std::io::Error::other)?);
-            self.buffer_start = self.position;
-        }
-        let offset = (self.position - self.buffer_start) as usize;
-        let available = &self.buffer[offset..];
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.position += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for BlobReader {
-    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        let target = match to {
-            SeekFrom::Start(at) => i128::from(at),
-            SeekFrom::End(delta) => i128::from(self.blob.size) + i128::from(delta),
-            SeekFrom::Current(delta) => i128::from(self.position) + i128::from(delta),
-        };
-        self.position = u64::try_from(target).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
-        Ok(self.position)
-    }
 }
 
 fn negotiate(headers: &HeaderMap) -> Result<(SimpleFormat, &'static str), Failure> {
