@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use registry_core::{
     Action, Error, FileDigests, NewPackageFile, PackageFormat, PackageUpdate, Packages, Publish,
-    PublishMode, RepositoryName, TokenRecord, VersionStatus,
+    PublishMode, TokenRecord, VersionStatus,
 };
 use registry_formats::npm::{self, NpmLimits, Put};
 use serde_json::{Value, json};
@@ -274,34 +274,14 @@ impl Repo<'_> {
     }
 
     fn require(&self, action: Action) -> Result<(), Failure> {
-        let Some(auth) = &self.npm.auth else {
-            return Ok(());
-        };
-        let Some(caller) = &self.caller else {
-            return Err(Failure::new(
-                StatusCode::UNAUTHORIZED,
-                "authentication required: npm login",
-            ));
-        };
-        let allowed = RepositoryName::parse(&self.name)
-            .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action));
-        if allowed {
-            Ok(())
-        } else if caller.is_identified() {
-            Err(Failure::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "{} on {} is not granted to this user",
-                    action.as_str(),
-                    self.name
-                ),
-            ))
-        } else {
-            Err(Failure::new(
-                StatusCode::UNAUTHORIZED,
-                "authentication required: npm login",
-            ))
-        }
+        crate::package_error::decide(
+            self.npm.auth.as_ref(),
+            self.caller.as_ref(),
+            &self.name,
+            action,
+            "authentication required: npm login",
+        )
+        .map(drop)
     }
 }
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use registry_core::{Action, Error, RepositoryName, Role, TokenStore};
 use serde_json::json;
 
-use crate::auth::{Auth, authenticate_package_client, package_role};
+use crate::auth::{Auth, Caller, authenticate_package_client, package_role};
 use crate::error::{REQUEST_ID, error_headers, log_server_error, server_error_message, status_of};
 
 /// How a package format writes an error body.
@@ -123,17 +123,36 @@ pub(crate) async fn authorize<S>(
     repository: &str,
     action: Action,
 ) -> Result<Option<Role>, Failure<S>> {
-    let unauthorized = || Failure::new(StatusCode::UNAUTHORIZED, "authentication required");
-    let caller = authenticate_package_client(auth, tokens, headers)
-        .await?
-        .ok_or_else(unauthorized)?;
+    let caller = authenticate_package_client(auth, tokens, headers).await?;
+    decide(
+        auth,
+        caller.as_ref(),
+        repository,
+        action,
+        "authentication required",
+    )
+}
+
+/// The one decision of every package route, for a caller already authenticated (`None`: the
+/// credentials proved nothing): allowed with the caller's role on the repository (`None` when
+/// no authentication is configured); `401` with `unauthenticated` as the message for unknown
+/// callers; `403` naming the action for known ones. The configured authorizer decides.
+pub(crate) fn decide<S>(
+    auth: Option<&Auth>,
+    caller: Option<&Caller>,
+    repository: &str,
+    action: Action,
+    unauthenticated: &str,
+) -> Result<Option<Role>, Failure<S>> {
     let Some(auth) = auth else {
         return Ok(None);
     };
+    let unauthorized = || Failure::new(StatusCode::UNAUTHORIZED, unauthenticated);
+    let caller = caller.ok_or_else(unauthorized)?;
     let allowed = RepositoryName::parse(repository)
         .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action));
     if allowed {
-        Ok(package_role(Some(auth), &caller, repository))
+        Ok(package_role(Some(auth), caller, repository))
     } else if caller.is_identified() {
         Err(Failure::new(
             StatusCode::FORBIDDEN,
