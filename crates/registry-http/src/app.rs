@@ -80,11 +80,25 @@ impl Application {
             Some(auth) => crate::oci::router_with_auth(self.registry, auth),
             None => crate::oci::router(self.registry),
         };
-        let mut app = oci
-            .merge(crate::generic::router(packages.clone(), auth.clone()))
-            .merge(crate::npm::router(packages.clone(), auth.clone()))
-            .merge(crate::pypi::router(packages.clone(), auth.clone()))
-            .merge(crate::package_admin::router(packages, auth));
+        let mut app = oci;
+        #[cfg(feature = "generic")]
+        {
+            app = app.merge(crate::generic::router(packages.clone(), auth.clone()));
+        }
+        #[cfg(feature = "npm")]
+        {
+            app = app.merge(crate::npm::router(packages.clone(), auth.clone()));
+        }
+        #[cfg(feature = "pypi")]
+        {
+            app = app.merge(crate::pypi::router(packages.clone(), auth.clone()));
+        }
+        #[cfg(feature = "packages")]
+        {
+            app = app.merge(crate::package_admin::router(packages, auth));
+        }
+        #[cfg(not(feature = "packages"))]
+        drop((packages, auth));
         if let Some(url) = self.external_url {
             app = app.layer(axum::Extension(url));
         }

@@ -2,6 +2,11 @@
 //! revision: a request checks the revision with one small query and, when it is unchanged,
 //! answers the bytes rendered before. Any change to a package gives it a new revision, on every
 //! instance sharing the store, so a cached document is never stale.
+// Shared by the package routers; with only some of them compiled in, parts go unused.
+#![cfg_attr(
+    not(all(feature = "generic", feature = "npm", feature = "pypi")),
+    allow(dead_code)
+)]
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -42,6 +42,8 @@ impl ExternalUrl {
     }
 }
 
+// Only the package routers build absolute URLs.
+#[cfg_attr(not(any(feature = "npm", feature = "pypi")), allow(dead_code))]
 /// The base of absolute URLs for a request: the configured external URL when the application
 /// set one (as a request extension), else `http://<Host>`.
 pub(crate) fn base_url(configured: Option<&ExternalUrl>, headers: &HeaderMap) -> String {

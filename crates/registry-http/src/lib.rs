@@ -35,22 +35,41 @@
 //!     .merge(registry_http::oci::router(registry));
 //! # let _: axum::Router = app;
 //! ```
+//!
+//! ## Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `generic` | yes | Generic packages under `/generic/` |
+//! | `npm` | yes | the npm registry API under `/npm/` |
+//! | `pypi` | yes | the Python package index under `/pypi/` |
+//! | `harness` | yes | [`serve::RunningRegistry`], a registry in memory for tests |
+//!
+//! With none of them, an OCI-only embedder compiles neither the package formats nor the
+//! in-memory stores.
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod admin;
 pub mod app;
 pub mod auth;
+#[cfg(feature = "packages")]
 mod cache;
 pub mod error;
 pub mod external_url;
+#[cfg(feature = "generic")]
 pub mod generic;
+#[cfg(feature = "npm")]
 pub mod npm;
 pub mod observe;
 pub mod oci;
+#[cfg(feature = "packages")]
 pub mod package_admin;
+#[cfg(feature = "packages")]
 mod package_error;
+#[cfg(feature = "packages")]
 mod package_io;
 pub mod path;
+#[cfg(feature = "pypi")]
 pub mod pypi;
 pub mod serve;
 pub mod throttle;

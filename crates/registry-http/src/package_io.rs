@@ -2,6 +2,11 @@
 //! while computing the extra digests a format publishes, and reading a stored file as blocking
 //! `Read + Seek` for the archive readers of `registry-formats` (wheels, sdists; `.nupkg` and
 //! jars next). Memory does not grow with the file either way.
+// Shared by the package routers; with only some of them compiled in, parts go unused.
+#![cfg_attr(
+    not(all(feature = "generic", feature = "npm", feature = "pypi")),
+    allow(dead_code)
+)]
 
 use std::io::{Read, Seek, SeekFrom};
 

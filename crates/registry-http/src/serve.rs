@@ -22,7 +22,6 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use registry_core::Registry;
-use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
@@ -261,7 +260,9 @@ pub struct RunningRegistry {
 impl RunningRegistry {
     /// Serves a fresh in-memory registry (memory blobs and metadata, review delay 0): the OCI
     /// API and every package API, without authentication.
+    #[cfg(feature = "harness")]
     pub async fn in_memory() -> io::Result<Self> {
+        use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
         let metadata = MemoryMetadataStore::new().with_review_delay(Duration::ZERO);
         Self::start(Registry::new(
             Arc::new(MemoryBlobStore::new()),

@@ -227,16 +227,21 @@ fn network_of(address: IpAddr) -> IpAddr {
 /// An error answered by a layer in front of every protocol, in the format of the protocol the
 /// path belongs to.
 fn refusal(path: &str, error: impl Fn() -> Error) -> Response {
-    use crate::package_error::{ErrorJson, Failure, MessageJson, PlainText};
-    if path.starts_with("/v2") || path == "/token" {
-        crate::error::ApiError::Core(error()).into_response()
-    } else if path.starts_with("/npm/") {
-        Failure::<ErrorJson>::from(error()).into_response()
-    } else if path.starts_with("/pypi/") {
-        Failure::<PlainText>::from(error()).into_response()
-    } else {
-        Failure::<MessageJson>::from(error()).into_response()
+    #[cfg(feature = "packages")]
+    {
+        use crate::package_error::{ErrorJson, Failure, MessageJson, PlainText};
+        if path.starts_with("/npm/") {
+            return Failure::<ErrorJson>::from(error()).into_response();
+        }
+        if path.starts_with("/pypi/") {
+            return Failure::<PlainText>::from(error()).into_response();
+        }
+        if !(path.starts_with("/v2") || path == "/token") {
+            return Failure::<MessageJson>::from(error()).into_response();
+        }
     }
+    let _ = path;
+    crate::error::ApiError::Core(error()).into_response()
 }
 
 #[cfg(test)]

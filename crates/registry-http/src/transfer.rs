@@ -114,6 +114,7 @@ pub(crate) fn file_response(
 }
 
 /// The most bytes of a small request document: admin API bodies, npm logins and dist-tags.
+#[cfg_attr(not(feature = "packages"), allow(dead_code))] // only the package APIs read them
 pub(crate) const MAX_SMALL_DOCUMENT: usize = 1 << 20;
 
 /// The declared `Content-Length`, if any.
