@@ -184,99 +184,12 @@ impl Error {
             source: source.into(),
         }
     }
-
-    /// The OCI distribution error code for this error, or `None` for a server-side failure.
-    pub fn code(&self) -> Option<OciErrorCode> {
-        use OciErrorCode as C;
-        Some(match self {
-            Error::DigestInvalid { .. } | Error::DigestMismatch { .. } => C::DigestInvalid,
-            Error::NameInvalid { .. } => C::NameInvalid,
-            Error::NameUnknown { .. } => C::NameUnknown,
-            Error::ManifestInvalid {
-                source: ManifestError::TooLarge { .. },
-            } => C::SizeInvalid,
-            Error::ManifestInvalid { .. } => C::ManifestInvalid,
-            Error::ManifestUnknown { .. } => C::ManifestUnknown,
-            Error::ManifestBlobUnknown { .. } => C::ManifestBlobUnknown,
-            Error::ManifestReferenced { .. } | Error::Denied { .. } => C::Denied,
-            Error::BlobUnknown { .. } => C::BlobUnknown,
-            Error::BlobUploadUnknown { .. } => C::BlobUploadUnknown,
-            Error::UploadOffsetMismatch { .. } | Error::BlobUploadInvalid { .. } => {
-                C::BlobUploadInvalid
-            }
-            Error::RangeNotSatisfiable { .. } | Error::SizeInvalid { .. } => C::SizeInvalid,
-            Error::Unauthorized => C::Unauthorized,
-            Error::TooManyRequests { .. } => C::TooManyRequests,
-            Error::Unsupported { .. }
-            | Error::PolicyInvalid { .. }
-            | Error::PackageInvalid { .. } => C::Unsupported,
-            Error::PackageConflict { .. } => C::Denied,
-            Error::PackageUnknown { .. } => C::NameUnknown,
-            Error::Backend { .. } => return None,
-        })
-    }
 }
 
 impl From<HasherStateError> for Error {
     fn from(e: HasherStateError) -> Self {
         Error::BlobUploadInvalid {
             reason: e.to_string(),
-        }
-    }
-}
-
-/// The error codes of the OCI distribution specification, and only those.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum OciErrorCode {
-    /// `BLOB_UNKNOWN`
-    BlobUnknown,
-    /// `BLOB_UPLOAD_INVALID`
-    BlobUploadInvalid,
-    /// `BLOB_UPLOAD_UNKNOWN`
-    BlobUploadUnknown,
-    /// `DIGEST_INVALID`
-    DigestInvalid,
-    /// `MANIFEST_BLOB_UNKNOWN`
-    ManifestBlobUnknown,
-    /// `MANIFEST_INVALID`
-    ManifestInvalid,
-    /// `MANIFEST_UNKNOWN`
-    ManifestUnknown,
-    /// `NAME_INVALID`
-    NameInvalid,
-    /// `NAME_UNKNOWN`
-    NameUnknown,
-    /// `SIZE_INVALID`
-    SizeInvalid,
-    /// `UNAUTHORIZED`
-    Unauthorized,
-    /// `DENIED`
-    Denied,
-    /// `UNSUPPORTED`
-    Unsupported,
-    /// `TOOMANYREQUESTS`
-    TooManyRequests,
-}
-
-impl OciErrorCode {
-    /// The code as it appears in an OCI error body.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            OciErrorCode::BlobUnknown => "BLOB_UNKNOWN",
-            OciErrorCode::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
-            OciErrorCode::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
-            OciErrorCode::DigestInvalid => "DIGEST_INVALID",
-            OciErrorCode::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
-            OciErrorCode::ManifestInvalid => "MANIFEST_INVALID",
-            OciErrorCode::ManifestUnknown => "MANIFEST_UNKNOWN",
-            OciErrorCode::NameInvalid => "NAME_INVALID",
-            OciErrorCode::NameUnknown => "NAME_UNKNOWN",
-            OciErrorCode::SizeInvalid => "SIZE_INVALID",
-            OciErrorCode::Unauthorized => "UNAUTHORIZED",
-            OciErrorCode::Denied => "DENIED",
-            OciErrorCode::Unsupported => "UNSUPPORTED",
-            OciErrorCode::TooManyRequests => "TOOMANYREQUESTS",
         }
     }
 }

@@ -62,7 +62,7 @@ pub use auth::{
 };
 pub use blob::{BlobRead, BlobStore, BlobStoreExt, ByteRange, ByteStream, UploadId};
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher, HasherState};
-pub use error::{Error, OciErrorCode, Result};
+pub use error::{Error, Result};
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, ManifestLimits};
 pub use metadata::{
     BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, ManifestEntry, ManifestRecord,

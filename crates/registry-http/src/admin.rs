@@ -23,8 +23,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use registry_core::{
-    CleanupPolicy, Error, NamePattern, OciErrorCode, PolicyKind, PolicySource, Registry, Result,
-    Role, TagRule,
+    CleanupPolicy, Error, NamePattern, PolicyKind, PolicySource, Registry, Result, Role, TagRule,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -70,7 +69,7 @@ fn unknown(kind: PolicyKind, name: &str) -> Response {
         PolicyKind::Cleanup => "cleanup policy",
     };
     let body = json!({ "errors": [{
-        "code": OciErrorCode::NameUnknown.as_str(),
+        "code": crate::error::OciErrorCode::NameUnknown.as_str(),
         "message": format!("no {what} named {name:?}"),
     }]});
     json_response(StatusCode::NOT_FOUND, body.to_string())

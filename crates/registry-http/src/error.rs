@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use registry_core::{Error, ManifestError, OciErrorCode};
+use registry_core::{Error, ManifestError};
 use serde_json::json;
 
 /// An error on its way to the client: a core error, or a problem with the request itself.
@@ -57,7 +57,7 @@ pub fn status_of(error: &Error) -> StatusCode {
         Error::ManifestReferenced { .. } => StatusCode::BAD_REQUEST,
         Error::PackageConflict { .. } => StatusCode::CONFLICT,
         Error::Backend { source } if is_storage_full(&**source) => StatusCode::INSUFFICIENT_STORAGE,
-        _ => match error.code() {
+        _ => match oci_code(error) {
             None => StatusCode::INTERNAL_SERVER_ERROR,
             Some(code) => match code {
                 OciErrorCode::BlobUnknown
@@ -149,7 +149,7 @@ impl IntoResponse for ApiError {
                 if status.is_server_error() {
                     return server_error(status, &log_server_error(&error));
                 }
-                let mut response = body(status, error.code(), error.to_string());
+                let mut response = body(status, oci_code(&error), error.to_string());
                 response.headers_mut().extend(error_headers(&error));
                 response
             }
@@ -167,4 +167,94 @@ impl IntoResponse for ApiError {
             ApiError::Response(response) => *response,
         }
     }
+}
+
+/// The error codes of the OCI distribution specification, and only those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OciErrorCode {
+    /// `BLOB_UNKNOWN`
+    BlobUnknown,
+    /// `BLOB_UPLOAD_INVALID`
+    BlobUploadInvalid,
+    /// `BLOB_UPLOAD_UNKNOWN`
+    BlobUploadUnknown,
+    /// `DIGEST_INVALID`
+    DigestInvalid,
+    /// `MANIFEST_BLOB_UNKNOWN`
+    ManifestBlobUnknown,
+    /// `MANIFEST_INVALID`
+    ManifestInvalid,
+    /// `MANIFEST_UNKNOWN`
+    ManifestUnknown,
+    /// `NAME_INVALID`
+    NameInvalid,
+    /// `NAME_UNKNOWN`
+    NameUnknown,
+    /// `SIZE_INVALID`
+    SizeInvalid,
+    /// `UNAUTHORIZED`
+    Unauthorized,
+    /// `DENIED`
+    Denied,
+    /// `UNSUPPORTED`
+    Unsupported,
+    /// `TOOMANYREQUESTS`
+    TooManyRequests,
+}
+
+impl OciErrorCode {
+    /// The code as it appears in an OCI error body.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OciErrorCode::BlobUnknown => "BLOB_UNKNOWN",
+            OciErrorCode::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+            OciErrorCode::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            OciErrorCode::DigestInvalid => "DIGEST_INVALID",
+            OciErrorCode::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+            OciErrorCode::ManifestInvalid => "MANIFEST_INVALID",
+            OciErrorCode::ManifestUnknown => "MANIFEST_UNKNOWN",
+            OciErrorCode::NameInvalid => "NAME_INVALID",
+            OciErrorCode::NameUnknown => "NAME_UNKNOWN",
+            OciErrorCode::SizeInvalid => "SIZE_INVALID",
+            OciErrorCode::Unauthorized => "UNAUTHORIZED",
+            OciErrorCode::Denied => "DENIED",
+            OciErrorCode::Unsupported => "UNSUPPORTED",
+            OciErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+        }
+    }
+}
+
+/// The OCI distribution error code for a core error, or `None` for a server-side failure.
+/// (Codes are the HTTP edge's business: the core names what went wrong, not how OCI says it.)
+pub fn oci_code(error: &Error) -> Option<OciErrorCode> {
+    use OciErrorCode as C;
+    Some(match error {
+        Error::DigestInvalid { .. } | Error::DigestMismatch { .. } => C::DigestInvalid,
+        Error::NameInvalid { .. } => C::NameInvalid,
+        Error::NameUnknown { .. } => C::NameUnknown,
+        Error::ManifestInvalid {
+            source: ManifestError::TooLarge { .. },
+        } => C::SizeInvalid,
+        Error::ManifestInvalid { .. } => C::ManifestInvalid,
+        Error::ManifestUnknown { .. } => C::ManifestUnknown,
+        Error::ManifestBlobUnknown { .. } => C::ManifestBlobUnknown,
+        Error::ManifestReferenced { .. } | Error::Denied { .. } => C::Denied,
+        Error::BlobUnknown { .. } => C::BlobUnknown,
+        Error::BlobUploadUnknown { .. } => C::BlobUploadUnknown,
+        Error::UploadOffsetMismatch { .. } | Error::BlobUploadInvalid { .. } => {
+            C::BlobUploadInvalid
+        }
+        Error::RangeNotSatisfiable { .. } | Error::SizeInvalid { .. } => C::SizeInvalid,
+        Error::Unauthorized => C::Unauthorized,
+        Error::TooManyRequests { .. } => C::TooManyRequests,
+        Error::Unsupported { .. } | Error::PolicyInvalid { .. } | Error::PackageInvalid { .. } => {
+            C::Unsupported
+        }
+        Error::PackageConflict { .. } => C::Denied,
+        Error::PackageUnknown { .. } => C::NameUnknown,
+        Error::Backend { .. } => return None,
+        // A variant added to the core later is a server-side failure until it gets a code.
+        _ => return None,
+    })
 }
