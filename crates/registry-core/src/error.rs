@@ -9,8 +9,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in the registry's core and stores.
 ///
-/// Each variant carries the facts a client needs; [`Error::code`] gives the OCI error code the
-/// HTTP edge reports.
+/// Each variant carries the facts a client needs; the HTTP edge decides how each protocol says
+/// it (OCI error codes, package clients' formats).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -6,7 +6,7 @@
 //! - [`manifest`]: OCI image manifests and indexes, Docker v2 schema 2 manifests and manifest
 //!   lists — validated, their references listed, their original bytes kept;
 //! - [`blob`]: the [`BlobStore`] trait (content-addressed, verified, resumable uploads);
-//! - [`metadata`]: the [`MetadataStore`] traits (repositories, manifests, tags, referrers,
+//! - [`metadata`]: the content metadata traits (repositories, manifests, tags, referrers,
 //!   upload records, the garbage collector's review queue);
 //! - [`package`]: package repositories, packages, versions and files, and the
 //!   [`PackageMetadata`] store trait;
@@ -16,10 +16,12 @@
 //!   delete, list, referrers;
 //! - [`rules`]: tag rules (immutable and protected tags) and cleanup policies, and the
 //!   [`TagGuard`] metadata stores consult when a tag changes;
+//! - [`store`]: [`MetadataStore`], every metadata trait together;
+//! - [`values`]: [`Timestamp`] and [`Page`], used everywhere;
 //! - [`token`]: personal access tokens for package clients, stored hashed ([`TokenStore`]);
 //! - [`auth`]: principals, roles per namespace, actions, and the [`Authenticator`] and
 //!   [`Authorizer`] traits an embedder can implement;
-//! - [`error`]: the one [`Error`] enum, mapped to OCI error codes.
+//! - [`error`]: the one [`Error`] enum (the HTTP edge maps it to protocol codes).
 //!
 //! Implementations of the storage traits live in `registry-storage`.
 //!
@@ -54,7 +56,9 @@ pub mod package;
 pub mod package_service;
 pub mod registry;
 pub mod rules;
+pub mod store;
 pub mod token;
+pub mod values;
 
 pub use auth::{
     Action, Authenticator, Authorizer, Credentials, Grant, NamePattern, Principal, Role,
@@ -66,10 +70,9 @@ pub use error::{Error, Result};
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, ManifestLimits};
 pub use metadata::{
     BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, ManifestEntry, ManifestRecord,
-    ManifestVerdict, MetadataStore, NewManifest, Page, PolicyKind, PolicySource, PolicyStore,
-    PutManifestOutcome, Referrer, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, StorageUsage,
-    StoredPolicy, TagDetail, TagMarker, TagOrder, TagQuery, Timestamp, UploadMetadata,
-    UploadRecord, UsageScope,
+    ManifestVerdict, NewManifest, PolicyKind, PolicySource, PolicyStore, PutManifestOutcome,
+    Referrer, ReviewEvent, ReviewQueue, ReviewTarget, ReviewTask, StorageUsage, StoredPolicy,
+    TagDetail, TagMarker, TagOrder, TagQuery, UploadMetadata, UploadRecord, UsageScope,
 };
 pub use name::{NameError, Reference, RepositoryName, Tag};
 pub use package::{
@@ -81,4 +84,6 @@ pub use package::{
 pub use package_service::{PackageLimits, Packages};
 pub use registry::{Limits, PushedManifest, Registry};
 pub use rules::{Actor, CleanupPolicy, TagChange, TagGuard, TagPattern, TagRule, TagRuleKind};
+pub use store::MetadataStore;
 pub use token::{TokenRecord, TokenStore};
+pub use values::{Page, Timestamp};

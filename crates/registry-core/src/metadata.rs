@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Debug};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,49 +21,7 @@ use crate::rules::TagGuard;
 /// The default delay before a review-queue entry is due: 24 hours.
 pub const DEFAULT_REVIEW_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Milliseconds since the Unix epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(pub i64);
-
-impl Timestamp {
-    /// The current time.
-    pub fn now() -> Self {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Timestamp(millis)
-    }
-
-    /// This time plus a duration (saturating).
-    pub fn after(self, delay: Duration) -> Self {
-        let millis = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-        Timestamp(self.0.saturating_add(millis))
-    }
-}
-
-/// One page of a listing: entries strictly after `last`, at most `limit` of them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Page {
-    /// The last entry of the previous page.
-    pub last: Option<String>,
-    /// How many entries at most.
-    pub limit: usize,
-}
-
-impl Page {
-    /// The first page of `limit` entries.
-    pub fn first(limit: usize) -> Self {
-        Page { last: None, limit }
-    }
-
-    /// The page of `limit` entries after `last`.
-    pub fn after(last: impl Into<String>, limit: usize) -> Self {
-        Page {
-            last: Some(last.into()),
-            limit,
-        }
-    }
-}
+pub use crate::values::{Page, Timestamp};
 
 /// A stored blob, shared by every repository that links it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -701,28 +659,4 @@ pub trait PolicyStore: Debug + Send + Sync + 'static {
         policies: &[StoredPolicy],
         max: usize,
     ) -> Result<()>;
-}
-
-/// A complete metadata store: every part the registry needs.
-pub trait MetadataStore:
-    ContentMetadata
-    + UploadMetadata
-    + ReviewQueue
-    + CollectionMetadata
-    + PolicyStore
-    + crate::package::PackageMetadata
-    + crate::token::TokenStore
-{
-}
-
-impl<
-    T: ContentMetadata
-        + UploadMetadata
-        + ReviewQueue
-        + CollectionMetadata
-        + PolicyStore
-        + crate::package::PackageMetadata
-        + crate::token::TokenStore,
-> MetadataStore for T
-{
 }

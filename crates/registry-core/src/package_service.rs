@@ -12,11 +12,12 @@ use futures::StreamExt;
 use crate::blob::{BlobRead, BlobStore, ByteRange, ByteStream, once_stream};
 use crate::digest::Algorithm;
 use crate::error::{Error, Result};
-use crate::metadata::{MetadataStore, Timestamp};
 use crate::package::{
     BlobRef, PackageFormat, PackageRepository, Publish, PublishOutcome, RepositoryKind,
     RepositorySettings, check_repository_name,
 };
+use crate::store::MetadataStore;
+use crate::values::Timestamp;
 
 /// Limits on what package clients send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

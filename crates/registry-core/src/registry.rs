@@ -15,11 +15,12 @@ use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestLimits};
 use crate::metadata::{
-    BlobRecord, ManifestRecord, MetadataStore, NewManifest, Page, PolicyKind, PolicySource,
-    Referrer, StoredPolicy, Timestamp, UploadRecord,
+    BlobRecord, ManifestRecord, NewManifest, Page, PolicyKind, PolicySource, Referrer,
+    StoredPolicy, Timestamp, UploadRecord,
 };
 use crate::name::{Reference, RepositoryName, Tag};
 use crate::rules::{Actor, CleanupPolicy, DEFAULT_MAX_RULES, TagGuard, TagRule, check_set};
+use crate::store::MetadataStore;
 
 /// Size limits on what clients send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

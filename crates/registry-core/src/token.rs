@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::auth::Grant;
 use crate::error::Result;
-use crate::metadata::Timestamp;
+use crate::values::Timestamp;
 
 /// The prefix of every token secret.
 pub const TOKEN_PREFIX: &str = "rgt_";

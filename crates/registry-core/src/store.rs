@@ -1,0 +1,32 @@
+//! The whole metadata store an application runs on: every sub-trait together. Its own module,
+//! so the sub-traits' modules (content, packages, tokens) do not depend on each other.
+
+use crate::metadata::{
+    CollectionMetadata, ContentMetadata, PolicyStore, ReviewQueue, UploadMetadata,
+};
+use crate::package::PackageMetadata;
+use crate::token::TokenStore;
+
+/// A complete metadata store: every part the registry needs.
+pub trait MetadataStore:
+    ContentMetadata
+    + UploadMetadata
+    + ReviewQueue
+    + CollectionMetadata
+    + PolicyStore
+    + PackageMetadata
+    + TokenStore
+{
+}
+
+impl<
+    T: ContentMetadata
+        + UploadMetadata
+        + ReviewQueue
+        + CollectionMetadata
+        + PolicyStore
+        + PackageMetadata
+        + TokenStore,
+> MetadataStore for T
+{
+}
