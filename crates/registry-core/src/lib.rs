@@ -83,7 +83,7 @@ pub use package::{
 };
 pub use package_service::{PackageLimits, Packages};
 pub use registry::{Limits, PushedManifest, Registry};
-pub use rules::{Actor, CleanupPolicy, TagChange, TagGuard, TagPattern, TagRule, TagRuleKind};
+pub use rules::{Actor, CleanupPolicy, NameRegex, TagChange, TagGuard, TagRule, TagRuleKind};
 pub use store::MetadataStore;
 pub use token::{TokenRecord, TokenStore};
 pub use values::{Page, Timestamp};

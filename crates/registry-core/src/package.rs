@@ -157,7 +157,7 @@ pub struct RepositorySettings {
     /// Package names (regular expression, whole name) for which the duplicates setting is
     /// reversed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duplicate_exceptions: Option<crate::rules::TagPattern>,
+    pub duplicate_exceptions: Option<crate::rules::NameRegex>,
     /// Which roles may publish and delete which packages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protection: Vec<PackageProtection>,
@@ -169,7 +169,7 @@ pub struct RepositorySettings {
 #[serde(deny_unknown_fields)]
 pub struct PackageProtection {
     /// The package names it covers (regular expression, whole name).
-    pub packages: crate::rules::TagPattern,
+    pub packages: crate::rules::NameRegex,
     /// The least role that may publish.
     pub publish: crate::auth::Role,
     /// The least role that may delete.
@@ -251,7 +251,7 @@ pub struct RepositoryConfig {
     pub allow_duplicates: bool,
     /// See [`RepositorySettings::duplicate_exceptions`].
     #[serde(default)]
-    pub duplicate_exceptions: Option<crate::rules::TagPattern>,
+    pub duplicate_exceptions: Option<crate::rules::NameRegex>,
     /// See [`RepositorySettings::protection`].
     #[serde(default)]
     pub protection: Vec<PackageProtection>,

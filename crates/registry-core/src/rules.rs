@@ -30,14 +30,15 @@ pub const MAX_RULE_NAME_LEN: usize = 64;
 /// How many tag rules, and how many cleanup policies, a store holds at most by default.
 pub const DEFAULT_MAX_RULES: usize = 200;
 
-/// A regular expression over tag names, matched against the whole name.
+/// A regular expression matched against a whole name: a tag (tag rules, cleanup policies) or a
+/// package name (protection rules, duplicate exceptions).
 #[derive(Clone)]
-pub struct TagPattern {
+pub struct NameRegex {
     source: String,
     regex: regex::Regex,
 }
 
-impl TagPattern {
+impl NameRegex {
     /// Parses a pattern. Errors: [`Error::PolicyInvalid`] when it is empty, longer than
     /// [`MAX_PATTERN_LEN`], or does not compile.
     pub fn parse(pattern: &str) -> Result<Self> {
@@ -54,7 +55,7 @@ impl TagPattern {
             .size_limit(1 << 20)
             .build()
             .map_err(|e| invalid(format!("the tag pattern {pattern:?} does not compile: {e}")))?;
-        Ok(TagPattern {
+        Ok(NameRegex {
             source: pattern.to_owned(),
             regex,
         })
@@ -71,43 +72,43 @@ impl TagPattern {
     }
 }
 
-impl fmt::Debug for TagPattern {
+impl fmt::Debug for NameRegex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TagPattern({:?})", self.source)
+        write!(f, "NameRegex({:?})", self.source)
     }
 }
 
-impl PartialEq for TagPattern {
+impl PartialEq for NameRegex {
     fn eq(&self, other: &Self) -> bool {
         self.source == other.source
     }
 }
 
-impl Eq for TagPattern {}
+impl Eq for NameRegex {}
 
-impl TryFrom<String> for TagPattern {
+impl TryFrom<String> for NameRegex {
     type Error = Error;
     fn try_from(value: String) -> Result<Self> {
-        TagPattern::parse(&value)
+        NameRegex::parse(&value)
     }
 }
 
-impl From<TagPattern> for String {
-    fn from(pattern: TagPattern) -> Self {
+impl From<NameRegex> for String {
+    fn from(pattern: NameRegex) -> Self {
         pattern.source
     }
 }
 
-impl Serialize for TagPattern {
+impl Serialize for NameRegex {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.source)
     }
 }
 
-impl<'de> Deserialize<'de> for TagPattern {
+impl<'de> Deserialize<'de> for NameRegex {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        TagPattern::parse(&text).map_err(serde::de::Error::custom)
+        NameRegex::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -157,7 +158,7 @@ pub struct TagRule {
     /// The repositories it applies to.
     pub repositories: NamePattern,
     /// The tags it applies to.
-    pub tags: TagPattern,
+    pub tags: NameRegex,
     /// What it does.
     #[serde(flatten)]
     pub kind: TagRuleKind,
@@ -340,10 +341,10 @@ pub struct CleanupPolicy {
     pub older_than: Option<Duration>,
     /// Delete only tags this matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name_regex: Option<TagPattern>,
+    pub name_regex: Option<NameRegex>,
     /// Never delete tags this matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name_regex_keep: Option<TagPattern>,
+    pub name_regex_keep: Option<NameRegex>,
 }
 
 /// The largest `keep_n` accepted.
@@ -504,20 +505,20 @@ mod tests {
 
     #[test]
     fn patterns_match_whole_names_and_refuse_bad_input() {
-        let p = TagPattern::parse("v.*").unwrap();
+        let p = NameRegex::parse("v.*").unwrap();
         assert!(p.matches("v1.2") && !p.matches("dev-v1"));
-        assert!(TagPattern::parse("a|b").unwrap().matches("b"));
-        assert!(!TagPattern::parse("a|b").unwrap().matches("ab"));
+        assert!(NameRegex::parse("a|b").unwrap().matches("b"));
+        assert!(!NameRegex::parse("a|b").unwrap().matches("ab"));
         for bad in ["", "(", "[z-a]"] {
             assert!(matches!(
-                TagPattern::parse(bad),
+                NameRegex::parse(bad),
                 Err(Error::PolicyInvalid { .. })
             ));
         }
         let long = "a".repeat(MAX_PATTERN_LEN + 1);
-        assert!(TagPattern::parse(&long).is_err());
+        assert!(NameRegex::parse(&long).is_err());
         // A pattern whose compiled program exceeds the size limit is refused, not built.
-        assert!(TagPattern::parse("(\\w{100}){100}").is_err());
+        assert!(NameRegex::parse("(\\w{100}){100}").is_err());
     }
 
     #[test]
