@@ -66,6 +66,12 @@ async fn outside_transaction(conn: &mut AnyConnection) -> std::result::Result<bo
     Ok(depth(conn) == 0)
 }
 
+/// Whether anything besides a manifest holds a blob (`$1`): package files and their sidecars.
+/// The one place a new referencing table (a proxy cache, a quarantine) joins: the collector's
+/// claim and the sweep both ask it.
+pub(crate) const HELD_BEYOND_MANIFESTS: &str =
+    "SELECT 1 FROM package_files WHERE blob_digest = $1 OR sidecar_digest = $1";
+
 fn db_error(e: sqlx::Error) -> Error {
     // A full disk is said as one (`io::ErrorKind::StorageFull`), whichever database reports
     // it: SQLite's SQLITE_FULL (13), PostgreSQL's disk_full (53100).
@@ -1535,11 +1541,10 @@ impl CollectionMetadata for SqlMetadataStore {
         if record.is_none() {
             return Ok(None);
         }
-        let referenced = sqlx::query(
-            "SELECT 1 FROM manifest_blobs WHERE blob_digest = $1 \
-             UNION ALL SELECT 1 FROM package_files WHERE blob_digest = $1 OR sidecar_digest = $1 \
-             LIMIT 1",
-        )
+        let referenced = sqlx::query(&format!(
+            "SELECT 1 FROM manifest_blobs WHERE blob_digest = $1 UNION ALL {HELD_BEYOND_MANIFESTS} \
+             LIMIT 1"
+        ))
         .bind(digest.as_str())
         .fetch_optional(&mut *tx)
         .await

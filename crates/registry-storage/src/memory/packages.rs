@@ -22,6 +22,8 @@ pub(super) struct PackageState {
 
 impl PackageState {
     /// Whether any package file or sidecar references the blob.
+    /// Whether a package file (or its sidecar) holds the blob: with the manifests, the one
+    /// question the collector's claim and the sweep ask (see `HELD_BEYOND_MANIFESTS` in SQL).
     pub(super) fn references(&self, digest: &Digest) -> bool {
         self.packages.values().any(|p| {
             p.versions

@@ -875,13 +875,11 @@ impl PackageMetadata for SqlMetadataStore {
     }
 
     async fn blob_in_packages(&self, digest: &Digest) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT 1 FROM package_files WHERE blob_digest = $1 OR sidecar_digest = $1 LIMIT 1",
-        )
-        .bind(digest.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
+        let row = sqlx::query(&format!("{} LIMIT 1", super::HELD_BEYOND_MANIFESTS))
+            .bind(digest.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
         Ok(row.is_some())
     }
 }
