@@ -20,6 +20,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use registry_core::{
     Action, Credentials, Grant, NamePattern, PackageFormat, PackageRepository, Packages, Page,
     Principal, RepositoryConfig, RepositoryKind, RepositoryName, RepositorySettings, Role,
@@ -62,6 +63,17 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Reads an API document (at most [`MAX_SMALL_DOCUMENT`] bytes), after authorization.
+async fn read_document(body: Body, headers: &HeaderMap) -> Result<Bytes, Failure> {
+    Ok(read_bounded(
+        body,
+        declared_length(headers),
+        MAX_SMALL_DOCUMENT,
+        "the request body",
+    )
+    .await?)
 }
 
 fn unauthorized() -> Failure {
@@ -182,13 +194,7 @@ async fn create_token(State(admin): State<Arc<Admin>>, headers: HeaderMap, body:
     let result = async {
         let asker = ask(&admin, &headers).await?;
         refuse_tokens(&asker)?;
-        let body = read_bounded(
-            body,
-            declared_length(&headers),
-            MAX_SMALL_DOCUMENT,
-            "the request body",
-        )
-        .await?;
+        let body = read_document(body, &headers).await?;
         let user = asker.user.clone().ok_or_else(unauthorized)?;
         crate::auth::check_token_quota(&**admin.packages.metadata(), &user).await?;
         let request: NewToken = serde_json::from_slice(&body).map_err(|e| {
@@ -429,13 +435,7 @@ async fn put_repository(
 ) -> Response {
     let result = async {
         let asker = ask(&admin, &headers).await?;
-        let body = read_bounded(
-            body,
-            declared_length(&headers),
-            MAX_SMALL_DOCUMENT,
-            "the request body",
-        )
-        .await?;
+        let body = read_document(body, &headers).await?;
         if !asker.is_admin(&admin) {
             return Err(Failure::new(
                 StatusCode::FORBIDDEN,

@@ -200,6 +200,26 @@ async fn delete_version_row(
     Ok(())
 }
 
+/// Points a package's tag at a version.
+async fn set_tag(
+    conn: &mut AnyConnection,
+    package_id: i64,
+    tag: &str,
+    version_id: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO package_tags (package_id, name, version_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (package_id, name) DO UPDATE SET version_id = excluded.version_id",
+    )
+    .bind(package_id)
+    .bind(tag)
+    .bind(version_id)
+    .execute(conn)
+    .await
+    .map_err(db_error)
+    .map(drop)
+}
+
 async fn touch(conn: &mut AnyConnection, package_id: i64) -> Result<()> {
     sqlx::query("UPDATE packages SET updated_at = $2, revision = $3 WHERE id = $1")
         .bind(package_id)
@@ -809,16 +829,7 @@ impl PackageMetadata for SqlMetadataStore {
             let version_id = version_id(&mut tx, package_id, version)
                 .await?
                 .ok_or_else(|| unknown(format!("version {version} of {name}")))?;
-            sqlx::query(
-                "INSERT INTO package_tags (package_id, name, version_id) VALUES ($1, $2, $3) \
-                 ON CONFLICT (package_id, name) DO UPDATE SET version_id = excluded.version_id",
-            )
-            .bind(package_id)
-            .bind(tag)
-            .bind(version_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            set_tag(&mut tx, package_id, tag, version_id).await?;
         }
         for version in &update.delete_versions {
             let version_id = version_id(&mut tx, package_id, version)
@@ -842,16 +853,7 @@ impl PackageMetadata for SqlMetadataStore {
         let (package_id, version_id) = locate_version(&mut tx, self, repository, name, version)
             .await?
             .ok_or_else(missing)?;
-        sqlx::query(
-            "INSERT INTO package_tags (package_id, name, version_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (package_id, name) DO UPDATE SET version_id = excluded.version_id",
-        )
-        .bind(package_id)
-        .bind(tag)
-        .bind(version_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        set_tag(&mut tx, package_id, tag, version_id).await?;
         touch(&mut tx, package_id).await?;
         tx.commit().await.map_err(db_error)
     }
