@@ -320,6 +320,13 @@ struct StoredManifest {
 }
 
 impl MetaState {
+    /// Whether anything besides a manifest holds a blob: package files and their sidecars. The
+    /// one place a new holder (a proxy cache, a quarantine) joins, as in the SQL stores; the
+    /// collector's claim and the sweep both ask it.
+    fn held_beyond_manifests(&self, digest: &Digest) -> bool {
+        self.packages.references(digest)
+    }
+
     fn queue(&mut self, target: ReviewTarget, event: ReviewEvent, due_at: Timestamp) {
         self.reviews
             .entry(target.clone())
@@ -1096,7 +1103,7 @@ impl CollectionMetadata for MemoryMetadataStore {
             .repositories
             .values()
             .any(|r| r.manifests.values().any(|m| m.blobs.contains(digest)))
-            || state.packages.references(digest);
+            || state.held_beyond_manifests(digest);
         if referenced || state.claimed.contains_key(digest) {
             return Ok(None);
         }

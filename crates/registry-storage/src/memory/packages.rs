@@ -22,8 +22,7 @@ pub(super) struct PackageState {
 
 impl PackageState {
     /// Whether any package file or sidecar references the blob.
-    /// Whether a package file (or its sidecar) holds the blob: with the manifests, the one
-    /// question the collector's claim and the sweep ask (see `HELD_BEYOND_MANIFESTS` in SQL).
+    /// Whether a package file (or its sidecar) holds the blob.
     pub(super) fn references(&self, digest: &Digest) -> bool {
         self.packages.values().any(|p| {
             p.versions
@@ -497,7 +496,7 @@ impl PackageMetadata for MemoryMetadataStore {
     }
 
     async fn blob_in_packages(&self, digest: &Digest) -> Result<bool> {
-        Ok(lock(&self.state).packages.references(digest))
+        Ok(lock(&self.state).held_beyond_manifests(digest))
     }
 }
 
