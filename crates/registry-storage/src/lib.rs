@@ -8,8 +8,12 @@
 //! | metadata in SQLite (the embedded default) | [`sql::SqlMetadataStore`] | `sqlite` (default) |
 //! | metadata in PostgreSQL | [`sql::SqlMetadataStore`] | `postgres` |
 //!
-//! Every backend runs the same [`conformance`] suite in its tests; the `testing` feature adds
-//! fixtures (temporary SQLite and PostgreSQL stores) for the tests of crates built on these.
+//! | the conformance suite every backend passes | `conformance` | `conformance` |
+//! | fixtures: temporary SQLite and PostgreSQL stores | `testing` | `testing` |
+//!
+//! Every backend runs the same `conformance` suite in its tests (a backend of another crate can
+//! too, with the feature); the `testing` feature adds fixtures for the tests of crates built on
+//! these.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -29,6 +33,7 @@
 //! ```
 #![deny(rustdoc::broken_intra_doc_links)]
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "fs")]
 pub mod fs;
