@@ -4,7 +4,8 @@
 //! Format rules (names, versions, archives) are the caller's: the HTTP routers check them with
 //! `registry-formats` before they call this service.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -47,7 +48,13 @@ pub struct Packages {
     metadata: Arc<dyn MetadataStore>,
     limits: PackageLimits,
     create_on_publish: bool,
+    /// Formats of repositories seen, so reads check them without a query: a repository's
+    /// format never changes and repositories are not deleted, so an entry is never stale.
+    formats: Arc<Mutex<HashMap<String, PackageFormat>>>,
 }
+
+/// The most repository formats remembered; past it, lookups go to the store.
+const MAX_KNOWN_FORMATS: usize = 10_000;
 
 impl Packages {
     /// The service over the given stores, with default limits.
@@ -57,6 +64,7 @@ impl Packages {
             metadata,
             limits: PackageLimits::default(),
             create_on_publish: true,
+            formats: Arc::default(),
         }
     }
 
@@ -100,8 +108,31 @@ impl Packages {
     /// `name` as `format` finds nothing ([`Error::PackageUnknown`]) when the repository holds
     /// other packages. A repository that does not exist passes (its reads find nothing anyway).
     pub async fn check_read_format(&self, name: &str, format: PackageFormat) -> Result<()> {
-        match self.metadata.package_repository(name).await? {
-            Some(repository) if repository.format != format => Err(Error::PackageUnknown {
+        let known = self
+            .formats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied();
+        let stored = match known {
+            Some(stored) => Some(stored),
+            None => {
+                let stored = self
+                    .metadata
+                    .package_repository(name)
+                    .await?
+                    .map(|r| r.format);
+                if let Some(stored) = stored {
+                    let mut formats = self.formats.lock().unwrap_or_else(|p| p.into_inner());
+                    if formats.len() < MAX_KNOWN_FORMATS {
+                        formats.insert(name.to_owned(), stored);
+                    }
+                }
+                stored
+            }
+        };
+        match stored {
+            Some(stored) if stored != format => Err(Error::PackageUnknown {
                 what: format!("{format} repository {name}"),
             }),
             _ => Ok(()),

@@ -444,6 +444,7 @@ fn dummy_hash(users: &HashMap<String, StaticUser>) -> Result<String> {
             params,
         ))
     });
+    // No users: nothing to match, argon2's defaults (what `hash_password` uses).
     let hasher = first.unwrap_or_default();
     let salt = SaltString::generate(&mut OsRng);
     hasher

@@ -24,7 +24,7 @@ impl ExternalUrl {
             .strip_prefix("https://")
             .or_else(|| trimmed.strip_prefix("http://"))
             .ok_or_else(|| format!("external URL {text:?} must start with http:// or https://"))?;
-        let host = rest.split('/').next().unwrap_or_default();
+        let host = rest.split_once('/').map_or(rest, |(host, _)| host);
         if host.is_empty() || host.contains('@') {
             return Err(format!("external URL {text:?} needs a host (and no user)"));
         }

@@ -13,42 +13,38 @@ use std::io::{Read, Seek, SeekFrom};
 use blake2::Digest as _;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use registry_core::{BlobRef, ByteRange, Error, FileDigests, Packages, Result};
+use registry_core::{BlobRef, ByteRange, Error, Packages, Result};
 
 type Blake2b256 = blake2::Blake2b<blake2::digest::consts::U32>;
 
-/// The extra digests a format wants of an uploaded file (the blob store computes SHA-256).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct ExtraDigests {
-    /// BLAKE2b-256 (PyPI).
-    pub(crate) blake2_256: bool,
-    /// MD5 (PyPI's `md5_digest`, Maven `.md5`).
-    pub(crate) md5: bool,
+/// The digests computed while a file streams in, besides the SHA-256 the blob store computes:
+/// what PyPI publishes (BLAKE2b-256) and checks (MD5); Maven's and NuGet's join when they come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StreamDigests {
+    /// BLAKE2b-256, hex.
+    pub(crate) blake2_256: String,
+    /// MD5, hex.
+    pub(crate) md5: String,
 }
 
-/// Streams `body` into the blob store while computing the `wanted` digests. A body that fails
+/// Streams `body` into the blob store while computing [`StreamDigests`]. A body that fails
 /// stores nothing and is [`Error::BlobUploadInvalid`] ("the upload broke off").
 pub(crate) async fn store_with_digests<E: std::fmt::Display>(
     packages: &Packages,
     mut body: impl Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-    wanted: ExtraDigests,
-) -> Result<(BlobRef, FileDigests)> {
+) -> Result<(BlobRef, StreamDigests)> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(4);
     let stream = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed();
     let store = packages.store_file(stream);
     let feed = async {
-        let mut blake2 = wanted.blake2_256.then(Blake2b256::new);
-        let mut md5 = wanted.md5.then(md5::Md5::new);
+        let mut blake2 = Blake2b256::new();
+        let mut md5 = md5::Md5::new();
         let mut failure = None;
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(chunk) => {
-                    if let Some(hasher) = &mut blake2 {
-                        hasher.update(&chunk);
-                    }
-                    if let Some(hasher) = &mut md5 {
-                        hasher.update(&chunk);
-                    }
+                    blake2.update(&chunk);
+                    md5.update(&chunk);
                     if sender.send(Ok(chunk)).await.is_err() {
                         break;
                     }
@@ -64,10 +60,9 @@ pub(crate) async fn store_with_digests<E: std::fmt::Display>(
             }
         }
         drop(sender);
-        let digests = FileDigests {
-            blake2_256: blake2.map(|h| hex::encode(h.finalize())),
-            md5: md5.map(|h| hex::encode(h.finalize())),
-            ..FileDigests::default()
+        let digests = StreamDigests {
+            blake2_256: hex::encode(blake2.finalize()),
+            md5: hex::encode(md5.finalize()),
         };
         (digests, failure)
     };

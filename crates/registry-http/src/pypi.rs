@@ -32,7 +32,7 @@ use crate::auth::Auth;
 use crate::cache::RenderCache;
 use crate::external_url::{ExternalUrl, base_url};
 use crate::package_error::PlainText;
-use crate::package_io::{ExtraDigests, read_blocking, store_with_digests};
+use crate::package_io::{read_blocking, store_with_digests};
 use crate::transfer::{
     BufferBudget, declared_length, file_response, read_bounded, requested_range,
 };
@@ -272,16 +272,12 @@ async fn upload(
             })?;
             pypi::parse_filename(&filename)?;
             // The part streams into the blob store while it is hashed with BLAKE2b-256 and MD5.
-            let wanted = ExtraDigests {
-                blake2_256: true,
-                md5: true,
-            };
-            let (blob, digests) = store_with_digests(&pypi.packages, &mut field, wanted).await?;
+            let (blob, digests) = store_with_digests(&pypi.packages, &mut field).await?;
             received = Some(Received {
                 filename,
                 blob,
-                blake2_256: digests.blake2_256.unwrap_or_default(),
-                md5: digests.md5.unwrap_or_default(),
+                blake2_256: digests.blake2_256,
+                md5: digests.md5,
             });
         } else {
             let mut text = Vec::new();
