@@ -248,6 +248,66 @@ fn refusal(path: &str, error: impl Fn() -> Error) -> Response {
 mod tests {
     use super::*;
 
+    /// Only secrets count: a token-auth JWT answered 401 (a scope challenge) never closes an
+    /// address; Basic credentials answered 401 do, after the free failures.
+    #[tokio::test]
+    async fn only_failed_secrets_close_an_address() {
+        use axum::body::Body;
+        use tower::ServiceExt;
+        let throttle = LoginThrottle::new(ThrottleSettings {
+            free_failures: 2,
+            ..ThrottleSettings::default()
+        });
+        let app = axum::Router::new()
+            .route(
+                "/v2/",
+                axum::routing::get(|| async { StatusCode::UNAUTHORIZED }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                throttle,
+                throttle_logins,
+            ));
+        let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let send = |authorization: &'static str| {
+            let mut request = axum::http::Request::builder()
+                .uri("/v2/")
+                .header(header::AUTHORIZATION, authorization)
+                .body(Body::empty())
+                .unwrap();
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request)
+        };
+        for _ in 0..10 {
+            let status = send("Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig")
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "JWT challenges never throttle"
+            );
+        }
+        for _ in 0..3 {
+            assert_eq!(
+                send("Basic YTpi").await.unwrap().status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        let refused = send("Basic YTpi").await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.headers().contains_key(header::RETRY_AFTER));
+        let status = send("Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig")
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "a closed address still gets JWT challenges"
+        );
+    }
+
     #[test]
     fn ipv6_clients_count_by_their_network() {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();

@@ -489,4 +489,11 @@ fn slow_and_idle_connections_are_closed() {
         200,
         "still serving"
     );
+    // A head over max_header_bytes (64 KiB by default) is refused, not buffered.
+    let (status, _, _) = support::http_request(
+        addr,
+        &format!("GET /v2/ HTTP/1.1\r\nX-Pad: {}", "a".repeat(70_000)),
+        b"",
+    );
+    assert_eq!(status, 431);
 }
