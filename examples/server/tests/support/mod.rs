@@ -138,13 +138,13 @@ pub fn http_request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String, 
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    write!(
+    // A server may answer (and close) before the whole request is sent: a refusal, a head over
+    // its bound, a full disk. Its answer is what counts.
+    let _ = write!(
         stream,
         "{head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )
-    .unwrap();
-    // A server may answer (and close) before the whole body is sent: a refusal, a full disk.
+    );
     let _ = stream.write_all(body);
     read_response(&mut stream)
 }
