@@ -12,7 +12,7 @@
 //!   [`PackageMetadata`] store trait;
 //! - [`package_service`]: [`Packages`], the package service over the two stores (files in the
 //!   shared blob store, publish, read);
-//! - [`registry`]: the OCI service ([`Registry`]) over the two stores: push, pull, mount, tag,
+//! - [`oci`]: the OCI service ([`OciRegistry`]) over the two stores: push, pull, mount, tag,
 //!   delete, list, referrers;
 //! - [`rules`]: tag rules (immutable and protected tags) and cleanup policies, and the
 //!   [`TagGuard`] metadata stores consult when a tag changes;
@@ -52,9 +52,9 @@ pub mod error;
 pub mod manifest;
 pub mod metadata;
 pub mod name;
+pub mod oci;
 pub mod package;
 pub mod package_service;
-pub mod registry;
 pub mod rules;
 pub mod store;
 pub mod token;
@@ -75,6 +75,7 @@ pub use metadata::{
     TagDetail, TagMarker, TagOrder, TagQuery, UploadMetadata, UploadRecord, UsageScope,
 };
 pub use name::{NameError, Reference, RepositoryName, Tag};
+pub use oci::{Limits, OciRegistry, PushedManifest};
 pub use package::{
     BlobRef, FileDigests, NewPackageFile, Package, PackageFile, PackageFormat, PackageMetadata,
     PackageProtection, PackageRepository, PackageSummary, PackageUpdate, PackageVersion, Publish,
@@ -82,7 +83,6 @@ pub use package::{
     VersionStatus,
 };
 pub use package_service::{PackageLimits, Packages};
-pub use registry::{Limits, PushedManifest, Registry};
 pub use rules::{Actor, CleanupPolicy, NameRegex, TagChange, TagGuard, TagRule, TagRuleKind};
 pub use store::MetadataStore;
 pub use token::{TokenRecord, TokenStore};

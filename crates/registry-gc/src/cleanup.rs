@@ -7,7 +7,7 @@
 //! again during the run is kept. Manifests left untagged are then the collector's to review.
 //!
 //! ```no_run
-//! # async fn demo(registry: registry_core::Registry) -> registry_core::Result<()> {
+//! # async fn demo(registry: registry_core::OciRegistry) -> registry_core::Result<()> {
 //! let report = registry_gc::cleanup::run(&registry, true, |d| {
 //!     println!("would delete {}:{} ({})", d.repository, d.tag, d.policy);
 //! })
@@ -20,8 +20,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use registry_core::{
-    CleanupPolicy, Digest, Error, Page, Registry, RepositoryName, Result, Tag, TagGuard, TagOrder,
-    TagQuery, Timestamp,
+    CleanupPolicy, Digest, Error, OciRegistry, Page, RepositoryName, Result, Tag, TagGuard,
+    TagOrder, TagQuery, Timestamp,
 };
 
 /// Tags read per page while walking a repository.
@@ -61,7 +61,7 @@ pub struct CleanupReport {
 /// Runs every stored cleanup policy once; `on_deletion` hears of each tag deleted (or, with
 /// `dry_run`, each tag that would be).
 pub async fn run(
-    registry: &Registry,
+    registry: &OciRegistry,
     dry_run: bool,
     on_deletion: impl FnMut(&Deletion),
 ) -> Result<CleanupReport> {
@@ -76,7 +76,7 @@ pub async fn run(
 
 /// Runs the given cleanup policies once (stored or not), as [`run`] does.
 pub async fn run_policies(
-    registry: &Registry,
+    registry: &OciRegistry,
     policies: &[CleanupPolicy],
     dry_run: bool,
     mut on_deletion: impl FnMut(&Deletion),
@@ -157,7 +157,7 @@ pub async fn run_policies(
 
 /// Every tag of a repository with its manifest and publish time.
 async fn all_tags(
-    registry: &Registry,
+    registry: &OciRegistry,
     repository: &RepositoryName,
 ) -> Result<Vec<(Tag, Digest, Timestamp)>> {
     let mut tags = Vec::new();
@@ -186,7 +186,7 @@ async fn all_tags(
 /// run in progress), the first time one interval after the start. A failed run is logged and
 /// counted (`registry_cleanup_failures_total`), and the next one comes on schedule.
 pub async fn run_every(
-    registry: Registry,
+    registry: OciRegistry,
     interval: std::time::Duration,
     stop: impl Future<Output = ()>,
 ) {

@@ -13,7 +13,7 @@
 //!   removed in a transaction still open, so racing links wait and racing pushes fail), the
 //!   collector deletes the bytes, then commits. Metadata decides first and storage goes after,
 //!   and a pusher that linked the digest meanwhile finds the bytes gone and fails cleanly
-//!   (`Registry` checks after every link) — a manifest never points at a deleted blob.
+//!   (`OciRegistry` checks after every link) — a manifest never points at a deleted blob.
 //!
 //! A failed review is postponed with exponential backoff. Several collectors, in one process or
 //! many, can run at once: the store's locks make each decision once.

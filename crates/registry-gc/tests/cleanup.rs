@@ -8,7 +8,7 @@ use bytes::Bytes;
 use registry_core::blob::once_stream;
 use registry_core::manifest::OCI_MANIFEST;
 use registry_core::{
-    Actor, BlobStore, CleanupPolicy, Digest, MetadataStore, Reference, Registry, RepositoryName,
+    Actor, BlobStore, CleanupPolicy, Digest, MetadataStore, OciRegistry, Reference, RepositoryName,
     Tag, TagRule,
 };
 use registry_gc::cleanup::{self, Deletion};
@@ -16,7 +16,7 @@ use registry_gc::{Collector, CollectorConfig};
 use registry_storage::memory::MemoryBlobStore;
 use serde_json::json;
 
-async fn push(registry: &Registry, repo: &RepositoryName, tag: &str) -> Digest {
+async fn push(registry: &OciRegistry, repo: &RepositoryName, tag: &str) -> Digest {
     let config = Bytes::from_static(b"{}");
     let layer = Bytes::from(format!("layer of {repo}:{tag}"));
     for blob in [&config, &layer] {
@@ -47,14 +47,14 @@ async fn push(registry: &Registry, repo: &RepositoryName, tag: &str) -> Digest {
     digest
 }
 
-async fn tags(registry: &Registry, repo: &RepositoryName) -> Vec<String> {
+async fn tags(registry: &OciRegistry, repo: &RepositoryName) -> Vec<String> {
     let (tags, _) = registry.tags(repo, None, None).await.unwrap();
     tags.iter().map(ToString::to_string).collect()
 }
 
 async fn scenario(metadata: Arc<dyn MetadataStore>) {
     let blobs: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
-    let registry = Registry::new(Arc::clone(&blobs), Arc::clone(&metadata));
+    let registry = OciRegistry::new(Arc::clone(&blobs), Arc::clone(&metadata));
     let app = RepositoryName::parse("team/app").unwrap();
     let other = RepositoryName::parse("other/app").unwrap();
     for tag in [

@@ -8,12 +8,14 @@ use bytes::Bytes;
 use registry_core::Actor;
 use registry_core::blob::once_stream;
 use registry_core::manifest::OCI_MANIFEST;
-use registry_core::{BlobStore, Digest, MetadataStore, Reference, Registry, RepositoryName, Tag};
+use registry_core::{
+    BlobStore, Digest, MetadataStore, OciRegistry, Reference, RepositoryName, Tag,
+};
 use registry_gc::{Collector, CollectorConfig};
 use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
 use serde_json::json;
 
-fn setup() -> (Registry, Collector, Arc<dyn BlobStore>) {
+fn setup() -> (OciRegistry, Collector, Arc<dyn BlobStore>) {
     let blobs: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
     let metadata: Arc<dyn MetadataStore> =
         Arc::new(MemoryMetadataStore::new().with_review_delay(Duration::ZERO));
@@ -23,13 +25,13 @@ fn setup() -> (Registry, Collector, Arc<dyn BlobStore>) {
         CollectorConfig::default(),
     );
     (
-        Registry::new(Arc::clone(&blobs), metadata),
+        OciRegistry::new(Arc::clone(&blobs), metadata),
         collector,
         blobs,
     )
 }
 
-async fn push(registry: &Registry, repo: &RepositoryName, tag: &str, layer: &[u8]) -> Digest {
+async fn push(registry: &OciRegistry, repo: &RepositoryName, tag: &str, layer: &[u8]) -> Digest {
     let config = Bytes::from_static(b"{}");
     let layer = Bytes::copy_from_slice(layer);
     for blob in [&config, &layer] {

@@ -18,8 +18,8 @@ use registry_core::Actor;
 use registry_core::blob::once_stream;
 use registry_core::manifest::OCI_MANIFEST;
 use registry_core::{
-    BlobStore, Digest, Error, Manifest, ManifestLimits, MetadataStore, Page, Reference, Registry,
-    RepositoryName, Tag,
+    BlobStore, Digest, Error, Manifest, ManifestLimits, MetadataStore, OciRegistry, Page,
+    Reference, RepositoryName, Tag,
 };
 use registry_storage::fs::FsBlobStore;
 use registry_storage::memory::MemoryMetadataStore;
@@ -51,7 +51,7 @@ struct Counts {
 /// Pushes an image (config + two shared layers + manifest under `tag`), retrying from the blobs
 /// when a collection raced it. Returns the manifest bytes.
 async fn push_image(
-    registry: &Registry,
+    registry: &OciRegistry,
     repo: &RepositoryName,
     tag: &Tag,
     seed: u64,
@@ -112,7 +112,7 @@ async fn push_image(
     panic!("a push lost 200 races in a row");
 }
 
-async fn pusher(registry: Registry, id: u64, rounds: u64, counts: Arc<Counts>) {
+async fn pusher(registry: OciRegistry, id: u64, rounds: u64, counts: Arc<Counts>) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
     let mut pushed: Vec<(RepositoryName, Tag, Bytes)> = Vec::new();
     for round in 0..rounds {
@@ -184,7 +184,7 @@ async fn pusher(registry: Registry, id: u64, rounds: u64, counts: Arc<Counts>) {
 
 /// Every tagged manifest, with every blob readable and its digest verified; returns the blobs
 /// they reference.
-async fn verify_tagged(registry: &Registry) -> BTreeSet<Digest> {
+async fn verify_tagged(registry: &OciRegistry) -> BTreeSet<Digest> {
     let mut referenced = BTreeSet::new();
     for n in 0..REPOSITORIES {
         let repo = repository(n);
@@ -229,7 +229,7 @@ async fn stress(metadata: Arc<dyn MetadataStore>) {
     let rounds = support::rounds();
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
-    let registry = Registry::new(Arc::clone(&blobs), Arc::clone(&metadata));
+    let registry = OciRegistry::new(Arc::clone(&blobs), Arc::clone(&metadata));
     let collector = support::collector(Arc::clone(&blobs), Arc::clone(&metadata));
     let counts = Arc::new(Counts::default());
     let collectors = Collectors::start(&collector, 2);

@@ -7,13 +7,13 @@ use bytes::Bytes;
 use registry_core::blob::once_stream;
 use registry_core::manifest::{OCI_INDEX, OCI_MANIFEST};
 use registry_core::{
-    Actor, BlobStore, Digest, MetadataStore, Reference, Registry, RepositoryName, Tag,
+    Actor, BlobStore, Digest, MetadataStore, OciRegistry, Reference, RepositoryName, Tag,
 };
 use registry_gc::sweep::{Damage, SweepOptions, SweepReport, sweep};
 use serde_json::{Value, json};
 
 struct Fixture {
-    registry: Registry,
+    registry: OciRegistry,
     blobs: Arc<dyn BlobStore>,
     metadata: Arc<dyn MetadataStore>,
     repo: RepositoryName,
@@ -86,7 +86,7 @@ async fn fixture(
 ) -> (Fixture, Digest, Digest, Digest, Digest, Digest, Digest) {
     let blobs: Arc<dyn BlobStore> = Arc::new(registry_storage::memory::MemoryBlobStore::new());
     let f = Fixture {
-        registry: Registry::new(Arc::clone(&blobs), Arc::clone(&metadata)),
+        registry: OciRegistry::new(Arc::clone(&blobs), Arc::clone(&metadata)),
         blobs,
         metadata,
         repo: RepositoryName::parse("sweep/app").unwrap(),
@@ -242,7 +242,7 @@ async fn damaged_kept_blobs_are_reported_and_the_sweep_carries_on() {
     let metadata: Arc<dyn MetadataStore> =
         Arc::new(registry_storage::memory::MemoryMetadataStore::new());
     let f = Fixture {
-        registry: Registry::new(Arc::clone(&blobs), Arc::clone(&metadata)),
+        registry: OciRegistry::new(Arc::clone(&blobs), Arc::clone(&metadata)),
         blobs,
         metadata,
         repo: RepositoryName::parse("damaged/app").unwrap(),

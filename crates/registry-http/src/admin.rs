@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use registry_core::{
-    CleanupPolicy, Error, NamePattern, PolicyKind, PolicySource, Registry, Result, Role, TagRule,
+    CleanupPolicy, Error, NamePattern, OciRegistry, PolicyKind, PolicySource, Result, Role, TagRule,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -81,9 +81,9 @@ trait Document: DeserializeOwned + serde::Serialize + Send + Sync + Sized {
     fn name(&self) -> &str;
     fn repositories(&self) -> &NamePattern;
     /// Every stored one of this kind.
-    fn stored(registry: &Registry) -> BoxFuture<'_, Result<Vec<(Self, PolicySource)>>>;
+    fn stored(registry: &OciRegistry) -> BoxFuture<'_, Result<Vec<(Self, PolicySource)>>>;
     /// Creates or replaces one through the admin API; whether it was created.
-    fn put<'a>(&'a self, registry: &'a Registry) -> BoxFuture<'a, Result<bool>>;
+    fn put<'a>(&'a self, registry: &'a OciRegistry) -> BoxFuture<'a, Result<bool>>;
 }
 
 impl Document for TagRule {
@@ -94,10 +94,10 @@ impl Document for TagRule {
     fn repositories(&self) -> &NamePattern {
         &self.repositories
     }
-    fn stored(registry: &Registry) -> BoxFuture<'_, Result<Vec<(Self, PolicySource)>>> {
+    fn stored(registry: &OciRegistry) -> BoxFuture<'_, Result<Vec<(Self, PolicySource)>>> {
         Box::pin(registry.tag_rules())
     }
-    fn put<'a>(&'a self, registry: &'a Registry) -> BoxFuture<'a, Result<bool>> {
+    fn put<'a>(&'a self, registry: &'a OciRegistry) -> BoxFuture<'a, Result<bool>> {
         Box::pin(registry.put_tag_rule(self))
     }
 }
@@ -110,10 +110,10 @@ impl Document for CleanupPolicy {
     fn repositories(&self) -> &NamePattern {
         &self.repositories
     }
-    fn stored(registry: &Registry) -> BoxFuture<'_, Result<Vec<(Self, PolicySource)>>> {
+    fn stored(registry: &OciRegistry) -> BoxFuture<'_, Result<Vec<(Self, PolicySource)>>> {
         Box::pin(registry.cleanup_policies())
     }
-    fn put<'a>(&'a self, registry: &'a Registry) -> BoxFuture<'a, Result<bool>> {
+    fn put<'a>(&'a self, registry: &'a OciRegistry) -> BoxFuture<'a, Result<bool>> {
         Box::pin(registry.put_cleanup_policy(self))
     }
 }

@@ -5,13 +5,13 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use registry_core::{Packages, Registry};
+//! use registry_core::{Packages, OciRegistry};
 //! use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
 //!
 //! let blobs = Arc::new(MemoryBlobStore::new());
 //! let metadata = Arc::new(MemoryMetadataStore::new());
 //! let app: axum::Router = registry_http::app::Application::new(
-//!     Registry::new(blobs.clone(), metadata.clone()),
+//!     OciRegistry::new(blobs.clone(), metadata.clone()),
 //!     Packages::new(blobs, metadata),
 //! )
 //! .external_url(registry_http::external_url::ExternalUrl::parse("https://registry.example").unwrap())
@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use registry_core::{Packages, Registry};
+use registry_core::{OciRegistry, Packages};
 
 use crate::auth::{Auth, AuthMode};
 use crate::external_url::ExternalUrl;
@@ -30,7 +30,7 @@ use crate::throttle::{LoginThrottle, ThrottleSettings, throttle_logins};
 /// The builder of the whole application.
 #[derive(Debug)]
 pub struct Application {
-    registry: Registry,
+    registry: OciRegistry,
     packages: Packages,
     auth: Option<Auth>,
     external_url: Option<ExternalUrl>,
@@ -40,7 +40,7 @@ pub struct Application {
 impl Application {
     /// An open application (no authentication) over the OCI service and the package service,
     /// which usually share their stores.
-    pub fn new(registry: Registry, packages: Packages) -> Self {
+    pub fn new(registry: OciRegistry, packages: Packages) -> Self {
         Application {
             registry,
             packages,

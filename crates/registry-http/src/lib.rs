@@ -26,10 +26,10 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use registry_core::Registry;
+//! use registry_core::OciRegistry;
 //! use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
 //!
-//! let registry = Registry::new(Arc::new(MemoryBlobStore::new()), Arc::new(MemoryMetadataStore::new()));
+//! let registry = OciRegistry::new(Arc::new(MemoryBlobStore::new()), Arc::new(MemoryMetadataStore::new()));
 //! let app = axum::Router::new()
 //!     .route("/healthz", axum::routing::get(|| async { "ok" }))
 //!     .merge(registry_http::oci::router(registry));

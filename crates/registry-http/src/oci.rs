@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::stream::StreamExt;
 use registry_core::manifest::OCI_INDEX;
 use registry_core::{
-    Action, Actor, ByteStream, Credentials, Digest, Error, NamePattern, Reference, Registry,
+    Action, Actor, ByteStream, Credentials, Digest, Error, NamePattern, OciRegistry, Reference,
     RepositoryName, Tag, TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UsageScope,
 };
 use serde::Deserialize;
@@ -31,33 +31,33 @@ const FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The router serving `/v2/` over a [`Registry`], open to every caller (the example server only
+/// The router serving `/v2/` over an [`OciRegistry`], open to every caller (the example server only
 /// allows this on loopback addresses).
 ///
 /// ```
 /// use std::sync::Arc;
-/// use registry_core::Registry;
+/// use registry_core::OciRegistry;
 /// use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
 ///
-/// let registry = Registry::new(
+/// let registry = OciRegistry::new(
 ///     Arc::new(MemoryBlobStore::new()),
 ///     Arc::new(MemoryMetadataStore::new()),
 /// );
 /// let app: axum::Router = registry_http::oci::router(registry);
 /// ```
-pub fn router(registry: Registry) -> Router {
+pub fn router(registry: OciRegistry) -> Router {
     build(registry, None)
 }
 
 /// The router serving `/v2/` with authentication; in token mode it also serves `/token`.
-pub fn router_with_auth(registry: Registry, auth: Auth) -> Router {
+pub fn router_with_auth(registry: OciRegistry, auth: Auth) -> Router {
     build(registry, Some(auth))
 }
 
 /// What the router shares between requests.
 #[derive(Debug)]
 pub(crate) struct Oci {
-    pub(crate) registry: Registry,
+    pub(crate) registry: OciRegistry,
     pub(crate) auth: Option<Auth>,
     /// Bounds the manifest bodies held in memory at once.
     pub(crate) buffered: BufferBudget,
@@ -89,7 +89,7 @@ impl Oci {
     }
 }
 
-fn build(registry: Registry, auth: Option<Auth>) -> Router {
+fn build(registry: OciRegistry, auth: Option<Auth>) -> Router {
     let token = matches!(auth.as_ref().map(|a| &a.mode), Some(AuthMode::Token(_)));
     let buffered = BufferBudget::new(registry.limits().max_buffered_bytes);
     let state = Arc::new(Oci {
@@ -628,7 +628,7 @@ fn encode_query(text: &str) -> String {
     text.replace('%', "%25").replace('/', "%2F")
 }
 
-async fn catalog(registry: &Registry, query_string: Option<&str>) -> ApiResult {
+async fn catalog(registry: &OciRegistry, query_string: Option<&str>) -> ApiResult {
     let page: PageQuery = query(query_string)?;
     let (names, more) = registry.catalog(page.last, page.n).await?;
     let body = json!({ "repositories": names }).to_string();
@@ -645,7 +645,11 @@ async fn catalog(registry: &Registry, query_string: Option<&str>) -> ApiResult {
     Ok(response)
 }
 
-async fn tags(registry: &Registry, name: &RepositoryName, query_string: Option<&str>) -> ApiResult {
+async fn tags(
+    registry: &OciRegistry,
+    name: &RepositoryName,
+    query_string: Option<&str>,
+) -> ApiResult {
     let page: PageQuery = query(query_string)?;
     let (tags, more) = registry.tags(name, page.last, page.n).await?;
     let body = json!({ "name": name, "tags": tags }).to_string();
@@ -658,7 +662,7 @@ async fn tags(registry: &Registry, name: &RepositoryName, query_string: Option<&
 }
 
 async fn get_manifest(
-    registry: &Registry,
+    registry: &OciRegistry,
     name: &RepositoryName,
     reference: &str,
     head: bool,
@@ -768,7 +772,7 @@ fn query_tags(query_string: Option<&str>, limit: usize) -> Result<Vec<Tag>, ApiE
 }
 
 async fn get_blob(
-    registry: &Registry,
+    registry: &OciRegistry,
     name: &RepositoryName,
     digest: &str,
     headers: &HeaderMap,
@@ -965,7 +969,7 @@ async fn start_upload(
 }
 
 async fn finish_upload(
-    registry: &Registry,
+    registry: &OciRegistry,
     name: &RepositoryName,
     id: &str,
     request: Request,
@@ -998,7 +1002,7 @@ struct ReferrersQuery {
 }
 
 async fn referrers(
-    registry: &Registry,
+    registry: &OciRegistry,
     name: &RepositoryName,
     digest: &str,
     query_string: Option<&str>,

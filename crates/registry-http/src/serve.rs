@@ -21,7 +21,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use registry_core::Registry;
+use registry_core::OciRegistry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
@@ -264,7 +264,7 @@ impl RunningRegistry {
     pub async fn in_memory() -> io::Result<Self> {
         use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
         let metadata = MemoryMetadataStore::new().with_review_delay(Duration::ZERO);
-        Self::start(Registry::new(
+        Self::start(OciRegistry::new(
             Arc::new(MemoryBlobStore::new()),
             Arc::new(metadata),
         ))
@@ -273,7 +273,7 @@ impl RunningRegistry {
 
     /// Serves `registry`, and the package APIs over the same stores, on a random port of
     /// 127.0.0.1.
-    pub async fn start(registry: Registry) -> io::Result<Self> {
+    pub async fn start(registry: OciRegistry) -> io::Result<Self> {
         let packages = registry_core::Packages::new(
             Arc::clone(registry.blob_store()),
             Arc::clone(registry.metadata()),

@@ -11,7 +11,7 @@ use axum::http::{Method, Request, StatusCode};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use registry_core::{Digest, Grant, NamePattern, Registry, Role};
+use registry_core::{Digest, Grant, NamePattern, OciRegistry, Role};
 use registry_http::auth::{Auth, StaticUser, StaticUsers, TokenIssuer, hash_password};
 use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
 use serde_json::Value;
@@ -51,8 +51,8 @@ fn users() -> Arc<StaticUsers> {
     Arc::new(StaticUsers::new(users, Some(vec![grant("public/*", Role::Reader)])).unwrap())
 }
 
-fn registry() -> Registry {
-    Registry::new(
+fn registry() -> OciRegistry {
+    OciRegistry::new(
         Arc::new(MemoryBlobStore::new()),
         Arc::new(MemoryMetadataStore::new()),
     )

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use base64::Engine;
 use registry_core::{
-    Action, Authorizer, Grant, NamePattern, Packages, Principal, Registry, RepositoryName, Role,
+    Action, Authorizer, Grant, NamePattern, OciRegistry, Packages, Principal, RepositoryName, Role,
 };
 use registry_http::auth::{Auth, AuthMode, StaticUser, StaticUsers, hash_password};
 use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
@@ -80,7 +80,7 @@ fn app(authorizer: Arc<dyn Authorizer>) -> Router {
     let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(MemoryBlobStore::new());
     let metadata: Arc<dyn registry_core::MetadataStore> = Arc::new(MemoryMetadataStore::new());
     registry_http::app::Application::new(
-        Registry::new(Arc::clone(&blobs), Arc::clone(&metadata)),
+        OciRegistry::new(Arc::clone(&blobs), Arc::clone(&metadata)),
         Packages::new(blobs, metadata),
     )
     .auth(auth)

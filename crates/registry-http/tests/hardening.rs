@@ -12,7 +12,7 @@ use axum::http::{Method, Request, StatusCode};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use registry_core::{Digest, Grant, NamePattern, Packages, Registry, Role};
+use registry_core::{Digest, Grant, NamePattern, OciRegistry, Packages, Role};
 use registry_http::auth::{Auth, StaticUser, StaticUsers, hash_password};
 use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
 use serde_json::{Value, json};
@@ -446,7 +446,7 @@ async fn bodies_are_not_read_before_authorization() {
     let packages = packages();
     let users = users(&[("dev", vec![grant("js", Role::Developer)])]);
     let oci = registry_http::oci::router_with_auth(
-        Registry::new(
+        OciRegistry::new(
             Arc::new(MemoryBlobStore::new()),
             Arc::new(MemoryMetadataStore::new()),
         ),
@@ -490,7 +490,7 @@ async fn bodies_are_not_read_before_authorization() {
 }
 
 fn oci_app() -> Router {
-    registry_http::oci::router(Registry::new(
+    registry_http::oci::router(OciRegistry::new(
         Arc::new(MemoryBlobStore::new()),
         Arc::new(MemoryMetadataStore::new()),
     ))

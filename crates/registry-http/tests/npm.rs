@@ -324,7 +324,7 @@ async fn the_external_url_decides_absolute_urls() {
         std::time::Duration::from_secs(60),
     );
     let app = registry_http::app::Application::new(
-        registry_core::Registry::new(blobs, metadata),
+        registry_core::OciRegistry::new(blobs, metadata),
         packages.clone(),
     )
     .external_url(
@@ -332,7 +332,7 @@ async fn the_external_url_decides_absolute_urls() {
     )
     .router();
     let open = registry_http::app::Application::new(
-        registry_core::Registry::new(
+        registry_core::OciRegistry::new(
             Arc::new(MemoryBlobStore::new()),
             Arc::new(MemoryMetadataStore::new()),
         ),

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use registry_core::manifest::{NON_DISTRIBUTABLE_LAYER_TYPES, OCI_INDEX, OCI_MANIFEST};
-use registry_core::{Digest, Limits, ManifestLimits, MetadataStore, NamePattern, Registry};
+use registry_core::{Digest, Limits, ManifestLimits, MetadataStore, NamePattern, OciRegistry};
 use registry_gc::{Collector, CollectorConfig, RunReport};
 use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
 use registry_storage::testing::Cleanup;
@@ -19,7 +19,7 @@ use tower::ServiceExt;
 
 struct Client {
     app: Router,
-    registry: Registry,
+    registry: OciRegistry,
 }
 
 struct Reply {
@@ -52,7 +52,7 @@ impl Reply {
 
 impl Client {
     fn new(metadata: Arc<dyn MetadataStore>) -> Self {
-        let registry = Registry::new(Arc::new(MemoryBlobStore::new()), metadata)
+        let registry = OciRegistry::new(Arc::new(MemoryBlobStore::new()), metadata)
             .with_limits(Limits {
                 manifest: ManifestLimits {
                     max_size: 64 * 1024,

@@ -12,14 +12,16 @@ use http_body_util::BodyExt;
 use registry_core::Actor;
 use registry_core::blob::once_stream;
 use registry_core::manifest::OCI_MANIFEST;
-use registry_core::{Digest, Grant, NamePattern, Reference, Registry, RepositoryName, Role, Tag};
+use registry_core::{
+    Digest, Grant, NamePattern, OciRegistry, Reference, RepositoryName, Role, Tag,
+};
 use registry_http::auth::{Auth, StaticUser, StaticUsers, hash_password};
 use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-async fn registry_with_tags() -> Registry {
-    let registry = Registry::new(
+async fn registry_with_tags() -> OciRegistry {
+    let registry = OciRegistry::new(
         Arc::new(MemoryBlobStore::new()),
         Arc::new(MemoryMetadataStore::new()),
     );

@@ -12,7 +12,7 @@ use axum::http::{Method, Request, StatusCode};
 use base64::Engine;
 use http_body_util::BodyExt;
 use registry_core::manifest::OCI_MANIFEST;
-use registry_core::{Digest, Grant, Limits, NamePattern, Registry, Role};
+use registry_core::{Digest, Grant, Limits, NamePattern, OciRegistry, Role};
 use registry_http::auth::{
     Auth, ResourceAccess, StaticUser, StaticUsers, TokenIssuer, hash_password,
 };
@@ -120,8 +120,8 @@ fn assert_denied(reply: &Reply, rule: &str) {
     );
 }
 
-fn registry(max_rules: usize) -> Registry {
-    Registry::new(
+fn registry(max_rules: usize) -> OciRegistry {
+    OciRegistry::new(
         Arc::new(MemoryBlobStore::new()),
         Arc::new(MemoryMetadataStore::new()),
     )

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use registry_core::Registry;
+use registry_core::OciRegistry;
 use registry_storage::fs::FsBlobStore;
 use registry_storage::sql::SqlMetadataStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join("registry-mount-example");
-    let registry = Registry::new(
+    let registry = OciRegistry::new(
         Arc::new(FsBlobStore::open(dir.join("blobs")).await?),
         Arc::new(SqlMetadataStore::sqlite(&dir.join("registry.db")).await?),
     );

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use registry_core::{BlobStore, MetadataStore, Registry};
+use registry_core::{BlobStore, MetadataStore, OciRegistry};
 use registry_storage::fs::FsBlobStore;
 use registry_storage::sql::SqlMetadataStore;
 
@@ -212,9 +212,9 @@ async fn gc(args: GcArgs) -> Result<(), String> {
 
 /// Opens the stores and makes the configuration's tag rules and cleanup policies the stored
 /// ones of source `config`.
-async fn open_registry(config: &Config, review_delay: Duration) -> Result<Registry, String> {
+async fn open_registry(config: &Config, review_delay: Duration) -> Result<OciRegistry, String> {
     let (blobs, metadata) = open_stores(config, review_delay).await?;
-    let registry = Registry::new(blobs, metadata)
+    let registry = OciRegistry::new(blobs, metadata)
         .with_limits(config.limits())
         .with_sparse_manifests(config.sparse_manifests.clone());
     registry

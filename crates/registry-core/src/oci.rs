@@ -64,7 +64,7 @@ pub struct PushedManifest {
 
 /// The OCI registry over a blob store and a metadata store.
 #[derive(Clone, Debug)]
-pub struct Registry {
+pub struct OciRegistry {
     blobs: Arc<dyn BlobStore>,
     metadata: Arc<dyn MetadataStore>,
     limits: Limits,
@@ -72,10 +72,10 @@ pub struct Registry {
     sparse: Vec<NamePattern>,
 }
 
-impl Registry {
+impl OciRegistry {
     /// A registry over the given stores, with default limits.
     pub fn new(blobs: Arc<dyn BlobStore>, metadata: Arc<dyn MetadataStore>) -> Self {
-        Registry {
+        OciRegistry {
             blobs,
             metadata,
             limits: Limits::default(),
@@ -318,10 +318,10 @@ impl Registry {
             .await
     }
 
-    /// Like [`Registry::put_manifest`], also pointing each of `tags` at the manifest, in the
+    /// Like [`OciRegistry::put_manifest`], also pointing each of `tags` at the manifest, in the
     /// same transaction: a tag refused by a rule leaves nothing stored and nothing tagged.
     ///
-    /// Errors as for [`Registry::put_manifest`], and [`Error::SizeInvalid`] for more than
+    /// Errors as for [`OciRegistry::put_manifest`], and [`Error::SizeInvalid`] for more than
     /// [`Limits::max_tags_per_push`] tags.
     pub async fn put_manifest_with_tags(
         &self,
@@ -560,7 +560,7 @@ impl Registry {
     }
 
     /// Creates or replaces a cleanup policy managed by the admin API; returns whether it was
-    /// created. Errors as for [`Registry::put_tag_rule`], and for impossible values.
+    /// created. Errors as for [`OciRegistry::put_tag_rule`], and for impossible values.
     pub async fn put_cleanup_policy(&self, policy: &CleanupPolicy) -> Result<bool> {
         policy.validate()?;
         self.metadata
