@@ -82,7 +82,9 @@ pub use package::{
     PublishMode, PublishOutcome, RepositoryConfig, RepositoryKind, RepositorySettings,
     VersionStatus,
 };
-pub use package_service::{PackageLimits, Packages};
+pub use package_service::{
+    BlobReader, ExtraDigests, FormatRules, PackageLimits, Packages, Release, StoredFile,
+};
 pub use rules::{Actor, CleanupPolicy, NameRegex, TagChange, TagGuard, TagRule, TagRuleKind};
 pub use store::MetadataStore;
 pub use token::{TokenRecord, TokenStore};

@@ -129,3 +129,34 @@ mod tests {
         }
     }
 }
+
+/// Generic packages' rules for the package service: names and versions as checked here,
+/// versions in publication order, files added to a version one by one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Generic;
+
+impl registry_core::FormatRules for Generic {
+    fn format(&self) -> registry_core::PackageFormat {
+        registry_core::PackageFormat::Generic
+    }
+
+    fn package_key(&self, name: &str) -> Result<String> {
+        check_name(name).map(|()| name.to_owned())
+    }
+
+    fn version_key(&self, version: &str) -> Result<String> {
+        check_version(version).map(|()| version.to_owned())
+    }
+
+    fn compare_versions(&self, _: &str, _: &str) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+
+    fn publish_mode(&self) -> registry_core::PublishMode {
+        registry_core::PublishMode::AddFiles
+    }
+
+    fn extra_digests(&self) -> registry_core::ExtraDigests {
+        registry_core::ExtraDigests::default()
+    }
+}

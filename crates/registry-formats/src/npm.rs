@@ -712,3 +712,45 @@ mod tests {
         }
     }
 }
+
+/// npm's rules for the package service: npm names, semver versions in normal form ordered by
+/// semver precedence, one whole version per publish (its SHA-1 and SHA-512 come verified in the
+/// publish document, so none is computed again).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Npm;
+
+impl registry_core::FormatRules for Npm {
+    fn format(&self) -> registry_core::PackageFormat {
+        registry_core::PackageFormat::Npm
+    }
+
+    fn package_key(&self, name: &str) -> Result<String> {
+        check_name(name).map(|()| name.to_owned())
+    }
+
+    fn version_key(&self, version: &str) -> Result<String> {
+        check_version(version).map(|()| version.to_owned())
+    }
+
+    fn compare_versions(&self, a: &str, b: &str) -> std::cmp::Ordering {
+        match (
+            nodejs_semver::Version::parse(a),
+            nodejs_semver::Version::parse(b),
+        ) {
+            (Ok(a), Ok(b)) => a.cmp(&b),
+            // Stored versions always parse; anything else sorts after, by text, so the order
+            // stays total.
+            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+            (Err(_), Err(_)) => a.cmp(b),
+        }
+    }
+
+    fn publish_mode(&self) -> registry_core::PublishMode {
+        registry_core::PublishMode::NewVersion
+    }
+
+    fn extra_digests(&self) -> registry_core::ExtraDigests {
+        registry_core::ExtraDigests::default()
+    }
+}

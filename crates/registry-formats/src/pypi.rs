@@ -73,17 +73,20 @@ pub fn is_prerelease(version: &str) -> bool {
 
 /// Sorts versions in PEP 440 order (unparsable ones last, by text).
 pub fn sort_versions(versions: &mut [String]) {
-    versions.sort_by(|a, b| {
-        match (
-            pep440_rs::Version::from_str(a),
-            pep440_rs::Version::from_str(b),
-        ) {
-            (Ok(a), Ok(b)) => a.cmp(&b),
-            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
-            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-            (Err(_), Err(_)) => a.cmp(b),
-        }
-    });
+    versions.sort_by(|a, b| compare_versions(a, b));
+}
+
+/// Orders two versions by PEP 440 (unparsable ones after, by text).
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    match (
+        pep440_rs::Version::from_str(a),
+        pep440_rs::Version::from_str(b),
+    ) {
+        (Ok(a), Ok(b)) => a.cmp(&b),
+        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+        (Err(_), Err(_)) => a.cmp(b),
+    }
 }
 
 /// A kind of distribution file.
@@ -723,6 +726,43 @@ mod tests {
             let file = parse_filename("demo-1.0-py3-none-any.whl").unwrap();
             let _ = wheel_metadata(std::io::Cursor::new(bytes.clone()), &file);
             let _ = sdist_metadata(&bytes[..]);
+        }
+    }
+}
+
+/// PyPI's rules for the package service: projects stored under their PEP 503 normalized name,
+/// versions under their PEP 440 normal form and in PEP 440 order, files added to a release one
+/// upload at a time, each hashed with BLAKE2b-256 (published) and MD5 (checked against the
+/// upload form).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pypi;
+
+impl registry_core::FormatRules for Pypi {
+    fn format(&self) -> registry_core::PackageFormat {
+        registry_core::PackageFormat::Pypi
+    }
+
+    fn package_key(&self, name: &str) -> Result<String> {
+        check_name(name).map(|()| normalize(name))
+    }
+
+    fn version_key(&self, version: &str) -> Result<String> {
+        normalize_version(version)
+    }
+
+    fn compare_versions(&self, a: &str, b: &str) -> std::cmp::Ordering {
+        compare_versions(a, b)
+    }
+
+    fn publish_mode(&self) -> registry_core::PublishMode {
+        registry_core::PublishMode::AddFiles
+    }
+
+    fn extra_digests(&self) -> registry_core::ExtraDigests {
+        registry_core::ExtraDigests {
+            md5: true,
+            blake2_256: true,
+            ..registry_core::ExtraDigests::default()
         }
     }
 }

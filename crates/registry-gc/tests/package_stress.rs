@@ -16,9 +16,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use registry_core::{
-    BlobStore, Digest, Error, MetadataStore, NewPackageFile, PackageFormat, Packages, Page,
-    Publish, PublishMode,
+    BlobStore, Digest, Error, FormatRules, MetadataStore, NewPackageFile, PackageFormat,
+    Packages, Page, Release, RepositorySettings,
 };
+use registry_formats::generic::Generic;
 use registry_storage::fs::FsBlobStore;
 use registry_storage::memory::MemoryMetadataStore;
 use support::{Collectors, Rng};
@@ -49,26 +50,23 @@ async fn publish(
 ) {
     for attempt in 0..50 {
         let result = async {
-            let blob = packages.store_bytes(content(n)).await?;
-            packages
-                .publish(&Publish {
-                    repository: "files".into(),
-                    name: package.into(),
-                    display_name: package.into(),
-                    version: version.into(),
-                    metadata: "{}".into(),
-                    files: vec![NewPackageFile {
-                        name: file.into(),
-                        blob,
-                        digests: Default::default(),
-                        sidecar: None,
-                        attributes: Default::default(),
-                    }],
-                    tags: Vec::new(),
-                    mode: PublishMode::AddFiles,
-                    duplicates: true,
-                })
-                .await
+            let stored = packages
+                .store_bytes(Generic.extra_digests(), content(n))
+                .await?;
+            let release = Release {
+                name: package.into(),
+                version: version.into(),
+                metadata: "{}".into(),
+                files: vec![NewPackageFile {
+                    name: file.into(),
+                    blob: stored.blob,
+                    digests: stored.digests,
+                    sidecar: None,
+                    attributes: Default::default(),
+                }],
+                tags: Vec::new(),
+            };
+            packages.publish(&Generic, "files", None, release).await
         }
         .await;
         match result {
@@ -92,7 +90,6 @@ async fn publisher(packages: Packages, id: u64, rounds: u64, counts: Arc<Counts>
         let package = format!("pkg{}", rng.next(3));
         let version = format!("1.{}", rng.next(3));
         let file = format!("f{}", rng.next(3));
-        let metadata = packages.metadata();
         match rng.next(10) {
             0..=5 => {
                 publish(
@@ -106,8 +103,8 @@ async fn publisher(packages: Packages, id: u64, rounds: u64, counts: Arc<Counts>
                 .await
             }
             6 | 7 => {
-                if metadata
-                    .delete_package_file("files", &package, &version, &file)
+                if packages
+                    .delete_file(&Generic, "files", &package, &version, &file, None)
                     .await
                     .is_ok()
                 {
@@ -115,8 +112,8 @@ async fn publisher(packages: Packages, id: u64, rounds: u64, counts: Arc<Counts>
                 }
             }
             _ => {
-                if metadata
-                    .delete_version("files", &package, &version)
+                if packages
+                    .delete_version(&Generic, "files", &package, &version, None)
                     .await
                     .is_ok()
                 {
@@ -129,14 +126,17 @@ async fn publisher(packages: Packages, id: u64, rounds: u64, counts: Arc<Counts>
 
 /// Reads every published file back, verifying its digest; returns the blobs files reference.
 async fn verify(packages: &Packages) -> BTreeSet<Digest> {
-    let metadata = packages.metadata();
     let mut referenced = BTreeSet::new();
-    let names = metadata
-        .list_package_names("files", &Page::first(100))
+    let names = packages
+        .package_names(&Generic, "files", &Page::first(100))
         .await
         .unwrap();
     for name in names {
-        let package = metadata.package("files", &name).await.unwrap().unwrap();
+        let package = packages
+            .package(&Generic, "files", &name)
+            .await
+            .unwrap()
+            .unwrap();
         for file in package.versions.iter().flat_map(|v| &v.files) {
             let mut read = packages.read(&file.blob, None).await.unwrap_or_else(|e| {
                 panic!(
@@ -165,8 +165,12 @@ async fn stress(metadata: Arc<dyn MetadataStore>) {
     let dir = tempfile::tempdir().unwrap();
     let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path()).await.unwrap());
     let packages = Packages::new(Arc::clone(&blobs), Arc::clone(&metadata));
+    let duplicates = RepositorySettings {
+        allow_duplicates: true,
+        ..RepositorySettings::default()
+    };
     packages
-        .hosted_repository("files", PackageFormat::Generic, true)
+        .configure_repository("files", PackageFormat::Generic, &duplicates)
         .await
         .unwrap();
     let collector = support::collector(Arc::clone(&blobs), Arc::clone(&metadata));

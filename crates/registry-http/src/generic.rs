@@ -23,9 +23,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use registry_core::{
-    Action, Error, NewPackageFile, PackageFile, PackageFormat, Packages, Publish, PublishMode,
+    Action, Error, FormatRules, NewPackageFile, PackageFile, PackageFormat, Packages, Release, Role,
 };
-use registry_formats::generic;
+use registry_formats::generic::{self, Generic as Rules};
 use serde_json::json;
 
 use crate::auth::Auth;
@@ -126,22 +126,14 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
                 ));
             }
         };
-        let tokens = &**generic.packages.metadata();
-        let role: Option<registry_core::Role> = authorize(
+        let role: Option<Role> = authorize(
             generic.auth.as_ref(),
-            tokens,
+            generic.packages.tokens(),
             request.headers(),
             &repository,
             action,
         )
         .await?;
-        // Writes find a repository of another format refused when they resolve it.
-        if action != Action::Push {
-            generic
-                .packages
-                .check_read_format(&repository, PackageFormat::Generic)
-                .await?;
-        }
         let packages = &generic.packages;
         let name = match &target {
             Target::Package { name } | Target::Version { name, .. } | Target::File { name, .. } => {
@@ -151,7 +143,7 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
         // Checked before an upload's body is read, so a refused upload stores nothing.
         if action != Action::Pull {
             packages
-                .check_protection(&repository, &name, action, role)
+                .check_protection(&Rules, &repository, &name, action, role)
                 .await?;
         }
         match (target, method) {
@@ -162,7 +154,7 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
                     path,
                 },
                 Method::PUT,
-            ) => upload(packages, &repository, name, version, path, request).await,
+            ) => upload(packages, &repository, role, name, version, path, request).await,
             (
                 Target::File {
                     name,
@@ -192,8 +184,7 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
                 Method::DELETE,
             ) => {
                 packages
-                    .metadata()
-                    .delete_package_file(&repository, &name, &version, &path)
+                    .delete_file(&Rules, &repository, &name, &version, &path, role)
                     .await?;
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
@@ -202,8 +193,7 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
             }
             (Target::Version { name, version }, Method::DELETE) => {
                 packages
-                    .metadata()
-                    .delete_version(&repository, &name, &version)
+                    .delete_version(&Rules, &repository, &name, &version, role)
                     .await?;
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
@@ -212,8 +202,7 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
             }
             (Target::Package { name }, Method::DELETE) => {
                 if packages
-                    .metadata()
-                    .delete_package(&repository, &name)
+                    .delete_package(&Rules, &repository, &name, role)
                     .await?
                 {
                     Ok(StatusCode::NO_CONTENT.into_response())
@@ -236,6 +225,7 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
 async fn upload(
     packages: &Packages,
     repository: &str,
+    role: Option<Role>,
     name: String,
     version: String,
     path: String,
@@ -271,12 +261,14 @@ async fn upload(
             .into());
         }
     }
-    let repo = packages
+    // Resolved before the body is read: a publish that cannot land stores nothing.
+    packages
         .publish_repository(repository, PackageFormat::Generic)
         .await?;
     let blob = packages
-        .store_file(body_stream(request.into_body()))
-        .await?;
+        .store_file(Rules.extra_digests(), body_stream(request.into_body()))
+        .await?
+        .blob;
     if let Some(expected) = expected
         && expected != blob.digest.hex()
     {
@@ -289,10 +281,8 @@ async fn upload(
             ),
         ));
     }
-    let publish = Publish {
-        repository: repository.to_owned(),
+    let release = Release {
         name: name.clone(),
-        display_name: name.clone(),
         version: version.clone(),
         metadata: "{}".into(),
         files: vec![NewPackageFile {
@@ -303,10 +293,8 @@ async fn upload(
             attributes: Default::default(),
         }],
         tags: Vec::new(),
-        mode: PublishMode::AddFiles,
-        duplicates: repo.settings.duplicates_allowed(&name),
     };
-    packages.publish(&publish).await?;
+    packages.publish(&Rules, repository, role, release).await?;
     let body = json!({
         "package": name,
         "version": version,
@@ -330,8 +318,7 @@ async fn find_file(
     path: &str,
 ) -> Result<PackageFile, Failure> {
     packages
-        .metadata()
-        .package_file(repository, name, Some(version), path)
+        .file(&Rules, repository, name, Some(version), path)
         .await?
         .map(|(_, file)| file)
         .ok_or_else(|| {
@@ -393,7 +380,7 @@ async fn version_listing(
     name: &str,
     version: &str,
 ) -> Result<Response, Failure> {
-    let package = packages.metadata().package(repository, name).await?;
+    let package = packages.package(&Rules, repository, name).await?;
     let Some(found) = package.as_ref().and_then(|p| p.version(version)) else {
         return Err(Error::PackageUnknown {
             what: format!("version {version} of {name}"),
@@ -426,8 +413,7 @@ async fn package_listing(
     name: &str,
 ) -> Result<Response, Failure> {
     let package = packages
-        .metadata()
-        .package(repository, name)
+        .package(&Rules, repository, name)
         .await?
         .ok_or_else(|| Error::PackageUnknown {
             what: format!("package {name}"),

@@ -67,7 +67,6 @@ pub mod package_admin;
 #[cfg(feature = "packages")]
 mod package_error;
 #[cfg(feature = "packages")]
-mod package_io;
 pub mod path;
 #[cfg(feature = "pypi")]
 pub mod pypi;

@@ -28,10 +28,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use registry_core::{
-    Action, Error, FileDigests, NewPackageFile, PackageFormat, PackageUpdate, Packages, Publish,
-    PublishMode, TokenRecord, VersionStatus,
+    Action, Error, FileDigests, FormatRules, NewPackageFile, PackageFormat, PackageUpdate,
+    Packages, Release, TokenRecord, VersionStatus,
 };
-use registry_formats::npm::{self, NpmLimits, Put};
+use registry_formats::npm::{self, Npm as Rules, NpmLimits, Put};
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, Caller, access_token, authenticate_package_client, token_secret};
@@ -212,8 +212,7 @@ async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
                 check_rev(&repo, &name, rev.as_deref()).await?;
                 if npm
                     .packages
-                    .metadata()
-                    .delete_package(&repo.name, &name)
+                    .delete_package(&Rules, &repo.name, &name, repo.role)
                     .await?
                 {
                     Ok(ok(StatusCode::OK))
@@ -255,7 +254,7 @@ impl Repo<'_> {
         self.require(action)?;
         self.npm
             .packages
-            .check_protection(&self.name, package, action, self.role)
+            .check_protection(&Rules, &self.name, package, action, self.role)
             .await?;
         Ok(())
     }
@@ -292,7 +291,6 @@ async fn user_of(
     headers: &HeaderMap,
     caller: Option<&Caller>,
 ) -> Result<Option<String>, Failure> {
-    let metadata = npm.packages.metadata();
     // A token names its user only when it authenticated the caller (a removed user's token
     // does not).
     if let Some(secret) = crate::auth::credentials(headers)
@@ -300,7 +298,9 @@ async fn user_of(
         .and_then(token_secret)
         .filter(|_| caller.is_some())
     {
-        return Ok(access_token(&**metadata, secret).await?.map(|t| t.user));
+        return Ok(access_token(npm.packages.tokens(), secret)
+            .await?
+            .map(|t| t.user));
     }
     Ok(match caller {
         Some(Caller::Principal(principal)) => principal.name.clone(),
@@ -312,8 +312,7 @@ async fn user_of(
 /// The caller, or `None` for credentials that prove nothing (refused once an action needs
 /// them).
 async fn authenticate(npm: &Npm, headers: &HeaderMap) -> Result<Option<Caller>, Failure> {
-    let tokens = &**npm.packages.metadata();
-    Ok(authenticate_package_client(npm.auth.as_ref(), tokens, headers).await?)
+    Ok(authenticate_package_client(npm.auth.as_ref(), npm.packages.tokens(), headers).await?)
 }
 
 /// Reads a publish document: at most the largest tarball in base64 plus 16 MiB of JSON, within
@@ -343,8 +342,7 @@ async fn read_small(request: Request) -> Result<Bytes, Failure> {
 async fn load(repo: &Repo<'_>, name: &str) -> Result<registry_core::Package, Failure> {
     repo.npm
         .packages
-        .metadata()
-        .package(&repo.name, name)
+        .package(&Rules, &repo.name, name)
         .await?
         .ok_or_else(|| Failure::not_found(format!("package {name} not found")))
 }
@@ -356,8 +354,7 @@ async fn check_rev(repo: &Repo<'_>, name: &str, rev: Option<&str>) -> Result<(),
     let current = repo
         .npm
         .packages
-        .metadata()
-        .package_revision(&repo.name, name)
+        .package_revision(&Rules, &repo.name, name)
         .await?
         .ok_or_else(|| Failure::not_found(format!("package {name} not found")))?;
     if npm::revision(&current) != rev {
@@ -390,8 +387,7 @@ async fn packument(
     let revision = repo
         .npm
         .packages
-        .metadata()
-        .package_revision(&repo.name, name)
+        .package_revision(&Rules, &repo.name, name)
         .await?
         .ok_or_else(|| Failure::not_found(format!("package {name} not found")))?;
     let variant = if abbreviated { 'a' } else { 'f' };
@@ -437,8 +433,7 @@ async fn tarball(repo: &Repo<'_>, name: &str, file: &str, head: bool) -> Result<
     let (_, found) = repo
         .npm
         .packages
-        .metadata()
-        .package_file(&repo.name, name, None, file)
+        .file(&Rules, &repo.name, name, None, file)
         .await?
         .ok_or_else(|| Failure::not_found(format!("{name}/-/{file} not found")))?;
     let read = repo.npm.packages.read(&found.blob, None).await?;
@@ -447,13 +442,7 @@ async fn tarball(repo: &Repo<'_>, name: &str, file: &str, head: bool) -> Result<
 
 async fn delete_tarball(repo: &Repo<'_>, name: &str, file: &str) -> Result<Response, Failure> {
     // npm removes the version from the document first; the tarball went with it.
-    let Some(package) = repo
-        .npm
-        .packages
-        .metadata()
-        .package(&repo.name, name)
-        .await?
-    else {
+    let Some(package) = repo.npm.packages.package(&Rules, &repo.name, name).await? else {
         return Ok(ok(StatusCode::OK));
     };
     if let Some(version) = package
@@ -463,8 +452,7 @@ async fn delete_tarball(repo: &Repo<'_>, name: &str, file: &str) -> Result<Respo
     {
         repo.npm
             .packages
-            .metadata()
-            .delete_version(&repo.name, name, &version.version)
+            .delete_version(&Rules, &repo.name, name, &version.version, repo.role)
             .await?;
     }
     Ok(ok(StatusCode::OK))
@@ -495,12 +483,14 @@ async fn put_package(
 
 async fn publish(repo: &Repo<'_>, publication: npm::Publication) -> Result<Response, Failure> {
     let packages = &repo.npm.packages;
-    let repository = packages
+    // Resolved before the tarball is stored: a publish that cannot land stores nothing.
+    packages
         .publish_repository(&repo.name, PackageFormat::Npm)
         .await?;
     let blob = packages
-        .store_bytes(Bytes::from(publication.tarball))
-        .await?;
+        .store_bytes(Rules.extra_digests(), Bytes::from(publication.tarball))
+        .await?
+        .blob;
     let mut manifest = publication.manifest;
     if let Some(user) = &repo.user
         && let Some(fields) = manifest.as_object_mut()
@@ -508,28 +498,25 @@ async fn publish(repo: &Repo<'_>, publication: npm::Publication) -> Result<Respo
         fields.insert("_npmUser".into(), json!({ "name": user }));
     }
     let file = npm::tarball_name(&publication.name, &publication.version);
+    let release = Release {
+        name: publication.name.clone(),
+        version: publication.version.clone(),
+        metadata: manifest.to_string(),
+        files: vec![NewPackageFile {
+            name: file,
+            blob,
+            digests: FileDigests {
+                sha1: Some(publication.shasum),
+                sha512: Some(publication.sha512),
+                ..FileDigests::default()
+            },
+            sidecar: None,
+            attributes: Default::default(),
+        }],
+        tags: publication.tags,
+    };
     let outcome = packages
-        .publish(&Publish {
-            repository: repo.name.clone(),
-            name: publication.name.clone(),
-            display_name: publication.name.clone(),
-            version: publication.version.clone(),
-            metadata: manifest.to_string(),
-            files: vec![NewPackageFile {
-                name: file,
-                blob,
-                digests: FileDigests {
-                    sha1: Some(publication.shasum),
-                    sha512: Some(publication.sha512),
-                    ..FileDigests::default()
-                },
-                sidecar: None,
-                attributes: Default::default(),
-            }],
-            tags: publication.tags,
-            mode: PublishMode::NewVersion,
-            duplicates: repository.settings.duplicates_allowed(&publication.name),
-        })
+        .publish(&Rules, &repo.name, repo.role, release)
         .await
         .map_err(|e| match e {
             Error::PackageConflict { .. } => Failure::new(
@@ -619,8 +606,7 @@ async fn update_package(
     }
     repo.npm
         .packages
-        .metadata()
-        .update_package(&change)
+        .update(&Rules, repo.role, &change)
         .await
         .map_err(|e| match e {
             Error::PackageConflict { reason } => Failure::new(StatusCode::CONFLICT, reason),
@@ -635,7 +621,7 @@ async fn special(
     method: Method,
     request: Request,
 ) -> Result<Response, Failure> {
-    let metadata = repo.npm.packages.metadata();
+    let tokens = repo.npm.packages.tokens();
     match (path, &method) {
         ("ping", _) => Ok(json_response(StatusCode::OK, &json!({}))),
         ("whoami", &Method::GET) => whoami(repo).await,
@@ -652,8 +638,8 @@ async fn special(
         }
         (p, &Method::DELETE) if p.starts_with("user/token/") => {
             let secret = &p["user/token/".len()..];
-            if let Some(token) = access_token(&**metadata, secret).await? {
-                metadata.delete_token(&token.id).await?;
+            if let Some(token) = access_token(tokens, secret).await? {
+                tokens.delete_token(&token.id).await?;
             }
             Ok(ok(StatusCode::OK))
         }
@@ -731,7 +717,7 @@ async fn login(repo: &Repo<'_>, body: &[u8]) -> Result<Response, Failure> {
             }
         }
     };
-    crate::auth::check_token_quota(&**repo.npm.packages.metadata(), &user).await?;
+    crate::auth::check_token_quota(repo.npm.packages.tokens(), &user).await?;
     let (secret, hash) = registry_core::token::new_secret();
     let token = TokenRecord {
         id: uuid::Uuid::new_v4().simple().to_string(),
@@ -742,7 +728,7 @@ async fn login(repo: &Repo<'_>, body: &[u8]) -> Result<Response, Failure> {
         created_at: registry_core::Timestamp::now(),
         expires_at: None,
     };
-    repo.npm.packages.metadata().put_token(&token).await?;
+    repo.npm.packages.tokens().put_token(&token).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &json!({ "ok": true, "id": format!("org.couchdb.user:{user}"), "token": secret }),
@@ -756,7 +742,7 @@ async fn dist_tags(
     method: Method,
     request: Request,
 ) -> Result<Response, Failure> {
-    let metadata = repo.npm.packages.metadata();
+    let packages = &repo.npm.packages;
     match (tag, method) {
         (None, Method::GET) | (Some(""), Method::GET) => {
             repo.require(Action::Pull)?;
@@ -773,8 +759,8 @@ async fn dist_tags(
                     "the body must be a JSON string naming a version",
                 )
             })?;
-            metadata
-                .set_package_tag(&repo.name, name, tag, &version)
+            packages
+                .set_tag(&Rules, &repo.name, name, tag, &version, repo.role)
                 .await?;
             Ok(ok(StatusCode::CREATED))
         }
@@ -786,7 +772,10 @@ async fn dist_tags(
                     "the latest tag cannot be removed",
                 ));
             }
-            if metadata.delete_package_tag(&repo.name, name, tag).await? {
+            if packages
+                .delete_tag(&Rules, &repo.name, name, tag, repo.role)
+                .await?
+            {
                 Ok(ok(StatusCode::OK))
             } else {
                 Err(Failure::not_found(format!("{name} has no dist-tag {tag}")))
@@ -822,14 +811,16 @@ async fn search(repo: &Repo<'_>, query: &str) -> Result<Response, Failure> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
         .min(10_000);
-    let metadata = repo.npm.packages.metadata();
+    let packages = &repo.npm.packages;
     let contains = (!text.is_empty()).then_some(text.as_str());
     let page = registry_core::Page::first(from + size + 1);
-    let found = metadata.list_packages(&repo.name, contains, &page).await?;
+    let found = packages
+        .list_packages(&Rules, &repo.name, contains, &page)
+        .await?;
     let more = found.len() > from + size;
     let mut objects = Vec::new();
     for summary in found.iter().skip(from).take(size) {
-        let Some(package) = metadata.package(&repo.name, &summary.name).await? else {
+        let Some(package) = packages.package(&Rules, &repo.name, &summary.name).await? else {
             continue;
         };
         let latest = package

@@ -22,9 +22,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use registry_core::{
-    Action, Credentials, Grant, NamePattern, PackageFormat, PackageRepository, Packages, Page,
-    Principal, RepositoryConfig, RepositoryKind, RepositoryName, RepositorySettings, Role,
-    Timestamp, TokenRecord,
+    Action, Credentials, Grant, NamePattern, PackageRepository, Packages, Page, Principal,
+    RepositoryConfig, RepositoryName, Role, Timestamp, TokenRecord,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -104,7 +103,7 @@ impl Asker {
 async fn ask(admin: &Admin, headers: &HeaderMap) -> Result<Asker, Failure> {
     let presented = credentials(headers);
     let by_token = presented.as_ref().and_then(token_secret).is_some();
-    let tokens = &**admin.packages.metadata();
+    let tokens = admin.packages.tokens();
     let caller = authenticate_package_client(admin.auth.as_ref(), tokens, headers)
         .await?
         .ok_or_else(unauthorized)?;
@@ -196,7 +195,7 @@ async fn create_token(State(admin): State<Arc<Admin>>, headers: HeaderMap, body:
         refuse_tokens(&asker)?;
         let body = read_document(body, &headers).await?;
         let user = asker.user.clone().ok_or_else(unauthorized)?;
-        crate::auth::check_token_quota(&**admin.packages.metadata(), &user).await?;
+        crate::auth::check_token_quota(admin.packages.tokens(), &user).await?;
         let request: NewToken = serde_json::from_slice(&body).map_err(|e| {
             Failure::new(
                 StatusCode::BAD_REQUEST,
@@ -262,7 +261,7 @@ async fn create_token(State(admin): State<Arc<Admin>>, headers: HeaderMap, body:
             created_at: Timestamp::now(),
             expires_at,
         };
-        admin.packages.metadata().put_token(&token).await?;
+        admin.packages.tokens().put_token(&token).await?;
         let mut body = token_json(&token);
         body["token"] = json!(secret);
         Ok(json_response(StatusCode::CREATED, &body))
@@ -287,7 +286,7 @@ async fn list_tokens(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Res
         let asker = ask(&admin, &headers).await?;
         refuse_tokens(&asker)?;
         let user = asker.user.ok_or_else(unauthorized)?;
-        let tokens = admin.packages.metadata().list_tokens(&user).await?;
+        let tokens = admin.packages.tokens().list_tokens(&user).await?;
         let tokens: Vec<Value> = tokens.iter().map(token_json).collect();
         Ok::<_, Failure>(json_response(StatusCode::OK, &json!({ "tokens": tokens })))
     };
@@ -303,12 +302,8 @@ async fn delete_token(
         let asker = ask(&admin, &headers).await?;
         refuse_tokens(&asker)?;
         let user = asker.user.clone().ok_or_else(unauthorized)?;
-        let metadata = admin.packages.metadata();
-        let own = metadata
-            .list_tokens(&user)
-            .await?
-            .iter()
-            .any(|t| t.id == id);
+        let tokens = admin.packages.tokens();
+        let own = tokens.list_tokens(&user).await?.iter().any(|t| t.id == id);
         let admin_of_a_registry_with_users = asker.principal.is_some() && asker.is_admin(&admin);
         if !own && !admin_of_a_registry_with_users {
             return Err(Failure::new(
@@ -316,7 +311,7 @@ async fn delete_token(
                 format!("no token {id} of {user}"),
             ));
         }
-        if metadata.delete_token(&id).await? {
+        if tokens.delete_token(&id).await? {
             Ok(StatusCode::NO_CONTENT.into_response())
         } else {
             Err(Failure::new(
@@ -371,11 +366,7 @@ async fn list_repositories(State(admin): State<Arc<Admin>>, headers: HeaderMap) 
         let mut all = Vec::new();
         let mut page = Page::first(1000);
         loop {
-            let batch = admin
-                .packages
-                .metadata()
-                .list_package_repositories(&page)
-                .await?;
+            let batch = admin.packages.repositories(&page).await?;
             let full = batch.len() == page.limit;
             let next = batch.last().map(|last| last.name.clone());
             all.extend(
@@ -409,8 +400,7 @@ async fn get_repository(
         let asker = ask(&admin, &headers).await?;
         let repository = admin
             .packages
-            .metadata()
-            .package_repository(&name)
+            .repository(&name)
             .await?
             .filter(|_| may_read(&admin, &asker, &name))
             .ok_or_else(|| {
@@ -455,35 +445,14 @@ async fn put_repository(
             ));
         }
         let settings = request.settings();
-        let repository =
-            configure_repository(&admin.packages, &name, request.format, &settings).await?;
+        let repository = admin
+            .packages
+            .configure_repository(&name, request.format, &settings)
+            .await?;
         Ok(json_response(
             StatusCode::OK,
             &repository_json(&repository, true),
         ))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// Creates a hosted package repository, or updates its settings; refuses a change of format.
-pub async fn configure_repository(
-    packages: &Packages,
-    name: &str,
-    format: PackageFormat,
-    settings: &RepositorySettings,
-) -> registry_core::Result<PackageRepository> {
-    settings.validate()?;
-    if !format.is_served() {
-        return Err(registry_core::Error::PackageInvalid {
-            reason: format!("{format} repositories are not served yet: use npm, pypi or generic"),
-        });
-    }
-    let mut repository = packages.hosted_repository(name, format, true).await?;
-    packages
-        .metadata()
-        .set_package_repository_settings(name, settings)
-        .await?;
-    repository.settings = settings.clone();
-    debug_assert_eq!(repository.kind, RepositoryKind::Hosted);
-    Ok(repository)
 }

@@ -22,17 +22,18 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use registry_core::{
-    Action, BlobRef, Error, NewPackageFile, PackageFormat, Packages, Page, Publish, PublishMode,
-    VersionStatus,
+    Action, BlobRef, Error, FormatRules, NewPackageFile, PackageFormat, Packages, Page, Release,
+    StoredFile, VersionStatus,
 };
-use registry_formats::pypi::{self, DistKind, SimpleFile, SimpleFormat, SimpleProject};
+use registry_formats::pypi::{
+    self, DistKind, Pypi as Rules, SimpleFile, SimpleFormat, SimpleProject,
+};
 use serde_json::json;
 
 use crate::auth::Auth;
 use crate::cache::RenderCache;
 use crate::external_url::{ExternalUrl, base_url};
 use crate::package_error::PlainText;
-use crate::package_io::{read_blocking, store_with_digests};
 use crate::transfer::{
     BufferBudget, declared_length, file_response, read_bounded, requested_range,
 };
@@ -84,9 +85,14 @@ impl Pypi {
         repository: &str,
         action: Action,
     ) -> Result<Option<registry_core::Role>, Failure> {
-        let tokens = &**self.packages.metadata();
-        crate::package_error::authorize(self.auth.as_ref(), tokens, headers, repository, action)
-            .await
+        crate::package_error::authorize(
+            self.auth.as_ref(),
+            self.packages.tokens(),
+            headers,
+            repository,
+            action,
+        )
+        .await
     }
 }
 
@@ -126,24 +132,15 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
             (["simple", ""] | ["simple"], &Method::GET | &Method::HEAD) => {
                 pypi.authorize(request.headers(), repository, Action::Pull)
                     .await?;
-                pypi.packages
-                    .check_read_format(repository, PackageFormat::Pypi)
-                    .await?;
                 index(&pypi, repository, request.headers()).await
             }
             (["simple", project, ""] | ["simple", project], &Method::GET | &Method::HEAD) => {
                 pypi.authorize(request.headers(), repository, Action::Pull)
                     .await?;
-                pypi.packages
-                    .check_read_format(repository, PackageFormat::Pypi)
-                    .await?;
                 project_page(&pypi, repository, &base, project, request.headers()).await
             }
             (["files", project, version, file], &Method::GET | &Method::HEAD) => {
                 pypi.authorize(request.headers(), repository, Action::Pull)
-                    .await?;
-                pypi.packages
-                    .check_read_format(repository, PackageFormat::Pypi)
                     .await?;
                 let head = method == Method::HEAD;
                 download(
@@ -162,10 +159,7 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
                     .authorize(request.headers(), repository, Action::Delete)
                     .await?;
                 pypi.packages
-                    .check_read_format(repository, PackageFormat::Pypi)
-                    .await?;
-                pypi.packages
-                    .check_protection(repository, &pypi::normalize(project), Action::Delete, role)
+                    .check_protection(&Rules, repository, project, Action::Delete, role)
                     .await?;
                 let reason = if method == Method::PUT {
                     let declared = declared_length(request.headers());
@@ -176,22 +170,16 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
                 } else {
                     None
                 };
-                yank(&pypi, repository, project, version, reason).await
+                yank(&pypi, repository, project, version, reason, role).await
             }
             (["projects", project, version], &Method::DELETE) => {
                 let role = pypi
                     .authorize(request.headers(), repository, Action::Delete)
                     .await?;
+                // An impossible version is a bad request, not an unknown one.
+                pypi::normalize_version(version)?;
                 pypi.packages
-                    .check_read_format(repository, PackageFormat::Pypi)
-                    .await?;
-                pypi.packages
-                    .check_protection(repository, &pypi::normalize(project), Action::Delete, role)
-                    .await?;
-                let version = pypi::normalize_version(version)?;
-                pypi.packages
-                    .metadata()
-                    .delete_version(repository, &pypi::normalize(project), &version)
+                    .delete_version(&Rules, repository, project, version, role)
                     .await?;
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
@@ -226,9 +214,7 @@ fn yank_reason(body: &[u8]) -> Result<String, Failure> {
 /// What a stored upload's `content` part turned out to be.
 struct Received {
     filename: String,
-    blob: BlobRef,
-    blake2_256: String,
-    md5: String,
+    stored: StoredFile,
 }
 
 async fn upload(
@@ -272,13 +258,11 @@ async fn upload(
             })?;
             pypi::parse_filename(&filename)?;
             // The part streams into the blob store while it is hashed with BLAKE2b-256 and MD5.
-            let (blob, digests) = store_with_digests(&pypi.packages, &mut field).await?;
-            received = Some(Received {
-                filename,
-                blob,
-                blake2_256: digests.blake2_256,
-                md5: digests.md5,
-            });
+            let stored = pypi
+                .packages
+                .store_file(Rules.extra_digests(), &mut field)
+                .await?;
+            received = Some(Received { filename, stored });
         } else {
             let mut text = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(|e| {
@@ -323,7 +307,14 @@ async fn upload(
     }
     let received = received
         .ok_or_else(|| Failure::new(StatusCode::BAD_REQUEST, "the upload has no content file"))?;
-    let sha256 = received.blob.digest.hex().to_owned();
+    let sha256 = received.stored.blob.digest.hex().to_owned();
+    let blake2_256 = received
+        .stored
+        .digests
+        .blake2_256
+        .as_deref()
+        .unwrap_or_default();
+    let md5 = received.stored.digests.md5.as_deref().unwrap_or_default();
     if let Some(claimed) = field("sha256_digest")
         && !claimed.eq_ignore_ascii_case(&sha256)
     {
@@ -333,25 +324,21 @@ async fn upload(
         ));
     }
     if let Some(claimed) = field("blake2_256_digest")
-        && !claimed.eq_ignore_ascii_case(&received.blake2_256)
+        && !claimed.eq_ignore_ascii_case(blake2_256)
     {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,
             format!(
-                "blake2_256_digest {claimed} does not match the file's BLAKE2b-256 {}",
-                received.blake2_256
+                "blake2_256_digest {claimed} does not match the file's BLAKE2b-256 {blake2_256}"
             ),
         ));
     }
     if let Some(claimed) = field("md5_digest")
-        && !claimed.eq_ignore_ascii_case(&received.md5)
+        && !claimed.eq_ignore_ascii_case(md5)
     {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,
-            format!(
-                "md5_digest {claimed} does not match the file's MD5 {}",
-                received.md5
-            ),
+            format!("md5_digest {claimed} does not match the file's MD5 {md5}"),
         ));
     }
     let form_name = field("name")
@@ -371,16 +358,21 @@ async fn upload(
             ),
         ));
     }
-    let raw_metadata = read_metadata(&pypi.packages, &received.blob, &file).await?;
+    let raw_metadata = read_metadata(&pypi.packages, &received.stored.blob, &file).await?;
     let metadata = pypi::parse_core_metadata(&raw_metadata)?;
     let (project, version) = pypi::check_upload(form_name, form_version, &file, &metadata)?;
-    let repo = pypi
-        .packages
+    // Checked before the metadata is stored: a publish that cannot land stores nothing more.
+    pypi.packages
         .publish_repository(repository, PackageFormat::Pypi)
         .await?;
-    repo.settings
-        .check_protection(&project, Action::Push, role)?;
-    let sidecar = pypi.packages.store_bytes(Bytes::from(raw_metadata)).await?;
+    pypi.packages
+        .check_protection(&Rules, repository, &project, Action::Push, role)
+        .await?;
+    let sidecar = pypi
+        .packages
+        .store_bytes(Default::default(), Bytes::from(raw_metadata))
+        .await?
+        .blob;
     let mut attributes = std::collections::BTreeMap::new();
     attributes.insert("filetype".to_owned(), file.kind.filetype().to_owned());
     if let Some(requires) = &metadata.requires_python {
@@ -393,28 +385,21 @@ async fn upload(
         "summary": metadata.summary,
         "metadata_version": metadata.metadata_version,
     });
+    let release = Release {
+        name: metadata.name.clone(),
+        version: version.clone(),
+        metadata: version_metadata.to_string(),
+        files: vec![NewPackageFile {
+            name: received.filename.clone(),
+            blob: received.stored.blob,
+            digests: received.stored.digests,
+            sidecar: Some(sidecar),
+            attributes,
+        }],
+        tags: Vec::new(),
+    };
     pypi.packages
-        .publish(&Publish {
-            repository: repository.to_owned(),
-            name: project.clone(),
-            display_name: metadata.name.clone(),
-            version: version.clone(),
-            metadata: version_metadata.to_string(),
-            files: vec![NewPackageFile {
-                name: received.filename.clone(),
-                blob: received.blob,
-                digests: registry_core::FileDigests {
-                    blake2_256: Some(received.blake2_256),
-                    md5: Some(received.md5),
-                    ..Default::default()
-                },
-                sidecar: Some(sidecar),
-                attributes,
-            }],
-            tags: Vec::new(),
-            mode: PublishMode::AddFiles,
-            duplicates: repo.settings.duplicates_allowed(&project),
-        })
+        .publish(&Rules, repository, role, release)
         .await
         .map_err(|e| match e {
             Error::PackageConflict { .. } => Failure::new(
@@ -434,11 +419,12 @@ async fn read_metadata(
     file: &pypi::DistFile,
 ) -> Result<Vec<u8>, Failure> {
     let file = file.clone();
-    let extracted = read_blocking(packages, blob, move |reader| match file.kind {
-        DistKind::Wheel => pypi::wheel_metadata(reader, &file),
-        DistKind::Sdist => pypi::sdist_metadata(reader),
-    })
-    .await?;
+    let extracted = packages
+        .read_blocking(blob, move |reader| match file.kind {
+            DistKind::Wheel => pypi::wheel_metadata(reader, &file),
+            DistKind::Sdist => pypi::sdist_metadata(reader),
+        })
+        .await?;
     Ok(extracted?)
 }
 
@@ -467,8 +453,7 @@ async fn index(pypi: &Pypi, repository: &str, headers: &HeaderMap) -> Result<Res
     loop {
         let batch = pypi
             .packages
-            .metadata()
-            .list_package_names(repository, &page_of)
+            .package_names(&Rules, repository, &page_of)
             .await?;
         let full = batch.len() == page_of.limit;
         names.extend(batch);
@@ -508,8 +493,7 @@ async fn project_page(
     };
     let revision = pypi
         .packages
-        .metadata()
-        .package_revision(repository, &normalized)
+        .package_revision(&Rules, repository, &normalized)
         .await?
         .ok_or_else(missing)?;
     let key = format!("{repository}\0{normalized}\0{content_type}\0{base}");
@@ -518,8 +502,7 @@ async fn project_page(
     }
     let package = pypi
         .packages
-        .metadata()
-        .package(repository, &normalized)
+        .package(&Rules, repository, &normalized)
         .await?
         .ok_or_else(missing)?;
     let rendered = Bytes::from(render_project(&package, base, format));
@@ -531,13 +514,13 @@ async fn project_page(
 /// A project page in the asked form.
 fn render_project(package: &registry_core::Package, base: &str, format: SimpleFormat) -> String {
     let normalized = package.name.clone();
-    let mut versions: Vec<String> = package
+    // The service gives versions in PEP 440 order.
+    let versions: Vec<String> = package
         .versions
         .iter()
         .filter(|v| v.status != VersionStatus::Hidden)
         .map(|v| v.version.clone())
         .collect();
-    pypi::sort_versions(&mut versions);
     let mut files = Vec::new();
     for version in package
         .versions
@@ -590,8 +573,7 @@ async fn download(
     };
     let (_, found) = pypi
         .packages
-        .metadata()
-        .package_file(repository, &pypi::normalize(project), Some(version), file)
+        .file(&Rules, repository, project, Some(version), file)
         .await?
         .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("{file} not found")))?;
     let blob = if want_metadata {
@@ -624,20 +606,23 @@ async fn yank(
     project: &str,
     version: &str,
     reason: Option<String>,
+    role: Option<registry_core::Role>,
 ) -> Result<Response, Failure> {
-    let version = pypi::normalize_version(version)?;
+    // An impossible version is a bad request, not an unknown one.
+    pypi::normalize_version(version)?;
     let status = match reason {
         Some(reason) => VersionStatus::Yanked(reason),
         None => VersionStatus::Default,
     };
     pypi.packages
-        .metadata()
         .set_version_status(
+            &Rules,
             repository,
-            &pypi::normalize(project),
-            &version,
+            project,
+            version,
             &status,
-            None,
+            Action::Delete,
+            role,
         )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -341,14 +341,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .name
             .as_deref()
             .ok_or("[[package_repositories]] entries need a name")?;
-        registry_http::package_admin::configure_repository(
-            &packages,
-            name,
-            configured.format,
-            &configured.settings(),
-        )
-        .await
-        .map_err(|e| format!("[[package_repositories]] {name}: {e}"))?;
+        packages
+            .configure_repository(name, configured.format, &configured.settings())
+            .await
+            .map_err(|e| format!("[[package_repositories]] {name}: {e}"))?;
     }
     let mut application = registry_http::app::Application::new(registry, packages)
         .login_throttle(config.address_throttle());

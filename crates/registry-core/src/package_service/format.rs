@@ -1,0 +1,53 @@
+//! The per-format seam: what the package service needs to know about a format, implemented in
+//! `registry-formats` by one value per format.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use crate::error::Result;
+use crate::package::{PackageFormat, PublishMode};
+
+/// The digests computed as a file streams in, besides the SHA-256 the blob store keys it by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExtraDigests {
+    /// MD5 (PyPI checks an uploaded `md5_digest`; Maven serves `.md5`).
+    pub md5: bool,
+    /// SHA-1 (Maven `.sha1`).
+    pub sha1: bool,
+    /// SHA-512 (Maven `.sha512`, NuGet's package hash).
+    pub sha512: bool,
+    /// BLAKE2b-256 (PyPI publishes it).
+    pub blake2_256: bool,
+}
+
+/// What differs between package formats, as the package service needs it: name and version
+/// rules, version order, publish mode and the extra digests of stored files.
+///
+/// Protocols (documents, routes, archive contents) stay with each format's parser and router;
+/// this is only what the domain decides by.
+pub trait FormatRules: fmt::Debug + Send + Sync + 'static {
+    /// The format.
+    fn format(&self) -> PackageFormat;
+
+    /// Checks a package name as a client sends it and answers the name it is stored under
+    /// (PyPI's normalized form; the name itself elsewhere).
+    ///
+    /// Errors: [`crate::Error::PackageInvalid`] naming the rule broken.
+    fn package_key(&self, name: &str) -> Result<String>;
+
+    /// Checks a version as a client sends it and answers the form it is stored under.
+    ///
+    /// Errors: [`crate::Error::PackageInvalid`] naming the rule broken.
+    fn version_key(&self, version: &str) -> Result<String>;
+
+    /// Orders two stored versions, oldest first, by the format's rules ([`Ordering::Equal`]
+    /// keeps publication order).
+    fn compare_versions(&self, a: &str, b: &str) -> Ordering;
+
+    /// How a publish adds to a version: a whole new version (npm), or files added to one
+    /// (PyPI, Generic).
+    fn publish_mode(&self) -> PublishMode;
+
+    /// The digests to compute while a file is stored.
+    fn extra_digests(&self) -> ExtraDigests;
+}

@@ -1,0 +1,267 @@
+//! The package service: the [`crate::package`] model over a [`BlobStore`] and a
+//! [`MetadataStore`]. It owns the package domain — which repository a request reaches and of
+//! what kind, whether a publish may create it, protection rules, duplicates, storing files with
+//! the digests a format needs, publishing, updates under a revision precondition — so that a
+//! format's router only translates its protocol.
+//!
+//! What differs between formats reaches the service through [`FormatRules`] (implemented in
+//! `registry-formats`). Every operation names the caller's role on the repository as
+//! `Option<Role>`: `None` is a trusted caller (no authentication configured), for whom
+//! protection rules do not apply; authorization itself (may this caller pull, push, delete
+//! here) is decided before, at the edge, by the `Authorizer`.
+//!
+//! Repositories are resolved by kind: hosted repositories are read from and written to the
+//! metadata store; proxy and virtual repositories are refused until they are served, here and
+//! nowhere else.
+
+mod files;
+mod format;
+mod operations;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::blob::{BlobRead, BlobStore, ByteRange};
+use crate::error::{Error, Result};
+use crate::package::{
+    BlobRef, PackageFormat, PackageRepository, RepositoryKind, RepositorySettings,
+    check_repository_name,
+};
+use crate::store::MetadataStore;
+use crate::token::TokenStore;
+use crate::values::{Page, Timestamp};
+
+pub use files::{BlobReader, StoredFile};
+pub use format::{ExtraDigests, FormatRules};
+pub use operations::Release;
+
+/// Limits on what package clients send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackageLimits {
+    /// The largest file accepted (1 GiB by default).
+    pub max_file_size: u64,
+    /// The most bytes of upload documents held in memory at once, across requests (2 GiB by
+    /// default): documents a protocol forces the registry to buffer whole, such as npm publish
+    /// documents, which carry their tarball in base64. An upload that would pass it is refused
+    /// with a retry hint.
+    pub max_buffered_bytes: u64,
+}
+
+impl Default for PackageLimits {
+    fn default() -> Self {
+        PackageLimits {
+            max_file_size: 1 << 30,
+            max_buffered_bytes: 2 << 30,
+        }
+    }
+}
+
+/// The package service.
+#[derive(Clone, Debug)]
+pub struct Packages {
+    blobs: Arc<dyn BlobStore>,
+    metadata: Arc<dyn MetadataStore>,
+    limits: PackageLimits,
+    create_on_publish: bool,
+    /// Format and kind of repositories seen, so reads resolve them without a query: neither
+    /// ever changes and repositories are not deleted, so an entry is never stale.
+    known: Arc<Mutex<HashMap<String, (PackageFormat, RepositoryKind)>>>,
+}
+
+/// The most repositories remembered; past it, lookups go to the store.
+const MAX_KNOWN_REPOSITORIES: usize = 10_000;
+
+/// Where a request for a repository goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// A hosted repository (or none yet: reads find nothing).
+    Hosted,
+}
+
+impl Packages {
+    /// The service over the given stores, with default limits.
+    pub fn new(blobs: Arc<dyn BlobStore>, metadata: Arc<dyn MetadataStore>) -> Self {
+        Packages {
+            blobs,
+            metadata,
+            limits: PackageLimits::default(),
+            create_on_publish: true,
+            known: Arc::default(),
+        }
+    }
+
+    /// Whether a publish to a repository that does not exist creates it (hosted, default
+    /// settings, the publish's format). On by default; off, repositories are created by the
+    /// configuration or the admin API only, and a publish to an unknown one is refused
+    /// ([`Error::PackageUnknown`]). Either way the publisher needs push on the name.
+    pub fn with_create_on_publish(mut self, create: bool) -> Self {
+        self.create_on_publish = create;
+        self
+    }
+
+    /// Replaces the limits.
+    pub fn with_limits(mut self, limits: PackageLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &PackageLimits {
+        &self.limits
+    }
+
+    /// The access tokens of package clients (created by `npm login` and the token API).
+    pub fn tokens(&self) -> &dyn TokenStore {
+        &*self.metadata
+    }
+
+    /// A repository by name, whatever its format.
+    pub async fn repository(&self, name: &str) -> Result<Option<PackageRepository>> {
+        let found = self.metadata.package_repository(name).await?;
+        if let Some(repository) = &found {
+            self.remember(repository);
+        }
+        Ok(found)
+    }
+
+    /// Every repository, by name, one page at a time.
+    pub async fn repositories(&self, page: &Page) -> Result<Vec<PackageRepository>> {
+        self.metadata.list_package_repositories(page).await
+    }
+
+    /// Creates a hosted repository, or replaces the settings of the one of that name; refuses
+    /// a format not served yet ([`Error::PackageInvalid`]) and a change of format
+    /// ([`Error::PackageConflict`]).
+    pub async fn configure_repository(
+        &self,
+        name: &str,
+        format: PackageFormat,
+        settings: &RepositorySettings,
+    ) -> Result<PackageRepository> {
+        settings.validate()?;
+        if !format.is_served() {
+            return Err(Error::PackageInvalid {
+                reason: format!(
+                    "{format} repositories are not served yet: use npm, pypi or generic"
+                ),
+            });
+        }
+        let mut repository = self.hosted_repository(name, format, true).await?;
+        self.metadata
+            .set_package_repository_settings(name, settings)
+            .await?;
+        repository.settings = settings.clone();
+        Ok(repository)
+    }
+
+    /// The repository a publish of `format` goes to, created when
+    /// [`Packages::with_create_on_publish`] allows.
+    ///
+    /// Errors: [`Error::PackageInvalid`] for a bad name; [`Error::PackageUnknown`] when absent
+    /// and not created; [`Error::PackageConflict`] when it holds another format;
+    /// [`Error::Unsupported`] for a repository of a kind that takes no publishes.
+    pub async fn publish_repository(
+        &self,
+        name: &str,
+        format: PackageFormat,
+    ) -> Result<PackageRepository> {
+        self.hosted_repository(name, format, self.create_on_publish)
+            .await
+    }
+
+    /// A hosted repository of `format`; created with default settings when `create` and it
+    /// does not exist.
+    async fn hosted_repository(
+        &self,
+        name: &str,
+        format: PackageFormat,
+        create: bool,
+    ) -> Result<PackageRepository> {
+        check_repository_name(name)?;
+        let repository = match self.repository(name).await? {
+            Some(repository) => repository,
+            None if create => {
+                let created = self
+                    .metadata
+                    .ensure_package_repository(&PackageRepository {
+                        name: name.to_owned(),
+                        format,
+                        kind: RepositoryKind::Hosted,
+                        settings: RepositorySettings::default(),
+                        created_at: Timestamp::now(),
+                    })
+                    .await?;
+                self.remember(&created);
+                created
+            }
+            None => {
+                return Err(Error::PackageUnknown {
+                    what: format!("{format} repository {name}"),
+                });
+            }
+        };
+        if repository.format != format {
+            return Err(Error::PackageConflict {
+                reason: format!(
+                    "repository {name} holds {} packages, not {format}",
+                    repository.format
+                ),
+            });
+        }
+        if repository.kind != RepositoryKind::Hosted {
+            return Err(unserved(&repository.name, repository.kind));
+        }
+        Ok(repository)
+    }
+
+    /// Where reads of `name` as `format` go. A repository of another format reads as absent
+    /// ([`Error::PackageUnknown`]); one that does not exist reads as an empty hosted one.
+    async fn source(&self, name: &str, format: PackageFormat) -> Result<Source> {
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied();
+        let stored = match known {
+            Some(known) => Some(known),
+            None => self.repository(name).await?.map(|r| (r.format, r.kind)),
+        };
+        match stored {
+            None => Ok(Source::Hosted),
+            Some((stored, _)) if stored != format => Err(Error::PackageUnknown {
+                what: format!("{format} repository {name}"),
+            }),
+            Some((_, RepositoryKind::Hosted)) => Ok(Source::Hosted),
+            Some((_, kind)) => Err(unserved(name, kind)),
+        }
+    }
+
+    /// Checks that a repository read through a format's API is not another format's (see
+    /// [`Packages::source`]): reading it as `format` finds nothing ([`Error::PackageUnknown`]).
+    pub async fn check_read_format(&self, name: &str, format: PackageFormat) -> Result<()> {
+        self.source(name, format).await.map(drop)
+    }
+
+    fn remember(&self, repository: &PackageRepository) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() < MAX_KNOWN_REPOSITORIES || known.contains_key(&repository.name) {
+            known.insert(
+                repository.name.clone(),
+                (repository.format, repository.kind),
+            );
+        }
+    }
+
+    /// Opens a stored file for reading.
+    pub async fn read(&self, blob: &BlobRef, range: Option<ByteRange>) -> Result<BlobRead> {
+        self.blobs.read(&blob.digest, range).await
+    }
+}
+
+/// The refusal of a repository kind not served yet.
+fn unserved(name: &str, kind: RepositoryKind) -> Error {
+    Error::Unsupported {
+        what: format!("{} repositories ({name})", kind.as_str()),
+    }
+}

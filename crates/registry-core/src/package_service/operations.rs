@@ -1,0 +1,386 @@
+//! What package routers ask of the service: reads resolved by repository kind, and mutations
+//! checked against the repository's format, kind and protection rules.
+
+use super::format::FormatRules;
+use super::{Packages, Source};
+use crate::auth::{Action, Role};
+use crate::error::{Error, Result};
+use crate::package::{
+    NewPackageFile, Package, PackageFile, PackageRepository, PackageSummary, PackageUpdate,
+    Publish, PublishOutcome, RepositoryKind, VersionStatus,
+};
+use crate::values::Page;
+
+/// A version, or files added to one, as a client publishes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Release {
+    /// The package name as the client spells it (shown as such; stored under the format's
+    /// [`FormatRules::package_key`]).
+    pub name: String,
+    /// The version as the client sends it (stored under [`FormatRules::version_key`]).
+    pub version: String,
+    /// The format's document for the version (JSON).
+    pub metadata: String,
+    /// The files, already stored ([`Packages::store_file`]).
+    pub files: Vec<NewPackageFile>,
+    /// Tags to point at the version (npm dist-tags).
+    pub tags: Vec<String>,
+}
+
+impl Packages {
+    /// A package with its versions (in the format's version order), files and tags; `None`
+    /// when the repository or the package does not exist, or the name is not one the format
+    /// allows.
+    pub async fn package(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+    ) -> Result<Option<Package>> {
+        let Source::Hosted = self.source(repository, rules.format()).await?;
+        let Ok(key) = rules.package_key(name) else {
+            return Ok(None);
+        };
+        let mut package = self.metadata.package(repository, &key).await?;
+        if let Some(package) = &mut package {
+            package
+                .versions
+                .sort_by(|a, b| rules.compare_versions(&a.version, &b.version));
+        }
+        Ok(package)
+    }
+
+    /// A package's current revision (changed by every change to it); `None` as for
+    /// [`Packages::package`].
+    pub async fn package_revision(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+    ) -> Result<Option<String>> {
+        let Source::Hosted = self.source(repository, rules.format()).await?;
+        let Ok(key) = rules.package_key(name) else {
+            return Ok(None);
+        };
+        self.metadata.package_revision(repository, &key).await
+    }
+
+    /// One file of a package — of `version`, or of whichever version has it when `None` —
+    /// with the version it belongs to.
+    pub async fn file(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+        version: Option<&str>,
+        file: &str,
+    ) -> Result<Option<(String, PackageFile)>> {
+        let Source::Hosted = self.source(repository, rules.format()).await?;
+        let Ok(key) = rules.package_key(name) else {
+            return Ok(None);
+        };
+        let version = match version.map(|v| rules.version_key(v)).transpose() {
+            Ok(version) => version,
+            Err(_) => return Ok(None),
+        };
+        self.metadata
+            .package_file(repository, &key, version.as_deref(), file)
+            .await
+    }
+
+    /// Packages whose name contains `contains` (all when `None`), by name, one page at a time.
+    pub async fn list_packages(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        contains: Option<&str>,
+        page: &Page,
+    ) -> Result<Vec<PackageSummary>> {
+        let Source::Hosted = self.source(repository, rules.format()).await?;
+        self.metadata
+            .list_packages(repository, contains, page)
+            .await
+    }
+
+    /// The names packages are stored under, by name, one page at a time.
+    pub async fn package_names(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        page: &Page,
+    ) -> Result<Vec<String>> {
+        let Source::Hosted = self.source(repository, rules.format()).await?;
+        self.metadata.list_package_names(repository, page).await
+    }
+
+    /// Checks, before a request's body is read, that a caller of `role` may perform `action`
+    /// on the package under the repository's protection rules (a repository that does not
+    /// exist protects nothing). Every mutation checks again inside.
+    pub async fn check_protection(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+        action: Action,
+        role: Option<Role>,
+    ) -> Result<()> {
+        let key = rules.package_key(name)?;
+        match self.changed_repository(rules, repository, action).await? {
+            Some(found) => found.settings.check_protection(&key, action, role),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes a release to `repository` (created first when the service allows): a new
+    /// version or files added to one, as the format's [`FormatRules::publish_mode`] says, with
+    /// duplicates refused or replacing as the repository's settings say.
+    ///
+    /// Errors: those of [`Packages::publish_repository`]; [`Error::PackageInvalid`] for a name
+    /// or version the format refuses; [`Error::Denied`] under protection rules;
+    /// [`Error::PackageConflict`] for a refused duplicate. Nothing changes on error.
+    pub async fn publish(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        role: Option<Role>,
+        release: Release,
+    ) -> Result<PublishOutcome> {
+        let key = rules.package_key(&release.name)?;
+        let version = rules.version_key(&release.version)?;
+        let found = self.publish_repository(repository, rules.format()).await?;
+        found.settings.check_protection(&key, Action::Push, role)?;
+        self.metadata
+            .publish(&Publish {
+                repository: found.name,
+                duplicates: found.settings.duplicates_allowed(&key),
+                name: key,
+                display_name: release.name,
+                version,
+                metadata: release.metadata,
+                files: release.files,
+                tags: release.tags,
+                mode: rules.publish_mode(),
+            })
+            .await
+    }
+
+    /// Deletes a package with every version, file and tag; returns whether it existed.
+    pub async fn delete_package(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+        role: Option<Role>,
+    ) -> Result<bool> {
+        let Some(key) = self
+            .allow(rules, repository, name, Action::Delete, role)
+            .await?
+        else {
+            return Ok(false);
+        };
+        self.metadata.delete_package(repository, &key).await
+    }
+
+    /// Deletes a version with its files (the package goes with its last version).
+    /// Errors: [`Error::PackageUnknown`] when it does not exist.
+    pub async fn delete_version(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+        version: &str,
+        role: Option<Role>,
+    ) -> Result<()> {
+        let key = self
+            .allow(rules, repository, name, Action::Delete, role)
+            .await?
+            .ok_or_else(|| unknown_version(name, version))?;
+        let version = rules
+            .version_key(version)
+            .map_err(|_| unknown_version(name, version))?;
+        self.metadata
+            .delete_version(repository, &key, &version)
+            .await
+    }
+
+    /// Deletes one file of a version (the version goes with its last file).
+    /// Errors: [`Error::PackageUnknown`] when it does not exist.
+    pub async fn delete_file(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+        version: &str,
+        file: &str,
+        role: Option<Role>,
+    ) -> Result<()> {
+        let missing = || Error::PackageUnknown {
+            what: format!("file {file} of {name} {version}"),
+        };
+        let key = self
+            .allow(rules, repository, name, Action::Delete, role)
+            .await?
+            .ok_or_else(missing)?;
+        let version = rules.version_key(version).map_err(|_| missing())?;
+        self.metadata
+            .delete_package_file(repository, &key, &version, file)
+            .await
+    }
+
+    /// Sets a version's status (yank, deprecate, restore), under the protection rules of
+    /// `action` (what the format counts the change as: PyPI yanks as deletes).
+    /// Errors: [`Error::PackageUnknown`] when the version does not exist.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn set_version_status(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+        version: &str,
+        status: &VersionStatus,
+        action: Action,
+        role: Option<Role>,
+    ) -> Result<()> {
+        let key = self
+            .allow(rules, repository, name, action, role)
+            .await?
+            .ok_or_else(|| unknown_version(name, version))?;
+        let version = rules
+            .version_key(version)
+            .map_err(|_| unknown_version(name, version))?;
+        self.metadata
+            .set_version_status(repository, &key, &version, status, None)
+            .await
+    }
+
+    /// Applies an update in one transaction, its revision precondition checked inside it;
+    /// deleting versions needs the delete protection, other changes the publish one.
+    /// Errors: as [`crate::PackageMetadata::update_package`].
+    pub async fn update(
+        &self,
+        rules: &dyn FormatRules,
+        role: Option<Role>,
+        update: &PackageUpdate,
+    ) -> Result<()> {
+        let action = if update.delete_versions.is_empty() {
+            Action::Push
+        } else {
+            Action::Delete
+        };
+        let key = self
+            .allow(rules, &update.repository, &update.name, action, role)
+            .await?
+            .ok_or_else(|| Error::PackageUnknown {
+                what: format!("package {}", update.name),
+            })?;
+        let update = PackageUpdate {
+            name: key,
+            ..update.clone()
+        };
+        self.metadata.update_package(&update).await
+    }
+
+    /// Points a tag at an existing version. Errors: [`Error::PackageUnknown`].
+    pub async fn set_tag(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+        tag: &str,
+        version: &str,
+        role: Option<Role>,
+    ) -> Result<()> {
+        let key = self
+            .allow(rules, repository, name, Action::Push, role)
+            .await?
+            .ok_or_else(|| unknown_version(name, version))?;
+        let version = rules
+            .version_key(version)
+            .map_err(|_| unknown_version(name, version))?;
+        self.metadata
+            .set_package_tag(repository, &key, tag, &version)
+            .await
+    }
+
+    /// Removes a tag; returns whether it existed.
+    pub async fn delete_tag(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+        tag: &str,
+        role: Option<Role>,
+    ) -> Result<bool> {
+        match self
+            .allow(rules, repository, name, Action::Delete, role)
+            .await?
+        {
+            Some(key) => {
+                self.metadata
+                    .delete_package_tag(repository, &key, tag)
+                    .await
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The repository a change applies to: `None` when it does not exist. One of another
+    /// format is a conflict for a publish ([`Error::PackageConflict`]) and absent for anything
+    /// else ([`Error::PackageUnknown`], as for reads).
+    async fn changed_repository(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        action: Action,
+    ) -> Result<Option<PackageRepository>> {
+        let Some(found) = self.repository(repository).await? else {
+            return Ok(None);
+        };
+        let format = rules.format();
+        if found.format != format {
+            return Err(if action == Action::Push {
+                Error::PackageConflict {
+                    reason: format!(
+                        "repository {repository} holds {} packages, not {format}",
+                        found.format
+                    ),
+                }
+            } else {
+                Error::PackageUnknown {
+                    what: format!("{format} repository {repository}"),
+                }
+            });
+        }
+        if found.kind != RepositoryKind::Hosted {
+            return Err(super::unserved(repository, found.kind));
+        }
+        Ok(Some(found))
+    }
+
+    /// Checks a change to a package: the key it is stored under when the repository exists and
+    /// the protection rules allow `role` to perform `action`; `None` when there is nothing to
+    /// change (no such repository, or a name the format does not allow).
+    async fn allow(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+        action: Action,
+        role: Option<Role>,
+    ) -> Result<Option<String>> {
+        let Some(found) = self.changed_repository(rules, repository, action).await? else {
+            return Ok(None);
+        };
+        let Ok(key) = rules.package_key(name) else {
+            return Ok(None);
+        };
+        found.settings.check_protection(&key, action, role)?;
+        Ok(Some(key))
+    }
+}
+
+fn unknown_version(name: &str, version: &str) -> Error {
+    Error::PackageUnknown {
+        what: format!("version {version} of {name}"),
+    }
+}
