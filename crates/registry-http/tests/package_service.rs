@@ -1,0 +1,292 @@
+//! The package service over the memory stores, with the formats' rules: repositories resolved
+//! by kind, the create-on-publish policy, protection checked inside every mutation, format
+//! conflicts, version order, extra digests and blocking reads.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use registry_core::{
+    Error, FormatRules, MetadataStore, NewPackageFile, PackageFormat, PackageProtection,
+    PackageRepository, PackageUpdate, Packages, Release, RepositoryKind, RepositorySettings, Role,
+    Timestamp, VersionStatus,
+};
+use registry_formats::generic::Generic;
+use registry_formats::npm::Npm;
+use registry_formats::pypi::Pypi;
+use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+
+fn service() -> (Packages, Arc<dyn MetadataStore>) {
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let packages = Packages::new(Arc::new(MemoryBlobStore::new()), Arc::clone(&metadata));
+    (packages, metadata)
+}
+
+async fn release(
+    packages: &Packages,
+    rules: &dyn FormatRules,
+    name: &str,
+    version: &str,
+    file: &str,
+) -> Release {
+    let stored = packages
+        .store_bytes(rules.extra_digests(), Bytes::from(format!("{name} {version}")))
+        .await
+        .unwrap();
+    Release {
+        name: name.into(),
+        version: version.into(),
+        metadata: "{}".into(),
+        files: vec![NewPackageFile {
+            name: file.into(),
+            blob: stored.blob,
+            digests: stored.digests,
+            sidecar: None,
+            attributes: Default::default(),
+        }],
+        tags: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn proxy_and_virtual_repositories_are_refused_until_served() {
+    let (packages, metadata) = service();
+    for (name, kind) in [("cache", RepositoryKind::Proxy), ("all", RepositoryKind::Virtual)] {
+        metadata
+            .ensure_package_repository(&PackageRepository {
+                name: name.into(),
+                format: PackageFormat::Npm,
+                kind,
+                settings: RepositorySettings::default(),
+                created_at: Timestamp::now(),
+            })
+            .await
+            .unwrap();
+        let read = packages.package(&Npm, name, "left-pad").await;
+        assert!(matches!(read, Err(Error::Unsupported { .. })), "{read:?}");
+        let listed = packages.package_names(&Npm, name, &Default::default()).await;
+        assert!(matches!(listed, Err(Error::Unsupported { .. })), "{listed:?}");
+        let publish = release(&packages, &Npm, "left-pad", "1.0.0", "left-pad-1.0.0.tgz").await;
+        let published = packages.publish(&Npm, name, None, publish).await;
+        assert!(
+            matches!(published, Err(Error::Unsupported { .. })),
+            "{published:?}"
+        );
+        let deleted = packages.delete_package(&Npm, name, "left-pad", None).await;
+        assert!(matches!(deleted, Err(Error::Unsupported { .. })), "{deleted:?}");
+    }
+}
+
+#[tokio::test]
+async fn publishes_create_repositories_only_when_allowed() {
+    let (packages, metadata) = service();
+    let closed = packages.clone().with_create_on_publish(false);
+    let refused = release(&closed, &Generic, "tool", "1.0", "tool.bin").await;
+    let result = closed.publish(&Generic, "files", None, refused).await;
+    assert!(matches!(result, Err(Error::PackageUnknown { .. })), "{result:?}");
+    assert!(metadata.package_repository("files").await.unwrap().is_none());
+
+    let accepted = release(&packages, &Generic, "tool", "1.0", "tool.bin").await;
+    packages
+        .publish(&Generic, "files", None, accepted)
+        .await
+        .unwrap();
+    let created = metadata.package_repository("files").await.unwrap().unwrap();
+    assert_eq!(
+        (created.format, created.kind),
+        (PackageFormat::Generic, RepositoryKind::Hosted)
+    );
+    // Now that it exists, the closed service publishes to it too.
+    let second = release(&closed, &Generic, "tool", "1.1", "tool.bin").await;
+    closed.publish(&Generic, "files", None, second).await.unwrap();
+}
+
+#[tokio::test]
+async fn protection_is_checked_inside_every_mutation() {
+    let (packages, _) = service();
+    let settings = RepositorySettings {
+        protection: vec![PackageProtection {
+            packages: registry_core::NameRegex::parse("@core/.*").unwrap(),
+            publish: Role::Maintainer,
+            delete: Role::Owner,
+        }],
+        ..RepositorySettings::default()
+    };
+    packages
+        .configure_repository("js", PackageFormat::Npm, &settings)
+        .await
+        .unwrap();
+    let developer = Some(Role::Developer);
+    let maintainer = Some(Role::Maintainer);
+
+    let publish = release(&packages, &Npm, "@core/lib", "1.0.0", "lib-1.0.0.tgz").await;
+    let refused = packages.publish(&Npm, "js", developer, publish.clone()).await;
+    assert!(matches!(refused, Err(Error::Denied { .. })), "{refused:?}");
+    packages
+        .publish(&Npm, "js", maintainer, publish)
+        .await
+        .unwrap();
+
+    let refused = packages
+        .delete_version(&Npm, "js", "@core/lib", "1.0.0", maintainer)
+        .await;
+    assert!(matches!(refused, Err(Error::Denied { .. })), "{refused:?}");
+    let refused = packages
+        .set_tag(&Npm, "js", "@core/lib", "beta", "1.0.0", developer)
+        .await;
+    assert!(matches!(refused, Err(Error::Denied { .. })), "{refused:?}");
+    let revision = packages
+        .package_revision(&Npm, "js", "@core/lib")
+        .await
+        .unwrap();
+    let removal = PackageUpdate {
+        repository: "js".into(),
+        name: "@core/lib".into(),
+        expected_revision: revision,
+        delete_versions: vec!["1.0.0".into()],
+        ..PackageUpdate::default()
+    };
+    let refused = packages.update(&Npm, maintainer, &removal).await;
+    assert!(matches!(refused, Err(Error::Denied { .. })), "{refused:?}");
+    assert!(
+        packages
+            .package(&Npm, "js", "@core/lib")
+            .await
+            .unwrap()
+            .is_some(),
+        "refused changes change nothing"
+    );
+    // Unprotected names, and trusted callers, are not held back.
+    let other = release(&packages, &Npm, "other", "1.0.0", "other-1.0.0.tgz").await;
+    packages
+        .publish(&Npm, "js", developer, other)
+        .await
+        .unwrap();
+    packages.update(&Npm, None, &removal).await.unwrap();
+    assert!(
+        packages
+            .package(&Npm, "js", "@core/lib")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn another_formats_repository_conflicts_on_publish_and_is_absent_otherwise() {
+    let (packages, _) = service();
+    let npm = release(&packages, &Npm, "lib", "1.0.0", "lib-1.0.0.tgz").await;
+    packages.publish(&Npm, "js", None, npm).await.unwrap();
+    let generic = release(&packages, &Generic, "lib", "1.0.0", "lib.bin").await;
+    let conflict = packages.publish(&Generic, "js", None, generic).await;
+    assert!(
+        matches!(conflict, Err(Error::PackageConflict { .. })),
+        "{conflict:?}"
+    );
+    let read = packages.package(&Generic, "js", "lib").await;
+    assert!(matches!(read, Err(Error::PackageUnknown { .. })), "{read:?}");
+    let delete = packages
+        .delete_version(&Generic, "js", "lib", "1.0.0", None)
+        .await;
+    assert!(matches!(delete, Err(Error::PackageUnknown { .. })), "{delete:?}");
+    assert!(packages.package(&Npm, "js", "lib").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn names_and_versions_are_stored_under_the_formats_keys_and_ordered_by_its_rules() {
+    let (packages, _) = service();
+    for version in ["1.10.0", "1.9.0", "1.0.0rc1", "1.0.0"] {
+        let file = format!("My_Project-{version}.tar.gz");
+        let upload = release(&packages, &Pypi, "My_Project", version, &file).await;
+        packages.publish(&Pypi, "py", None, upload).await.unwrap();
+    }
+    let package = packages
+        .package(&Pypi, "py", "my.project")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(package.name, "my-project");
+    assert_eq!(package.display_name, "My_Project");
+    let order: Vec<&str> = package.versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(order, ["1.0.0rc1", "1.0.0", "1.9.0", "1.10.0"]);
+    // Versions are found by their normal form too.
+    packages
+        .set_version_status(
+            &Pypi,
+            "py",
+            "MY-PROJECT",
+            "1.0.0RC1",
+            &VersionStatus::Yanked("broken".into()),
+            registry_core::Action::Delete,
+            None,
+        )
+        .await
+        .unwrap();
+    let found = packages
+        .file(
+            &Pypi,
+            "py",
+            "my_project",
+            Some("1.10.0"),
+            "My_Project-1.10.0.tar.gz",
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.map(|(version, _)| version).as_deref(), Some("1.10.0"));
+    // A name the format refuses names nothing.
+    assert!(packages.package(&Pypi, "py", "-bad-").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn files_are_stored_with_the_formats_digests_and_read_back_as_read_and_seek() {
+    let (packages, _) = service();
+    let bytes = Bytes::from(vec![7u8; 700_000]);
+    let stored = packages
+        .store_bytes(Pypi.extra_digests(), bytes.clone())
+        .await
+        .unwrap();
+    assert_eq!(stored.blob.size, 700_000);
+    assert_eq!(
+        stored.digests.md5.as_deref(),
+        Some(hex::encode(md5_of(&bytes)).as_str())
+    );
+    assert_eq!(stored.digests.blake2_256.as_ref().map(String::len), Some(64));
+    assert_eq!((stored.digests.sha1, stored.digests.sha512), (None, None));
+    let none = packages
+        .store_bytes(Generic.extra_digests(), bytes.clone())
+        .await
+        .unwrap();
+    assert_eq!(none.digests, Default::default());
+
+    let (start, tail) = packages
+        .read_blocking(&stored.blob, |mut reader| {
+            let mut start = [0u8; 10];
+            reader.read_exact(&mut start).unwrap();
+            reader.seek(SeekFrom::End(-300_000)).unwrap();
+            let mut tail = Vec::new();
+            reader.read_to_end(&mut tail).unwrap();
+            (start, tail)
+        })
+        .await
+        .unwrap();
+    assert_eq!(start, [7u8; 10]);
+    assert_eq!(tail.len(), 300_000);
+}
+
+#[tokio::test]
+async fn an_oversized_file_is_refused_and_nothing_published() {
+    let (packages, _) = service();
+    let packages = packages.with_limits(registry_core::PackageLimits {
+        max_file_size: 1000,
+        ..Default::default()
+    });
+    let result = packages
+        .store_bytes(Generic.extra_digests(), Bytes::from(vec![0u8; 1001]))
+        .await;
+    assert!(matches!(result, Err(Error::SizeInvalid { .. })), "{result:?}");
+}
+
+fn md5_of(bytes: &[u8]) -> Vec<u8> {
+    use md5::Digest as _;
+    md5::Md5::digest(bytes).to_vec()
+}
