@@ -1,10 +1,13 @@
 //! Reading the archives clients upload, bounded and path-safe: one gzip tar walk for every
-//! format that ships tarballs (npm packages, Python sdists; Terraform modules and Helm charts
-//! next). A walk stops at the first entry beyond its count, at the first byte beyond its
-//! expanded size, and at the first path that is absolute or climbs out (`..`), whatever the
-//! caller does with the entries.
+//! format that ships tarballs (npm packages, Python sdists; Terraform modules next), and one
+//! zip opener for every format that ships zips (wheels; `.nupkg` and jars next). A walk stops
+//! at the first entry beyond its count, at the first byte beyond its expanded size, and at the
+//! first path that is absolute or climbs out (`..`), whatever the caller does with the entries.
+//! A zip's entry count and central directory size are read from its end record and checked
+//! before the directory is parsed, every entry name is checked, and entries are read with a
+//! size bound.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::{Component, Path};
 
@@ -125,6 +128,153 @@ impl<R: Read> Read for Bounded<R> {
     }
 }
 
+/// Bounds on a zip archive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZipLimits {
+    /// The most entries the archive may have.
+    pub max_entries: u64,
+    /// The largest central directory (the index of entries) parsed.
+    pub max_directory: u64,
+}
+
+impl Default for ZipLimits {
+    /// 100,000 entries in at most 32 MiB of central directory.
+    fn default() -> Self {
+        ZipLimits {
+            max_entries: 100_000,
+            max_directory: 32 << 20,
+        }
+    }
+}
+
+/// The end-of-central-directory record's signature, and the zip64 locator's and record's.
+const EOCD: u32 = 0x0605_4b50;
+const ZIP64_LOCATOR: u32 = 0x0706_4b50;
+const ZIP64_EOCD: u32 = 0x0606_4b50;
+
+/// Opens a zip archive after checking, from its end record, that its entry count and central
+/// directory are within `limits` (so a hostile index is never parsed), then checks every entry
+/// name is a safe relative path. `what` names the archive in errors (`the wheel`).
+///
+/// Errors ([`Error::PackageInvalid`]): not a zip, over the limits, an unsafe entry name.
+pub fn open_zip<R: Read + Seek>(
+    mut reader: R,
+    what: &str,
+    limits: ZipLimits,
+) -> Result<zip::ZipArchive<R>> {
+    let invalid = |reason: String| Error::PackageInvalid { reason };
+    let (entries, directory) = directory_size(&mut reader)
+        .map_err(|e| invalid(format!("{what} is not a zip archive: {e}")))?;
+    if entries > limits.max_entries {
+        return Err(invalid(format!(
+            "{what} has {entries} entries; at most {} are accepted",
+            limits.max_entries
+        )));
+    }
+    if directory > limits.max_directory {
+        return Err(invalid(format!(
+            "{what}'s index is {directory} bytes; at most {} are accepted",
+            limits.max_directory
+        )));
+    }
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| invalid(format!("reading {what}: {e}")))?;
+    let archive = zip::ZipArchive::new(reader)
+        .map_err(|e| invalid(format!("{what} is not a zip archive: {e}")))?;
+    if let Some(unsafe_name) = archive
+        .file_names()
+        .find(|name| name.contains('\\') || !is_safe_path(Path::new(name)))
+    {
+        return Err(invalid(format!(
+            "{what} has an entry outside it: {unsafe_name:?}"
+        )));
+    }
+    Ok(archive)
+}
+
+/// Reads one entry of a zip opened by [`open_zip`], refusing more than `max` bytes expanded.
+pub fn read_zip_entry<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    name: &str,
+    what: &str,
+    max: u64,
+) -> Result<Vec<u8>> {
+    let entry = archive.by_name(name).map_err(|_| Error::PackageInvalid {
+        reason: format!("{what} has no {name}"),
+    })?;
+    read_bounded(entry, &format!("{what}'s {name}"), max)
+}
+
+/// Reads everything from `reader`, refusing more than `max` bytes.
+pub fn read_bounded(reader: impl Read, what: &str, max: u64) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::PackageInvalid {
+            reason: format!("reading {what}: {e}"),
+        })?;
+    if bytes.len() as u64 > max {
+        return Err(Error::PackageInvalid {
+            reason: format!("{what} is over {max} bytes"),
+        });
+    }
+    Ok(bytes)
+}
+
+/// The entry count and central directory size a zip's end record declares (its zip64 record's
+/// when the classic one overflows).
+fn directory_size(reader: &mut (impl Read + Seek)) -> std::io::Result<(u64, u64)> {
+    let bad = |reason: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, reason);
+    let length = reader.seek(SeekFrom::End(0))?;
+    // The end record is 22 bytes plus a comment of at most 65,535.
+    let tail_length = length.min(22 + 65_535);
+    let tail_start = length - tail_length;
+    reader.seek(SeekFrom::Start(tail_start))?;
+    let mut tail = vec![0u8; tail_length as usize];
+    reader.read_exact(&mut tail)?;
+    let at = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| u32_at(&tail, i) == Some(EOCD))
+        .ok_or_else(|| bad("no end of central directory record"))?;
+    let entries = u64::from(u16_at(&tail, at + 10).ok_or_else(|| bad("short end record"))?);
+    let directory = u64::from(u32_at(&tail, at + 12).ok_or_else(|| bad("short end record"))?);
+    if entries != 0xFFFF && directory != 0xFFFF_FFFF {
+        return Ok((entries, directory));
+    }
+    // Zip64: the locator sits just before the classic record and points at the zip64 record.
+    let locator = at
+        .checked_sub(20)
+        .filter(|&l| u32_at(&tail, l) == Some(ZIP64_LOCATOR))
+        .ok_or_else(|| bad("no zip64 end of central directory locator"))?;
+    let record = u64_at(&tail, locator + 8).ok_or_else(|| bad("short zip64 locator"))?;
+    if record >= length {
+        return Err(bad("the zip64 record is beyond the end"));
+    }
+    reader.seek(SeekFrom::Start(record))?;
+    let mut zip64 = [0u8; 56];
+    reader.read_exact(&mut zip64)?;
+    if u32_at(&zip64, 0) != Some(ZIP64_EOCD) {
+        return Err(bad("no zip64 end of central directory record"));
+    }
+    let entries = u64_at(&zip64, 32).ok_or_else(|| bad("short zip64 record"))?;
+    let directory = u64_at(&zip64, 40).ok_or_else(|| bad("short zip64 record"))?;
+    Ok((entries, directory))
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +371,78 @@ mod tests {
                 .to_string()
                 .contains("not a gzip tar archive")
         );
+    }
+
+    fn zip_of(entries: &[(&str, &[u8])], zip64: bool) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default().large_file(zip64);
+        for (name, data) in entries {
+            writer.start_file(*name, options).unwrap();
+            std::io::Write::write_all(&mut writer, data).unwrap();
+        }
+        writer.finish().unwrap().into_inner()
+    }
+
+    fn refusal<T: std::fmt::Debug>(result: Result<T>) -> String {
+        match result {
+            Err(Error::PackageInvalid { reason }) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn zips_are_bounded_before_their_index_is_parsed_and_their_names_checked() {
+        let entries: Vec<(String, Vec<u8>)> = (0..20)
+            .map(|i| (format!("pkg/file{i}"), vec![b'x'; 100]))
+            .collect();
+        let borrowed: Vec<(&str, &[u8])> = entries
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
+        for zip64 in [false, true] {
+            let archive = zip_of(&borrowed, zip64);
+            let roomy = ZipLimits::default();
+            let mut opened = open_zip(std::io::Cursor::new(&archive), "the zip", roomy).unwrap();
+            assert_eq!(opened.len(), 20);
+            let read = read_zip_entry(&mut opened, "pkg/file3", "the zip", 100).unwrap();
+            assert_eq!(read, vec![b'x'; 100]);
+            let over = read_zip_entry(&mut opened, "pkg/file3", "the zip", 99);
+            assert!(refusal(over).contains("over 99 bytes"));
+            let missing = read_zip_entry(&mut opened, "pkg/none", "the zip", 99);
+            assert!(refusal(missing).contains("has no pkg/none"));
+
+            let few = ZipLimits {
+                max_entries: 19,
+                ..roomy
+            };
+            let reason = refusal(open_zip(std::io::Cursor::new(&archive), "the zip", few));
+            assert!(reason.contains("20 entries"), "{reason}");
+            let small = ZipLimits {
+                max_directory: 100,
+                ..roomy
+            };
+            let reason = refusal(open_zip(std::io::Cursor::new(&archive), "the zip", small));
+            assert!(reason.contains("index is"), "{reason}");
+        }
+        for name in ["../evil", "/etc/passwd", "a/../../b", "a\\..\\b"] {
+            let archive = zip_of(&[(name, b"x")], false);
+            let opened = open_zip(
+                std::io::Cursor::new(&archive),
+                "the zip",
+                ZipLimits::default(),
+            );
+            assert!(refusal(opened).contains("outside it"), "{name}");
+        }
+        for junk in [&b""[..], b"PK\x05\x06", &[0u8; 100]] {
+            let opened = open_zip(std::io::Cursor::new(junk), "the zip", ZipLimits::default());
+            assert!(refusal(opened).contains("not a zip"));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_zip_opener(bytes in proptest::collection::vec(0u8..=255, 0..400)) {
+            let _ = open_zip(std::io::Cursor::new(&bytes), "the zip", ZipLimits::default());
+        }
     }
 }

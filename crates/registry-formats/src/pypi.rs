@@ -233,15 +233,7 @@ pub fn parse_core_metadata(text: &[u8]) -> Result<CoreMetadata> {
 }
 
 fn read_limited(reader: impl Read, what: &str) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    reader
-        .take(MAX_METADATA_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| invalid(format!("reading {what}: {e}")))?;
-    if bytes.len() as u64 > MAX_METADATA_SIZE {
-        return Err(invalid(format!("{what} is over {MAX_METADATA_SIZE} bytes")));
-    }
-    Ok(bytes)
+    crate::archive::read_bounded(reader, what, MAX_METADATA_SIZE)
 }
 
 /// The `METADATA` file of a wheel: `{name}-{version}.dist-info/METADATA` at the top level,
@@ -250,8 +242,8 @@ fn read_limited(reader: impl Read, what: &str) -> Result<Vec<u8>> {
 /// than one, is refused. Only that entry is decompressed (with a size bound), whatever else the
 /// archive holds.
 pub fn wheel_metadata(reader: impl Read + Seek, file: &DistFile) -> Result<Vec<u8>> {
-    let mut archive = zip::ZipArchive::new(reader)
-        .map_err(|e| invalid(format!("the wheel is not a zip archive: {e}")))?;
+    let mut archive =
+        crate::archive::open_zip(reader, "the wheel", crate::archive::ZipLimits::default())?;
     let mut directories: Vec<&str> = archive
         .file_names()
         .filter_map(|n| n.split_once('/').map(|(dir, _)| dir))
@@ -283,10 +275,7 @@ pub fn wheel_metadata(reader: impl Read + Seek, file: &DistFile) -> Result<Vec<u
         )));
     }
     let name = format!("{directory}/METADATA");
-    let entry = archive
-        .by_name(&name)
-        .map_err(|_| invalid(format!("the wheel has no {name}")))?;
-    read_limited(entry, "the wheel's METADATA")
+    crate::archive::read_zip_entry(&mut archive, &name, "the wheel", MAX_METADATA_SIZE)
 }
 
 /// How much of an sdist's expanded tar is read looking for `PKG-INFO` (it is normally the
