@@ -1,0 +1,45 @@
+//! Upload session records ([`UploadMetadata`]) in the memory metadata store.
+
+use async_trait::async_trait;
+use registry_core::{Error, Result, Timestamp, UploadId, UploadMetadata, UploadRecord};
+
+use super::{MemoryMetadataStore, lock};
+
+#[async_trait]
+impl UploadMetadata for MemoryMetadataStore {
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<()> {
+        let mut state = lock(&self.state);
+        if state.uploads.contains_key(&upload.id) {
+            return Err(Error::BlobUploadInvalid {
+                reason: format!("upload {} already exists", upload.id),
+            });
+        }
+        state.uploads.insert(upload.id.clone(), upload.clone());
+        Ok(())
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
+        Ok(lock(&self.state).uploads.get(id).cloned())
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
+        Ok(lock(&self.state).uploads.remove(id).is_some())
+    }
+
+    async fn uploads_started_before(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>> {
+        let state = lock(&self.state);
+        let mut uploads: Vec<UploadRecord> = state
+            .uploads
+            .values()
+            .filter(|u| u.started_at < before)
+            .cloned()
+            .collect();
+        uploads.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        uploads.truncate(limit);
+        Ok(uploads)
+    }
+}
