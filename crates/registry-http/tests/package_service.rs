@@ -30,7 +30,10 @@ async fn release(
     file: &str,
 ) -> Release {
     let stored = packages
-        .store_bytes(rules.extra_digests(), Bytes::from(format!("{name} {version}")))
+        .store_bytes(
+            rules.extra_digests(),
+            Bytes::from(format!("{name} {version}")),
+        )
         .await
         .unwrap();
     Release {
@@ -51,7 +54,10 @@ async fn release(
 #[tokio::test]
 async fn proxy_and_virtual_repositories_are_refused_until_served() {
     let (packages, metadata) = service();
-    for (name, kind) in [("cache", RepositoryKind::Proxy), ("all", RepositoryKind::Virtual)] {
+    for (name, kind) in [
+        ("cache", RepositoryKind::Proxy),
+        ("all", RepositoryKind::Virtual),
+    ] {
         metadata
             .ensure_package_repository(&PackageRepository {
                 name: name.into(),
@@ -64,8 +70,13 @@ async fn proxy_and_virtual_repositories_are_refused_until_served() {
             .unwrap();
         let read = packages.package(&Npm, name, "left-pad").await;
         assert!(matches!(read, Err(Error::Unsupported { .. })), "{read:?}");
-        let listed = packages.package_names(&Npm, name, &Default::default()).await;
-        assert!(matches!(listed, Err(Error::Unsupported { .. })), "{listed:?}");
+        let listed = packages
+            .package_names(&Npm, name, &Default::default())
+            .await;
+        assert!(
+            matches!(listed, Err(Error::Unsupported { .. })),
+            "{listed:?}"
+        );
         let publish = release(&packages, &Npm, "left-pad", "1.0.0", "left-pad-1.0.0.tgz").await;
         let published = packages.publish(&Npm, name, None, publish).await;
         assert!(
@@ -73,7 +84,10 @@ async fn proxy_and_virtual_repositories_are_refused_until_served() {
             "{published:?}"
         );
         let deleted = packages.delete_package(&Npm, name, "left-pad", None).await;
-        assert!(matches!(deleted, Err(Error::Unsupported { .. })), "{deleted:?}");
+        assert!(
+            matches!(deleted, Err(Error::Unsupported { .. })),
+            "{deleted:?}"
+        );
     }
 }
 
@@ -83,8 +97,17 @@ async fn publishes_create_repositories_only_when_allowed() {
     let closed = packages.clone().with_create_on_publish(false);
     let refused = release(&closed, &Generic, "tool", "1.0", "tool.bin").await;
     let result = closed.publish(&Generic, "files", None, refused).await;
-    assert!(matches!(result, Err(Error::PackageUnknown { .. })), "{result:?}");
-    assert!(metadata.package_repository("files").await.unwrap().is_none());
+    assert!(
+        matches!(result, Err(Error::PackageUnknown { .. })),
+        "{result:?}"
+    );
+    assert!(
+        metadata
+            .package_repository("files")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let accepted = release(&packages, &Generic, "tool", "1.0", "tool.bin").await;
     packages
@@ -98,7 +121,10 @@ async fn publishes_create_repositories_only_when_allowed() {
     );
     // Now that it exists, the closed service publishes to it too.
     let second = release(&closed, &Generic, "tool", "1.1", "tool.bin").await;
-    closed.publish(&Generic, "files", None, second).await.unwrap();
+    closed
+        .publish(&Generic, "files", None, second)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -120,7 +146,9 @@ async fn protection_is_checked_inside_every_mutation() {
     let maintainer = Some(Role::Maintainer);
 
     let publish = release(&packages, &Npm, "@core/lib", "1.0.0", "lib-1.0.0.tgz").await;
-    let refused = packages.publish(&Npm, "js", developer, publish.clone()).await;
+    let refused = packages
+        .publish(&Npm, "js", developer, publish.clone())
+        .await;
     assert!(matches!(refused, Err(Error::Denied { .. })), "{refused:?}");
     packages
         .publish(&Npm, "js", maintainer, publish)
@@ -184,11 +212,17 @@ async fn another_formats_repository_conflicts_on_publish_and_is_absent_otherwise
         "{conflict:?}"
     );
     let read = packages.package(&Generic, "js", "lib").await;
-    assert!(matches!(read, Err(Error::PackageUnknown { .. })), "{read:?}");
+    assert!(
+        matches!(read, Err(Error::PackageUnknown { .. })),
+        "{read:?}"
+    );
     let delete = packages
         .delete_version(&Generic, "js", "lib", "1.0.0", None)
         .await;
-    assert!(matches!(delete, Err(Error::PackageUnknown { .. })), "{delete:?}");
+    assert!(
+        matches!(delete, Err(Error::PackageUnknown { .. })),
+        "{delete:?}"
+    );
     assert!(packages.package(&Npm, "js", "lib").await.unwrap().is_some());
 }
 
@@ -207,7 +241,11 @@ async fn names_and_versions_are_stored_under_the_formats_keys_and_ordered_by_its
         .unwrap();
     assert_eq!(package.name, "my-project");
     assert_eq!(package.display_name, "My_Project");
-    let order: Vec<&str> = package.versions.iter().map(|v| v.version.as_str()).collect();
+    let order: Vec<&str> = package
+        .versions
+        .iter()
+        .map(|v| v.version.as_str())
+        .collect();
     assert_eq!(order, ["1.0.0rc1", "1.0.0", "1.9.0", "1.10.0"]);
     // Versions are found by their normal form too.
     packages
@@ -234,7 +272,13 @@ async fn names_and_versions_are_stored_under_the_formats_keys_and_ordered_by_its
         .unwrap();
     assert_eq!(found.map(|(version, _)| version).as_deref(), Some("1.10.0"));
     // A name the format refuses names nothing.
-    assert!(packages.package(&Pypi, "py", "-bad-").await.unwrap().is_none());
+    assert!(
+        packages
+            .package(&Pypi, "py", "-bad-")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -250,7 +294,10 @@ async fn files_are_stored_with_the_formats_digests_and_read_back_as_read_and_see
         stored.digests.md5.as_deref(),
         Some(hex::encode(md5_of(&bytes)).as_str())
     );
-    assert_eq!(stored.digests.blake2_256.as_ref().map(String::len), Some(64));
+    assert_eq!(
+        stored.digests.blake2_256.as_ref().map(String::len),
+        Some(64)
+    );
     assert_eq!((stored.digests.sha1, stored.digests.sha512), (None, None));
     let none = packages
         .store_bytes(Generic.extra_digests(), bytes.clone())
@@ -283,7 +330,10 @@ async fn an_oversized_file_is_refused_and_nothing_published() {
     let result = packages
         .store_bytes(Generic.extra_digests(), Bytes::from(vec![0u8; 1001]))
         .await;
-    assert!(matches!(result, Err(Error::SizeInvalid { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::SizeInvalid { .. })),
+        "{result:?}"
+    );
 }
 
 fn md5_of(bytes: &[u8]) -> Vec<u8> {
