@@ -148,22 +148,14 @@ async fn scenario(metadata: Arc<dyn MetadataStore>) {
     assert_eq!(tags(&registry, &other).await, ["fresh"]);
 }
 
-#[tokio::test]
-async fn cleanup_on_memory() {
-    scenario(Arc::new(
-        registry_storage::memory::MemoryMetadataStore::new().with_review_delay(Duration::ZERO),
-    ))
-    .await;
+macro_rules! cleanup_on {
+    ($backend:ident, $open:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $backend() {
+            let (store, _cleanup) = $open().await;
+            scenario(Arc::new(store.with_review_delay(Duration::ZERO))).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cleanup_on_sqlite() {
-    let (store, _dir) = registry_storage::testing::sqlite_store().await;
-    scenario(Arc::new(store.with_review_delay(Duration::ZERO))).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cleanup_on_postgres() {
-    let (store, _schema) = registry_storage::testing::postgres_store().await;
-    scenario(Arc::new(store.with_review_delay(Duration::ZERO))).await;
-}
+registry_storage::for_each_metadata_backend!(cleanup_on);

@@ -16,12 +16,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use registry_core::{
-    BlobStore, Digest, Error, FormatRules, MetadataStore, NewPackageFile, PackageFormat,
-    Packages, Page, Release, RepositorySettings,
+    BlobStore, Digest, Error, FormatRules, MetadataStore, NewPackageFile, PackageFormat, Packages,
+    Page, Release, RepositorySettings,
 };
 use registry_formats::generic::Generic;
 use registry_storage::fs::FsBlobStore;
-use registry_storage::memory::MemoryMetadataStore;
 use support::{Collectors, Rng};
 
 const PUBLISHERS: u64 = 6;
@@ -198,22 +197,14 @@ async fn stress(metadata: Arc<dyn MetadataStore>) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn in_memory() {
-    stress(Arc::new(
-        MemoryMetadataStore::new().with_review_delay(Duration::ZERO),
-    ))
-    .await;
+macro_rules! stress_on {
+    ($backend:ident, $open:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $backend() {
+            let (store, _cleanup) = $open().await;
+            stress(Arc::new(store.with_review_delay(Duration::ZERO))).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite() {
-    let (store, _cleanup) = registry_storage::testing::sqlite_store().await;
-    stress(Arc::new(store.with_review_delay(Duration::ZERO))).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres() {
-    let (store, _cleanup) = registry_storage::testing::postgres_store().await;
-    stress(Arc::new(store.with_review_delay(Duration::ZERO))).await;
-}
+registry_storage::for_each_metadata_backend!(stress_on);

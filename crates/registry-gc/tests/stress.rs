@@ -22,7 +22,6 @@ use registry_core::{
     Reference, RepositoryName, Tag,
 };
 use registry_storage::fs::FsBlobStore;
-use registry_storage::memory::MemoryMetadataStore;
 use serde_json::json;
 use support::{Collectors, Rng};
 
@@ -268,22 +267,14 @@ async fn stress(metadata: Arc<dyn MetadataStore>) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn in_memory() {
-    stress(Arc::new(
-        MemoryMetadataStore::new().with_review_delay(Duration::ZERO),
-    ))
-    .await;
+macro_rules! stress_on {
+    ($backend:ident, $open:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $backend() {
+            let (store, _cleanup) = $open().await;
+            stress(Arc::new(store.with_review_delay(Duration::ZERO))).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite() {
-    let (store, _cleanup) = registry_storage::testing::sqlite_store().await;
-    stress(Arc::new(store.with_review_delay(Duration::ZERO))).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres() {
-    let (store, _cleanup) = registry_storage::testing::postgres_store().await;
-    stress(Arc::new(store.with_review_delay(Duration::ZERO))).await;
-}
+registry_storage::for_each_metadata_backend!(stress_on);

@@ -211,25 +211,17 @@ async fn scenario(metadata: Arc<dyn MetadataStore>) {
     );
 }
 
-#[tokio::test]
-async fn in_memory() {
-    scenario(Arc::new(
-        registry_storage::memory::MemoryMetadataStore::new(),
-    ))
-    .await;
+macro_rules! scenario_on {
+    ($backend:ident, $open:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $backend() {
+            let (store, _cleanup) = $open().await;
+            scenario(Arc::new(store)).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite() {
-    let (store, _cleanup) = registry_storage::testing::sqlite().await;
-    scenario(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres() {
-    let (store, _cleanup) = registry_storage::testing::postgres().await;
-    scenario(store).await;
-}
+registry_storage::for_each_metadata_backend!(scenario_on);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_kept_blobs_are_reported_and_the_sweep_carries_on() {

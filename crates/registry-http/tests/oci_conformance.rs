@@ -12,8 +12,7 @@ use http_body_util::BodyExt;
 use registry_core::manifest::{NON_DISTRIBUTABLE_LAYER_TYPES, OCI_INDEX, OCI_MANIFEST};
 use registry_core::{Digest, Limits, ManifestLimits, MetadataStore, NamePattern, OciRegistry};
 use registry_gc::{Collector, CollectorConfig, RunReport};
-use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
-use registry_storage::testing::Cleanup;
+use registry_storage::memory::MemoryBlobStore;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -1196,7 +1195,7 @@ async fn sparse_manifests(client: Client) {
 }
 
 macro_rules! backend {
-    ($backend:ident, $open:expr) => {
+    ($backend:ident, $open:path) => {
         mod $backend {
             use super::*;
 
@@ -1204,7 +1203,10 @@ macro_rules! backend {
                 ($name:ident) => {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                     async fn $name() {
-                        let (metadata, _cleanup) = $open.await;
+                        // Reviews are due at once, so a collector run sees everything the
+                        // scenario did.
+                        let (store, _cleanup) = $open().await;
+                        let metadata = Arc::new(store.with_review_delay(Duration::ZERO));
                         super::$name(Client::new(metadata)).await;
                     }
                 };
@@ -1223,23 +1225,4 @@ macro_rules! backend {
     };
 }
 
-// Reviews are due at once, so a collector run sees everything the scenario did.
-
-async fn open_memory() -> (Arc<dyn MetadataStore>, ()) {
-    let store = MemoryMetadataStore::new().with_review_delay(Duration::ZERO);
-    (Arc::new(store), ())
-}
-
-async fn open_sqlite() -> (Arc<dyn MetadataStore>, Cleanup) {
-    let (store, cleanup) = registry_storage::testing::sqlite_store().await;
-    (Arc::new(store.with_review_delay(Duration::ZERO)), cleanup)
-}
-
-async fn open_postgres() -> (Arc<dyn MetadataStore>, Cleanup) {
-    let (store, cleanup) = registry_storage::testing::postgres_store().await;
-    (Arc::new(store.with_review_delay(Duration::ZERO)), cleanup)
-}
-
-backend!(in_memory, open_memory());
-backend!(sqlite, open_sqlite());
-backend!(postgres, open_postgres());
+registry_storage::for_each_metadata_backend!(backend);

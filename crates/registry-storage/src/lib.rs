@@ -9,7 +9,7 @@
 //! | metadata in PostgreSQL | [`sql::SqlMetadataStore`] | `postgres` |
 //!
 //! | the conformance suite every backend passes | `conformance` | `conformance` |
-//! | fixtures: temporary SQLite and PostgreSQL stores | `testing` | `testing` |
+//! | fixtures: a fresh store per metadata backend, `for_each_metadata_backend!` | `testing` | `testing` |
 //!
 //! Every backend runs the same `conformance` suite in its tests (a backend of another crate can
 //! too, with the feature); the `testing` feature adds fixtures for the tests of crates built on

@@ -1,5 +1,8 @@
-//! Fixtures for tests: fresh SQLite and PostgreSQL metadata stores that clean up after
+//! Fixtures for tests: fresh metadata stores (in memory, SQLite, PostgreSQL) that clean up after
 //! themselves (feature `testing`).
+//!
+//! [`for_each_metadata_backend!`](crate::for_each_metadata_backend) runs a test file's cases on
+//! every metadata backend, from the fixtures here; a new backend is added there once.
 //!
 //! PostgreSQL tests use `REGISTRY_TEST_POSTGRES_URL`, by default
 //! `postgres://postgres@127.0.0.1:5432/test`; each store lives in a schema of its own that is
@@ -7,8 +10,49 @@
 
 use std::sync::Arc;
 
+use crate::memory::MemoryMetadataStore;
 use crate::sql::SqlMetadataStore;
 use registry_core::MetadataStore;
+
+/// Invokes `$suite!(backend, fixture)` once per metadata backend, so that a test file running on
+/// every backend names none of them, and a new backend is added here once.
+///
+/// `backend` is an identifier for the test (`in_memory`, `sqlite`, `postgres`); `fixture` is the
+/// path of an `async fn() -> (Store, Cleanup)` giving a fresh store of the concrete type
+/// ([`memory_store`], [`sqlite_store`], [`postgres_store`]), so a test can set its review delay
+/// (`store.with_review_delay(…)`) before it shares it as an `Arc<dyn MetadataStore>`. Keep the
+/// [`Cleanup`] alive for the whole test.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use registry_core::MetadataStore;
+///
+/// async fn scenario(store: Arc<dyn MetadataStore>) {
+///     // …
+/// }
+///
+/// macro_rules! on_backend {
+///     ($backend:ident, $fixture:path) => {
+///         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+///         async fn $backend() {
+///             let (store, _cleanup) = $fixture().await;
+///             scenario(Arc::new(store.with_review_delay(Duration::ZERO))).await;
+///         }
+///     };
+/// }
+///
+/// registry_storage::for_each_metadata_backend!(on_backend);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! for_each_metadata_backend {
+    ($suite:ident) => {
+        $suite!(in_memory, $crate::testing::memory_store);
+        $suite!(sqlite, $crate::testing::sqlite_store);
+        $suite!(postgres, $crate::testing::postgres_store);
+    };
+}
 
 /// The PostgreSQL server tests use; override with `REGISTRY_TEST_POSTGRES_URL`.
 pub fn postgres_url() -> String {
@@ -33,6 +77,18 @@ impl Drop for Cleanup {
             cleanup();
         }
     }
+}
+
+/// A fresh memory metadata store; its [`Cleanup`] has nothing to do.
+pub async fn memory() -> (Arc<dyn MetadataStore>, Cleanup) {
+    let (store, cleanup) = memory_store().await;
+    (Arc::new(store), cleanup)
+}
+
+/// Like [`memory`], as the concrete store (to set its review delay, say). Async, as every
+/// fixture is, for [`for_each_metadata_backend!`](crate::for_each_metadata_backend).
+pub async fn memory_store() -> (MemoryMetadataStore, Cleanup) {
+    (MemoryMetadataStore::new(), Cleanup(None))
 }
 
 /// A fresh SQLite metadata store in a temporary directory.

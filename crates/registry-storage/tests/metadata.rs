@@ -2,13 +2,7 @@
 
 use std::sync::Arc;
 
-use registry_core::MetadataStore;
 use registry_storage::conformance;
-use registry_storage::memory::MemoryMetadataStore;
-
-async fn memory() -> (Arc<dyn MetadataStore>, ()) {
-    (Arc::new(MemoryMetadataStore::new()), ())
-}
 
 macro_rules! metadata_suite {
     ($backend:ident, $open:path) => {
@@ -20,7 +14,7 @@ macro_rules! metadata_suite {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                     async fn $name() {
                         let (store, _cleanup) = $open().await;
-                        conformance::$name(store).await;
+                        conformance::$name(Arc::new(store)).await;
                     }
                 };
             }
@@ -45,9 +39,7 @@ macro_rules! metadata_suite {
     };
 }
 
-metadata_suite!(in_memory, memory);
-metadata_suite!(sqlite, registry_storage::testing::sqlite);
-metadata_suite!(postgres, registry_storage::testing::postgres);
+registry_storage::for_each_metadata_backend!(metadata_suite);
 
 #[tokio::test]
 async fn sqlite_keeps_data_across_reopen_and_migrates_once() {
