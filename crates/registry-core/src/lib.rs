@@ -10,8 +10,10 @@
 //!   upload records, the garbage collector's review queue);
 //! - [`package`]: package repositories, packages, versions and files, and the
 //!   [`PackageMetadata`] store trait;
-//! - [`package_service`]: [`Packages`], the package service over the two stores (files in the
-//!   shared blob store, publish, read);
+//! - [`package_service`]: [`Packages`], the package service that owns the package domain
+//!   over the two stores (repositories resolved by kind, create-on-publish, protection,
+//!   duplicates, files stored with a format's extra digests and read as `Read + Seek`,
+//!   publish, revision-checked updates), and [`FormatRules`], what each format decides;
 //! - [`oci`]: the OCI service ([`OciRegistry`]) over the two stores: push, pull, mount, tag,
 //!   delete, list, referrers;
 //! - [`rules`]: tag rules (immutable and protected tags) and cleanup policies, and the
@@ -23,7 +25,10 @@
 //!   [`Authorizer`] traits an embedder can implement;
 //! - [`error`]: the one [`Error`] enum (the HTTP edge maps it to protocol codes).
 //!
-//! Implementations of the storage traits live in `registry-storage`.
+//! Implementations of the storage traits live in `registry-storage`. The one runtime
+//! dependency is Tokio, for [`Packages::read_blocking`] (archive readers run on a blocking
+//! thread over a stored file) and the channel that tees an upload through its hashers: the
+//! package service must be used inside a Tokio runtime.
 //!
 //! ```
 //! use bytes::Bytes;

@@ -451,6 +451,29 @@ pub struct PackageUpdate {
     pub delete_versions: Vec<String>,
 }
 
+impl PackageUpdate {
+    /// What the update counts as, for authorization and protection rules: deleting versions is
+    /// a delete; anything else (statuses, tags) a publish.
+    pub fn action(&self) -> crate::auth::Action {
+        if self.delete_versions.is_empty() {
+            crate::auth::Action::Push
+        } else {
+            crate::auth::Action::Delete
+        }
+    }
+}
+
+impl VersionStatus {
+    /// What setting this status counts as under protection rules: deprecating is a publish;
+    /// yanking, hiding or restoring a version changes what resolvers install, like a delete.
+    pub fn action(&self) -> crate::auth::Action {
+        match self {
+            VersionStatus::Deprecated(_) => crate::auth::Action::Push,
+            _ => crate::auth::Action::Delete,
+        }
+    }
+}
+
 /// One publish: a version (new or existing) and files, in one transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Publish {

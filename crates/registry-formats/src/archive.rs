@@ -3,13 +3,14 @@
 //! zip opener for every format that ships zips (wheels; `.nupkg` and jars next). A walk stops
 //! at the first entry beyond its count, at the first byte beyond its expanded size, and at the
 //! first path that is absolute or climbs out (`..`), whatever the caller does with the entries.
-//! A zip's entry count and central directory size are read from its end record and checked
-//! before the directory is parsed, every entry name is checked, and entries are read with a
-//! size bound.
+//! A zip's index is parsed through a reader with a byte budget (whatever the index declares),
+//! its entry count and every entry name are checked, and entries are read with a size bound.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::{Component, Path};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use registry_core::{Error, Result};
 
@@ -133,12 +134,13 @@ impl<R: Read> Read for Bounded<R> {
 pub struct ZipLimits {
     /// The most entries the archive may have.
     pub max_entries: u64,
-    /// The largest central directory (the index of entries) parsed.
+    /// The most bytes read to parse the archive's index (its end records and central
+    /// directory).
     pub max_directory: u64,
 }
 
 impl Default for ZipLimits {
-    /// 100,000 entries in at most 32 MiB of central directory.
+    /// 100,000 entries in at most 32 MiB of index.
     fn default() -> Self {
         ZipLimits {
             max_entries: 100_000,
@@ -147,41 +149,84 @@ impl Default for ZipLimits {
     }
 }
 
-/// The end-of-central-directory record's signature, and the zip64 locator's and record's.
-const EOCD: u32 = 0x0605_4b50;
-const ZIP64_LOCATOR: u32 = 0x0706_4b50;
-const ZIP64_EOCD: u32 = 0x0606_4b50;
+/// A reader over a zip that stops with an error once more bytes than its budget were read:
+/// how [`open_zip`] bounds the parsing of an index, whatever the index declares. Once the
+/// archive is open the budget is lifted (entries are bounded when they are read).
+#[derive(Debug)]
+pub struct BoundedReader<R> {
+    inner: R,
+    /// Bytes still allowed; `u64::MAX` once lifted (shared with [`open_zip`], which lifts it).
+    left: Arc<AtomicU64>,
+}
 
-/// Opens a zip archive after checking, from its end record, that its entry count and central
-/// directory are within `limits` (so a hostile index is never parsed), then checks every entry
-/// name is a safe relative path. `what` names the archive in errors (`the wheel`).
+impl<R: Read> Read for BoundedReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.left.load(Ordering::Relaxed);
+        if left == 0 {
+            return Err(std::io::Error::other(IndexTooLarge));
+        }
+        let want = out.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let read = self.inner.read(&mut out[..want])?;
+        if left != u64::MAX {
+            self.left.store(left - read as u64, Ordering::Relaxed);
+        }
+        Ok(read)
+    }
+}
+
+impl<R: Seek> Seek for BoundedReader<R> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(to)
+    }
+}
+
+/// The error a [`BoundedReader`] fails with when its budget runs out.
+#[derive(Debug)]
+struct IndexTooLarge;
+
+impl std::fmt::Display for IndexTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the index is too large")
+    }
+}
+
+impl std::error::Error for IndexTooLarge {}
+
+/// Opens a zip archive reading at most `limits.max_directory` bytes to parse its index (so a
+/// hostile index cannot make the parser hold more), then checks its entry count and that every
+/// entry name is a safe relative path. `what` names the archive in errors (`the wheel`).
 ///
 /// Errors ([`Error::PackageInvalid`]): not a zip, over the limits, an unsafe entry name.
 pub fn open_zip<R: Read + Seek>(
-    mut reader: R,
+    reader: R,
     what: &str,
     limits: ZipLimits,
-) -> Result<zip::ZipArchive<R>> {
+) -> Result<zip::ZipArchive<BoundedReader<R>>> {
     let invalid = |reason: String| Error::PackageInvalid { reason };
-    let (entries, directory) = directory_size(&mut reader)
-        .map_err(|e| invalid(format!("{what} is not a zip archive: {e}")))?;
+    let budget = Arc::new(AtomicU64::new(limits.max_directory.min(u64::MAX - 1)));
+    let bounded = BoundedReader {
+        inner: reader,
+        left: Arc::clone(&budget),
+    };
+    let archive = zip::ZipArchive::new(bounded).map_err(|e| {
+        // The parser's error may wrap ours in any way: the spent budget says it was the bound.
+        if budget.load(Ordering::Relaxed) == 0 {
+            invalid(format!(
+                "{what}'s index is over {} bytes",
+                limits.max_directory
+            ))
+        } else {
+            invalid(format!("{what} is not a zip archive: {e}"))
+        }
+    })?;
+    budget.store(u64::MAX, Ordering::Relaxed);
+    let entries = archive.len() as u64;
     if entries > limits.max_entries {
         return Err(invalid(format!(
             "{what} has {entries} entries; at most {} are accepted",
             limits.max_entries
         )));
     }
-    if directory > limits.max_directory {
-        return Err(invalid(format!(
-            "{what}'s index is {directory} bytes; at most {} are accepted",
-            limits.max_directory
-        )));
-    }
-    reader
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| invalid(format!("reading {what}: {e}")))?;
-    let archive = zip::ZipArchive::new(reader)
-        .map_err(|e| invalid(format!("{what} is not a zip archive: {e}")))?;
     if let Some(unsafe_name) = archive
         .file_names()
         .find(|name| name.contains('\\') || !is_safe_path(Path::new(name)))
@@ -221,58 +266,6 @@ pub fn read_bounded(reader: impl Read, what: &str, max: u64) -> Result<Vec<u8>> 
         });
     }
     Ok(bytes)
-}
-
-/// The entry count and central directory size a zip's end record declares (its zip64 record's
-/// when the classic one overflows).
-fn directory_size(reader: &mut (impl Read + Seek)) -> std::io::Result<(u64, u64)> {
-    let bad = |reason: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, reason);
-    let length = reader.seek(SeekFrom::End(0))?;
-    // The end record is 22 bytes plus a comment of at most 65,535.
-    let tail_length = length.min(22 + 65_535);
-    let tail_start = length - tail_length;
-    reader.seek(SeekFrom::Start(tail_start))?;
-    let mut tail = vec![0u8; tail_length as usize];
-    reader.read_exact(&mut tail)?;
-    let at = (0..tail.len().saturating_sub(21))
-        .rev()
-        .find(|&i| u32_at(&tail, i) == Some(EOCD))
-        .ok_or_else(|| bad("no end of central directory record"))?;
-    let entries = u64::from(u16_at(&tail, at + 10).ok_or_else(|| bad("short end record"))?);
-    let directory = u64::from(u32_at(&tail, at + 12).ok_or_else(|| bad("short end record"))?);
-    if entries != 0xFFFF && directory != 0xFFFF_FFFF {
-        return Ok((entries, directory));
-    }
-    // Zip64: the locator sits just before the classic record and points at the zip64 record.
-    let locator = at
-        .checked_sub(20)
-        .filter(|&l| u32_at(&tail, l) == Some(ZIP64_LOCATOR))
-        .ok_or_else(|| bad("no zip64 end of central directory locator"))?;
-    let record = u64_at(&tail, locator + 8).ok_or_else(|| bad("short zip64 locator"))?;
-    if record >= length {
-        return Err(bad("the zip64 record is beyond the end"));
-    }
-    reader.seek(SeekFrom::Start(record))?;
-    let mut zip64 = [0u8; 56];
-    reader.read_exact(&mut zip64)?;
-    if u32_at(&zip64, 0) != Some(ZIP64_EOCD) {
-        return Err(bad("no zip64 end of central directory record"));
-    }
-    let entries = u64_at(&zip64, 32).ok_or_else(|| bad("short zip64 record"))?;
-    let directory = u64_at(&zip64, 40).ok_or_else(|| bad("short zip64 record"))?;
-    Ok((entries, directory))
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 
 #[cfg(test)]
@@ -422,7 +415,7 @@ mod tests {
                 ..roomy
             };
             let reason = refusal(open_zip(std::io::Cursor::new(&archive), "the zip", small));
-            assert!(reason.contains("index is"), "{reason}");
+            assert!(reason.contains("index is over 100 bytes"), "{reason}");
         }
         for name in ["../evil", "/etc/passwd", "a/../../b", "a\\..\\b"] {
             let archive = zip_of(&[(name, b"x")], false);

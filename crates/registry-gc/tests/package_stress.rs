@@ -137,12 +137,15 @@ async fn verify(packages: &Packages) -> BTreeSet<Digest> {
             .unwrap()
             .unwrap();
         for file in package.versions.iter().flat_map(|v| &v.files) {
-            let mut read = packages.read(&file.blob, None).await.unwrap_or_else(|e| {
-                panic!(
-                    "{name} {}: blob {} unreadable: {e}",
-                    file.name, file.blob.digest
-                )
-            });
+            let mut read = packages
+                .read(&Generic, "files", &file.blob, None)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{name} {}: blob {} unreadable: {e}",
+                        file.name, file.blob.digest
+                    )
+                });
             let mut bytes = Vec::new();
             while let Some(chunk) = read.stream.next().await {
                 bytes.extend_from_slice(&chunk.unwrap());

@@ -23,7 +23,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use registry_core::{
-    Action, Error, FormatRules, NewPackageFile, PackageFile, PackageFormat, Packages, Release, Role,
+    Action, Error, FormatRules, NewPackageFile, PackageFile, Packages, Release, Role,
 };
 use registry_formats::generic::{self, Generic as Rules};
 use serde_json::json;
@@ -141,10 +141,18 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
             }
         };
         // Checked before an upload's body is read, so a refused upload stores nothing.
-        if action != Action::Pull {
-            packages
-                .check_protection(&Rules, &repository, &name, action, role)
-                .await?;
+        match action {
+            Action::Push => {
+                packages
+                    .prepare_publish(&Rules, &repository, &name, role)
+                    .await?
+            }
+            Action::Delete => {
+                packages
+                    .check_protection(&Rules, &repository, &name, action, role)
+                    .await?
+            }
+            _ => {}
         }
         match (target, method) {
             (
@@ -261,10 +269,6 @@ async fn upload(
             .into());
         }
     }
-    // Resolved before the body is read: a publish that cannot land stores nothing.
-    packages
-        .publish_repository(repository, PackageFormat::Generic)
-        .await?;
     let blob = packages
         .store_file(Rules.extra_digests(), body_stream(request.into_body()))
         .await?
@@ -353,7 +357,7 @@ async fn download(
         return Ok(response);
     }
     let range = requested_range(headers, file.blob.size)?;
-    let read = packages.read(&file.blob, range).await?;
+    let read = packages.read(&Rules, repository, &file.blob, range).await?;
     let mut response = file_response(read, range.is_some(), "application/octet-stream", head);
     let h = response.headers_mut();
     h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));

@@ -66,7 +66,6 @@ pub mod oci;
 pub mod package_admin;
 #[cfg(feature = "packages")]
 mod package_error;
-#[cfg(feature = "packages")]
 pub mod path;
 #[cfg(feature = "pypi")]
 pub mod pypi;

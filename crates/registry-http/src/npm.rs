@@ -179,9 +179,14 @@ async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
                 .await?;
         }
         let user = user_of(&npm, request.headers(), caller.as_ref()).await?;
-        let role = caller
-            .as_ref()
-            .and_then(|c| crate::auth::package_role(npm.auth.as_ref(), c, &repository));
+        let role = match (&npm.auth, &caller) {
+            (None, _) => None,
+            (Some(auth), Some(caller)) => {
+                crate::auth::package_role(Some(auth), caller, &repository)
+            }
+            // Unknown callers are refused before any change; they are never trusted.
+            (Some(_), None) => Some(registry_core::Role::Reader),
+        };
         let repo = Repo {
             npm: &npm,
             name: repository,
@@ -209,16 +214,7 @@ async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
             }
             (Target::Package { name, rev }, Method::DELETE) => {
                 repo.require_for(Action::Delete, &name).await?;
-                check_rev(&repo, &name, rev.as_deref()).await?;
-                if npm
-                    .packages
-                    .delete_package(&Rules, &repo.name, &name, repo.role)
-                    .await?
-                {
-                    Ok(ok(StatusCode::OK))
-                } else {
-                    Err(Failure::not_found(format!("package {name} not found")))
-                }
+                delete_package(&repo, &name, rev.as_deref()).await
             }
             (Target::Tarball { name, file }, Method::GET | Method::HEAD) => {
                 let head = request.method() == Method::HEAD;
@@ -347,23 +343,54 @@ async fn load(repo: &Repo<'_>, name: &str) -> Result<registry_core::Package, Fai
         .ok_or_else(|| Failure::not_found(format!("package {name} not found")))
 }
 
-async fn check_rev(repo: &Repo<'_>, name: &str, rev: Option<&str>) -> Result<(), Failure> {
-    let Some(rev) = rev else {
-        return Ok(());
-    };
-    let current = repo
-        .npm
-        .packages
-        .package_revision(&Rules, &repo.name, name)
-        .await?
-        .ok_or_else(|| Failure::not_found(format!("package {name} not found")))?;
-    if npm::revision(&current) != rev {
-        return Err(Failure::new(
+/// Checks npm's `_rev` of a request against the package as loaded: a stale one is `409`.
+fn check_rev(package: &registry_core::Package, rev: Option<&str>) -> Result<(), Failure> {
+    match rev {
+        Some(rev) if npm::revision(&package.revision) != rev => Err(Failure::new(
             StatusCode::CONFLICT,
-            format!("{name} changed since revision {rev}; fetch it again"),
-        ));
+            format!(
+                "{} changed since revision {rev}; fetch it again",
+                package.name
+            ),
+        )),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// Applies a document change in one transaction, its revision checked inside it.
+async fn apply(repo: &Repo<'_>, change: &PackageUpdate) -> Result<(), Failure> {
+    repo.npm
+        .packages
+        .update(&Rules, repo.role, change)
+        .await
+        .map_err(|e| match e {
+            Error::PackageConflict { reason } => Failure::new(StatusCode::CONFLICT, reason),
+            other => other.into(),
+        })
+}
+
+/// `DELETE /<name>[/-rev/<rev>]`: unpublishes the whole package. With a revision, every
+/// version goes in one transaction that first checks the package is still at that revision,
+/// so a version published meanwhile is never deleted unseen.
+async fn delete_package(
+    repo: &Repo<'_>,
+    name: &str,
+    rev: Option<&str>,
+) -> Result<Response, Failure> {
+    let package = load(repo, name).await?;
+    check_rev(&package, rev)?;
+    apply(
+        repo,
+        &PackageUpdate {
+            repository: repo.name.clone(),
+            name: name.to_owned(),
+            expected_revision: Some(package.revision.clone()),
+            delete_versions: package.versions.iter().map(|v| v.version.clone()).collect(),
+            ..PackageUpdate::default()
+        },
+    )
+    .await?;
+    Ok(ok(StatusCode::OK))
 }
 
 async fn packument(
@@ -436,7 +463,11 @@ async fn tarball(repo: &Repo<'_>, name: &str, file: &str, head: bool) -> Result<
         .file(&Rules, &repo.name, name, None, file)
         .await?
         .ok_or_else(|| Failure::not_found(format!("{name}/-/{file} not found")))?;
-    let read = repo.npm.packages.read(&found.blob, None).await?;
+    let read = repo
+        .npm
+        .packages
+        .read(&Rules, &repo.name, &found.blob, None)
+        .await?;
     Ok(file_response(read, false, "application/octet-stream", head))
 }
 
@@ -483,9 +514,9 @@ async fn put_package(
 
 async fn publish(repo: &Repo<'_>, publication: npm::Publication) -> Result<Response, Failure> {
     let packages = &repo.npm.packages;
-    // Resolved before the tarball is stored: a publish that cannot land stores nothing.
+    // Checked before the tarball is stored: a publish that cannot land stores nothing.
     packages
-        .publish_repository(&repo.name, PackageFormat::Npm)
+        .prepare_publish(&Rules, &repo.name, &publication.name, repo.role)
         .await?;
     let blob = packages
         .store_bytes(Rules.extra_digests(), Bytes::from(publication.tarball))
@@ -548,20 +579,6 @@ async fn update_package(
         .map(|v| v.version.as_str())
         .filter(|v| !update.versions.contains_key(*v))
         .collect();
-    let action = if removed.is_empty() {
-        Action::Push
-    } else {
-        Action::Delete
-    };
-    repo.require_for(action, name).await?;
-    if let Some(rev) = rev
-        && npm::revision(&package.revision) != rev
-    {
-        return Err(Failure::new(
-            StatusCode::CONFLICT,
-            format!("{name} changed since revision {rev}; fetch it again"),
-        ));
-    }
     // The whole document's changes in one transaction, checked against the revision they were
     // computed from: a concurrent change makes this one refuse, never half apply.
     let mut change = PackageUpdate {
@@ -604,14 +621,9 @@ async fn update_package(
             }
         }
     }
-    repo.npm
-        .packages
-        .update(&Rules, repo.role, &change)
-        .await
-        .map_err(|e| match e {
-            Error::PackageConflict { reason } => Failure::new(StatusCode::CONFLICT, reason),
-            other => other.into(),
-        })?;
+    repo.require_for(change.action(), name).await?;
+    check_rev(&package, rev)?;
+    apply(repo, &change).await?;
     Ok(ok(StatusCode::OK))
 }
 

@@ -2,7 +2,8 @@
 //! share.
 //!
 //! A router names its format with a [`Style`] and uses `Failure<ItsStyle>`: core errors convert
-//! with `?` (their status from [`status_of`], `404` for unknown packages, `409` for conflicts;
+//! with `?` (their status from [`status_of`], `404` for unknown packages, `409` for conflicts,
+//! `501` for what is not served yet;
 //! server errors are logged and answered without detail), and a `401` always carries a Basic
 //! challenge, which every package client understands.
 // Shared by the package routers; with only some of them compiled in, parts go unused.
@@ -87,6 +88,8 @@ impl<S> From<Error> for Failure<S> {
         let status = match &error {
             Error::PackageUnknown { .. } => StatusCode::NOT_FOUND,
             Error::PackageConflict { .. } => StatusCode::CONFLICT,
+            // A repository kind or feature this registry does not serve yet.
+            Error::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
             other => status_of(other),
         };
         if status.is_server_error() {

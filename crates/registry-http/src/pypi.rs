@@ -22,8 +22,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use registry_core::{
-    Action, BlobRef, Error, FormatRules, NewPackageFile, PackageFormat, Packages, Page, Release,
-    StoredFile, VersionStatus,
+    Action, BlobRef, Error, FormatRules, NewPackageFile, Packages, Page, Release, StoredFile,
+    VersionStatus,
 };
 use registry_formats::pypi::{
     self, DistKind, Pypi as Rules, SimpleFile, SimpleFormat, SimpleProject,
@@ -176,8 +176,6 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
                 let role = pypi
                     .authorize(request.headers(), repository, Action::Delete)
                     .await?;
-                // An impossible version is a bad request, not an unknown one.
-                pypi::normalize_version(version)?;
                 pypi.packages
                     .delete_version(&Rules, repository, project, version, role)
                     .await?;
@@ -363,10 +361,7 @@ async fn upload(
     let (project, version) = pypi::check_upload(form_name, form_version, &file, &metadata)?;
     // Checked before the metadata is stored: a publish that cannot land stores nothing more.
     pypi.packages
-        .publish_repository(repository, PackageFormat::Pypi)
-        .await?;
-    pypi.packages
-        .check_protection(&Rules, repository, &project, Action::Push, role)
+        .prepare_publish(&Rules, repository, &metadata.name, role)
         .await?;
     let sidecar = pypi
         .packages
@@ -587,7 +582,7 @@ async fn download(
         found.blob.clone()
     };
     let range = requested_range(headers, blob.size)?;
-    let read = pypi.packages.read(&blob, range).await?;
+    let read = pypi.packages.read(&Rules, repository, &blob, range).await?;
     let content_type = if want_metadata {
         "text/plain; charset=utf-8"
     } else {
@@ -608,22 +603,12 @@ async fn yank(
     reason: Option<String>,
     role: Option<registry_core::Role>,
 ) -> Result<Response, Failure> {
-    // An impossible version is a bad request, not an unknown one.
-    pypi::normalize_version(version)?;
     let status = match reason {
         Some(reason) => VersionStatus::Yanked(reason),
         None => VersionStatus::Default,
     };
     pypi.packages
-        .set_version_status(
-            &Rules,
-            repository,
-            project,
-            version,
-            &status,
-            Action::Delete,
-            role,
-        )
+        .set_version_status(&Rules, repository, project, version, &status, role)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

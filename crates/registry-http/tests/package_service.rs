@@ -88,6 +88,13 @@ async fn proxy_and_virtual_repositories_are_refused_until_served() {
             matches!(deleted, Err(Error::Unsupported { .. })),
             "{deleted:?}"
         );
+        // Clients are told it is not served: 501, in their format.
+        let app = registry_http::npm::router(packages.clone(), None);
+        let request = axum::http::Request::get(format!("/npm/{name}/left-pad"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+        assert_eq!(response.status(), axum::http::StatusCode::NOT_IMPLEMENTED);
     }
 }
 
@@ -255,7 +262,6 @@ async fn names_and_versions_are_stored_under_the_formats_keys_and_ordered_by_its
             "MY-PROJECT",
             "1.0.0RC1",
             &VersionStatus::Yanked("broken".into()),
-            registry_core::Action::Delete,
             None,
         )
         .await
@@ -339,4 +345,90 @@ async fn an_oversized_file_is_refused_and_nothing_published() {
 fn md5_of(bytes: &[u8]) -> Vec<u8> {
     use md5::Digest as _;
     md5::Md5::digest(bytes).to_vec()
+}
+
+/// A format whose `-SNAPSHOT` versions may be republished (as Maven's are), to show the seam
+/// carries that decision.
+#[derive(Debug)]
+struct Snapshots;
+
+impl FormatRules for Snapshots {
+    fn format(&self) -> PackageFormat {
+        PackageFormat::Generic
+    }
+    fn package_key(&self, name: &str) -> registry_core::Result<String> {
+        Generic.package_key(name)
+    }
+    fn version_key(&self, version: &str) -> registry_core::Result<String> {
+        Generic.version_key(version)
+    }
+    fn compare_versions(&self, a: &str, b: &str) -> std::cmp::Ordering {
+        Generic.compare_versions(a, b)
+    }
+    fn publish_mode(&self) -> registry_core::PublishMode {
+        Generic.publish_mode()
+    }
+    fn extra_digests(&self) -> registry_core::ExtraDigests {
+        Generic.extra_digests()
+    }
+    fn replaceable(&self, version: &str) -> bool {
+        version.ends_with("-SNAPSHOT")
+    }
+}
+
+#[tokio::test]
+async fn a_format_may_make_some_versions_replaceable_whatever_the_repository_says() {
+    let (packages, _) = service();
+    for version in ["1.0", "1.1-SNAPSHOT"] {
+        let first = release(&packages, &Snapshots, "lib", version, "lib.jar").await;
+        packages
+            .publish(&Snapshots, "m", None, first)
+            .await
+            .unwrap();
+    }
+    let again = release(&packages, &Snapshots, "lib", "1.1-SNAPSHOT", "lib.jar").await;
+    let outcome = packages
+        .publish(&Snapshots, "m", None, again)
+        .await
+        .unwrap();
+    assert_eq!(outcome.replaced, ["lib.jar"]);
+    let again = release(&packages, &Snapshots, "lib", "1.0", "lib.jar").await;
+    let refused = packages.publish(&Snapshots, "m", None, again).await;
+    assert!(
+        matches!(refused, Err(Error::PackageConflict { .. })),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn protection_rules_match_the_name_as_sent_and_as_stored() {
+    let (packages, _) = service();
+    let settings = RepositorySettings {
+        protection: vec![PackageProtection {
+            packages: registry_core::NameRegex::parse("Django.*").unwrap(),
+            publish: Role::Owner,
+            delete: Role::Owner,
+        }],
+        ..RepositorySettings::default()
+    };
+    packages
+        .configure_repository("py", PackageFormat::Pypi, &settings)
+        .await
+        .unwrap();
+    let maintainer = Some(Role::Maintainer);
+    let sent = packages
+        .prepare_publish(&Pypi, "py", "Django", maintainer)
+        .await;
+    assert!(matches!(sent, Err(Error::Denied { .. })), "{sent:?}");
+    let upload = release(&packages, &Pypi, "Django", "5.0", "Django-5.0.tar.gz").await;
+    let published = packages.publish(&Pypi, "py", maintainer, upload).await;
+    assert!(
+        matches!(published, Err(Error::Denied { .. })),
+        "{published:?}"
+    );
+    // Invalid versions in changes are bad requests, not unknown versions.
+    let bad = packages
+        .delete_version(&Pypi, "py", "django", "not a version", None)
+        .await;
+    assert!(matches!(bad, Err(Error::PackageInvalid { .. })), "{bad:?}");
 }

@@ -24,7 +24,8 @@ pub struct ExtraDigests {
 /// rules, version order, publish mode and the extra digests of stored files.
 ///
 /// Protocols (documents, routes, archive contents) stay with each format's parser and router;
-/// this is only what the domain decides by.
+/// this is only what the domain decides by. A format that must show a version as the client
+/// wrote it while storing its normal form (NuGet) keeps the original in its metadata document.
 pub trait FormatRules: fmt::Debug + Send + Sync + 'static {
     /// The format.
     fn format(&self) -> PackageFormat;
@@ -40,13 +41,20 @@ pub trait FormatRules: fmt::Debug + Send + Sync + 'static {
     /// Errors: [`crate::Error::PackageInvalid`] naming the rule broken.
     fn version_key(&self, version: &str) -> Result<String>;
 
-    /// Orders two stored versions, oldest first, by the format's rules ([`Ordering::Equal`]
-    /// keeps publication order).
+    /// Orders two stored versions, lowest first, by the format's rules ([`Ordering::Equal`]
+    /// keeps publication order). Must be a total order.
     fn compare_versions(&self, a: &str, b: &str) -> Ordering;
 
     /// How a publish adds to a version: a whole new version (npm), or files added to one
     /// (PyPI, Generic).
     fn publish_mode(&self) -> PublishMode;
+
+    /// Whether a version's files may be replaced whatever the repository's duplicate settings
+    /// (Maven's `-SNAPSHOT` versions). None by default.
+    fn replaceable(&self, version: &str) -> bool {
+        let _ = version;
+        false
+    }
 
     /// The digests to compute while a file is stored.
     fn extra_digests(&self) -> ExtraDigests;

@@ -21,11 +21,10 @@ mod operations;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::blob::{BlobRead, BlobStore, ByteRange};
+use crate::blob::BlobStore;
 use crate::error::{Error, Result};
 use crate::package::{
-    BlobRef, PackageFormat, PackageRepository, RepositoryKind, RepositorySettings,
-    check_repository_name,
+    PackageFormat, PackageRepository, RepositoryKind, RepositorySettings, check_repository_name,
 };
 use crate::store::MetadataStore;
 use crate::token::TokenStore;
@@ -160,7 +159,7 @@ impl Packages {
     /// Errors: [`Error::PackageInvalid`] for a bad name; [`Error::PackageUnknown`] when absent
     /// and not created; [`Error::PackageConflict`] when it holds another format;
     /// [`Error::Unsupported`] for a repository of a kind that takes no publishes.
-    pub async fn publish_repository(
+    async fn publish_repository(
         &self,
         name: &str,
         format: PackageFormat,
@@ -251,11 +250,6 @@ impl Packages {
                 (repository.format, repository.kind),
             );
         }
-    }
-
-    /// Opens a stored file for reading.
-    pub async fn read(&self, blob: &BlobRef, range: Option<ByteRange>) -> Result<BlobRead> {
-        self.blobs.read(&blob.digest, range).await
     }
 }
 

@@ -4,10 +4,11 @@
 use super::format::FormatRules;
 use super::{Packages, Source};
 use crate::auth::{Action, Role};
+use crate::blob::{BlobRead, ByteRange};
 use crate::error::{Error, Result};
 use crate::package::{
-    NewPackageFile, Package, PackageFile, PackageRepository, PackageSummary, PackageUpdate,
-    Publish, PublishOutcome, RepositoryKind, VersionStatus,
+    BlobRef, NewPackageFile, Package, PackageFile, PackageRepository, PackageSummary,
+    PackageUpdate, Publish, PublishOutcome, RepositoryKind, VersionStatus,
 };
 use crate::values::Page;
 
@@ -115,7 +116,8 @@ impl Packages {
 
     /// Checks, before a request's body is read, that a caller of `role` may perform `action`
     /// on the package under the repository's protection rules (a repository that does not
-    /// exist protects nothing). Every mutation checks again inside.
+    /// exist, or a name the format refuses, protects nothing: the change itself then finds
+    /// nothing or refuses). Every mutation checks again inside.
     pub async fn check_protection(
         &self,
         rules: &dyn FormatRules,
@@ -124,11 +126,29 @@ impl Packages {
         action: Action,
         role: Option<Role>,
     ) -> Result<()> {
-        let key = rules.package_key(name)?;
+        let Ok(key) = rules.package_key(name) else {
+            return Ok(());
+        };
         match self.changed_repository(rules, repository, action).await? {
-            Some(found) => found.settings.check_protection(&key, action, role),
+            Some(found) => protect(&found, &key, name, action, role),
             None => Ok(()),
         }
+    }
+
+    /// Checks, before a publish's files are stored, that it can land: the name is one the
+    /// format allows, the repository exists or may be created (then it is), it holds this
+    /// format, and its protection rules let `role` publish the package. [`Packages::publish`]
+    /// checks again inside.
+    pub async fn prepare_publish(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+        role: Option<Role>,
+    ) -> Result<()> {
+        let key = rules.package_key(name)?;
+        let found = self.publish_repository(repository, rules.format()).await?;
+        protect(&found, &key, name, Action::Push, role)
     }
 
     /// Publishes a release to `repository` (created first when the service allows): a new
@@ -148,11 +168,11 @@ impl Packages {
         let key = rules.package_key(&release.name)?;
         let version = rules.version_key(&release.version)?;
         let found = self.publish_repository(repository, rules.format()).await?;
-        found.settings.check_protection(&key, Action::Push, role)?;
+        protect(&found, &key, &release.name, Action::Push, role)?;
         self.metadata
             .publish(&Publish {
+                duplicates: found.settings.duplicates_allowed(&key) || rules.replaceable(&version),
                 repository: found.name,
-                duplicates: found.settings.duplicates_allowed(&key),
                 name: key,
                 display_name: release.name,
                 version,
@@ -191,13 +211,11 @@ impl Packages {
         version: &str,
         role: Option<Role>,
     ) -> Result<()> {
+        let version = rules.version_key(version)?;
         let key = self
             .allow(rules, repository, name, Action::Delete, role)
             .await?
-            .ok_or_else(|| unknown_version(name, version))?;
-        let version = rules
-            .version_key(version)
-            .map_err(|_| unknown_version(name, version))?;
+            .ok_or_else(|| unknown_version(name, &version))?;
         self.metadata
             .delete_version(repository, &key, &version)
             .await
@@ -214,23 +232,22 @@ impl Packages {
         file: &str,
         role: Option<Role>,
     ) -> Result<()> {
-        let missing = || Error::PackageUnknown {
-            what: format!("file {file} of {name} {version}"),
-        };
+        let version = rules.version_key(version)?;
         let key = self
             .allow(rules, repository, name, Action::Delete, role)
             .await?
-            .ok_or_else(missing)?;
-        let version = rules.version_key(version).map_err(|_| missing())?;
+            .ok_or_else(|| Error::PackageUnknown {
+                what: format!("file {file} of {name} {version}"),
+            })?;
         self.metadata
             .delete_package_file(repository, &key, &version, file)
             .await
     }
 
-    /// Sets a version's status (yank, deprecate, restore), under the protection rules of
-    /// `action` (what the format counts the change as: PyPI yanks as deletes).
-    /// Errors: [`Error::PackageUnknown`] when the version does not exist.
-    #[allow(clippy::too_many_arguments)]
+    /// Sets a version's status (yank, deprecate, restore), under the protection rules of what
+    /// the status counts as ([`VersionStatus::action`]).
+    /// Errors: [`Error::PackageInvalid`] for a version the format refuses;
+    /// [`Error::PackageUnknown`] when the version does not exist.
     pub async fn set_version_status(
         &self,
         rules: &dyn FormatRules,
@@ -238,16 +255,13 @@ impl Packages {
         name: &str,
         version: &str,
         status: &VersionStatus,
-        action: Action,
         role: Option<Role>,
     ) -> Result<()> {
+        let version = rules.version_key(version)?;
         let key = self
-            .allow(rules, repository, name, action, role)
+            .allow(rules, repository, name, status.action(), role)
             .await?
-            .ok_or_else(|| unknown_version(name, version))?;
-        let version = rules
-            .version_key(version)
-            .map_err(|_| unknown_version(name, version))?;
+            .ok_or_else(|| unknown_version(name, &version))?;
         self.metadata
             .set_version_status(repository, &key, &version, status, None)
             .await
@@ -262,13 +276,14 @@ impl Packages {
         role: Option<Role>,
         update: &PackageUpdate,
     ) -> Result<()> {
-        let action = if update.delete_versions.is_empty() {
-            Action::Push
-        } else {
-            Action::Delete
-        };
         let key = self
-            .allow(rules, &update.repository, &update.name, action, role)
+            .allow(
+                rules,
+                &update.repository,
+                &update.name,
+                update.action(),
+                role,
+            )
             .await?
             .ok_or_else(|| Error::PackageUnknown {
                 what: format!("package {}", update.name),
@@ -290,13 +305,11 @@ impl Packages {
         version: &str,
         role: Option<Role>,
     ) -> Result<()> {
+        let version = rules.version_key(version)?;
         let key = self
             .allow(rules, repository, name, Action::Push, role)
             .await?
-            .ok_or_else(|| unknown_version(name, version))?;
-        let version = rules
-            .version_key(version)
-            .map_err(|_| unknown_version(name, version))?;
+            .ok_or_else(|| unknown_version(name, &version))?;
         self.metadata
             .set_package_tag(repository, &key, tag, &version)
             .await
@@ -374,9 +387,37 @@ impl Packages {
         let Ok(key) = rules.package_key(name) else {
             return Ok(None);
         };
-        found.settings.check_protection(&key, action, role)?;
+        protect(&found, &key, name, action, role)?;
         Ok(Some(key))
     }
+
+    /// Opens a stored file of a repository for reading (the whole file, or a range).
+    pub async fn read(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        blob: &BlobRef,
+        range: Option<ByteRange>,
+    ) -> Result<BlobRead> {
+        let Source::Hosted = self.source(repository, rules.format()).await?;
+        self.blobs.read(&blob.digest, range).await
+    }
+}
+
+/// Applies a repository's protection rules to a package, matched against the name it is stored
+/// under and the name as the client sent it (a PyPI rule for `Django.*` protects `django`).
+fn protect(
+    repository: &PackageRepository,
+    key: &str,
+    sent: &str,
+    action: Action,
+    role: Option<Role>,
+) -> Result<()> {
+    repository.settings.check_protection(key, action, role)?;
+    if sent != key {
+        repository.settings.check_protection(sent, action, role)?;
+    }
+    Ok(())
 }
 
 fn unknown_version(name: &str, version: &str) -> Error {
