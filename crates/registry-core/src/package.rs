@@ -561,6 +561,11 @@ pub trait PackageMetadata: fmt::Debug + Send + Sync + 'static {
     /// A package's current revision ([`Package::revision`]), or `None` when it does not exist.
     async fn package_revision(&self, repository: &str, name: &str) -> Result<Option<String>>;
 
+    /// A repository's revision: it changes whenever one of its packages changes (created,
+    /// changed in any way, deleted) — and may change more often — so pages listing the
+    /// repository's packages can be cached by it. `None` when the repository does not exist.
+    async fn repository_revision(&self, repository: &str) -> Result<Option<u64>>;
+
     /// Packages whose name contains `contains` (all when `None`), by name, one page at a time.
     async fn list_packages(
         &self,

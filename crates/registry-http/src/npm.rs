@@ -824,7 +824,52 @@ async fn search(repo: &Repo<'_>, query: &str) -> Result<Response, Failure> {
         .unwrap_or(0)
         .min(10_000);
     let packages = &repo.npm.packages;
-    let contains = (!text.is_empty()).then_some(text.as_str());
+    // Answers are rendered once per revision of the repository (read from the store, so exact
+    // on every instance); only the search time is added per request.
+    let revision = packages
+        .repository_revision(&Rules, &repo.name)
+        .await?
+        .map(|r| r.to_string());
+    let key = format!(
+        "{}\0search\0{text}\0{size}\0{from}\0{}",
+        repo.name, repo.base
+    );
+    let cached = match &revision {
+        Some(revision) => repo.npm.cache.get(&key, revision),
+        None => None,
+    };
+    let body = match cached {
+        Some(body) => body,
+        None => {
+            let body = Bytes::from(search_results(repo, &text, size, from).await?);
+            if let Some(revision) = revision {
+                repo.npm.cache.put(key, revision, body.clone());
+            }
+            body
+        }
+    };
+    // The cached document is an object; the time joins it as its last member.
+    let time = npm::iso_time(registry_core::Timestamp::now().0);
+    let mut document = Vec::with_capacity(body.len() + 40);
+    document.extend_from_slice(&body[..body.len() - 1]);
+    document.extend_from_slice(format!(",\"time\":\"{time}\"}}").as_bytes());
+    let mut response = (StatusCode::OK, document).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// The search answer without its time: `{"objects": […], "total": n}`.
+async fn search_results(
+    repo: &Repo<'_>,
+    text: &str,
+    size: usize,
+    from: usize,
+) -> Result<String, Failure> {
+    let packages = &repo.npm.packages;
+    let contains = (!text.is_empty()).then_some(text);
     let page = registry_core::Page::first(from + size + 1);
     let found = packages
         .list_packages(&Rules, &repo.name, contains, &page)
@@ -870,8 +915,5 @@ async fn search(repo: &Repo<'_>, query: &str) -> Result<Response, Failure> {
         }));
     }
     let total = from + objects.len() + usize::from(more);
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "objects": objects, "total": total, "time": npm::iso_time(registry_core::Timestamp::now().0) }),
-    ))
+    Ok(json!({ "objects": objects, "total": total }).to_string())
 }

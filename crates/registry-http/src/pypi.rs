@@ -443,6 +443,19 @@ fn page(body: impl Into<axum::body::Body>, content_type: &'static str) -> Respon
 
 async fn index(pypi: &Pypi, repository: &str, headers: &HeaderMap) -> Result<Response, Failure> {
     let (format, content_type) = negotiate(headers)?;
+    // Rendered once per revision of the repository (read from the store, so exact on every
+    // instance): a request costs one indexed read, not a walk of every project.
+    let revision = pypi
+        .packages
+        .repository_revision(&Rules, repository)
+        .await?
+        .map(|r| r.to_string());
+    let key = format!("{repository}\0/simple/\0{content_type}");
+    if let Some(revision) = &revision
+        && let Some(cached) = pypi.cache.get(&key, revision)
+    {
+        return Ok(page(cached, content_type));
+    }
     let mut names = Vec::new();
     let mut page_of = Page::first(5000);
     loop {
@@ -457,10 +470,16 @@ async fn index(pypi: &Pypi, repository: &str, headers: &HeaderMap) -> Result<Res
             _ => break,
         }
     }
-    Ok(match format {
-        SimpleFormat::Html => page(pypi::index_html(&names), content_type),
-        SimpleFormat::Json => page(pypi::index_json(&names).to_string(), content_type),
-    })
+    let rendered = Bytes::from(match format {
+        SimpleFormat::Html => pypi::index_html(&names),
+        SimpleFormat::Json => pypi::index_json(&names).to_string(),
+    });
+    // Cached under the revision read before the walk: a change during it makes the entry
+    // stale at once, never wrongly fresh.
+    if let Some(revision) = revision {
+        pypi.cache.put(key, revision, rendered.clone());
+    }
+    Ok(page(rendered, content_type))
 }
 
 async fn project_page(

@@ -432,3 +432,60 @@ async fn protection_rules_match_the_name_as_sent_and_as_stored() {
         .await;
     assert!(matches!(bad, Err(Error::PackageInvalid { .. })), "{bad:?}");
 }
+
+/// Two instances over one database: index-like pages one instance caches show what the other
+/// publishes or deletes on the next request (the cache is keyed by the repository's revision,
+/// read from the store on every request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_indexes_are_exact_across_instances() {
+    let (store, _cleanup) = registry_storage::testing::sqlite().await;
+    let blobs = Arc::new(MemoryBlobStore::new());
+    let writer = Packages::new(blobs.clone(), Arc::clone(&store));
+    let reader = Packages::new(blobs, Arc::clone(&store));
+    let pypi = registry_http::pypi::router(reader.clone(), None);
+    let npm = registry_http::npm::router(reader, None);
+    for project in ["alpha", "beta"] {
+        let file = format!("{project}-1.0.tar.gz");
+        let upload = release(&writer, &Pypi, project, "1.0", &file).await;
+        writer.publish(&Pypi, "py", None, upload).await.unwrap();
+        let index = get(pypi.clone(), "/pypi/py/simple/").await;
+        assert!(index.contains(&format!(">{project}<")), "{index}");
+        // Asked twice: the second answer is the cached one, and still exact.
+        assert_eq!(get(pypi.clone(), "/pypi/py/simple/").await, index);
+    }
+    writer
+        .delete_package(&Pypi, "py", "alpha", None)
+        .await
+        .unwrap();
+    let index = get(pypi.clone(), "/pypi/py/simple/").await;
+    assert!(
+        !index.contains(">alpha<") && index.contains(">beta<"),
+        "{index}"
+    );
+
+    let upload = release(&writer, &Npm, "left-pad", "1.0.0", "left-pad-1.0.0.tgz").await;
+    writer.publish(&Npm, "js", None, upload).await.unwrap();
+    let found = get(npm.clone(), "/npm/js/-/v1/search?size=20").await;
+    assert!(
+        found.contains("\"left-pad\"") && found.contains("\"time\""),
+        "{found}"
+    );
+    let upload = release(&writer, &Npm, "right-pad", "1.0.0", "right-pad-1.0.0.tgz").await;
+    writer.publish(&Npm, "js", None, upload).await.unwrap();
+    let found: serde_json::Value =
+        serde_json::from_str(&get(npm, "/npm/js/-/v1/search?size=20").await).unwrap();
+    assert_eq!(found["total"], 2, "{found}");
+}
+
+async fn get(app: axum::Router, uri: &str) -> String {
+    let request = axum::http::Request::get(uri)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+    assert_eq!(response.status(), axum::http::StatusCode::OK, "{uri}");
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}

@@ -34,6 +34,7 @@ macro_rules! metadata_suite {
             case!(metadata_policies);
             case!(metadata_packages);
             case!(metadata_package_update);
+            case!(metadata_repository_revision);
             case!(metadata_tokens);
         }
     };

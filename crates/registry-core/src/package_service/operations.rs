@@ -66,6 +66,18 @@ impl Packages {
         self.metadata.package_revision(repository, &key).await
     }
 
+    /// The repository's revision: it changes whenever one of its packages does, so pages that
+    /// list its packages can be cached by it (exact on every instance: it is read from the
+    /// store). `None` when the repository does not exist.
+    pub async fn repository_revision(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+    ) -> Result<Option<u64>> {
+        let Source::Hosted = self.source(repository, rules.format()).await?;
+        self.metadata.repository_revision(repository).await
+    }
+
     /// One file of a package — of `version`, or of whichever version has it when `None` —
     /// with the version it belongs to.
     pub async fn file(

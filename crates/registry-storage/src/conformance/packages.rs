@@ -569,3 +569,83 @@ pub async fn metadata_package_update(store: SharedMetadataStore) {
     store.update_package(&last).await.unwrap();
     assert!(store.package("js", "pad").await.unwrap().is_none());
 }
+
+/// A repository's revision changes with every change to its packages — a new package, a
+/// version, a status, a tag, a deletion — and not with reads; an unknown repository has none.
+pub async fn metadata_repository_revision(store: SharedMetadataStore) {
+    assert_eq!(store.repository_revision("none").await.unwrap(), None);
+    let repository = package_repository("revised", PackageFormat::Npm);
+    store.ensure_package_repository(&repository).await.unwrap();
+    let blob = BlobRef {
+        digest: Digest::sha256(b"revised"),
+        size: 7,
+    };
+    store.record_package_blob(&blob).await.unwrap();
+    let mut seen = vec![store.repository_revision("revised").await.unwrap().unwrap()];
+    fn changed(seen: &mut Vec<u64>, revision: Option<u64>, what: &str) {
+        let revision = revision.expect("the repository exists");
+        assert!(
+            !seen.contains(&revision),
+            "{what} left the repository's revision at {revision} (seen {seen:?})"
+        );
+        seen.push(revision);
+    }
+    for version in ["1.0.0", "1.1.0"] {
+        let publish = publish_of("revised", "pkg", version, vec![package_file("f", &blob)]);
+        store.publish(&publish).await.unwrap();
+        changed(
+            &mut seen,
+            store.repository_revision("revised").await.unwrap(),
+            "a publish",
+        );
+    }
+    store.package("revised", "pkg").await.unwrap();
+    store
+        .list_package_names("revised", &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.repository_revision("revised").await.unwrap(),
+        seen.last().copied(),
+        "reads change nothing"
+    );
+    store
+        .set_version_status(
+            "revised",
+            "pkg",
+            "1.0.0",
+            &VersionStatus::Deprecated("old".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    changed(
+        &mut seen,
+        store.repository_revision("revised").await.unwrap(),
+        "a status",
+    );
+    store
+        .set_package_tag("revised", "pkg", "beta", "1.1.0")
+        .await
+        .unwrap();
+    changed(
+        &mut seen,
+        store.repository_revision("revised").await.unwrap(),
+        "a tag",
+    );
+    store
+        .delete_version("revised", "pkg", "1.0.0")
+        .await
+        .unwrap();
+    changed(
+        &mut seen,
+        store.repository_revision("revised").await.unwrap(),
+        "a version deletion",
+    );
+    assert!(store.delete_package("revised", "pkg").await.unwrap());
+    changed(
+        &mut seen,
+        store.repository_revision("revised").await.unwrap(),
+        "a package deletion",
+    );
+}

@@ -18,6 +18,9 @@ use crate::packages::{check_publish, unknown};
 pub(super) struct PackageState {
     repositories: BTreeMap<String, PackageRepository>,
     packages: BTreeMap<(String, String), Package>,
+    /// Counts package mutations, in any repository: every repository's revision (exact enough:
+    /// a revision may change more often than its repository does).
+    changes: u64,
 }
 
 impl PackageState {
@@ -143,6 +146,8 @@ impl PackageMetadata for MemoryMetadataStore {
             .map(|b| b.digest.clone())
             .collect();
         let mut state = self.lock_unclaimed(&digests).await;
+        // Any mutation may change the repository's packages (a failed one only costs a cache).
+        state.packages.changes += 1;
         if !state
             .packages
             .repositories
@@ -268,6 +273,15 @@ impl PackageMetadata for MemoryMetadataStore {
             }))
     }
 
+    async fn repository_revision(&self, repository: &str) -> Result<Option<u64>> {
+        let state = lock(&self.state);
+        Ok(state
+            .packages
+            .repositories
+            .contains_key(repository)
+            .then_some(state.packages.changes))
+    }
+
     async fn package_revision(&self, repository: &str, name: &str) -> Result<Option<String>> {
         Ok(lock(&self.state)
             .packages
@@ -319,6 +333,8 @@ impl PackageMetadata for MemoryMetadataStore {
         metadata: Option<&str>,
     ) -> Result<()> {
         let mut state = lock(&self.state);
+        // Any mutation may change the repository's packages (a failed one only costs a cache).
+        state.packages.changes += 1;
         let found = state
             .packages
             .packages
@@ -339,6 +355,8 @@ impl PackageMetadata for MemoryMetadataStore {
     async fn delete_version(&self, repository: &str, name: &str, version: &str) -> Result<()> {
         let due = Timestamp::now().after(self.review_delay);
         let mut state = lock(&self.state);
+        // Any mutation may change the repository's packages (a failed one only costs a cache).
+        state.packages.changes += 1;
         let key = key(repository, name);
         let package = state
             .packages
@@ -369,6 +387,8 @@ impl PackageMetadata for MemoryMetadataStore {
     ) -> Result<()> {
         let due = Timestamp::now().after(self.review_delay);
         let mut state = lock(&self.state);
+        // Any mutation may change the repository's packages (a failed one only costs a cache).
+        state.packages.changes += 1;
         let key = key(repository, name);
         let missing = || unknown(format!("file {file} of {name} {version}"));
         let package = state.packages.packages.get_mut(&key).ok_or_else(missing)?;
@@ -399,6 +419,8 @@ impl PackageMetadata for MemoryMetadataStore {
     async fn delete_package(&self, repository: &str, name: &str) -> Result<bool> {
         let due = Timestamp::now().after(self.review_delay);
         let mut state = lock(&self.state);
+        // Any mutation may change the repository's packages (a failed one only costs a cache).
+        state.packages.changes += 1;
         let Some(package) = state.packages.packages.remove(&key(repository, name)) else {
             return Ok(false);
         };
@@ -411,6 +433,8 @@ impl PackageMetadata for MemoryMetadataStore {
         let due = Timestamp::now().after(self.review_delay);
         let name = &update.name;
         let mut state = lock(&self.state);
+        // Any mutation may change the repository's packages (a failed one only costs a cache).
+        state.packages.changes += 1;
         let key = key(&update.repository, name);
         let package = state
             .packages
@@ -472,6 +496,8 @@ impl PackageMetadata for MemoryMetadataStore {
         version: &str,
     ) -> Result<()> {
         let mut state = lock(&self.state);
+        // Any mutation may change the repository's packages (a failed one only costs a cache).
+        state.packages.changes += 1;
         let package = state
             .packages
             .packages
@@ -485,6 +511,8 @@ impl PackageMetadata for MemoryMetadataStore {
 
     async fn delete_package_tag(&self, repository: &str, name: &str, tag: &str) -> Result<bool> {
         let mut state = lock(&self.state);
+        // Any mutation may change the repository's packages (a failed one only costs a cache).
+        state.packages.changes += 1;
         let Some(package) = state.packages.packages.get_mut(&key(repository, name)) else {
             return Ok(false);
         };

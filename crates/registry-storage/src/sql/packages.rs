@@ -597,6 +597,16 @@ impl PackageMetadata for SqlMetadataStore {
             .transpose()
     }
 
+    async fn repository_revision(&self, repository: &str) -> Result<Option<u64>> {
+        let row = sqlx::query("SELECT revision FROM package_repositories WHERE name = $1")
+            .bind(repository)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.map(|row| get::<i64>(&row, "revision").map(|r| r as u64))
+            .transpose()
+    }
+
     async fn package_revision(&self, repository: &str, name: &str) -> Result<Option<String>> {
         let row = sqlx::query(
             "SELECT p.revision FROM packages p JOIN package_repositories r ON r.id = p.repository_id \
