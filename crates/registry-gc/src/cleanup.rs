@@ -128,7 +128,10 @@ pub async fn run_policies(
                     };
                     if !dry_run {
                         let expecting = guard.clone().expecting(digest.clone());
-                        match metadata.delete_tag(repository, tag, &expecting).await {
+                        let deleted = metadata.delete_tag(repository, tag, &expecting).await;
+                        // Changed behind the service's back: it must not keep serving the tag.
+                        registry.forget(repository);
+                        match deleted {
                             Ok(_) => {}
                             // Pushed again, covered by a new rule, or deleted by someone else.
                             Err(Error::Denied { .. } | Error::ManifestUnknown { .. }) => {

@@ -86,7 +86,14 @@ async fn fixture(
 ) -> (Fixture, Digest, Digest, Digest, Digest, Digest, Digest) {
     let blobs: Arc<dyn BlobStore> = Arc::new(registry_storage::memory::MemoryBlobStore::new());
     let f = Fixture {
-        registry: OciRegistry::new(Arc::clone(&blobs), Arc::clone(&metadata)),
+        // The sweep changes the stores behind the service, as it does offline: the fixture
+        // reads them afresh every time.
+        registry: OciRegistry::new(Arc::clone(&blobs), Arc::clone(&metadata)).with_cache(
+            registry_core::CacheSettings {
+                ttl: Duration::ZERO,
+                ..Default::default()
+            },
+        ),
         blobs,
         metadata,
         repo: RepositoryName::parse("sweep/app").unwrap(),
@@ -234,7 +241,14 @@ async fn damaged_kept_blobs_are_reported_and_the_sweep_carries_on() {
     let metadata: Arc<dyn MetadataStore> =
         Arc::new(registry_storage::memory::MemoryMetadataStore::new());
     let f = Fixture {
-        registry: OciRegistry::new(Arc::clone(&blobs), Arc::clone(&metadata)),
+        // The sweep changes the stores behind the service, as it does offline: the fixture
+        // reads them afresh every time.
+        registry: OciRegistry::new(Arc::clone(&blobs), Arc::clone(&metadata)).with_cache(
+            registry_core::CacheSettings {
+                ttl: Duration::ZERO,
+                ..Default::default()
+            },
+        ),
         blobs,
         metadata,
         repo: RepositoryName::parse("damaged/app").unwrap(),

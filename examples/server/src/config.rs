@@ -49,6 +49,10 @@ struct File {
     external_url: Option<String>,
     /// Whether a publish to an unknown package repository creates it (true by default).
     create_repositories_on_publish: Option<bool>,
+    /// How long manifest and blob-link reads are served from memory, in milliseconds (1000 by
+    /// default; 0 reads the database every time): how stale a read may be after a change made
+    /// by another instance or the CLI.
+    read_cache_ttl_ms: Option<u64>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -176,6 +180,7 @@ pub(crate) struct Config {
     pub(crate) sparse_manifests: Vec<NamePattern>,
     external_url: Option<String>,
     pub(crate) create_repositories_on_publish: bool,
+    pub(crate) read_cache: registry_core::CacheSettings,
     limits: FileLimits,
     server: FileServer,
     auth: Option<FileAuth>,
@@ -211,6 +216,13 @@ impl Config {
             sparse_manifests: file.sparse_manifests,
             external_url: file.external_url,
             create_repositories_on_publish: file.create_repositories_on_publish.unwrap_or(true),
+            read_cache: registry_core::CacheSettings {
+                ttl: file.read_cache_ttl_ms.map_or(
+                    registry_core::CacheSettings::default().ttl,
+                    Duration::from_millis,
+                ),
+                ..registry_core::CacheSettings::default()
+            },
             limits: file.limits,
             server: file.server,
             auth: file.auth,

@@ -216,7 +216,8 @@ async fn open_registry(config: &Config, review_delay: Duration) -> Result<OciReg
     let (blobs, metadata) = open_stores(config, review_delay).await?;
     let registry = OciRegistry::new(blobs, metadata)
         .with_limits(config.limits())
-        .with_sparse_manifests(config.sparse_manifests.clone());
+        .with_sparse_manifests(config.sparse_manifests.clone())
+        .with_cache(config.read_cache);
     registry
         .apply_configured_policies(&config.tag_rules, &config.cleanup_policies)
         .await

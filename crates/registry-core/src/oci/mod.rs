@@ -6,6 +6,11 @@
 
 use std::sync::Arc;
 
+mod cache;
+
+pub use cache::CacheSettings;
+use cache::ReadCache;
+
 use bytes::Bytes;
 use futures::stream::StreamExt;
 
@@ -70,6 +75,8 @@ pub struct OciRegistry {
     limits: Limits,
     /// Repositories that accept sparse manifests.
     sparse: Vec<NamePattern>,
+    /// Recent manifest and blob-link reads (shared by clones).
+    cache: Arc<ReadCache>,
 }
 
 impl OciRegistry {
@@ -80,7 +87,29 @@ impl OciRegistry {
             metadata,
             limits: Limits::default(),
             sparse: Vec::new(),
+            cache: Arc::new(ReadCache::new(CacheSettings::default())),
         }
+    }
+
+    /// Replaces the read cache's settings ([`CacheSettings::default`]: one second, 100,000
+    /// entries). Changes made through this service are seen at once; changes made elsewhere
+    /// (another instance, the CLI, the collector) within the time to live. A zero time to live
+    /// reads the store every time.
+    pub fn with_cache(mut self, settings: CacheSettings) -> Self {
+        self.cache = Arc::new(ReadCache::new(settings));
+        self
+    }
+
+    /// Forgets what this service remembers of a repository: for callers in the same process
+    /// that change it through the metadata store directly (cleanup runs), so the change is seen
+    /// at once.
+    pub fn forget(&self, repository: &RepositoryName) {
+        self.cache.forget(repository);
+    }
+
+    /// Forgets everything this service remembers (after a collection, for instance).
+    pub fn forget_all(&self) {
+        self.cache.forget_all();
     }
 
     /// Lets the repositories matching `patterns` hold sparse manifests (none by default): an
@@ -120,10 +149,16 @@ impl OciRegistry {
 
     /// A blob linked to the repository. Errors: [`Error::BlobUnknown`].
     pub async fn blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<BlobRecord> {
-        self.metadata
+        if let Some(record) = self.cache.blob(repository, digest) {
+            return Ok(record);
+        }
+        let record = self
+            .metadata
             .linked_blob(repository, digest)
             .await?
-            .ok_or_else(|| blob_unknown(digest))
+            .ok_or_else(|| blob_unknown(digest))?;
+        self.cache.keep_blob(repository, &record);
+        Ok(record)
     }
 
     /// Opens a blob linked to the repository for reading.
@@ -161,6 +196,7 @@ impl OciRegistry {
         self.metadata.link_blob(repository, digest, size).await?;
         if self.blobs.stat(digest).await?.is_none() {
             self.metadata.unlink_blob(repository, digest).await?;
+            self.cache.forget(repository);
             return Err(Error::BlobUploadInvalid {
                 reason: format!(
                     "blob {digest} was garbage-collected while it was being uploaded; upload it again"
@@ -204,7 +240,9 @@ impl OciRegistry {
 
     /// Unlinks a blob from the repository. Errors: [`Error::BlobUnknown`].
     pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
-        if self.metadata.unlink_blob(repository, digest).await? {
+        let unlinked = self.metadata.unlink_blob(repository, digest).await;
+        self.cache.forget(repository);
+        if unlinked? {
             Ok(())
         } else {
             Err(blob_unknown(digest))
@@ -290,13 +328,20 @@ impl OciRegistry {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<ManifestRecord> {
-        self.metadata
+        let key = reference.to_string();
+        if let Some(record) = self.cache.manifest(repository, &key) {
+            return Ok(record);
+        }
+        let record = self
+            .metadata
             .manifest(repository, reference)
             .await?
             .ok_or_else(|| Error::ManifestUnknown {
                 repository: repository.to_string(),
-                reference: reference.to_string(),
-            })
+                reference: key.clone(),
+            })?;
+        self.cache.keep_manifest(repository, key, &record);
+        Ok(record)
     }
 
     /// Validates and stores a manifest under a tag or its digest.
@@ -324,6 +369,24 @@ impl OciRegistry {
     /// Errors as for [`OciRegistry::put_manifest`], and [`Error::SizeInvalid`] for more than
     /// [`Limits::max_tags_per_push`] tags.
     pub async fn put_manifest_with_tags(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        tags: &[Tag],
+        bytes: Bytes,
+        content_type: Option<&str>,
+        actor: &Actor,
+    ) -> Result<PushedManifest> {
+        let pushed = self
+            .store_manifest(repository, reference, tags, bytes, content_type, actor)
+            .await;
+        // Tags may have moved: what this instance remembers of the repository goes.
+        self.cache.forget(repository);
+        pushed
+    }
+
+    /// [`OciRegistry::put_manifest_with_tags`] without the cache's part.
+    async fn store_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,
@@ -487,7 +550,7 @@ impl OciRegistry {
         actor: &Actor,
     ) -> Result<()> {
         let guard = self.tag_guard(repository, actor).await?;
-        match reference {
+        let deleted = match reference {
             Reference::Digest(digest) => self
                 .metadata
                 .delete_manifest(repository, digest, &guard)
@@ -498,7 +561,9 @@ impl OciRegistry {
                 .delete_tag(repository, tag, &guard)
                 .await
                 .map(drop),
-        }
+        };
+        self.cache.forget(repository);
+        deleted
     }
 
     /// The tag rules in force on a repository for an actor: the stored ones and the actor's.
