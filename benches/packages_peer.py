@@ -1,9 +1,10 @@
 """Package benchmarks against peer servers, driven by benches/packages-vs-peers.sh. Not a test.
 
 npm (ours vs Verdaccio): the packument of a package with 1,000 versions (full and abbreviated,
-32 connections for 10 s each with hey), and `npm install` of 50 small packages into a fresh
-directory with a cold cache (median of 3). PyPI (ours vs pypiserver): the simple page of a
-project with 500 files and the index of 5,000 projects (hey, 32 connections, 10 s).
+32 connections for 10 s each with hey), `npm install` of 50 small packages into a fresh
+directory with a cold cache (median of 3), and search without text (hey, 32 connections, 10 s).
+PyPI (ours vs pypiserver): the simple page of a project with 500 files and the index of 5,000
+projects (hey, 32 connections, 10 s).
 
 Usage: packages_peer.py OURS_HOST VERDACCIO_HOST PYPISERVER_HOST WORKDIR
 """
@@ -182,6 +183,10 @@ def main():
     peer_install = npm_install(f"http://{verdaccio}/", os.path.join(work, "npm-peer"), names)
     print(f"{'npm install of 50 packages, cold cache (median of 3)':<46} ours {ours_install:>8.2f} s  "
           f"peer {peer_install:>8.2f} s  {peer_install / ours_install:6.2f}x")
+    # Search without text: the whole repository's listing, 51 packages, a page of 20.
+    report("npm search without text, 51 packages, size 20",
+           hey(f"http://{ours}{ours_npm}/-/v1/search?text=&size=20"),
+           hey(f"http://{verdaccio}/-/v1/search?text=&size=20"), "req/s")
 
     # PyPI: a project with 500 files, then 5,000 projects.
     for version in range(250):
