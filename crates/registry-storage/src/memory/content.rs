@@ -5,8 +5,7 @@ use async_trait::async_trait;
 use registry_core::{
     BlobRecord, ContentMetadata, Digest, Error, ManifestRecord, NewManifest, Page,
     PutManifestOutcome, Reference, Referrer, RepositoryName, Result, ReviewEvent, ReviewTarget,
-    StorageUsage, Tag, TagChange, TagDetail, TagGuard, TagMarker, TagOrder, TagQuery, Timestamp,
-    UsageScope,
+    StorageUsage, Tag, TagChange, TagDetail, TagGuard, TagOrder, TagQuery, Timestamp, UsageScope,
 };
 
 use super::{
@@ -20,56 +19,88 @@ fn manifest_unknown(repository: &RepositoryName, reference: impl ToString) -> Er
     }
 }
 
-/// The sort key of a tag detail in a listing's order.
-fn tag_key(detail: &TagDetail, order: TagOrder) -> (Timestamp, &str) {
-    match order {
-        TagOrder::Name => (Timestamp(0), detail.name.as_str()),
-        TagOrder::Published => (detail.published_at, detail.name.as_str()),
-    }
-}
-
-/// Orders, pages and cuts tag details as a query asks, in memory.
-fn page_of_tags(details: &mut [TagDetail], query: &TagQuery) -> Vec<TagDetail> {
-    let order = query.order;
-    details.sort_by(|a, b| tag_key(a, order).cmp(&tag_key(b, order)));
-    if query.descending {
-        details.reverse();
-    }
-    let marker_key = |m: &TagMarker| match order {
-        TagOrder::Name => (Timestamp(0), m.name.clone()),
-        TagOrder::Published => (m.published_at, m.name.clone()),
+/// The tags of one page of a detailed listing, in the listing's order: walked from the
+/// marker through the repository's ordered tags (by name, or by publish time then name), so a
+/// page costs its size, not the repository's.
+fn page_of_tags<'a>(repo: &'a Repository, query: &TagQuery) -> Vec<&'a Tag> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let (marker, forward) = match (&query.after, &query.before) {
+        (Some(after), _) => (Some(after), true),
+        (None, Some(before)) => (Some(before), false),
+        (None, None) => (None, true),
     };
-    // "After" in the listing's order is "greater" ascending and "smaller" descending.
-    let beyond = |d: &TagDetail, m: &TagMarker, forward: bool| {
-        let (t, n) = tag_key(d, order);
-        let key = (t, n.to_owned());
-        let cmp = key.cmp(&marker_key(m));
-        let greater = cmp == std::cmp::Ordering::Greater;
-        let smaller = cmp == std::cmp::Ordering::Less;
-        if forward != query.descending {
-            greater
-        } else {
-            smaller
+    // Walking forward in an ascending listing (or backward in a descending one) goes up.
+    let upward = forward != query.descending;
+    let contains = |tag: &Tag| {
+        query
+            .contains
+            .as_deref()
+            .is_none_or(|c| tag.as_str().contains(c))
+    };
+    let walk: Box<dyn Iterator<Item = &Tag>> = match (query.order, marker) {
+        (TagOrder::Name, None) if upward => Box::new(repo.tags.keys()),
+        (TagOrder::Name, None) => Box::new(repo.tags.keys().rev()),
+        (TagOrder::Name, Some(marker)) => match Tag::parse(&marker.name) {
+            Ok(at) if upward => {
+                Box::new(repo.tags.range((Excluded(at), Unbounded)).map(|(t, _)| t))
+            }
+            Ok(at) => Box::new(
+                repo.tags
+                    .range((Unbounded, Excluded(at)))
+                    .rev()
+                    .map(|(t, _)| t),
+            ),
+            // No tag has that name: compare as text.
+            Err(_) if upward => Box::new(
+                repo.tags
+                    .keys()
+                    .filter(move |t| t.as_str() > marker.name.as_str()),
+            ),
+            Err(_) => Box::new(
+                repo.tags
+                    .keys()
+                    .rev()
+                    .filter(move |t| t.as_str() < marker.name.as_str()),
+            ),
+        },
+        (TagOrder::Published, None) if upward => Box::new(repo.by_published.iter().map(|(_, t)| t)),
+        (TagOrder::Published, None) => Box::new(repo.by_published.iter().rev().map(|(_, t)| t)),
+        (TagOrder::Published, Some(marker)) => {
+            let at = marker.published_at;
+            match Tag::parse(&marker.name) {
+                Ok(name) if upward => Box::new(
+                    repo.by_published
+                        .range((Excluded((at, name)), Unbounded))
+                        .map(|(_, t)| t),
+                ),
+                Ok(name) => Box::new(
+                    repo.by_published
+                        .range((Unbounded, Excluded((at, name))))
+                        .rev()
+                        .map(|(_, t)| t),
+                ),
+                Err(_) if upward => Box::new(
+                    repo.by_published
+                        .iter()
+                        .filter(move |(p, t)| (*p, t.as_str()) > (at, marker.name.as_str()))
+                        .map(|(_, t)| t),
+                ),
+                Err(_) => Box::new(
+                    repo.by_published
+                        .iter()
+                        .rev()
+                        .filter(move |(p, t)| (*p, t.as_str()) < (at, marker.name.as_str()))
+                        .map(|(_, t)| t),
+                ),
+            }
         }
     };
-    if let Some(after) = &query.after {
-        details
-            .iter()
-            .filter(|d| beyond(d, after, true))
-            .take(query.limit)
-            .cloned()
-            .collect()
-    } else if let Some(before) = &query.before {
-        let earlier: Vec<TagDetail> = details
-            .iter()
-            .filter(|d| beyond(d, before, false))
-            .cloned()
-            .collect();
-        let skip = earlier.len().saturating_sub(query.limit);
-        earlier.into_iter().skip(skip).collect()
-    } else {
-        details.iter().take(query.limit).cloned().collect()
+    let mut page: Vec<&Tag> = walk.filter(|t| contains(t)).take(query.limit).collect();
+    if !forward {
+        // Fetched nearest-first going backwards; the page reads in the listing's order.
+        page.reverse();
     }
+    page
 }
 
 /// Entries of `items` strictly after `page.last`, at most `page.limit`.
@@ -387,16 +418,10 @@ impl ContentMetadata for MemoryMetadataStore {
     ) -> Result<Vec<TagDetail>> {
         let state = lock(&self.state);
         let repo = state.repository(repository)?;
-        let mut details: Vec<TagDetail> = repo
-            .tags
-            .iter()
-            .filter(|(tag, _)| {
-                query
-                    .contains
-                    .as_deref()
-                    .is_none_or(|c| tag.as_str().contains(c))
-            })
-            .filter_map(|(tag, digest)| {
+        let details = page_of_tags(repo, query)
+            .into_iter()
+            .filter_map(|tag| {
+                let digest = repo.tags.get(tag)?;
                 let manifest = repo.manifests.get(digest)?;
                 let (created_at, published_at) = repo.tag_times.get(tag).copied()?;
                 let blobs: u64 = manifest
@@ -416,7 +441,7 @@ impl ContentMetadata for MemoryMetadataStore {
                 })
             })
             .collect();
-        Ok(page_of_tags(&mut details, query))
+        Ok(details)
     }
 
     async fn referrers(

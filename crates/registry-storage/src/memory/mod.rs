@@ -7,7 +7,7 @@
 //! implemented in a file of its own (`content`, `uploads`, `review`, `collection`, `policy`,
 //! `packages`, `tokens`), and the blob store lives in `blobs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -100,6 +100,8 @@ struct Repository {
     tags: BTreeMap<Tag, Digest>,
     /// When each tag was created and last published.
     tag_times: HashMap<Tag, (Timestamp, Timestamp)>,
+    /// The tags by publish time, then name: listings in that order read a page from here.
+    by_published: BTreeSet<(Timestamp, Tag)>,
 }
 
 impl MemoryMetadataStore {
@@ -125,8 +127,10 @@ impl Repository {
         let previous = self.tags.insert(tag.clone(), digest.clone());
         let times = self.tag_times.entry(tag.clone()).or_insert((now, now));
         if previous.as_ref() != Some(digest) {
+            self.by_published.remove(&(times.1, tag.clone()));
             times.1 = now;
         }
+        self.by_published.insert((times.1, tag.clone()));
         previous
     }
 
@@ -138,7 +142,9 @@ impl Repository {
 
     /// Removes a tag; returns its target.
     fn remove_tag(&mut self, tag: &Tag) -> Option<Digest> {
-        self.tag_times.remove(tag);
+        if let Some((_, published)) = self.tag_times.remove(tag) {
+            self.by_published.remove(&(published, tag.clone()));
+        }
         self.tags.remove(tag)
     }
 }
