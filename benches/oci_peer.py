@@ -5,7 +5,8 @@ Usage: oci_peer.py OURS_HOST OURS_PID PEER_HOST PEER_PID WORKDIR
 (run by benches/oci-vs-distribution.sh, which starts both servers).
 
 Workloads: a 256 MiB blob pushed monolithically and in 16 MiB chunks, and pulled; manifest
-GET by tag and blob HEAD at 32 connections for 10 s; the tag list of a 10,000-tag repository.
+GET by tag and blob HEAD at 32 connections for 10 s; the tag list of a 10,000-tag repository;
+a catalog page of 100 with 1,000 repositories more.
 Each timed transfer runs 5 times and reports the median; the page cache's dirty data is
 flushed before each run. Server RSS is sampled throughout.
 """
@@ -24,6 +25,7 @@ OURS, OURS_PID, PEER, PEER_PID, WORK = sys.argv[1], int(sys.argv[2]), sys.argv[3
 BIG = 256 << 20
 CHUNK = 16 << 20
 RUNS = 5
+REPOSITORIES = 1000
 TAGS = 10_000
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -256,6 +258,13 @@ def main():
         f.write('wrk.method = "GET"\n')
     compare("tag list of 10,000 tags, 32 conns, 10 s", "req/s",
             lambda n, h, p: wrk(f"http://{h}/v2/bench/tags/tags/list", tag_script))
+
+    # The catalog of 1,000 more repositories (each holds a blob), a page of 100.
+    for name, (host, _) in servers.items():
+        for i in range(REPOSITORIES):
+            put_blob(host, f"catalog/repo-{i:04d}", f"repository {i}".encode())
+    compare(f"catalog page of 100 ({REPOSITORIES + 3}+ repositories)", "req/s",
+            lambda n, h, p: wrk(f"http://{h}/v2/_catalog?n=100", tag_script))
 
     sampler.stop = True
     print()
