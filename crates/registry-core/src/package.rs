@@ -54,15 +54,6 @@ impl PackageFormat {
         }
     }
 
-    /// Whether this registry serves the format yet. Repositories of the others are refused
-    /// (the model names them so stores need no migration when they come).
-    pub const fn is_served(self) -> bool {
-        matches!(
-            self,
-            PackageFormat::Npm | PackageFormat::Pypi | PackageFormat::Generic
-        )
-    }
-
     /// Parses a format's name.
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {

@@ -43,25 +43,29 @@ impl NameRegex {
     /// [`MAX_PATTERN_LEN`], or does not compile.
     pub fn parse(pattern: &str) -> Result<Self> {
         if pattern.is_empty() {
-            return Err(invalid("a tag pattern must not be empty"));
+            return Err(invalid("a name pattern must not be empty"));
         }
         if pattern.len() > MAX_PATTERN_LEN {
             return Err(invalid(format!(
-                "the tag pattern is {} bytes long; the limit is {MAX_PATTERN_LEN}",
+                "the name pattern is {} bytes long; the limit is {MAX_PATTERN_LEN}",
                 pattern.len()
             )));
         }
         let regex = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
             .size_limit(1 << 20)
             .build()
-            .map_err(|e| invalid(format!("the tag pattern {pattern:?} does not compile: {e}")))?;
+            .map_err(|e| {
+                invalid(format!(
+                    "the name pattern {pattern:?} does not compile: {e}"
+                ))
+            })?;
         Ok(NameRegex {
             source: pattern.to_owned(),
             regex,
         })
     }
 
-    /// Whether the pattern matches the whole tag name.
+    /// Whether the pattern matches the whole name.
     pub fn matches(&self, tag: &str) -> bool {
         self.regex.is_match(tag)
     }

@@ -13,3 +13,16 @@ pub mod archive;
 pub mod generic;
 pub mod npm;
 pub mod pypi;
+
+use registry_core::{FormatRules, PackageFormat};
+
+/// The rules of a format this registry serves; `None` for formats not served yet (their
+/// repositories are refused).
+pub fn rules(format: PackageFormat) -> Option<&'static dyn FormatRules> {
+    match format {
+        PackageFormat::Generic => Some(&generic::Generic),
+        PackageFormat::Npm => Some(&npm::Npm),
+        PackageFormat::Pypi => Some(&pypi::Pypi),
+        _ => None,
+    }
+}

@@ -220,12 +220,17 @@ pub fn parse_put(body: &[u8], path_name: &str, limits: &NpmLimits) -> Result<Put
         let mut listed = BTreeMap::new();
         let mut manifests = BTreeMap::new();
         for (version, manifest) in versions {
+            check_version(version)?;
             object(manifest, "a version manifest")?;
-            let deprecated = manifest
-                .get("deprecated")
-                .and_then(Value::as_str)
-                .filter(|m| !m.is_empty())
-                .map(str::to_owned);
+            let deprecated = match manifest.get("deprecated") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(message)) => Some(message.clone()).filter(|m| !m.is_empty()),
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "\"deprecated\" of {version} must be a string (empty: not deprecated)"
+                    )));
+                }
+            };
             listed.insert(version.clone(), deprecated);
             manifests.insert(version.clone(), manifest.clone());
         }
@@ -698,6 +703,18 @@ mod tests {
         assert_eq!(update.versions.get("1.0.0"), Some(&Some("old".to_owned())));
         assert_eq!(update.versions.get("1.1.0"), Some(&None));
         assert_eq!(update.tags.get("latest").map(String::as_str), Some("1.0.0"));
+
+        // Versions that cannot exist, and deprecations that are not text, are refused rather
+        // than read as versions to remove.
+        for doc in [
+            json!({ "name": "hello", "versions": { "bad..v": {} } }),
+            json!({ "name": "hello", "versions": { "1.0.0": { "deprecated": 5 } } }),
+        ] {
+            assert!(
+                matches!(parse(&doc, "hello"), Err(Error::PackageInvalid { .. })),
+                "{doc}"
+            );
+        }
     }
 
     proptest::proptest! {

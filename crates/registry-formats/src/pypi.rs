@@ -754,4 +754,18 @@ impl registry_core::FormatRules for Pypi {
             ..registry_core::ExtraDigests::default()
         }
     }
+
+    /// Projects are stored under their PEP 503 name (lowercase, `-` between words) and every
+    /// spelling a client sends is checked as that name: a pattern with an uppercase letter or
+    /// `_` (or a literal `\.`) could only match spellings never checked, so it is refused.
+    fn check_name_pattern(&self, pattern: &registry_core::NameRegex) -> Result<()> {
+        let source = pattern.as_str();
+        if source.bytes().any(|b| b.is_ascii_uppercase() || b == b'_') || source.contains("\\.") {
+            return Err(invalid(format!(
+                "the pattern {source:?} cannot match a project name as stored: PyPI names are                  compared in their PEP 503 form, lowercase with '-' between words (write                  {:?})",
+                source.to_ascii_lowercase().replace('_', "-")
+            )));
+        }
+        Ok(())
+    }
 }

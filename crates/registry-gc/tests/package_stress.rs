@@ -16,8 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use registry_core::{
-    BlobStore, Digest, Error, FormatRules, MetadataStore, NewPackageFile, PackageFormat, Packages,
-    Page, Release, RepositorySettings,
+    BlobStore, Digest, Error, FormatRules, MetadataStore, NewPackageFile, Packages, Page, Release,
+    RepositorySettings,
 };
 use registry_formats::generic::Generic;
 use registry_storage::fs::FsBlobStore;
@@ -172,7 +172,7 @@ async fn stress(metadata: Arc<dyn MetadataStore>) {
         ..RepositorySettings::default()
     };
     packages
-        .configure_repository("files", PackageFormat::Generic, &duplicates)
+        .configure_repository("files", &Generic, &duplicates)
         .await
         .unwrap();
     let collector = support::collector(Arc::clone(&blobs), Arc::clone(&metadata));

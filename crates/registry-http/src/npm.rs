@@ -622,6 +622,12 @@ async fn update_package(
         }
     }
     repo.require_for(change.action(), name).await?;
+    if rev.is_none() && !change.delete_versions.is_empty() {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "a document that removes versions must carry the _rev it was read at",
+        ));
+    }
     check_rev(&package, rev)?;
     apply(repo, &change).await?;
     Ok(ok(StatusCode::OK))

@@ -447,7 +447,7 @@ async fn put_repository(
         let settings = request.settings();
         let repository = admin
             .packages
-            .configure_repository(&name, request.format, &settings)
+            .configure_repository(&name, served(request.format)?, &settings)
             .await?;
         Ok(json_response(
             StatusCode::OK,
@@ -455,4 +455,16 @@ async fn put_repository(
         ))
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The rules of a format this registry serves; others are refused (400).
+fn served(
+    format: registry_core::PackageFormat,
+) -> Result<&'static dyn registry_core::FormatRules, Failure> {
+    registry_formats::rules(format).ok_or_else(|| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("{format} repositories are not served yet: use npm, pypi or generic"),
+        )
+    })
 }

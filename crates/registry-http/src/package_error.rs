@@ -92,7 +92,8 @@ impl<S> From<Error> for Failure<S> {
             Error::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
             other => status_of(other),
         };
-        if status.is_server_error() {
+        // A 501 says what is not served; only real failures are logged and hidden.
+        if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
             let reference = log_server_error(&error);
             let mut failure = Failure::new(status, server_error_message(&reference));
             failure.headers = vec![(REQUEST_ID, HeaderValue::from_str(&reference).expect("hex"))];

@@ -406,3 +406,38 @@ async fn the_harness_serves_every_protocol() {
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     registry.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn removing_versions_needs_the_revision_and_real_versions() {
+    let (app, metadata) = setup();
+    for version in ["1.0.0", "1.1.0"] {
+        let reply = put(
+            &app,
+            "kept",
+            &publish_body("kept", version, &tarball("kept", version, &[])),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    }
+    for (document, status) in [
+        // Lists no real version: read as removing every version without saying from where.
+        (
+            json!({ "name": "kept", "versions": { "bad..v": {} } }),
+            StatusCode::BAD_REQUEST,
+        ),
+        // Removes 1.0.0, but without the _rev it was read at.
+        (
+            json!({ "name": "kept", "versions": { "1.1.0": {} } }),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({ "name": "kept", "versions": { "1.0.0": { "deprecated": 5 }, "1.1.0": {} } }),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let reply = put(&app, "kept", &document).await;
+        assert_eq!(reply.status, status, "{document}: {:?}", reply.body);
+    }
+    let package = metadata.package("js", "kept").await.unwrap().unwrap();
+    assert_eq!(package.versions.len(), 2, "nothing was removed");
+}

@@ -95,6 +95,15 @@ async fn proxy_and_virtual_repositories_are_refused_until_served() {
             .unwrap();
         let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
         assert_eq!(response.status(), axum::http::StatusCode::NOT_IMPLEMENTED);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains(&format!("{} repositories", kind.as_str())),
+            "the answer says what is not served: {body}"
+        );
     }
 }
 
@@ -146,7 +155,7 @@ async fn protection_is_checked_inside_every_mutation() {
         ..RepositorySettings::default()
     };
     packages
-        .configure_repository("js", PackageFormat::Npm, &settings)
+        .configure_repository("js", &Npm, &settings)
         .await
         .unwrap();
     let developer = Some(Role::Developer);
@@ -401,34 +410,65 @@ async fn a_format_may_make_some_versions_replaceable_whatever_the_repository_say
 }
 
 #[tokio::test]
-async fn protection_rules_match_the_name_as_sent_and_as_stored() {
+async fn protection_rules_hold_for_every_spelling_of_a_name() {
     let (packages, _) = service();
-    let settings = RepositorySettings {
+    let rule = |pattern: &str| RepositorySettings {
         protection: vec![PackageProtection {
-            packages: registry_core::NameRegex::parse("Django.*").unwrap(),
+            packages: registry_core::NameRegex::parse(pattern).unwrap(),
             publish: Role::Owner,
             delete: Role::Owner,
         }],
         ..RepositorySettings::default()
     };
+    // PyPI compares names in their PEP 503 form: a pattern no stored name can match is refused.
+    for unmatchable in ["Django.*", "django_rest.*", "zope\\.interface"] {
+        let refused = packages
+            .configure_repository("py", &Pypi, &rule(unmatchable))
+            .await;
+        assert!(
+            matches!(refused, Err(Error::PackageInvalid { .. })),
+            "{unmatchable}: {refused:?}"
+        );
+    }
     packages
-        .configure_repository("py", PackageFormat::Pypi, &settings)
+        .configure_repository("py", &Pypi, &rule("django.*"))
         .await
         .unwrap();
     let maintainer = Some(Role::Maintainer);
-    let sent = packages
-        .prepare_publish(&Pypi, "py", "Django", maintainer)
-        .await;
-    assert!(matches!(sent, Err(Error::Denied { .. })), "{sent:?}");
+    for spelling in ["Django", "DJANGO", "django", "Django_Rest", "django.rest"] {
+        let sent = packages
+            .prepare_publish(&Pypi, "py", spelling, maintainer)
+            .await;
+        assert!(
+            matches!(sent, Err(Error::Denied { .. })),
+            "{spelling}: {sent:?}"
+        );
+        let file = format!("{spelling}-5.0.tar.gz");
+        let upload = release(&packages, &Pypi, spelling, "5.0", &file).await;
+        let published = packages.publish(&Pypi, "py", maintainer, upload).await;
+        assert!(
+            matches!(published, Err(Error::Denied { .. })),
+            "{spelling}: {published:?}"
+        );
+    }
     let upload = release(&packages, &Pypi, "Django", "5.0", "Django-5.0.tar.gz").await;
-    let published = packages.publish(&Pypi, "py", maintainer, upload).await;
-    assert!(
-        matches!(published, Err(Error::Denied { .. })),
-        "{published:?}"
-    );
-    // Invalid versions in changes are bad requests, not unknown versions.
+    packages.publish(&Pypi, "py", None, upload).await.unwrap();
+    for spelling in ["DJANGO", "django"] {
+        let refused = packages
+            .delete_version(&Pypi, "py", spelling, "5.0", maintainer)
+            .await;
+        assert!(
+            matches!(refused, Err(Error::Denied { .. })),
+            "{spelling}: {refused:?}"
+        );
+    }
+    // Invalid versions and names in changes are bad requests, not unknown ones.
     let bad = packages
         .delete_version(&Pypi, "py", "django", "not a version", None)
+        .await;
+    assert!(matches!(bad, Err(Error::PackageInvalid { .. })), "{bad:?}");
+    let bad = packages
+        .delete_version(&Pypi, "py", "-bad-", "1.0", None)
         .await;
     assert!(matches!(bad, Err(Error::PackageInvalid { .. })), "{bad:?}");
 }

@@ -343,7 +343,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .as_deref()
             .ok_or("[[package_repositories]] entries need a name")?;
         packages
-            .configure_repository(name, configured.format, &configured.settings())
+            .configure_repository(
+                name,
+                registry_formats::rules(configured.format).ok_or_else(|| {
+                    format!(
+                        "[[package_repositories]] {name}: {} repositories are not served yet: \
+                         use npm, pypi or generic",
+                        configured.format
+                    )
+                })?,
+                &configured.settings(),
+            )
             .await
             .map_err(|e| format!("[[package_repositories]] {name}: {e}"))?;
     }

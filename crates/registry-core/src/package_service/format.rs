@@ -6,6 +6,7 @@ use std::fmt;
 
 use crate::error::Result;
 use crate::package::{PackageFormat, PublishMode};
+use crate::rules::NameRegex;
 
 /// The digests computed as a file streams in, besides the SHA-256 the blob store keys it by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,6 +55,17 @@ pub trait FormatRules: fmt::Debug + Send + Sync + 'static {
     fn replaceable(&self, version: &str) -> bool {
         let _ = version;
         false
+    }
+
+    /// Checks a package-name pattern of a repository's settings (protection rules, duplicate
+    /// exceptions): a format that stores names normalized refuses patterns that could only
+    /// match a spelling it never stores, since every spelling a client sends is checked as the
+    /// stored one. Any pattern by default.
+    ///
+    /// Errors: [`crate::Error::PackageInvalid`] saying how to write the pattern.
+    fn check_name_pattern(&self, pattern: &NameRegex) -> Result<()> {
+        let _ = pattern;
+        Ok(())
     }
 
     /// The digests to compute while a file is stored.

@@ -128,23 +128,26 @@ impl Packages {
         self.metadata.list_package_repositories(page).await
     }
 
-    /// Creates a hosted repository, or replaces the settings of the one of that name; refuses
-    /// a format not served yet ([`Error::PackageInvalid`]) and a change of format
+    /// Creates a hosted repository of the format `rules` describe, or replaces the settings
+    /// of the one of that name; refuses name patterns the format cannot match
+    /// ([`FormatRules::check_name_pattern`]) and a change of format
     /// ([`Error::PackageConflict`]).
     pub async fn configure_repository(
         &self,
         name: &str,
-        format: PackageFormat,
+        rules: &dyn FormatRules,
         settings: &RepositorySettings,
     ) -> Result<PackageRepository> {
         settings.validate()?;
-        if !format.is_served() {
-            return Err(Error::PackageInvalid {
-                reason: format!(
-                    "{format} repositories are not served yet: use npm, pypi or generic"
-                ),
-            });
+        for pattern in settings
+            .protection
+            .iter()
+            .map(|p| &p.packages)
+            .chain(&settings.duplicate_exceptions)
+        {
+            rules.check_name_pattern(pattern)?;
         }
+        let format = rules.format();
         let mut repository = self.hosted_repository(name, format, true).await?;
         self.metadata
             .set_package_repository_settings(name, settings)

@@ -384,7 +384,7 @@ impl Packages {
 
     /// Checks a change to a package: the key it is stored under when the repository exists and
     /// the protection rules allow `role` to perform `action`; `None` when there is nothing to
-    /// change (no such repository, or a name the format does not allow).
+    /// change (no such repository). A name the format refuses is [`Error::PackageInvalid`].
     async fn allow(
         &self,
         rules: &dyn FormatRules,
@@ -393,10 +393,8 @@ impl Packages {
         action: Action,
         role: Option<Role>,
     ) -> Result<Option<String>> {
+        let key = rules.package_key(name)?;
         let Some(found) = self.changed_repository(rules, repository, action).await? else {
-            return Ok(None);
-        };
-        let Ok(key) = rules.package_key(name) else {
             return Ok(None);
         };
         protect(&found, &key, name, action, role)?;
