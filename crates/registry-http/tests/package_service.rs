@@ -479,8 +479,8 @@ async fn protection_rules_hold_for_every_spelling_of_a_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_indexes_are_exact_across_instances() {
     let (store, _cleanup) = registry_storage::testing::sqlite().await;
-    let blobs = Arc::new(MemoryBlobStore::new());
-    let writer = Packages::new(blobs.clone(), Arc::clone(&store));
+    let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(MemoryBlobStore::new());
+    let writer = Packages::new(Arc::clone(&blobs), Arc::clone(&store));
     let reader = Packages::new(blobs, Arc::clone(&store));
     let pypi = registry_http::pypi::router(reader.clone(), None);
     let npm = registry_http::npm::router(reader, None);
