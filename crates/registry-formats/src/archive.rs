@@ -134,17 +134,16 @@ impl<R: Read> Read for Bounded<R> {
 pub struct ZipLimits {
     /// The most entries the archive may have.
     pub max_entries: u64,
-    /// The most bytes read to parse the archive's index (its end records and central
-    /// directory).
+    /// The largest central directory (the archive's index), in bytes.
     pub max_directory: u64,
 }
 
 impl Default for ZipLimits {
-    /// 100,000 entries in at most 32 MiB of index.
+    /// 100,000 entries in at most 16 MiB of central directory.
     fn default() -> Self {
         ZipLimits {
             max_entries: 100_000,
-            max_directory: 32 << 20,
+            max_directory: 16 << 20,
         }
     }
 }
@@ -192,18 +191,55 @@ impl std::fmt::Display for IndexTooLarge {
 
 impl std::error::Error for IndexTooLarge {}
 
-/// Opens a zip archive reading at most `limits.max_directory` bytes to parse its index (so a
-/// hostile index cannot make the parser hold more), then checks its entry count and that every
-/// entry name is a safe relative path. `what` names the archive in errors (`the wheel`).
+/// Opens a zip archive the way installers will read it, refusing any archive two readers
+/// could see differently:
 ///
-/// Errors ([`Error::PackageInvalid`]): not a zip, over the limits, an unsafe entry name.
+/// - the **last** end-of-central-directory record (and the zip64 record just before its
+///   locator), found as Python's `zipfile` — pip's reader — finds it, must be whole and
+///   consistent: one disk, as many entries on it as in all, a central directory of at most
+///   `limits.max_directory` bytes ending where the end records begin, at most
+///   `limits.max_entries` entries — checked before the directory is parsed;
+/// - the directory is parsed through a reader with that byte budget, and the parser must have
+///   read that same directory: its start and its entry count (so no entry name is listed
+///   twice, one name with two contents);
+/// - every entry name is a safe relative path (no `..`, no absolute path, no backslash, no
+///   drive prefix, no NUL).
+///
+/// `what` names the archive in errors (`the wheel`). Errors ([`Error::PackageInvalid`]): not a
+/// zip, over the limits, inconsistent, an unsafe entry name.
 pub fn open_zip<R: Read + Seek>(
-    reader: R,
+    mut reader: R,
     what: &str,
     limits: ZipLimits,
 ) -> Result<zip::ZipArchive<BoundedReader<R>>> {
     let invalid = |reason: String| Error::PackageInvalid { reason };
-    let budget = Arc::new(AtomicU64::new(limits.max_directory.min(u64::MAX - 1)));
+    let end = end_record(&mut reader)
+        .map_err(|e| invalid(format!("{what} is not a zip archive: {e}")))?;
+    if end.entries > limits.max_entries {
+        return Err(invalid(format!(
+            "{what} has {} entries; at most {} are accepted",
+            end.entries, limits.max_entries
+        )));
+    }
+    if end.directory_size > limits.max_directory {
+        return Err(invalid(format!(
+            "{what}'s index is over {} bytes",
+            limits.max_directory
+        )));
+    }
+    if end.directory_offset.checked_add(end.directory_size) != Some(end.records_at) {
+        return Err(invalid(format!(
+            "{what}'s central directory does not end where its end record begins"
+        )));
+    }
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| invalid(format!("reading {what}: {e}")))?;
+    // The records declare the directory's size; the budget also covers the end records the
+    // parser reads, and holds whatever else it might try.
+    let budget = Arc::new(AtomicU64::new(
+        limits.max_directory.saturating_add(END_SEARCH + 1024),
+    ));
     let bounded = BoundedReader {
         inner: reader,
         left: Arc::clone(&budget),
@@ -220,22 +256,138 @@ pub fn open_zip<R: Read + Seek>(
         }
     })?;
     budget.store(u64::MAX, Ordering::Relaxed);
-    let entries = archive.len() as u64;
-    if entries > limits.max_entries {
+    if archive.offset() != 0
+        || archive.central_directory_start() != end.directory_offset
+        || archive.len() as u64 != end.entries
+    {
         return Err(invalid(format!(
-            "{what} has {entries} entries; at most {} are accepted",
-            limits.max_entries
+            "{what} is ambiguous: its end record declares {} entries at offset {}, the archive \
+             reads as {} distinct names at offset {} (a name listed twice, or records that \
+             readers resolve differently)",
+            end.entries,
+            end.directory_offset,
+            archive.len(),
+            archive.central_directory_start()
         )));
     }
     if let Some(unsafe_name) = archive
         .file_names()
-        .find(|name| name.contains('\\') || !is_safe_path(Path::new(name)))
+        .find(|name| name.contains(['\\', '\0', ':']) || !is_safe_path(Path::new(name)))
     {
         return Err(invalid(format!(
             "{what} has an entry outside it: {unsafe_name:?}"
         )));
     }
     Ok(archive)
+}
+
+/// How far from the end an end-of-central-directory record may start: its 22 bytes and a
+/// comment of at most 65,535.
+const END_SEARCH: u64 = 22 + 65_535;
+
+const EOCD: u32 = 0x0605_4b50;
+const ZIP64_LOCATOR: u32 = 0x0706_4b50;
+const ZIP64_EOCD: u32 = 0x0606_4b50;
+
+/// What a zip's end records declare.
+#[derive(Debug)]
+struct EndRecord {
+    entries: u64,
+    directory_size: u64,
+    directory_offset: u64,
+    /// Where the end records begin (the zip64 record's start, when there is one).
+    records_at: u64,
+}
+
+/// Reads the end records as Python's `zipfile` does: the record ending the file (no comment),
+/// else the last signature in the final 64 KiB; then, when a zip64 locator sits just before it,
+/// the zip64 record just before that. Both must be whole and describe one disk.
+fn end_record(reader: &mut (impl Read + Seek)) -> std::io::Result<EndRecord> {
+    let bad = |reason: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, reason);
+    let length = reader.seek(SeekFrom::End(0))?;
+    let tail_length = length.min(END_SEARCH);
+    let tail_start = length - tail_length;
+    reader.seek(SeekFrom::Start(tail_start))?;
+    let mut tail = vec![0u8; tail_length as usize];
+    reader.read_exact(&mut tail)?;
+    let whole = tail.len() >= 22
+        && u32_at(&tail, tail.len() - 22) == Some(EOCD)
+        && u16_at(&tail, tail.len() - 2) == Some(0);
+    let at = if whole {
+        tail.len() - 22
+    } else {
+        (0..tail.len().saturating_sub(3))
+            .rev()
+            .find(|&i| u32_at(&tail, i) == Some(EOCD))
+            .ok_or_else(|| bad("no end of central directory record"))?
+    };
+    let field16 = |offset| u16_at(&tail, at + offset).ok_or_else(|| bad("a cut end record"));
+    let field32 = |offset| u32_at(&tail, at + offset).ok_or_else(|| bad("a cut end record"));
+    let (disk, directory_disk) = (field16(4)?, field16(6)?);
+    let (on_disk, entries) = (field16(8)?, field16(10)?);
+    let (directory_size, directory_offset) = (field32(12)?, field32(16)?);
+    let record_at = tail_start + at as u64;
+    let locator = at
+        .checked_sub(20)
+        .filter(|&l| u32_at(&tail, l) == Some(ZIP64_LOCATOR));
+    let Some(locator) = locator else {
+        if disk != 0 || directory_disk != 0 || on_disk != entries {
+            return Err(bad("an end record for more than one disk"));
+        }
+        return Ok(EndRecord {
+            entries: u64::from(entries),
+            directory_size: u64::from(directory_size),
+            directory_offset: u64::from(directory_offset),
+            records_at: record_at,
+        });
+    };
+    let locator_disk = u32_at(&tail, locator + 4).ok_or_else(|| bad("a cut zip64 locator"))?;
+    let disks = u32_at(&tail, locator + 16).ok_or_else(|| bad("a cut zip64 locator"))?;
+    if locator_disk != 0 || disks > 1 {
+        return Err(bad("a zip64 locator for more than one disk"));
+    }
+    let zip64_at = (record_at - 20)
+        .checked_sub(56)
+        .ok_or_else(|| bad("no zip64 end record before its locator"))?;
+    reader.seek(SeekFrom::Start(zip64_at))?;
+    let mut zip64 = [0u8; 56];
+    reader.read_exact(&mut zip64)?;
+    if u32_at(&zip64, 0) != Some(ZIP64_EOCD) {
+        return Err(bad("no zip64 end record before its locator"));
+    }
+    let field = |offset| u64_at(&zip64, offset).ok_or_else(|| bad("a cut zip64 record"));
+    let (disk, directory_disk) = (
+        u32_at(&zip64, 16).ok_or_else(|| bad("a cut zip64 record"))?,
+        u32_at(&zip64, 20).ok_or_else(|| bad("a cut zip64 record"))?,
+    );
+    let (on_disk, entries) = (field(24)?, field(32)?);
+    if disk != 0 || directory_disk != 0 || on_disk != entries {
+        return Err(bad("a zip64 end record for more than one disk"));
+    }
+    Ok(EndRecord {
+        entries,
+        directory_size: field(40)?,
+        directory_offset: field(48)?,
+        records_at: zip64_at,
+    })
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(
+        bytes.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        bytes.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// Reads one entry of a zip opened by [`open_zip`], refusing more than `max` bytes expanded.
@@ -417,7 +569,14 @@ mod tests {
             let reason = refusal(open_zip(std::io::Cursor::new(&archive), "the zip", small));
             assert!(reason.contains("index is over 100 bytes"), "{reason}");
         }
-        for name in ["../evil", "/etc/passwd", "a/../../b", "a\\..\\b"] {
+        for name in [
+            "../evil",
+            "/etc/passwd",
+            "a/../../b",
+            "a\\..\\b",
+            "C:evil",
+            "a/ev\0il",
+        ] {
             let archive = zip_of(&[(name, b"x")], false);
             let opened = open_zip(
                 std::io::Cursor::new(&archive),
@@ -430,6 +589,52 @@ mod tests {
             let opened = open_zip(std::io::Cursor::new(junk), "the zip", ZipLimits::default());
             assert!(refusal(opened).contains("not a zip"));
         }
+    }
+
+    #[test]
+    fn zips_two_readers_could_read_differently_are_refused() {
+        let good = zip_of(&[("a/x", b"one"), ("a/y", b"two")], false);
+        let open = |bytes: &[u8]| {
+            open_zip(
+                std::io::Cursor::new(bytes.to_vec()),
+                "the zip",
+                ZipLimits::default(),
+            )
+        };
+        open(&good).unwrap();
+
+        // One name listed twice (with different contents): readers keep one or the other.
+        let twice = replace(&good, b"a/y", b"a/x");
+        let reason = refusal(open(&twice));
+        assert!(reason.contains("ambiguous"), "{reason}");
+
+        // A second end record appended: Python reads the last one, whatever it says.
+        let record_at = good.len() - 22;
+        let mut other_disk = good.clone();
+        other_disk.extend_from_slice(&good[record_at..]);
+        let at = other_disk.len() - 22;
+        other_disk[at + 4] = 1;
+        assert!(refusal(open(&other_disk)).contains("more than one disk"));
+        let mut counts = good.clone();
+        counts.extend_from_slice(&good[record_at..]);
+        let at = counts.len() - 22;
+        counts[at + 8] = 1;
+        assert!(refusal(open(&counts)).contains("more than one disk"));
+        let mut displaced = good.clone();
+        displaced.extend_from_slice(&good[record_at..]);
+        assert!(refusal(open(&displaced)).contains("does not end where"));
+    }
+
+    fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        let mut i = 0;
+        while i + from.len() <= out.len() {
+            if &out[i..i + from.len()] == from {
+                out[i..i + from.len()].copy_from_slice(to);
+            }
+            i += 1;
+        }
+        out
     }
 
     proptest::proptest! {
