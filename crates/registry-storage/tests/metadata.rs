@@ -69,3 +69,28 @@ async fn unknown_database_scheme_is_refused() {
         "{error}"
     );
 }
+
+/// Several processes (here, pools) opening one fresh SQLite file at once take turns to set it
+/// up: every one opens it, none fails on a half-applied migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_opened_by_several_at_once_is_set_up_once() {
+    use registry_storage::sql::SqlMetadataStore;
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.db");
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                tokio::spawn(async move { SqlMetadataStore::sqlite(&path).await })
+            })
+            .collect();
+        for opener in openers {
+            let store = opener
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert!(store.schema_version().await.unwrap() >= 6);
+            store.close().await;
+        }
+    }
+}

@@ -102,6 +102,34 @@ fn to_i64(value: u64) -> Result<i64> {
         .map_err(|_| Error::backend(format!("{value} does not fit a database integer")))
 }
 
+/// An exclusive lock on `<database file>.lock`, held while a process sets up and migrates a
+/// SQLite database (released when dropped); `None` for an in-memory database.
+async fn sqlite_setup_lock(url: &str) -> Result<Option<std::fs::File>> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.lock");
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| Error::backend(e.to_string()))?
+    .map(Some)
+    .map_err(|e| Error::backend(format!("locking the database for its setup: {e}")))
+}
+
 impl SqlMetadataStore {
     /// Opens (creating if needed) a SQLite database file and migrates it.
     #[cfg(feature = "sqlite")]
@@ -137,6 +165,12 @@ impl SqlMetadataStore {
         }
         .after_release(|conn, _| Box::pin(outside_transaction(conn)));
         let pool = pool_options.connect_with(options).await.map_err(db_error)?;
+        // Processes opening one SQLite file at once (several servers, the CLI) take turns to
+        // prepare it; PostgreSQL migrations take an advisory lock of their own.
+        let _turn = match dialect {
+            Dialect::Sqlite => sqlite_setup_lock(url).await?,
+            Dialect::Postgres => None,
+        };
         if dialect == Dialect::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
