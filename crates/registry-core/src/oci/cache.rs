@@ -5,7 +5,9 @@
 //! Correctness across writers: a change made through this [`super::OciRegistry`] forgets the
 //! repository's entries at once; a change made elsewhere (another instance, the CLI, the
 //! collector or cleanup working on the store directly) is seen once the entry expires, within
-//! the time to live. Only what was found is kept: a miss always asks the store.
+//! the time to live. Only what was found is kept: a miss always asks the store. A read takes a
+//! [`Ticket`] before it asks the store and keeps its answer only if nothing was forgotten
+//! meanwhile, so an answer read before a change never outlives it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -53,6 +55,36 @@ pub(super) struct ReadCache {
 struct State {
     repositories: HashMap<RepositoryName, Remembered>,
     entries: usize,
+    /// Bumped each time a repository is forgotten (absent: zero).
+    generations: HashMap<RepositoryName, u64>,
+    /// Bumped each time everything is forgotten.
+    epoch: u64,
+}
+
+impl State {
+    fn ticket(&self, repository: &RepositoryName) -> Ticket {
+        Ticket {
+            epoch: self.epoch,
+            generation: self.generations.get(repository).copied().unwrap_or(0),
+        }
+    }
+
+    /// Forgets everything; tickets taken before are void.
+    fn reset(&mut self) {
+        let epoch = self.epoch + 1;
+        *self = State {
+            epoch,
+            ..State::default()
+        };
+    }
+}
+
+/// Where a repository's cache stood when a read began: its answer is kept only if it still
+/// stands there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Ticket {
+    epoch: u64,
+    generation: u64,
 }
 
 impl std::fmt::Debug for ReadCache {
@@ -110,13 +142,19 @@ impl ReadCache {
         self.fresh(*stored).then(|| record.clone())
     }
 
+    /// What a read must show to keep its answer (taken before it asks the store).
+    pub(super) fn ticket(&self, repository: &RepositoryName) -> Ticket {
+        self.lock().ticket(repository)
+    }
+
     pub(super) fn keep_manifest(
         &self,
         repository: &RepositoryName,
+        ticket: Ticket,
         reference: String,
         record: &ManifestRecord,
     ) {
-        self.keep(repository, |remembered| {
+        self.keep(repository, ticket, |remembered| {
             remembered
                 .manifests
                 .insert(reference, (Instant::now(), record.clone()))
@@ -124,8 +162,13 @@ impl ReadCache {
         });
     }
 
-    pub(super) fn keep_blob(&self, repository: &RepositoryName, record: &BlobRecord) {
-        self.keep(repository, |remembered| {
+    pub(super) fn keep_blob(
+        &self,
+        repository: &RepositoryName,
+        ticket: Ticket,
+        record: &BlobRecord,
+    ) {
+        self.keep(repository, ticket, |remembered| {
             remembered
                 .blobs
                 .insert(record.digest.clone(), (Instant::now(), record.clone()))
@@ -133,14 +176,24 @@ impl ReadCache {
         });
     }
 
-    /// Adds an entry (`insert` answers whether it is a new one), starting afresh when full.
-    fn keep(&self, repository: &RepositoryName, insert: impl FnOnce(&mut Remembered) -> bool) {
+    /// Adds an entry (`insert` answers whether it is a new one) unless the repository was
+    /// forgotten since `ticket` was taken; starts afresh when full.
+    fn keep(
+        &self,
+        repository: &RepositoryName,
+        ticket: Ticket,
+        insert: impl FnOnce(&mut Remembered) -> bool,
+    ) {
         if !self.enabled() {
             return;
         }
         let mut state = self.lock();
+        if state.ticket(repository) != ticket {
+            return;
+        }
         if state.entries >= self.settings.max_entries {
-            *state = State::default();
+            state.reset();
+            return;
         }
         let remembered = state.repositories.entry(repository.clone()).or_default();
         if insert(remembered) {
@@ -148,16 +201,71 @@ impl ReadCache {
         }
     }
 
-    /// Forgets everything remembered of a repository.
+    /// Forgets everything remembered of a repository; reads under way keep nothing.
     pub(super) fn forget(&self, repository: &RepositoryName) {
         let mut state = self.lock();
+        if state.generations.len() >= self.settings.max_entries {
+            state.reset();
+            return;
+        }
+        *state.generations.entry(repository.clone()).or_insert(0) += 1;
         if let Some(gone) = state.repositories.remove(repository) {
             state.entries -= gone.manifests.len() + gone.blobs.len();
         }
     }
 
-    /// Forgets everything.
+    /// Forgets everything; reads under way keep nothing.
     pub(super) fn forget_all(&self) {
-        *self.lock() = State::default();
+        self.lock().reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Timestamp;
+
+    fn record(size: u64) -> BlobRecord {
+        BlobRecord {
+            digest: Digest::sha256(b"x"),
+            size,
+            created_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn an_answer_read_before_a_change_is_not_kept_after_it() {
+        let cache = ReadCache::new(CacheSettings::default());
+        let repository = RepositoryName::parse("race/app").unwrap();
+        let digest = Digest::sha256(b"x");
+        // A read begins, a change forgets the repository, then the read's answer arrives.
+        let ticket = cache.ticket(&repository);
+        cache.forget(&repository);
+        cache.keep_blob(&repository, ticket, &record(1));
+        assert_eq!(cache.blob(&repository, &digest), None);
+        // The same after forgetting everything.
+        let ticket = cache.ticket(&repository);
+        cache.forget_all();
+        cache.keep_blob(&repository, ticket, &record(1));
+        assert_eq!(cache.blob(&repository, &digest), None);
+        // A read with nothing in between is kept.
+        let ticket = cache.ticket(&repository);
+        cache.keep_blob(&repository, ticket, &record(2));
+        assert_eq!(cache.blob(&repository, &digest).map(|r| r.size), Some(2));
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = ReadCache::new(CacheSettings {
+            max_entries: 3,
+            ..CacheSettings::default()
+        });
+        for i in 0..10 {
+            let repository = RepositoryName::parse(&format!("bounded/r{i}")).unwrap();
+            let ticket = cache.ticket(&repository);
+            cache.keep_blob(&repository, ticket, &record(i));
+            cache.forget(&repository);
+            assert!(cache.lock().entries <= 3 && cache.lock().generations.len() <= 3);
+        }
     }
 }

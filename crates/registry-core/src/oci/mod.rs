@@ -152,12 +152,13 @@ impl OciRegistry {
         if let Some(record) = self.cache.blob(repository, digest) {
             return Ok(record);
         }
+        let ticket = self.cache.ticket(repository);
         let record = self
             .metadata
             .linked_blob(repository, digest)
             .await?
             .ok_or_else(|| blob_unknown(digest))?;
-        self.cache.keep_blob(repository, &record);
+        self.cache.keep_blob(repository, ticket, &record);
         Ok(record)
     }
 
@@ -332,6 +333,7 @@ impl OciRegistry {
         if let Some(record) = self.cache.manifest(repository, &key) {
             return Ok(record);
         }
+        let ticket = self.cache.ticket(repository);
         let record = self
             .metadata
             .manifest(repository, reference)
@@ -340,7 +342,7 @@ impl OciRegistry {
                 repository: repository.to_string(),
                 reference: key.clone(),
             })?;
-        self.cache.keep_manifest(repository, key, &record);
+        self.cache.keep_manifest(repository, ticket, key, &record);
         Ok(record)
     }
 
