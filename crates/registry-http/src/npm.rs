@@ -256,13 +256,16 @@ impl Repo<'_> {
     }
 
     /// Checks the caller may perform at least one of `actions` on the repository and on the
-    /// package under its protection rules.
+    /// package under its protection rules; refused, the answer gives the first action's reason
+    /// (the one the request most likely meant).
     async fn require_any_for(&self, actions: &[Action], package: &str) -> Result<(), Failure> {
         let mut refusal = None;
         for action in actions {
             match self.require_for(*action, package).await {
                 Ok(()) => return Ok(()),
-                Err(e) => refusal = Some(e),
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                }
             }
         }
         refusal.map_or(Ok(()), Err)
@@ -809,26 +812,31 @@ async fn dist_tags(
 /// `GET /-/v1/search?text=…&size=…&from=…`: packages whose name contains the text.
 async fn search(repo: &Repo<'_>, query: &str) -> Result<Response, Failure> {
     repo.require(Action::Pull)?;
-    let params: BTreeMap<String, String> = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .filter_map(|(k, v)| Some((k.to_owned(), decode(&v.replace('+', " ")).ok()?)))
-        .collect();
+    let mut params: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+        let value = decode(&value.replace('+', " ")).map_err(|_| {
+            Failure::new(StatusCode::BAD_REQUEST, format!("{key} is not UTF-8 text"))
+        })?;
+        params.insert(key.to_owned(), value);
+    }
     // No text lists every package, as npm's registry does.
     let text = params
         .get("text")
         .map(|t| t.trim().to_lowercase())
         .unwrap_or_default();
-    let size: usize = params
-        .get("size")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20)
-        .clamp(1, 250);
-    let from: usize = params
-        .get("from")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-        .min(10_000);
+    let number = |key: &str, default: usize| -> Result<usize, Failure> {
+        match params.get(key).map(|v| v.trim()) {
+            None | Some("") => Ok(default),
+            // Past usize, a count is as large as it can be (then capped).
+            Some(v) if v.bytes().all(|b| b.is_ascii_digit()) => Ok(v.parse().unwrap_or(usize::MAX)),
+            Some(v) => Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                format!("{key}={v:?} is not a count"),
+            )),
+        }
+    };
+    let size = number("size", 20)?.clamp(1, 250);
+    let from = number("from", 0)?.min(10_000);
     let packages = &repo.npm.packages;
     // Answers are rendered once per revision of the repository (read from the store, so exact
     // on every instance); only the search time is added per request.
@@ -876,13 +884,30 @@ async fn search_results(
 ) -> Result<String, Failure> {
     let packages = &repo.npm.packages;
     let contains = (!text.is_empty()).then_some(text);
-    let page = registry_core::Page::first(from + size + 1);
-    let found = packages
-        .list_packages(&Rules, &repo.name, contains, &page)
-        .await?;
-    let more = found.len() > from + size;
+    // Every match is counted (the answer's total) and the asked window kept: a walk of the
+    // listing, paid once per revision of the repository (the answer is cached).
+    let mut found = Vec::new();
+    let mut total = 0usize;
+    let mut page = registry_core::Page::first(1000);
+    loop {
+        let batch = packages
+            .list_packages(&Rules, &repo.name, contains, &page)
+            .await?;
+        let full = batch.len() == page.limit;
+        let last = batch.last().map(|p| p.name.clone());
+        for summary in batch {
+            if (from..from + size).contains(&total) {
+                found.push(summary);
+            }
+            total += 1;
+        }
+        match (full, last) {
+            (true, Some(last)) => page = registry_core::Page::after(last, 1000),
+            _ => break,
+        }
+    }
     let mut objects = Vec::new();
-    for summary in found.iter().skip(from).take(size) {
+    for summary in &found {
         let Some(package) = packages.package(&Rules, &repo.name, &summary.name).await? else {
             continue;
         };
@@ -920,6 +945,5 @@ async fn search_results(
             "searchScore": 1.0,
         }));
     }
-    let total = from + objects.len() + usize::from(more);
     Ok(json!({ "objects": objects, "total": total }).to_string())
 }

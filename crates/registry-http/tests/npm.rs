@@ -441,3 +441,46 @@ async fn removing_versions_needs_the_revision_and_real_versions() {
     let package = metadata.package("js", "kept").await.unwrap().unwrap();
     assert_eq!(package.versions.len(), 2, "nothing was removed");
 }
+
+#[tokio::test]
+async fn search_counts_every_match_and_refuses_what_it_cannot_read() {
+    let (app, _) = setup();
+    for name in ["alpha", "beta", "gamma"] {
+        let reply = put(
+            &app,
+            name,
+            &publish_body(name, "1.0.0", &tarball(name, "1.0.0", &[])),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    }
+    let search = |query: &str| {
+        let uri = format!("/npm/js/-/v1/search?{query}");
+        let app = app.clone();
+        async move { send(&app, Method::GET, &uri, &[], Vec::new()).await }
+    };
+    for (query, objects, total) in [
+        ("text=&size=1", 1, 3),
+        ("text=&size=20&from=100", 0, 3),
+        ("text=a&size=20", 3, 3),
+        ("text=mm&size=20", 1, 1),
+        ("size=99999999999999999999999999", 3, 3),
+    ] {
+        let reply = search(query).await;
+        assert_eq!(reply.status, StatusCode::OK, "{query}");
+        assert_eq!(
+            reply.body["objects"].as_array().map(Vec::len),
+            Some(objects),
+            "{query}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["total"], total, "{query}: {}", reply.body);
+    }
+    for query in ["text=%zz", "text=%E9", "size=abc", "from=-1"] {
+        assert_eq!(
+            search(query).await.status,
+            StatusCode::BAD_REQUEST,
+            "{query}"
+        );
+    }
+}
