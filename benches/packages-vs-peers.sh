@@ -45,6 +45,9 @@ packages:
 listen: $verdaccio
 max_body_size: 100mb
 log: { type: stdout, format: pretty, level: error }
+# Its default rate limits answer load tests with 429.
+userRateLimit: { windowMs: 1000, max: 100000000 }
+web: { rateLimit: { windowMs: 1000, max: 100000000 } }
 YAML
 "$work/pypiserver/bin/python" -c "from passlib.apache import HtpasswdFile as H; h=H('$work/htpasswd', new=True); h.set_password('bench', 'benchpass1'); h.save()"
 

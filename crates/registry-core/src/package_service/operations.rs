@@ -38,8 +38,7 @@ impl Packages {
         repository: &str,
         name: &str,
     ) -> Result<Option<Package>> {
-        let Source::Hosted = self.source(repository, rules.format()).await?;
-        let Ok(key) = rules.package_key(name) else {
+        let Some(key) = self.read_key(rules, repository, name).await? else {
             return Ok(None);
         };
         let mut package = self.metadata.package(repository, &key).await?;
@@ -59,8 +58,7 @@ impl Packages {
         repository: &str,
         name: &str,
     ) -> Result<Option<String>> {
-        let Source::Hosted = self.source(repository, rules.format()).await?;
-        let Ok(key) = rules.package_key(name) else {
+        let Some(key) = self.read_key(rules, repository, name).await? else {
             return Ok(None);
         };
         self.metadata.package_revision(repository, &key).await
@@ -88,8 +86,7 @@ impl Packages {
         version: Option<&str>,
         file: &str,
     ) -> Result<Option<(String, PackageFile)>> {
-        let Source::Hosted = self.source(repository, rules.format()).await?;
-        let Ok(key) = rules.package_key(name) else {
+        let Some(key) = self.read_key(rules, repository, name).await? else {
             return Ok(None);
         };
         let version = match version.map(|v| rules.version_key(v)).transpose() {
@@ -347,6 +344,18 @@ impl Packages {
             }
             None => Ok(false),
         }
+    }
+
+    /// The key a read of `name` in `repository` looks up, once the repository is resolved;
+    /// `None` for a name the format refuses (it names nothing).
+    async fn read_key(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+    ) -> Result<Option<String>> {
+        let Source::Hosted = self.source(repository, rules.format()).await?;
+        Ok(rules.package_key(name).ok())
     }
 
     /// The repository a change applies to: `None` when it does not exist. One of another
