@@ -4,6 +4,8 @@
 //!
 //! - [`archive`]: the bounded, path-safe gzip tar walk every tarball format uses;
 //! - [`generic`]: Generic packages — files under a name and version;
+//! - [`maven`]: Maven — the repository layout's paths and Maven's version order (the format
+//!   is not served yet);
 //! - [`npm`]: npm — names, the publish document and its tarball, packuments;
 //! - [`pypi`]: Python packages — names, versions, distribution files and their core metadata,
 //!   the Simple API in HTML and JSON.
@@ -11,6 +13,7 @@
 
 pub mod archive;
 pub mod generic;
+pub mod maven;
 pub mod npm;
 pub mod pypi;
 
