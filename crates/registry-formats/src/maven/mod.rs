@@ -4,8 +4,11 @@
 //!   (`group/as/path/artifact/version/artifact-version[-classifier].ext`, a SNAPSHOT's
 //!   timestamped builds included), a checksum of one (`.md5`, `.sha1`, `.sha256`, `.sha512`), or
 //!   a `maven-metadata.xml` (artifact level, or a SNAPSHOT version's) and its checksums;
-//! - [`version`]: [`MavenVersion`], Maven's `ComparableVersion` order.
+//! - [`version`]: [`MavenVersion`], Maven's `ComparableVersion` order;
+//! - [`metadata`]: the coordinates a pom declares, and the `maven-metadata.xml` documents
+//!   (artifact level, SNAPSHOT version level) rebuilt from what is stored.
 
+pub mod metadata;
 pub mod version;
 
 use registry_core::{Error, Result};
