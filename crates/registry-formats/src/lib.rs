@@ -4,8 +4,8 @@
 //!
 //! - [`archive`]: the bounded, path-safe gzip tar walk every tarball format uses;
 //! - [`generic`]: Generic packages — files under a name and version;
-//! - [`maven`]: Maven — the repository layout's paths and Maven's version order (the format
-//!   is not served yet);
+//! - [`maven`]: Maven — the repository layout's paths, Maven's version order, poms'
+//!   coordinates and `maven-metadata.xml`;
 //! - [`npm`]: npm — names, the publish document and its tarball, packuments;
 //! - [`pypi`]: Python packages — names, versions, distribution files and their core metadata,
 //!   the Simple API in HTML and JSON.
@@ -24,6 +24,7 @@ use registry_core::{FormatRules, PackageFormat};
 pub fn rules(format: PackageFormat) -> Option<&'static dyn FormatRules> {
     match format {
         PackageFormat::Generic => Some(&generic::Generic),
+        PackageFormat::Maven => Some(&maven::Maven),
         PackageFormat::Npm => Some(&npm::Npm),
         PackageFormat::Pypi => Some(&pypi::Pypi),
         _ => None,

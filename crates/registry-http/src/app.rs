@@ -85,6 +85,10 @@ impl Application {
         {
             app = app.merge(crate::generic::router(packages.clone(), auth.clone()));
         }
+        #[cfg(feature = "maven")]
+        {
+            app = app.merge(crate::maven::router(packages.clone(), auth.clone()));
+        }
         #[cfg(feature = "npm")]
         {
             app = app.merge(crate::npm::router(packages.clone(), auth.clone()));

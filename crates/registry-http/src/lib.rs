@@ -7,6 +7,7 @@
 //! - `/api/v1/tag-rules`, `/api/v1/cleanup-policies`, `/api/v1/cleanup-runs`: the admin API
 //!   for tag rules and cleanup policies (served by the same routers);
 //! - [`generic`]: Generic packages under `/generic/` (files under a name and version);
+//! - [`maven`]: Maven repositories under `/maven/` (the standard layout, for mvn);
 //! - [`npm`]: the npm registry API under `/npm/<repository>/`;
 //! - [`pypi`]: the Python package index under `/pypi/<repository>/` (twine uploads, the Simple
 //!   API for pip);
@@ -41,6 +42,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `generic` | yes | Generic packages under `/generic/` |
+//! | `maven` | yes | Maven repositories under `/maven/` |
 //! | `npm` | yes | the npm registry API under `/npm/` |
 //! | `pypi` | yes | the Python package index under `/pypi/` |
 //! | `harness` | yes | [`serve::RunningRegistry`], a registry in memory for tests |
@@ -58,6 +60,8 @@ pub mod error;
 pub mod external_url;
 #[cfg(feature = "generic")]
 pub mod generic;
+#[cfg(feature = "maven")]
+pub mod maven;
 #[cfg(feature = "npm")]
 pub mod npm;
 pub mod observe;

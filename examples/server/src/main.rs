@@ -348,7 +348,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 registry_formats::rules(configured.format).ok_or_else(|| {
                     format!(
                         "[[package_repositories]] {name}: {} repositories are not served yet: \
-                         use npm, pypi or generic",
+                         use generic, maven, npm or pypi",
                         configured.format
                     )
                 })?,

@@ -391,3 +391,58 @@ mod tests {
         }
     }
 }
+
+/// Maven's rules for the package service: a package is `group:artifact` (each part checked as
+/// path segments are), versions are checked segments in Maven's order, files are added to a
+/// version one by one, `-SNAPSHOT` versions take new builds whatever the repository's duplicate
+/// settings, and every file is hashed with MD5, SHA-1 and SHA-512 (served as `.md5`, `.sha1`,
+/// `.sha512`; `.sha256` is the blob's digest).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Maven;
+
+/// The package name of an artifact: `group:artifact`.
+pub fn package_name(group: &str, artifact: &str) -> String {
+    format!("{group}:{artifact}")
+}
+
+impl registry_core::FormatRules for Maven {
+    fn format(&self) -> registry_core::PackageFormat {
+        registry_core::PackageFormat::Maven
+    }
+
+    fn package_key(&self, name: &str) -> Result<String> {
+        let (group, artifact) = name
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("{name:?} is not group:artifact")))?;
+        for segment in group.split('.') {
+            check_segment(segment, "group segment")?;
+        }
+        check_segment(artifact, "artifact id")?;
+        Ok(name.to_owned())
+    }
+
+    fn version_key(&self, version: &str) -> Result<String> {
+        check_segment(version, "version").map(|()| version.to_owned())
+    }
+
+    fn compare_versions(&self, a: &str, b: &str) -> std::cmp::Ordering {
+        version::compare(a, b)
+    }
+
+    fn publish_mode(&self) -> registry_core::PublishMode {
+        registry_core::PublishMode::AddFiles
+    }
+
+    fn replaceable(&self, version: &str) -> bool {
+        version.ends_with("-SNAPSHOT")
+    }
+
+    fn extra_digests(&self) -> registry_core::ExtraDigests {
+        registry_core::ExtraDigests {
+            md5: true,
+            sha1: true,
+            sha512: true,
+            ..registry_core::ExtraDigests::default()
+        }
+    }
+}

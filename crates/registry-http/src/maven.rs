@@ -1,0 +1,472 @@
+//! Maven repositories under `/maven/<repository>/`, in the standard repository layout, for mvn.
+//!
+//! | request | does |
+//! |---|---|
+//! | `PUT …/group/as/path/artifact/version/artifact-version[-classifier].ext` | stores the file (201); a pom must declare the path's coordinates |
+//! | `GET`, `HEAD` same path | the file (`Range` supported); `artifact-X-SNAPSHOT[-classifier].ext` is the newest build's |
+//! | `GET …file.{md5,sha1,sha256,sha512}` | the file's checksum, computed here |
+//! | `PUT …file.{md5,sha1,sha256,sha512}` | checked against the one computed here (201, or 400 and nothing changes) |
+//! | `GET …/artifact/maven-metadata.xml`, `…/version-SNAPSHOT/maven-metadata.xml` (and checksums) | rebuilt from what is stored |
+//! | `PUT` of a `maven-metadata.xml` or its checksums | accepted and ignored: the registry owns the file |
+//! | `DELETE` a file, or a version directory | deletes it |
+//!
+//! Release versions are immutable unless the repository allows duplicates; `-SNAPSHOT` versions
+//! take new builds. Reads need pull on the repository name, uploads push, deletes delete; mvn
+//! sends the `<server>` credentials matching the repository id (Basic: a password, or an access
+//! token as the password). Errors are plain text with the status, which mvn prints.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use registry_core::{
+    Action, Error, FormatRules, NewPackageFile, PackageFile, Packages, Release, Role,
+};
+use registry_formats::maven::metadata::{self, SnapshotFile};
+use registry_formats::maven::{self, ArtifactFile, Checksum, Maven as Rules, MavenPath};
+
+use crate::auth::Auth;
+use crate::package_error::{PlainText, authorize};
+use crate::transfer::{
+    MAX_SMALL_DOCUMENT, body_stream, declared_length, file_response, read_bounded, requested_range,
+};
+
+/// A failure as mvn sees it: a status and a line of text.
+type Failure = crate::package_error::Failure<PlainText>;
+
+/// The router serving `/maven/`, with authentication when `auth` is given.
+///
+/// ```
+/// use std::sync::Arc;
+/// use registry_core::Packages;
+/// use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+///
+/// let packages = Packages::new(Arc::new(MemoryBlobStore::new()), Arc::new(MemoryMetadataStore::new()));
+/// let app: axum::Router = registry_http::maven::router(packages, None);
+/// ```
+pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
+    Router::new()
+        .route("/maven/{*path}", axum::routing::any(dispatch))
+        .with_state(Arc::new(MavenApi { packages, auth }))
+}
+
+#[derive(Debug)]
+struct MavenApi {
+    packages: Packages,
+    auth: Option<Auth>,
+}
+
+async fn dispatch(State(api): State<Arc<MavenApi>>, request: Request) -> Response {
+    let result = async {
+        let path = request.uri().path().to_owned();
+        // The route is `/maven/{*path}`: the prefix is always there.
+        let rest = path.strip_prefix("/maven/").unwrap_or_default();
+        let (repository, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        registry_core::package::check_repository_name(repository)?;
+        let method = request.method().clone();
+        let action = match method {
+            Method::GET | Method::HEAD => Action::Pull,
+            Method::PUT => Action::Push,
+            Method::DELETE => Action::Delete,
+            _ => {
+                return Err(Failure::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{method} is not supported here"),
+                ));
+            }
+        };
+        let role = authorize(
+            api.auth.as_ref(),
+            api.packages.tokens(),
+            request.headers(),
+            repository,
+            action,
+        )
+        .await?;
+        let target = maven::parse_path(rest.trim_end_matches('/'))?;
+        let head = method == Method::HEAD;
+        match (target, method) {
+            (
+                MavenPath::File {
+                    group,
+                    artifact,
+                    version,
+                    file,
+                    checksum: None,
+                },
+                Method::PUT,
+            ) => {
+                let name = maven::package_name(&group, &artifact);
+                api.packages
+                    .prepare_publish(&Rules, repository, &name, role)
+                    .await?;
+                upload(
+                    &api.packages,
+                    repository,
+                    role,
+                    &name,
+                    &version,
+                    file,
+                    request,
+                )
+                .await
+            }
+            (
+                MavenPath::File {
+                    group,
+                    artifact,
+                    version,
+                    file,
+                    checksum: Some(checksum),
+                },
+                Method::PUT,
+            ) => {
+                let name = maven::package_name(&group, &artifact);
+                let stored = find(&api.packages, repository, &name, &version, &file).await?;
+                let sent = read_bounded(
+                    request.into_body(),
+                    None,
+                    MAX_SMALL_DOCUMENT,
+                    "the checksum",
+                )
+                .await?;
+                check_checksum(&stored, checksum, &sent)?;
+                Ok(StatusCode::CREATED.into_response())
+            }
+            (MavenPath::Metadata { .. }, Method::PUT) => {
+                // The registry rebuilds the file from what is stored; the client's copy is read
+                // (bounded) and dropped.
+                let declared = declared_length(request.headers());
+                read_bounded(request.into_body(), declared, 4 << 20, "maven-metadata.xml").await?;
+                Ok(StatusCode::CREATED.into_response())
+            }
+            (
+                MavenPath::File {
+                    group,
+                    artifact,
+                    version,
+                    file,
+                    checksum,
+                },
+                Method::GET | Method::HEAD,
+            ) => {
+                let name = maven::package_name(&group, &artifact);
+                let stored = find(&api.packages, repository, &name, &version, &file).await?;
+                match checksum {
+                    Some(checksum) => text(checksum_of(&stored, checksum)?, head),
+                    None => {
+                        let range = requested_range(request.headers(), stored.blob.size)?;
+                        let read = api
+                            .packages
+                            .read(&Rules, repository, &stored.blob, range)
+                            .await?;
+                        let mut response =
+                            file_response(read, range.is_some(), content_type(&file), head);
+                        if let Ok(etag) =
+                            HeaderValue::from_str(&format!("\"{}\"", stored.blob.digest.hex()))
+                        {
+                            response.headers_mut().insert(header::ETAG, etag);
+                        }
+                        Ok(response)
+                    }
+                }
+            }
+            (
+                MavenPath::Metadata {
+                    group,
+                    artifact,
+                    version,
+                    checksum,
+                },
+                Method::GET | Method::HEAD,
+            ) => {
+                let xml = metadata_document(
+                    &api.packages,
+                    repository,
+                    &group,
+                    &artifact,
+                    version.as_deref(),
+                )
+                .await?;
+                match checksum {
+                    None => {
+                        let mut response = text(xml, head)?;
+                        response.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/xml"),
+                        );
+                        Ok(response)
+                    }
+                    Some(checksum) => text(digest_hex(checksum, xml.as_bytes()), head),
+                }
+            }
+            (
+                MavenPath::File {
+                    group,
+                    artifact,
+                    version,
+                    file,
+                    checksum: None,
+                },
+                Method::DELETE,
+            ) => {
+                let name = maven::package_name(&group, &artifact);
+                api.packages
+                    .delete_file(&Rules, repository, &name, &version, &file.name, role)
+                    .await?;
+                Ok(StatusCode::NO_CONTENT.into_response())
+            }
+            _ => Err(Failure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "not supported on this path",
+            )),
+        }
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn content_type(file: &ArtifactFile) -> &'static str {
+    match file.extension.as_str() {
+        "pom" | "xml" => "application/xml",
+        "jar" | "war" | "ear" => "application/java-archive",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A small text answer (checksums, metadata); `HEAD` gets its headers only.
+fn text(body: String, head: bool) -> Result<Response, Failure> {
+    let length = body.len();
+    let mut response = if head {
+        StatusCode::OK.into_response()
+    } else {
+        (StatusCode::OK, body).into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    Ok(response)
+}
+
+async fn upload(
+    packages: &Packages,
+    repository: &str,
+    role: Option<Role>,
+    name: &str,
+    version: &str,
+    file: ArtifactFile,
+    request: Request,
+) -> Result<Response, Failure> {
+    if file.build.is_some() != (version.ends_with("-SNAPSHOT") && !file.name.contains("-SNAPSHOT"))
+    {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{}: a SNAPSHOT version takes timestamped builds, a release its own name",
+                file.name
+            ),
+        ));
+    }
+    let stored = packages
+        .store_file(Rules.extra_digests(), body_stream(request.into_body()))
+        .await?;
+    if file.extension == "pom" && file.classifier.is_none() {
+        let pom = packages
+            .read_blocking(&stored.blob, |reader| {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(reader, metadata::MAX_POM_SIZE as u64 + 1),
+                    &mut bytes,
+                )
+                .map(|_| bytes)
+            })
+            .await?
+            .map_err(|e| Error::backend(e.to_string()))?;
+        let declared = metadata::pom_coordinates(&pom)?;
+        let (group, artifact) = name.split_once(':').unwrap_or((name, ""));
+        if declared.group != group || declared.artifact != artifact || declared.version != version {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the pom declares {}:{}:{}, the path {name}:{version}",
+                    declared.group, declared.artifact, declared.version
+                ),
+            ));
+        }
+    }
+    let release = Release {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        metadata: "{}".into(),
+        files: vec![NewPackageFile {
+            name: file.name.clone(),
+            blob: stored.blob,
+            digests: stored.digests,
+            sidecar: None,
+            attributes: Default::default(),
+        }],
+        tags: Vec::new(),
+    };
+    packages
+        .publish(&Rules, repository, role, release)
+        .await
+        .map_err(|e| match e {
+            Error::PackageConflict { .. } => Failure::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "{} of {name} {version} is already deployed; releases are immutable in {repository}",
+                    file.name
+                ),
+            ),
+            other => other.into(),
+        })?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// The stored file a path names; `artifact-X-SNAPSHOT[-classifier].ext` names the newest
+/// build's file of that classifier and extension.
+async fn find(
+    packages: &Packages,
+    repository: &str,
+    name: &str,
+    version: &str,
+    file: &ArtifactFile,
+) -> Result<PackageFile, Failure> {
+    let missing = || Failure::not_found(format!("{} not found", file.name));
+    if version.ends_with("-SNAPSHOT") && file.build.is_none() {
+        let package = packages
+            .package(&Rules, repository, name)
+            .await?
+            .ok_or_else(missing)?;
+        let stored = package.version(version).ok_or_else(missing)?;
+        let (_, artifact) = name.split_once(':').unwrap_or((name, name));
+        let newest = stored
+            .files
+            .iter()
+            .filter_map(|f| {
+                let parsed = match maven::parse_path(&format!("g/{artifact}/{version}/{}", f.name))
+                {
+                    Ok(MavenPath::File { file, .. }) => file,
+                    _ => return None,
+                };
+                let same =
+                    parsed.classifier == file.classifier && parsed.extension == file.extension;
+                same.then_some((parsed.build, f))
+            })
+            .max_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| a.1.created_at.cmp(&b.1.created_at))
+            });
+        return newest.map(|(_, f)| f.clone()).ok_or_else(missing);
+    }
+    packages
+        .file(&Rules, repository, name, Some(version), &file.name)
+        .await?
+        .map(|(_, f)| f)
+        .ok_or_else(missing)
+}
+
+/// A stored file's checksum in hex: SHA-256 is its blob's digest, the others were computed
+/// when it was stored.
+fn checksum_of(file: &PackageFile, checksum: Checksum) -> Result<String, Failure> {
+    let digest = match checksum {
+        Checksum::Sha256 => Some(file.blob.digest.hex().to_owned()),
+        Checksum::Md5 => file.digests.md5.clone(),
+        Checksum::Sha1 => file.digests.sha1.clone(),
+        Checksum::Sha512 => file.digests.sha512.clone(),
+    };
+    digest.ok_or_else(|| {
+        Failure::not_found(format!(
+            "{} has no {} checksum",
+            file.name,
+            checksum.extension()
+        ))
+    })
+}
+
+/// Checks a checksum a client uploads against the one computed here; it is never stored.
+fn check_checksum(file: &PackageFile, checksum: Checksum, sent: &[u8]) -> Result<(), Failure> {
+    let expected = checksum_of(file, checksum)?;
+    // Files hold the hex digest, sometimes followed by the file name.
+    let sent = String::from_utf8_lossy(sent);
+    let given = sent.split_whitespace().next().unwrap_or_default();
+    if given.eq_ignore_ascii_case(&expected) {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the {} sent for {} is {given:?}, not the {expected} computed here",
+                checksum.extension(),
+                file.name
+            ),
+        ))
+    }
+}
+
+fn digest_hex(checksum: Checksum, bytes: &[u8]) -> String {
+    match checksum {
+        Checksum::Md5 => hex::encode(<md5::Md5 as md5::Digest>::digest(bytes)),
+        Checksum::Sha1 => hex::encode(<sha1::Sha1 as sha1::Digest>::digest(bytes)),
+        Checksum::Sha256 => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+        Checksum::Sha512 => hex::encode(<sha2::Sha512 as sha2::Digest>::digest(bytes)),
+    }
+}
+
+/// A `maven-metadata.xml` rebuilt from what is stored.
+async fn metadata_document(
+    packages: &Packages,
+    repository: &str,
+    group: &str,
+    artifact: &str,
+    version: Option<&str>,
+) -> Result<String, Failure> {
+    let name = maven::package_name(group, artifact);
+    let missing = || Failure::not_found(format!("no metadata for {name}"));
+    let package = packages
+        .package(&Rules, repository, &name)
+        .await?
+        .ok_or_else(missing)?;
+    match version {
+        None => {
+            let versions: Vec<String> =
+                package.versions.iter().map(|v| v.version.clone()).collect();
+            Ok(metadata::artifact_metadata(
+                group,
+                artifact,
+                &versions,
+                package.updated_at.0,
+            ))
+        }
+        Some(version) => {
+            let stored = package.version(version).ok_or_else(missing)?;
+            let files: Vec<SnapshotFile> = stored
+                .files
+                .iter()
+                .filter_map(|f| {
+                    let path = format!("g/{artifact}/{version}/{}", f.name);
+                    match maven::parse_path(&path) {
+                        Ok(MavenPath::File { file, .. }) => Some(SnapshotFile {
+                            build: file.build?,
+                            classifier: file.classifier,
+                            extension: file.extension,
+                            updated_ms: f.created_at.0,
+                        }),
+                        _ => None,
+                    }
+                })
+                .collect();
+            Ok(metadata::snapshot_metadata(
+                group,
+                artifact,
+                version,
+                &files,
+                stored.updated_at.0,
+            ))
+        }
+    }
+}

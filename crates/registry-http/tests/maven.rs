@@ -1,0 +1,325 @@
+//! The Maven router in-process: deploys as mvn makes them (file, checksums, metadata), checksums
+//! computed here and uploaded ones verified, metadata rebuilt from what is stored (concurrent
+//! deploys included), SNAPSHOT builds resolved to the newest, releases immutable, poms checked
+//! against their path.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use registry_core::{MetadataStore, Packages};
+use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+use sha2::Digest as _;
+use tower::ServiceExt;
+
+fn setup() -> (Router, Arc<dyn MetadataStore>) {
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let packages = Packages::new(Arc::new(MemoryBlobStore::new()), Arc::clone(&metadata));
+    (registry_http::maven::router(packages, None), metadata)
+}
+
+async fn send(app: &Router, method: Method, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("/maven/releases/{path}"))
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, body.to_vec())
+}
+
+fn pom(group: &str, artifact: &str, version: &str) -> Vec<u8> {
+    format!(
+        "<project><modelVersion>4.0.0</modelVersion><groupId>{group}</groupId>\
+         <artifactId>{artifact}</artifactId><version>{version}</version></project>"
+    )
+    .into_bytes()
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    hex::encode(<sha1::Sha1 as sha1::Digest>::digest(bytes))
+}
+
+/// Deploys a jar and its pom the way mvn does: each file, then its checksums; then metadata.
+async fn deploy(app: &Router, dir: &str, file_base: &str, version: &str, jar: &[u8]) {
+    let pom = pom("com.example", "hello", version);
+    for (name, bytes) in [
+        (format!("{file_base}.jar"), jar.to_vec()),
+        (format!("{file_base}.pom"), pom),
+    ] {
+        let path = format!("{dir}/{name}");
+        let (status, body) = send(app, Method::PUT, &path, bytes.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let (status, _) = send(
+            app,
+            Method::PUT,
+            &format!("{path}.sha1"),
+            sha1_hex(&bytes).into_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{path}.sha1");
+    }
+    let (status, _) = send(
+        app,
+        Method::PUT,
+        "com/example/hello/maven-metadata.xml",
+        b"<metadata/>".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_release_deploys_resolves_and_stays_immutable() {
+    let (app, _) = setup();
+    let jar = vec![42u8; 300_000];
+    deploy(
+        &app,
+        "com/example/hello/1.0.0",
+        "hello-1.0.0",
+        "1.0.0",
+        &jar,
+    )
+    .await;
+
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        "com/example/hello/1.0.0/hello-1.0.0.jar",
+        vec![],
+    )
+    .await;
+    assert_eq!((status, body.len()), (StatusCode::OK, jar.len()));
+    let (_, sha1) = send(
+        &app,
+        Method::GET,
+        "com/example/hello/1.0.0/hello-1.0.0.jar.sha1",
+        vec![],
+    )
+    .await;
+    assert_eq!(String::from_utf8(sha1).unwrap(), sha1_hex(&jar));
+    let (_, sha256) = send(
+        &app,
+        Method::GET,
+        "com/example/hello/1.0.0/hello-1.0.0.jar.sha256",
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8(sha256).unwrap(),
+        hex::encode(sha2::Sha256::digest(&jar))
+    );
+    for checksum in ["md5", "sha512"] {
+        let (status, body) = send(
+            &app,
+            Method::GET,
+            &format!("com/example/hello/1.0.0/hello-1.0.0.jar.{checksum}"),
+            vec![],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!body.is_empty());
+    }
+
+    // An uploaded checksum is checked, never stored.
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        "com/example/hello/1.0.0/hello-1.0.0.jar.sha1",
+        b"0000".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, sha1) = send(
+        &app,
+        Method::GET,
+        "com/example/hello/1.0.0/hello-1.0.0.jar.sha1",
+        vec![],
+    )
+    .await;
+    assert_eq!(String::from_utf8(sha1).unwrap(), sha1_hex(&jar));
+
+    // The client's metadata upload changed nothing: the registry's is served.
+    let (status, xml) = send(
+        &app,
+        Method::GET,
+        "com/example/hello/maven-metadata.xml",
+        vec![],
+    )
+    .await;
+    let xml = String::from_utf8(xml).unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        xml.contains("<release>1.0.0</release>") && xml.contains("<version>1.0.0</version>"),
+        "{xml}"
+    );
+    let (_, sha1) = send(
+        &app,
+        Method::GET,
+        "com/example/hello/maven-metadata.xml.sha1",
+        vec![],
+    )
+    .await;
+    assert_eq!(String::from_utf8(sha1).unwrap(), sha1_hex(xml.as_bytes()));
+
+    // Releases are immutable.
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        "com/example/hello/1.0.0/hello-1.0.0.jar",
+        b"other".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, body) = send(
+        &app,
+        Method::GET,
+        "com/example/hello/1.0.0/hello-1.0.0.jar",
+        vec![],
+    )
+    .await;
+    assert_eq!(body.len(), jar.len());
+}
+
+#[tokio::test]
+async fn a_pom_must_declare_its_path_and_bad_paths_are_refused() {
+    let (app, metadata) = setup();
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        "com/example/hello/1.0.0/hello-1.0.0.pom",
+        pom("com.example", "other", "1.0.0"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        metadata
+            .package("releases", "com.example:hello")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    for path in [
+        "com/example/hello/1.0.0/other-1.0.0.jar",
+        "hello/1.0.0/hello-1.0.0.jar",
+        "com/../hello/1.0.0/hello-1.0.0.jar",
+    ] {
+        let (status, _) = send(&app, Method::PUT, path, b"x".to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+    }
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        "com/example/hello/9.9/hello-9.9.jar",
+        vec![],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn snapshots_take_new_builds_and_resolve_to_the_newest() {
+    let (app, _) = setup();
+    let dir = "com/example/hello/1.1.0-SNAPSHOT";
+    deploy(
+        &app,
+        dir,
+        "hello-1.1.0-20261123.220931-1",
+        "1.1.0-SNAPSHOT",
+        b"first build",
+    )
+    .await;
+    deploy(
+        &app,
+        dir,
+        "hello-1.1.0-20261124.101010-2",
+        "1.1.0-SNAPSHOT",
+        b"second build",
+    )
+    .await;
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        &format!("{dir}/hello-1.1.0-SNAPSHOT.jar"),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, &b"second build"[..])
+    );
+    let (_, xml) = send(
+        &app,
+        Method::GET,
+        &format!("{dir}/maven-metadata.xml"),
+        vec![],
+    )
+    .await;
+    let xml = String::from_utf8(xml).unwrap();
+    assert!(xml.contains("<buildNumber>2</buildNumber>"), "{xml}");
+    assert!(
+        xml.contains("<value>1.1.0-20261124.101010-2</value>"),
+        "{xml}"
+    );
+    let (_, xml) = send(
+        &app,
+        Method::GET,
+        "com/example/hello/maven-metadata.xml",
+        vec![],
+    )
+    .await;
+    assert!(
+        String::from_utf8(xml)
+            .unwrap()
+            .contains("<latest>1.1.0-SNAPSHOT</latest>")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn versions_deployed_in_parallel_all_reach_the_metadata() {
+    let (app, _) = setup();
+    let deploys: Vec<_> = (0..10)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let version = format!("1.{i}");
+                let dir = format!("com/example/hello/{version}");
+                deploy(
+                    &app,
+                    &dir,
+                    &format!("hello-{version}"),
+                    &version,
+                    version.as_bytes(),
+                )
+                .await;
+            })
+        })
+        .collect();
+    for deploy in deploys {
+        deploy.await.unwrap();
+    }
+    let (_, xml) = send(
+        &app,
+        Method::GET,
+        "com/example/hello/maven-metadata.xml",
+        vec![],
+    )
+    .await;
+    let xml = String::from_utf8(xml).unwrap();
+    for i in 0..10 {
+        assert!(
+            xml.contains(&format!("<version>1.{i}</version>")),
+            "1.{i}: {xml}"
+        );
+    }
+    assert!(xml.contains("<release>1.9</release>"), "{xml}");
+}
