@@ -1,0 +1,243 @@
+//! Debian's mvn 3.8.7 with Debian's plugins against the example server, offline (plugins from
+//! `/usr/share/maven-repo`, the registry on loopback), with Basic auth as mvn sends it: a jar
+//! with its pom and a sources classifier deployed and resolved with strict checksums, a refused
+//! re-deploy of the release, and a SNAPSHOT deployed twice resolving to the newer build.
+
+mod support;
+
+use std::path::Path;
+
+use support::{Server, command, run, workdir};
+
+const DEPLOY: &str = "org.apache.maven.plugins:maven-deploy-plugin:3.0.0:deploy-file";
+const GET: &str = "org.apache.maven.plugins:maven-dependency-plugin:3.5.0:get";
+const COPY: &str = "org.apache.maven.plugins:maven-dependency-plugin:3.5.0:copy";
+
+/// The settings the interop notes describe: Debian's repository as the mirror of everything
+/// external, a local repository of the test's own, and the deployer's credentials.
+fn settings(work: &Path) -> String {
+    let path = work.join("settings.xml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"<settings xmlns="http://maven.apache.org/SETTINGS/1.2.0">
+  <localRepository>{}</localRepository>
+  <mirrors>
+    <mirror><id>debian</id><mirrorOf>external:*</mirrorOf><url>file:///usr/share/maven-repo</url></mirror>
+  </mirrors>
+  <servers>
+    <server><id>registry</id><username>deployer</username><password>s3cret</password></server>
+  </servers>
+</settings>"#,
+            work.join("m2").display()
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn pom(version: &str) -> String {
+    format!(
+        r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>com.example</groupId>
+  <artifactId>hello</artifactId>
+  <version>{version}</version>
+  <packaging>jar</packaging>
+</project>"#
+    )
+}
+
+/// A jar-shaped file of `size` bytes whose content names `label`.
+fn jar(work: &Path, name: &str, label: &str, size: usize) -> String {
+    let mut bytes = label.as_bytes().to_vec();
+    bytes.extend((0..size).map(|i| (i * 31 % 251) as u8));
+    std::fs::write(work.join(name), bytes).unwrap();
+    name.to_owned()
+}
+
+fn mvn(work: &Path, settings: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["-B", "-s", settings];
+    all.extend_from_slice(args);
+    command("mvn", &all, work)
+}
+
+fn ok(output: std::process::Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[test]
+fn mvn_deploys_resolves_and_keeps_releases_immutable() {
+    let (_dir, work) = workdir();
+    let config = support::basic_auth_config(
+        &work,
+        "",
+        &[(
+            "deployer",
+            r#"{ pattern = "releases", role = "developer" }"#,
+        )],
+    );
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let url = format!("http://{}/maven/releases", server.host());
+    let settings = settings(&work);
+    let repository = format!("-Durl={url}");
+
+    // A release: jar (bigger than any framework default), pom, sources classifier.
+    std::fs::write(work.join("hello-1.0.0.pom"), pom("1.0.0")).unwrap();
+    let main = jar(&work, "hello-1.0.0.jar", "release", 12 << 20);
+    let sources = jar(&work, "hello-1.0.0-sources.jar", "sources", 1000);
+    ok(
+        mvn(
+            &work,
+            &settings,
+            &[
+                DEPLOY,
+                &format!("-Dfile={main}"),
+                "-DpomFile=hello-1.0.0.pom",
+                &format!("-Dsources={sources}"),
+                "-DrepositoryId=registry",
+                &repository,
+            ],
+        ),
+        "deploy-file of the release",
+    );
+
+    // Resolved with strict checksums. Debian's plugin repository has no checksums at all, so a
+    // first run fetches the plugins (and the artifact) leniently; then the artifact is fetched
+    // again, strictly, from the registry alone.
+    let remote = format!("-DremoteRepositories=registry::default::{url}");
+    ok(
+        mvn(
+            &work,
+            &settings,
+            &[GET, "-Dartifact=com.example:hello:1.0.0", &remote],
+        ),
+        "dependency:get of the release (fetching the plugins)",
+    );
+    std::fs::remove_dir_all(work.join("m2/com/example")).unwrap();
+    ok(
+        mvn(
+            &work,
+            &settings,
+            &[
+                "-C",
+                "-U",
+                GET,
+                "-Dartifact=com.example:hello:1.0.0",
+                &remote,
+            ],
+        ),
+        "dependency:get of the release with strict checksums",
+    );
+    let fetched = work.join("m2/com/example/hello/1.0.0/hello-1.0.0.jar");
+    assert_eq!(
+        std::fs::read(&fetched).unwrap(),
+        std::fs::read(work.join(&main)).unwrap()
+    );
+    ok(
+        mvn(
+            &work,
+            &settings,
+            &[
+                "-C",
+                GET,
+                "-Dartifact=com.example:hello:1.0.0:jar:sources",
+                &remote,
+            ],
+        ),
+        "dependency:get of the sources",
+    );
+
+    // A release cannot be deployed again.
+    let other = jar(&work, "other.jar", "other", 100);
+    let again = mvn(
+        &work,
+        &settings,
+        &[
+            DEPLOY,
+            &format!("-Dfile={other}"),
+            "-DpomFile=hello-1.0.0.pom",
+            "-DrepositoryId=registry",
+            &repository,
+        ],
+    );
+    assert!(!again.status.success(), "a release re-deploy must fail");
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("409"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+
+    // A SNAPSHOT deployed twice resolves to the newer build.
+    std::fs::write(work.join("hello-1.1.0-SNAPSHOT.pom"), pom("1.1.0-SNAPSHOT")).unwrap();
+    for build in ["first snapshot", "second snapshot"] {
+        let file = jar(&work, "snapshot.jar", build, 5000);
+        ok(
+            mvn(
+                &work,
+                &settings,
+                &[
+                    DEPLOY,
+                    &format!("-Dfile={file}"),
+                    "-DpomFile=hello-1.1.0-SNAPSHOT.pom",
+                    "-DrepositoryId=registry",
+                    &repository,
+                ],
+            ),
+            "deploy-file of the snapshot",
+        );
+        // Snapshots' timestamps have a one-second resolution.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    std::fs::write(
+        work.join("pom.xml"),
+        format!(
+            r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>com.example</groupId><artifactId>consumer</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <repositories>
+    <repository><id>registry</id><url>{url}</url><snapshots><enabled>true</enabled></snapshots></repository>
+  </repositories>
+</project>"#
+        ),
+    )
+    .unwrap();
+    ok(
+        mvn(
+            &work,
+            &settings,
+            &[
+                "-C",
+                "-U",
+                COPY,
+                "-Dartifact=com.example:hello:1.1.0-SNAPSHOT",
+                "-DoutputDirectory=out",
+                "-Dmdep.useBaseVersion=true",
+            ],
+        ),
+        "dependency:copy of the snapshot",
+    );
+    let copied = std::fs::read(work.join("out/hello-1.1.0-SNAPSHOT.jar")).unwrap();
+    assert!(copied.starts_with(b"second snapshot"), "the newer build");
+
+    let metadata = run(
+        "curl",
+        &[
+            "-sf",
+            "-u",
+            "deployer:s3cret",
+            &format!("{url}/com/example/hello/maven-metadata.xml"),
+        ],
+        &work,
+    );
+    assert!(
+        metadata.contains("<release>1.0.0</release>")
+            && metadata.contains("<version>1.1.0-SNAPSHOT</version>"),
+        "{metadata}"
+    );
+}
