@@ -1,7 +1,9 @@
 //! Debian's mvn 3.8.7 with Debian's plugins against the example server, offline (plugins from
 //! `/usr/share/maven-repo`, the registry on loopback), with Basic auth as mvn sends it: a jar
 //! with its pom and a sources classifier deployed and resolved with strict checksums, a refused
-//! re-deploy of the release, and a SNAPSHOT deployed twice resolving to the newer build.
+//! re-deploy of the release, a SNAPSHOT deployed twice resolving to the newer build, ten
+//! versions deployed in parallel all in the metadata, a version range resolved by
+//! `copy-dependencies`, and a project's `mvn deploy`.
 
 mod support;
 
@@ -225,6 +227,80 @@ fn mvn_deploys_resolves_and_keeps_releases_immutable() {
     let copied = std::fs::read(work.join("out/hello-1.1.0-SNAPSHOT.jar")).unwrap();
     assert!(copied.starts_with(b"second snapshot"), "the newer build");
 
+    // Ten versions deployed in parallel all reach the metadata, which a version range then
+    // resolves against: [1.0,2.0) picks the highest release below 2.0.
+    let deploys: Vec<_> = (1..=10)
+        .map(|i| {
+            let (work, settings, repository) = (work.clone(), settings.clone(), repository.clone());
+            std::thread::spawn(move || {
+                let version = format!("1.{i}");
+                let dir = work.join(format!("v{i}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("pom.xml"), pom(&version)).unwrap();
+                let file = jar(&dir, "hello.jar", &format!("version {version}"), 2000);
+                ok(
+                    mvn(
+                        &dir,
+                        &settings,
+                        &[
+                            DEPLOY,
+                            &format!("-Dfile={file}"),
+                            "-DpomFile=pom.xml",
+                            "-DrepositoryId=registry",
+                            &repository,
+                        ],
+                    ),
+                    &format!("parallel deploy of {version}"),
+                );
+            })
+        })
+        .collect();
+    for deploy in deploys {
+        deploy.join().unwrap();
+    }
+    let ranged = work.join("ranged");
+    std::fs::create_dir_all(&ranged).unwrap();
+    std::fs::write(
+        ranged.join("pom.xml"),
+        format!(
+            r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>com.example</groupId><artifactId>ranged</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <repositories><repository><id>registry</id><url>{url}</url></repository></repositories>
+  <dependencies>
+    <dependency><groupId>com.example</groupId><artifactId>hello</artifactId><version>[1.0,2.0)</version></dependency>
+  </dependencies>
+  <distributionManagement>
+    <repository><id>registry</id><url>{url}</url></repository>
+  </distributionManagement>
+</project>"#
+        ),
+    )
+    .unwrap();
+    ok(
+        mvn(
+            &ranged,
+            &settings,
+            &[
+                "-U",
+                "org.apache.maven.plugins:maven-dependency-plugin:3.5.0:copy-dependencies",
+                "-DoutputDirectory=deps",
+            ],
+        ),
+        "copy-dependencies with a version range",
+    );
+    assert!(
+        ranged.join("deps/hello-1.10.jar").exists(),
+        "1.10 is the highest in [1.0,2.0): {:?}",
+        std::fs::read_dir(ranged.join("deps")).map(|d| d.count())
+    );
+    // And the project itself deploys.
+    ok(
+        mvn(&ranged, &settings, &["deploy"]),
+        "mvn deploy of a project",
+    );
+
     let metadata = run(
         "curl",
         &[
@@ -236,8 +312,26 @@ fn mvn_deploys_resolves_and_keeps_releases_immutable() {
         &work,
     );
     assert!(
-        metadata.contains("<release>1.0.0</release>")
+        metadata.contains("<release>1.10</release>")
+            && metadata.contains("<version>1.0.0</version>")
             && metadata.contains("<version>1.1.0-SNAPSHOT</version>"),
         "{metadata}"
     );
+    for i in 1..=10 {
+        assert!(
+            metadata.contains(&format!("<version>1.{i}</version>")),
+            "1.{i}: {metadata}"
+        );
+    }
+    let consumer = run(
+        "curl",
+        &[
+            "-sf",
+            "-u",
+            "deployer:s3cret",
+            &format!("{url}/com/example/ranged/maven-metadata.xml"),
+        ],
+        &work,
+    );
+    assert!(consumer.contains("<version>1</version>"), "{consumer}");
 }
