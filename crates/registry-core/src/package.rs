@@ -1,5 +1,5 @@
 //! The package model: package repositories, packages, versions and files, for every package
-//! format (npm, PyPI, Generic; Maven, NuGet and Terraform modules to come).
+//! format (npm, PyPI, Generic, Maven; NuGet and Terraform modules to come).
 //!
 //! A **package repository** has a name, a format and a kind (hosted now; proxy and virtual are
 //! reserved). A **package** in it has versions; a **version** has a status, the format's own
