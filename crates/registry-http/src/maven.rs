@@ -8,7 +8,7 @@
 //! | `PUT …file.{md5,sha1,sha256,sha512}` | checked against the one computed here (201, or 400 and nothing changes) |
 //! | `GET …/artifact/maven-metadata.xml`, `…/version-SNAPSHOT/maven-metadata.xml` (and checksums) | rebuilt from what is stored |
 //! | `PUT` of a `maven-metadata.xml` or its checksums | accepted and ignored: the registry owns the file |
-//! | `DELETE` a file, or a version directory | deletes it |
+//! | `DELETE` a file, or a version directory (`…/artifact/version`) | deletes it |
 //!
 //! Release versions are immutable unless the repository allows duplicates; `-SNAPSHOT` versions
 //! take new builds. Reads need pull on the repository name, uploads push, deletes delete; mvn
@@ -29,12 +29,38 @@ use registry_formats::maven::{self, ArtifactFile, Checksum, Maven as Rules, Mave
 
 use crate::auth::Auth;
 use crate::package_error::{PlainText, authorize};
-use crate::transfer::{
-    MAX_SMALL_DOCUMENT, body_stream, declared_length, file_response, read_bounded, requested_range,
-};
+use crate::transfer::{body_stream, declared_length, file_response, read_bounded, requested_range};
 
 /// A failure as mvn sees it: a status and a line of text.
 type Failure = crate::package_error::Failure<PlainText>;
+
+/// The largest checksum file accepted (a hex digest, perhaps followed by a file name).
+const MAX_CHECKSUM: usize = 1024;
+
+/// The largest `maven-metadata.xml` a client may send (it is read and dropped).
+const MAX_METADATA: u64 = 4 << 20;
+
+/// Reads a body to its end without holding it, refusing more than `limit` bytes.
+async fn drain(request: Request, limit: u64) -> Result<(), Failure> {
+    use futures::StreamExt;
+    let too_large = |size| Error::SizeInvalid {
+        what: "maven-metadata.xml",
+        size,
+        limit,
+    };
+    if let Some(length) = declared_length(request.headers()).filter(|l| *l > limit) {
+        return Err(too_large(length).into());
+    }
+    let mut body = body_stream(request.into_body());
+    let mut total = 0u64;
+    while let Some(chunk) = body.next().await {
+        total = total.saturating_add(chunk?.len() as u64);
+        if total > limit {
+            return Err(too_large(total).into());
+        }
+    }
+    Ok(())
+}
 
 /// The router serving `/maven/`, with authentication when `auth` is given.
 ///
@@ -85,7 +111,18 @@ async fn dispatch(State(api): State<Arc<MavenApi>>, request: Request) -> Respons
             action,
         )
         .await?;
-        let target = maven::parse_path(rest.trim_end_matches('/'))?;
+        let rest = rest.trim_end_matches('/');
+        if method == Method::DELETE
+            && maven::parse_path(rest).is_err()
+            && let Ok((group, artifact, version)) = maven::parse_version_dir(rest)
+        {
+            let name = maven::package_name(&group, &artifact);
+            api.packages
+                .delete_version(&Rules, repository, &name, &version, role)
+                .await?;
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        let target = maven::parse_path(rest)?;
         let head = method == Method::HEAD;
         match (target, method) {
             (
@@ -125,21 +162,26 @@ async fn dispatch(State(api): State<Arc<MavenApi>>, request: Request) -> Respons
             ) => {
                 let name = maven::package_name(&group, &artifact);
                 let stored = find(&api.packages, repository, &name, &version, &file).await?;
-                let sent = read_bounded(
-                    request.into_body(),
-                    None,
-                    MAX_SMALL_DOCUMENT,
-                    "the checksum",
-                )
-                .await?;
+                let declared = declared_length(request.headers());
+                let sent =
+                    read_bounded(request.into_body(), declared, MAX_CHECKSUM, "the checksum")
+                        .await?;
                 check_checksum(&stored, checksum, &sent)?;
                 Ok(StatusCode::CREATED.into_response())
             }
-            (MavenPath::Metadata { .. }, Method::PUT) => {
-                // The registry rebuilds the file from what is stored; the client's copy is read
-                // (bounded) and dropped.
-                let declared = declared_length(request.headers());
-                read_bounded(request.into_body(), declared, 4 << 20, "maven-metadata.xml").await?;
+            (
+                MavenPath::Metadata {
+                    group, artifact, ..
+                },
+                Method::PUT,
+            ) => {
+                // The registry rebuilds the file from what is stored; the client's copy is
+                // drained (bounded, never held) once the upload could have landed.
+                let name = maven::package_name(&group, &artifact);
+                api.packages
+                    .prepare_publish(&Rules, repository, &name, role)
+                    .await?;
+                drain(request, MAX_METADATA).await?;
                 Ok(StatusCode::CREATED.into_response())
             }
             (
@@ -261,12 +303,12 @@ async fn upload(
     file: ArtifactFile,
     request: Request,
 ) -> Result<Response, Failure> {
-    if file.build.is_some() != (version.ends_with("-SNAPSHOT") && !file.name.contains("-SNAPSHOT"))
-    {
+    if version.ends_with("-SNAPSHOT") && file.build.is_none() {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,
             format!(
-                "{}: a SNAPSHOT version takes timestamped builds, a release its own name",
+                "{}: deploy a SNAPSHOT as timestamped builds \
+                 (artifact-base-yyyyMMdd.HHmmss-N), as mvn does",
                 file.name
             ),
         ));
@@ -397,6 +439,7 @@ fn check_checksum(file: &PackageFile, checksum: Checksum, sent: &[u8]) -> Result
     if given.eq_ignore_ascii_case(&expected) {
         Ok(())
     } else {
+        let given: String = given.chars().take(130).collect();
         Err(Failure::new(
             StatusCode::BAD_REQUEST,
             format!(

@@ -323,3 +323,77 @@ async fn versions_deployed_in_parallel_all_reach_the_metadata() {
     }
     assert!(xml.contains("<release>1.9</release>"), "{xml}");
 }
+
+#[tokio::test]
+async fn what_mvn_never_sends_is_refused_and_versions_delete() {
+    let (app, metadata) = setup();
+    let cases: Vec<(String, Vec<u8>, StatusCode)> = vec![
+        // A SNAPSHOT file must name its build.
+        (
+            "com/example/hello/2.0-SNAPSHOT/hello-2.0-SNAPSHOT.jar".into(),
+            b"x".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        // One spelling per build number, and real timestamps.
+        (
+            "com/example/hello/2.0-SNAPSHOT/hello-2.0-20261130.010101-01.jar".into(),
+            b"x".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "com/example/hello/2.0-SNAPSHOT/hello-2.0-99999999.999999-3.jar".into(),
+            b"x".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        // A group's dots are path separators.
+        (
+            "com.example/hello/1.0/hello-1.0.jar".into(),
+            b"x".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        // group:artifact within its bound.
+        (
+            format!(
+                "{}/hello/1.0/hello-1.0.jar",
+                vec!["g".repeat(150); 3].join("/")
+            ),
+            b"x".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (path, body, status) in cases {
+        assert_eq!(
+            send(&app, Method::PUT, &path, body).await.0,
+            status,
+            "{path}"
+        );
+    }
+    assert!(
+        metadata
+            .list_package_names("releases", &Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    deploy(&app, "com/example/hello/1.0", "hello-1.0", "1.0", b"one").await;
+    // A checksum is a line, not a document.
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        "com/example/hello/1.0/hello-1.0.jar.sha1",
+        vec![b'a'; 5000],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _) = send(&app, Method::DELETE, "com/example/hello/1.0", vec![]).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        "com/example/hello/1.0/hello-1.0.jar",
+        vec![],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

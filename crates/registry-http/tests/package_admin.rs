@@ -355,7 +355,7 @@ async fn tokens_minted_while_open_grant_nothing_once_auth_is_on() {
 async fn formats_not_served_yet_and_names_no_one_could_be_granted_are_refused() {
     let app = app();
     let admin = basic("boss", "pw");
-    for format in ["maven", "nuget", "terraform"] {
+    for format in ["nuget", "terraform"] {
         let (status, body) = send(
             &app,
             Method::PUT,

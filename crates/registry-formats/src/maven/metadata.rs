@@ -36,60 +36,84 @@ pub fn pom_coordinates(pom: &[u8]) -> Result<PomCoordinates> {
     if pom.len() > MAX_POM_SIZE {
         return Err(invalid(format!("the pom is over {MAX_POM_SIZE} bytes")));
     }
+    let bad = |e: &dyn std::fmt::Display| invalid(format!("the pom is not XML: {e}"));
     let mut reader = quick_xml::Reader::from_reader(pom);
-    reader.config_mut().trim_text(true);
+    reader.config_mut().check_end_names = true;
     let mut path: Vec<String> = Vec::new();
+    // The text of the element being read: text, CDATA and character references together.
+    let mut text = String::new();
     let mut own: BTreeMap<&'static str, String> = BTreeMap::new();
     let mut parent: BTreeMap<&'static str, String> = BTreeMap::new();
+    let mut closed = false;
     let mut buffer = Vec::new();
     loop {
-        let event = reader
-            .read_event_into(&mut buffer)
-            .map_err(|e| invalid(format!("the pom is not XML: {e}")))?;
+        let event = reader.read_event_into(&mut buffer).map_err(|e| bad(&e))?;
         match event {
             Event::Start(start) => {
                 if path.len() > 64 {
                     return Err(invalid("the pom nests too deeply"));
                 }
+                if closed {
+                    return Err(invalid("the pom has content after </project>"));
+                }
                 path.push(String::from_utf8_lossy(start.local_name().as_ref()).into_owned());
+                text.clear();
+            }
+            Event::Text(part) => text.push_str(&part.decode().map_err(|e| bad(&e))?),
+            Event::CData(part) => text.push_str(&part.decode().map_err(|e| bad(&e))?),
+            Event::GeneralRef(reference) => {
+                let resolved = match reference.resolve_char_ref().map_err(|e| bad(&e))? {
+                    Some(c) => c,
+                    None => match reference.decode().map_err(|e| bad(&e))?.as_ref() {
+                        "lt" => '<',
+                        "gt" => '>',
+                        "amp" => '&',
+                        "apos" => '\'',
+                        "quot" => '"',
+                        other => {
+                            return Err(invalid(format!(
+                                "the pom refers to the undefined entity &{other};"
+                            )));
+                        }
+                    },
+                };
+                text.push(resolved);
             }
             Event::End(_) => {
-                path.pop();
-            }
-            Event::Text(text) => {
-                let text = text
-                    .decode()
-                    .map_err(|e| invalid(format!("the pom is not XML: {e}")))?;
-                let text = quick_xml::escape::unescape(&text)
-                    .map_err(|e| invalid(format!("the pom is not XML: {e}")))?
-                    .trim()
-                    .to_owned();
                 let names: Vec<&str> = path.iter().map(String::as_str).collect();
-                let field = |name: &str| match name {
+                let (target, name) = match names.as_slice() {
+                    ["project", name] => (Some(&mut own), *name),
+                    ["project", "parent", name] => (Some(&mut parent), *name),
+                    _ => (None, ""),
+                };
+                let key = match name {
                     "groupId" => Some("groupId"),
                     "artifactId" => Some("artifactId"),
                     "version" => Some("version"),
                     "packaging" => Some("packaging"),
                     _ => None,
                 };
-                match names.as_slice() {
-                    ["project", name] => {
-                        if let Some(key) = field(name) {
-                            own.insert(key, text);
-                        }
-                    }
-                    ["project", "parent", name] => {
-                        if let Some(key) = field(name) {
-                            parent.insert(key, text);
-                        }
-                    }
-                    _ => {}
+                if let (Some(target), Some(key)) = (target, key)
+                    && target.insert(key, text.trim().to_owned()).is_some()
+                {
+                    return Err(invalid(format!("the pom declares its {key} twice")));
                 }
+                text.clear();
+                if names == ["project"] {
+                    closed = true;
+                }
+                path.pop();
+            }
+            Event::Empty(_) if path.is_empty() => {
+                return Err(invalid("the pom's <project> is empty"));
             }
             Event::Eof => break,
             _ => {}
         }
         buffer.clear();
+    }
+    if !closed {
+        return Err(invalid("the pom has no complete <project>"));
     }
     let take = |key: &'static str, inherit: bool| {
         own.get(key)
@@ -270,11 +294,17 @@ mod tests {
         );
         let own = br#"<project><groupId>g</groupId><artifactId>a</artifactId><version>1.0</version></project>"#;
         assert_eq!(pom_coordinates(own).unwrap().packaging, "jar");
+        // Comments, character references and CDATA are part of a value.
+        let spelled = br#"<project><groupId>g</groupId><artifactId>a</artifactId><version>1<!-- c -->.&#56;<![CDATA[.1]]></version></project>"#;
+        assert_eq!(pom_coordinates(spelled).unwrap().version, "1.8.1");
         for bad in [
             &b"not xml <"[..],
             b"<project><groupId>g</groupId><version>1</version></project>",
             b"<project><artifactId>a</artifactId></project>",
             b"",
+            b"<project><groupId>g</groupId><artifactId>a</artifactId><version>1.14</version>",
+            b"<project><groupId>g</groupId><artifactId>a</artifactId><version>9.9</version><version>1.5</version></project>",
+            b"<project><groupId>g</groupId><artifactId>a</artifactId><version>&foo;</version></project>",
         ] {
             assert!(
                 pom_coordinates(bad).is_err(),

@@ -69,13 +69,15 @@ impl Checksum {
     }
 }
 
-/// A SNAPSHOT's timestamped build, as its file names carry it (`20261123.220931-2`).
+/// A SNAPSHOT's timestamped build, as its file names carry it (`20261123.220931-2`). Builds
+/// order by number first: deploys number them one after the other, while a timestamp is only
+/// what the deploying client's clock said.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SnapshotBuild {
+    /// The build number, from 1 (written without leading zeros).
+    pub number: u32,
     /// `yyyyMMdd.HHmmss`, UTC.
     pub timestamp: String,
-    /// The build number, from 1.
-    pub number: u32,
 }
 
 /// An artifact file's name, read against its coordinates.
@@ -141,6 +143,58 @@ fn check_segment(segment: &str, what: &str) -> Result<()> {
     }
 }
 
+/// Checks a group's path segments: no dots inside one (`com/example`, never `com.example`, so
+/// one group has one path).
+fn check_group(segments: &[&str]) -> Result<()> {
+    for segment in segments {
+        check_segment(segment, "group segment")?;
+        if segment.contains('.') {
+            return Err(invalid(format!(
+                "the group segment {segment:?} holds a '.': a group's dots are path separators"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a version: a segment that starts with a letter or digit and is more than
+/// `SNAPSHOT` alone.
+fn check_version(version: &str) -> Result<()> {
+    check_segment(version, "version")?;
+    if !version.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || version.eq_ignore_ascii_case("SNAPSHOT")
+    {
+        return Err(invalid(format!(
+            "{version:?} is not a version: start with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
+/// The longest `group:artifact` accepted.
+pub const MAX_PACKAGE_NAME: usize = 255;
+
+/// Reads a version directory path (`group/as/path/artifact/version`), for deleting a version.
+pub fn parse_version_dir(path: &str) -> Result<(String, String, String)> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let [group @ .., artifact, version] = segments.as_slice() else {
+        return Err(invalid(format!(
+            "{path}: use group/as/path/artifact/version"
+        )));
+    };
+    if group.is_empty() {
+        return Err(invalid(format!("{path}: the group is missing")));
+    }
+    check_group(group)?;
+    check_segment(artifact, "artifact id")?;
+    check_version(version)?;
+    Ok((
+        group.join("."),
+        (*artifact).to_owned(),
+        (*version).to_owned(),
+    ))
+}
+
 /// Reads a path under a repository (no leading `/`).
 ///
 /// Errors ([`Error::PackageInvalid`]): a path too short for the layout, a bad segment, or a file
@@ -165,12 +219,10 @@ pub fn parse_path(path: &str) -> Result<MavenPath> {
                 )));
             }
         };
-        for segment in group {
-            check_segment(segment, "group segment")?;
-        }
+        check_group(group)?;
         check_segment(artifact, "artifact id")?;
         if let Some(version) = &version {
-            check_segment(version, "version")?;
+            check_version(version)?;
         }
         return Ok(MavenPath::Metadata {
             group: group.join("."),
@@ -187,11 +239,9 @@ pub fn parse_path(path: &str) -> Result<MavenPath> {
     if group.is_empty() {
         return Err(invalid(format!("{path}: the group is missing")));
     }
-    for segment in group {
-        check_segment(segment, "group segment")?;
-    }
+    check_group(group)?;
     check_segment(artifact, "artifact id")?;
-    check_segment(version, "version")?;
+    check_version(version)?;
     check_segment(base, "file name")?;
     let file = parse_file_name(base, artifact, version)?;
     Ok(MavenPath::File {
@@ -260,8 +310,23 @@ fn snapshot_build(text: &str) -> Option<(SnapshotBuild, &str)> {
     {
         return None;
     }
+    let field = |text: &str, at: usize| text[at..at + 2].parse::<u32>().ok();
+    let (month, day) = (field(date, 4)?, field(date, 6)?);
+    let (hour, minute, second) = (field(time, 0)?, field(time, 2)?, field(time, 4)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
     let rest = text[15..].strip_prefix('-')?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    // One spelling per build: no leading zeros.
+    if rest.starts_with('0') {
+        return None;
+    }
     let number: u32 = rest[..digits].parse().ok().filter(|n| *n > 0)?;
     Some((
         SnapshotBuild {
@@ -324,8 +389,8 @@ mod tests {
         assert_eq!(
             f.build,
             Some(SnapshotBuild {
+                number: 2,
                 timestamp: "20261123.220931".into(),
-                number: 2
             })
         );
         assert_eq!(
@@ -374,6 +439,12 @@ mod tests {
             "com/ex ample/hello/1.0/hello-1.0.jar",
             "com/example/hello/1.0-SNAPSHOT/hello-1.0-2026112.220931-1.jar",
             "com/example/hello/1.0-SNAPSHOT/hello-1.0-20261123.220931-0.jar",
+            "com/example/hello/1.0-SNAPSHOT/hello-1.0-20261123.220931-01.jar",
+            "com/example/hello/1.0-SNAPSHOT/hello-1.0-99999999.999999-3.jar",
+            "com/example/hello/1.0-SNAPSHOT/hello-1.0-20261323.220931-3.jar",
+            "com.example/hello/1.0/hello-1.0.jar",
+            "com/example/hello/-SNAPSHOT/hello--SNAPSHOT.jar",
+            "com/example/hello/SNAPSHOT/hello-SNAPSHOT.jar",
             "maven-metadata.xml",
             "hello/maven-metadata.xml",
         ] {
@@ -411,18 +482,22 @@ impl registry_core::FormatRules for Maven {
     }
 
     fn package_key(&self, name: &str) -> Result<String> {
+        if name.len() > MAX_PACKAGE_NAME {
+            return Err(invalid(format!(
+                "group:artifact is {} bytes; at most {MAX_PACKAGE_NAME} are accepted",
+                name.len()
+            )));
+        }
         let (group, artifact) = name
             .split_once(':')
             .ok_or_else(|| invalid(format!("{name:?} is not group:artifact")))?;
-        for segment in group.split('.') {
-            check_segment(segment, "group segment")?;
-        }
+        check_group(&group.split('.').collect::<Vec<_>>())?;
         check_segment(artifact, "artifact id")?;
         Ok(name.to_owned())
     }
 
     fn version_key(&self, version: &str) -> Result<String> {
-        check_segment(version, "version").map(|()| version.to_owned())
+        check_version(version).map(|()| version.to_owned())
     }
 
     fn compare_versions(&self, a: &str, b: &str) -> std::cmp::Ordering {

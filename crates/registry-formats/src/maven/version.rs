@@ -1,7 +1,9 @@
 //! Maven's version order, as Maven's `ComparableVersion` defines it (no crate implements it).
 //!
-//! A version is split, case-insensitively, into items: numbers, and qualifiers; `.` separates
-//! items at one level, `-` and every switch between digits and letters open a sub-list.
+//! This is the order of Maven 3.8 (the `mvn` clients are tested with): a version is split,
+//! case-insensitively, into items: numbers, and qualifiers; `.` separates items at one level,
+//! `-`, every switch between digits and letters, and a qualifier after other items (`.X` reads
+//! as `-X`) open a sub-list.
 //! Trailing "null" items (`0`, the release qualifiers `""`, `ga`, `final`, `release`, empty
 //! lists) are dropped, so `1`, `1.0`, `1-0` and `1.ga` are the same version. Known qualifiers
 //! order as `alpha` (`a` before a digit) < `beta` (`b`) < `milestone` (`m`) < `rc` (`cr`) <
@@ -87,10 +89,12 @@ impl Item {
             (Item::Qualifier(a), Some(Item::Qualifier(b))) => {
                 qualifier_rank(a).cmp(&qualifier_rank(b))
             }
-            (Item::List(items), None) => match items.first() {
-                None => Ordering::Equal,
-                Some(first) => first.compare(None),
-            },
+            // Every item against nothing, not only the first (`1-0.1` > `1`).
+            (Item::List(items), None) => items
+                .iter()
+                .map(|item| item.compare(None))
+                .find(|o| *o != Ordering::Equal)
+                .unwrap_or(Ordering::Equal),
             (Item::List(_), Some(Item::Number(_))) => Ordering::Less,
             (Item::List(_), Some(Item::Qualifier(_))) => Ordering::Greater,
             (Item::List(a), Some(Item::List(b))) => compare_lists(a, b),
@@ -140,6 +144,13 @@ impl Parser {
         self.stack.push(Vec::new());
     }
 
+    /// Opens a sub-list unless the current list is still empty.
+    fn open_unless_empty(&mut self) {
+        if self.stack.last().is_some_and(|list| !list.is_empty()) {
+            self.open();
+        }
+    }
+
     /// Closes every list, innermost first, normalizing each.
     fn finish(mut self) -> Vec<Item> {
         while self.stack.len() > 1 {
@@ -186,6 +197,8 @@ impl MavenVersion {
                 }
                 c if c.is_ascii_digit() => {
                     if !digit && i > start {
+                        // `.X1` reads as `-X1`: a qualifier after other items opens a list.
+                        parser.open_unless_empty();
                         parser.push(Item::qualifier(&piece(start, i), true));
                         start = i;
                         parser.open();
@@ -203,6 +216,10 @@ impl MavenVersion {
             }
         }
         if chars.len() > start {
+            if !digit {
+                // A final `.X` reads as `-X` too.
+                parser.open_unless_empty();
+            }
             parser.push(item(digit, &piece(start, chars.len())));
         }
         MavenVersion {
@@ -291,10 +308,12 @@ mod tests {
         "1-123",
     ];
 
+    /// Numbers against qualifiers, as Maven 3.8.7 orders them (its `ComparableVersion` main
+    /// agrees with every step).
     const NUMBER_ORDER: &[&str] = &[
-        "2.0", "2-1", "2.0.a", "2.0.0.a", "2.0.2", "2.0.123", "2.1.0", "2.1-a", "2.1b", "2.1-c",
-        "2.1-1", "2.1.0.1", "2.2", "2.123", "11.a2", "11.a11", "11.b2", "11.b11", "11.m2",
-        "11.m11", "11", "11.a", "11b", "11c", "11m",
+        "2.0", "2.0.a", "2-1", "2.0.2", "2.0.123", "2.1.0", "2.1-a", "2.1b", "2.1-c", "2.1-1",
+        "2.1.0.1", "2.2", "2.123", "11.a2", "11.a11", "11.b2", "11.b11", "11.m2", "11.m11", "11",
+        "11.a", "11b", "11c", "11m",
     ];
 
     #[test]
@@ -324,6 +343,8 @@ mod tests {
             &["1rc", "1cr", "1-rc", "1-cr", "1RC", "1CR"],
             &["1.0.0-SNAPSHOT", "1-snapshot", "1.0-Snapshot"],
             &["2.0.0-beta-1", "2-b1", "2.0-beta1"],
+            &["2.0.a", "2.0.0.a", "2-a"],
+            &["5.0.0.M1", "5-milestone-1", "5.0.0-m1"],
             &["1.000000000000000000001", "1.1"],
         ];
         for group in groups {
@@ -332,6 +353,23 @@ mod tests {
                     assert_eq!(compare(a, b), Ordering::Equal, "{a} = {b}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_qualifier_after_a_dot_reads_as_after_a_dash() {
+        for (low, high) in [
+            ("5.0.0.M1", "5.0.0-M2"),
+            ("1.0.RC1", "1.0-RC2"),
+            ("1.0.0.X1", "1.0.0-X2"),
+            ("2.0.RC1", "2.0-SNAPSHOT"),
+            ("1.0-alpha", "1.0-beta"),
+            ("1.0-rc", "1.0-SNAPSHOT"),
+            ("1.0-SNAPSHOT", "1.0"),
+            ("1.0", "1.0-sp"),
+            ("1.0-sp", "1.0.1"),
+        ] {
+            assert_eq!(compare(low, high), Ordering::Less, "{low} < {high}");
         }
     }
 
