@@ -38,6 +38,21 @@ fn settings(work: &Path) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// The settings of `base`, with a local repository under `dir`.
+fn settings_in(dir: &Path, base: &str) -> String {
+    let text = std::fs::read_to_string(base).unwrap();
+    let start = text.find("<localRepository>").unwrap() + "<localRepository>".len();
+    let end = text.find("</localRepository>").unwrap();
+    let path = dir.join("settings.xml");
+    let local = dir.join("m2");
+    std::fs::write(
+        &path,
+        format!("{}{}{}", &text[..start], local.display(), &text[end..]),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 fn pom(version: &str) -> String {
     format!(
         r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -236,6 +251,8 @@ fn mvn_deploys_resolves_and_keeps_releases_immutable() {
                 let version = format!("1.{i}");
                 let dir = work.join(format!("v{i}"));
                 std::fs::create_dir_all(&dir).unwrap();
+                // A local repository each: mvn processes do not share one safely.
+                let settings = settings_in(&dir, &settings);
                 std::fs::write(dir.join("pom.xml"), pom(&version)).unwrap();
                 let file = jar(&dir, "hello.jar", &format!("version {version}"), 2000);
                 ok(
