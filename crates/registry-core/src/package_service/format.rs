@@ -43,7 +43,8 @@ pub trait FormatRules: fmt::Debug + Send + Sync + 'static {
     fn version_key(&self, version: &str) -> Result<String>;
 
     /// Orders two stored versions, lowest first, by the format's rules ([`Ordering::Equal`]
-    /// keeps publication order). Must be a total order.
+    /// keeps publication order). It need not be a total order (Maven's is not); the service
+    /// sorts with it in a way that never fails.
     fn compare_versions(&self, a: &str, b: &str) -> Ordering;
 
     /// How a publish adds to a version: a whole new version (npm), or files added to one

@@ -43,9 +43,10 @@ impl Packages {
         };
         let mut package = self.metadata.package(repository, &key).await?;
         if let Some(package) = &mut package {
-            package
-                .versions
-                .sort_by(|a, b| rules.compare_versions(&a.version, &b.version));
+            let versions = std::mem::take(&mut package.versions);
+            package.versions = merge_sort(versions, &|a, b| {
+                rules.compare_versions(&a.version, &b.version)
+            });
         }
         Ok(package)
     }
@@ -442,5 +443,57 @@ fn protect(
 fn unknown_version(name: &str, version: &str) -> Error {
     Error::PackageUnknown {
         what: format!("version {version} of {name}"),
+    }
+}
+
+/// A stable merge sort that never fails whatever `compare` answers: the standard sorts may
+/// panic on an order that is not total, and a format's version order need not be (Maven's has
+/// cycles), while clients choose the versions.
+fn merge_sort<T>(items: Vec<T>, compare: &dyn Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
+    if items.len() <= 1 {
+        return items;
+    }
+    let mut left = items;
+    let right = left.split_off(left.len() / 2);
+    let (left, right) = (merge_sort(left, compare), merge_sort(right, compare));
+    let mut merged = Vec::with_capacity(left.len() + right.len());
+    let (mut left, mut right) = (left.into_iter().peekable(), right.into_iter().peekable());
+    while let (Some(l), Some(r)) = (left.peek(), right.peek()) {
+        let next = if compare(r, l) == std::cmp::Ordering::Less {
+            right.next()
+        } else {
+            left.next()
+        };
+        merged.extend(next);
+    }
+    merged.extend(left);
+    merged.extend(right);
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_sort;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn merge_sort_is_stable_and_survives_orders_that_are_not_total() {
+        let sorted = merge_sort(
+            vec![(3, 'a'), (1, 'b'), (3, 'c'), (2, 'd'), (1, 'e')],
+            &|a, b| a.0.cmp(&b.0),
+        );
+        assert_eq!(sorted, [(1, 'b'), (1, 'e'), (2, 'd'), (3, 'a'), (3, 'c')]);
+        // Rock, paper, scissors: no order at all; every item is still there once.
+        let cyclic = |a: &u8, b: &u8| match (a % 3, b % 3) {
+            (x, y) if x == y => Ordering::Equal,
+            (0, 1) | (1, 2) | (2, 0) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        let mut items: Vec<u8> = (0..200).map(|i| (i * 37 % 251) as u8).collect();
+        let sorted = merge_sort(items.clone(), &cyclic);
+        items.sort_unstable();
+        let mut back = sorted;
+        back.sort_unstable();
+        assert_eq!(back, items);
     }
 }

@@ -143,17 +143,15 @@ pub fn last_updated(ms: i64) -> String {
         .collect()
 }
 
-/// The artifact-level `maven-metadata.xml`: every version in Maven's order, `latest` the
-/// highest, `release` the highest that is not a SNAPSHOT.
+/// The artifact-level `maven-metadata.xml` of versions given lowest first (the package
+/// service's order): `latest` the last, `release` the last that is not a SNAPSHOT.
 pub fn artifact_metadata(
     group: &str,
     artifact: &str,
     versions: &[String],
     updated_ms: i64,
 ) -> String {
-    let mut sorted: Vec<MavenVersion> = versions.iter().map(|v| MavenVersion::parse(v)).collect();
-    sorted.sort();
-    sorted.dedup_by(|a, b| a.as_str() == b.as_str());
+    let sorted: Vec<MavenVersion> = versions.iter().map(|v| MavenVersion::parse(v)).collect();
     let latest = sorted.last();
     let release = sorted.iter().rev().find(|v| !v.is_snapshot());
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<metadata>\n");
@@ -315,8 +313,8 @@ mod tests {
     }
 
     #[test]
-    fn artifact_metadata_orders_versions_and_names_latest_and_release() {
-        let versions = ["1.10", "1.9", "2.0-SNAPSHOT", "1.9", "1.0-alpha-1"].map(String::from);
+    fn artifact_metadata_lists_versions_and_names_latest_and_release() {
+        let versions = ["1.0-alpha-1", "1.9", "1.10", "2.0-SNAPSHOT"].map(String::from);
         let xml = artifact_metadata("com.example", "hello", &versions, 1_795_000_000_000);
         assert!(xml.contains("<latest>2.0-SNAPSHOT</latest>"), "{xml}");
         assert!(xml.contains("<release>1.10</release>"), "{xml}");

@@ -13,7 +13,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-/// A version in Maven's order (equality is Maven's too: `1.0` equals `1`).
+/// A version read for Maven's order ([`MavenVersion::compare`]: `1.0` equals `1`).
 #[derive(Clone)]
 pub struct MavenVersion {
     text: String,
@@ -233,6 +233,13 @@ impl MavenVersion {
         &self.text
     }
 
+    /// Orders two versions as Maven does. Not a total order (Maven's has cycles, such as
+    /// `1.a-0` < `1-alpha` < `1` < `1.a-0`), so it is no `Ord`: sort with something that
+    /// tolerates that.
+    pub fn compare(&self, other: &MavenVersion) -> Ordering {
+        compare_lists(&self.items, &other.items)
+    }
+
     /// Whether this is a `-SNAPSHOT` version (a development version, replaced by timestamped
     /// builds).
     pub fn is_snapshot(&self) -> bool {
@@ -252,29 +259,9 @@ impl fmt::Display for MavenVersion {
     }
 }
 
-impl PartialEq for MavenVersion {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for MavenVersion {}
-
-impl PartialOrd for MavenVersion {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for MavenVersion {
-    fn cmp(&self, other: &Self) -> Ordering {
-        compare_lists(&self.items, &other.items)
-    }
-}
-
 /// Orders two version strings by Maven's rules.
 pub fn compare(a: &str, b: &str) -> Ordering {
-    MavenVersion::parse(a).cmp(&MavenVersion::parse(b))
+    MavenVersion::parse(a).compare(&MavenVersion::parse(b))
 }
 
 #[cfg(test)]
@@ -386,24 +373,25 @@ mod tests {
     }
 
     fn version() -> impl Strategy<Value = String> {
+        // Versions as the registry accepts them: starting with a letter or digit.
         proptest::string::string_regex(
-            "[0-9a-c.-]{0,8}|(1|2|10)([.-](0|1|a|alpha|rc|sp|snapshot|ga|x)){0,4}",
+            "[0-9a-c][0-9a-c.-]{0,8}|(1|2|10)([.-](0|1|a|alpha|rc|sp|snapshot|ga|x)){0,4}",
         )
         .expect("a regex")
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Antisymmetric and reflexive. Not transitive: Maven's own order has cycles
+        /// (`1.a-0` < `1-alpha` < `1` < `1.a-0` in Maven 3.8.7), so what must hold is agreement
+        /// with Maven (the server tests compare with its jar), and callers that sort must not
+        /// rely on a total order.
         #[test]
-        fn the_order_is_total(a in version(), b in version(), c in version()) {
-            let (a, b, c) = (MavenVersion::parse(&a), MavenVersion::parse(&b), MavenVersion::parse(&c));
-            prop_assert_eq!(a.cmp(&b), b.cmp(&a).reverse());
-            prop_assert_eq!(a.cmp(&a), Ordering::Equal);
-            if a <= b && b <= c {
-                prop_assert!(a <= c, "{:?} <= {:?} <= {:?}", a, b, c);
-            }
-            if a == b {
-                prop_assert_eq!(a.cmp(&c), b.cmp(&c));
-            }
+        fn the_order_is_antisymmetric(a in version(), b in version()) {
+            let (a, b) = (MavenVersion::parse(&a), MavenVersion::parse(&b));
+            prop_assert_eq!(a.compare(&b), b.compare(&a).reverse());
+            prop_assert_eq!(a.compare(&a), Ordering::Equal);
         }
 
         #[test]
