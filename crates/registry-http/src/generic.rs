@@ -115,17 +115,7 @@ async fn dispatch(State(generic): State<Arc<Generic>>, request: Request) -> Resp
     let result = async {
         let (repository, target) = parse(rest)?;
         let method = request.method().clone();
-        let action = match method {
-            Method::GET | Method::HEAD => Action::Pull,
-            Method::PUT => Action::Push,
-            Method::DELETE => Action::Delete,
-            _ => {
-                return Err(Failure::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    format!("{method} is not supported here"),
-                ));
-            }
-        };
+        let action = crate::package_error::file_action(&method)?;
         let role: Option<Role> = authorize(
             generic.auth.as_ref(),
             generic.packages.tokens(),

@@ -21,9 +21,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use registry_core::{
-    Action, Error, FormatRules, NewPackageFile, PackageFile, Packages, Release, Role,
-};
+use registry_core::{Error, FormatRules, NewPackageFile, PackageFile, Packages, Release, Role};
 use registry_formats::maven::metadata::{self, SnapshotFile};
 use registry_formats::maven::{self, ArtifactFile, Checksum, Maven as Rules, MavenPath};
 
@@ -92,17 +90,7 @@ async fn dispatch(State(api): State<Arc<MavenApi>>, request: Request) -> Respons
         let (repository, rest) = rest.split_once('/').unwrap_or((rest, ""));
         registry_core::package::check_repository_name(repository)?;
         let method = request.method().clone();
-        let action = match method {
-            Method::GET | Method::HEAD => Action::Pull,
-            Method::PUT => Action::Push,
-            Method::DELETE => Action::Delete,
-            _ => {
-                return Err(Failure::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    format!("{method} is not supported here"),
-                ));
-            }
-        };
+        let action = crate::package_error::file_action(&method)?;
         let role = authorize(
             api.auth.as_ref(),
             api.packages.tokens(),

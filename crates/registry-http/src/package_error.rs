@@ -122,6 +122,21 @@ impl<S: Style> IntoResponse for Failure<S> {
     }
 }
 
+/// What a request on a file-like route asks, by its method: `GET`/`HEAD` pull, `PUT` push,
+/// `DELETE` delete; any other method is `405`.
+pub(crate) fn file_action<S>(method: &axum::http::Method) -> Result<Action, Failure<S>> {
+    use axum::http::Method;
+    match *method {
+        Method::GET | Method::HEAD => Ok(Action::Pull),
+        Method::PUT => Ok(Action::Push),
+        Method::DELETE => Ok(Action::Delete),
+        _ => Err(Failure::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not supported here"),
+        )),
+    }
+}
+
 /// Authenticates a package client and checks it may perform `action` on the package
 /// repository (its name is matched like a repository name); returns its role there, for
 /// protection rules (`None`: trusted, when no authentication is configured).
