@@ -7,6 +7,8 @@
 //! - [`maven`]: Maven — the repository layout's paths, Maven's version order, poms'
 //!   coordinates and `maven-metadata.xml`;
 //! - [`npm`]: npm — names, the publish document and its tarball, packuments;
+//! - [`nuget`]: NuGet — package ids, and versions as NuGet normalizes and orders them (the
+//!   format is not served yet);
 //! - [`pypi`]: Python packages — names, versions, distribution files and their core metadata,
 //!   the Simple API in HTML and JSON.
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -15,6 +17,7 @@ pub mod archive;
 pub mod generic;
 pub mod maven;
 pub mod npm;
+pub mod nuget;
 pub mod pypi;
 
 use registry_core::{FormatRules, PackageFormat};

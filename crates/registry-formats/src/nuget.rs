@@ -1,0 +1,381 @@
+//! NuGet: package ids and versions as NuGet reads, normalizes and orders them (no crate
+//! implements NuGet's rules). The format is not served yet.
+//!
+//! A version is `Major[.Minor[.Patch[.Revision]]][-Prerelease][+Metadata]`: numbers without
+//! sign, at most four; prerelease labels of letters, digits and `-`, separated by `.`. Its
+//! **normal form** (what URLs and the flat container use) drops leading zeros, writes at least
+//! three parts and the fourth only when it is not zero, keeps the prerelease and drops the
+//! metadata: `1.01` → `1.1.0`, `1.0.0.0` → `1.0.0`, `1.0.0.1` → `1.0.0.1`, `2.0-RC.1+sha.5` →
+//! `2.0.0-RC.1`. Versions **order** by their numbers, then a release after its prereleases,
+//! prerelease labels one by one (numeric ones numerically and before alphanumeric ones, those
+//! compared case-insensitively, more labels after fewer); metadata never counts.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use registry_core::{Error, Result};
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::PackageInvalid {
+        reason: reason.into(),
+    }
+}
+
+/// The longest package id NuGet accepts.
+pub const MAX_ID_LEN: usize = 100;
+
+/// Checks a package id: 1 to 100 of letters, digits, `.`, `_` and `-`, starting with a letter,
+/// digit or `_`, with no `..`. Ids compare case-insensitively; [`lower_id`] is the stored form.
+pub fn check_id(id: &str) -> Result<()> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !id.ends_with('.')
+        && !id.contains("..")
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{id:?} is not a valid package id: use 1 to {MAX_ID_LEN} letters, digits, '.', '_' \
+             or '-', starting with a letter, digit or '_'"
+        )))
+    }
+}
+
+/// The form an id is stored and addressed under (the flat container's): lowercase.
+pub fn lower_id(id: &str) -> String {
+    id.to_ascii_lowercase()
+}
+
+/// One prerelease label.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Label {
+    /// Digits only, without leading zeros.
+    Number(String),
+    /// Anything else, as written.
+    Text(String),
+}
+
+impl Label {
+    fn compare(&self, other: &Label) -> Ordering {
+        match (self, other) {
+            (Label::Number(a), Label::Number(b)) => a.len().cmp(&b.len()).then_with(|| a.cmp(b)),
+            (Label::Number(_), Label::Text(_)) => Ordering::Less,
+            (Label::Text(_), Label::Number(_)) => Ordering::Greater,
+            (Label::Text(a), Label::Text(b)) => a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase()),
+        }
+    }
+}
+
+/// A NuGet version.
+#[derive(Clone)]
+pub struct NuGetVersion {
+    parts: [u64; 4],
+    prerelease: Vec<Label>,
+    metadata: Option<String>,
+    original: String,
+}
+
+impl NuGetVersion {
+    /// Parses a version as NuGet accepts it (surrounding spaces are not).
+    ///
+    /// Errors ([`Error::PackageInvalid`]): anything else, naming the part that is wrong.
+    pub fn parse(text: &str) -> Result<NuGetVersion> {
+        let wrong = |why: &str| invalid(format!("{text:?} is not a NuGet version: {why}"));
+        if text.is_empty() || text.len() > 256 {
+            return Err(wrong("it must be 1 to 256 characters"));
+        }
+        let (rest, metadata) = match text.split_once('+') {
+            Some((rest, metadata)) => {
+                if metadata.is_empty()
+                    || metadata.split('.').any(|l| {
+                        l.is_empty() || !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    })
+                {
+                    return Err(wrong("bad build metadata"));
+                }
+                (rest, Some(metadata.to_owned()))
+            }
+            None => (text, None),
+        };
+        let (numbers, prerelease) = match rest.split_once('-') {
+            Some((numbers, prerelease)) => (numbers, Some(prerelease)),
+            None => (rest, None),
+        };
+        let pieces: Vec<&str> = numbers.split('.').collect();
+        if pieces.len() > 4 {
+            return Err(wrong("at most four numbers"));
+        }
+        let mut parts = [0u64; 4];
+        for (slot, piece) in parts.iter_mut().zip(&pieces) {
+            if piece.is_empty() || !piece.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(wrong("each number is digits only"));
+            }
+            *slot = piece.parse().map_err(|_| wrong("a number is too large"))?;
+        }
+        let prerelease = match prerelease {
+            None => Vec::new(),
+            Some(labels) => labels
+                .split('.')
+                .map(|label| {
+                    if label.is_empty()
+                        || !label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    {
+                        return Err(wrong("prerelease labels are letters, digits and '-'"));
+                    }
+                    Ok(if label.bytes().all(|b| b.is_ascii_digit()) {
+                        let trimmed = label.trim_start_matches('0');
+                        Label::Number(if trimmed.is_empty() { "0" } else { trimmed }.to_owned())
+                    } else {
+                        Label::Text(label.to_owned())
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        Ok(NuGetVersion {
+            parts,
+            prerelease,
+            metadata,
+            original: text.to_owned(),
+        })
+    }
+
+    /// The version as written.
+    pub fn as_str(&self) -> &str {
+        &self.original
+    }
+
+    /// Whether it is a prerelease.
+    pub fn is_prerelease(&self) -> bool {
+        !self.prerelease.is_empty()
+    }
+
+    /// Whether it needs SemVer 2.0.0 to be read (dotted prerelease labels, or build metadata):
+    /// clients that do not say `semVerLevel=2.0.0` are not shown such versions.
+    pub fn is_semver2(&self) -> bool {
+        self.prerelease.len() > 1 || self.metadata.is_some()
+    }
+
+    /// The normal form (see the module docs).
+    pub fn normalized(&self) -> String {
+        let [major, minor, patch, revision] = self.parts;
+        let mut text = format!("{major}.{minor}.{patch}");
+        if revision != 0 {
+            text.push_str(&format!(".{revision}"));
+        }
+        if !self.prerelease.is_empty() {
+            let labels: Vec<&str> = self
+                .prerelease
+                .iter()
+                .map(|l| match l {
+                    Label::Number(n) | Label::Text(n) => n.as_str(),
+                })
+                .collect();
+            text.push('-');
+            text.push_str(&labels.join("."));
+        }
+        text
+    }
+
+    /// The normal form, lowercase: what the flat container's paths use.
+    pub fn lower_normalized(&self) -> String {
+        self.normalized().to_ascii_lowercase()
+    }
+}
+
+impl fmt::Debug for NuGetVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NuGetVersion({:?})", self.original)
+    }
+}
+
+impl fmt::Display for NuGetVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.original)
+    }
+}
+
+impl PartialEq for NuGetVersion {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for NuGetVersion {}
+
+impl PartialOrd for NuGetVersion {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for NuGetVersion {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.parts.cmp(&other.parts).then_with(|| {
+            match (self.prerelease.is_empty(), other.prerelease.is_empty()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                (false, false) => {
+                    for (a, b) in self.prerelease.iter().zip(&other.prerelease) {
+                        let ordering = a.compare(b);
+                        if ordering != Ordering::Equal {
+                            return ordering;
+                        }
+                    }
+                    self.prerelease.len().cmp(&other.prerelease.len())
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn versions_normalize_as_nuget_documents() {
+        for (written, normal) in [
+            ("1", "1.0.0"),
+            ("1.00", "1.0.0"),
+            ("1.01.1", "1.1.1"),
+            ("1.00.0.1", "1.0.0.1"),
+            ("1.0.0.0", "1.0.0"),
+            ("1.0.01.0", "1.0.1"),
+            ("1.0.7+r3456", "1.0.7"),
+            ("2.0-RC.01+sha.5", "2.0.0-RC.1"),
+            ("1.0.0-beta-2", "1.0.0-beta-2"),
+        ] {
+            assert_eq!(
+                NuGetVersion::parse(written).unwrap().normalized(),
+                normal,
+                "{written}"
+            );
+        }
+        assert_eq!(
+            NuGetVersion::parse("2.0-RC.1").unwrap().lower_normalized(),
+            "2.0.0-rc.1"
+        );
+        for bad in [
+            "",
+            "1.",
+            ".1",
+            "1..2",
+            "1.2.3.4.5",
+            "a.b",
+            "1.0-",
+            "1.0-beta..1",
+            "1.0+",
+            "1.0-b_1",
+            "-1.0",
+            "1.0 ",
+            "99999999999999999999.0",
+        ] {
+            assert!(NuGetVersion::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn versions_order_as_nuget_orders_them() {
+        let ordered = [
+            "0.9",
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-alpha.beta",
+            "1.0.0-BETA",
+            "1.0.0-beta.2",
+            "1.0.0-beta.11",
+            "1.0.0-rc.1",
+            "1.0.0",
+            "1.0.0.1",
+            "1.0.1",
+            "1.10",
+            "2.0.0-1",
+            "2.0.0-a",
+            "2.0.0",
+        ];
+        for (i, low) in ordered.iter().enumerate() {
+            for high in &ordered[i + 1..] {
+                let (a, b) = (
+                    NuGetVersion::parse(low).unwrap(),
+                    NuGetVersion::parse(high).unwrap(),
+                );
+                assert_eq!(a.cmp(&b), Ordering::Less, "{low} < {high}");
+            }
+        }
+        for (a, b) in [
+            ("1.0", "1.0.0.0"),
+            ("1.0.0-Beta", "1.0.0-beta"),
+            ("1.0+a", "1.0+b"),
+        ] {
+            assert_eq!(
+                NuGetVersion::parse(a).unwrap(),
+                NuGetVersion::parse(b).unwrap()
+            );
+        }
+        assert!(NuGetVersion::parse("1.0.0-rc.1").unwrap().is_semver2());
+        assert!(NuGetVersion::parse("1.0.0+git").unwrap().is_semver2());
+        assert!(!NuGetVersion::parse("1.0.0-rc1").unwrap().is_semver2());
+    }
+
+    #[test]
+    fn ids_follow_nugets_rules() {
+        for good in ["Newtonsoft.Json", "_private", "a", "My-Lib_2"] {
+            check_id(good).unwrap();
+        }
+        for bad in [
+            "",
+            ".lead",
+            "trail.",
+            "a..b",
+            "sp ace",
+            "semi;colon",
+            &"x".repeat(101),
+        ] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(lower_id("Newtonsoft.Json"), "newtonsoft.json");
+    }
+
+    fn version() -> impl Strategy<Value = String> {
+        proptest::string::string_regex(
+            "[0-9]{1,3}(\\.[0-9]{1,3}){0,3}(-[0-9A-Za-z-]{1,4}(\\.[0-9A-Za-z-]{1,4}){0,2})?(\\+[0-9a-z]{1,3})?",
+        )
+        .expect("a regex")
+    }
+
+    proptest! {
+        #[test]
+        fn the_order_is_total_and_normal_forms_keep_it(a in version(), b in version(), c in version()) {
+            let (a, b, c) = (
+                NuGetVersion::parse(&a).unwrap(),
+                NuGetVersion::parse(&b).unwrap(),
+                NuGetVersion::parse(&c).unwrap(),
+            );
+            prop_assert_eq!(a.cmp(&b), b.cmp(&a).reverse());
+            if a <= b && b <= c {
+                prop_assert!(a <= c);
+            }
+            // A normal form is a version equal to the one it came from, and its own normal form.
+            let normal = NuGetVersion::parse(&a.normalized()).unwrap();
+            prop_assert_eq!(&normal, &a);
+            prop_assert_eq!(normal.normalized(), a.normalized());
+        }
+
+        #[test]
+        fn any_text_is_read_or_refused(text in ".{0,40}") {
+            let _ = NuGetVersion::parse(&text);
+            let _ = check_id(&text);
+        }
+    }
+}
