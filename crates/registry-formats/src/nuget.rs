@@ -1,5 +1,6 @@
 //! NuGet: package ids and versions as NuGet reads, normalizes and orders them (no crate
-//! implements NuGet's rules). The format is not served yet.
+//! implements NuGet's rules), a package's `.nuspec`, and [`Nuget`], the format's rules for the
+//! package service. The format is not served yet.
 //!
 //! A version is `Major[.Minor[.Patch[.Revision]]][-Prerelease][+Metadata]`: numbers without
 //! sign, at most four; prerelease labels of letters, digits and `-`, separated by `.`. Its
@@ -594,6 +595,77 @@ pub fn parse_nuspec(bytes: &[u8]) -> Result<Nuspec> {
         project_url: optional("projectUrl"),
         dependency_groups: groups,
     })
+}
+
+/// NuGet's rules for the package service (the format is not served yet): ids stored
+/// lowercase, versions under their lowercase normal form (so `1.0.0-Beta` and `1.0.0-beta`, one
+/// version to NuGet, are one here; the version as written stays in the version's document),
+/// NuGet's order, a whole version per push, SHA-512 computed (NuGet's package hash).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Nuget;
+
+impl registry_core::FormatRules for Nuget {
+    fn format(&self) -> registry_core::PackageFormat {
+        registry_core::PackageFormat::Nuget
+    }
+
+    fn package_key(&self, name: &str) -> Result<String> {
+        check_id(name).map(|()| lower_id(name))
+    }
+
+    fn version_key(&self, version: &str) -> Result<String> {
+        NuGetVersion::parse(version).map(|v| v.lower_normalized())
+    }
+
+    fn compare_versions(&self, a: &str, b: &str) -> Ordering {
+        match (NuGetVersion::parse(a), NuGetVersion::parse(b)) {
+            (Ok(a), Ok(b)) => a.cmp(&b),
+            // Stored versions always parse; anything else sorts after, by text.
+            (Ok(_), Err(_)) => Ordering::Less,
+            (Err(_), Ok(_)) => Ordering::Greater,
+            (Err(_), Err(_)) => a.cmp(b),
+        }
+    }
+
+    fn publish_mode(&self) -> registry_core::PublishMode {
+        registry_core::PublishMode::NewVersion
+    }
+
+    fn extra_digests(&self) -> registry_core::ExtraDigests {
+        registry_core::ExtraDigests {
+            sha512: true,
+            ..registry_core::ExtraDigests::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod rules_tests {
+    use super::*;
+    use registry_core::FormatRules;
+
+    #[test]
+    fn ids_and_versions_are_stored_as_nuget_compares_them() {
+        assert_eq!(
+            Nuget.package_key("Newtonsoft.Json").unwrap(),
+            "newtonsoft.json"
+        );
+        assert!(Nuget.package_key("bad id").is_err());
+        for (written, key) in [
+            ("1.0.0-Beta", "1.0.0-beta"),
+            ("1.0.0-beta", "1.0.0-beta"),
+            ("01.2", "1.2.0"),
+            ("1.0.0.0+sha", "1.0.0"),
+        ] {
+            assert_eq!(Nuget.version_key(written).unwrap(), key, "{written}");
+        }
+        assert!(Nuget.version_key("one").is_err());
+        assert_eq!(
+            Nuget.compare_versions("1.0.0-rc.1", "1.0.0"),
+            Ordering::Less
+        );
+        assert_eq!(Nuget.compare_versions("1.10.0", "1.9.0"), Ordering::Greater);
+    }
 }
 
 #[cfg(test)]
