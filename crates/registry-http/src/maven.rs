@@ -378,11 +378,7 @@ async fn find(
             .files
             .iter()
             .filter_map(|f| {
-                let parsed = match maven::parse_path(&format!("g/{artifact}/{version}/{}", f.name))
-                {
-                    Ok(MavenPath::File { file, .. }) => file,
-                    _ => return None,
-                };
+                let parsed = maven::parse_file_name(&f.name, artifact, version).ok()?;
                 let same =
                     parsed.classifier == file.classifier && parsed.extension == file.extension;
                 same.then_some((parsed.build, f))
@@ -421,7 +417,8 @@ fn checksum_of(file: &PackageFile, checksum: Checksum) -> Result<String, Failure
 /// Checks a checksum a client uploads against the one computed here; it is never stored.
 fn check_checksum(file: &PackageFile, checksum: Checksum, sent: &[u8]) -> Result<(), Failure> {
     let expected = checksum_of(file, checksum)?;
-    // Files hold the hex digest, sometimes followed by the file name.
+    // Files hold the hex digest, sometimes followed by the file name; an empty one reads as ""
+    // and fails the comparison below.
     let sent = String::from_utf8_lossy(sent);
     let given = sent.split_whitespace().next().unwrap_or_default();
     if given.eq_ignore_ascii_case(&expected) {
@@ -479,16 +476,13 @@ async fn metadata_document(
                 .files
                 .iter()
                 .filter_map(|f| {
-                    let path = format!("g/{artifact}/{version}/{}", f.name);
-                    match maven::parse_path(&path) {
-                        Ok(MavenPath::File { file, .. }) => Some(SnapshotFile {
-                            build: file.build?,
-                            classifier: file.classifier,
-                            extension: file.extension,
-                            updated_ms: f.created_at.0,
-                        }),
-                        _ => None,
-                    }
+                    let file = maven::parse_file_name(&f.name, artifact, version).ok()?;
+                    Some(SnapshotFile {
+                        build: file.build?,
+                        classifier: file.classifier,
+                        extension: file.extension,
+                        updated_ms: f.created_at.0,
+                    })
                 })
                 .collect();
             Ok(metadata::snapshot_metadata(

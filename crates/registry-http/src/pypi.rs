@@ -306,6 +306,8 @@ async fn upload(
     let received = received
         .ok_or_else(|| Failure::new(StatusCode::BAD_REQUEST, "the upload has no content file"))?;
     let sha256 = received.stored.blob.digest.hex().to_owned();
+    // Both are computed for every PyPI file (`Pypi::extra_digests`); were one missing, it would
+    // read as "" and any claimed digest would be refused below, never accepted.
     let blake2_256 = received
         .stored
         .digests

@@ -254,8 +254,9 @@ pub fn parse_path(path: &str) -> Result<MavenPath> {
 }
 
 /// Reads `artifact-version[-classifier].extension` (a SNAPSHOT's file may name its build in
-/// place of `-SNAPSHOT`).
-fn parse_file_name(name: &str, artifact: &str, version: &str) -> Result<ArtifactFile> {
+/// place of `-SNAPSHOT`): how [`parse_path`] reads a file name, and how stored files' names are
+/// read back.
+pub fn parse_file_name(name: &str, artifact: &str, version: &str) -> Result<ArtifactFile> {
     let wrong = || {
         invalid(format!(
             "the file {name} is not named {artifact}-{version}[-classifier].extension"
