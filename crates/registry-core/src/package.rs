@@ -403,6 +403,10 @@ pub enum PublishMode {
     /// Files are added to the version, created if needed (PyPI, Generic): a file name the
     /// version already has is a conflict, or, with duplicates allowed, is replaced.
     AddFiles,
+    /// Files are added to a version that must exist, its metadata document kept (NuGet's
+    /// symbol packages): a missing version is unknown; a file name it already has is a
+    /// conflict, or, with duplicates allowed, is replaced.
+    AttachFiles,
 }
 
 /// A file to publish: its blob must be recorded ([`PackageMetadata::record_package_blob`]).
@@ -476,7 +480,8 @@ pub struct Publish {
     pub display_name: String,
     /// The version.
     pub version: String,
-    /// The version's metadata document (JSON); replaces the stored one when the version exists.
+    /// The version's metadata document (JSON); replaces the stored one when the version exists
+    /// (unless the mode is [`PublishMode::AttachFiles`]).
     pub metadata: String,
     /// The files.
     pub files: Vec<NewPackageFile>,

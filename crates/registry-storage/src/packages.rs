@@ -17,6 +17,12 @@ pub(crate) fn check_publish(
     publish: &Publish,
 ) -> registry_core::Result<Plan> {
     let Some(files) = existing else {
+        if publish.mode == PublishMode::AttachFiles {
+            return Err(unknown(format!(
+                "{} {} in {}",
+                publish.display_name, publish.version, publish.repository
+            )));
+        }
         return Ok(Plan {
             version_created: true,
             replaced: Vec::new(),
@@ -24,7 +30,7 @@ pub(crate) fn check_publish(
     };
     let replaced: Vec<String> = match publish.mode {
         PublishMode::NewVersion => files.to_vec(),
-        PublishMode::AddFiles => publish
+        PublishMode::AddFiles | PublishMode::AttachFiles => publish
             .files
             .iter()
             .filter(|f| files.contains(&f.name))
@@ -41,7 +47,7 @@ pub(crate) fn check_publish(
                     ),
                 });
             }
-            PublishMode::AddFiles if !replaced.is_empty() => {
+            PublishMode::AddFiles | PublishMode::AttachFiles if !replaced.is_empty() => {
                 return Err(Error::PackageConflict {
                     reason: format!(
                         "{} already exists in {} {} ({}); duplicates are not allowed",
@@ -52,7 +58,7 @@ pub(crate) fn check_publish(
                     ),
                 });
             }
-            PublishMode::AddFiles => {}
+            PublishMode::AddFiles | PublishMode::AttachFiles => {}
         }
     }
     Ok(Plan {

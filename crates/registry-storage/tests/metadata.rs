@@ -35,6 +35,7 @@ macro_rules! metadata_suite {
             case!(metadata_packages);
             case!(metadata_package_update);
             case!(metadata_repository_revision);
+            case!(metadata_attach_files);
             case!(metadata_tokens);
         }
     };

@@ -8,7 +8,7 @@ use crate::blob::{BlobRead, ByteRange};
 use crate::error::{Error, Result};
 use crate::package::{
     BlobRef, NewPackageFile, Package, PackageFile, PackageRepository, PackageSummary,
-    PackageUpdate, Publish, PublishOutcome, RepositoryKind, VersionStatus,
+    PackageUpdate, Publish, PublishMode, PublishOutcome, RepositoryKind, VersionStatus,
 };
 use crate::values::Page;
 
@@ -175,6 +175,39 @@ impl Packages {
         role: Option<Role>,
         release: Release,
     ) -> Result<PublishOutcome> {
+        self.publish_as(rules, repository, role, release, rules.publish_mode())
+            .await
+    }
+
+    /// Adds files to a version that exists, keeping its metadata document (NuGet's symbol
+    /// packages), with the checks of [`Packages::publish`]; `release.metadata` and
+    /// `release.tags` are not used.
+    ///
+    /// Errors: as [`Packages::publish`]; [`Error::PackageUnknown`] when the version does not
+    /// exist. Nothing changes on error.
+    pub async fn attach_files(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        role: Option<Role>,
+        release: Release,
+    ) -> Result<PublishOutcome> {
+        let release = Release {
+            tags: Vec::new(),
+            ..release
+        };
+        self.publish_as(rules, repository, role, release, PublishMode::AttachFiles)
+            .await
+    }
+
+    async fn publish_as(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        role: Option<Role>,
+        release: Release,
+        mode: PublishMode,
+    ) -> Result<PublishOutcome> {
         let key = rules.package_key(&release.name)?;
         let version = rules.version_key(&release.version)?;
         let found = self.publish_repository(repository, rules.format()).await?;
@@ -189,7 +222,7 @@ impl Packages {
                 metadata: release.metadata,
                 files: release.files,
                 tags: release.tags,
-                mode: rules.publish_mode(),
+                mode,
             })
             .await
     }

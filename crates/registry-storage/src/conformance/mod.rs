@@ -49,7 +49,9 @@ pub use content::{
     metadata_manifests_and_tags, metadata_pagination, metadata_referrers, metadata_storage_usage,
     metadata_tag_details, metadata_tag_rules,
 };
-pub use packages::{metadata_package_update, metadata_packages, metadata_repository_revision};
+pub use packages::{
+    metadata_attach_files, metadata_package_update, metadata_packages, metadata_repository_revision,
+};
 pub use policy::metadata_policies;
 pub use review::metadata_review_queue;
 pub use tokens::metadata_tokens;
@@ -190,5 +192,6 @@ where
     metadata_packages(fresh().await).await;
     metadata_package_update(fresh().await).await;
     metadata_repository_revision(fresh().await).await;
+    metadata_attach_files(fresh().await).await;
     metadata_tokens(fresh().await).await;
 }

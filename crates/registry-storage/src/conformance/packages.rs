@@ -649,3 +649,72 @@ pub async fn metadata_repository_revision(store: SharedMetadataStore) {
         "a package deletion",
     );
 }
+
+/// Files attached to a version (NuGet's symbol packages): a missing version is unknown and
+/// nothing is created; an existing one gains the file and keeps its document; attaching the
+/// same file name again is a conflict unless duplicates may replace.
+pub async fn metadata_attach_files(store: SharedMetadataStore) {
+    let repository = package_repository("nuget-hosted", PackageFormat::Nuget);
+    store.ensure_package_repository(&repository).await.unwrap();
+    let (package, symbols) = (
+        BlobRef {
+            digest: Digest::sha256(b"nupkg"),
+            size: 5,
+        },
+        BlobRef {
+            digest: Digest::sha256(b"snupkg"),
+            size: 6,
+        },
+    );
+    for blob in [&package, &symbols] {
+        store.record_package_blob(blob).await.unwrap();
+    }
+    let mut attach = publish_of(
+        "nuget-hosted",
+        "Demo.Hello",
+        "1.0.0",
+        vec![package_file("demo.hello.1.0.0.snupkg", &symbols)],
+    );
+    attach.mode = PublishMode::AttachFiles;
+    attach.metadata = r#"{"from":"symbols"}"#.into();
+    assert!(matches!(
+        store.publish(&attach).await,
+        Err(Error::PackageUnknown { .. })
+    ));
+    assert_eq!(store.package("nuget-hosted", "demo.hello").await.unwrap(), None);
+
+    let mut first = publish_of(
+        "nuget-hosted",
+        "Demo.Hello",
+        "1.0.0",
+        vec![package_file("demo.hello.1.0.0.nupkg", &package)],
+    );
+    first.metadata = r#"{"from":"package"}"#.into();
+    store.publish(&first).await.unwrap();
+    let outcome = store.publish(&attach).await.unwrap();
+    assert!(!outcome.version_created);
+    let stored = store
+        .package("nuget-hosted", "demo.hello")
+        .await
+        .unwrap()
+        .expect("published");
+    let version = stored.version("1.0.0").expect("the version");
+    assert_eq!(version.metadata, r#"{"from":"package"}"#);
+    let names: Vec<&str> = version.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["demo.hello.1.0.0.nupkg", "demo.hello.1.0.0.snupkg"]);
+    assert!(matches!(
+        store.publish(&attach).await,
+        Err(Error::PackageConflict { .. })
+    ));
+    attach.duplicates = true;
+    assert_eq!(
+        store.publish(&attach).await.unwrap().replaced,
+        ["demo.hello.1.0.0.snupkg"]
+    );
+    let stored = store
+        .package("nuget-hosted", "demo.hello")
+        .await
+        .unwrap()
+        .expect("published");
+    assert_eq!(stored.versions[0].metadata, r#"{"from":"package"}"#);
+}

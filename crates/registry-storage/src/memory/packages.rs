@@ -206,7 +206,9 @@ impl PackageMetadata for MemoryMetadataStore {
             }
         };
         let version = &mut package.versions[index];
-        version.metadata = publish.metadata.clone();
+        if publish.mode != PublishMode::AttachFiles {
+            version.metadata = publish.metadata.clone();
+        }
         version.updated_at = now;
         let mut gone = Vec::new();
         if publish.mode == PublishMode::NewVersion && !plan.version_created {

@@ -408,9 +408,15 @@ impl PackageMetadata for SqlMetadataStore {
         let plan = check_publish(existing_files.as_deref(), publish)?;
         let version_id: i64 = match existing_version {
             Some(id) => {
-                sqlx::query("UPDATE package_versions SET metadata = $2, updated_at = $3 WHERE id = $1")
+                // Attached files keep the version's document.
+                let metadata = (publish.mode != PublishMode::AttachFiles)
+                    .then_some(publish.metadata.as_str());
+                sqlx::query(
+                    "UPDATE package_versions SET metadata = COALESCE($2, metadata), updated_at = $3 \
+                     WHERE id = $1",
+                )
                     .bind(id)
-                    .bind(publish.metadata.as_str())
+                    .bind(metadata)
                     .bind(now)
                     .execute(&mut *tx)
                     .await
