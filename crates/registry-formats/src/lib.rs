@@ -7,8 +7,8 @@
 //! - [`maven`]: Maven — the repository layout's paths, Maven's version order, poms'
 //!   coordinates and `maven-metadata.xml`;
 //! - [`npm`]: npm — names, the publish document and its tarball, packuments;
-//! - [`nuget`]: NuGet — package ids, and versions as NuGet normalizes and orders them (the
-//!   format is not served yet);
+//! - [`nuget`]: NuGet — package ids, versions as NuGet normalizes and orders them, nuspecs and
+//!   the v3 protocol's documents;
 //! - [`pypi`]: Python packages — names, versions, distribution files and their core metadata,
 //!   the Simple API in HTML and JSON.
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -29,6 +29,7 @@ pub fn rules(format: PackageFormat) -> Option<&'static dyn FormatRules> {
         PackageFormat::Generic => Some(&generic::Generic),
         PackageFormat::Maven => Some(&maven::Maven),
         PackageFormat::Npm => Some(&npm::Npm),
+        PackageFormat::Nuget => Some(&nuget::Nuget),
         PackageFormat::Pypi => Some(&pypi::Pypi),
         _ => None,
     }

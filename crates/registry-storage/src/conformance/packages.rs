@@ -681,7 +681,10 @@ pub async fn metadata_attach_files(store: SharedMetadataStore) {
         store.publish(&attach).await,
         Err(Error::PackageUnknown { .. })
     ));
-    assert_eq!(store.package("nuget-hosted", "demo.hello").await.unwrap(), None);
+    assert_eq!(
+        store.package("nuget-hosted", "demo.hello").await.unwrap(),
+        None
+    );
 
     let mut first = publish_of(
         "nuget-hosted",

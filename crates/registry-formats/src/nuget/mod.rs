@@ -1,6 +1,6 @@
 //! NuGet: package ids and versions as NuGet reads, normalizes and orders them (no crate
-//! implements NuGet's rules), a package's `.nuspec`, and [`Nuget`], the format's rules for the
-//! package service. The format is not served yet.
+//! implements NuGet's rules), a package's `.nuspec` ([`nuspec`]), the v3 protocol's documents
+//! ([`documents`]), and [`Nuget`], the format's rules for the package service.
 //!
 //! A version is `Major[.Minor[.Patch[.Revision]]][-Prerelease][+Metadata]`: numbers without
 //! sign, at most four; prerelease labels of letters, digits and `-`, separated by `.`. Its
@@ -16,7 +16,12 @@ use std::fmt;
 
 use registry_core::{Error, Result};
 
-fn invalid(reason: impl Into<String>) -> Error {
+pub mod documents;
+pub mod nuspec;
+
+pub use nuspec::{Dependency, DependencyGroup, MAX_NUSPEC_SIZE, Nuspec, parse_nuspec, read_nupkg};
+
+pub(crate) fn invalid(reason: impl Into<String>) -> Error {
     Error::PackageInvalid {
         reason: reason.into(),
     }
@@ -184,6 +189,15 @@ impl NuGetVersion {
             text.push_str(&labels.join("."));
         }
         text
+    }
+
+    /// The normal form with the build metadata, if any (`1.0.0+sha.5`): how SemVer 2.0.0
+    /// documents show a version.
+    pub fn full_normalized(&self) -> String {
+        match &self.metadata {
+            Some(metadata) => format!("{}+{metadata}", self.normalized()),
+            None => self.normalized(),
+        }
     }
 
     /// The normal form, lowercase: what the flat container's paths use.
@@ -381,223 +395,7 @@ mod tests {
     }
 }
 
-/// The largest `.nuspec` read.
-pub const MAX_NUSPEC_SIZE: u64 = 1 << 20;
-
-/// A dependency a package declares.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Dependency {
-    /// The package id.
-    pub id: String,
-    /// The version range, as written (`[1.0,2.0)`, `1.0`), when given.
-    pub range: Option<String>,
-}
-
-/// Dependencies for one target framework (or for all, without one).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DependencyGroup {
-    /// The target framework (`net6.0`), when the group names one.
-    pub target_framework: Option<String>,
-    /// The dependencies.
-    pub dependencies: Vec<Dependency>,
-}
-
-/// What a package's `.nuspec` says of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Nuspec {
-    /// The id, as written.
-    pub id: String,
-    /// The version, as written (checked with [`NuGetVersion::parse`]).
-    pub version: String,
-    /// `authors`.
-    pub authors: String,
-    /// `description`.
-    pub description: String,
-    /// `title`, when given.
-    pub title: Option<String>,
-    /// `summary`, when given.
-    pub summary: Option<String>,
-    /// `tags`, split on spaces.
-    pub tags: Vec<String>,
-    /// `projectUrl`, when given.
-    pub project_url: Option<String>,
-    /// The dependency groups (flat dependencies make one group without a framework).
-    pub dependency_groups: Vec<DependencyGroup>,
-}
-
-/// Reads the `.nuspec` of a `.nupkg` (a zip, opened with [`crate::archive::open_zip`]): the one
-/// `*.nuspec` at the archive's top level, at most [`MAX_NUSPEC_SIZE`] bytes. Answers the parsed
-/// nuspec and its bytes.
-///
-/// Errors ([`Error::PackageInvalid`]): not a zip, no or several nuspecs, a bad nuspec.
-pub fn read_nupkg(reader: impl std::io::Read + std::io::Seek) -> Result<(Nuspec, Vec<u8>)> {
-    let mut archive =
-        crate::archive::open_zip(reader, "the package", crate::archive::ZipLimits::default())?;
-    let nuspecs: Vec<String> = archive
-        .file_names()
-        .filter(|name| !name.contains('/') && name.to_ascii_lowercase().ends_with(".nuspec"))
-        .map(str::to_owned)
-        .collect();
-    let [name] = nuspecs.as_slice() else {
-        return Err(invalid(format!(
-            "the package must hold one .nuspec at its top level, not {}",
-            nuspecs.len()
-        )));
-    };
-    let bytes = crate::archive::read_zip_entry(&mut archive, name, "the package", MAX_NUSPEC_SIZE)?;
-    Ok((parse_nuspec(&bytes)?, bytes))
-}
-
-/// Parses a `.nuspec` document.
-///
-/// Errors ([`Error::PackageInvalid`]): not XML, no `<package><metadata>`, a missing `id`,
-/// `version`, `authors` or `description`, a bad id or version, a field given twice.
-pub fn parse_nuspec(bytes: &[u8]) -> Result<Nuspec> {
-    use quick_xml::events::Event;
-    let bad = |e: &dyn fmt::Display| invalid(format!("the nuspec is not XML: {e}"));
-    if bytes.len() as u64 > MAX_NUSPEC_SIZE {
-        return Err(invalid(format!(
-            "the nuspec is over {MAX_NUSPEC_SIZE} bytes"
-        )));
-    }
-    let mut reader = quick_xml::Reader::from_reader(bytes);
-    reader.config_mut().check_end_names = true;
-    let mut path: Vec<String> = Vec::new();
-    let mut text = String::new();
-    let mut fields: std::collections::BTreeMap<String, String> = Default::default();
-    let mut groups: Vec<DependencyGroup> = Vec::new();
-    let mut closed = false;
-    let mut buffer = Vec::new();
-    let attribute =
-        |element: &quick_xml::events::BytesStart<'_>, name: &str| -> Result<Option<String>> {
-            for attribute in element.attributes() {
-                let attribute = attribute.map_err(|e| bad(&e))?;
-                if attribute.key.local_name().as_ref() == name.as_bytes() {
-                    let value = attribute.unescape_value().map_err(|e| bad(&e))?;
-                    return Ok(Some(value.into_owned()));
-                }
-            }
-            Ok(None)
-        };
-    loop {
-        let event = reader.read_event_into(&mut buffer).map_err(|e| bad(&e))?;
-        let element = match &event {
-            Event::Start(e) | Event::Empty(e) => Some(e.clone()),
-            _ => None,
-        };
-        if let Some(element) = element {
-            if path.len() > 32 {
-                return Err(invalid("the nuspec nests too deeply"));
-            }
-            let name = String::from_utf8_lossy(element.local_name().as_ref()).into_owned();
-            let names: Vec<&str> = path.iter().map(String::as_str).collect();
-            match (names.as_slice(), name.as_str()) {
-                (["package", "metadata", "dependencies"], "group") => {
-                    groups.push(DependencyGroup {
-                        target_framework: attribute(&element, "targetFramework")?,
-                        dependencies: Vec::new(),
-                    });
-                }
-                (["package", "metadata", "dependencies", ..], "dependency") => {
-                    let id = attribute(&element, "id")?
-                        .ok_or_else(|| invalid("a dependency has no id"))?;
-                    check_id(&id)?;
-                    let dependency = Dependency {
-                        id,
-                        range: attribute(&element, "version")?,
-                    };
-                    if names.len() == 3 {
-                        // A flat dependency: the group without a framework.
-                        match groups.iter_mut().find(|g| g.target_framework.is_none()) {
-                            Some(group) => group.dependencies.push(dependency),
-                            None => groups.push(DependencyGroup {
-                                target_framework: None,
-                                dependencies: vec![dependency],
-                            }),
-                        }
-                    } else if let Some(group) = groups.last_mut() {
-                        group.dependencies.push(dependency);
-                    }
-                }
-                _ => {}
-            }
-            if matches!(event, Event::Start(_)) {
-                path.push(name);
-                text.clear();
-            }
-        }
-        match event {
-            Event::Text(part) => text.push_str(&part.decode().map_err(|e| bad(&e))?),
-            Event::CData(part) => text.push_str(&part.decode().map_err(|e| bad(&e))?),
-            Event::GeneralRef(reference) => {
-                match reference.resolve_char_ref().map_err(|e| bad(&e))? {
-                    Some(c) => text.push(c),
-                    None => text.push(match reference.decode().map_err(|e| bad(&e))?.as_ref() {
-                        "lt" => '<',
-                        "gt" => '>',
-                        "amp" => '&',
-                        "apos" => '\'',
-                        "quot" => '"',
-                        other => {
-                            return Err(invalid(format!(
-                                "the nuspec refers to the undefined entity &{other};"
-                            )));
-                        }
-                    }),
-                }
-            }
-            Event::End(_) => {
-                let names: Vec<&str> = path.iter().map(String::as_str).collect();
-                if let ["package", "metadata", field] = names.as_slice()
-                    && fields
-                        .insert((*field).to_owned(), text.trim().to_owned())
-                        .is_some()
-                    && *field != "dependencies"
-                {
-                    return Err(invalid(format!("the nuspec gives {field} twice")));
-                }
-                if names == ["package"] {
-                    closed = true;
-                }
-                text.clear();
-                path.pop();
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-        buffer.clear();
-    }
-    if !closed {
-        return Err(invalid("the nuspec has no complete <package>"));
-    }
-    let required = |key: &str| {
-        fields
-            .get(key)
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .ok_or_else(|| invalid(format!("the nuspec has no {key}")))
-    };
-    let optional = |key: &str| fields.get(key).filter(|v| !v.is_empty()).cloned();
-    let id = required("id")?;
-    check_id(&id)?;
-    let version = required("version")?;
-    NuGetVersion::parse(&version)?;
-    Ok(Nuspec {
-        id,
-        version,
-        authors: required("authors")?,
-        description: required("description")?,
-        title: optional("title"),
-        summary: optional("summary"),
-        tags: optional("tags")
-            .map(|t| t.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default(),
-        project_url: optional("projectUrl"),
-        dependency_groups: groups,
-    })
-}
-
-/// NuGet's rules for the package service (the format is not served yet): ids stored
+/// NuGet's rules for the package service: ids stored
 /// lowercase, versions under their lowercase normal form (so `1.0.0-Beta` and `1.0.0-beta`, one
 /// version to NuGet, are one here; the version as written stays in the version's document),
 /// NuGet's order, a whole version per push, SHA-512 computed (NuGet's package hash).
@@ -665,101 +463,5 @@ mod rules_tests {
             Ordering::Less
         );
         assert_eq!(Nuget.compare_versions("1.10.0", "1.9.0"), Ordering::Greater);
-    }
-}
-
-#[cfg(test)]
-mod nuspec_tests {
-    use super::*;
-
-    const NUSPEC: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<package xmlns="http://schemas.microsoft.com/packaging/2013/05/nuspec.xsd">
-  <metadata>
-    <id>Hello.World</id>
-    <version>1.02.0-Beta.1</version>
-    <authors>Ada &amp; Co</authors>
-    <description>Says hello.</description>
-    <tags>greeting demo</tags>
-    <dependencies>
-      <group targetFramework="net6.0">
-        <dependency id="Newtonsoft.Json" version="[13.0.1, )" exclude="Build" />
-      </group>
-      <group>
-        <dependency id="Other" />
-      </group>
-    </dependencies>
-  </metadata>
-</package>"#;
-
-    fn nupkg(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        for (name, data) in entries {
-            writer
-                .start_file(*name, zip::write::SimpleFileOptions::default())
-                .unwrap();
-            std::io::Write::write_all(&mut writer, data).unwrap();
-        }
-        writer.finish().unwrap().into_inner()
-    }
-
-    #[test]
-    fn a_nupkg_is_read_for_its_nuspec() {
-        let package = nupkg(&[
-            ("Hello.World.nuspec", NUSPEC.as_bytes()),
-            ("lib/net6.0/Hello.dll", b"MZ"),
-        ]);
-        let (nuspec, raw) = read_nupkg(std::io::Cursor::new(package)).unwrap();
-        assert_eq!(raw, NUSPEC.as_bytes());
-        assert_eq!(nuspec.id, "Hello.World");
-        assert_eq!(nuspec.version, "1.02.0-Beta.1");
-        assert_eq!(nuspec.authors, "Ada & Co");
-        assert_eq!(nuspec.tags, ["greeting", "demo"]);
-        assert_eq!(
-            nuspec.dependency_groups,
-            [
-                DependencyGroup {
-                    target_framework: Some("net6.0".into()),
-                    dependencies: vec![Dependency {
-                        id: "Newtonsoft.Json".into(),
-                        range: Some("[13.0.1, )".into())
-                    }],
-                },
-                DependencyGroup {
-                    target_framework: None,
-                    dependencies: vec![Dependency {
-                        id: "Other".into(),
-                        range: None
-                    }],
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn bad_packages_and_nuspecs_are_refused() {
-        let two = nupkg(&[
-            ("a.nuspec", NUSPEC.as_bytes()),
-            ("b.nuspec", NUSPEC.as_bytes()),
-        ]);
-        assert!(read_nupkg(std::io::Cursor::new(two)).is_err());
-        let none = nupkg(&[("lib/a.dll", b"MZ")]);
-        assert!(read_nupkg(std::io::Cursor::new(none)).is_err());
-        for bad in [
-            NUSPEC.replace("<id>Hello.World</id>", ""),
-            NUSPEC.replace("1.02.0-Beta.1", "one"),
-            NUSPEC.replace("<id>Hello.World</id>", "<id>Hello World</id>"),
-            NUSPEC.replace("<authors>", "<authors>x</authors><authors>"),
-            NUSPEC.replace("</package>", ""),
-            NUSPEC.replace("Says hello.", "&xxe;"),
-        ] {
-            assert!(parse_nuspec(bad.as_bytes()).is_err(), "{bad}");
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_bytes_are_read_or_refused_as_a_nuspec(bytes in proptest::collection::vec(0u8..=255, 0..300)) {
-            let _ = parse_nuspec(&bytes);
-        }
     }
 }

@@ -1,0 +1,632 @@
+//! The NuGet v3 documents a repository serves, built from what is stored: the service index,
+//! the flat container's versions list, registrations (index, pages, leaves) and search answers.
+//!
+//! Registrations come in two hives, as NuGet's own server lays them out: [`Hive::SemVer1`]
+//! leaves out versions only SemVer 2.0.0 clients read ([`NuGetVersion::is_semver2`]);
+//! [`Hive::SemVer2`] shows every version. A registration index inlines its pages while a
+//! package has at most [`INLINE_LIMIT`] versions, and links pages of [`PAGE_SIZE`] above.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{NuGetVersion, Nuspec};
+
+/// The most versions whose pages a registration index inlines.
+pub const INLINE_LIMIT: usize = 128;
+
+/// Versions per registration page.
+pub const PAGE_SIZE: usize = 64;
+
+/// Which versions a registration hive shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hive {
+    /// Versions every client reads (no dotted prerelease, no build metadata).
+    SemVer1,
+    /// Every version.
+    SemVer2,
+}
+
+impl Hive {
+    /// The hive's path segment under `v3/`.
+    pub fn segment(self) -> &'static str {
+        match self {
+            Hive::SemVer1 => "registration",
+            Hive::SemVer2 => "registration-semver2",
+        }
+    }
+
+    /// The hive a path segment names.
+    pub fn from_segment(segment: &str) -> Option<Hive> {
+        [Hive::SemVer1, Hive::SemVer2]
+            .into_iter()
+            .find(|h| h.segment() == segment)
+    }
+
+    /// Whether the hive shows a version.
+    pub fn shows(self, version: &NuGetVersion) -> bool {
+        self == Hive::SemVer2 || !version.is_semver2()
+    }
+}
+
+/// The URLs of one repository's resources, under its base (`https://host/nuget/<repository>`).
+#[derive(Clone, Debug)]
+pub struct Urls {
+    base: String,
+}
+
+impl Urls {
+    /// The URLs under `base` (no trailing `/`).
+    pub fn new(base: impl Into<String>) -> Urls {
+        Urls { base: base.into() }
+    }
+
+    /// The service index.
+    pub fn service_index(&self) -> String {
+        format!("{}/v3/index.json", self.base)
+    }
+
+    /// Where packages are pushed (`PUT`) and unlisted (`DELETE …/<id>/<version>`).
+    pub fn publish(&self) -> String {
+        format!("{}/api/v2/package", self.base)
+    }
+
+    /// Where symbol packages are pushed.
+    pub fn symbol_publish(&self) -> String {
+        format!("{}/api/v2/symbolpackage", self.base)
+    }
+
+    /// The flat container's base (ends with `/`).
+    pub fn flat_container(&self) -> String {
+        format!("{}/v3/flatcontainer/", self.base)
+    }
+
+    /// The search service.
+    pub fn search(&self) -> String {
+        format!("{}/v3/search", self.base)
+    }
+
+    /// A registration hive's base (ends with `/`).
+    pub fn registrations(&self, hive: Hive) -> String {
+        format!("{}/v3/{}/", self.base, hive.segment())
+    }
+
+    /// A package's registration index.
+    pub fn registration_index(&self, hive: Hive, id: &str) -> String {
+        format!("{}{}/index.json", self.registrations(hive), lower(id))
+    }
+
+    /// A registration page holding the versions from `lower_bound` to `upper_bound`.
+    pub fn registration_page(&self, hive: Hive, id: &str, low: &str, high: &str) -> String {
+        format!(
+            "{}{}/page/{low}/{high}.json",
+            self.registrations(hive),
+            lower(id)
+        )
+    }
+
+    /// A version's registration leaf.
+    pub fn registration_leaf(&self, hive: Hive, id: &str, version: &NuGetVersion) -> String {
+        format!(
+            "{}{}/{}.json",
+            self.registrations(hive),
+            lower(id),
+            version.lower_normalized()
+        )
+    }
+
+    /// A version's `.nupkg` in the flat container.
+    pub fn package_content(&self, id: &str, version: &NuGetVersion) -> String {
+        let (id, version) = (lower(id), version.lower_normalized());
+        format!(
+            "{}{id}/{version}/{id}.{version}.nupkg",
+            self.flat_container()
+        )
+    }
+}
+
+fn lower(id: &str) -> String {
+    id.to_ascii_lowercase()
+}
+
+/// The service index: every resource of the repository, under each `@type` NuGet clients look
+/// for.
+pub fn service_index(urls: &Urls) -> Value {
+    let mut resources = Vec::new();
+    let mut add = |id: String, types: &[&str], comment: &str| {
+        for kind in types {
+            resources.push(json!({ "@id": id, "@type": kind, "comment": comment }));
+        }
+    };
+    add(
+        urls.publish(),
+        &["PackagePublish/2.0.0"],
+        "Push, unlist (DELETE) and relist (POST) packages",
+    );
+    add(
+        urls.symbol_publish(),
+        &["SymbolPackagePublish/4.9.0"],
+        "Push symbol packages (.snupkg)",
+    );
+    add(
+        urls.flat_container(),
+        &["PackageBaseAddress/3.0.0"],
+        "Package contents: versions, .nupkg and .nuspec",
+    );
+    add(
+        urls.registrations(Hive::SemVer1),
+        &[
+            "RegistrationsBaseUrl",
+            "RegistrationsBaseUrl/3.0.0-beta",
+            "RegistrationsBaseUrl/3.0.0-rc",
+            "RegistrationsBaseUrl/3.4.0",
+        ],
+        "Package metadata, SemVer 1.0.0 versions",
+    );
+    add(
+        urls.registrations(Hive::SemVer2),
+        &[
+            "RegistrationsBaseUrl/3.6.0",
+            "RegistrationsBaseUrl/Versioned",
+        ],
+        "Package metadata, every version",
+    );
+    add(
+        urls.search(),
+        &[
+            "SearchQueryService",
+            "SearchQueryService/3.0.0-beta",
+            "SearchQueryService/3.0.0-rc",
+            "SearchQueryService/3.5.0",
+        ],
+        "Search packages by id",
+    );
+    json!({ "version": "3.0.0", "resources": resources })
+}
+
+/// A package's versions in the flat container: every stored version, lowest first, in lowercase
+/// normal form.
+pub fn flat_versions(versions: &[NuGetVersion]) -> Value {
+    let versions: Vec<String> = versions
+        .iter()
+        .map(NuGetVersion::lower_normalized)
+        .collect();
+    json!({ "versions": versions })
+}
+
+/// A version's deprecation, as NuGet shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Deprecation {
+    /// `Legacy`, `CriticalBugs` and/or `Other`.
+    pub reasons: Vec<String>,
+    /// Why, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// What to use instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternate_package: Option<AlternatePackage>,
+}
+
+/// A package to use instead of a deprecated one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlternatePackage {
+    /// Its id.
+    pub id: String,
+    /// A version range (`*` or absent: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+}
+
+/// The reasons a deprecation may give.
+pub const DEPRECATION_REASONS: [&str; 3] = ["Legacy", "CriticalBugs", "Other"];
+
+impl Deprecation {
+    /// Reads a deprecation a client sends (`{"reasons": […], "message"?, "alternatePackage"?}`)
+    /// and checks it: at least one known reason, a message of at most 4,000 characters, an
+    /// alternate package with a valid id.
+    ///
+    /// Errors ([`registry_core::Error::PackageInvalid`]): what is wrong.
+    pub fn parse(body: &[u8]) -> registry_core::Result<Deprecation> {
+        let deprecation: Deprecation = serde_json::from_slice(body).map_err(|e| {
+            super::invalid(format!(
+                "a deprecation is {{\"reasons\": [\"Legacy\"|\"CriticalBugs\"|\"Other\"], \
+                 \"message\"?, \"alternatePackage\"?: {{\"id\", \"range\"?}}}}: {e}"
+            ))
+        })?;
+        if deprecation.reasons.is_empty()
+            || deprecation
+                .reasons
+                .iter()
+                .any(|r| !DEPRECATION_REASONS.contains(&r.as_str()))
+        {
+            return Err(super::invalid(format!(
+                "deprecation reasons are one or more of {DEPRECATION_REASONS:?}"
+            )));
+        }
+        if deprecation
+            .message
+            .as_ref()
+            .is_some_and(|m| m.chars().count() > 4000)
+        {
+            return Err(super::invalid(
+                "a deprecation message is at most 4000 characters",
+            ));
+        }
+        if let Some(alternate) = &deprecation.alternate_package {
+            super::check_id(&alternate.id)?;
+        }
+        Ok(deprecation)
+    }
+
+    /// The deprecation a version's stored status text holds: the document [`Deprecation::parse`]
+    /// accepted, or, for a status set some other way, its text as the message of an `Other`
+    /// deprecation.
+    pub fn from_status(text: &str) -> Deprecation {
+        serde_json::from_str(text).unwrap_or_else(|_| Deprecation {
+            reasons: vec!["Other".into()],
+            message: (!text.is_empty()).then(|| text.to_owned()),
+            alternate_package: None,
+        })
+    }
+}
+
+/// One stored version as the documents show it.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Its nuspec (the version's stored document).
+    pub nuspec: Nuspec,
+    /// The version.
+    pub version: NuGetVersion,
+    /// Whether it is listed (unlisted versions install only when asked for by version).
+    pub listed: bool,
+    /// When it was published (milliseconds since the epoch).
+    pub published_ms: i64,
+    /// Its deprecation, if any.
+    pub deprecation: Option<Deprecation>,
+}
+
+/// When NuGet shows an unlisted version as published: the year 1900, which older clients read
+/// as unlisted.
+const UNLISTED_PUBLISHED: &str = "1900-01-01T00:00:00+00:00";
+
+fn published(entry: &Entry) -> String {
+    if entry.listed {
+        crate::npm::iso_time(entry.published_ms)
+    } else {
+        UNLISTED_PUBLISHED.to_owned()
+    }
+}
+
+/// A version's catalog entry, inlined in registration pages.
+fn catalog_entry(urls: &Urls, hive: Hive, entry: &Entry) -> Value {
+    let nuspec = &entry.nuspec;
+    let groups: Vec<Value> = nuspec
+        .dependency_groups
+        .iter()
+        .map(|group| {
+            let dependencies: Vec<Value> = group
+                .dependencies
+                .iter()
+                .map(|d| {
+                    json!({
+                        "@id": format!("{}#dependency/{}", urls.registration_leaf(hive, &nuspec.id, &entry.version), lower(&d.id)),
+                        "@type": "PackageDependency",
+                        "id": d.id,
+                        "range": d.range.clone().unwrap_or_else(|| "(, )".into()),
+                        "registration": urls.registration_index(hive, &d.id),
+                    })
+                })
+                .collect();
+            let mut value = json!({
+                "@type": "PackageDependencyGroup",
+                "dependencies": dependencies,
+            });
+            if let Some(framework) = &group.target_framework {
+                value["targetFramework"] = json!(framework);
+            }
+            value
+        })
+        .collect();
+    let mut value = json!({
+        "@id": urls.registration_leaf(hive, &nuspec.id, &entry.version),
+        "@type": "PackageDetails",
+        "id": nuspec.id,
+        "version": entry.version.full_normalized(),
+        "authors": nuspec.authors,
+        "description": nuspec.description,
+        "title": nuspec.title.clone().unwrap_or_default(),
+        "summary": nuspec.summary.clone().unwrap_or_default(),
+        "tags": nuspec.tags,
+        "projectUrl": nuspec.project_url.clone().unwrap_or_default(),
+        "licenseUrl": nuspec.license_url.clone().unwrap_or_default(),
+        "iconUrl": nuspec.icon_url.clone().unwrap_or_default(),
+        "requireLicenseAcceptance": nuspec.require_license_acceptance,
+        "listed": entry.listed,
+        "published": published(entry),
+        "packageContent": urls.package_content(&nuspec.id, &entry.version),
+        "dependencyGroups": groups,
+    });
+    if let Some(deprecation) = &entry.deprecation {
+        value["deprecation"] = json!({
+            "@id": format!("{}#deprecation", urls.registration_leaf(hive, &nuspec.id, &entry.version)),
+            "reasons": deprecation.reasons,
+            "message": deprecation.message,
+            "alternatePackage": deprecation.alternate_package.as_ref().map(|a| json!({
+                "id": a.id,
+                "range": a.range.clone().unwrap_or_else(|| "*".into()),
+            })),
+        });
+    }
+    value
+}
+
+/// The entries of a registration page, as items.
+fn page_items(urls: &Urls, hive: Hive, id: &str, entries: &[Entry]) -> Vec<Value> {
+    entries
+        .iter()
+        .map(|entry| {
+            json!({
+                "@id": urls.registration_leaf(hive, id, &entry.version),
+                "@type": "Package",
+                "catalogEntry": catalog_entry(urls, hive, entry),
+                "packageContent": urls.package_content(id, &entry.version),
+                "registration": urls.registration_index(hive, id),
+            })
+        })
+        .collect()
+}
+
+fn page(urls: &Urls, hive: Hive, id: &str, entries: &[Entry], inline: bool) -> Value {
+    let (first, last) = match (entries.first(), entries.last()) {
+        (Some(first), Some(last)) => (
+            first.version.lower_normalized(),
+            last.version.lower_normalized(),
+        ),
+        _ => (String::new(), String::new()),
+    };
+    let mut value = json!({
+        "@id": urls.registration_page(hive, id, &first, &last),
+        "@type": "catalog:CatalogPage",
+        "count": entries.len(),
+        "lower": first,
+        "upper": last,
+    });
+    if inline {
+        value["items"] = json!(page_items(urls, hive, id, entries));
+        value["parent"] = json!(urls.registration_index(hive, id));
+    }
+    value
+}
+
+/// A package's registration index. `entries` are the versions the hive shows, lowest first.
+/// Pages are inlined while there are at most [`INLINE_LIMIT`] versions; above, each page is
+/// linked with its bounds and read with [`registration_page`].
+pub fn registration_index(urls: &Urls, hive: Hive, id: &str, entries: &[Entry]) -> Value {
+    let inline = entries.len() <= INLINE_LIMIT;
+    let pages: Vec<Value> = entries
+        .chunks(PAGE_SIZE)
+        .map(|chunk| page(urls, hive, id, chunk, inline))
+        .collect();
+    json!({
+        "@id": urls.registration_index(hive, id),
+        "@type": ["catalog:CatalogRoot", "PackageRegistration", "catalog:Permalink"],
+        "count": pages.len(),
+        "items": pages,
+    })
+}
+
+/// One registration page: the versions between its bounds, with their items.
+pub fn registration_page(urls: &Urls, hive: Hive, id: &str, entries: &[Entry]) -> Value {
+    page(urls, hive, id, entries, true)
+}
+
+/// A version's registration leaf.
+pub fn registration_leaf(urls: &Urls, hive: Hive, id: &str, entry: &Entry) -> Value {
+    json!({
+        "@id": urls.registration_leaf(hive, id, &entry.version),
+        "@type": ["Package", "http://schema.nuget.org/catalog#Permalink"],
+        "listed": entry.listed,
+        "published": published(entry),
+        "packageContent": urls.package_content(id, &entry.version),
+        "registration": urls.registration_index(hive, id),
+    })
+}
+
+/// A package found by search: its listed versions the query admits, lowest first (never
+/// empty).
+#[derive(Clone, Debug)]
+pub struct Hit {
+    /// The versions; the last one is shown as the package's.
+    pub entries: Vec<Entry>,
+}
+
+/// A search answer: `total` matches, of which `hits` are the asked window.
+pub fn search_results(urls: &Urls, hive: Hive, total: usize, hits: &[Hit]) -> Value {
+    let data: Vec<Value> = hits
+        .iter()
+        .filter_map(|hit| {
+            let latest = hit.entries.last()?;
+            let nuspec = &latest.nuspec;
+            let versions: Vec<Value> = hit
+                .entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "version": e.version.full_normalized(),
+                        "downloads": 0,
+                        "@id": urls.registration_leaf(hive, &nuspec.id, &e.version),
+                    })
+                })
+                .collect();
+            let package_types: Vec<Value> = if nuspec.package_types.is_empty() {
+                vec![json!({ "name": "Dependency" })]
+            } else {
+                nuspec
+                    .package_types
+                    .iter()
+                    .map(|t| json!({ "name": t }))
+                    .collect()
+            };
+            Some(json!({
+                "@id": urls.registration_index(hive, &nuspec.id),
+                "@type": "Package",
+                "registration": urls.registration_index(hive, &nuspec.id),
+                "id": nuspec.id,
+                "version": latest.version.full_normalized(),
+                "description": nuspec.description,
+                "summary": nuspec.summary.clone().unwrap_or_default(),
+                "title": nuspec.title.clone().unwrap_or_default(),
+                "authors": [nuspec.authors],
+                "tags": nuspec.tags,
+                "projectUrl": nuspec.project_url.clone().unwrap_or_default(),
+                "iconUrl": nuspec.icon_url.clone().unwrap_or_default(),
+                "licenseUrl": nuspec.license_url.clone().unwrap_or_default(),
+                "totalDownloads": 0,
+                "verified": false,
+                "packageTypes": package_types,
+                "versions": versions,
+            }))
+        })
+        .collect();
+    json!({ "totalHits": total, "data": data })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(version: &str, listed: bool) -> Entry {
+        let nuspec = crate::nuget::parse_nuspec(
+            format!(
+                "<package><metadata><id>Demo.Hello</id><version>{version}</version>\
+                 <authors>Ada</authors><description>Hi.</description><dependencies>\
+                 <group targetFramework=\"net6.0\"><dependency id=\"Other.Lib\" version=\"[1.0, )\"/></group>\
+                 </dependencies></metadata></package>"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        Entry {
+            version: NuGetVersion::parse(version).unwrap(),
+            nuspec,
+            listed,
+            published_ms: 0,
+            deprecation: None,
+        }
+    }
+
+    #[test]
+    fn the_service_index_names_every_resource_clients_look_for() {
+        let index = service_index(&Urls::new("http://h/nuget/r"));
+        let types: Vec<&str> = index["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["@type"].as_str().unwrap())
+            .collect();
+        for wanted in [
+            "PackagePublish/2.0.0",
+            "PackageBaseAddress/3.0.0",
+            "RegistrationsBaseUrl/3.0.0-rc",
+            "RegistrationsBaseUrl/3.4.0",
+            "RegistrationsBaseUrl/3.6.0",
+            "RegistrationsBaseUrl/Versioned",
+            "SearchQueryService/3.0.0-rc",
+            "SearchQueryService/3.5.0",
+            "SymbolPackagePublish/4.9.0",
+        ] {
+            assert!(types.contains(&wanted), "{wanted}");
+        }
+    }
+
+    #[test]
+    fn registrations_inline_small_packages_and_page_large_ones() {
+        let urls = Urls::new("http://h/nuget/r");
+        let small: Vec<Entry> = (0..3).map(|i| entry(&format!("1.{i}.0"), i != 1)).collect();
+        let index = registration_index(&urls, Hive::SemVer2, "Demo.Hello", &small);
+        assert_eq!(index["count"], 1);
+        let page = &index["items"][0];
+        assert_eq!(
+            (page["lower"].as_str(), page["upper"].as_str()),
+            (Some("1.0.0"), Some("1.2.0"))
+        );
+        let items = page["items"].as_array().unwrap();
+        assert_eq!(items.len(), 3);
+        let entry1 = &items[1]["catalogEntry"];
+        assert_eq!(entry1["listed"], false);
+        assert_eq!(entry1["published"], UNLISTED_PUBLISHED);
+        assert_eq!(
+            items[0]["packageContent"],
+            "http://h/nuget/r/v3/flatcontainer/demo.hello/1.0.0/demo.hello.1.0.0.nupkg"
+        );
+        let dependency = &entry1["dependencyGroups"][0]["dependencies"][0];
+        assert_eq!(dependency["id"], "Other.Lib");
+        assert_eq!(dependency["range"], "[1.0, )");
+        assert_eq!(
+            dependency["registration"],
+            "http://h/nuget/r/v3/registration-semver2/other.lib/index.json"
+        );
+
+        let large: Vec<Entry> = (0..1000)
+            .map(|i| entry(&format!("1.0.{i}"), true))
+            .collect();
+        let index = registration_index(&urls, Hive::SemVer2, "Demo.Hello", &large);
+        assert_eq!(index["count"], 16);
+        assert!(index["items"][0].get("items").is_none());
+        assert_eq!(
+            index["items"][15]["@id"],
+            "http://h/nuget/r/v3/registration-semver2/demo.hello/page/1.0.960/1.0.999.json"
+        );
+        assert_eq!(index["items"][15]["count"], 40);
+    }
+
+    #[test]
+    fn the_semver1_hive_hides_semver2_versions() {
+        assert!(Hive::SemVer1.shows(&NuGetVersion::parse("1.0.0-beta1").unwrap()));
+        assert!(!Hive::SemVer1.shows(&NuGetVersion::parse("1.0.0-beta.1").unwrap()));
+        assert!(!Hive::SemVer1.shows(&NuGetVersion::parse("1.0.0+git").unwrap()));
+        assert!(Hive::SemVer2.shows(&NuGetVersion::parse("1.0.0+git").unwrap()));
+        assert_eq!(
+            Hive::from_segment("registration-semver2"),
+            Some(Hive::SemVer2)
+        );
+        assert_eq!(Hive::from_segment("nope"), None);
+    }
+
+    #[test]
+    fn deprecations_are_checked() {
+        let parsed = Deprecation::parse(
+            br#"{"reasons":["Legacy"],"message":"use Other","alternatePackage":{"id":"Other"}}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.reasons, ["Legacy"]);
+        for bad in [
+            &br#"{"reasons":[]}"#[..],
+            br#"{"reasons":["Old"]}"#,
+            br#"{"reasons":["Other"],"alternatePackage":{"id":"bad id"}}"#,
+            br#"{"reasons":["Other"],"extra":1}"#,
+            b"nope",
+        ] {
+            assert!(Deprecation::parse(bad).is_err());
+        }
+        let stored = serde_json::to_string(&parsed).unwrap();
+        assert_eq!(Deprecation::from_status(&stored), parsed);
+        assert_eq!(
+            Deprecation::from_status("just words").message.as_deref(),
+            Some("just words")
+        );
+    }
+
+    #[test]
+    fn search_shows_the_latest_version_and_all_admitted() {
+        let urls = Urls::new("http://h/nuget/r");
+        let hit = Hit {
+            entries: vec![entry("1.0.0", true), entry("2.0.0", true)],
+        };
+        let results = search_results(&urls, Hive::SemVer2, 7, &[hit]);
+        assert_eq!(results["totalHits"], 7);
+        assert_eq!(results["data"][0]["version"], "2.0.0");
+        assert_eq!(results["data"][0]["versions"].as_array().unwrap().len(), 2);
+    }
+}
