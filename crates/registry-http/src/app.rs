@@ -93,6 +93,10 @@ impl Application {
         {
             app = app.merge(crate::npm::router(packages.clone(), auth.clone()));
         }
+        #[cfg(feature = "nuget")]
+        {
+            app = app.merge(crate::nuget::router(packages.clone(), auth.clone()));
+        }
         #[cfg(feature = "pypi")]
         {
             app = app.merge(crate::pypi::router(packages.clone(), auth.clone()));

@@ -4,7 +4,12 @@
 //! instance sharing the store, so a cached document is never stale.
 // Shared by the package routers; with only some of them compiled in, parts go unused.
 #![cfg_attr(
-    not(all(feature = "generic", feature = "npm", feature = "pypi")),
+    not(all(
+        feature = "generic",
+        feature = "npm",
+        feature = "nuget",
+        feature = "pypi"
+    )),
     allow(dead_code)
 )]
 

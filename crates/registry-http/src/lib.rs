@@ -9,6 +9,8 @@
 //! - [`generic`]: Generic packages under `/generic/` (files under a name and version);
 //! - [`maven`]: Maven repositories under `/maven/` (the standard layout, for mvn);
 //! - [`npm`]: the npm registry API under `/npm/<repository>/`;
+//! - [`nuget`]: NuGet v3 feeds under `/nuget/<repository>/` (push, flat container,
+//!   registrations, search, unlist and relist, deprecation, symbol packages);
 //! - [`pypi`]: the Python package index under `/pypi/<repository>/` (twine uploads, the Simple
 //!   API for pip);
 //! - [`package_admin`]: access tokens with scopes and package repository settings under
@@ -44,6 +46,7 @@
 //! | `generic` | yes | Generic packages under `/generic/` |
 //! | `maven` | yes | Maven repositories under `/maven/` |
 //! | `npm` | yes | the npm registry API under `/npm/` |
+//! | `nuget` | yes | NuGet v3 feeds under `/nuget/` |
 //! | `pypi` | yes | the Python package index under `/pypi/` |
 //! | `harness` | yes | [`serve::RunningRegistry`], a registry in memory for tests |
 //!
@@ -64,6 +67,8 @@ pub mod generic;
 pub mod maven;
 #[cfg(feature = "npm")]
 pub mod npm;
+#[cfg(feature = "nuget")]
+pub mod nuget;
 pub mod observe;
 pub mod oci;
 #[cfg(feature = "packages")]

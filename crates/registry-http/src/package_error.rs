@@ -8,7 +8,12 @@
 //! challenge, which every package client understands.
 // Shared by the package routers; with only some of them compiled in, parts go unused.
 #![cfg_attr(
-    not(all(feature = "generic", feature = "npm", feature = "pypi")),
+    not(all(
+        feature = "generic",
+        feature = "npm",
+        feature = "nuget",
+        feature = "pypi"
+    )),
     allow(dead_code)
 )]
 
@@ -26,6 +31,11 @@ use crate::error::{REQUEST_ID, error_headers, log_server_error, server_error_mes
 pub(crate) trait Style {
     /// The body and its content type.
     fn render(message: &str) -> (String, &'static str);
+
+    /// Anything else the format's clients read a failure from (nothing by default).
+    fn decorate(response: &mut Response, message: &str) {
+        let _ = (response, message);
+    }
 }
 
 /// `{"message": "…"}` (Generic packages, the admin APIs).
@@ -55,6 +65,35 @@ pub(crate) struct PlainText;
 impl Style for PlainText {
     fn render(message: &str) -> (String, &'static str) {
         (format!("{message}\n"), "text/plain; charset=utf-8")
+    }
+}
+
+/// A line of plain text, repeated in the HTTP/1 reason phrase (`409 Conflict - …`): NuGet
+/// clients print the status line, not the body.
+pub(crate) struct ReasonText;
+
+impl Style for ReasonText {
+    fn render(message: &str) -> (String, &'static str) {
+        PlainText::render(message)
+    }
+
+    fn decorate(response: &mut Response, message: &str) {
+        let canonical = response.status().canonical_reason().unwrap_or("Error");
+        // Visible ASCII only, and short: a reason phrase is one header-like line.
+        let text: String = format!("{canonical} - {message}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .take(400)
+            .collect();
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(text) {
+            response.extensions_mut().insert(reason);
+        }
     }
 }
 
@@ -109,6 +148,7 @@ impl<S: Style> IntoResponse for Failure<S> {
     fn into_response(self) -> Response {
         let (body, content_type) = S::render(&self.message);
         let mut response = (self.status, body).into_response();
+        S::decorate(&mut response, &self.message);
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.extend(self.headers);

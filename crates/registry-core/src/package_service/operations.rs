@@ -161,6 +161,20 @@ impl Packages {
         protect(&found, &key, name, Action::Push, role)
     }
 
+    /// Checks, before a publish whose package name is only known once its body is read (NuGet
+    /// reads it from the package), that the repository can take a publish of this format: it
+    /// exists or may be created (then it is) and holds this format. The package's protection
+    /// rules are applied by [`Packages::publish`].
+    pub async fn prepare_repository(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+    ) -> Result<()> {
+        self.publish_repository(repository, rules.format())
+            .await
+            .map(drop)
+    }
+
     /// Publishes a release to `repository` (created first when the service allows): a new
     /// version or files added to one, as the format's [`FormatRules::publish_mode`] says, with
     /// duplicates refused or replacing as the repository's settings say.
