@@ -177,6 +177,10 @@ async fn dispatch(State(api): State<Arc<NugetApi>>, request: Request) -> Respons
         }
         match (parts.as_slice(), &method) {
             (["v3", "index.json"], _) if read => {
+                // Any name may become a feed on its first push; another format's is none.
+                api.packages
+                    .check_read_format(repository, Rules.format())
+                    .await?;
                 json_response(documents::service_index(&feed.urls).to_string(), head)
             }
             (["api", "v2", kind] | ["api", "v2", kind, ""], &Method::PUT)

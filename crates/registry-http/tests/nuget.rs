@@ -560,3 +560,24 @@ async fn bad_packages_are_refused_and_store_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn another_formats_repository_is_no_feed() {
+    let (app, metadata) = setup();
+    metadata
+        .ensure_package_repository(&registry_core::PackageRepository {
+            name: "feed".into(),
+            format: registry_core::PackageFormat::Pypi,
+            kind: registry_core::RepositoryKind::Hosted,
+            settings: Default::default(),
+            created_at: registry_core::Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&app, "v3/index.json").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let refused = push(&app, &package("Demo.Hello", "1.0.0", "")).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text());
+}

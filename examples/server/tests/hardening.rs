@@ -310,6 +310,8 @@ fn bodies_are_refused_before_they_are_read_and_buffering_is_bounded() {
     for head in [
         "POST /pypi/py/ HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=x",
         "PUT /generic/files/tool/1.0/big.bin HTTP/1.1",
+        "PUT /nuget/nu/api/v2/package HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=x",
+        "PUT /maven/mvn/com/example/a/1.0/a-1.0.jar HTTP/1.1",
         "POST /v2/team/app/blobs/uploads/?digest=sha256:0000000000000000000000000000000000000000000000000000000000000000 HTTP/1.1",
         "PUT /api/v1/tag-rules/r HTTP/1.1\r\nContent-Type: application/json",
         "PUT /api/v1/package-repositories/js HTTP/1.1\r\nContent-Type: application/json",

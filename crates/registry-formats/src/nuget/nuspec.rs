@@ -78,7 +78,7 @@ impl Nuspec {
 /// `*.nuspec` at the archive's top level, at most [`MAX_NUSPEC_SIZE`] bytes. Answers the parsed
 /// nuspec and its bytes.
 ///
-/// Errors ([`Error::PackageInvalid`]): not a zip, no or several nuspecs, a bad nuspec.
+/// Errors ([`registry_core::Error::PackageInvalid`]): not a zip, no or several nuspecs, a bad nuspec.
 pub fn read_nupkg(reader: impl std::io::Read + std::io::Seek) -> Result<(Nuspec, Vec<u8>)> {
     let mut archive =
         crate::archive::open_zip(reader, "the package", crate::archive::ZipLimits::default())?;
@@ -99,8 +99,10 @@ pub fn read_nupkg(reader: impl std::io::Read + std::io::Seek) -> Result<(Nuspec,
 
 /// Parses a `.nuspec` document.
 ///
-/// Errors ([`Error::PackageInvalid`]): not XML, no `<package><metadata>`, a missing `id`,
-/// `version`, `authors` or `description`, a bad id or version, a field given twice.
+/// Errors ([`registry_core::Error::PackageInvalid`]): not XML, no `<package><metadata>`, a
+/// missing `id` or `version`, a missing `authors` or `description` (except in a symbol
+/// package's nuspec, which NuGet writes without them), a bad id or version, a field given
+/// twice.
 pub fn parse_nuspec(bytes: &[u8]) -> Result<Nuspec> {
     use quick_xml::events::Event;
     let bad = |e: &dyn fmt::Display| invalid(format!("the nuspec is not XML: {e}"));
@@ -237,11 +239,19 @@ pub fn parse_nuspec(bytes: &[u8]) -> Result<Nuspec> {
     check_id(&id)?;
     let version = required("version")?;
     NuGetVersion::parse(&version)?;
+    let symbols = package_types.iter().any(|t| t == "SymbolsPackage");
     Ok(Nuspec {
         id,
         version,
-        authors: required("authors")?,
-        description: required("description")?,
+        // A symbol package's nuspec (NuGet writes it) names neither.
+        authors: match symbols {
+            true => optional("authors").unwrap_or_default(),
+            false => required("authors")?,
+        },
+        description: match symbols {
+            true => optional("description").unwrap_or_default(),
+            false => required("description")?,
+        },
         title: optional("title"),
         summary: optional("summary"),
         tags: optional("tags")
@@ -306,6 +316,14 @@ mod tests {
         assert_eq!(nuspec.tags, ["greeting", "demo"]);
         assert_eq!(nuspec.package_types, ["Dependency"]);
         assert!(!nuspec.is_symbols());
+        // A symbol package's nuspec, as NuGet writes it: no authors.
+        let symbols = parse_nuspec(
+            br#"<package><metadata><id>A</id><version>1.0.0</version><description>d</description>
+            <packageTypes><packageType name="SymbolsPackage" /></packageTypes></metadata></package>"#,
+        )
+        .unwrap();
+        assert!(symbols.is_symbols());
+        assert_eq!(symbols.authors, "");
         assert_eq!(
             nuspec.dependency_groups,
             [
