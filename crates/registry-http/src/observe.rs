@@ -11,7 +11,9 @@
 //! | `registry_http_response_bytes_total` | counter | `route` (declared response bodies) |
 //!
 //! `route` is the kind of OCI route (`manifest`, `blob`, `upload`, `tags`, `catalog`,
-//! `referrers`, `base`), `token`, or `other`: never the raw path, so label sets stay bounded.
+//! `referrers`, `base`), `token`, a package format's API (`generic`, `maven`, `npm`, `nuget`,
+//! `pypi`, `terraform`), `admin` (`/api/v1/`), or `other`: never the raw path, so label sets
+//! stay bounded.
 
 use std::time::Instant;
 
@@ -27,6 +29,22 @@ use crate::path::{Route, parse_v2_path};
 pub fn route_label(path: &str) -> &'static str {
     if path == "/token" {
         return "token";
+    }
+    const PACKAGE_APIS: [(&str, &str); 8] = [
+        ("/generic/", "generic"),
+        ("/maven/", "maven"),
+        ("/npm/", "npm"),
+        ("/nuget/", "nuget"),
+        ("/pypi/", "pypi"),
+        ("/terraform/", "terraform"),
+        ("/.well-known/terraform.json", "terraform"),
+        ("/api/v1/", "admin"),
+    ];
+    if let Some((_, label)) = PACKAGE_APIS
+        .iter()
+        .find(|(prefix, _)| path.starts_with(prefix))
+    {
+        return label;
     }
     let Some(rest) = path.strip_prefix("/v2") else {
         return "other";
@@ -90,5 +108,9 @@ mod tests {
         assert_eq!(route_label("/token"), "token");
         assert_eq!(route_label("/v2/Bad/manifests/x"), "other");
         assert_eq!(route_label("/metrics"), "other");
+        assert_eq!(route_label("/nuget/feed/v3/index.json"), "nuget");
+        assert_eq!(route_label("/maven/releases/a/b/1/b-1.jar"), "maven");
+        assert_eq!(route_label("/api/v1/tokens"), "admin");
+        assert_eq!(route_label("/mavenx"), "other");
     }
 }
