@@ -21,6 +21,9 @@ pub struct TarLimits {
     pub max_entries: u64,
     /// The most bytes the archive expands to (entry contents and tar framing).
     pub max_expanded: u64,
+    /// Whether symbolic and hard links may appear (they are never followed here; a format whose
+    /// clients would create them on unpacking refuses them).
+    pub links: bool,
 }
 
 /// Whether `path` stays inside the archive: relative, and only plain names (and `.`).
@@ -88,6 +91,12 @@ pub fn walk_gzip_tar<T>(
                 "{what} holds an unsafe path: {}",
                 path.display()
             )));
+        }
+        if !limits.links
+            && (entry.header().entry_type().is_symlink()
+                || entry.header().entry_type().is_hard_link())
+        {
+            return Err(invalid(format!("{what} holds a link: {}", path.display())));
         }
         contents = contents.saturating_add(entry.size());
         if contents > limits.max_expanded {
@@ -443,6 +452,7 @@ mod tests {
     const ROOMY: TarLimits = TarLimits {
         max_entries: 10,
         max_expanded: 1 << 20,
+        links: true,
     };
 
     #[test]

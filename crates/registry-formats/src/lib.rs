@@ -9,6 +9,8 @@
 //! - [`npm`]: npm — names, the publish document and its tarball, packuments;
 //! - [`nuget`]: NuGet — package ids, versions as NuGet normalizes and orders them, nuspecs and
 //!   the v3 protocol's documents;
+//! - [`terraform`]: Terraform modules — module addresses, SemVer versions, module archives
+//!   checked for a root module, the registry protocol's documents;
 //! - [`pypi`]: Python packages — names, versions, distribution files and their core metadata,
 //!   the Simple API in HTML and JSON.
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -19,6 +21,7 @@ pub mod maven;
 pub mod npm;
 pub mod nuget;
 pub mod pypi;
+pub mod terraform;
 
 use registry_core::{FormatRules, PackageFormat};
 
@@ -31,6 +34,7 @@ pub fn rules(format: PackageFormat) -> Option<&'static dyn FormatRules> {
         PackageFormat::Npm => Some(&npm::Npm),
         PackageFormat::Nuget => Some(&nuget::Nuget),
         PackageFormat::Pypi => Some(&pypi::Pypi),
+        PackageFormat::Terraform => Some(&terraform::Terraform),
         _ => None,
     }
 }

@@ -347,6 +347,7 @@ pub fn read_tarball(tarball: &[u8], limits: &NpmLimits) -> Result<(String, Strin
     let bounds = crate::archive::TarLimits {
         max_entries: limits.max_entries,
         max_expanded: limits.max_unpacked_size,
+        links: true,
     };
     // The whole archive is walked (every path checked, every byte counted); the first
     // `<dir>/package.json` is the manifest.

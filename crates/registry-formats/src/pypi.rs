@@ -292,6 +292,7 @@ pub fn sdist_metadata(reader: impl Read) -> Result<Vec<u8>> {
     let bounds = crate::archive::TarLimits {
         max_entries: MAX_SDIST_ENTRIES,
         max_expanded: MAX_SDIST_SCAN,
+        links: true,
     };
     crate::archive::walk_gzip_tar(reader, "the sdist", bounds, |path, entry| {
         if path.components().count() == 2 && path.file_name().is_some_and(|f| f == "PKG-INFO") {

@@ -35,6 +35,8 @@ pub struct Application {
     auth: Option<Auth>,
     external_url: Option<ExternalUrl>,
     throttle: ThrottleSettings,
+    #[cfg(feature = "terraform")]
+    download_signer: Option<crate::terraform::DownloadSigner>,
 }
 
 impl Application {
@@ -47,6 +49,8 @@ impl Application {
             auth: None,
             external_url: None,
             throttle: ThrottleSettings::per_address(),
+            #[cfg(feature = "terraform")]
+            download_signer: None,
         }
     }
 
@@ -67,6 +71,14 @@ impl Application {
     /// ([`ThrottleSettings::per_address`] by default).
     pub fn login_throttle(mut self, settings: ThrottleSettings) -> Self {
         self.throttle = settings;
+        self
+    }
+
+    /// Signs the Terraform module archive URLs with `signer` (instances serving one registry
+    /// need the same secret); a random secret of this process's own by default.
+    #[cfg(feature = "terraform")]
+    pub fn download_signer(mut self, signer: crate::terraform::DownloadSigner) -> Self {
+        self.download_signer = Some(signer);
         self
     }
 
@@ -100,6 +112,17 @@ impl Application {
         #[cfg(feature = "pypi")]
         {
             app = app.merge(crate::pypi::router(packages.clone(), auth.clone()));
+        }
+        #[cfg(feature = "terraform")]
+        {
+            let signer = self
+                .download_signer
+                .unwrap_or_else(crate::terraform::DownloadSigner::random);
+            app = app.merge(crate::terraform::router(
+                packages.clone(),
+                auth.clone(),
+                signer,
+            ));
         }
         #[cfg(feature = "packages")]
         {

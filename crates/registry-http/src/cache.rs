@@ -8,7 +8,8 @@
         feature = "generic",
         feature = "npm",
         feature = "nuget",
-        feature = "pypi"
+        feature = "pypi",
+        feature = "terraform"
     )),
     allow(dead_code)
 )]

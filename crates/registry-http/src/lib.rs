@@ -13,6 +13,8 @@
 //!   registrations, search, unlist and relist, deprecation, symbol packages);
 //! - [`pypi`]: the Python package index under `/pypi/<repository>/` (twine uploads, the Simple
 //!   API for pip);
+//! - [`terraform`]: the Terraform module registry protocol (`/.well-known/terraform.json`,
+//!   `/terraform/modules/v1/`), with signed archive URLs;
 //! - [`package_admin`]: access tokens with scopes and package repository settings under
 //!   `/api/v1/`;
 //! - [`auth`]: HTTP Basic and Docker token auth, and [`auth::StaticUsers`] (configured users
@@ -48,6 +50,7 @@
 //! | `npm` | yes | the npm registry API under `/npm/` |
 //! | `nuget` | yes | NuGet v3 feeds under `/nuget/` |
 //! | `pypi` | yes | the Python package index under `/pypi/` |
+//! | `terraform` | yes | the Terraform module registry under `/terraform/modules/v1/` |
 //! | `harness` | yes | [`serve::RunningRegistry`], a registry in memory for tests |
 //!
 //! With none of them, an OCI-only embedder compiles neither the package formats nor the
@@ -79,5 +82,7 @@ pub mod path;
 #[cfg(feature = "pypi")]
 pub mod pypi;
 pub mod serve;
+#[cfg(feature = "terraform")]
+pub mod terraform;
 pub mod throttle;
 mod transfer;

@@ -12,7 +12,8 @@
         feature = "generic",
         feature = "npm",
         feature = "nuget",
-        feature = "pypi"
+        feature = "pypi",
+        feature = "terraform"
     )),
     allow(dead_code)
 )]
@@ -56,6 +57,18 @@ pub(crate) struct ErrorJson;
 impl Style for ErrorJson {
     fn render(message: &str) -> (String, &'static str) {
         (json!({ "error": message }).to_string(), "application/json")
+    }
+}
+
+/// `{"errors": ["…"]}` (the Terraform registry protocol's errors).
+pub(crate) struct ErrorList;
+
+impl Style for ErrorList {
+    fn render(message: &str) -> (String, &'static str) {
+        (
+            json!({ "errors": [message] }).to_string(),
+            "application/json",
+        )
     }
 }
 

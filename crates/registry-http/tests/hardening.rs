@@ -69,6 +69,19 @@ fn package_app(packages: &Packages, users: Arc<StaticUsers>) -> Router {
             packages.clone(),
             Some(auth.clone()),
         ))
+        .merge(registry_http::maven::router(
+            packages.clone(),
+            Some(auth.clone()),
+        ))
+        .merge(registry_http::nuget::router(
+            packages.clone(),
+            Some(auth.clone()),
+        ))
+        .merge(registry_http::terraform::router(
+            packages.clone(),
+            Some(auth.clone()),
+            registry_http::terraform::DownloadSigner::random(),
+        ))
         .merge(registry_http::pypi::router(packages.clone(), Some(auth)))
 }
 
@@ -458,6 +471,14 @@ async fn bodies_are_not_read_before_authorization() {
         (Method::PUT, "/npm/js/-/user/org.couchdb.user:dev"),
         (Method::POST, "/pypi/py/"),
         (Method::PUT, "/generic/files/tool/1.0/x"),
+        (Method::PUT, "/maven/mvn/com/example/a/1.0/a-1.0.jar"),
+        (Method::PUT, "/nuget/nu/api/v2/package"),
+        (Method::PUT, "/nuget/nu/api/v2/symbolpackage"),
+        (Method::PUT, "/nuget/nu/api/v2/package/a/1.0.0/deprecation"),
+        (
+            Method::PUT,
+            "/terraform/modules/v1/tf/hello/local/1.0.0/file",
+        ),
         (Method::POST, "/v2/team/app/blobs/uploads/"),
         (Method::PUT, "/v2/team/app/manifests/v1"),
         (Method::PUT, "/api/v1/tag-rules/r"),
