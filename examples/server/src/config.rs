@@ -49,6 +49,9 @@ struct File {
     external_url: Option<String>,
     /// Whether a publish to an unknown package repository creates it (true by default).
     create_repositories_on_publish: Option<bool>,
+    /// The secret signing the short-lived Terraform module archive URLs (at least 32
+    /// characters); instances serving one registry need the same. Random per process by default.
+    download_url_secret: Option<String>,
     /// How long manifest and blob-link reads are served from memory, in milliseconds (1000 by
     /// default; 0 reads the database every time): how stale a read may be after a change made
     /// by another instance or the CLI.
@@ -180,6 +183,7 @@ pub(crate) struct Config {
     pub(crate) sparse_manifests: Vec<NamePattern>,
     external_url: Option<String>,
     pub(crate) create_repositories_on_publish: bool,
+    download_url_secret: Option<String>,
     pub(crate) read_cache: registry_core::CacheSettings,
     limits: FileLimits,
     server: FileServer,
@@ -216,6 +220,7 @@ impl Config {
             sparse_manifests: file.sparse_manifests,
             external_url: file.external_url,
             create_repositories_on_publish: file.create_repositories_on_publish.unwrap_or(true),
+            download_url_secret: file.download_url_secret,
             read_cache: registry_core::CacheSettings {
                 ttl: file.read_cache_ttl_ms.map_or(
                     registry_core::CacheSettings::default().ttl,
@@ -232,6 +237,22 @@ impl Config {
             cleanup_policies: file.cleanup_policies,
             package_repositories: file.package_repositories,
         })
+    }
+
+    /// The signer of Terraform module archive URLs, when a secret is configured.
+    pub(crate) fn download_signer(
+        &self,
+    ) -> Result<Option<registry_http::terraform::DownloadSigner>, String> {
+        match &self.download_url_secret {
+            None => Ok(None),
+            Some(secret) if secret.len() < 32 => {
+                Err("download_url_secret must be at least 32 characters".into())
+            }
+            Some(secret) => Ok(Some(registry_http::terraform::DownloadSigner::new(
+                secret.as_bytes(),
+                Duration::from_secs(300),
+            ))),
+        }
     }
 
     /// How often the server runs the cleanup policies; `None` when it does not.

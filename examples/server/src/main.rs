@@ -365,6 +365,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(url) = config.external_url()? {
         application = application.external_url(url);
     }
+    if let Some(signer) = config.download_signer()? {
+        application = application.download_signer(signer);
+    }
     let app = application.router().route(
         "/metrics",
         axum::routing::get(move || std::future::ready(prometheus.render())),

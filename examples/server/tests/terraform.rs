@@ -1,0 +1,159 @@
+//! terraform against the example server's module registry, over plain HTTP with a CLI
+//! configuration `host` block and an access token in its `credentials` block: modules uploaded
+//! in three versions, `terraform init` choosing by a version constraint (`~> 1.0` → 1.1.0), the
+//! archive fetched through the signed URL terraform's downloader gets (it sends no credentials),
+//! and `terraform apply` showing the module's output. A wrong token fails `init`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::{Server, http_request, workdir};
+
+/// terraform: on the PATH (`/usr/local/bin/terraform` where the machine has it), or as
+/// `scripts/install-clients` installs it from PyPI.
+fn terraform_bin() -> PathBuf {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/terraform/bin/terraform");
+    if Command::new("terraform").arg("version").output().is_ok() {
+        PathBuf::from("terraform")
+    } else {
+        assert!(
+            local.exists(),
+            "terraform must be installed for this test (scripts/install-clients installs it)"
+        );
+        local
+    }
+}
+
+fn terraform(work: &Path, config: &Path, args: &[&str]) -> Output {
+    Command::new(terraform_bin())
+        .args(args)
+        .current_dir(work)
+        .env("HOME", work)
+        .env("TF_CLI_CONFIG_FILE", config)
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("TF_IN_AUTOMATION", "1")
+        .output()
+        .expect("terraform runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn basic(user: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:s3cret"))
+}
+
+/// A module archive whose output names its version.
+fn module(version: &str) -> Vec<u8> {
+    let main = format!(
+        "variable \"name\" {{\n  type = string\n}}\n\n\
+         output \"greeting\" {{\n  value = \"hello ${{var.name}} from module {version}\"\n}}\n"
+    );
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(main.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "main.tf", main.as_bytes())
+        .unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gzip, &builder.into_inner().unwrap()).unwrap();
+    gzip.finish().unwrap()
+}
+
+fn token(server: &Server, user: &str) -> String {
+    let (status, _, answer) = http_request(
+        server.addr,
+        &format!(
+            "POST /api/v1/tokens HTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Basic {}",
+            basic(user)
+        ),
+        br#"{"label":"terraform","scopes":[{"repositories":"infra","access":"read"}]}"#,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    answer["token"].as_str().unwrap().to_owned()
+}
+
+fn cli_config(work: &Path, server: &Server, token: &str) -> PathBuf {
+    let path = work.join(format!("terraform-{}.tfrc", &token[..token.len().min(12)]));
+    std::fs::write(
+        &path,
+        format!(
+            "host \"registry.test\" {{\n  services = {{\n    \"modules.v1\" = \"http://{}/terraform/modules/v1/\"\n  }}\n}}\n\
+             credentials \"registry.test\" {{\n  token = \"{token}\"\n}}\n",
+            server.host()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn terraform_installs_a_module_by_version_constraint() {
+    let (_dir, work) = workdir();
+    let auth = support::basic_auth_config(
+        &work,
+        "",
+        &[("ops", r#"{ pattern = "infra", role = "maintainer" }"#)],
+    );
+    let server = Server::start(&["--config", auth.to_str().unwrap()]);
+    for version in ["1.0.0", "1.1.0", "2.0.0"] {
+        let (status, _, body) = http_request(
+            server.addr,
+            &format!(
+                "PUT /terraform/modules/v1/infra/hello/local/{version}/file HTTP/1.1\r\nAuthorization: Basic {}",
+                basic("ops")
+            ),
+            &module(version),
+        );
+        assert_eq!(status, 201, "{version}: {}", String::from_utf8_lossy(&body));
+    }
+
+    let project = work.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("main.tf"),
+        "module \"hello\" {\n  source  = \"registry.test/infra/hello/local\"\n  version = \"~> 1.0\"\n  name    = \"registry\"\n}\n\n\
+         output \"greeting\" {\n  value = module.hello.greeting\n}\n",
+    )
+    .unwrap();
+
+    // A token that is no token: init fails, naming the registry's refusal.
+    let wrong = cli_config(
+        &work,
+        &server,
+        "rgt_0000000000000000000000000000000000000000000000000000000000000000",
+    );
+    let refused = terraform(&project, &wrong, &["init", "-no-color", "-input=false"]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+
+    let good = cli_config(&work, &server, &token(&server, "ops"));
+    let init = terraform(&project, &good, &["init", "-no-color", "-input=false"]);
+    assert!(init.status.success(), "init: {}", text(&init));
+    assert!(
+        text(&init).contains("registry.test/infra/hello/local 1.1.0"),
+        "{}",
+        text(&init)
+    );
+    let apply = terraform(
+        &project,
+        &good,
+        &["apply", "-auto-approve", "-no-color", "-input=false"],
+    );
+    assert!(apply.status.success(), "apply: {}", text(&apply));
+    let output = terraform(&project, &good, &["output", "-raw", "greeting"]);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "hello registry from module 1.1.0"
+    );
+}
