@@ -14,11 +14,12 @@
 //! | `GET …/v3/search?q=&skip=&take=&prerelease=&semVerLevel=` | packages whose id contains `q` (`packageid:<id>` for one id), listed versions only |
 //!
 //! Ids are case-insensitive and versions are compared in NuGet's normal form, so `1.0` and
-//! `1.0.0.0` are one version. Reads need pull on the repository name, pushes push, unlisting,
-//! relisting and purging delete, deprecating push. Push and delete send the key in
-//! `X-NuGet-ApiKey`: an access token, or `user:password`; reads use the feed's credentials
-//! (Basic, a password or an access token as the password). Errors are a line of text, repeated
-//! in the status line, which NuGet clients print.
+//! `1.0.0.0` are one version; listing and deprecation are independent. Reads need pull on the
+//! repository name, pushes push, unlisting, relisting and purging delete, deprecating push.
+//! Changes send the key in `X-NuGet-ApiKey` (an access token, or `user:password`), which wins
+//! over any `Authorization` sent along; reads use the feed's credentials (Basic, a password or
+//! an access token as the password). Errors are a line of text, repeated in the status line,
+//! which NuGet clients print.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,10 +30,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use registry_core::{
-    Action, Error, FormatRules, NewPackageFile, Package, PackageVersion, Packages, Page, Release,
-    Role, StoredFile, VersionStatus,
+    Action, Error, FormatRules, NewPackageFile, Package, PackageUpdate, PackageVersion, Packages,
+    Page, Release, Role, StoredFile,
 };
-use registry_formats::nuget::documents::{self, Deprecation, Entry, Hit, Hive, Urls};
+use registry_formats::nuget::documents::{
+    self, Deprecation, Entry, Hit, Hive, Urls, VersionState, package_file_name,
+};
 use registry_formats::nuget::{self, NuGetVersion, Nuget as Rules, Nuspec};
 use serde_json::Value;
 
@@ -96,8 +99,9 @@ struct Feed<'a> {
 }
 
 impl NugetApi {
-    /// Authorizes `action` on the repository with the request's credentials: `Authorization`,
-    /// or else the `X-NuGet-ApiKey` (an access token, or `user:password`).
+    /// Authorizes `action` on the repository. Reads use `Authorization`; changes use the
+    /// `X-NuGet-ApiKey` when one is sent (an access token, or `user:password`), since NuGet
+    /// clients may send the feed's read credentials along with the key that may push.
     async fn authorize(
         &self,
         headers: &HeaderMap,
@@ -105,7 +109,7 @@ impl NugetApi {
         action: Action,
     ) -> Result<Option<Role>, Failure> {
         let with_key;
-        let headers = match api_key_authorization(headers) {
+        let headers = match api_key_authorization(headers).filter(|_| action != Action::Pull) {
             Some(value) => {
                 with_key = {
                     let mut copy = headers.clone();
@@ -127,13 +131,10 @@ impl NugetApi {
     }
 }
 
-/// The `Authorization` an `X-NuGet-ApiKey` stands for, when the request has no other: Basic for
-/// `user:password`, Bearer (an access token) otherwise.
+/// The `Authorization` an `X-NuGet-ApiKey` stands for: Basic for `user:password`, Bearer (an
+/// access token) otherwise.
 fn api_key_authorization(headers: &HeaderMap) -> Option<HeaderValue> {
     use base64::Engine;
-    if headers.contains_key(header::AUTHORIZATION) {
-        return None;
-    }
     let key = headers.get(API_KEY)?.to_str().ok()?.trim();
     if key.is_empty() {
         return None;
@@ -192,26 +193,29 @@ async fn dispatch(State(api): State<Arc<NugetApi>>, request: Request) -> Respons
                 push(&feed, role, *kind == "symbolpackage", request).await
             }
             (["api", "v2", "package", id, version], &Method::DELETE) => {
-                let purge = query.get("purge").is_some_and(|v| v == "true");
-                let status = VersionStatus::Hidden;
                 let role = api
-                    .authorize(request.headers(), repository, status.action())
+                    .authorize(request.headers(), repository, Action::Delete)
                     .await?;
-                if purge {
+                if query.get("purge").is_some_and(|v| v == "true") {
                     api.packages
                         .delete_version(&Rules, repository, id, version, role)
                         .await?;
                 } else {
-                    set_status(&feed, id, version, &status, role).await?;
+                    change_state(&feed, id, version, Action::Delete, role, |state| {
+                        state.listed = false;
+                    })
+                    .await?;
                 }
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
             (["api", "v2", "package", id, version], &Method::POST) => {
-                let status = VersionStatus::Default;
                 let role = api
-                    .authorize(request.headers(), repository, status.action())
+                    .authorize(request.headers(), repository, Action::Delete)
                     .await?;
-                set_status(&feed, id, version, &status, role).await?;
+                change_state(&feed, id, version, Action::Delete, role, |state| {
+                    state.listed = true;
+                })
+                .await?;
                 Ok(StatusCode::OK.into_response())
             }
             (["api", "v2", "package", id, version, "deprecation"], &Method::PUT) => {
@@ -230,17 +234,20 @@ async fn dispatch(State(api): State<Arc<NugetApi>>, request: Request) -> Respons
                 )
                 .await?;
                 let deprecation = Deprecation::parse(&body)?;
-                let text = serde_json::to_string(&deprecation)
-                    .map_err(|e| Error::backend(e.to_string()))?;
-                set_status(&feed, id, version, &VersionStatus::Deprecated(text), role).await?;
+                change_state(&feed, id, version, Action::Push, role, |state| {
+                    state.deprecation = Some(deprecation.clone());
+                })
+                .await?;
                 Ok(StatusCode::OK.into_response())
             }
             (["api", "v2", "package", id, version, "deprecation"], &Method::DELETE) => {
-                let status = VersionStatus::Default;
                 let role = api
-                    .authorize(request.headers(), repository, status.action())
+                    .authorize(request.headers(), repository, Action::Push)
                     .await?;
-                set_status(&feed, id, version, &status, role).await?;
+                change_state(&feed, id, version, Action::Push, role, |state| {
+                    state.deprecation = None;
+                })
+                .await?;
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
             (["v3", "flatcontainer", id, "index.json"], _) if read => {
@@ -320,16 +327,6 @@ fn json_response(body: impl Into<Bytes>, head: bool) -> Result<Response, Failure
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     Ok(response)
-}
-
-/// The file name of a version's package (`.nupkg`) or symbols (`.snupkg`) as stored and served.
-fn package_file_name(id: &str, version: &NuGetVersion, symbols: bool) -> String {
-    format!(
-        "{}.{}.{}",
-        nuget::lower_id(id),
-        version.lower_normalized(),
-        if symbols { "snupkg" } else { "nupkg" }
-    )
 }
 
 /// Streams the pushed package into the store: the one file part of a multipart body, or the
@@ -465,23 +462,49 @@ async fn push(
     Ok(StatusCode::CREATED.into_response())
 }
 
-async fn set_status(
+/// Changes a version's listing or deprecation, keeping the other (see [`VersionState`]), in one
+/// update checked against the package's revision (retried when another change came first).
+/// `action` is what the change counts as under protection rules: unlisting and relisting
+/// change what installs, like a delete; deprecating is a publish.
+async fn change_state(
     feed: &Feed<'_>,
     id: &str,
     version: &str,
-    status: &VersionStatus,
+    action: Action,
     role: Option<Role>,
+    change: impl Fn(&mut VersionState),
 ) -> Result<(), Failure> {
-    feed.api
-        .packages
-        .set_version_status(&Rules, feed.repository, id, version, status, role)
-        .await
-        .map_err(|e| match e {
-            Error::PackageUnknown { .. } => {
-                Failure::not_found(format!("{id} {version} is not in {}", feed.repository))
-            }
-            other => other.into(),
-        })
+    let packages = &feed.api.packages;
+    let missing = || Failure::not_found(format!("{id} {version} is not in {}", feed.repository));
+    packages
+        .check_protection(&Rules, feed.repository, id, action, role)
+        .await?;
+    let key = Rules.version_key(version)?;
+    for _ in 0..3 {
+        let package = find_package(feed, id).await?;
+        let stored = package.version(&key).ok_or_else(missing)?;
+        let mut state = VersionState::from_status(&stored.status);
+        change(&mut state);
+        let status = state.to_status();
+        if status == stored.status {
+            return Ok(());
+        }
+        let update = PackageUpdate {
+            repository: feed.repository.to_owned(),
+            name: package.name.clone(),
+            expected_revision: Some(package.revision.clone()),
+            statuses: vec![(key.clone(), status)],
+            ..PackageUpdate::default()
+        };
+        match packages.update(&Rules, role, &update).await {
+            Err(Error::PackageConflict { .. }) => continue,
+            other => return Ok(other?),
+        }
+    }
+    Err(Failure::new(
+        StatusCode::CONFLICT,
+        format!("{id} {version} kept changing; try again"),
+    ))
 }
 
 /// A stored package, or `404` naming it.
@@ -493,18 +516,25 @@ async fn find_package(feed: &Feed<'_>, id: &str) -> Result<Package, Failure> {
         .ok_or_else(|| Failure::not_found(format!("{id} is not in {}", feed.repository)))
 }
 
-/// A stored version as the documents show it; `None` for one without a package document.
+/// A stored version as the documents show it; `None` (logged) for one whose document does not
+/// read, which only a fault leaves.
 fn entry(version: &PackageVersion) -> Option<Entry> {
-    let nuspec: Nuspec = serde_json::from_str(&version.metadata).ok()?;
+    let nuspec: Nuspec = match serde_json::from_str(&version.metadata) {
+        Ok(nuspec) => nuspec,
+        Err(e) => {
+            tracing::warn!(version = %version.version, error = %e, "a NuGet version's document does not read");
+            return None;
+        }
+    };
+    let state = VersionState::from_status(&version.status);
     Some(Entry {
-        version: NuGetVersion::parse(&nuspec.version).ok()?,
+        version: NuGetVersion::parse(&nuspec.version)
+            .or_else(|_| NuGetVersion::parse(&version.version))
+            .ok()?,
         nuspec,
-        listed: version.status != VersionStatus::Hidden,
+        listed: state.listed,
         published_ms: version.created_at.0,
-        deprecation: match &version.status {
-            VersionStatus::Deprecated(text) => Some(Deprecation::from_status(text)),
-            _ => None,
-        },
+        deprecation: state.deprecation,
     })
 }
 
@@ -655,6 +685,8 @@ struct Query {
     take: usize,
     prerelease: bool,
     hive: Hive,
+    /// A package type the package must have (`Dependency` when its nuspec names none).
+    package_type: Option<String>,
 }
 
 impl Query {
@@ -703,18 +735,32 @@ impl Query {
             take: number("take", 20)?.min(MAX_TAKE),
             prerelease: flag("prerelease")?,
             hive,
+            package_type: params
+                .get("packageType")
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty()),
         })
     }
 
     /// The versions of a package the query admits: listed, in the hive, released unless
     /// prereleases are asked for.
     fn admitted(&self, package: &Package) -> Vec<Entry> {
+        let typed = |e: &Entry| match &self.package_type {
+            None => true,
+            Some(wanted) if e.nuspec.package_types.is_empty() => wanted == "dependency",
+            Some(wanted) => e
+                .nuspec
+                .package_types
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(wanted)),
+        };
         entries(package)
             .into_iter()
             .filter(|e| {
                 e.listed
                     && self.hive.shows(&e.version)
                     && (self.prerelease || !e.version.is_prerelease())
+                    && typed(e)
             })
             .collect()
     }
@@ -734,7 +780,7 @@ async fn search(
         .await?
         .map(|r| r.to_string());
     let key = format!(
-        "{}\0search\0{}\0{:?}\0{}\0{}\0{}\0{:?}\0{}",
+        "{}\0search\0{}\0{:?}\0{}\0{}\0{}\0{:?}\0{:?}\0{}",
         feed.repository,
         query.contains,
         query.exact,
@@ -742,6 +788,7 @@ async fn search(
         query.take,
         query.prerelease,
         query.hive,
+        query.package_type,
         feed.base
     );
     if let Some(revision) = &revision
@@ -749,24 +796,34 @@ async fn search(
     {
         return json_response(cached, head);
     }
+    // Packages are loaded (to filter their versions) only until the asked window is full;
+    // past it, the remaining packages whose id matches are counted by name, so the total is
+    // exact up to the window and an upper bound beyond, and a query costs one listing walk plus
+    // at most `skip + take` loads of packages that match.
+    let window = query.skip.saturating_add(query.take);
     let mut hits = Vec::new();
     let mut total = 0usize;
-    let mut consider = |package: Option<Package>| {
+    let consider = |package: Option<Package>, hits: &mut Vec<Hit>, total: &mut usize| {
         let Some(package) = package else { return };
         let entries = query.admitted(&package);
         if entries.is_empty() {
             return;
         }
-        if (query.skip..query.skip.saturating_add(query.take)).contains(&total) {
+        if (query.skip..window).contains(total) {
             hits.push(Hit { entries });
         }
-        total += 1;
+        *total += 1;
     };
     match &query.exact {
-        Some(id) => consider(packages.package(&Rules, feed.repository, id).await?),
+        Some(id) => consider(
+            packages.package(&Rules, feed.repository, id).await?,
+            &mut hits,
+            &mut total,
+        ),
         None => {
             let contains = (!query.contains.is_empty()).then_some(query.contains.as_str());
             let mut page = Page::first(500);
+            let mut counted = 0usize;
             loop {
                 let batch = packages
                     .list_packages(&Rules, feed.repository, contains, &page)
@@ -774,17 +831,21 @@ async fn search(
                 let full = batch.len() == page.limit;
                 let last = batch.last().map(|p| p.name.clone());
                 for summary in batch {
-                    consider(
-                        packages
+                    if total < window {
+                        let package = packages
                             .package(&Rules, feed.repository, &summary.name)
-                            .await?,
-                    );
+                            .await?;
+                        consider(package, &mut hits, &mut total);
+                    } else {
+                        counted += 1;
+                    }
                 }
                 match (full, last) {
                     (true, Some(last)) => page = Page::after(last, 500),
                     _ => break,
                 }
             }
+            total += counted;
         }
     }
     let rendered =

@@ -1,6 +1,7 @@
 //! The NuGet router in-process: pushes as NuGet clients make them (multipart), the flat
 //! container, registrations in both hives (inlined, then paged), search filters, unlist and
-//! relist, deprecation, symbol packages, purges, and bad packages refused with nothing stored.
+//! relist independent of deprecation, symbol packages, purges, keys with authentication on, and
+//! bad packages refused with nothing published.
 
 use std::sync::Arc;
 
@@ -456,7 +457,7 @@ async fn symbol_packages_attach_to_pushed_versions() {
 }
 
 #[tokio::test]
-async fn bad_packages_are_refused_and_store_nothing() {
+async fn bad_packages_are_refused_and_publish_nothing() {
     let (app, _) = setup();
     let spec = nuspec("Bad.One", "1.0.0", "");
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -474,7 +475,18 @@ async fn bad_packages_are_refused_and_store_nothing() {
             "an entity",
             nupkg(&[(
                 "Bad.One.nuspec",
-                spec.replace("Says hello.", "&xxe;").as_bytes(),
+                spec.replace("Says hello.", "Says &xxe;").as_bytes(),
+            )]),
+        ),
+        (
+            "a billion laughs",
+            nupkg(&[(
+                "Bad.One.nuspec",
+                format!(
+                    "<?xml version=\"1.0\"?><!DOCTYPE package [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">]>{}",
+                    spec.replace("<?xml version=\"1.0\" encoding=\"utf-8\"?>", "").replace("Says hello.", "&b;")
+                )
+                .as_bytes(),
             )]),
         ),
         (
@@ -528,10 +540,6 @@ async fn bad_packages_are_refused_and_store_nothing() {
     body.extend_from_slice(&second[second.iter().position(|b| *b == b'\r').unwrap() + 2..]);
     let two = send(&app, Method::PUT, "api/v2/package", &content_type, body).await;
     assert_eq!(two.status, StatusCode::BAD_REQUEST, "{}", two.text());
-    assert_eq!(
-        get(&app, "v3/search?q=&prerelease=true").await.json()["totalHits"],
-        0
-    );
     // A bare package body (no multipart) is a push too.
     let bare = send(
         &app,
@@ -580,4 +588,237 @@ async fn another_formats_repository_is_no_feed() {
     );
     let refused = push(&app, &package("Demo.Hello", "1.0.0", "")).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text());
+}
+
+#[tokio::test]
+async fn listing_and_deprecation_do_not_undo_each_other() {
+    let (app, _) = setup();
+    push(&app, &package("Demo.State", "1.0.0", "")).await;
+    let catalog_entry = |app: Router| async move {
+        get(&app, "v3/registration/demo.state/index.json")
+            .await
+            .json()["items"][0]["items"][0]["catalogEntry"]
+            .clone()
+    };
+    let search_hits = |app: Router| async move {
+        get(&app, "v3/search?q=demo.state").await.json()["totalHits"].clone()
+    };
+    assert_eq!(search_hits(app.clone()).await, 1);
+    let deprecate = send(
+        &app,
+        Method::PUT,
+        "api/v2/package/demo.state/1.0.0/deprecation",
+        "application/json",
+        br#"{"reasons":["CriticalBugs"],"message":"broken"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(deprecate.status, StatusCode::OK);
+    // Unlisting a deprecated version keeps its deprecation, and the cached search sees it.
+    send(
+        &app,
+        Method::DELETE,
+        "api/v2/package/demo.state/1.0.0",
+        "",
+        Vec::new(),
+    )
+    .await;
+    let entry = catalog_entry(app.clone()).await;
+    assert_eq!(entry["listed"], false);
+    assert_eq!(
+        entry["deprecation"]["reasons"],
+        serde_json::json!(["CriticalBugs"])
+    );
+    assert_eq!(search_hits(app.clone()).await, 0);
+    // Undeprecating keeps it unlisted; relisting keeps no deprecation.
+    send(
+        &app,
+        Method::DELETE,
+        "api/v2/package/demo.state/1.0.0/deprecation",
+        "",
+        Vec::new(),
+    )
+    .await;
+    let entry = catalog_entry(app.clone()).await;
+    assert_eq!(entry["listed"], false);
+    assert!(entry.get("deprecation").is_none(), "{entry}");
+    send(
+        &app,
+        Method::POST,
+        "api/v2/package/demo.state/1.0.0",
+        "",
+        Vec::new(),
+    )
+    .await;
+    let entry = catalog_entry(app.clone()).await;
+    assert_eq!(entry["listed"], true);
+    assert_eq!(search_hits(app.clone()).await, 1);
+    // A deprecated, relisted version stays deprecated.
+    send(
+        &app,
+        Method::PUT,
+        "api/v2/package/demo.state/1.0.0/deprecation",
+        "application/json",
+        br#"{"reasons":["Legacy"]}"#.to_vec(),
+    )
+    .await;
+    send(
+        &app,
+        Method::DELETE,
+        "api/v2/package/demo.state/1.0.0",
+        "",
+        Vec::new(),
+    )
+    .await;
+    send(
+        &app,
+        Method::POST,
+        "api/v2/package/demo.state/1.0.0",
+        "",
+        Vec::new(),
+    )
+    .await;
+    let entry = catalog_entry(app.clone()).await;
+    assert_eq!(
+        (
+            entry["listed"].clone(),
+            entry["deprecation"]["reasons"][0].clone()
+        ),
+        (serde_json::json!(true), serde_json::json!("Legacy"))
+    );
+    assert_eq!(
+        send(
+            &app,
+            Method::DELETE,
+            "api/v2/package/demo.state/9.9.9",
+            "",
+            Vec::new()
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn search_filters_by_package_type() {
+    let (app, _) = setup();
+    push(&app, &package("Lib.Plain", "1.0.0", "")).await;
+    push(
+        &app,
+        &package(
+            "Tool.Thing",
+            "1.0.0",
+            r#"<packageTypes><packageType name="DotnetTool" /></packageTypes>"#,
+        ),
+    )
+    .await;
+    let ids = |query: &'static str| {
+        let app = app.clone();
+        async move {
+            let found = get(&app, &format!("v3/search?{query}")).await.json();
+            found["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids("q=&packageType=dotnettool").await, ["Tool.Thing"]);
+    assert_eq!(ids("q=&packageType=Dependency").await, ["Lib.Plain"]);
+    assert_eq!(ids("q=").await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_api_key_decides_changes_when_authentication_is_on() {
+    use base64::Engine;
+    use registry_core::{Grant, NamePattern, Role};
+    use registry_http::auth::{Auth, StaticUser, StaticUsers, hash_password};
+    let hash = hash_password("pw").unwrap();
+    let user = |role| StaticUser {
+        password_hash: hash.clone(),
+        grants: vec![Grant {
+            pattern: NamePattern::parse("feed").unwrap(),
+            role,
+        }],
+    };
+    let users = StaticUsers::new(
+        [
+            ("reader".to_owned(), user(Role::Reader)),
+            ("publisher".to_owned(), user(Role::Maintainer)),
+        ]
+        .into(),
+        None,
+    )
+    .unwrap();
+    let packages = Packages::new(
+        Arc::new(MemoryBlobStore::new()),
+        Arc::new(MemoryMetadataStore::new()),
+    );
+    let app = registry_http::nuget::router(packages, Some(Auth::basic("test", Arc::new(users))));
+    let reader = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("reader:pw")
+    );
+    let (content_type, body) = multipart(&package("Demo.Key", "1.0.0", ""));
+    let push_with = |authorization: Option<&str>, key: Option<&str>| {
+        let mut request = Request::builder()
+            .method(Method::PUT)
+            .uri("/nuget/feed/api/v2/package")
+            .header(header::CONTENT_TYPE, content_type.clone());
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        if let Some(value) = key {
+            request = request.header("X-NuGet-ApiKey", value);
+        }
+        let app = app.clone();
+        let request = request.body(Body::from(body.clone())).unwrap();
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+    assert_eq!(push_with(None, None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(push_with(Some(&reader), None).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        push_with(None, Some("publisher:nope")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        push_with(None, Some("rgt_unknown")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // The key wins over read credentials sent along, both ways.
+    assert_eq!(
+        push_with(Some(&reader), Some("publisher:nope")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        push_with(Some(&reader), Some("publisher:pw")).await,
+        StatusCode::CREATED
+    );
+    // Reads use the feed's credentials.
+    let read = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/nuget/feed/v3/flatcontainer/demo.key/index.json")
+                .header(header::AUTHORIZATION, reader.clone())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let unlist = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method(Method::DELETE)
+                .uri("/nuget/feed/api/v2/package/demo.key/1.0.0")
+                .header("X-NuGet-ApiKey", "reader:pw")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unlist.status(), StatusCode::FORBIDDEN);
 }

@@ -163,16 +163,21 @@ impl Packages {
 
     /// Checks, before a publish whose package name is only known once its body is read (NuGet
     /// reads it from the package), that the repository can take a publish of this format: it
-    /// exists or may be created (then it is) and holds this format. The package's protection
-    /// rules are applied by [`Packages::publish`].
+    /// holds this format, or it does not exist and may be created (by the publish, so a body
+    /// that turns out bad leaves nothing behind). The package's protection rules are applied by
+    /// [`Packages::publish`].
     pub async fn prepare_repository(
         &self,
         rules: &dyn FormatRules,
         repository: &str,
     ) -> Result<()> {
-        self.publish_repository(repository, rules.format())
+        match self
+            .hosted_repository(repository, rules.format(), false)
             .await
-            .map(drop)
+        {
+            Err(Error::PackageUnknown { .. }) if self.create_on_publish => Ok(()),
+            other => other.map(drop),
+        }
     }
 
     /// Publishes a release to `repository` (created first when the service allows): a new

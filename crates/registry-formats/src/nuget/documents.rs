@@ -95,7 +95,7 @@ impl Urls {
         format!("{}{}/index.json", self.registrations(hive), lower(id))
     }
 
-    /// A registration page holding the versions from `lower_bound` to `upper_bound`.
+    /// A registration page holding the versions from `low` to `high`.
     pub fn registration_page(&self, hive: Hive, id: &str, low: &str, high: &str) -> String {
         format!(
             "{}{}/page/{low}/{high}.json",
@@ -116,16 +116,29 @@ impl Urls {
 
     /// A version's `.nupkg` in the flat container.
     pub fn package_content(&self, id: &str, version: &NuGetVersion) -> String {
-        let (id, version) = (lower(id), version.lower_normalized());
         format!(
-            "{}{id}/{version}/{id}.{version}.nupkg",
-            self.flat_container()
+            "{}{}/{}/{}",
+            self.flat_container(),
+            lower(id),
+            version.lower_normalized(),
+            package_file_name(id, version, false)
         )
     }
 }
 
 fn lower(id: &str) -> String {
-    id.to_ascii_lowercase()
+    super::lower_id(id)
+}
+
+/// The file name of a version's package (`<id>.<version>.nupkg`) or symbol package
+/// (`.snupkg`), lowercase: how it is stored and how the flat container names it.
+pub fn package_file_name(id: &str, version: &NuGetVersion, symbols: bool) -> String {
+    format!(
+        "{}.{}.{}",
+        lower(id),
+        version.lower_normalized(),
+        if symbols { "snupkg" } else { "nupkg" }
+    )
 }
 
 /// The service index: every resource of the repository, under each `@type` NuGet clients look
@@ -268,6 +281,64 @@ impl Deprecation {
             message: (!text.is_empty()).then(|| text.to_owned()),
             alternate_package: None,
         })
+    }
+}
+
+/// A version's state as NuGet sees it: listed or not, deprecated or not, independently. It is
+/// kept as the version's status: `Default` (listed), `Hidden` (unlisted), or `Deprecated` with
+/// the deprecation's JSON, which says `"unlisted": true` when the version is also unlisted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionState {
+    /// Whether the version is listed.
+    pub listed: bool,
+    /// Its deprecation, if any.
+    pub deprecation: Option<Deprecation>,
+}
+
+impl VersionState {
+    /// The state a stored status holds (a yanked version, which NuGet does not know, reads as
+    /// unlisted).
+    pub fn from_status(status: &registry_core::VersionStatus) -> VersionState {
+        use registry_core::VersionStatus;
+        match status {
+            VersionStatus::Default => VersionState {
+                listed: true,
+                deprecation: None,
+            },
+            VersionStatus::Hidden | VersionStatus::Yanked(_) => VersionState {
+                listed: false,
+                deprecation: None,
+            },
+            VersionStatus::Deprecated(text) => {
+                let mut document: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                let unlisted = document
+                    .as_object_mut()
+                    .and_then(|o| o.remove("unlisted"))
+                    .is_some_and(|v| v == Value::Bool(true));
+                let deprecation = serde_json::from_value(document)
+                    .unwrap_or_else(|_| Deprecation::from_status(text));
+                VersionState {
+                    listed: !unlisted,
+                    deprecation: Some(deprecation),
+                }
+            }
+        }
+    }
+
+    /// The status that keeps this state.
+    pub fn to_status(&self) -> registry_core::VersionStatus {
+        use registry_core::VersionStatus;
+        match (&self.deprecation, self.listed) {
+            (None, true) => VersionStatus::Default,
+            (None, false) => VersionStatus::Hidden,
+            (Some(deprecation), listed) => {
+                let mut document = serde_json::to_value(deprecation).unwrap_or(Value::Null);
+                if let (false, Some(object)) = (listed, document.as_object_mut()) {
+                    object.insert("unlisted".into(), Value::Bool(true));
+                }
+                VersionStatus::Deprecated(document.to_string())
+            }
+        }
     }
 }
 
@@ -592,6 +663,28 @@ mod tests {
             Some(Hive::SemVer2)
         );
         assert_eq!(Hive::from_segment("nope"), None);
+    }
+
+    #[test]
+    fn listing_and_deprecation_are_independent() {
+        use registry_core::VersionStatus;
+        let deprecation = Deprecation::parse(br#"{"reasons":["Legacy"]}"#).unwrap();
+        for listed in [true, false] {
+            for deprecation in [None, Some(deprecation.clone())] {
+                let state = VersionState {
+                    listed,
+                    deprecation,
+                };
+                assert_eq!(VersionState::from_status(&state.to_status()), state);
+            }
+        }
+        assert_eq!(
+            VersionState::from_status(&VersionStatus::Deprecated("old words".into())),
+            VersionState {
+                listed: true,
+                deprecation: Some(Deprecation::from_status("old words"))
+            }
+        );
     }
 
     #[test]

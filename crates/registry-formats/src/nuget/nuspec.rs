@@ -32,8 +32,8 @@ pub struct DependencyGroup {
 }
 
 /// What a package's `.nuspec` says of it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Nuspec {
     /// The id, as written.
     pub id: String,
