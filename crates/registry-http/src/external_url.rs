@@ -42,22 +42,34 @@ impl ExternalUrl {
     }
 }
 
+/// Marks a request that arrived over TLS (set by [`crate::serve::serve_tls`]): absolute URLs
+/// built from its `Host` then start with `https://`.
+#[derive(Clone, Copy, Debug)]
+pub struct ServedOverTls;
+
+/// The longest `Host` absolute URLs are built from (a DNS name and a port); a longer one is
+/// not a name any client reaches the registry by.
+const MAX_HOST: usize = 261;
+
 // Only the package routers build absolute URLs.
 #[cfg_attr(not(any(feature = "npm", feature = "pypi")), allow(dead_code))]
 /// The base of absolute URLs for a request: the configured external URL when the application
-/// set one (as a request extension), else `http://<Host>`.
-pub(crate) fn base_url(configured: Option<&ExternalUrl>, headers: &HeaderMap) -> String {
-    match configured {
-        Some(url) => url.0.clone(),
-        None => format!(
-            "http://{}",
-            headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '"', '\\']))
-                .unwrap_or("127.0.0.1")
-        ),
+/// set one (as a request extension), else `http://<Host>` (`https://` over TLS).
+pub(crate) fn base_url(extensions: &axum::http::Extensions, headers: &HeaderMap) -> String {
+    if let Some(url) = extensions.get::<ExternalUrl>() {
+        return url.0.clone();
     }
+    let scheme = if extensions.get::<ServedOverTls>().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.len() <= MAX_HOST && !h.contains(['/', ' ', '"', '\\']))
+        .unwrap_or("127.0.0.1");
+    format!("{scheme}://{host}")
 }
 
 #[cfg(test)]
@@ -88,10 +100,15 @@ mod tests {
             assert!(ExternalUrl::parse(bad).is_err(), "{bad}");
         }
         let mut headers = HeaderMap::new();
-        assert_eq!(base_url(None, &headers), "http://127.0.0.1");
+        let mut extensions = axum::http::Extensions::new();
+        assert_eq!(base_url(&extensions, &headers), "http://127.0.0.1");
         headers.insert(header::HOST, "reg:5000".parse().unwrap());
-        assert_eq!(base_url(None, &headers), "http://reg:5000");
-        let url = ExternalUrl::parse("https://r.example").unwrap();
-        assert_eq!(base_url(Some(&url), &headers), "https://r.example");
+        assert_eq!(base_url(&extensions, &headers), "http://reg:5000");
+        extensions.insert(ServedOverTls);
+        assert_eq!(base_url(&extensions, &headers), "https://reg:5000");
+        headers.insert(header::HOST, "h".repeat(300).parse().unwrap());
+        assert_eq!(base_url(&extensions, &headers), "https://127.0.0.1");
+        extensions.insert(ExternalUrl::parse("https://r.example").unwrap());
+        assert_eq!(base_url(&extensions, &headers), "https://r.example");
     }
 }

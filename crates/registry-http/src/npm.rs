@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Auth, Caller, access_token, authenticate_package_client, token_secret};
 use crate::cache::RenderCache;
-use crate::external_url::{ExternalUrl, base_url};
+use crate::external_url::base_url;
 use crate::package_error::ErrorJson;
 use crate::transfer::{
     BufferBudget, BufferedBody, MAX_SMALL_DOCUMENT, declared_length, file_response, read_bounded,
@@ -169,7 +169,7 @@ async fn dispatch(State(npm): State<Arc<Npm>>, request: Request) -> Response {
         let method = request.method().clone();
         let base = format!(
             "{}/npm/{repository}",
-            base_url(request.extensions().get::<ExternalUrl>(), request.headers())
+            base_url(request.extensions(), request.headers())
         );
         let caller = authenticate(&npm, request.headers()).await?;
         if caller.is_some() {

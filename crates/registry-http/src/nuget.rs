@@ -41,7 +41,7 @@ use serde_json::Value;
 
 use crate::auth::Auth;
 use crate::cache::RenderCache;
-use crate::external_url::{ExternalUrl, base_url};
+use crate::external_url::base_url;
 use crate::package_error::ReasonText;
 use crate::transfer::{body_stream, declared_length, file_response, read_bounded, requested_range};
 
@@ -55,7 +55,7 @@ const API_KEY: &str = "x-nuget-apikey";
 const MAX_DEPRECATION: usize = 64 << 10;
 
 /// The most search results one page shows.
-const MAX_TAKE: usize = 1000;
+const MAX_TAKE: usize = 250;
 
 /// The router serving `/nuget/`, with authentication when `auth` is given.
 ///
@@ -159,7 +159,7 @@ async fn dispatch(State(api): State<Arc<NugetApi>>, request: Request) -> Respons
         registry_core::package::check_repository_name(repository)?;
         let base = format!(
             "{}/nuget/{repository}",
-            base_url(request.extensions().get::<ExternalUrl>(), request.headers())
+            base_url(request.extensions(), request.headers())
         );
         let feed = Feed {
             api: &api,
@@ -349,6 +349,19 @@ async fn receive(feed: &Feed<'_>, request: Request) -> Result<StoredFile, Failur
             format!("the push is not a well-formed multipart body: {e}"),
         )
     };
+    // The multipart parser buffers what precedes a part's data (preamble, part headers) while
+    // it looks for their end: that framing is bounded, the package's data is not.
+    let framing = Arc::new(FramingBound::new());
+    let (parts, body) = request.into_parts();
+    let bounded = {
+        let framing = Arc::clone(&framing);
+        futures::StreamExt::map(body_stream(body), move |chunk| {
+            let chunk = chunk?;
+            framing.advance(chunk.len() as u64)?;
+            Ok::<_, Error>(chunk)
+        })
+    };
+    let request = Request::from_parts(parts, axum::body::Body::from_stream(bounded));
     let mut form = Multipart::from_request(request, &())
         .await
         .map_err(|e| malformed(&e))?;
@@ -357,10 +370,12 @@ async fn receive(feed: &Feed<'_>, request: Request) -> Result<StoredFile, Failur
         .await
         .map_err(|e| malformed(&e))?
         .ok_or_else(|| Failure::new(StatusCode::BAD_REQUEST, "the push holds no package"))?;
+    framing.lift();
     let stored = packages
         .store_file(Rules.extra_digests(), &mut field)
         .await?;
     drop(field);
+    framing.bound_from_here();
     if form
         .next_field()
         .await
@@ -373,6 +388,53 @@ async fn receive(feed: &Feed<'_>, request: Request) -> Result<StoredFile, Failur
         ));
     }
     Ok(stored)
+}
+
+/// The most bytes of a push's multipart framing: before the package part's data (preamble and
+/// part headers), and after it (the closing delimiter).
+const MAX_FRAMING: u64 = 64 << 10;
+
+/// How far a multipart body may go: [`MAX_FRAMING`] bytes before its part's data begins, any
+/// length while the data streams, [`MAX_FRAMING`] more after it ends.
+struct FramingBound {
+    position: std::sync::atomic::AtomicU64,
+    limit: std::sync::atomic::AtomicU64,
+}
+
+impl FramingBound {
+    fn new() -> Self {
+        FramingBound {
+            position: 0.into(),
+            limit: MAX_FRAMING.into(),
+        }
+    }
+
+    /// Counts bytes read; past the limit, the body fails.
+    fn advance(&self, bytes: u64) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        let position = self
+            .position
+            .fetch_add(bytes, Ordering::SeqCst)
+            .saturating_add(bytes);
+        if position > self.limit.load(Ordering::SeqCst) {
+            return Err(Error::BlobUploadInvalid {
+                reason: format!("the multipart framing is over {MAX_FRAMING} bytes"),
+            });
+        }
+        Ok(())
+    }
+
+    fn lift(&self) {
+        self.limit
+            .store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn bound_from_here(&self) {
+        use std::sync::atomic::Ordering;
+        let position = self.position.load(Ordering::SeqCst);
+        self.limit
+            .store(position.saturating_add(MAX_FRAMING), Ordering::SeqCst);
+    }
 }
 
 async fn push(
@@ -651,14 +713,8 @@ async fn registration(
         Document::Index if shown.is_empty() => return Err(missing()),
         Document::Index => documents::registration_index(&feed.urls, hive, id, &shown),
         Document::Page((lower, upper)) => {
-            let page: Vec<Entry> = shown
-                .into_iter()
-                .filter(|e| lower <= e.version && e.version <= upper)
-                .collect();
-            if page.is_empty() {
-                return Err(Failure::not_found("no versions on this page"));
-            }
-            documents::registration_page(&feed.urls, hive, id, &page)
+            documents::registration_page(&feed.urls, hive, id, &shown, &lower, &upper)
+                .ok_or_else(|| Failure::not_found("no such registration page"))?
         }
         Document::Leaf(version) => {
             let entry = shown

@@ -32,7 +32,7 @@ use serde_json::json;
 
 use crate::auth::Auth;
 use crate::cache::RenderCache;
-use crate::external_url::{ExternalUrl, base_url};
+use crate::external_url::base_url;
 use crate::package_error::PlainText;
 use crate::transfer::{
     BufferBudget, declared_length, file_response, read_bounded, requested_range,
@@ -118,7 +118,7 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
         registry_core::package::check_repository_name(repository)?;
         let base = format!(
             "{}/pypi/{repository}",
-            base_url(request.extensions().get::<ExternalUrl>(), request.headers())
+            base_url(request.extensions(), request.headers())
         );
         let parts: Vec<&str> = rest.split('/').collect();
         let method = request.method().clone();

@@ -63,6 +63,65 @@ pub async fn serve(
     settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
+    serve_connections(listener, app, settings, None, shutdown).await
+}
+
+/// Serves `app` over TLS (HTTP/1.1) on `listener`, as [`serve`] does in the clear; the TLS
+/// handshake must finish within [`ServerSettings::header_read_timeout`].
+#[cfg(feature = "tls")]
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    settings: ServerSettings,
+    tls: Arc<TlsServerConfig>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    serve_connections(listener, app, settings, Some(acceptor), shutdown).await
+}
+
+/// A TLS server configuration (rustls'), as [`serve_tls`] takes it.
+#[cfg(feature = "tls")]
+pub type TlsServerConfig = tokio_rustls::rustls::ServerConfig;
+
+/// A TLS server configuration from a PEM certificate chain and its PEM private key.
+///
+/// Errors: unreadable PEM, no certificate or key, a key that does not match.
+#[cfg(feature = "tls")]
+pub fn tls_config(certificate_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc<TlsServerConfig>> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
+    };
+    let chain = CertificateDer::pem_slice_iter(certificate_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("the certificate", &e))?;
+    if chain.is_empty() {
+        return Err(invalid("the certificate", &"no certificate in the PEM"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid("the key", &e))?;
+    let mut config = TlsServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| invalid("the certificate and key", &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A TLS acceptor when the server speaks TLS (the type is empty without the `tls` feature).
+#[cfg(feature = "tls")]
+type Acceptor = tokio_rustls::TlsAcceptor;
+#[cfg(not(feature = "tls"))]
+type Acceptor = std::convert::Infallible;
+
+async fn serve_connections(
+    listener: TcpListener,
+    app: Router,
+    settings: ServerSettings,
+    tls: Option<Acceptor>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -94,9 +153,15 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let secure = tls.is_some();
         let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
+            if secure {
+                request
+                    .extensions_mut()
+                    .insert(crate::external_url::ServedOverTls);
+            }
             let has_body = carries_body(request.headers());
             let answer = tower::ServiceExt::oneshot(app.clone(), request);
             async move {
@@ -112,10 +177,42 @@ pub async fn serve(
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        let io = TokioIo::new(IdleTimeout::new(stream, settings.idle_timeout));
-        let connection = graceful.watch(builder.serve_connection(io, service));
+        let stream = IdleTimeout::new(stream, settings.idle_timeout);
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let ended = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                #[cfg(feature = "tls")]
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(settings.header_read_timeout, acceptor.accept(stream))
+                            .await;
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+                #[cfg(not(feature = "tls"))]
+                Some(never) => match never {},
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
             drop(slot);

@@ -30,7 +30,7 @@ use registry_formats::terraform::{self, ArchiveKind, ModuleArchive, Terraform as
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
-use crate::external_url::{ExternalUrl, base_url};
+use crate::external_url::base_url;
 use crate::package_error::ErrorList;
 use crate::transfer::{body_stream, file_response, requested_range};
 
@@ -212,7 +212,7 @@ async fn dispatch(State(api): State<Arc<TerraformApi>>, request: Request) -> Res
         };
         let method = request.method().clone();
         let head = method == Method::HEAD;
-        let base = base_url(request.extensions().get::<ExternalUrl>(), request.headers());
+        let base = base_url(request.extensions(), request.headers());
         match (rest, &method) {
             (["versions"], &Method::GET | &Method::HEAD) => {
                 api.authorize(request.headers(), repository, Action::Pull)

@@ -193,9 +193,12 @@ pub async fn throttle_logins(
     response
 }
 
-/// Whether the request presents a secret the registry checks: a password (Basic, or npm's
-/// login document) or an access token.
+/// Whether the request presents a secret the registry checks: a password (Basic, npm's login
+/// document, or NuGet's `X-NuGet-ApiKey`) or an access token.
 fn checks_a_secret(request: &Request) -> bool {
+    if request.headers().contains_key("x-nuget-apikey") {
+        return true;
+    }
     let npm_login = request.method() == axum::http::Method::PUT
         && request.uri().path().starts_with("/npm/")
         && request.uri().path().contains("/-/user/org.couchdb.user:");
@@ -306,6 +309,39 @@ mod tests {
             StatusCode::UNAUTHORIZED,
             "a closed address still gets JWT challenges"
         );
+    }
+
+    /// NuGet's API key is a secret too: failed keys close the address like failed passwords.
+    #[tokio::test]
+    async fn failed_nuget_keys_close_an_address() {
+        use axum::body::Body;
+        use tower::ServiceExt;
+        let throttle = LoginThrottle::new(ThrottleSettings {
+            free_failures: 2,
+            ..ThrottleSettings::default()
+        });
+        let app = axum::Router::new()
+            .route(
+                "/nuget/feed/api/v2/package",
+                axum::routing::put(|| async { StatusCode::UNAUTHORIZED }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                throttle,
+                throttle_logins,
+            ));
+        let peer: SocketAddr = "192.0.2.2:4000".parse().unwrap();
+        let mut statuses = Vec::new();
+        for attempt in 0..4 {
+            let mut request = axum::http::Request::builder()
+                .method("PUT")
+                .uri("/nuget/feed/api/v2/package")
+                .header("X-NuGet-ApiKey", format!("user{attempt}:guess"))
+                .body(Body::empty())
+                .unwrap();
+            request.extensions_mut().insert(ConnectInfo(peer));
+            statuses.push(app.clone().oneshot(request).await.unwrap().status());
+        }
+        assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
     }
 
     #[test]

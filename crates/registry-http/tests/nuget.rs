@@ -540,6 +540,35 @@ async fn bad_packages_are_refused_and_publish_nothing() {
     body.extend_from_slice(&second[second.iter().position(|b| *b == b'\r').unwrap() + 2..]);
     let two = send(&app, Method::PUT, "api/v2/package", &content_type, body).await;
     assert_eq!(two.status, StatusCode::BAD_REQUEST, "{}", two.text());
+    // Multipart framing is bounded: a preamble that never reaches the boundary, part headers
+    // that never end, and a long tail after the package are refused.
+    let boundary = "multipart/form-data; boundary=\"b\"";
+    for (what, framing) in [
+        ("a preamble", vec![b'x'; 1 << 20]),
+        ("part headers", {
+            let mut body = b"--b\r\nX-Long: ".to_vec();
+            body.extend(vec![b'y'; 1 << 20]);
+            body
+        }),
+        ("a tail", {
+            let (_, mut body) = multipart(&package("Tail.One", "1.0.0", ""));
+            body.extend(vec![b'z'; 1 << 20]);
+            body
+        }),
+    ] {
+        let content_type = if what == "a tail" {
+            content_type.as_str()
+        } else {
+            boundary
+        };
+        let refused = send(&app, Method::PUT, "api/v2/package", content_type, framing).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{what}: {}",
+            refused.text()
+        );
+    }
     // A bare package body (no multipart) is a push too.
     let bare = send(
         &app,

@@ -61,6 +61,8 @@ struct File {
     #[serde(default)]
     server: FileServer,
     auth: Option<FileAuth>,
+    /// `[tls]`: serve HTTPS with this certificate and key.
+    tls: Option<FileTls>,
     #[serde(default)]
     gc: FileGc,
     #[serde(default)]
@@ -74,6 +76,16 @@ struct File {
     /// `[[package_repositories]]`: package repositories created and configured at start.
     #[serde(default)]
     package_repositories: Vec<RepositoryConfig>,
+}
+
+/// `[tls]`: HTTPS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    /// The PEM certificate chain.
+    certificate: PathBuf,
+    /// The PEM private key.
+    key: PathBuf,
 }
 
 /// `[server]`: bounds on connections.
@@ -188,6 +200,7 @@ pub(crate) struct Config {
     limits: FileLimits,
     server: FileServer,
     auth: Option<FileAuth>,
+    tls: Option<FileTls>,
     gc: FileGc,
     cleanup: FileCleanup,
     pub(crate) tag_rules: Vec<TagRule>,
@@ -231,12 +244,26 @@ impl Config {
             limits: file.limits,
             server: file.server,
             auth: file.auth,
+            tls: file.tls,
             gc: file.gc,
             cleanup: file.cleanup,
             tag_rules: file.tag_rules,
             cleanup_policies: file.cleanup_policies,
             package_repositories: file.package_repositories,
         })
+    }
+
+    /// The TLS configuration, when `[tls]` is given.
+    pub(crate) fn tls(&self) -> Result<Option<Arc<registry_http::serve::TlsServerConfig>>, String> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| format!("[tls] reading {}: {e}", path.display()))
+        };
+        registry_http::serve::tls_config(&read(&tls.certificate)?, &read(&tls.key)?)
+            .map(Some)
+            .map_err(|e| format!("[tls] {e}"))
     }
 
     /// The signer of Terraform module archive URLs, when a secret is configured.

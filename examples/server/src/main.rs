@@ -375,10 +375,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("binding {listen}: {e}"))?;
-    tracing::info!(%listen, data_dir = %config.data_dir.display(), "registry serving");
-    registry_http::serve::serve(listener, app, server, shutdown_signal())
-        .await
-        .map_err(|e| format!("serving: {e}"))?;
+    match config.tls()? {
+        Some(tls) => {
+            tracing::info!(%listen, data_dir = %config.data_dir.display(), "registry serving HTTPS");
+            registry_http::serve::serve_tls(listener, app, server, tls, shutdown_signal()).await
+        }
+        None => {
+            tracing::info!(%listen, data_dir = %config.data_dir.display(), "registry serving");
+            registry_http::serve::serve(listener, app, server, shutdown_signal()).await
+        }
+    }
+    .map_err(|e| format!("serving: {e}"))?;
     let _ = stop_collector.send(());
     let _ = stop_cleanup.send(());
     if let Some(collector) = collector {

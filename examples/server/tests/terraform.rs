@@ -2,7 +2,9 @@
 //! configuration `host` block and an access token in its `credentials` block: modules uploaded
 //! in three versions, `terraform init` choosing by a version constraint (`~> 1.0` → 1.1.0), the
 //! archive fetched through the signed URL terraform's downloader gets (it sends no credentials),
-//! and `terraform apply` showing the module's output. A wrong token fails `init`.
+//! and `terraform apply` showing the module's output. A wrong token fails `init`. Then over
+//! HTTPS with a self-signed certificate the server is configured with: discovery through
+//! `/.well-known/terraform.json`, the module addressed as `127.0.0.1:<port>/…`.
 
 mod support;
 
@@ -27,7 +29,16 @@ fn terraform_bin() -> PathBuf {
 }
 
 fn terraform(work: &Path, config: &Path, args: &[&str]) -> Output {
-    Command::new(terraform_bin())
+    terraform_with(work, config, args, None)
+}
+
+/// Runs terraform, trusting `ca` (a PEM file) when given.
+fn terraform_with(work: &Path, config: &Path, args: &[&str], ca: Option<&Path>) -> Output {
+    let mut command = Command::new(terraform_bin());
+    if let Some(ca) = ca {
+        command.env("SSL_CERT_FILE", ca);
+    }
+    command
         .args(args)
         .current_dir(work)
         .env("HOME", work)
@@ -155,5 +166,126 @@ fn terraform_installs_a_module_by_version_constraint() {
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
         "hello registry from module 1.1.0"
+    );
+}
+
+#[test]
+fn terraform_installs_a_module_over_https() {
+    let (_dir, work) = workdir();
+    let (cert, key) = (work.join("cert.pem"), work.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl must be installed for this test (scripts/install-clients installs it)");
+    assert!(made.status.success(), "{}", text(&made));
+    let auth = support::basic_auth_config(
+        &work,
+        "",
+        &[("ops", r#"{ pattern = "infra", role = "maintainer" }"#)],
+    );
+    let mut config = std::fs::read_to_string(&auth).unwrap();
+    config = format!(
+        "[tls]\ncertificate = \"{}\"\nkey = \"{}\"\n\n{config}",
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(&auth, config).unwrap();
+    let server = Server::start_listening(&["--config", auth.to_str().unwrap()]);
+    let base = format!("https://{}", server.host());
+
+    // Uploaded with curl over HTTPS, trusting the certificate.
+    for version in ["1.0.0", "1.1.0"] {
+        let archive = work.join(format!("hello-{version}.tar.gz"));
+        std::fs::write(&archive, module(version)).unwrap();
+        let upload = Command::new("curl")
+            .args(["-sS", "-f", "--cacert"])
+            .arg(&cert)
+            .args(["-u", "ops:s3cret", "-T"])
+            .arg(&archive)
+            .arg(format!(
+                "{base}/terraform/modules/v1/infra/hello/local/{version}/file"
+            ))
+            .output()
+            .expect("curl must be installed for this test");
+        assert!(upload.status.success(), "{}", text(&upload));
+    }
+    let token = {
+        let minted = Command::new("curl")
+            .args(["-sS", "-f", "--cacert"])
+            .arg(&cert)
+            .args([
+                "-u",
+                "ops:s3cret",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+            ])
+            .arg(r#"{"label":"tf","scopes":[{"repositories":"infra","access":"read"}]}"#)
+            .arg(format!("{base}/api/v1/tokens"))
+            .output()
+            .unwrap();
+        assert!(minted.status.success(), "{}", text(&minted));
+        let answer: serde_json::Value = serde_json::from_slice(&minted.stdout).unwrap();
+        answer["token"].as_str().unwrap().to_owned()
+    };
+    let cli = work.join("https.tfrc");
+    std::fs::write(
+        &cli,
+        format!(
+            "credentials \"{}\" {{\n  token = \"{token}\"\n}}\n",
+            server.host()
+        ),
+    )
+    .unwrap();
+    let project = work.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("main.tf"),
+        format!(
+            "module \"hello\" {{\n  source  = \"{}/infra/hello/local\"\n  version = \">= 1.0.0\"\n  name    = \"tls\"\n}}\n\n\
+             output \"greeting\" {{\n  value = module.hello.greeting\n}}\n",
+            server.host()
+        ),
+    )
+    .unwrap();
+    // Without trusting the certificate, discovery fails.
+    let untrusted = terraform_with(&project, &cli, &["init", "-no-color", "-input=false"], None);
+    assert!(!untrusted.status.success(), "{}", text(&untrusted));
+    let init = terraform_with(
+        &project,
+        &cli,
+        &["init", "-no-color", "-input=false"],
+        Some(&cert),
+    );
+    assert!(init.status.success(), "init: {}", text(&init));
+    let apply = terraform_with(
+        &project,
+        &cli,
+        &["apply", "-auto-approve", "-no-color", "-input=false"],
+        Some(&cert),
+    );
+    assert!(apply.status.success(), "apply: {}", text(&apply));
+    let output = terraform_with(&project, &cli, &["output", "-raw", "greeting"], Some(&cert));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "hello tls from module 1.1.0"
     );
 }

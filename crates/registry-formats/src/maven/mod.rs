@@ -328,7 +328,11 @@ fn snapshot_build(text: &str) -> Option<(SnapshotBuild, &str)> {
     if rest.starts_with('0') {
         return None;
     }
-    let number: u32 = rest[..digits].parse().ok().filter(|n| *n > 0)?;
+    // mvn reads build numbers as a Java int: a larger one it cannot follow.
+    let number: u32 = rest[..digits]
+        .parse()
+        .ok()
+        .filter(|n| *n > 0 && *n <= i32::MAX as u32)?;
     Some((
         SnapshotBuild {
             timestamp: timestamp.to_owned(),
@@ -441,6 +445,7 @@ mod tests {
             "com/example/hello/1.0-SNAPSHOT/hello-1.0-2026112.220931-1.jar",
             "com/example/hello/1.0-SNAPSHOT/hello-1.0-20261123.220931-0.jar",
             "com/example/hello/1.0-SNAPSHOT/hello-1.0-20261123.220931-01.jar",
+            "com/example/hello/1.0-SNAPSHOT/hello-1.0-20261123.220931-2147483648.jar",
             "com/example/hello/1.0-SNAPSHOT/hello-1.0-99999999.999999-3.jar",
             "com/example/hello/1.0-SNAPSHOT/hello-1.0-20261323.220931-3.jar",
             "com.example/hello/1.0/hello-1.0.jar",

@@ -14,6 +14,10 @@ use super::{NuGetVersion, Nuspec};
 /// The most versions whose pages a registration index inlines.
 pub const INLINE_LIMIT: usize = 128;
 
+/// The most dependencies (over all versions) an index inlines; above, its pages are linked
+/// whatever the number of versions, so no document grows past what a page holds.
+pub const INLINE_DEPENDENCY_LIMIT: usize = 4096;
+
 /// Versions per registration page.
 pub const PAGE_SIZE: usize = 64;
 
@@ -471,10 +475,16 @@ fn page(urls: &Urls, hive: Hive, id: &str, entries: &[Entry], inline: bool) -> V
 }
 
 /// A package's registration index. `entries` are the versions the hive shows, lowest first.
-/// Pages are inlined while there are at most [`INLINE_LIMIT`] versions; above, each page is
-/// linked with its bounds and read with [`registration_page`].
+/// Pages are inlined while there are at most [`INLINE_LIMIT`] versions and
+/// [`INLINE_DEPENDENCY_LIMIT`] dependencies; above, each page is linked with its bounds and read
+/// with [`registration_page`].
 pub fn registration_index(urls: &Urls, hive: Hive, id: &str, entries: &[Entry]) -> Value {
-    let inline = entries.len() <= INLINE_LIMIT;
+    let dependencies: usize = entries
+        .iter()
+        .flat_map(|e| &e.nuspec.dependency_groups)
+        .map(|g| g.dependencies.len())
+        .sum();
+    let inline = entries.len() <= INLINE_LIMIT && dependencies <= INLINE_DEPENDENCY_LIMIT;
     let pages: Vec<Value> = entries
         .chunks(PAGE_SIZE)
         .map(|chunk| page(urls, hive, id, chunk, inline))
@@ -487,9 +497,24 @@ pub fn registration_index(urls: &Urls, hive: Hive, id: &str, entries: &[Entry]) 
     })
 }
 
-/// One registration page: the versions between its bounds, with their items.
-pub fn registration_page(urls: &Urls, hive: Hive, id: &str, entries: &[Entry]) -> Value {
-    page(urls, hive, id, entries, true)
+/// One registration page with its items: the page of `entries` (the versions the hive shows,
+/// lowest first, paged as [`registration_index`] pages them) whose bounds are `lower` and
+/// `upper`; `None` when no page has those bounds.
+pub fn registration_page(
+    urls: &Urls,
+    hive: Hive,
+    id: &str,
+    entries: &[Entry],
+    lower: &NuGetVersion,
+    upper: &NuGetVersion,
+) -> Option<Value> {
+    entries
+        .chunks(PAGE_SIZE)
+        .find(|chunk| {
+            chunk.first().is_some_and(|e| &e.version == lower)
+                && chunk.last().is_some_and(|e| &e.version == upper)
+        })
+        .map(|chunk| page(urls, hive, id, chunk, true))
 }
 
 /// A version's registration leaf.
@@ -650,6 +675,40 @@ mod tests {
             "http://h/nuget/r/v3/registration-semver2/demo.hello/page/1.0.960/1.0.999.json"
         );
         assert_eq!(index["items"][15]["count"], 40);
+        let bound = |v: &str| NuGetVersion::parse(v).unwrap();
+        let last = registration_page(
+            &urls,
+            Hive::SemVer2,
+            "Demo.Hello",
+            &large,
+            &bound("1.0.960"),
+            &bound("1.0.999"),
+        )
+        .unwrap();
+        assert_eq!(last["items"].as_array().unwrap().len(), 40);
+        // Only real pages: bounds spanning everything are no page.
+        assert!(
+            registration_page(
+                &urls,
+                Hive::SemVer2,
+                "Demo.Hello",
+                &large,
+                &bound("1.0.0"),
+                &bound("1.0.999")
+            )
+            .is_none()
+        );
+        // Many dependencies page an index whatever its number of versions.
+        let heavy: Vec<Entry> = (0..5)
+            .map(|i| {
+                let mut e = entry(&format!("2.0.{i}"), true);
+                let dependency = e.nuspec.dependency_groups[0].dependencies[0].clone();
+                e.nuspec.dependency_groups[0].dependencies = vec![dependency; 1000];
+                e
+            })
+            .collect();
+        let index = registration_index(&urls, Hive::SemVer2, "Demo.Hello", &heavy);
+        assert!(index["items"][0].get("items").is_none());
     }
 
     #[test]

@@ -19,7 +19,10 @@ use registry_core::{Error, Result};
 pub mod documents;
 pub mod nuspec;
 
-pub use nuspec::{Dependency, DependencyGroup, MAX_NUSPEC_SIZE, Nuspec, parse_nuspec, read_nupkg};
+pub use nuspec::{
+    Dependency, DependencyGroup, MAX_DEPENDENCIES, MAX_NUSPEC_SIZE, Nuspec, parse_nuspec,
+    read_nupkg,
+};
 
 pub(crate) fn invalid(reason: impl Into<String>) -> Error {
     Error::PackageInvalid {
@@ -123,7 +126,12 @@ impl NuGetVersion {
             if piece.is_empty() || !piece.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(wrong("each number is digits only"));
             }
-            *slot = piece.parse().map_err(|_| wrong("a number is too large"))?;
+            // NuGet's numbers are 32-bit signed: larger ones break every client reading the id.
+            *slot = piece
+                .parse()
+                .ok()
+                .filter(|n| *n <= i32::MAX as u64)
+                .ok_or_else(|| wrong("a number is over 2147483647"))?;
         }
         let prerelease = match prerelease {
             None => Vec::new(),
@@ -295,6 +303,8 @@ mod tests {
             "-1.0",
             "1.0 ",
             "99999999999999999999.0",
+            "4294967296.0.0",
+            "1.2147483648",
         ] {
             assert!(NuGetVersion::parse(bad).is_err(), "{bad:?}");
         }

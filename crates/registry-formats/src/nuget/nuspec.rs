@@ -11,6 +11,13 @@ use super::{NuGetVersion, check_id, invalid};
 /// The largest `.nuspec` read.
 pub const MAX_NUSPEC_SIZE: u64 = 1 << 20;
 
+/// The most dependencies a nuspec may declare, over all its groups (every one is repeated in
+/// each registration document that shows the version).
+pub const MAX_DEPENDENCIES: usize = 1000;
+
+/// The most dependency groups a nuspec may declare.
+pub const MAX_DEPENDENCY_GROUPS: usize = 100;
+
 /// A dependency a package declares.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -227,6 +234,14 @@ pub fn parse_nuspec(bytes: &[u8]) -> Result<Nuspec> {
     if !closed {
         return Err(invalid("the nuspec has no complete <package>"));
     }
+    let dependencies: usize = groups.iter().map(|g| g.dependencies.len()).sum();
+    if dependencies > MAX_DEPENDENCIES || groups.len() > MAX_DEPENDENCY_GROUPS {
+        return Err(invalid(format!(
+            "the nuspec declares {dependencies} dependencies in {} groups; at most \
+             {MAX_DEPENDENCIES} in {MAX_DEPENDENCY_GROUPS} are accepted",
+            groups.len()
+        )));
+    }
     let required = |key: &str| {
         fields
             .get(key)
@@ -361,6 +376,13 @@ mod tests {
             NUSPEC.replace("<authors>", "<authors>x</authors><authors>"),
             NUSPEC.replace("</package>", ""),
             NUSPEC.replace("Says hello.", "&xxe;"),
+            NUSPEC.replace(
+                "<group>",
+                &format!(
+                    "<group>{}",
+                    "<dependency id=\"X\" />".repeat(MAX_DEPENDENCIES)
+                ),
+            ),
         ] {
             assert!(parse_nuspec(bad.as_bytes()).is_err(), "{bad}");
         }

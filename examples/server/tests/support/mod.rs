@@ -49,6 +49,40 @@ impl Server {
         server
     }
 
+    /// Starts the server with an empty data directory and waits until it accepts connections
+    /// (for servers that speak TLS, which the readiness probe does not).
+    #[allow(dead_code)] // Not every test binary starts one.
+    pub fn start_listening(extra_args: &[&str]) -> Self {
+        let log_dir = tempfile::tempdir().unwrap();
+        let data = log_dir.path().join("data");
+        let addr = free_port();
+        let log = std::fs::File::create(log_dir.path().join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_registry"))
+            .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+            .arg(&data)
+            .args(extra_args)
+            .env("REGISTRY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the registry binary");
+        let server = Server {
+            addr,
+            data_dir: log_dir,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not listen on {addr} within 30 s: {}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
