@@ -23,7 +23,25 @@ pub mod nuget;
 pub mod pypi;
 pub mod terraform;
 
+use std::cmp::Ordering;
+
 use registry_core::{FormatRules, PackageFormat};
+
+/// Orders two versions by a format's parser: parsed ones by their order, lowest first;
+/// text the parser refuses (stored versions always parse) after them, by text, so the order
+/// stays total.
+pub(crate) fn order_by<V: Ord, E>(
+    parse: impl Fn(&str) -> Result<V, E>,
+    a: &str,
+    b: &str,
+) -> Ordering {
+    match (parse(a), parse(b)) {
+        (Ok(a), Ok(b)) => a.cmp(&b),
+        (Ok(_), Err(_)) => Ordering::Less,
+        (Err(_), Ok(_)) => Ordering::Greater,
+        (Err(_), Err(_)) => a.cmp(b),
+    }
+}
 
 /// The rules of a format this registry serves; `None` for formats not served yet (their
 /// repositories are refused).

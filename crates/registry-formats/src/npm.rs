@@ -751,17 +751,7 @@ impl registry_core::FormatRules for Npm {
     }
 
     fn compare_versions(&self, a: &str, b: &str) -> std::cmp::Ordering {
-        match (
-            nodejs_semver::Version::parse(a),
-            nodejs_semver::Version::parse(b),
-        ) {
-            (Ok(a), Ok(b)) => a.cmp(&b),
-            // Stored versions always parse; anything else sorts after, by text, so the order
-            // stays total.
-            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
-            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-            (Err(_), Err(_)) => a.cmp(b),
-        }
+        crate::order_by(|v| nodejs_semver::Version::parse(v), a, b)
     }
 
     fn publish_mode(&self) -> registry_core::PublishMode {

@@ -78,15 +78,7 @@ pub fn sort_versions(versions: &mut [String]) {
 
 /// Orders two versions by PEP 440 (unparsable ones after, by text).
 pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    match (
-        pep440_rs::Version::from_str(a),
-        pep440_rs::Version::from_str(b),
-    ) {
-        (Ok(a), Ok(b)) => a.cmp(&b),
-        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
-        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-        (Err(_), Err(_)) => a.cmp(b),
-    }
+    crate::order_by(pep440_rs::Version::from_str, a, b)
 }
 
 /// A kind of distribution file.

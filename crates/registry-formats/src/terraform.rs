@@ -309,13 +309,7 @@ impl registry_core::FormatRules for Terraform {
     }
 
     fn compare_versions(&self, a: &str, b: &str) -> Ordering {
-        match (parse_version(a), parse_version(b)) {
-            (Ok(a), Ok(b)) => a.cmp(&b),
-            // Stored versions always parse; anything else sorts after, by text.
-            (Ok(_), Err(_)) => Ordering::Less,
-            (Err(_), Ok(_)) => Ordering::Greater,
-            (Err(_), Err(_)) => a.cmp(b),
-        }
+        crate::order_by(parse_version, a, b)
     }
 
     fn publish_mode(&self) -> registry_core::PublishMode {

@@ -27,7 +27,9 @@ use registry_formats::maven::{self, ArtifactFile, Checksum, Maven as Rules, Mave
 
 use crate::auth::Auth;
 use crate::package_error::{PlainText, authorize};
-use crate::transfer::{body_stream, declared_length, file_response, read_bounded, requested_range};
+use crate::transfer::{
+    body_stream, declared_length, document_response, file_response, read_bounded, requested_range,
+};
 
 /// A failure as mvn sees it: a status and a line of text.
 type Failure = crate::package_error::Failure<PlainText>;
@@ -85,10 +87,7 @@ struct MavenApi {
 async fn dispatch(State(api): State<Arc<MavenApi>>, request: Request) -> Response {
     let result = async {
         let path = request.uri().path().to_owned();
-        // The route is `/maven/{*path}`: the prefix is always there.
-        let rest = path.strip_prefix("/maven/").unwrap_or_default();
-        let (repository, rest) = rest.split_once('/').unwrap_or((rest, ""));
-        registry_core::package::check_repository_name(repository)?;
+        let (repository, rest) = crate::package_error::repository_path(&path, "/maven/")?;
         let method = request.method().clone();
         let action = crate::package_error::file_action(&method)?;
         let role = authorize(
@@ -267,19 +266,7 @@ fn content_type(file: &ArtifactFile) -> &'static str {
 
 /// A small text answer (checksums, metadata); `HEAD` gets its headers only.
 fn text(body: String, head: bool) -> Result<Response, Failure> {
-    let length = body.len();
-    let mut response = if head {
-        StatusCode::OK.into_response()
-    } else {
-        (StatusCode::OK, body).into_response()
-    };
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    Ok(response)
+    Ok(document_response(body, "text/plain; charset=utf-8", head))
 }
 
 async fn upload(

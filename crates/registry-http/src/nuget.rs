@@ -43,7 +43,9 @@ use crate::auth::Auth;
 use crate::cache::RenderCache;
 use crate::external_url::base_url;
 use crate::package_error::ReasonText;
-use crate::transfer::{body_stream, declared_length, file_response, read_bounded, requested_range};
+use crate::transfer::{
+    body_stream, declared_length, document_response, file_response, read_bounded, requested_range,
+};
 
 /// A failure as NuGet clients see it: a status line and a line of text.
 type Failure = crate::package_error::Failure<ReasonText>;
@@ -153,10 +155,7 @@ fn api_key_authorization(headers: &HeaderMap) -> Option<HeaderValue> {
 async fn dispatch(State(api): State<Arc<NugetApi>>, request: Request) -> Response {
     let result = async {
         let path = request.uri().path().to_owned();
-        // The route is `/nuget/{*path}`: the prefix is always there.
-        let rest = path.strip_prefix("/nuget/").unwrap_or_default();
-        let (repository, rest) = rest.split_once('/').unwrap_or((rest, ""));
-        registry_core::package::check_repository_name(repository)?;
+        let (repository, rest) = crate::package_error::repository_path(&path, "/nuget/")?;
         let base = format!(
             "{}/nuget/{repository}",
             base_url(request.extensions(), request.headers())
@@ -313,20 +312,7 @@ fn query_params(query: &str) -> Result<BTreeMap<String, String>, Failure> {
 }
 
 fn json_response(body: impl Into<Bytes>, head: bool) -> Result<Response, Failure> {
-    let body: Bytes = body.into();
-    let length = body.len();
-    let mut response = if head {
-        StatusCode::OK.into_response()
-    } else {
-        (StatusCode::OK, body).into_response()
-    };
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    Ok(response)
+    Ok(document_response(body, "application/json", head))
 }
 
 /// Streams the pushed package into the store: the one file part of a multipart body, or the

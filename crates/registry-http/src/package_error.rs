@@ -175,6 +175,20 @@ impl<S: Style> IntoResponse for Failure<S> {
     }
 }
 
+/// Splits a package API path (`/<api>/<repository>/<rest>`, as its `/<api>/{*path}` route
+/// matched it) into the checked repository name and the rest.
+///
+/// Errors: [`Error::PackageInvalid`] for a repository name packages cannot have.
+pub(crate) fn repository_path<'a>(
+    path: &'a str,
+    prefix: &str,
+) -> Result<(&'a str, &'a str), Error> {
+    let rest = path.strip_prefix(prefix).unwrap_or_default();
+    let (repository, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    registry_core::package::check_repository_name(repository)?;
+    Ok((repository, rest))
+}
+
 /// What a request on a file-like route asks, by its method: `GET`/`HEAD` pull, `PUT` push,
 /// `DELETE` delete; any other method is `405`.
 pub(crate) fn file_action<S>(method: &axum::http::Method) -> Result<Action, Failure<S>> {

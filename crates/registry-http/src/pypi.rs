@@ -112,10 +112,7 @@ type Failure = crate::package_error::Failure<PlainText>;
 async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
     let result = async {
         let path = request.uri().path().to_owned();
-        // The route is `/pypi/{*path}`: the prefix is always there.
-        let rest = path.strip_prefix("/pypi/").unwrap_or_default();
-        let (repository, rest) = rest.split_once('/').unwrap_or((rest, ""));
-        registry_core::package::check_repository_name(repository)?;
+        let (repository, rest) = crate::package_error::repository_path(&path, "/pypi/")?;
         let base = format!(
             "{}/pypi/{repository}",
             base_url(request.extensions(), request.headers())

@@ -25,14 +25,16 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use registry_core::{Action, Error, NewPackageFile, Packages, Release, Role, VersionStatus};
+use registry_core::{
+    Action, Error, NewPackageFile, Package, Packages, Release, Role, VersionStatus,
+};
 use registry_formats::terraform::{self, ArchiveKind, ModuleArchive, Terraform as Rules};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
 use crate::external_url::base_url;
 use crate::package_error::ErrorList;
-use crate::transfer::{body_stream, file_response, requested_range};
+use crate::transfer::{body_stream, document_response, file_response, requested_range};
 
 /// A failure as terraform reads it: `{"errors": ["…"]}`.
 type Failure = crate::package_error::Failure<ErrorList>;
@@ -185,6 +187,17 @@ impl Module<'_> {
         terraform::package_name(self.name, self.system)
     }
 
+    /// `404` naming the module (and a version).
+    fn missing(&self, version: Option<&str>) -> Failure {
+        Failure::not_found(format!(
+            "module {}/{}/{}{} not found",
+            self.repository,
+            self.name,
+            self.system,
+            version.map(|v| format!(" {v}")).unwrap_or_default()
+        ))
+    }
+
     fn path(&self) -> String {
         format!(
             "{MODULES_BASE}{}/{}/{}",
@@ -286,42 +299,28 @@ fn file_key(module: &Module<'_>, version: &str, kind: ArchiveKind) -> String {
 }
 
 fn json_response(body: String, head: bool) -> Response {
-    let length = body.len();
-    let mut response = if head {
-        StatusCode::OK.into_response()
-    } else {
-        body.into_response()
-    };
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    response
+    document_response(body, "application/json", head)
+}
+
+/// A stored module, or `404` naming it.
+async fn find_module(api: &TerraformApi, module: &Module<'_>) -> Result<Package, Failure> {
+    api.packages
+        .package(&Rules, module.repository, &module.package())
+        .await?
+        .ok_or_else(|| module.missing(None))
 }
 
 /// A module's listed versions, lowest first (the service's order); `404` when there are none.
 async fn listed_versions(api: &TerraformApi, module: &Module<'_>) -> Result<Vec<String>, Failure> {
-    let missing = || {
-        Failure::not_found(format!(
-            "module {}/{}/{} not found",
-            module.repository, module.name, module.system
-        ))
-    };
-    let package = api
-        .packages
-        .package(&Rules, module.repository, &module.package())
+    let versions: Vec<String> = find_module(api, module)
         .await?
-        .ok_or_else(missing)?;
-    let versions: Vec<String> = package
         .versions
         .iter()
         .filter(|v| v.status != VersionStatus::Hidden)
         .map(|v| v.version.clone())
         .collect();
     if versions.is_empty() {
-        return Err(missing());
+        return Err(module.missing(None));
     }
     Ok(versions)
 }
@@ -362,17 +361,8 @@ async fn stored_archive(
     module: &Module<'_>,
     version: &str,
 ) -> Result<(registry_core::PackageFile, ModuleArchive), Failure> {
-    let missing = || {
-        Failure::not_found(format!(
-            "{}/{}/{} {version} not found",
-            module.repository, module.name, module.system
-        ))
-    };
-    let package = api
-        .packages
-        .package(&Rules, module.repository, &module.package())
-        .await?
-        .ok_or_else(missing)?;
+    let missing = || module.missing(Some(version));
+    let package = find_module(api, module).await?;
     let key = terraform::parse_version(version)?.to_string();
     let stored = package.version(&key).ok_or_else(missing)?;
     let stored_module: StoredModule = serde_json::from_str(&stored.metadata)

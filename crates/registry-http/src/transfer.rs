@@ -113,6 +113,26 @@ pub(crate) fn file_response(
     response
 }
 
+/// A document answered whole (`200`, its length and type); `HEAD` gets the headers only.
+#[cfg_attr(not(feature = "packages"), allow(dead_code))] // only the package APIs answer them
+pub(crate) fn document_response(
+    body: impl Into<bytes::Bytes>,
+    content_type: &'static str,
+    head: bool,
+) -> Response {
+    let body: bytes::Bytes = body.into();
+    let length = body.len();
+    let mut response = if head {
+        Response::new(Body::empty())
+    } else {
+        Response::new(Body::from(body))
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
 /// The most bytes of a small request document: admin API bodies, npm logins and dist-tags.
 #[cfg_attr(not(feature = "packages"), allow(dead_code))] // only the package APIs read them
 pub(crate) const MAX_SMALL_DOCUMENT: usize = 1 << 20;

@@ -426,13 +426,7 @@ impl registry_core::FormatRules for Nuget {
     }
 
     fn compare_versions(&self, a: &str, b: &str) -> Ordering {
-        match (NuGetVersion::parse(a), NuGetVersion::parse(b)) {
-            (Ok(a), Ok(b)) => a.cmp(&b),
-            // Stored versions always parse; anything else sorts after, by text.
-            (Ok(_), Err(_)) => Ordering::Less,
-            (Err(_), Ok(_)) => Ordering::Greater,
-            (Err(_), Err(_)) => a.cmp(b),
-        }
+        crate::order_by(NuGetVersion::parse, a, b)
     }
 
     fn publish_mode(&self) -> registry_core::PublishMode {
