@@ -1,4 +1,5 @@
-//! Terraform modules, as the module registry protocol (`modules.v1`) addresses them:
+//! Terraform modules and providers ([`providers`]). Modules, as the module registry protocol
+//! (`modules.v1`) addresses them:
 //! `<namespace>/<name>/<system>` at a version. The namespace is the package repository; a
 //! package is `<name>/<system>`, stored lowercase (registry addresses compare without case);
 //! versions are strict SemVer (`1.2.0`, `2.0.0-rc.1`; no `v`), ordered by SemVer.
@@ -17,6 +18,8 @@ use std::path::{Component, Path};
 
 use registry_core::{Error, Result};
 use serde_json::{Value, json};
+
+pub mod providers;
 
 fn invalid(reason: impl Into<String>) -> Error {
     Error::PackageInvalid {
@@ -273,10 +276,10 @@ fn root_module(files: &[String]) -> Result<Option<String>> {
     ))
 }
 
-/// The service discovery document (`/.well-known/terraform.json`), naming the module API's
-/// base path.
-pub fn discovery(modules_base: &str) -> Value {
-    json!({ "modules.v1": modules_base })
+/// The service discovery document (`/.well-known/terraform.json`), naming the module and
+/// provider APIs' base paths.
+pub fn discovery(modules_base: &str, providers_base: &str) -> Value {
+    json!({ "modules.v1": modules_base, "providers.v1": providers_base })
 }
 
 /// A module's versions list, as `terraform init` reads it.
@@ -285,8 +288,9 @@ pub fn versions_document(versions: &[String]) -> Value {
     json!({ "modules": [{ "versions": versions }] })
 }
 
-/// Terraform modules' rules for the package service: `<name>/<system>` stored lowercase, strict
-/// SemVer versions in SemVer order, a whole version per upload.
+/// Terraform's rules for the package service: modules `<name>/<system>` stored lowercase,
+/// providers `provider:<type>`, strict SemVer versions in SemVer order, a whole version per
+/// upload (a provider release's further files are attached to it).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Terraform;
 
@@ -296,6 +300,10 @@ impl registry_core::FormatRules for Terraform {
     }
 
     fn package_key(&self, name: &str) -> Result<String> {
+        if let Some(kind) = name.strip_prefix(providers::PROVIDER_PREFIX) {
+            providers::check_provider_type(kind)?;
+            return Ok(name.to_owned());
+        }
         let (module, system) = name
             .split_once('/')
             .ok_or_else(|| invalid(format!("{name:?} is not <module>/<system>")))?;

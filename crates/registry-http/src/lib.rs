@@ -13,8 +13,9 @@
 //!   registrations, search, unlist and relist, deprecation, symbol packages);
 //! - [`pypi`]: the Python package index under `/pypi/<repository>/` (twine uploads, the Simple
 //!   API for pip);
-//! - [`terraform`]: the Terraform module registry protocol (`/.well-known/terraform.json`,
-//!   `/terraform/modules/v1/`), with signed archive URLs;
+//! - [`terraform`]: the Terraform module and provider registry protocols
+//!   (`/.well-known/terraform.json`, `/terraform/modules/v1/`, `/terraform/providers/v1/`), with
+//!   signed download URLs;
 //! - [`package_admin`]: access tokens with scopes and package repository settings under
 //!   `/api/v1/`;
 //! - [`auth`]: HTTP Basic and Docker token auth, and [`auth::StaticUsers`] (configured users
@@ -84,5 +85,7 @@ pub mod pypi;
 pub mod serve;
 #[cfg(feature = "terraform")]
 pub mod terraform;
+#[cfg(feature = "terraform")]
+mod terraform_providers;
 pub mod throttle;
 mod transfer;

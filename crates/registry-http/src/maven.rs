@@ -28,7 +28,8 @@ use registry_formats::maven::{self, ArtifactFile, Checksum, Maven as Rules, Mave
 use crate::auth::Auth;
 use crate::package_error::{PlainText, authorize};
 use crate::transfer::{
-    body_stream, declared_length, document_response, file_response, read_bounded, requested_range,
+    body_stream, declared_length, document_response, file_response, read_bounded, read_stored,
+    requested_range,
 };
 
 /// A failure as mvn sees it: a status and a line of text.
@@ -292,17 +293,7 @@ async fn upload(
         .store_file(Rules.extra_digests(), body_stream(request.into_body()))
         .await?;
     if file.extension == "pom" && file.classifier.is_none() {
-        let pom = packages
-            .read_blocking(&stored.blob, |reader| {
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(
-                    &mut std::io::Read::take(reader, metadata::MAX_POM_SIZE as u64 + 1),
-                    &mut bytes,
-                )
-                .map(|_| bytes)
-            })
-            .await?
-            .map_err(|e| Error::backend(e.to_string()))?;
+        let pom = read_stored(packages, &stored.blob, metadata::MAX_POM_SIZE as u64).await?;
         let declared = metadata::pom_coordinates(&pom)?;
         let (group, artifact) = name.split_once(':').unwrap_or((name, ""));
         if declared.group != group || declared.artifact != artifact || declared.version != version {

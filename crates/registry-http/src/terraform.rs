@@ -37,10 +37,13 @@ use crate::package_error::ErrorList;
 use crate::transfer::{body_stream, document_response, file_response, requested_range};
 
 /// A failure as terraform reads it: `{"errors": ["…"]}`.
-type Failure = crate::package_error::Failure<ErrorList>;
+pub(crate) type Failure = crate::package_error::Failure<ErrorList>;
 
 /// Where the module API is served (what discovery names).
 const MODULES_BASE: &str = "/terraform/modules/v1/";
+
+/// Where the provider API is served (what discovery names).
+pub(crate) const PROVIDERS_BASE: &str = "/terraform/providers/v1/";
 
 /// Signs and checks the archive URLs handed to terraform: an HS256 token naming one file and
 /// expiring after the signer's lifetime. Instances serving the same registry need the same
@@ -87,7 +90,7 @@ impl DownloadSigner {
         DownloadSigner::new(&secret, Duration::from_secs(300))
     }
 
-    fn sign(&self, file: &str) -> Result<String, Error> {
+    pub(crate) fn sign(&self, file: &str) -> Result<String, Error> {
         let exp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -101,7 +104,7 @@ impl DownloadSigner {
             .map_err(Error::backend)
     }
 
-    fn allows(&self, token: &str, file: &str) -> bool {
+    pub(crate) fn allows(&self, token: &str, file: &str) -> bool {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.required_spec_claims = ["exp", "sub"].into_iter().map(String::from).collect();
@@ -128,7 +131,7 @@ pub fn router(packages: Packages, auth: Option<Auth>, signer: DownloadSigner) ->
         .route(
             "/.well-known/terraform.json",
             axum::routing::get(|| async {
-                let mut response = terraform::discovery(MODULES_BASE)
+                let mut response = terraform::discovery(MODULES_BASE, PROVIDERS_BASE)
                     .to_string()
                     .into_response();
                 response.headers_mut().insert(
@@ -142,6 +145,10 @@ pub fn router(packages: Packages, auth: Option<Auth>, signer: DownloadSigner) ->
             "/terraform/modules/v1/{*path}",
             axum::routing::any(dispatch),
         )
+        .route(
+            "/terraform/providers/v1/{*path}",
+            axum::routing::any(crate::terraform_providers::dispatch),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(Arc::new(TerraformApi {
             packages,
@@ -151,14 +158,14 @@ pub fn router(packages: Packages, auth: Option<Auth>, signer: DownloadSigner) ->
 }
 
 #[derive(Debug)]
-struct TerraformApi {
-    packages: Packages,
-    auth: Option<Auth>,
-    signer: DownloadSigner,
+pub(crate) struct TerraformApi {
+    pub(crate) packages: Packages,
+    pub(crate) auth: Option<Auth>,
+    pub(crate) signer: DownloadSigner,
 }
 
 impl TerraformApi {
-    async fn authorize(
+    pub(crate) async fn authorize(
         &self,
         headers: &HeaderMap,
         repository: &str,
@@ -281,7 +288,7 @@ async fn dispatch(State(api): State<Arc<TerraformApi>>, request: Request) -> Res
 }
 
 /// The `token` parameter of a query, if any.
-fn query_token(query: Option<&str>) -> Option<String> {
+pub(crate) fn query_token(query: Option<&str>) -> Option<String> {
     query?
         .split('&')
         .find_map(|pair| pair.strip_prefix("token="))
@@ -298,7 +305,7 @@ fn file_key(module: &Module<'_>, version: &str, kind: ArchiveKind) -> String {
     )
 }
 
-fn json_response(body: String, head: bool) -> Response {
+pub(crate) fn json_response(body: String, head: bool) -> Response {
     document_response(body, "application/json", head)
 }
 

@@ -133,6 +133,27 @@ pub(crate) fn document_response(
     response
 }
 
+/// The first `limit + 1` bytes of a stored file at most: a parser given them sees a file over
+/// `limit` as such (the formats' parsers check their own size bounds).
+#[cfg_attr(not(feature = "packages"), allow(dead_code))] // only the package APIs read them
+pub(crate) async fn read_stored(
+    packages: &registry_core::Packages,
+    blob: &registry_core::BlobRef,
+    limit: u64,
+) -> Result<Vec<u8>, Error> {
+    packages
+        .read_blocking(blob, move |reader| {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(reader, limit.saturating_add(1)),
+                &mut bytes,
+            )
+            .map(|_| bytes)
+        })
+        .await?
+        .map_err(|e| Error::backend(e.to_string()))
+}
+
 /// The most bytes of a small request document: admin API bodies, npm logins and dist-tags.
 #[cfg_attr(not(feature = "packages"), allow(dead_code))] // only the package APIs read them
 pub(crate) const MAX_SMALL_DOCUMENT: usize = 1 << 20;

@@ -123,7 +123,7 @@ async fn modules_are_uploaded_listed_and_downloaded() {
     .await;
     assert_eq!(
         discovery.json(),
-        json!({"modules.v1": "/terraform/modules/v1/"})
+        json!({"modules.v1": "/terraform/modules/v1/", "providers.v1": "/terraform/providers/v1/"})
     );
 
     for version in ["1.10.0", "1.2.0", "2.0.0-rc.1"] {
@@ -392,5 +392,221 @@ async fn archive_urls_are_signed_for_one_file_when_auth_is_on() {
             .await
             .status,
         StatusCode::UNAUTHORIZED
+    );
+}
+
+const PROVIDER: &str = "/terraform/providers/v1/infra/hello";
+
+/// A made-up version 4 public key, armored (its fingerprint is what the registry computes; the
+/// signature is terraform's to check).
+fn armored_key() -> Vec<u8> {
+    let mut body = vec![4u8, 0x67, 0x45, 0x14, 0x1e, 22];
+    body.extend([7u8; 40]);
+    let mut packet = vec![0x98, body.len() as u8];
+    packet.extend(&body);
+    format!(
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n{}\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&packet)
+    )
+    .into_bytes()
+}
+
+fn provider_zip() -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    writer
+        .start_file(
+            "terraform-provider-hello_v1.0.0",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+    std::io::Write::write_all(&mut writer, b"binary").unwrap();
+    writer.finish().unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn provider_releases_are_listed_once_complete_and_checked() {
+    let app = registry_http::terraform::router(packages(), None, DownloadSigner::random());
+    let discovery = send(
+        &app,
+        Method::GET,
+        "/.well-known/terraform.json",
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(discovery.json()["providers.v1"], "/terraform/providers/v1/");
+    let zip = provider_zip();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&zip));
+    let base = "terraform-provider-hello_1.0.0";
+    let put = |file: String, body: Vec<u8>| {
+        let app = app.clone();
+        async move {
+            send(
+                &app,
+                Method::PUT,
+                &format!("{PROVIDER}/1.0.0/{file}"),
+                None,
+                body,
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        put(format!("{base}_linux_amd64.zip"), zip.clone())
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    // Incomplete: not listed, no download.
+    let versions = send(
+        &app,
+        Method::GET,
+        &format!("{PROVIDER}/versions"),
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(versions.json(), json!({"versions": []}));
+    // Refused files: a name of no release file, sums naming other files, a key that is none,
+    // a zip that is none; the same file twice.
+    for (file, body, status) in [
+        (
+            format!("{base}_linux.zip"),
+            zip.clone(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("terraform-provider-hello_1.0.1_linux_amd64.zip"),
+            zip.clone(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("{base}_SHA256SUMS"),
+            format!("{digest}  evil.zip\n").into_bytes(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "signing-key.asc".to_owned(),
+            b"not a key".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("{base}_darwin_arm64.zip"),
+            b"not a zip".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("{base}_linux_amd64.zip"),
+            zip.clone(),
+            StatusCode::CONFLICT,
+        ),
+    ] {
+        let answer = put(file.clone(), body).await;
+        assert_eq!(answer.status, status, "{file}: {:?}", answer.json());
+    }
+    // SHA256SUMS that lists the zip with another digest: stored, but the download is refused.
+    let wrong = format!("{}  {base}_linux_amd64.zip\n", "0".repeat(64));
+    assert_eq!(
+        put(format!("{base}_SHA256SUMS"), wrong.into_bytes())
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put(format!("{base}_SHA256SUMS.sig"), vec![1u8; 300])
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put("signing-key.asc".into(), armored_key()).await.status,
+        StatusCode::CREATED
+    );
+    let versions = send(
+        &app,
+        Method::GET,
+        &format!("{PROVIDER}/versions"),
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        versions.json(),
+        json!({"versions": [{"version": "1.0.0", "protocols": ["5.0"], "platforms": [{"os": "linux", "arch": "amd64"}]}]})
+    );
+    let download = send(
+        &app,
+        Method::GET,
+        &format!("{PROVIDER}/1.0.0/download/linux/amd64"),
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        download.status,
+        StatusCode::CONFLICT,
+        "{:?}",
+        download.json()
+    );
+    // Corrected sums (a new version: files are immutable) give a download document.
+    let other = "terraform-provider-hello_1.0.1";
+    for (file, body) in [
+        (format!("{other}_linux_amd64.zip"), zip.clone()),
+        (
+            format!("{other}_SHA256SUMS"),
+            format!("{digest}  {other}_linux_amd64.zip\n").into_bytes(),
+        ),
+        (format!("{other}_SHA256SUMS.sig"), vec![1u8; 300]),
+        ("signing-key.asc".to_owned(), armored_key()),
+    ] {
+        let answer = send(
+            &app,
+            Method::PUT,
+            &format!("{PROVIDER}/1.0.1/{file}"),
+            None,
+            body,
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{file}");
+    }
+    let download = send(
+        &app,
+        Method::GET,
+        &format!("{PROVIDER}/1.0.1/download/linux/amd64"),
+        None,
+        Vec::new(),
+    )
+    .await;
+    let document = download.json();
+    assert_eq!(document["shasum"], digest);
+    assert_eq!(document["filename"], format!("{other}_linux_amd64.zip"));
+    assert_eq!(
+        document["signing_keys"]["gpg_public_keys"][0]["key_id"]
+            .as_str()
+            .unwrap()
+            .len(),
+        16
+    );
+    let url = document["download_url"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("http://tf.test")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        send(&app, Method::GET, &url, None, Vec::new()).await.body,
+        zip
+    );
+    assert_eq!(
+        send(
+            &app,
+            Method::GET,
+            &format!("{PROVIDER}/1.0.1/download/darwin/arm64"),
+            None,
+            Vec::new()
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
     );
 }

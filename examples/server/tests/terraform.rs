@@ -289,3 +289,194 @@ fn terraform_installs_a_module_over_https() {
         "hello tls from module 1.1.0"
     );
 }
+
+/// Runs gpg in its own home; returns its standard output.
+fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
+    let output = Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args([
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ])
+        .args(args)
+        .output()
+        .expect("gpg must be installed for this test (scripts/install-clients installs it)");
+    assert!(output.status.success(), "gpg {args:?}: {}", text(&output));
+    output.stdout
+}
+
+/// A provider release as providers publish it, in `dir`: the linux_amd64 zip, SHA256SUMS and
+/// its detached signature by `key`; returns the files' names.
+fn provider_release(
+    dir: &Path,
+    gnupg: &Path,
+    key: &str,
+    version: &str,
+    sign_for: &str,
+) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let zip_name = format!("terraform-provider-hello_{version}_linux_amd64.zip");
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    writer
+        .start_file(
+            format!("terraform-provider-hello_v{version}"),
+            zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+        )
+        .unwrap();
+    std::io::Write::write_all(
+        &mut writer,
+        format!("#!/bin/sh\necho {version}\n").as_bytes(),
+    )
+    .unwrap();
+    let zip = writer.finish().unwrap().into_inner();
+    std::fs::write(dir.join(&zip_name), &zip).unwrap();
+    let sums_name = format!("terraform-provider-hello_{version}_SHA256SUMS");
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&zip));
+    std::fs::write(dir.join(&sums_name), format!("{digest}  {zip_name}\n")).unwrap();
+    // The signature is made over `sign_for`'s sums (another release's, to forge one).
+    let signed = dir.join(format!("signed-{sign_for}"));
+    std::fs::copy(dir.join(&sums_name), &signed).unwrap();
+    if sign_for != version {
+        std::fs::write(&signed, format!("{digest}  other.zip\n")).unwrap();
+    }
+    let signature = format!("{sums_name}.sig");
+    gpg(
+        gnupg,
+        &[
+            "--local-user",
+            key,
+            "--detach-sign",
+            "--output",
+            dir.join(&signature).to_str().unwrap(),
+            signed.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(
+        dir.join("signing-key.asc"),
+        gpg(gnupg, &["--armor", "--export", key]),
+    )
+    .unwrap();
+    vec![zip_name, sums_name, signature, "signing-key.asc".into()]
+}
+
+#[test]
+fn terraform_installs_a_provider_we_serve() {
+    let (_dir, work) = workdir();
+    let auth = support::basic_auth_config(
+        &work,
+        "",
+        &[("ops", r#"{ pattern = "infra", role = "maintainer" }"#)],
+    );
+    let server = Server::start(&["--config", auth.to_str().unwrap()]);
+
+    // The publisher's key: RSA, which every terraform reads.
+    let gnupg = work.join("gnupg");
+    std::fs::create_dir_all(&gnupg).unwrap();
+    std::fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    gpg(
+        &gnupg,
+        &[
+            "--quick-generate-key",
+            "Provider Publisher <publisher@example.test>",
+            "rsa2048",
+            "sign",
+            "never",
+        ],
+    );
+    let listing = String::from_utf8(gpg(&gnupg, &["--with-colons", "--list-keys"])).unwrap();
+    let key_id = listing
+        .lines()
+        .find(|l| l.starts_with("pub:"))
+        .and_then(|l| l.split(':').nth(4))
+        .unwrap()
+        .to_owned();
+
+    // 1.0.0 signed properly; 1.1.0 carrying a signature over other sums.
+    for (version, sign_for) in [("1.0.0", "1.0.0"), ("1.1.0", "forged")] {
+        let dir = work.join(format!("release-{version}"));
+        for file in provider_release(&dir, &gnupg, &key_id, version, sign_for) {
+            let (status, _, body) = http_request(
+                server.addr,
+                &format!(
+                    "PUT /terraform/providers/v1/infra/hello/{version}/{file} HTTP/1.1\r\nAuthorization: Basic {}",
+                    basic("ops")
+                ),
+                &std::fs::read(dir.join(&file)).unwrap(),
+            );
+            assert_eq!(status, 201, "{file}: {}", String::from_utf8_lossy(&body));
+        }
+    }
+    // The download document names the key gpg made.
+    let (status, _, body) = http_request(
+        server.addr,
+        &format!(
+            "GET /terraform/providers/v1/infra/hello/1.0.0/download/linux/amd64 HTTP/1.1\r\nAuthorization: Basic {}",
+            basic("ops")
+        ),
+        b"",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let document: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        document["signing_keys"]["gpg_public_keys"][0]["key_id"],
+        key_id
+    );
+
+    let cli = work.join("providers.tfrc");
+    std::fs::write(
+        &cli,
+        format!(
+            "host \"registry.test\" {{\n  services = {{\n    \"providers.v1\" = \"http://{}/terraform/providers/v1/\"\n  }}\n}}\n\
+             credentials \"registry.test\" {{\n  token = \"{}\"\n}}\n",
+            server.host(),
+            token(&server, "ops")
+        ),
+    )
+    .unwrap();
+    let project = work.join("provider-project");
+    std::fs::create_dir_all(&project).unwrap();
+    let write_main = |constraint: &str| {
+        std::fs::write(
+            project.join("main.tf"),
+            format!(
+                "terraform {{\n  required_providers {{\n    hello = {{\n      source  = \"registry.test/infra/hello\"\n      version = \"{constraint}\"\n    }}\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write_main("~> 1.0.0");
+    let init = terraform(&project, &cli, &["init", "-no-color", "-input=false"]);
+    assert!(init.status.success(), "init: {}", text(&init));
+    assert!(
+        text(&init).contains("Installed registry.test/infra/hello v1.0.0")
+            && text(&init).contains(&key_id),
+        "{}",
+        text(&init)
+    );
+    let lock = std::fs::read_to_string(project.join(".terraform.lock.hcl")).unwrap();
+    assert!(lock.contains("registry.test/infra/hello"), "{lock}");
+    assert!(
+        project
+            .join(".terraform/providers/registry.test/infra/hello/1.0.0/linux_amd64/terraform-provider-hello_v1.0.0")
+            .exists()
+    );
+
+    // The forged release is served as uploaded, and terraform refuses it.
+    write_main("1.1.0");
+    let refused = terraform(
+        &project,
+        &cli,
+        &["init", "-upgrade", "-no-color", "-input=false"],
+    );
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).to_lowercase().contains("signature"),
+        "{}",
+        text(&refused)
+    );
+}
