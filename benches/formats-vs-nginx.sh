@@ -49,7 +49,7 @@ for i in range(1000):
     version = f"1.{i // 100}.{i % 100}"
     pom = (f"<project><modelVersion>4.0.0</modelVersion><groupId>com.example</groupId>"
            f"<artifactId>hello</artifactId><version>{version}</version></project>").encode()
-    put(f"/maven/bench/com/example/hello/{version}/hello-{version}.pom", pom)
+    put(f"/maven/mvnbench/com/example/hello/{version}/hello-{version}.pom", pom)
     nuspec = (f"<package><metadata><id>Bench.Pkg</id><version>{version}</version><authors>Ada</authors>"
               f"<description>A package.</description><dependencies><group targetFramework=\"net6.0\">"
               f"<dependency id=\"Other.Lib\" version=\"[1.0.0, )\" /></group></dependencies></metadata></package>")
@@ -57,20 +57,20 @@ for i in range(1000):
     with zipfile.ZipFile(buffer, "w") as z:
         z.writestr("Bench.Pkg.nuspec", nuspec)
         z.writestr("lib/net6.0/Bench.dll", b"MZ" * 512)
-    put("/nuget/bench/api/v2/package", buffer.getvalue(), {"Content-Type": "application/octet-stream"})
+    put("/nuget/nubench/api/v2/package", buffer.getvalue(), {"Content-Type": "application/octet-stream"})
     module = io.BytesIO()
     with tarfile.open(fileobj=module, mode="w:gz") as t:
         data = b'output "v" { value = "%s" }\n' % version.encode()
         info = tarfile.TarInfo("main.tf")
         info.size = len(data)
         t.addfile(info, io.BytesIO(data))
-    put(f"/terraform/modules/v1/bench/hello/local/{version}/file", module.getvalue())
+    put(f"/terraform/modules/v1/tfbench/hello/local/{version}/file", module.getvalue())
 PY
 
-maven=/maven/bench/com/example/hello/maven-metadata.xml
-registration=/nuget/bench/v3/registration-semver2/bench.pkg/index.json
-flat=/nuget/bench/v3/flatcontainer/bench.pkg/index.json
-versions=/terraform/modules/v1/bench/hello/local/versions
+maven=/maven/mvnbench/com/example/hello/maven-metadata.xml
+registration=/nuget/nubench/v3/registration-semver2/bench.pkg/index.json
+flat=/nuget/nubench/v3/flatcontainer/bench.pkg/index.json
+versions=/terraform/modules/v1/tfbench/hello/local/versions
 page=$(curl -s "http://$ours$registration" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["@id"].split("'"$ours"'",1)[1])')
 for path in "$maven" "$registration" "$page" "$flat" "$versions"; do
   mkdir -p "$work/www$(dirname "$path")"

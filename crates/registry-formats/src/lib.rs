@@ -27,6 +27,24 @@ use std::cmp::Ordering;
 
 use registry_core::{FormatRules, PackageFormat};
 
+/// Refuses a package-name pattern with uppercase letters for a format that stores names
+/// lowercase (`stored` says how, in the error): it could only match spellings never stored.
+pub(crate) fn check_lowercase_pattern(
+    pattern: &registry_core::NameRegex,
+    stored: &str,
+) -> registry_core::Result<()> {
+    let source = pattern.as_str();
+    if source.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(registry_core::Error::PackageInvalid {
+            reason: format!(
+                "the pattern {source:?} cannot match a name as stored: {stored} (write {:?})",
+                source.to_ascii_lowercase()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Orders two versions by a format's parser: parsed ones by their order, lowest first;
 /// text the parser refuses (stored versions always parse) after them, by text, so the order
 /// stays total.

@@ -324,6 +324,10 @@ impl registry_core::FormatRules for Terraform {
         registry_core::PublishMode::NewVersion
     }
 
+    fn check_name_pattern(&self, pattern: &registry_core::NameRegex) -> Result<()> {
+        crate::check_lowercase_pattern(pattern, "module names are stored lowercase")
+    }
+
     fn extra_digests(&self) -> registry_core::ExtraDigests {
         registry_core::ExtraDigests::default()
     }

@@ -851,3 +851,86 @@ async fn the_api_key_decides_changes_when_authentication_is_on() {
         .unwrap();
     assert_eq!(unlist.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn repository_settings_apply_to_nuget_pushes() {
+    use registry_core::{
+        Grant, NamePattern, NameRegex, PackageProtection, RepositorySettings, Role,
+    };
+    use registry_http::auth::{Auth, StaticUser, StaticUsers, hash_password};
+    let hash = hash_password("pw").unwrap();
+    let user = |role| StaticUser {
+        password_hash: hash.clone(),
+        grants: vec![Grant {
+            pattern: NamePattern::parse("feed").unwrap(),
+            role,
+        }],
+    };
+    let users = StaticUsers::new(
+        [
+            ("dev".to_owned(), user(Role::Developer)),
+            ("lead".to_owned(), user(Role::Maintainer)),
+        ]
+        .into(),
+        None,
+    )
+    .unwrap();
+    let packages = Packages::new(
+        Arc::new(MemoryBlobStore::new()),
+        Arc::new(MemoryMetadataStore::new()),
+    );
+    let rules = registry_formats::nuget::Nuget;
+    // Patterns are written as ids are stored: lowercase.
+    let protected = |pattern: &str| RepositorySettings {
+        allow_duplicates: true,
+        protection: vec![PackageProtection {
+            packages: NameRegex::parse(pattern).unwrap(),
+            publish: Role::Maintainer,
+            delete: Role::Maintainer,
+        }],
+        ..RepositorySettings::default()
+    };
+    assert!(
+        packages
+            .configure_repository("feed", &rules, &protected("Corp\\..*"))
+            .await
+            .is_err()
+    );
+    packages
+        .configure_repository("feed", &rules, &protected("corp\\..*"))
+        .await
+        .unwrap();
+    let app = registry_http::nuget::router(packages, Some(Auth::basic("test", Arc::new(users))));
+    let push_as = |user: &str, bytes: Vec<u8>| {
+        let key = format!("{user}:pw");
+        let (content_type, body) = multipart(&bytes);
+        let app = app.clone();
+        async move {
+            let request = Request::builder()
+                .method(Method::PUT)
+                .uri("/nuget/feed/api/v2/package")
+                .header(header::CONTENT_TYPE, content_type)
+                .header("X-NuGet-ApiKey", key)
+                .body(Body::from(body))
+                .unwrap();
+            app.oneshot(request).await.unwrap().status()
+        }
+    };
+    assert_eq!(
+        push_as("dev", package("Corp.Lib", "1.0.0", "")).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        push_as("dev", package("Open.Lib", "1.0.0", "")).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        push_as("lead", package("Corp.Lib", "1.0.0", "")).await,
+        StatusCode::CREATED
+    );
+    // Duplicates allowed: the same version again replaces it.
+    assert_eq!(
+        push_as("lead", package("CORP.lib", "1.0", "")).await,
+        StatusCode::CREATED
+    );
+}

@@ -433,6 +433,10 @@ impl registry_core::FormatRules for Nuget {
         registry_core::PublishMode::NewVersion
     }
 
+    fn check_name_pattern(&self, pattern: &registry_core::NameRegex) -> Result<()> {
+        crate::check_lowercase_pattern(pattern, "NuGet ids are compared and stored lowercase")
+    }
+
     fn extra_digests(&self) -> registry_core::ExtraDigests {
         registry_core::ExtraDigests {
             sha512: true,
