@@ -60,6 +60,23 @@ impl RenderCache {
             .map(|(_, body)| body.clone())
     }
 
+    /// The document for `key` at `revision`: the cached one, else `render`'s, then kept. The
+    /// revision must be read before rendering: a change meanwhile leaves the entry stale at
+    /// once, never wrongly fresh.
+    pub(crate) async fn get_or_render<E>(
+        &self,
+        key: String,
+        revision: String,
+        render: impl std::future::Future<Output = Result<Bytes, E>>,
+    ) -> Result<Bytes, E> {
+        if let Some(cached) = self.get(&key, &revision) {
+            return Ok(cached);
+        }
+        let rendered = render.await?;
+        self.put(key, revision, rendered.clone());
+        Ok(rendered)
+    }
+
     /// Keeps a document rendered for `key` at `revision`, replacing an older one.
     pub(crate) fn put(&self, key: String, revision: String, body: Bytes) {
         if body.len() > self.max_bytes {

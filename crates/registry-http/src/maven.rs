@@ -21,11 +21,13 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use registry_core::{Error, FormatRules, NewPackageFile, PackageFile, Packages, Release, Role};
 use registry_formats::maven::metadata::{self, SnapshotFile};
 use registry_formats::maven::{self, ArtifactFile, Checksum, Maven as Rules, MavenPath};
 
 use crate::auth::Auth;
+use crate::cache::RenderCache;
 use crate::package_error::{PlainText, authorize};
 use crate::transfer::{
     body_stream, declared_length, document_response, file_response, read_bounded, read_stored,
@@ -76,13 +78,19 @@ async fn drain(request: Request, limit: u64) -> Result<(), Failure> {
 pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
     Router::new()
         .route("/maven/{*path}", axum::routing::any(dispatch))
-        .with_state(Arc::new(MavenApi { packages, auth }))
+        .with_state(Arc::new(MavenApi {
+            packages,
+            auth,
+            cache: RenderCache::new(1024, 64 << 20),
+        }))
 }
 
 #[derive(Debug)]
 struct MavenApi {
     packages: Packages,
     auth: Option<Auth>,
+    /// Rendered `maven-metadata.xml` by package revision.
+    cache: RenderCache,
 }
 
 async fn dispatch(State(api): State<Arc<MavenApi>>, request: Request) -> Response {
@@ -212,24 +220,35 @@ async fn dispatch(State(api): State<Arc<MavenApi>>, request: Request) -> Respons
                 },
                 Method::GET | Method::HEAD,
             ) => {
-                let xml = metadata_document(
-                    &api.packages,
-                    repository,
-                    &group,
-                    &artifact,
-                    version.as_deref(),
-                )
-                .await?;
+                // Rendered once per revision of the package (read from the store, so exact on
+                // every instance).
+                let name = maven::package_name(&group, &artifact);
+                let revision = api
+                    .packages
+                    .package_revision(&Rules, repository, &name)
+                    .await?
+                    .ok_or_else(|| Failure::not_found(format!("no metadata for {name}")))?;
+                let xml = api
+                    .cache
+                    .get_or_render(
+                        format!("{repository}\0{name}\0{version:?}"),
+                        revision,
+                        async {
+                            metadata_document(
+                                &api.packages,
+                                repository,
+                                &group,
+                                &artifact,
+                                version.as_deref(),
+                            )
+                            .await
+                            .map(Bytes::from)
+                        },
+                    )
+                    .await?;
                 match checksum {
-                    None => {
-                        let mut response = text(xml, head)?;
-                        response.headers_mut().insert(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/xml"),
-                        );
-                        Ok(response)
-                    }
-                    Some(checksum) => text(digest_hex(checksum, xml.as_bytes()), head),
+                    None => Ok(document_response(xml, "application/xml", head)),
+                    Some(checksum) => text(digest_hex(checksum, &xml), head),
                 }
             }
             (

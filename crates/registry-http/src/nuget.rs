@@ -592,9 +592,24 @@ fn entries(package: &Package) -> Vec<Entry> {
 }
 
 async fn flat_versions(feed: &Feed<'_>, id: &str, head: bool) -> Result<Response, Failure> {
-    let package = find_package(feed, id).await?;
-    let versions: Vec<NuGetVersion> = entries(&package).into_iter().map(|e| e.version).collect();
-    json_response(documents::flat_versions(&versions).to_string(), head)
+    let revision = feed
+        .api
+        .packages
+        .package_revision(&Rules, feed.repository, id)
+        .await?
+        .ok_or_else(|| Failure::not_found(format!("{id} is not in {}", feed.repository)))?;
+    let key = format!("{}\0{}\0flat", feed.repository, nuget::lower_id(id));
+    let body = feed
+        .api
+        .cache
+        .get_or_render(key, revision, async {
+            let package = find_package(feed, id).await?;
+            let versions: Vec<NuGetVersion> =
+                entries(&package).into_iter().map(|e| e.version).collect();
+            Ok::<_, Failure>(Bytes::from(documents::flat_versions(&versions).to_string()))
+        })
+        .await?;
+    json_response(body, head)
 }
 
 /// `<id>.<version>.nupkg`, `<id>.<version>.snupkg` or `<id>.nuspec` of a version.

@@ -32,6 +32,7 @@ use registry_formats::terraform::{self, ArchiveKind, ModuleArchive, Terraform as
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
+use crate::cache::RenderCache;
 use crate::external_url::base_url;
 use crate::package_error::ErrorList;
 use crate::transfer::{body_stream, document_response, file_response, requested_range};
@@ -154,6 +155,7 @@ pub fn router(packages: Packages, auth: Option<Auth>, signer: DownloadSigner) ->
             packages,
             auth,
             signer,
+            cache: RenderCache::new(1024, 64 << 20),
         }))
 }
 
@@ -162,6 +164,8 @@ pub(crate) struct TerraformApi {
     pub(crate) packages: Packages,
     pub(crate) auth: Option<Auth>,
     pub(crate) signer: DownloadSigner,
+    /// Rendered versions lists by package revision.
+    pub(crate) cache: RenderCache,
 }
 
 impl TerraformApi {
@@ -337,11 +341,24 @@ async fn versions(
     module: &Module<'_>,
     head: bool,
 ) -> Result<Response, Failure> {
-    let versions = listed_versions(api, module).await?;
-    Ok(json_response(
-        terraform::versions_document(&versions).to_string(),
-        head,
-    ))
+    // Rendered once per revision of the package (read from the store, so exact on every
+    // instance).
+    let revision = api
+        .packages
+        .package_revision(&Rules, module.repository, &module.package())
+        .await?
+        .ok_or_else(|| module.missing(None))?;
+    let key = format!("{}\0{}\0versions", module.repository, module.package());
+    let body = api
+        .cache
+        .get_or_render(key, revision, async {
+            let versions = listed_versions(api, module).await?;
+            Ok::<_, Failure>(bytes::Bytes::from(
+                terraform::versions_document(&versions).to_string(),
+            ))
+        })
+        .await?;
+    Ok(document_response(body, "application/json", head))
 }
 
 /// `302` to the latest version's download: the highest release, or the highest version when
