@@ -85,6 +85,11 @@ pub fn walk_gzip_tar<T>(
             )));
         }
         let mut entry = entry.map_err(corrupt)?;
+        // PAX headers (`git archive` starts with a global one) describe entries; they are none.
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+            continue;
+        }
         let path = entry.path().map_err(corrupt)?.into_owned();
         if !is_safe_path(&path) {
             return Err(invalid(format!(

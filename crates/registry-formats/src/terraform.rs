@@ -260,7 +260,15 @@ fn root_module(files: &[String]) -> Result<Option<String>> {
         .iter()
         .map(|f| f.split('/').next().unwrap_or(f))
         .collect();
-    if let [top] = tops.into_iter().collect::<Vec<_>>().as_slice() {
+    // go-getter reads the directory from the download URL (`//<dir>`), where only plain names
+    // are safe.
+    let plain = |name: &str| {
+        name.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if let [top] = tops.into_iter().collect::<Vec<_>>().as_slice()
+        && plain(top)
+    {
         let inside = |f: &&str| {
             f.strip_prefix(top)
                 .and_then(|rest| rest.strip_prefix('/'))
@@ -272,7 +280,7 @@ fn root_module(files: &[String]) -> Result<Option<String>> {
     }
     Err(invalid(
         "the module archive has no root module: put a .tf file at its root (or at the root of \
-         its one top-level directory)",
+         its one top-level directory, named with letters, digits, '.', '_' and '-')",
     ))
 }
 
@@ -397,6 +405,28 @@ mod tests {
         assert_eq!(
             check(zip(&[("main.tf", main)])).unwrap().kind,
             ArchiveKind::Zip
+        );
+        // `git archive` starts with a PAX global header: no entry of the module.
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut pax = tar::Header::new_ustar();
+        pax.set_entry_type(tar::EntryType::XGlobalHeader);
+        let record = b"52 comment=0123456789012345678901234567890123456789\n";
+        pax.set_size(record.len() as u64);
+        pax.as_old_mut().name[..17].copy_from_slice(b"pax_global_header");
+        pax.set_cksum();
+        builder.append(&pax, &record[..]).unwrap();
+        let mut file = tar::Header::new_ustar();
+        file.set_size(main.len() as u64);
+        file.set_mode(0o644);
+        file.set_cksum();
+        builder
+            .append_data(&mut file, "hello-1.0/main.tf", main)
+            .unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gzip, &builder.into_inner().unwrap()).unwrap();
+        assert_eq!(
+            check(gzip.finish().unwrap()).unwrap().root.as_deref(),
+            Some("hello-1.0")
         );
     }
 

@@ -435,7 +435,7 @@ async fn push(
     packages.prepare_repository(&Rules, feed.repository).await?;
     let stored = receive(feed, request).await?;
     let (nuspec, raw) = packages
-        .read_blocking(&stored.blob, |reader| nuget::read_nupkg(reader))
+        .read_blocking(&stored.blob, nuget::read_nupkg)
         .await??;
     let version = NuGetVersion::parse(&nuspec.version)?;
     if nuspec.is_symbols() != symbols {
@@ -625,9 +625,9 @@ async fn content(
     let file = file.to_ascii_lowercase();
     let (stored_name, nuspec) = if file == format!("{}.nuspec", nuget::lower_id(id)) {
         (package_file_name(id, &parsed, false), true)
-    } else if file == package_file_name(id, &parsed, false) {
-        (file.clone(), false)
-    } else if file == package_file_name(id, &parsed, true) {
+    } else if file == package_file_name(id, &parsed, false)
+        || file == package_file_name(id, &parsed, true)
+    {
         (file.clone(), false)
     } else {
         return Err(Failure::not_found(format!(

@@ -41,6 +41,9 @@ pub struct ServerSettings {
     /// The most bytes of a request's head (request line and headers) a connection buffers
     /// (64 KiB by default; at least 8 KiB). Longer heads are refused with 431.
     pub max_header_bytes: usize,
+    /// Time a TLS handshake may take (10 s by default), before the request's headers are
+    /// awaited.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -50,6 +53,7 @@ impl Default for ServerSettings {
             idle_timeout: Duration::from_secs(120),
             max_connections: 1024,
             max_header_bytes: 64 << 10,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -67,7 +71,7 @@ pub async fn serve(
 }
 
 /// Serves `app` over TLS (HTTP/1.1) on `listener`, as [`serve`] does in the clear; the TLS
-/// handshake must finish within [`ServerSettings::header_read_timeout`].
+/// handshake must finish within [`ServerSettings::tls_handshake_timeout`].
 #[cfg(feature = "tls")]
 pub async fn serve_tls(
     listener: TcpListener,
@@ -86,6 +90,9 @@ pub type TlsServerConfig = tokio_rustls::rustls::ServerConfig;
 
 /// A TLS server configuration from a PEM certificate chain and its PEM private key.
 ///
+/// The cryptography is aws-lc-rs's, named here rather than left to whichever providers the
+/// embedding build enables.
+///
 /// Errors: unreadable PEM, no certificate or key, a key that does not match.
 #[cfg(feature = "tls")]
 pub fn tls_config(certificate_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc<TlsServerConfig>> {
@@ -101,7 +108,10 @@ pub fn tls_config(certificate_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc<TlsS
         return Err(invalid("the certificate", &"no certificate in the PEM"));
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid("the key", &e))?;
-    let mut config = TlsServerConfig::builder()
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = TlsServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("the TLS protocol versions", &e))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| invalid("the certificate and key", &e))?;

@@ -21,7 +21,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use registry_core::{
-    Action, Error, NewPackageFile, Package, PackageFile, Release, Role, VersionStatus,
+    Action, BlobRef, Error, NewPackageFile, Package, PackageFile, Release, Role, VersionStatus,
 };
 use registry_formats::terraform::providers::{
     self, Download, MAX_RELEASE_DOCUMENT, ProviderVersion, ReleaseFile,
@@ -30,7 +30,10 @@ use registry_formats::terraform::{self, Terraform as Rules};
 
 use crate::external_url::base_url;
 use crate::terraform::{Failure, PROVIDERS_BASE, TerraformApi, json_response, query_token};
-use crate::transfer::{body_stream, file_response, read_stored, requested_range};
+use crate::transfer::{
+    body_stream, declared_length, document_response, file_response, read_bounded, read_stored,
+    requested_range,
+};
 
 /// A provider in a request.
 struct Provider<'a> {
@@ -142,6 +145,7 @@ struct ReleaseFiles<'a> {
     sums: Option<&'a PackageFile>,
     signature: Option<&'a PackageFile>,
     key: Option<&'a PackageFile>,
+    manifest: Option<&'a PackageFile>,
 }
 
 impl<'a> ReleaseFiles<'a> {
@@ -151,6 +155,7 @@ impl<'a> ReleaseFiles<'a> {
             sums: None,
             signature: None,
             key: None,
+            manifest: None,
         };
         for file in files {
             match providers::parse_release_file(&file.name, kind, version) {
@@ -158,10 +163,21 @@ impl<'a> ReleaseFiles<'a> {
                 Ok(ReleaseFile::Sums) => release.sums = Some(file),
                 Ok(ReleaseFile::Signature) => release.signature = Some(file),
                 Ok(ReleaseFile::SigningKey) => release.key = Some(file),
+                Ok(ReleaseFile::Manifest) => release.manifest = Some(file),
                 Err(_) => {}
             }
         }
         release
+    }
+
+    /// The plugin protocols its manifest names (5.0 without one).
+    async fn protocols(&self, api: &TerraformApi) -> Result<Vec<String>, Failure> {
+        match self.manifest {
+            None => Ok(providers::default_protocols()),
+            Some(manifest) => Ok(providers::manifest_protocols(
+                &read_stored(&api.packages, &manifest.blob, MAX_RELEASE_DOCUMENT).await?,
+            )?),
+        }
     }
 
     fn complete(&self) -> bool {
@@ -184,27 +200,43 @@ async fn versions(
     provider: &Provider<'_>,
     head: bool,
 ) -> Result<Response, Failure> {
-    let package = find(api, provider).await?;
-    let listed: Vec<ProviderVersion> = package
-        .versions
-        .iter()
-        .filter(|v| v.status != VersionStatus::Hidden)
-        .filter_map(|v| {
-            let release = ReleaseFiles::of(provider.kind, &v.version, &v.files);
-            release.complete().then(|| ProviderVersion {
-                version: v.version.clone(),
-                platforms: release
-                    .archives
-                    .iter()
-                    .map(|(os, arch, _)| (os.clone(), arch.clone()))
-                    .collect(),
-            })
+    // Rendered once per revision of the package (read from the store, so exact on every
+    // instance).
+    let revision = api
+        .packages
+        .package_revision(&Rules, provider.repository, &provider.package())
+        .await?
+        .ok_or_else(|| provider.missing(""))?;
+    let key = format!("{}\0{}\0versions", provider.repository, provider.package());
+    let body = api
+        .cache
+        .get_or_render(key, revision, async {
+            let package = find(api, provider).await?;
+            let mut listed = Vec::new();
+            for version in package
+                .versions
+                .iter()
+                .filter(|v| v.status != VersionStatus::Hidden)
+            {
+                let release = ReleaseFiles::of(provider.kind, &version.version, &version.files);
+                if release.complete() {
+                    listed.push(ProviderVersion {
+                        version: version.version.clone(),
+                        platforms: release
+                            .archives
+                            .iter()
+                            .map(|(os, arch, _)| (os.clone(), arch.clone()))
+                            .collect(),
+                        protocols: release.protocols(api).await?,
+                    });
+                }
+            }
+            Ok::<_, Failure>(bytes::Bytes::from(
+                providers::versions_document(&listed).to_string(),
+            ))
         })
-        .collect();
-    Ok(json_response(
-        providers::versions_document(&listed).to_string(),
-        head,
-    ))
+        .await?;
+    Ok(document_response(body, "application/json", head))
 }
 
 async fn download(
@@ -262,6 +294,7 @@ async fn download(
             shasum,
             key_id: providers::key_id(&armored)?,
             ascii_armor: String::from_utf8_lossy(&armored).into_owned(),
+            protocols: release.protocols(api).await?,
         },
     );
     Ok(json_response(document.to_string(), head))
@@ -282,11 +315,11 @@ async fn upload(
     packages
         .prepare_publish(&Rules, provider.repository, &name, role)
         .await?;
-    let stored = packages
-        .store_file(Default::default(), body_stream(request.into_body()))
-        .await?;
-    match kind {
+    let stored = match kind {
         ReleaseFile::Archive { .. } => {
+            let stored = packages
+                .store_file(Default::default(), body_stream(request.into_body()))
+                .await?;
             packages
                 .read_blocking(&stored.blob, |reader| {
                     registry_formats::archive::open_zip(
@@ -297,35 +330,45 @@ async fn upload(
                     .map(drop)
                 })
                 .await??;
+            stored
         }
-        ReleaseFile::Sums => {
-            let sums = providers::parse_sums(
-                &read_stored(packages, &stored.blob, MAX_RELEASE_DOCUMENT).await?,
-            )?;
-            for (_, listed) in &sums {
-                if !matches!(
-                    providers::parse_release_file(listed, provider.kind, &key),
-                    Ok(ReleaseFile::Archive { .. })
-                ) {
-                    return Err(Failure::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("the SHA256SUMS lists {listed}, no archive of this release"),
-                    ));
+        // The release's documents are small: read whole (bounded, before anything is
+        // stored), checked, then kept.
+        _ => {
+            let declared = declared_length(request.headers());
+            let bytes = read_bounded(
+                request.into_body(),
+                declared,
+                MAX_RELEASE_DOCUMENT as usize,
+                "a release document",
+            )
+            .await?;
+            match kind {
+                ReleaseFile::Sums => {
+                    for (_, listed) in providers::parse_sums(&bytes)? {
+                        if !matches!(
+                            providers::parse_release_file(&listed, provider.kind, &key),
+                            Ok(ReleaseFile::Archive { .. } | ReleaseFile::Manifest)
+                        ) {
+                            return Err(Failure::new(
+                                StatusCode::BAD_REQUEST,
+                                format!("the SHA256SUMS lists {listed}, no file of this release"),
+                            ));
+                        }
+                    }
                 }
+                ReleaseFile::SigningKey => {
+                    providers::key_id(&bytes)?;
+                }
+                ReleaseFile::Manifest => {
+                    providers::manifest_protocols(&bytes)?;
+                }
+                _ => {}
             }
+            packages.store_bytes(Default::default(), bytes).await?
         }
-        ReleaseFile::Signature => {
-            if stored.blob.size > MAX_RELEASE_DOCUMENT {
-                return Err(Failure::new(
-                    StatusCode::BAD_REQUEST,
-                    "the signature is too large",
-                ));
-            }
-        }
-        ReleaseFile::SigningKey => {
-            providers::key_id(&read_stored(packages, &stored.blob, MAX_RELEASE_DOCUMENT).await?)?;
-        }
-    }
+    };
+    check_against_sums(api, provider, &key, file, &kind, &stored.blob).await?;
     let release = Release {
         name: name.clone(),
         version: key.clone(),
@@ -339,35 +382,90 @@ async fn upload(
         }],
         tags: Vec::new(),
     };
-    // The first file creates the version; the others are attached to it (a race between two
-    // first files makes the loser attach).
-    let mut outcome = packages
-        .attach_files(&Rules, provider.repository, role, release.clone())
-        .await;
-    if matches!(outcome, Err(Error::PackageUnknown { .. })) {
-        outcome = match packages
-            .publish(&Rules, provider.repository, role, release.clone())
-            .await
-        {
-            Err(Error::PackageConflict { .. }) => {
-                packages
-                    .attach_files(&Rules, provider.repository, role, release)
-                    .await
-            }
-            other => other,
-        };
-    }
-    outcome.map_err(|e| match e {
-        Error::PackageConflict { .. } => Failure::new(
-            StatusCode::CONFLICT,
-            format!(
-                "{file} of {}/{} {key} already exists",
-                provider.repository, provider.kind
+    // One transaction adds the file, creating the version with the first one.
+    packages
+        .add_files(&Rules, provider.repository, role, release)
+        .await
+        .map_err(|e| match e {
+            Error::PackageConflict { .. } => Failure::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "{file} of {}/{} {key} already exists",
+                    provider.repository, provider.kind
+                ),
             ),
-        ),
-        other => other.into(),
-    })?;
+            other => other.into(),
+        })?;
     Ok(StatusCode::CREATED.into_response())
+}
+
+/// Keeps a release consistent with its `SHA256SUMS` as files arrive: an archive or manifest
+/// must have the digest the stored sums list for it; new sums must list every archive stored
+/// with its digest.
+async fn check_against_sums(
+    api: &TerraformApi,
+    provider: &Provider<'_>,
+    version: &str,
+    file: &str,
+    kind: &ReleaseFile,
+    blob: &BlobRef,
+) -> Result<(), Failure> {
+    let Some(package) = api
+        .packages
+        .package(&Rules, provider.repository, &provider.package())
+        .await?
+    else {
+        return Ok(());
+    };
+    let Some(stored) = package.version(version) else {
+        return Ok(());
+    };
+    let release = ReleaseFiles::of(provider.kind, version, &stored.files);
+    let disagree = |name: &str, listed: Option<&str>, digest: &str| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            match listed {
+                Some(listed) => format!(
+                    "the release's SHA256SUMS lists {name} with {listed}, not its SHA-256 {digest}"
+                ),
+                None => format!("the release's SHA256SUMS does not list {name}"),
+            },
+        )
+    };
+    match kind {
+        ReleaseFile::Archive { .. } | ReleaseFile::Manifest => {
+            let Some(sums) = release.sums else {
+                return Ok(());
+            };
+            let listed = providers::parse_sums(
+                &read_stored(&api.packages, &sums.blob, MAX_RELEASE_DOCUMENT).await?,
+            )?;
+            let found = listed
+                .iter()
+                .find(|(_, n)| n == file)
+                .map(|(d, _)| d.as_str());
+            if found != Some(blob.digest.hex()) {
+                return Err(disagree(file, found, blob.digest.hex()));
+            }
+        }
+        ReleaseFile::Sums => {
+            let listed = providers::parse_sums(
+                &read_stored(&api.packages, blob, MAX_RELEASE_DOCUMENT).await?,
+            )?;
+            let archives = release.archives.iter().map(|(_, _, f)| *f);
+            for stored in archives.chain(release.manifest) {
+                let found = listed
+                    .iter()
+                    .find(|(_, n)| *n == stored.name)
+                    .map(|(d, _)| d.as_str());
+                if found != Some(stored.blob.digest.hex()) {
+                    return Err(disagree(&stored.name, found, stored.blob.digest.hex()));
+                }
+            }
+        }
+        ReleaseFile::Signature | ReleaseFile::SigningKey => {}
+    }
+    Ok(())
 }
 
 async fn serve_file(

@@ -114,7 +114,11 @@ pub(crate) fn file_response(
 }
 
 /// A document answered whole (`200`, its length and type); `HEAD` gets the headers only.
-#[cfg_attr(not(feature = "packages"), allow(dead_code))] // only the package APIs answer them
+// The package APIs that answer small documents.
+#[cfg_attr(
+    not(any(feature = "maven", feature = "nuget", feature = "terraform")),
+    allow(dead_code)
+)]
 pub(crate) fn document_response(
     body: impl Into<bytes::Bytes>,
     content_type: &'static str,
@@ -135,7 +139,8 @@ pub(crate) fn document_response(
 
 /// The first `limit + 1` bytes of a stored file at most: a parser given them sees a file over
 /// `limit` as such (the formats' parsers check their own size bounds).
-#[cfg_attr(not(feature = "packages"), allow(dead_code))] // only the package APIs read them
+// The package APIs that read stored documents back.
+#[cfg_attr(not(any(feature = "maven", feature = "terraform")), allow(dead_code))]
 pub(crate) async fn read_stored(
     packages: &registry_core::Packages,
     blob: &registry_core::BlobRef,

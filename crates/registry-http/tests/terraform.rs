@@ -384,6 +384,33 @@ async fn archive_urls_are_signed_for_one_file_when_auth_is_on() {
             .status,
         StatusCode::UNAUTHORIZED
     );
+    // An expired URL is refused (a signer whose URLs live no time at all; the expiry is whole
+    // seconds, so the test waits past the next one).
+    let instant = DownloadSigner::new(
+        b"0123456789abcdef0123456789abcdef",
+        std::time::Duration::ZERO,
+    );
+    let short = registry_http::terraform::router(store.clone(), Some(with_auth()), instant);
+    let download = send(
+        &short,
+        Method::GET,
+        &format!("{MODULE}/1.0.0/download"),
+        Some("dev"),
+        Vec::new(),
+    )
+    .await;
+    let stale = download
+        .header("x-terraform-get")
+        .strip_prefix("http://tf.test")
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        send(&short, Method::GET, &stale, None, Vec::new())
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
     // Another instance with another secret does not accept it.
     let elsewhere =
         registry_http::terraform::router(store, Some(with_auth()), DownloadSigner::random());
@@ -476,7 +503,7 @@ async fn provider_releases_are_listed_once_complete_and_checked() {
             StatusCode::BAD_REQUEST,
         ),
         (
-            format!("terraform-provider-hello_1.0.1_linux_amd64.zip"),
+            "terraform-provider-hello_1.0.1_linux_amd64.zip".to_owned(),
             zip.clone(),
             StatusCode::BAD_REQUEST,
         ),
@@ -504,23 +531,51 @@ async fn provider_releases_are_listed_once_complete_and_checked() {
         let answer = put(file.clone(), body).await;
         assert_eq!(answer.status, status, "{file}: {:?}", answer.json());
     }
-    // SHA256SUMS that lists the zip with another digest: stored, but the download is refused.
+    // SHA256SUMS that lists the zip with another digest is refused; so is a zip the stored sums
+    // list with another digest. The release stays incomplete, unlisted.
     let wrong = format!("{}  {base}_linux_amd64.zip\n", "0".repeat(64));
+    let refused = put(format!("{base}_SHA256SUMS"), wrong.into_bytes()).await;
     assert_eq!(
-        put(format!("{base}_SHA256SUMS"), wrong.into_bytes())
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.json()
+    );
+    let manifest = br#"{"version":1,"metadata":{"protocol_versions":["6.0"]}}"#.to_vec();
+    let manifest_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&manifest));
+    let sums = format!(
+        "{digest}  {base}_linux_amd64.zip\n{digest}  {base}_darwin_arm64.zip\n{manifest_digest}  {base}_manifest.json\n"
+    );
+    assert_eq!(
+        put(format!("{base}_SHA256SUMS"), sums.into_bytes())
             .await
             .status,
         StatusCode::CREATED
     );
+    let mismatch = put(format!("{base}_linux_arm64.zip"), zip.clone()).await;
     assert_eq!(
-        put(format!("{base}_SHA256SUMS.sig"), vec![1u8; 300])
+        mismatch.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        mismatch.json()
+    );
+    for (file, body) in [
+        (format!("{base}_SHA256SUMS.sig"), vec![1u8; 300]),
+        ("signing-key.asc".to_owned(), armored_key()),
+        (format!("{base}_manifest.json"), manifest.clone()),
+    ] {
+        assert_eq!(
+            put(file.clone(), body).await.status,
+            StatusCode::CREATED,
+            "{file}"
+        );
+    }
+    // A document over its bound is refused before it is stored.
+    assert_eq!(
+        put(format!("{base}_SHA256SUMS.sig"), vec![1u8; 70_000])
             .await
             .status,
-        StatusCode::CREATED
-    );
-    assert_eq!(
-        put("signing-key.asc".into(), armored_key()).await.status,
-        StatusCode::CREATED
+        StatusCode::PAYLOAD_TOO_LARGE
     );
     let versions = send(
         &app,
@@ -532,21 +587,7 @@ async fn provider_releases_are_listed_once_complete_and_checked() {
     .await;
     assert_eq!(
         versions.json(),
-        json!({"versions": [{"version": "1.0.0", "protocols": ["5.0"], "platforms": [{"os": "linux", "arch": "amd64"}]}]})
-    );
-    let download = send(
-        &app,
-        Method::GET,
-        &format!("{PROVIDER}/1.0.0/download/linux/amd64"),
-        None,
-        Vec::new(),
-    )
-    .await;
-    assert_eq!(
-        download.status,
-        StatusCode::CONFLICT,
-        "{:?}",
-        download.json()
+        json!({"versions": [{"version": "1.0.0", "protocols": ["6.0"], "platforms": [{"os": "linux", "arch": "amd64"}]}]})
     );
     // Corrected sums (a new version: files are immutable) give a download document.
     let other = "terraform-provider-hello_1.0.1";

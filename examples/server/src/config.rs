@@ -96,6 +96,8 @@ struct FileServer {
     header_read_timeout_seconds: Option<u64>,
     /// Seconds a connection may go without a byte moving either way (120 by default).
     idle_timeout_seconds: Option<u64>,
+    /// Seconds a TLS handshake may take (10 by default).
+    tls_handshake_timeout_seconds: Option<u64>,
     /// Connections served at once (1,024 by default).
     max_connections: Option<usize>,
     /// Bytes of a request's head buffered at most (65,536 by default).
@@ -422,6 +424,11 @@ impl Config {
                 .server
                 .max_header_bytes
                 .unwrap_or(default.max_header_bytes),
+            tls_handshake_timeout: seconds(
+                self.server.tls_handshake_timeout_seconds,
+                "tls_handshake_timeout_seconds",
+                default.tls_handshake_timeout,
+            )?,
         })
     }
 

@@ -266,9 +266,14 @@ fn terraform_installs_a_module_over_https() {
         ),
     )
     .unwrap();
-    // Without trusting the certificate, discovery fails.
+    // Without trusting the certificate, discovery fails on it.
     let untrusted = terraform_with(&project, &cli, &["init", "-no-color", "-input=false"], None);
     assert!(!untrusted.status.success(), "{}", text(&untrusted));
+    assert!(
+        text(&untrusted).contains("certificate"),
+        "{}",
+        text(&untrusted)
+    );
     let init = terraform_with(
         &project,
         &cli,
@@ -310,7 +315,18 @@ fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
     output.stdout
 }
 
-/// A provider release as providers publish it, in `dir`: the linux_amd64 zip, SHA256SUMS and
+/// This machine's platform as Terraform names it.
+fn platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    };
+    format!("{}_{arch}", std::env::consts::OS)
+}
+
+/// A provider release as providers publish it, in `dir`: this platform's zip, SHA256SUMS and
 /// its detached signature by `key`; returns the files' names.
 fn provider_release(
     dir: &Path,
@@ -320,7 +336,7 @@ fn provider_release(
     sign_for: &str,
 ) -> Vec<String> {
     std::fs::create_dir_all(dir).unwrap();
-    let zip_name = format!("terraform-provider-hello_{version}_linux_amd64.zip");
+    let zip_name = format!("terraform-provider-hello_{version}_{}.zip", platform());
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     writer
         .start_file(
@@ -415,7 +431,8 @@ fn terraform_installs_a_provider_we_serve() {
     let (status, _, body) = http_request(
         server.addr,
         &format!(
-            "GET /terraform/providers/v1/infra/hello/1.0.0/download/linux/amd64 HTTP/1.1\r\nAuthorization: Basic {}",
+            "GET /terraform/providers/v1/infra/hello/1.0.0/download/{} HTTP/1.1\r\nAuthorization: Basic {}",
+            platform().replace('_', "/"),
             basic("ops")
         ),
         b"",
@@ -462,7 +479,7 @@ fn terraform_installs_a_provider_we_serve() {
     assert!(lock.contains("registry.test/infra/hello"), "{lock}");
     assert!(
         project
-            .join(".terraform/providers/registry.test/infra/hello/1.0.0/linux_amd64/terraform-provider-hello_v1.0.0")
+            .join(format!(".terraform/providers/registry.test/infra/hello/1.0.0/{}/terraform-provider-hello_v1.0.0", platform()))
             .exists()
     );
 

@@ -219,6 +219,23 @@ impl Packages {
             .await
     }
 
+    /// Adds files to a version, creating it if needed, whatever the format's publish mode
+    /// (Terraform provider releases, uploaded file by file), with the checks of
+    /// [`Packages::publish`]; a file name the version has is a conflict unless duplicates may
+    /// replace it. The version's metadata document becomes `release.metadata`.
+    ///
+    /// Errors: as [`Packages::publish`]. Nothing changes on error.
+    pub async fn add_files(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        role: Option<Role>,
+        release: Release,
+    ) -> Result<PublishOutcome> {
+        self.publish_as(rules, repository, role, release, PublishMode::AddFiles)
+            .await
+    }
+
     async fn publish_as(
         &self,
         rules: &dyn FormatRules,

@@ -2,8 +2,9 @@
 //! provider `<namespace>/<type>` is the package `provider:<type>` of the namespace's
 //! repository. A version is a release as providers publish them: one zip per platform
 //! (`terraform-provider-<type>_<version>_<os>_<arch>.zip`), the `…_SHA256SUMS` listing them,
-//! its detached OpenPGP signature `…_SHA256SUMS.sig`, and the publisher's public key
-//! (`signing-key.asc`, ASCII-armored), which clients check the signature with.
+//! its detached OpenPGP signature `…_SHA256SUMS.sig`, the publisher's public key
+//! (`signing-key.asc`, ASCII-armored), which clients check the signature with, and optionally
+//! the registry manifest `…_manifest.json` naming the plugin protocols (5.0 without one).
 
 use registry_core::{Error, Result};
 use serde_json::{Value, json};
@@ -62,6 +63,8 @@ pub enum ReleaseFile {
     Signature,
     /// [`SIGNING_KEY`].
     SigningKey,
+    /// `…_manifest.json`: the plugin protocols the provider speaks.
+    Manifest,
 }
 
 fn platform_part(part: &str) -> bool {
@@ -83,6 +86,7 @@ pub fn parse_release_file(name: &str, kind: &str, version: &str) -> Result<Relea
     let parsed = name.strip_prefix(&base).and_then(|rest| match rest {
         "SHA256SUMS" => Some(ReleaseFile::Sums),
         "SHA256SUMS.sig" => Some(ReleaseFile::Signature),
+        "manifest.json" => Some(ReleaseFile::Manifest),
         _ => {
             let (os, arch) = rest.strip_suffix(".zip")?.split_once('_')?;
             (platform_part(os) && platform_part(arch)).then(|| ReleaseFile::Archive {
@@ -97,6 +101,51 @@ pub fn parse_release_file(name: &str, kind: &str, version: &str) -> Result<Relea
              {base}SHA256SUMS, {base}SHA256SUMS.sig and {SIGNING_KEY}"
         ))
     })
+}
+
+/// The plugin protocols a registry manifest names (`{"version": 1, "metadata":
+/// {"protocol_versions": ["6.0"]}}`); `5.0` when it names none.
+///
+/// Errors ([`Error::PackageInvalid`]): not such a JSON document, or a protocol that is not
+/// `<major>.<minor>`.
+pub fn manifest_protocols(manifest: &[u8]) -> Result<Vec<String>> {
+    if manifest.len() as u64 > MAX_RELEASE_DOCUMENT {
+        return Err(invalid("the manifest is too large"));
+    }
+    let document: Value = serde_json::from_slice(manifest)
+        .map_err(|e| invalid(format!("the manifest is not JSON: {e}")))?;
+    let Some(listed) = document
+        .get("metadata")
+        .and_then(|m| m.get("protocol_versions"))
+    else {
+        return Ok(default_protocols());
+    };
+    let protocols: Vec<String> = listed
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let valid = |p: &String| {
+        p.split_once('.').is_some_and(|(major, minor)| {
+            [major, minor]
+                .iter()
+                .all(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    if protocols.is_empty() || protocols.len() > 8 || !protocols.iter().all(valid) {
+        return Err(invalid(
+            "the manifest's metadata.protocol_versions must list versions such as \"6.0\"",
+        ));
+    }
+    Ok(protocols)
+}
+
+/// The protocols of a provider without a manifest.
+pub fn default_protocols() -> Vec<String> {
+    vec!["5.0".to_owned()]
 }
 
 /// The lines of a `SHA256SUMS`: (hex digest, file name).
@@ -231,6 +280,8 @@ pub struct ProviderVersion {
     pub version: String,
     /// Its platforms (os, arch).
     pub platforms: Vec<(String, String)>,
+    /// The plugin protocols it speaks.
+    pub protocols: Vec<String>,
 }
 
 /// The provider versions list (`GET …/versions`).
@@ -243,7 +294,7 @@ pub fn versions_document(versions: &[ProviderVersion]) -> Value {
                 .iter()
                 .map(|(os, arch)| json!({ "os": os, "arch": arch }))
                 .collect();
-            json!({ "version": v.version, "protocols": ["5.0"], "platforms": platforms })
+            json!({ "version": v.version, "protocols": v.protocols, "platforms": platforms })
         })
         .collect();
     json!({ "versions": versions })
@@ -266,12 +317,14 @@ pub struct Download {
     pub key_id: String,
     /// The signing key, armored.
     pub ascii_armor: String,
+    /// The plugin protocols.
+    pub protocols: Vec<String>,
 }
 
 /// The download document of one platform.
 pub fn download_document(os: &str, arch: &str, download: &Download) -> Value {
     json!({
-        "protocols": ["5.0"],
+        "protocols": download.protocols,
         "os": os,
         "arch": arch,
         "filename": download.filename,
@@ -311,6 +364,23 @@ mod tests {
             ReleaseFile::Signature
         );
         assert_eq!(parse("signing-key.asc").unwrap(), ReleaseFile::SigningKey);
+        assert_eq!(
+            parse("terraform-provider-hello_1.2.0_manifest.json").unwrap(),
+            ReleaseFile::Manifest
+        );
+        assert_eq!(
+            manifest_protocols(br#"{"version":1,"metadata":{"protocol_versions":["6.0"]}}"#)
+                .unwrap(),
+            ["6.0"]
+        );
+        assert_eq!(manifest_protocols(br#"{"version":1}"#).unwrap(), ["5.0"]);
+        for bad in [
+            &br#"{"metadata":{"protocol_versions":["six"]}}"#[..],
+            b"[",
+            br#"{"metadata":{"protocol_versions":[]}}"#,
+        ] {
+            assert!(manifest_protocols(bad).is_err());
+        }
         for bad in [
             "terraform-provider-hello_1.2.1_linux_amd64.zip",
             "terraform-provider-other_1.2.0_linux_amd64.zip",
