@@ -71,7 +71,9 @@ pub fn walk_gzip_tar<T>(
         }
     };
     let expanded = Bounded {
-        inner: flate2::read::GzDecoder::new(reader),
+        // Every gzip member, as the clients that unpack these archives read them (Go's and
+        // Python's gzip readers, Node's zlib): content in a second member is checked too.
+        inner: flate2::read::MultiGzDecoder::new(reader),
         left: limits.max_expanded,
         over: std::rc::Rc::clone(&over),
     };

@@ -75,7 +75,8 @@ pub fn package_name(name: &str, system: &str) -> String {
 pub fn parse_version(version: &str) -> Result<nodejs_semver::Version> {
     let wrong = || {
         invalid(format!(
-            "{version:?} is not a module version: use SemVer, such as 1.2.0 or 2.0.0-rc.1"
+            "{version:?} is not a version Terraform's registries serve: use SemVer, such as \
+             1.2.0 or 2.0.0-rc.1"
         ))
     };
     if version.len() > 128 {
@@ -85,6 +86,12 @@ pub fn parse_version(version: &str) -> Result<nodejs_semver::Version> {
     // The parser is lenient (`v1.0.0`, `=1.0.0`, spaces): only its own spelling is accepted.
     if parsed.to_string() != version {
         return Err(wrong());
+    }
+    // Versions that differ only in build metadata are one version to terraform.
+    if !parsed.build.is_empty() {
+        return Err(invalid(format!(
+            "{version:?} has build metadata, which terraform ignores: use a version without '+'"
+        )));
     }
     Ok(parsed)
 }
@@ -453,6 +460,22 @@ mod tests {
         ] {
             assert!(check(bytes).is_err(), "{what}");
         }
+        // A second gzip member is read as every client reads it: when the first ends without
+        // the tar's end blocks, the second's link is an entry of the archive, and refused.
+        let gunzip = |bytes: Vec<u8>| {
+            let mut tar = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut tar)
+                .unwrap();
+            tar
+        };
+        let mut open_tar = gunzip(tar_gz(&[("main.tf", main)], None));
+        open_tar.truncate(open_tar.len() - 1024);
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gzip, &open_tar).unwrap();
+        let first = gzip.finish().unwrap();
+        let second = tar_gz(&[], Some("leak.tf"));
+        assert!(check([first.clone(), second].concat()).is_err());
+        assert!(check([first, b"trailing garbage".to_vec()].concat()).is_err());
         let bomb = tar_gz(&[("main.tf", &vec![0u8; 4 << 20])], None);
         let small = ModuleLimits {
             max_entries: 10,
@@ -467,10 +490,18 @@ mod tests {
         for bad in ["hello", "hello/AWS", "-x/aws", "a/b/c", "x_/aws", "h e/aws"] {
             assert!(Terraform.package_key(bad).is_err(), "{bad}");
         }
-        for good in ["1.0.0", "0.1.2-rc.1", "2.0.0+build"] {
+        for good in ["1.0.0", "0.1.2-rc.1"] {
             assert!(parse_version(good).is_ok(), "{good}");
         }
-        for bad in ["v1.0.0", "1.0", "01.0.0", "=1.0.0", " 1.0.0", ""] {
+        for bad in [
+            "v1.0.0",
+            "1.0",
+            "01.0.0",
+            "=1.0.0",
+            " 1.0.0",
+            "",
+            "2.0.0+build",
+        ] {
             assert!(parse_version(bad).is_err(), "{bad}");
         }
         assert_eq!(

@@ -464,7 +464,7 @@ fn served(
     registry_formats::rules(format).ok_or_else(|| {
         Failure::new(
             StatusCode::BAD_REQUEST,
-            format!("{format} repositories are not served yet: use generic, maven, npm or pypi"),
+            format!("{format} repositories are not served by this registry"),
         )
     })
 }

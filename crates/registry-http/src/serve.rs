@@ -200,9 +200,11 @@ async fn serve_connections(
                 }
                 #[cfg(feature = "tls")]
                 Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(settings.header_read_timeout, acceptor.accept(stream))
-                            .await;
+                    let handshake = tokio::time::timeout(
+                        settings.tls_handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await;
                     match handshake {
                         Ok(Ok(stream)) => {
                             watcher

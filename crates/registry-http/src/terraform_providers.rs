@@ -369,6 +369,7 @@ async fn upload(
         }
     };
     check_against_sums(api, provider, &key, file, &kind, &stored.blob).await?;
+    let blob = stored.blob.clone();
     let release = Release {
         name: name.clone(),
         version: key.clone(),
@@ -396,6 +397,15 @@ async fn upload(
             ),
             other => other.into(),
         })?;
+    // A zip and sums that disagree, uploaded at once, each passed the check before the other
+    // landed: checked again now both are in, the file goes out again (both may) and the
+    // release stays consistent.
+    if let Err(refused) = check_against_sums(api, provider, &key, file, &kind, &blob).await {
+        packages
+            .delete_file(&Rules, provider.repository, &name, &key, file, None)
+            .await?;
+        return Err(refused);
+    }
     Ok(StatusCode::CREATED.into_response())
 }
 

@@ -347,8 +347,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 name,
                 registry_formats::rules(configured.format).ok_or_else(|| {
                     format!(
-                        "[[package_repositories]] {name}: {} repositories are not served yet: \
-                         use generic, maven, npm or pypi",
+                        "[[package_repositories]] {name}: {} repositories are not served by \
+                         this registry",
                         configured.format
                     )
                 })?,

@@ -203,13 +203,29 @@ fn terraform_installs_a_module_over_https() {
     );
     let mut config = std::fs::read_to_string(&auth).unwrap();
     config = format!(
-        "[tls]\ncertificate = \"{}\"\nkey = \"{}\"\n\n{config}",
+        "[tls]\ncertificate = \"{}\"\nkey = \"{}\"\n\n\
+         [server]\ntls_handshake_timeout_seconds = 1\nheader_read_timeout_seconds = 600\n\n{config}",
         cert.display(),
         key.display()
     );
     std::fs::write(&auth, config).unwrap();
     let server = Server::start_listening(&["--config", auth.to_str().unwrap()]);
     let base = format!("https://{}", server.host());
+
+    // A client that never finishes its handshake is let go on the handshake's own bound, long
+    // before the header timeout would.
+    let mut silent = std::net::TcpStream::connect(server.addr).unwrap();
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    let ended = std::io::Read::read(&mut silent, &mut [0u8; 16]);
+    assert!(
+        matches!(&ended, Ok(0))
+            || ended
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{ended:?}"
+    );
 
     // Uploaded with curl over HTTPS, trusting the certificate.
     for version in ["1.0.0", "1.1.0"] {

@@ -122,10 +122,10 @@ pub fn manifest_protocols(manifest: &[u8]) -> Result<Vec<String>> {
     };
     let protocols: Vec<String> = listed
         .as_array()
-        .map(|a| {
+        .and_then(|a| {
             a.iter()
-                .filter_map(|p| p.as_str().map(str::to_owned))
-                .collect()
+                .map(|p| p.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
         })
         .unwrap_or_default();
     let valid = |p: &String| {
@@ -174,6 +174,9 @@ pub fn parse_sums(text: &[u8]) -> Result<Vec<(String, String)>> {
             return Err(invalid(format!("the SHA256SUMS lists {name} twice")));
         }
         sums.push((digest.to_ascii_lowercase(), name.to_owned()));
+    }
+    if sums.is_empty() {
+        return Err(invalid("the SHA256SUMS lists no files"));
     }
     Ok(sums)
 }
@@ -261,7 +264,8 @@ pub fn key_id(armored: &[u8]) -> Result<String> {
         .checked_add(length)
         .and_then(|end| bytes.get(header..end))
         .ok_or_else(|| bad("truncated"))?;
-    if kind != 6 || packet.first() != Some(&4) {
+    // Version, creation time and algorithm come before the key material.
+    if kind != 6 || packet.first() != Some(&4) || packet.len() < 7 {
         return Err(bad("the first packet is not a version 4 public key"));
     }
     let length = u16::try_from(packet.len()).map_err(|_| bad("too long a key packet"))?;
@@ -378,6 +382,7 @@ mod tests {
             &br#"{"metadata":{"protocol_versions":["six"]}}"#[..],
             b"[",
             br#"{"metadata":{"protocol_versions":[]}}"#,
+            br#"{"metadata":{"protocol_versions":["6.0", 6]}}"#,
         ] {
             assert!(manifest_protocols(bad).is_err());
         }
@@ -407,6 +412,7 @@ mod tests {
             format!("{}  a.zip", "ab".repeat(31)),
             format!("{digest}  a.zip\n{digest}  a.zip"),
             "zz".repeat(32) + "  a.zip",
+            "\n\n".into(),
         ] {
             assert!(parse_sums(bad.as_bytes()).is_err(), "{bad}");
         }
