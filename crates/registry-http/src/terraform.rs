@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use registry_core::{
-    Action, Error, NewPackageFile, Package, Packages, Release, Role, VersionStatus,
+    Action, Digest, Error, NewPackageFile, Package, Packages, Release, Role, VersionStatus,
 };
 use registry_formats::terraform::{self, ArchiveKind, ModuleArchive, Terraform as Rules};
 use serde::{Deserialize, Serialize};
@@ -66,7 +66,7 @@ impl std::fmt::Debug for DownloadSigner {
 
 #[derive(Serialize, Deserialize)]
 struct DownloadClaims {
-    /// The file: `<repository>/<package>/<version>/<file name>`.
+    /// The file and its content: `<repository>/<package>/<version>/<file name>@<digest>`.
     sub: String,
     exp: u64,
 }
@@ -91,27 +91,30 @@ impl DownloadSigner {
         DownloadSigner::new(&secret, Duration::from_secs(300))
     }
 
-    pub(crate) fn sign(&self, file: &str) -> Result<String, Error> {
+    /// A token for one stored file: its name and its content, so a file replaced under the same
+    /// name is not what the token opens.
+    pub(crate) fn sign(&self, file: &str, digest: &Digest) -> Result<String, Error> {
         let exp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .saturating_add(self.ttl)
             .as_secs();
         let claims = DownloadClaims {
-            sub: file.to_owned(),
+            sub: format!("{file}@{digest}"),
             exp,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(Error::backend)
     }
 
-    pub(crate) fn allows(&self, token: &str, file: &str) -> bool {
+    /// Whether `token` opens the stored file `file` with content `digest`, now.
+    pub(crate) fn allows(&self, token: &str, file: &str, digest: &Digest) -> bool {
         let mut validation = Validation::new(Algorithm::HS256);
         // The issuer is this registry: no clock skew to allow for beyond the instances'.
         validation.leeway = 0;
         validation.required_spec_claims = ["exp", "sub"].into_iter().map(String::from).collect();
         jsonwebtoken::decode::<DownloadClaims>(token, &self.decoding, &validation)
-            .is_ok_and(|data| data.claims.sub == file)
+            .is_ok_and(|data| data.claims.sub == format!("{file}@{digest}"))
     }
 }
 
@@ -263,13 +266,22 @@ async fn dispatch(State(api): State<Arc<TerraformApi>>, request: Request) -> Res
             ([version, file], &Method::GET | &Method::HEAD) => {
                 let kind = ArchiveKind::from_file_name(file)
                     .ok_or_else(|| Failure::not_found(format!("{file} is not a module archive")))?;
-                let signed = query_token(request.uri().query())
-                    .is_some_and(|t| api.signer.allows(&t, &file_key(&module, version, kind)));
+                // A signed URL opens the file it was made for: the lookup comes first, its
+                // answer (even a 404) only after the caller is let in.
+                let found = stored_archive(&api, &module, version).await;
+                let signed = match (query_token(request.uri().query()), &found) {
+                    (Some(token), Ok((stored, _))) => api.signer.allows(
+                        &token,
+                        &file_key(&module, version, kind),
+                        &stored.blob.digest,
+                    ),
+                    _ => false,
+                };
                 if !signed {
                     api.authorize(request.headers(), repository, Action::Pull)
                         .await?;
                 }
-                archive(&api, &module, version, kind, request.headers(), head).await
+                archive(&api, &module, found?, kind, request.headers(), head).await
             }
             ([version], &Method::DELETE) => {
                 let role = api
@@ -422,7 +434,7 @@ async fn download(
     version: &str,
     base: &str,
 ) -> Result<Response, Failure> {
-    let (_, archive) = stored_archive(api, module, version).await?;
+    let (stored, archive) = stored_archive(api, module, version).await?;
     let key = terraform::parse_version(version)?.to_string();
     let mut url = format!("{base}{}/{key}/{}", module.path(), archive.kind.file_name());
     if let Some(root) = &archive.root {
@@ -430,7 +442,9 @@ async fn download(
         url.push_str(root);
     }
     if api.auth.is_some() {
-        let token = api.signer.sign(&file_key(module, &key, archive.kind))?;
+        let token = api
+            .signer
+            .sign(&file_key(module, &key, archive.kind), &stored.blob.digest)?;
         url.push_str("?token=");
         url.push_str(&token);
     }
@@ -444,12 +458,11 @@ async fn download(
 async fn archive(
     api: &TerraformApi,
     module: &Module<'_>,
-    version: &str,
+    (file, stored): (registry_core::PackageFile, ModuleArchive),
     kind: ArchiveKind,
     headers: &HeaderMap,
     head: bool,
 ) -> Result<Response, Failure> {
-    let (file, stored) = stored_archive(api, module, version).await?;
     if stored.kind != kind {
         return Err(Failure::not_found(format!(
             "this version's archive is {}",

@@ -59,15 +59,18 @@ impl Provider<'_> {
         api: &TerraformApi,
         base: &str,
         version: &str,
-        file: &str,
+        file: &PackageFile,
     ) -> Result<String, Failure> {
         let mut url = format!(
-            "{base}{PROVIDERS_BASE}{}/{}/{version}/{file}",
-            self.repository, self.kind
+            "{base}{PROVIDERS_BASE}{}/{}/{version}/{}",
+            self.repository, self.kind, file.name
         );
         if api.auth.is_some() {
             url.push_str("?token=");
-            url.push_str(&api.signer.sign(&self.file_key(version, file))?);
+            url.push_str(
+                &api.signer
+                    .sign(&self.file_key(version, &file.name), &file.blob.digest)?,
+            );
         }
         Ok(url)
     }
@@ -112,13 +115,27 @@ pub(crate) async fn dispatch(State(api): State<Arc<TerraformApi>>, request: Requ
                 upload(&api, &provider, version, file, role, request).await
             }
             ([version, file], _) if read => {
-                let signed = query_token(request.uri().query())
-                    .is_some_and(|t| api.signer.allows(&t, &provider.file_key(version, file)));
+                // A signed URL opens the file it was made for: the lookup comes first, its
+                // answer (even a 404) only after the caller is let in.
+                let found = api
+                    .packages
+                    .file(&Rules, repository, &provider.package(), Some(version), file)
+                    .await?;
+                let signed = match (query_token(request.uri().query()), &found) {
+                    (Some(token), Some((_, stored))) => api.signer.allows(
+                        &token,
+                        &provider.file_key(version, file),
+                        &stored.blob.digest,
+                    ),
+                    _ => false,
+                };
                 if !signed {
                     api.authorize(request.headers(), repository, Action::Pull)
                         .await?;
                 }
-                serve_file(&api, &provider, version, file, request.headers(), head).await
+                let (_, found) =
+                    found.ok_or_else(|| provider.missing(&format!(" {version} {file}")))?;
+                serve_file(&api, &provider, &found, request.headers(), head).await
             }
             ([version], &Method::DELETE) => {
                 let role = api
@@ -288,9 +305,9 @@ async fn download(
         arch,
         &Download {
             filename: archive.name.clone(),
-            download_url: provider.file_url(api, base, &key, &archive.name)?,
-            shasums_url: provider.file_url(api, base, &key, &sums.name)?,
-            shasums_signature_url: provider.file_url(api, base, &key, &signature.name)?,
+            download_url: provider.file_url(api, base, &key, archive)?,
+            shasums_url: provider.file_url(api, base, &key, sums)?,
+            shasums_signature_url: provider.file_url(api, base, &key, signature)?,
             shasum,
             key_id: providers::key_id(&armored)?,
             ascii_armor: String::from_utf8_lossy(&armored).into_owned(),
@@ -481,28 +498,16 @@ async fn check_against_sums(
 async fn serve_file(
     api: &TerraformApi,
     provider: &Provider<'_>,
-    version: &str,
-    file: &str,
+    found: &PackageFile,
     headers: &HeaderMap,
     head: bool,
 ) -> Result<Response, Failure> {
-    let (_, found) = api
-        .packages
-        .file(
-            &Rules,
-            provider.repository,
-            &provider.package(),
-            Some(version),
-            file,
-        )
-        .await?
-        .ok_or_else(|| provider.missing(&format!(" {version} {file}")))?;
     let range = requested_range(headers, found.blob.size)?;
     let read = api
         .packages
         .read(&Rules, provider.repository, &found.blob, range)
         .await?;
-    let content_type = if file.ends_with(".zip") {
+    let content_type = if found.name.ends_with(".zip") {
         "application/zip"
     } else {
         "application/octet-stream"

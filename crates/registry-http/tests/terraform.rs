@@ -384,6 +384,54 @@ async fn archive_urls_are_signed_for_one_file_when_auth_is_on() {
             .status,
         StatusCode::UNAUTHORIZED
     );
+    // A URL opens the content it was made for: the version deleted and uploaded again with
+    // other bytes, the old URL opens nothing.
+    let deleted = send(
+        &app,
+        Method::DELETE,
+        &format!("{MODULE}/1.0.0"),
+        Some("dev"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let replaced = tar_gz(&[("main.tf", "output \"other\" { value = 2 }")]);
+    assert_eq!(
+        send(
+            &app,
+            Method::PUT,
+            &format!("{MODULE}/1.0.0/file"),
+            Some("dev"),
+            replaced
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        send(&app, Method::GET, &path, None, Vec::new())
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let path = send(
+        &app,
+        Method::GET,
+        &format!("{MODULE}/1.0.0/download"),
+        Some("dev"),
+        Vec::new(),
+    )
+    .await
+    .header("x-terraform-get")
+    .strip_prefix("http://tf.test")
+    .unwrap()
+    .to_owned();
+    assert_eq!(
+        send(&app, Method::GET, &path, None, Vec::new())
+            .await
+            .status,
+        StatusCode::OK
+    );
     // An expired URL is refused (a signer whose URLs live no time at all; the expiry is whole
     // seconds, so the test waits past the next one).
     let instant = DownloadSigner::new(
