@@ -44,7 +44,8 @@ use crate::cache::RenderCache;
 use crate::external_url::base_url;
 use crate::package_error::ReasonText;
 use crate::transfer::{
-    body_stream, declared_length, document_response, file_response, read_bounded, requested_range,
+    FramingBound, body_stream, declared_length, document_response, file_response, read_bounded,
+    requested_range,
 };
 
 /// A failure as NuGet clients see it: a status line and a line of text.
@@ -335,19 +336,8 @@ async fn receive(feed: &Feed<'_>, request: Request) -> Result<StoredFile, Failur
             format!("the push is not a well-formed multipart body: {e}"),
         )
     };
-    // The multipart parser buffers what precedes a part's data (preamble, part headers) while
-    // it looks for their end: that framing is bounded, the package's data is not.
-    let framing = Arc::new(FramingBound::new());
-    let (parts, body) = request.into_parts();
-    let bounded = {
-        let framing = Arc::clone(&framing);
-        futures::StreamExt::map(body_stream(body), move |chunk| {
-            let chunk = chunk?;
-            framing.advance(chunk.len() as u64)?;
-            Ok::<_, Error>(chunk)
-        })
-    };
-    let request = Request::from_parts(parts, axum::body::Body::from_stream(bounded));
+    // Preamble and part headers bounded; the package's data is not.
+    let (request, framing) = FramingBound::wrap(request);
     let mut form = Multipart::from_request(request, &())
         .await
         .map_err(|e| malformed(&e))?;
@@ -374,53 +364,6 @@ async fn receive(feed: &Feed<'_>, request: Request) -> Result<StoredFile, Failur
         ));
     }
     Ok(stored)
-}
-
-/// The most bytes of a push's multipart framing: before the package part's data (preamble and
-/// part headers), and after it (the closing delimiter).
-const MAX_FRAMING: u64 = 64 << 10;
-
-/// How far a multipart body may go: [`MAX_FRAMING`] bytes before its part's data begins, any
-/// length while the data streams, [`MAX_FRAMING`] more after it ends.
-struct FramingBound {
-    position: std::sync::atomic::AtomicU64,
-    limit: std::sync::atomic::AtomicU64,
-}
-
-impl FramingBound {
-    fn new() -> Self {
-        FramingBound {
-            position: 0.into(),
-            limit: MAX_FRAMING.into(),
-        }
-    }
-
-    /// Counts bytes read; past the limit, the body fails.
-    fn advance(&self, bytes: u64) -> Result<(), Error> {
-        use std::sync::atomic::Ordering;
-        let position = self
-            .position
-            .fetch_add(bytes, Ordering::SeqCst)
-            .saturating_add(bytes);
-        if position > self.limit.load(Ordering::SeqCst) {
-            return Err(Error::BlobUploadInvalid {
-                reason: format!("the multipart framing is over {MAX_FRAMING} bytes"),
-            });
-        }
-        Ok(())
-    }
-
-    fn lift(&self) {
-        self.limit
-            .store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn bound_from_here(&self) {
-        use std::sync::atomic::Ordering;
-        let position = self.position.load(Ordering::SeqCst);
-        self.limit
-            .store(position.saturating_add(MAX_FRAMING), Ordering::SeqCst);
-    }
 }
 
 async fn push(

@@ -35,7 +35,7 @@ use crate::cache::RenderCache;
 use crate::external_url::base_url;
 use crate::package_error::PlainText;
 use crate::transfer::{
-    BufferBudget, declared_length, file_response, read_bounded, requested_range,
+    BufferBudget, FramingBound, declared_length, file_response, read_bounded, requested_range,
 };
 
 /// The largest text field of an upload form (a long description included).
@@ -218,6 +218,8 @@ async fn upload(
     role: Option<registry_core::Role>,
     request: Request,
 ) -> Result<Response, Failure> {
+    // Preamble and part headers bounded; the fields' data is bounded below.
+    let (request, framing) = FramingBound::wrap(request);
     let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| {
         Failure::new(
             StatusCode::BAD_REQUEST,
@@ -229,12 +231,16 @@ async fn upload(
     let mut form_held = None;
     let mut received: Option<Received> = None;
     let mut count = 0;
-    while let Some(mut field) = multipart.next_field().await.map_err(|e| {
-        Failure::new(
-            StatusCode::BAD_REQUEST,
-            format!("the upload form is malformed: {e}"),
-        )
-    })? {
+    while let Some(mut field) = {
+        framing.bound_from_here();
+        multipart.next_field().await.map_err(|e| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                format!("the upload form is malformed: {e}"),
+            )
+        })?
+    } {
+        framing.lift();
         count += 1;
         if count > MAX_FIELDS {
             return Err(Failure::new(

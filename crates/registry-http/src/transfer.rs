@@ -408,3 +408,76 @@ mod tests {
         ));
     }
 }
+
+/// The most bytes of multipart framing outside the parts' data: before a part's data
+/// (preamble, part headers) and after the last.
+#[cfg_attr(not(any(feature = "nuget", feature = "pypi")), allow(dead_code))]
+pub(crate) const MAX_MULTIPART_FRAMING: u64 = 64 << 10;
+
+/// Bounds a multipart body's framing: a multipart parser buffers what precedes a part's data
+/// while it looks for its end (and searches that buffer again as it grows), so a body that
+/// never reaches a boundary would be held whole. The body may go [`MAX_MULTIPART_FRAMING`]
+/// bytes past the point [`FramingBound::bound_from_here`] marks (where framing starts), any
+/// length after [`FramingBound::lift`] (while a part's data streams).
+#[cfg_attr(not(any(feature = "nuget", feature = "pypi")), allow(dead_code))]
+#[derive(Debug)]
+pub(crate) struct FramingBound {
+    position: std::sync::atomic::AtomicU64,
+    limit: std::sync::atomic::AtomicU64,
+}
+
+#[cfg_attr(not(any(feature = "nuget", feature = "pypi")), allow(dead_code))]
+impl FramingBound {
+    /// The request with its body counted against a new bound, which starts bounded.
+    pub(crate) fn wrap(
+        request: axum::extract::Request,
+    ) -> (axum::extract::Request, Arc<FramingBound>) {
+        let framing = Arc::new(FramingBound {
+            position: 0.into(),
+            limit: MAX_MULTIPART_FRAMING.into(),
+        });
+        let (parts, body) = request.into_parts();
+        let counted = {
+            let framing = Arc::clone(&framing);
+            body_stream(body).map(move |chunk| {
+                let chunk = chunk?;
+                framing.advance(chunk.len() as u64)?;
+                Ok::<_, Error>(chunk)
+            })
+        };
+        (
+            axum::extract::Request::from_parts(parts, Body::from_stream(counted)),
+            framing,
+        )
+    }
+
+    fn advance(&self, bytes: u64) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        let position = self
+            .position
+            .fetch_add(bytes, Ordering::SeqCst)
+            .saturating_add(bytes);
+        if position > self.limit.load(Ordering::SeqCst) {
+            return Err(Error::BlobUploadInvalid {
+                reason: format!("the multipart framing is over {MAX_MULTIPART_FRAMING} bytes"),
+            });
+        }
+        Ok(())
+    }
+
+    /// A part's data streams: no bound.
+    pub(crate) fn lift(&self) {
+        self.limit
+            .store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Framing starts here (the next part's headers, or the end).
+    pub(crate) fn bound_from_here(&self) {
+        use std::sync::atomic::Ordering;
+        let position = self.position.load(Ordering::SeqCst);
+        self.limit.store(
+            position.saturating_add(MAX_MULTIPART_FRAMING),
+            Ordering::SeqCst,
+        );
+    }
+}

@@ -594,3 +594,52 @@ async fn blob_ranges_follow_rfc_9110() {
         assert_eq!(reply.headers["content-range"], "bytes */10", "{bad}");
     }
 }
+
+/// Multipart framing is bounded for every router that reads multipart bodies: a preamble that
+/// never reaches its boundary is refused after 64 KiB, not buffered whole (and searched again
+/// as it grows); so are part headers that never end.
+#[tokio::test]
+async fn multipart_framing_is_bounded() {
+    let packages = packages();
+    let users = users(&[(
+        "dev",
+        vec![grant("py", Role::Developer), grant("nu", Role::Developer)],
+    )]);
+    let app = package_app(&packages, users);
+    let credentials = basic("dev");
+    for (method, uri) in [
+        (Method::POST, "/pypi/py/"),
+        (Method::PUT, "/nuget/nu/api/v2/package"),
+    ] {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let reply = send(
+            &app,
+            method.clone(),
+            uri,
+            &[
+                ("Authorization", &credentials),
+                ("Content-Type", "multipart/form-data; boundary=b"),
+            ],
+            counted_body(&polls),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{uri}");
+        let read = polls.load(Ordering::SeqCst);
+        assert!(read <= 100, "{uri}: {read} KiB of framing read");
+        let mut headers_without_end =
+            b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\nX-Pad: ".to_vec();
+        headers_without_end.extend(vec![b'y'; 4 << 20]);
+        let reply = send(
+            &app,
+            method,
+            uri,
+            &[
+                ("Authorization", &credentials),
+                ("Content-Type", "multipart/form-data; boundary=b"),
+            ],
+            Body::from(headers_without_end),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{uri}");
+    }
+}
