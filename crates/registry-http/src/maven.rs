@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use registry_core::{Error, FormatRules, NewPackageFile, PackageFile, Packages, Release, Role};
@@ -30,8 +30,8 @@ use crate::auth::Auth;
 use crate::cache::RenderCache;
 use crate::package_error::{PlainText, authorize};
 use crate::transfer::{
-    body_stream, declared_length, document_response, file_response, read_bounded, read_stored,
-    requested_range,
+    body_stream, declared_length, document_response, read_bounded, read_stored,
+    stored_file_response,
 };
 
 /// A failure as mvn sees it: a status and a line of text.
@@ -194,21 +194,14 @@ async fn dispatch(State(api): State<Arc<MavenApi>>, request: Request) -> Respons
                 let stored = find(&api.packages, repository, &name, &version, &file).await?;
                 match checksum {
                     Some(checksum) => text(checksum_of(&stored, checksum)?, head),
-                    None => {
-                        let range = requested_range(request.headers(), stored.blob.size)?;
-                        let read = api
-                            .packages
-                            .read(&Rules, repository, &stored.blob, range)
-                            .await?;
-                        let mut response =
-                            file_response(read, range.is_some(), content_type(&file), head);
-                        if let Ok(etag) =
-                            HeaderValue::from_str(&format!("\"{}\"", stored.blob.digest.hex()))
-                        {
-                            response.headers_mut().insert(header::ETAG, etag);
-                        }
-                        Ok(response)
-                    }
+                    None => Ok(stored_file_response(
+                        &api.packages,
+                        &Rules,
+                        repository,
+                        &stored.blob,
+                        (request.headers(), content_type(&file), head),
+                    )
+                    .await?),
                 }
             }
             (

@@ -44,8 +44,8 @@ use crate::cache::RenderCache;
 use crate::external_url::base_url;
 use crate::package_error::ReasonText;
 use crate::transfer::{
-    FramingBound, body_stream, declared_length, document_response, file_response, read_bounded,
-    requested_range,
+    FramingBound, body_stream, declared_length, document_response, read_bounded,
+    stored_file_response,
 };
 
 /// A failure as NuGet clients see it: a status line and a line of text.
@@ -592,17 +592,14 @@ async fn content(
     } else {
         (found.blob.clone(), "application/octet-stream")
     };
-    let range = requested_range(headers, blob.size)?;
-    let read = feed
-        .api
-        .packages
-        .read(&Rules, feed.repository, &blob, range)
-        .await?;
-    let mut response = file_response(read, range.is_some(), content_type, head);
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", blob.digest.hex())) {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(response)
+    Ok(stored_file_response(
+        &feed.api.packages,
+        &Rules,
+        feed.repository,
+        &blob,
+        (headers, content_type, head),
+    )
+    .await?)
 }
 
 /// Which registration document is asked for.

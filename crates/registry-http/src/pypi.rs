@@ -35,7 +35,7 @@ use crate::cache::RenderCache;
 use crate::external_url::base_url;
 use crate::package_error::PlainText;
 use crate::transfer::{
-    BufferBudget, FramingBound, declared_length, file_response, read_bounded, requested_range,
+    BufferBudget, FramingBound, declared_length, read_bounded, stored_file_response,
 };
 
 /// The largest text field of an upload form (a long description included).
@@ -605,18 +605,19 @@ async fn download(
     } else {
         found.blob.clone()
     };
-    let range = requested_range(headers, blob.size)?;
-    let read = pypi.packages.read(&Rules, repository, &blob, range).await?;
     let content_type = if want_metadata {
         "text/plain; charset=utf-8"
     } else {
         "application/octet-stream"
     };
-    let mut response = file_response(read, range.is_some(), content_type, head);
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", blob.digest.hex())) {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(response)
+    Ok(stored_file_response(
+        &pypi.packages,
+        &Rules,
+        repository,
+        &blob,
+        (headers, content_type, head),
+    )
+    .await?)
 }
 
 async fn yank(

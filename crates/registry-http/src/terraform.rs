@@ -35,7 +35,7 @@ use crate::auth::Auth;
 use crate::cache::RenderCache;
 use crate::external_url::base_url;
 use crate::package_error::ErrorList;
-use crate::transfer::{body_stream, document_response, file_response, requested_range};
+use crate::transfer::{body_stream, document_response, stored_file_response};
 
 /// A failure as terraform reads it: `{"errors": ["…"]}`.
 pub(crate) type Failure = crate::package_error::Failure<ErrorList>;
@@ -469,20 +469,18 @@ async fn archive(
             stored.kind.file_name()
         )));
     }
-    let range = requested_range(headers, file.blob.size)?;
-    let read = api
-        .packages
-        .read(&Rules, module.repository, &file.blob, range)
-        .await?;
     let content_type = match kind {
         ArchiveKind::TarGz => "application/gzip",
         ArchiveKind::Zip => "application/zip",
     };
-    let mut response = file_response(read, range.is_some(), content_type, head);
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", file.blob.digest.hex())) {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(response)
+    Ok(stored_file_response(
+        &api.packages,
+        &Rules,
+        module.repository,
+        &file.blob,
+        (headers, content_type, head),
+    )
+    .await?)
 }
 
 async fn upload(

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use registry_core::{
     Action, BlobRef, Error, NewPackageFile, Package, PackageFile, Release, Role, VersionStatus,
@@ -31,8 +31,8 @@ use registry_formats::terraform::{self, Terraform as Rules};
 use crate::external_url::base_url;
 use crate::terraform::{Failure, PROVIDERS_BASE, TerraformApi, json_response, query_token};
 use crate::transfer::{
-    body_stream, declared_length, document_response, file_response, read_bounded, read_stored,
-    requested_range,
+    body_stream, declared_length, document_response, read_bounded, read_stored,
+    stored_file_response,
 };
 
 /// A provider in a request.
@@ -502,19 +502,17 @@ async fn serve_file(
     headers: &HeaderMap,
     head: bool,
 ) -> Result<Response, Failure> {
-    let range = requested_range(headers, found.blob.size)?;
-    let read = api
-        .packages
-        .read(&Rules, provider.repository, &found.blob, range)
-        .await?;
     let content_type = if found.name.ends_with(".zip") {
         "application/zip"
     } else {
         "application/octet-stream"
     };
-    let mut response = file_response(read, range.is_some(), content_type, head);
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", found.blob.digest.hex())) {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(response)
+    Ok(stored_file_response(
+        &api.packages,
+        &Rules,
+        provider.repository,
+        &found.blob,
+        (headers, content_type, head),
+    )
+    .await?)
 }

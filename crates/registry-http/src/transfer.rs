@@ -159,6 +159,34 @@ pub(crate) async fn read_stored(
         .map_err(|e| Error::backend(e.to_string()))
 }
 
+/// A stored file as a response: the part a `Range` asks for (`206`) or the whole, its
+/// content type, and its digest as `ETag`; `HEAD` gets the headers only.
+// The package APIs that serve stored files this way (Generic and npm add headers of their own).
+#[cfg_attr(
+    not(any(
+        feature = "maven",
+        feature = "nuget",
+        feature = "pypi",
+        feature = "terraform"
+    )),
+    allow(dead_code)
+)]
+pub(crate) async fn stored_file_response(
+    packages: &registry_core::Packages,
+    rules: &dyn registry_core::FormatRules,
+    repository: &str,
+    blob: &registry_core::BlobRef,
+    (headers, content_type, head): (&HeaderMap, &'static str, bool),
+) -> Result<Response, Error> {
+    let range = requested_range(headers, blob.size)?;
+    let read = packages.read(rules, repository, blob, range).await?;
+    let mut response = file_response(read, range.is_some(), content_type, head);
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", blob.digest.hex())) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
 /// The most bytes of a small request document: admin API bodies, npm logins and dist-tags.
 #[cfg_attr(not(feature = "packages"), allow(dead_code))] // only the package APIs read them
 pub(crate) const MAX_SMALL_DOCUMENT: usize = 1 << 20;
