@@ -38,7 +38,9 @@ struct Counts {
     version_deletes: AtomicU64,
 }
 
-/// Stores and publishes one file, retrying when a collection took its freshly recorded blob.
+/// Stores and publishes one file, retrying when a collection took its freshly recorded blob;
+/// after 10 lost races it holds the collectors' gate for its attempts (with review delay 0, a
+/// loaded machine could otherwise starve it for good).
 async fn publish(
     packages: &Packages,
     package: &str,
@@ -46,8 +48,14 @@ async fn publish(
     file: &str,
     n: u64,
     counts: &Counts,
+    gate: &tokio::sync::RwLock<()>,
 ) {
     for attempt in 0..50 {
+        let _starved = if attempt >= 10 {
+            Some(gate.write().await)
+        } else {
+            None
+        };
         let result = async {
             let stored = packages
                 .store_bytes(Generic.extra_digests(), content(n))
@@ -83,7 +91,13 @@ async fn publish(
     }
 }
 
-async fn publisher(packages: Packages, id: u64, rounds: u64, counts: Arc<Counts>) {
+async fn publisher(
+    packages: Packages,
+    id: u64,
+    rounds: u64,
+    counts: Arc<Counts>,
+    gate: Arc<tokio::sync::RwLock<()>>,
+) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((id + 1) * 0x1234_5678));
     for _ in 0..rounds {
         let package = format!("pkg{}", rng.next(3));
@@ -98,6 +112,7 @@ async fn publisher(packages: Packages, id: u64, rounds: u64, counts: Arc<Counts>
                     &file,
                     rng.next(SHARED_FILES),
                     &counts,
+                    &gate,
                 )
                 .await
             }
@@ -179,7 +194,15 @@ async fn stress(metadata: Arc<dyn MetadataStore>) {
     let counts = Arc::new(Counts::default());
     let collectors = Collectors::start(&collector, 2);
     let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|id| tokio::spawn(publisher(packages.clone(), id, rounds, Arc::clone(&counts))))
+        .map(|id| {
+            tokio::spawn(publisher(
+                packages.clone(),
+                id,
+                rounds,
+                Arc::clone(&counts),
+                collectors.gate(),
+            ))
+        })
         .collect();
     for task in publishers {
         task.await.expect("publisher");

@@ -29,6 +29,9 @@ const PUSHERS: u64 = 6;
 const REPOSITORIES: u64 = 3;
 const SHARED_LAYERS: u64 = 5;
 
+/// Lost races after which a push holds the collectors off.
+const FAIR_ATTEMPTS: u32 = 20;
+
 fn repository(n: u64) -> RepositoryName {
     RepositoryName::parse(&format!("stress/r{n}")).unwrap()
 }
@@ -48,7 +51,9 @@ struct Counts {
 }
 
 /// Pushes an image (config + two shared layers + manifest under `tag`), retrying from the blobs
-/// when a collection raced it. Returns the manifest bytes.
+/// when a collection raced it. After [`FAIR_ATTEMPTS`] lost races the push holds the collectors'
+/// gate for its attempts: with review delay 0, a loaded machine could otherwise starve it for
+/// good (the races this test checks are the first ones). Returns the manifest bytes.
 async fn push_image(
     registry: &OciRegistry,
     repo: &RepositoryName,
@@ -56,6 +61,7 @@ async fn push_image(
     seed: u64,
     rng: &mut Rng,
     counts: &Counts,
+    gate: &tokio::sync::RwLock<()>,
 ) -> Bytes {
     let config = Bytes::from(format!("{{\"seed\":{seed}}}"));
     let layers = [
@@ -75,6 +81,11 @@ async fn push_image(
         if attempt > 0 {
             counts.push_retries.fetch_add(1, Ordering::Relaxed);
         }
+        let _starved = if attempt >= FAIR_ATTEMPTS {
+            Some(gate.write().await)
+        } else {
+            None
+        };
         let mut blobs_ok = true;
         for blob in std::iter::once(&config).chain(&layers) {
             match registry
@@ -111,7 +122,13 @@ async fn push_image(
     panic!("a push lost 200 races in a row");
 }
 
-async fn pusher(registry: OciRegistry, id: u64, rounds: u64, counts: Arc<Counts>) {
+async fn pusher(
+    registry: OciRegistry,
+    id: u64,
+    rounds: u64,
+    counts: Arc<Counts>,
+    gate: Arc<tokio::sync::RwLock<()>>,
+) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
     let mut pushed: Vec<(RepositoryName, Tag, Bytes)> = Vec::new();
     for round in 0..rounds {
@@ -119,8 +136,16 @@ async fn pusher(registry: OciRegistry, id: u64, rounds: u64, counts: Arc<Counts>
         match rng.next(10) {
             0..=4 => {
                 let tag = Tag::parse(&format!("p{id}-{}", rng.next(6))).unwrap();
-                let manifest =
-                    push_image(&registry, &repo, &tag, id * 1000 + round, &mut rng, &counts).await;
+                let manifest = push_image(
+                    &registry,
+                    &repo,
+                    &tag,
+                    id * 1000 + round,
+                    &mut rng,
+                    &counts,
+                    &gate,
+                )
+                .await;
                 pushed.push((repo, tag, manifest));
             }
             5 if !pushed.is_empty() => {
@@ -233,7 +258,15 @@ async fn stress(metadata: Arc<dyn MetadataStore>) {
     let counts = Arc::new(Counts::default());
     let collectors = Collectors::start(&collector, 2);
     let pushers: Vec<_> = (0..PUSHERS)
-        .map(|id| tokio::spawn(pusher(registry.clone(), id, rounds, Arc::clone(&counts))))
+        .map(|id| {
+            tokio::spawn(pusher(
+                registry.clone(),
+                id,
+                rounds,
+                Arc::clone(&counts),
+                collectors.gate(),
+            ))
+        })
         .collect();
     for task in pushers {
         task.await.expect("pusher");
