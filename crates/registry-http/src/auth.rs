@@ -755,11 +755,12 @@ impl TokenIssuer {
         })
     }
 
-    /// The token endpoint URL for a request that arrived with `Host: host`.
-    pub fn realm_for(&self, host: Option<&str>) -> String {
+    /// The token endpoint URL for a request whose absolute URLs start with `base`
+    /// (`https://host`, see `external_url`), unless the issuer names its own realm.
+    pub fn realm_for(&self, base: &str) -> String {
         self.realm
             .clone()
-            .unwrap_or_else(|| format!("http://{}/token", host.unwrap_or("127.0.0.1")))
+            .unwrap_or_else(|| format!("{base}/token"))
     }
 }
 
@@ -859,7 +860,7 @@ pub async fn access_token(tokens: &dyn TokenStore, secret: &str) -> Result<Optio
 /// The `WWW-Authenticate` value of a challenge.
 pub fn challenge(
     mode: &AuthMode,
-    host: Option<&str>,
+    base: &str,
     scope: Option<&str>,
     insufficient: bool,
 ) -> HeaderValue {
@@ -868,7 +869,7 @@ pub fn challenge(
         AuthMode::Token(issuer) => {
             let mut text = format!(
                 "Bearer realm=\"{}\",service=\"{}\"",
-                issuer.realm_for(host),
+                issuer.realm_for(base),
                 issuer.service
             );
             if let Some(scope) = scope {

@@ -51,8 +51,6 @@ pub struct ServedOverTls;
 /// not a name any client reaches the registry by.
 const MAX_HOST: usize = 261;
 
-// Only the package routers build absolute URLs.
-#[cfg_attr(not(any(feature = "npm", feature = "pypi")), allow(dead_code))]
 /// The base of absolute URLs for a request: the configured external URL when the application
 /// set one (as a request extension), else `http://<Host>` (`https://` over TLS).
 pub(crate) fn base_url(extensions: &axum::http::Extensions, headers: &HeaderMap) -> String {

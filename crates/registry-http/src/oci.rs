@@ -124,7 +124,13 @@ async fn dispatch(State(oci): State<Arc<Oci>>, request: Request) -> Response {
     let result = match parse_v2_path(&rest) {
         None => Err(ApiError::NotFound),
         Some(Err(e)) => Err(e.into()),
-        Some(Ok(route)) => match authorize(&oci, &route, request.method(), request.headers()).await
+        Some(Ok(route)) => match authorize(
+            &oci,
+            &route,
+            request.method(),
+            (request.headers(), request.extensions()),
+        )
+        .await
         {
             Ok(caller) => handle(&oci, &caller, route, request).await,
             Err(refusal) => Ok(refusal),
@@ -172,16 +178,13 @@ async fn authorize(
     oci: &Oci,
     route: &Route,
     method: &Method,
-    headers: &HeaderMap,
+    (headers, extensions): (&HeaderMap, &axum::http::Extensions),
 ) -> Result<Caller, Response> {
     let Some(auth) = &oci.auth else {
         return Ok(Caller::Open);
     };
     let need = need(route, method);
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned);
+    let base = crate::external_url::base_url(extensions, headers);
     let scope = match &need {
         Need::Repository(name, Action::Push) => Some(format!("repository:{name}:pull,push")),
         Need::Repository(name, action) => Some(format!("repository:{name}:{}", action.as_str())),
@@ -192,7 +195,7 @@ async fn authorize(
         let mut response = ApiError::Core(Error::Unauthorized).into_response();
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            auth::challenge(&auth.mode, host.as_deref(), scope.as_deref(), insufficient),
+            auth::challenge(&auth.mode, &base, scope.as_deref(), insufficient),
         );
         response
     };
@@ -241,15 +244,22 @@ async fn authorize(
 }
 
 /// Authenticates the caller as the version check does (any caller the registry knows), for the
-/// API extensions that are not about one repository; on refusal, the response to send.
+/// API extensions that are not about one repository; on refusal, the response to send (its
+/// token realm built from `Host` as `http://`, since these routes are not reached by OCI
+/// clients; configure `external_url` for another).
 pub(crate) async fn authorize_known(
     oci: &Oci,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Caller, ApiError> {
-    authorize(oci, &Route::Base, method, headers)
-        .await
-        .map_err(|response| ApiError::Response(Box::new(response)))
+    authorize(
+        oci,
+        &Route::Base,
+        method,
+        (headers, &axum::http::Extensions::new()),
+    )
+    .await
+    .map_err(|response| ApiError::Response(Box::new(response)))
 }
 
 #[derive(Default, Deserialize)]
@@ -299,7 +309,14 @@ async fn repository_extension(State(oci): State<Arc<Oci>>, request: Request) -> 
         }
     };
     let route = Route::Tags { name: name.clone() };
-    if let Err(refusal) = authorize(&oci, &route, request.method(), request.headers()).await {
+    if let Err(refusal) = authorize(
+        &oci,
+        &route,
+        request.method(),
+        (request.headers(), request.extensions()),
+    )
+    .await
+    {
         return refusal;
     }
     if extension == "usage" {
@@ -360,7 +377,14 @@ async fn namespace_usage(State(oci): State<Arc<Oci>>, request: Request) -> Respo
     };
     // Authenticate as for the version check (any known caller), then require a grant that
     // covers all of the namespace: reading one repository is not reading the namespace.
-    let caller = match authorize(&oci, &Route::Base, request.method(), request.headers()).await {
+    let caller = match authorize(
+        &oci,
+        &Route::Base,
+        request.method(),
+        (request.headers(), request.extensions()),
+    )
+    .await
+    {
         Ok(caller) => caller,
         Err(refusal) => return refusal,
     };

@@ -296,6 +296,22 @@ async fn token_auth_issues_scoped_tokens() {
         ping.challenge.as_deref(),
         Some("Bearer realm=\"http://registry.test:5000/token\",service=\"test-registry\"")
     );
+    // Over TLS the realm built from Host is an https URL.
+    let mut over_tls = axum::http::Request::builder()
+        .uri("/v2/")
+        .header("host", "registry.test:5000")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    over_tls
+        .extensions_mut()
+        .insert(registry_http::external_url::ServedOverTls);
+    let answer = tower::ServiceExt::oneshot(app.clone(), over_tls)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.headers().get("www-authenticate").unwrap(),
+        "Bearer realm=\"https://registry.test:5000/token\",service=\"test-registry\""
+    );
     let push = send(&app, Method::POST, &blob_uri("team/app"), None, BLOB).await;
     assert_eq!(
         push.challenge.as_deref(),
