@@ -712,6 +712,7 @@ impl Query {
                 )),
             }
         };
+        // No `q` lists every package, as NuGet's own search does.
         let text = params
             .get("q")
             .map(|q| q.trim().to_ascii_lowercase())

@@ -183,6 +183,7 @@ pub(crate) fn repository_path<'a>(
     path: &'a str,
     prefix: &str,
 ) -> Result<(&'a str, &'a str), Error> {
+    // The route matched the prefix: it is always there.
     let rest = path.strip_prefix(prefix).unwrap_or_default();
     let (repository, rest) = rest.split_once('/').unwrap_or((rest, ""));
     registry_core::package::check_repository_name(repository)?;

@@ -94,6 +94,7 @@ impl DownloadSigner {
     /// A token for one stored file: its name and its content, so a file replaced under the same
     /// name is not what the token opens.
     pub(crate) fn sign(&self, file: &str, digest: &Digest) -> Result<String, Error> {
+        // A clock before 1970 would sign tokens that expired long ago: refused, never open.
         let exp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()

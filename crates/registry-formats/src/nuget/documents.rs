@@ -373,6 +373,12 @@ fn published(entry: &Entry) -> String {
     }
 }
 
+/// An optional nuspec field as NuGet's documents write it: an absent one is an empty string
+/// (clients read `""` as "not given"; nuget.org writes it so).
+fn or_empty(field: &Option<String>) -> &str {
+    field.as_deref().unwrap_or("")
+}
+
 /// A version's catalog entry, inlined in registration pages.
 fn catalog_entry(urls: &Urls, hive: Hive, entry: &Entry) -> Value {
     let nuspec = &entry.nuspec;
@@ -410,12 +416,12 @@ fn catalog_entry(urls: &Urls, hive: Hive, entry: &Entry) -> Value {
         "version": entry.version.full_normalized(),
         "authors": nuspec.authors,
         "description": nuspec.description,
-        "title": nuspec.title.clone().unwrap_or_default(),
-        "summary": nuspec.summary.clone().unwrap_or_default(),
+        "title": or_empty(&nuspec.title),
+        "summary": or_empty(&nuspec.summary),
         "tags": nuspec.tags,
-        "projectUrl": nuspec.project_url.clone().unwrap_or_default(),
-        "licenseUrl": nuspec.license_url.clone().unwrap_or_default(),
-        "iconUrl": nuspec.icon_url.clone().unwrap_or_default(),
+        "projectUrl": or_empty(&nuspec.project_url),
+        "licenseUrl": or_empty(&nuspec.license_url),
+        "iconUrl": or_empty(&nuspec.icon_url),
         "requireLicenseAcceptance": nuspec.require_license_acceptance,
         "listed": entry.listed,
         "published": published(entry),
@@ -571,13 +577,13 @@ pub fn search_results(urls: &Urls, hive: Hive, total: usize, hits: &[Hit]) -> Va
                 "id": nuspec.id,
                 "version": latest.version.full_normalized(),
                 "description": nuspec.description,
-                "summary": nuspec.summary.clone().unwrap_or_default(),
-                "title": nuspec.title.clone().unwrap_or_default(),
+                "summary": or_empty(&nuspec.summary),
+                "title": or_empty(&nuspec.title),
                 "authors": [nuspec.authors],
                 "tags": nuspec.tags,
-                "projectUrl": nuspec.project_url.clone().unwrap_or_default(),
-                "iconUrl": nuspec.icon_url.clone().unwrap_or_default(),
-                "licenseUrl": nuspec.license_url.clone().unwrap_or_default(),
+                "projectUrl": or_empty(&nuspec.project_url),
+                "iconUrl": or_empty(&nuspec.icon_url),
+                "licenseUrl": or_empty(&nuspec.license_url),
                 "totalDownloads": 0,
                 "verified": false,
                 "packageTypes": package_types,

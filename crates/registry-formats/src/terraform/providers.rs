@@ -127,6 +127,7 @@ pub fn manifest_protocols(manifest: &[u8]) -> Result<Vec<String>> {
                 .map(|p| p.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
         })
+        // Not a list of strings: no protocols, refused just below.
         .unwrap_or_default();
     let valid = |p: &String| {
         p.split_once('.').is_some_and(|(major, minor)| {
