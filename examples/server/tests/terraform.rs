@@ -62,7 +62,24 @@ fn basic(user: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:s3cret"))
 }
 
-/// A module archive whose output names its version.
+/// Bytes gzip cannot shrink (a linear congruential sequence), so archives carry their size.
+fn payload(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 56) as u8
+        })
+        .collect()
+}
+
+/// The size of the data file every module and provider carries: bigger than any framework's
+/// default body limit.
+const PAYLOAD: usize = 6 << 20;
+
+/// A module archive whose output names its version, with a data file of [`PAYLOAD`] bytes.
 fn module(version: &str) -> Vec<u8> {
     let main = format!(
         "variable \"name\" {{\n  type = string\n}}\n\n\
@@ -76,7 +93,15 @@ fn module(version: &str) -> Vec<u8> {
     builder
         .append_data(&mut header, "main.tf", main.as_bytes())
         .unwrap();
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let data = payload(PAYLOAD);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "files/payload.bin", &data[..])
+        .unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gzip, &builder.into_inner().unwrap()).unwrap();
     gzip.finish().unwrap()
 }
@@ -166,6 +191,13 @@ fn terraform_installs_a_module_by_version_constraint() {
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
         "hello registry from module 1.1.0"
+    );
+    let installed =
+        std::fs::read(project.join(".terraform/modules/hello/files/payload.bin")).unwrap();
+    assert_eq!(
+        installed,
+        payload(PAYLOAD),
+        "the module's data file arrived whole"
     );
 }
 
@@ -365,6 +397,10 @@ fn provider_release(
         format!("#!/bin/sh\necho {version}\n").as_bytes(),
     )
     .unwrap();
+    writer
+        .start_file("payload.bin", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    std::io::Write::write_all(&mut writer, &payload(PAYLOAD)).unwrap();
     let zip = writer.finish().unwrap().into_inner();
     std::fs::write(dir.join(&zip_name), &zip).unwrap();
     let sums_name = format!("terraform-provider-hello_{version}_SHA256SUMS");
@@ -498,6 +534,12 @@ fn terraform_installs_a_provider_we_serve() {
             .join(format!(".terraform/providers/registry.test/infra/hello/1.0.0/{}/terraform-provider-hello_v1.0.0", platform()))
             .exists()
     );
+    let installed = std::fs::read(project.join(format!(
+        ".terraform/providers/registry.test/infra/hello/1.0.0/{}/payload.bin",
+        platform()
+    )))
+    .unwrap();
+    assert_eq!(installed.len(), PAYLOAD, "the provider's zip arrived whole");
 
     // The forged release is served as uploaded, and terraform refuses it.
     write_main("1.1.0");
