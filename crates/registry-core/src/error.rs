@@ -163,6 +163,17 @@ pub enum Error {
         /// When a retry may succeed.
         retry_after: std::time::Duration,
     },
+    /// An upstream registry of a proxy repository failed (unreachable, too slow, an error
+    /// status, content that does not match what it declared); nothing of it was kept.
+    #[error("upstream {upstream}: {reason}")]
+    Upstream {
+        /// The upstream's base URL.
+        upstream: String,
+        /// What went wrong.
+        reason: String,
+        /// Whether it was too slow (a gateway timeout rather than a bad gateway).
+        timed_out: bool,
+    },
     /// The operation is not supported by this registry or backend.
     #[error("unsupported: {what}")]
     Unsupported {

@@ -14,6 +14,8 @@
 //!   over the two stores (repositories resolved by kind, create-on-publish, protection,
 //!   duplicates, files stored with a format's extra digests and read as `Read + Seek`,
 //!   publish, revision-checked updates), and [`FormatRules`], what each format decides;
+//! - [`proxy`]: proxy repositories' upstreams ([`UpstreamSettings`], the [`Upstream`]
+//!   fetcher) and their caches' records ([`ProxyCache`]);
 //! - [`oci`]: the OCI service ([`OciRegistry`]) over the two stores: push, pull, mount, tag,
 //!   delete, list, referrers;
 //! - [`rules`]: tag rules (immutable and protected tags) and cleanup policies, and the
@@ -60,6 +62,7 @@ pub mod name;
 pub mod oci;
 pub mod package;
 pub mod package_service;
+pub mod proxy;
 pub mod rules;
 pub mod store;
 pub mod token;
@@ -88,7 +91,12 @@ pub use package::{
     VersionStatus,
 };
 pub use package_service::{
-    BlobReader, ExtraDigests, FormatRules, PackageLimits, Packages, Release, StoredFile,
+    BlobReader, ExtraDigests, FormatRules, PackageLimits, Packages, ProxyReport, Release,
+    StaleServe, StoredFile, UpstreamCheck, UpstreamFormat, UpstreamPackage, observe_proxy,
+};
+pub use proxy::{
+    CacheEntry, CacheEntryKind, DeclaredDigest, Fetched, ProxyCache, RemoteFile, Upstream,
+    UpstreamSettings, Validators,
 };
 pub use rules::{Actor, CleanupPolicy, NameRegex, TagChange, TagGuard, TagRule, TagRuleKind};
 pub use store::MetadataStore;

@@ -81,9 +81,9 @@ impl fmt::Display for PackageFormat {
 pub enum RepositoryKind {
     /// Clients publish to it.
     Hosted,
-    /// A cache of one upstream registry (not implemented yet).
+    /// A cache of one upstream registry.
     Proxy,
-    /// An ordered list of member repositories read as one (not implemented yet).
+    /// An ordered list of member repositories read as one.
     Virtual,
 }
 
@@ -152,6 +152,15 @@ pub struct RepositorySettings {
     /// Which roles may publish and delete which packages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protection: Vec<PackageProtection>,
+    /// A proxy repository's upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<crate::proxy::UpstreamSettings>,
+    /// A virtual repository's members, in the order they are read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// The hosted member a virtual repository's publishes go to (none: publishes are refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_to: Option<String>,
 }
 
 /// A protection rule: packages whose name a pattern matches (whole name) need at least a role
@@ -170,9 +179,54 @@ pub struct PackageProtection {
 /// The most protection rules a repository holds.
 pub const MAX_PROTECTION_RULES: usize = 100;
 
+/// The most members a virtual repository has.
+pub const MAX_MEMBERS: usize = 32;
+
 impl RepositorySettings {
-    /// Checks the settings' limits.
-    pub fn validate(&self) -> Result<()> {
+    /// Checks the settings' limits, and that a repository of `kind` has what it needs and
+    /// nothing another kind's: a proxy its upstream, a virtual repository its members (at
+    /// most [`MAX_MEMBERS`], none twice, the hosted member it publishes to among them).
+    pub fn validate(&self, kind: RepositoryKind) -> Result<()> {
+        let invalid = |reason: String| Err(Error::PolicyInvalid { reason });
+        match (kind, &self.upstream) {
+            (RepositoryKind::Proxy, None) => {
+                return invalid("a proxy repository needs an upstream".into());
+            }
+            (RepositoryKind::Proxy, Some(upstream)) => upstream.validate()?,
+            (_, Some(_)) => {
+                return invalid(format!(
+                    "only proxy repositories have an upstream, not {} ones",
+                    kind.as_str()
+                ));
+            }
+            (_, None) => {}
+        }
+        if kind == RepositoryKind::Virtual {
+            if self.members.is_empty() || self.members.len() > MAX_MEMBERS {
+                return invalid(format!(
+                    "a virtual repository needs 1 to {MAX_MEMBERS} members, not {}",
+                    self.members.len()
+                ));
+            }
+            for (i, member) in self.members.iter().enumerate() {
+                check_repository_name(member)?;
+                if self.members[..i].contains(member) {
+                    return invalid(format!("member {member} is listed twice"));
+                }
+            }
+            if let Some(target) = &self.publish_to
+                && !self.members.contains(target)
+            {
+                return invalid(format!(
+                    "publish_to names {target}, which is not one of the members"
+                ));
+            }
+        } else if !self.members.is_empty() || self.publish_to.is_some() {
+            return invalid(format!(
+                "only virtual repositories have members and publish_to, not {} ones",
+                kind.as_str()
+            ));
+        }
         if self.protection.len() > MAX_PROTECTION_RULES {
             return Err(Error::PolicyInvalid {
                 reason: format!(
@@ -237,6 +291,9 @@ pub struct RepositoryConfig {
     pub name: Option<String>,
     /// Its format.
     pub format: PackageFormat,
+    /// Its kind (hosted by default).
+    #[serde(default = "hosted")]
+    pub kind: RepositoryKind,
     /// See [`RepositorySettings::allow_duplicates`].
     #[serde(default)]
     pub allow_duplicates: bool,
@@ -246,6 +303,19 @@ pub struct RepositoryConfig {
     /// See [`RepositorySettings::protection`].
     #[serde(default)]
     pub protection: Vec<PackageProtection>,
+    /// See [`RepositorySettings::upstream`].
+    #[serde(default)]
+    pub upstream: Option<crate::proxy::UpstreamSettings>,
+    /// See [`RepositorySettings::members`].
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// See [`RepositorySettings::publish_to`].
+    #[serde(default)]
+    pub publish_to: Option<String>,
+}
+
+fn hosted() -> RepositoryKind {
+    RepositoryKind::Hosted
 }
 
 impl RepositoryConfig {
@@ -255,6 +325,9 @@ impl RepositoryConfig {
             allow_duplicates: self.allow_duplicates,
             duplicate_exceptions: self.duplicate_exceptions.clone(),
             protection: self.protection.clone(),
+            upstream: self.upstream.clone(),
+            members: self.members.clone(),
+            publish_to: self.publish_to.clone(),
         }
     }
 }

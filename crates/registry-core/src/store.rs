@@ -5,6 +5,7 @@ use crate::metadata::{
     CollectionMetadata, ContentMetadata, PolicyStore, ReviewQueue, UploadMetadata,
 };
 use crate::package::PackageMetadata;
+use crate::proxy::ProxyCache;
 use crate::token::TokenStore;
 
 /// A complete metadata store: every part the registry needs.
@@ -15,6 +16,7 @@ pub trait MetadataStore:
     + CollectionMetadata
     + PolicyStore
     + PackageMetadata
+    + ProxyCache
     + TokenStore
 {
 }
@@ -26,6 +28,7 @@ impl<
         + CollectionMetadata
         + PolicyStore
         + PackageMetadata
+        + ProxyCache
         + TokenStore,
 > MetadataStore for T
 {

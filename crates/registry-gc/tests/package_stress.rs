@@ -187,7 +187,12 @@ async fn stress(metadata: Arc<dyn MetadataStore>) {
         ..RepositorySettings::default()
     };
     packages
-        .configure_repository("files", &Generic, &duplicates)
+        .configure_repository(
+            "files",
+            &Generic,
+            registry_core::RepositoryKind::Hosted,
+            &duplicates,
+        )
         .await
         .unwrap();
     let collector = support::collector(Arc::clone(&blobs), Arc::clone(&metadata));

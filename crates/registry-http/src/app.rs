@@ -37,6 +37,8 @@ pub struct Application {
     throttle: ThrottleSettings,
     #[cfg(feature = "terraform")]
     download_signer: Option<crate::terraform::DownloadSigner>,
+    #[cfg(feature = "proxy")]
+    instance: crate::upstream::Instance,
 }
 
 impl Application {
@@ -51,7 +53,16 @@ impl Application {
             throttle: ThrottleSettings::per_address(),
             #[cfg(feature = "terraform")]
             download_signer: None,
+            #[cfg(feature = "proxy")]
+            instance: crate::upstream::Instance::random(),
         }
+    }
+
+    /// This instance's name in the `Via` header of upstream requests (random by default);
+    /// requests that come back with it are refused as a loop.
+    #[cfg(feature = "proxy")]
+    pub fn instance(&self) -> &crate::upstream::Instance {
+        &self.instance
     }
 
     /// Authenticates and authorizes every route with `auth`.
@@ -88,6 +99,15 @@ impl Application {
             .auth
             .map(|auth| with_realm(auth, self.external_url.as_ref()));
         let packages = self.packages;
+        // Proxy repositories fetch over HTTP unless the embedder set a fetcher of its own.
+        #[cfg(feature = "proxy")]
+        let packages = if packages.has_upstream() {
+            packages
+        } else {
+            packages.with_upstream(Arc::new(crate::upstream::HttpUpstream::new(
+                self.instance.clone(),
+            )))
+        };
         let oci = match auth.clone() {
             Some(auth) => crate::oci::router_with_auth(self.registry, auth),
             None => crate::oci::router(self.registry),
@@ -130,6 +150,15 @@ impl Application {
         }
         #[cfg(not(feature = "packages"))]
         drop((packages, auth));
+        #[cfg(feature = "proxy")]
+        {
+            app = app
+                .layer(axum::middleware::from_fn(crate::upstream::report_proxy))
+                .layer(axum::middleware::from_fn_with_state(
+                    self.instance,
+                    crate::upstream::refuse_loops,
+                ));
+        }
         if let Some(url) = self.external_url {
             app = app.layer(axum::Extension(url));
         }

@@ -57,6 +57,10 @@ pub fn status_of(error: &Error) -> StatusCode {
         Error::ManifestReferenced { .. } => StatusCode::BAD_REQUEST,
         Error::PackageConflict { .. } => StatusCode::CONFLICT,
         Error::Backend { source } if is_storage_full(&**source) => StatusCode::INSUFFICIENT_STORAGE,
+        Error::Upstream {
+            timed_out: true, ..
+        } => StatusCode::GATEWAY_TIMEOUT,
+        Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
         _ => match oci_code(error) {
             None => StatusCode::INTERNAL_SERVER_ERROR,
             Some(code) => match code {

@@ -20,6 +20,8 @@
 //!   `/api/v1/`;
 //! - [`auth`]: HTTP Basic and Docker token auth, and [`auth::StaticUsers`] (configured users
 //!   with argon2 password hashes);
+//! - `upstream` (feature `proxy`): fetching from proxy repositories' upstreams, the loop
+//!   guard, and the stale and cache metrics of proxied reads;
 //! - [`observe`]: request metrics (through the `metrics` facade) and tracing, as a middleware;
 //! - [`path`]: the pure parser that turns a `/v2/` path into a [`path::Route`];
 //! - [`error`]: how core errors become statuses and OCI error bodies (spec codes only);
@@ -52,6 +54,7 @@
 //! | `nuget` | yes | NuGet v3 feeds under `/nuget/` |
 //! | `pypi` | yes | the Python package index under `/pypi/` |
 //! | `terraform` | yes | the Terraform module registry under `/terraform/modules/v1/` |
+//! | `proxy` | yes | proxy and virtual package repositories: `upstream::HttpUpstream` (reqwest) |
 //! | `harness` | yes | [`serve::RunningRegistry`], a registry in memory for tests |
 //!
 //! With none of them, an OCI-only embedder compiles neither the package formats nor the
@@ -89,3 +92,5 @@ pub mod terraform;
 mod terraform_providers;
 pub mod throttle;
 mod transfer;
+#[cfg(feature = "proxy")]
+pub mod upstream;

@@ -6,12 +6,20 @@
 //! | `GET /api/v1/tokens` | the caller's tokens (never their secrets) |
 //! | `DELETE /api/v1/tokens/<id>` | revokes one of the caller's tokens (an admin: anyone's) |
 //! | `GET /api/v1/package-repositories[/<name>]` | repositories with their format and settings |
-//! | `PUT /api/v1/package-repositories/<name>` `{"format", "allow_duplicates", "duplicate_exceptions", "protection"}` | creates or reconfigures one (admin) |
+//! | `PUT /api/v1/package-repositories/<name>` `{"format", "kind", "allow_duplicates", "duplicate_exceptions", "protection", "upstream", "members", "publish_to"}` | creates or reconfigures one (admin) |
+//! | `POST /api/v1/package-repositories/<name>/test` | tries a proxy's upstream (admin) |
+//! | `GET /api/v1/package-repositories/<name>/cache[?last=<path>&n=<count>]` | a proxy's cache entries by path (admin) |
+//! | `DELETE /api/v1/package-repositories/<name>/cache[?unused_days=<n>]` | empties a proxy's cache, or cleans what was not used for n days (admin) |
+//! | `DELETE /api/v1/package-repositories/<name>/cache/<path>` | deletes one cache entry (admin) |
 //!
 //! A scope's `access` is `read`, `write` or `delete` (reader, developer, maintainer) on a
 //! repository pattern (`*`, `ns/*`, a name); a token may only carry what its user has.
 //! Tokens are created with the user's password (Basic), not with another token. Errors are
 //! `{"message": "…"}` with the status.
+//!
+//! An upstream's password is never shown (`"password_set": true` instead); a `PUT` that leaves
+//! it out keeps the one set for the same URL and user. An upstream URL that names this
+//! registry (its external URL, or the host the request came in by) is refused.
 
 use std::sync::Arc;
 
@@ -42,6 +50,18 @@ pub fn router(packages: Packages, auth: Option<Auth>) -> Router {
         .route(
             "/api/v1/package-repositories/{name}",
             put(put_repository).get(get_repository),
+        )
+        .route(
+            "/api/v1/package-repositories/{name}/test",
+            axum::routing::post(test_upstream),
+        )
+        .route(
+            "/api/v1/package-repositories/{name}/cache",
+            get(list_cache).delete(clean_cache),
+        )
+        .route(
+            "/api/v1/package-repositories/{name}/cache/{*path}",
+            axum::routing::delete(delete_cache_entry),
         )
         .with_state(Arc::new(Admin { packages, auth }))
 }
@@ -333,6 +353,13 @@ fn repository_json(repository: &PackageRepository, settings: bool) -> Value {
     });
     if settings {
         shown["settings"] = json!(repository.settings);
+        if let Some(upstream) = shown["settings"]
+            .get_mut("upstream")
+            .and_then(Value::as_object_mut)
+        {
+            let set = upstream.remove("password").is_some();
+            upstream.insert("password_set".into(), json!(set));
+        }
     }
     shown
 }
@@ -420,6 +447,7 @@ async fn get_repository(
 async fn put_repository(
     State(admin): State<Arc<Admin>>,
     Path(name): Path<String>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -444,10 +472,14 @@ async fn put_repository(
                 "the body names another repository than the path",
             ));
         }
-        let settings = request.settings();
+        let mut settings = request.settings();
+        if let Some(upstream) = &mut settings.upstream {
+            refuse_self(upstream, &extensions, &headers)?;
+            keep_password(&admin.packages, &name, upstream).await?;
+        }
         let repository = admin
             .packages
-            .configure_repository(&name, served(request.format)?, &settings)
+            .configure_repository(&name, served(request.format)?, request.kind, &settings)
             .await?;
         Ok(json_response(
             StatusCode::OK,
@@ -467,4 +499,217 @@ fn served(
             format!("{format} repositories are not served by this registry"),
         )
     })
+}
+
+/// Refuses an upstream that names this registry: its external URL, or the host this request
+/// came in by.
+#[cfg(feature = "proxy")]
+fn refuse_self(
+    upstream: &registry_core::UpstreamSettings,
+    extensions: &axum::http::Extensions,
+    headers: &HeaderMap,
+) -> Result<(), Failure> {
+    let base = crate::external_url::base_url(extensions, headers);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let own: Vec<&str> = [base.as_str(), host]
+        .into_iter()
+        .filter(|o| !o.is_empty())
+        .collect();
+    if crate::upstream::points_at(upstream, &own, None) {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "upstream {} points at this registry itself; a proxy would ask itself forever",
+                upstream.url
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "proxy"))]
+fn refuse_self(
+    _: &registry_core::UpstreamSettings,
+    _: &axum::http::Extensions,
+    _: &HeaderMap,
+) -> Result<(), Failure> {
+    Ok(())
+}
+
+/// Keeps the password set for the same upstream URL and user when a `PUT` leaves it out (it is
+/// never shown, so a client that reads and writes back settings cannot send it).
+async fn keep_password(
+    packages: &Packages,
+    name: &str,
+    upstream: &mut registry_core::UpstreamSettings,
+) -> Result<(), Failure> {
+    if upstream.password.is_some() {
+        return Ok(());
+    }
+    if let Some(existing) = packages
+        .repository(name)
+        .await?
+        .and_then(|r| r.settings.upstream)
+        && existing.url == upstream.url
+        && existing.username == upstream.username
+    {
+        upstream.password = existing.password;
+    }
+    Ok(())
+}
+
+/// Checks that the asker may administer `name`.
+async fn administer(admin: &Admin, headers: &HeaderMap, name: &str) -> Result<(), Failure> {
+    let asker = ask(admin, headers).await?;
+    if !may_configure(admin, &asker, name) {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            format!("administering package repository {name} needs the admin role on it"),
+        ));
+    }
+    Ok(())
+}
+
+async fn test_upstream(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        administer(&admin, &headers, &name).await?;
+        let repository = admin.packages.repository(&name).await?.ok_or_else(|| {
+            Failure::new(
+                StatusCode::NOT_FOUND,
+                format!("no package repository {name}"),
+            )
+        })?;
+        let check = admin
+            .packages
+            .test_upstream(served(repository.format)?, &name)
+            .await?;
+        Ok::<_, Failure>(json_response(
+            StatusCode::OK,
+            &json!({
+                "url": check.url,
+                "reachable": check.reachable,
+                "detail": check.detail,
+                "millis": check.millis,
+            }),
+        ))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The query of a cache listing or cleanup.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheQuery {
+    #[serde(default)]
+    last: Option<String>,
+    #[serde(default)]
+    n: Option<usize>,
+    #[serde(default)]
+    unused_days: Option<u32>,
+}
+
+/// The most cache entries listed per page.
+const MAX_CACHE_PAGE: usize = 1000;
+
+fn cache_query(uri: &axum::http::Uri) -> Result<CacheQuery, Failure> {
+    axum::extract::Query::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("bad query: {e}")))
+}
+
+async fn list_cache(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        administer(&admin, &headers, &name).await?;
+        let query = cache_query(&uri)?;
+        let limit = query.n.unwrap_or(100).clamp(1, MAX_CACHE_PAGE);
+        let page = Page {
+            last: query.last,
+            limit,
+        };
+        let entries = admin.packages.cache_entries(&name, &page).await?;
+        let upstream = admin
+            .packages
+            .repository(&name)
+            .await?
+            .and_then(|r| r.settings.upstream)
+            .map(|u| u.url);
+        let shown: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "path": e.path,
+                    "kind": e.kind.as_str(),
+                    "size": e.blob.as_ref().map(|b| b.size),
+                    "digest": e.blob.as_ref().map(|b| b.digest.as_str()),
+                    "upstream": upstream,
+                    "etag": e.validators.etag,
+                    "lastModified": e.validators.last_modified,
+                    "checkedAt": e.checked_at.0,
+                    "createdAt": e.created_at.0,
+                    "downloads": e.downloads,
+                    "lastDownload": e.last_download.map(|t| t.0),
+                })
+            })
+            .collect();
+        let next = (entries.len() == limit)
+            .then(|| entries.last().map(|e| e.path.clone()))
+            .flatten();
+        Ok::<_, Failure>(json_response(
+            StatusCode::OK,
+            &json!({ "entries": shown, "next": next }),
+        ))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn clean_cache(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        administer(&admin, &headers, &name).await?;
+        let query = cache_query(&uri)?;
+        let unused = query
+            .unused_days
+            .map(|days| std::time::Duration::from_secs(u64::from(days) * 86_400));
+        let deleted = admin.packages.clean_cache(&name, unused).await?;
+        Ok::<_, Failure>(json_response(
+            StatusCode::OK,
+            &json!({ "deleted": deleted }),
+        ))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn delete_cache_entry(
+    State(admin): State<Arc<Admin>>,
+    Path((name, path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        administer(&admin, &headers, &name).await?;
+        if admin.packages.delete_cache_entry(&name, &path).await? {
+            Ok::<_, Failure>(StatusCode::NO_CONTENT.into_response())
+        } else {
+            Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                format!("no cache entry {path} in {name}"),
+            ))
+        }
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
 }

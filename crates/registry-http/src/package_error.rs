@@ -144,8 +144,10 @@ impl<S> From<Error> for Failure<S> {
             Error::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
             other => status_of(other),
         };
-        // A 501 says what is not served; only real failures are logged and hidden.
-        if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
+        // A 501 says what is not served, a 502 or 504 which upstream failed and how; only
+        // real failures are logged and hidden.
+        let said = matches!(error, Error::Unsupported { .. } | Error::Upstream { .. });
+        if status.is_server_error() && !said {
             let reference = log_server_error(&error);
             let mut failure = Failure::new(status, server_error_message(&reference));
             failure.headers = vec![(REQUEST_ID, HeaderValue::from_str(&reference).expect("hex"))];

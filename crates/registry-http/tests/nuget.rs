@@ -892,12 +892,22 @@ async fn repository_settings_apply_to_nuget_pushes() {
     };
     assert!(
         packages
-            .configure_repository("feed", &rules, &protected("Corp\\..*"))
+            .configure_repository(
+                "feed",
+                &rules,
+                registry_core::RepositoryKind::Hosted,
+                &protected("Corp\\..*")
+            )
             .await
             .is_err()
     );
     packages
-        .configure_repository("feed", &rules, &protected("corp\\..*"))
+        .configure_repository(
+            "feed",
+            &rules,
+            registry_core::RepositoryKind::Hosted,
+            &protected("corp\\..*"),
+        )
         .await
         .unwrap();
     let app = registry_http::nuget::router(packages, Some(Auth::basic("test", Arc::new(users))));

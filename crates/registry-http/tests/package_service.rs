@@ -155,7 +155,7 @@ async fn protection_is_checked_inside_every_mutation() {
         ..RepositorySettings::default()
     };
     packages
-        .configure_repository("js", &Npm, &settings)
+        .configure_repository("js", &Npm, RepositoryKind::Hosted, &settings)
         .await
         .unwrap();
     let developer = Some(Role::Developer);
@@ -423,7 +423,7 @@ async fn protection_rules_hold_for_every_spelling_of_a_name() {
     // PyPI compares names in their PEP 503 form: a pattern no stored name can match is refused.
     for unmatchable in ["Django.*", "django_rest.*", "zope\\.interface"] {
         let refused = packages
-            .configure_repository("py", &Pypi, &rule(unmatchable))
+            .configure_repository("py", &Pypi, RepositoryKind::Hosted, &rule(unmatchable))
             .await;
         assert!(
             matches!(refused, Err(Error::PackageInvalid { .. })),
@@ -431,7 +431,7 @@ async fn protection_rules_hold_for_every_spelling_of_a_name() {
         );
     }
     packages
-        .configure_repository("py", &Pypi, &rule("django.*"))
+        .configure_repository("py", &Pypi, RepositoryKind::Hosted, &rule("django.*"))
         .await
         .unwrap();
     let maintainer = Some(Role::Maintainer);

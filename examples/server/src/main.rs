@@ -337,11 +337,27 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     )
     .with_limits(config.package_limits())
     .with_create_on_publish(config.create_repositories_on_publish);
-    for configured in &config.package_repositories {
+    let external = config.external_url()?;
+    // Virtual repositories last: their members must exist first.
+    let mut configured_repositories: Vec<_> = config.package_repositories.iter().collect();
+    configured_repositories.sort_by_key(|r| r.kind == registry_core::RepositoryKind::Virtual);
+    for configured in configured_repositories {
         let name = configured
             .name
             .as_deref()
             .ok_or("[[package_repositories]] entries need a name")?;
+        let settings = configured.settings();
+        if let Some(upstream) = &settings.upstream {
+            let own: Vec<&str> = external.iter().map(|u| u.as_str()).collect();
+            if registry_http::upstream::points_at(upstream, &own, Some(listen.port())) {
+                return Err(format!(
+                    "[[package_repositories]] {name}: upstream {} points at this registry \
+                     itself",
+                    upstream.url
+                )
+                .into());
+            }
+        }
         packages
             .configure_repository(
                 name,
@@ -352,7 +368,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                         configured.format
                     )
                 })?,
-                &configured.settings(),
+                configured.kind,
+                &settings,
             )
             .await
             .map_err(|e| format!("[[package_repositories]] {name}: {e}"))?;
@@ -362,7 +379,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(auth) = auth {
         application = application.auth(auth);
     }
-    if let Some(url) = config.external_url()? {
+    if let Some(url) = external {
         application = application.external_url(url);
     }
     if let Some(signer) = config.download_signer()? {

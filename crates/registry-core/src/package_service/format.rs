@@ -5,7 +5,8 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use crate::error::Result;
-use crate::package::{PackageFormat, PublishMode};
+use crate::package::{Package, PackageFormat, PublishMode};
+use crate::proxy::RemoteFile;
 use crate::rules::NameRegex;
 
 /// The digests computed as a file streams in, besides the SHA-256 the blob store keys it by.
@@ -71,4 +72,55 @@ pub trait FormatRules: fmt::Debug + Send + Sync + 'static {
 
     /// The digests to compute while a file is stored.
     fn extra_digests(&self) -> ExtraDigests;
+
+    /// How the format reads an upstream registry, for proxy repositories; `None` (the
+    /// default) when it has none.
+    fn upstream(&self) -> Option<&dyn UpstreamFormat> {
+        None
+    }
+}
+
+/// How a format reads an upstream registry: where a package's metadata document is, and what
+/// it says — the versions as this registry's model holds them (so every format's renderers,
+/// virtual repositories and filters work on proxied packages unchanged) and the files with
+/// the digests they must have.
+pub trait UpstreamFormat: Send + Sync {
+    /// The path, below the upstream's base URL, of the metadata document of the package
+    /// stored as `key` (percent-encoded where the protocol asks).
+    fn metadata_path(&self, key: &str) -> String;
+
+    /// A path below the upstream's base URL that it answers cheaply, for connection tests
+    /// (its base URL itself by default).
+    fn probe_path(&self) -> &'static str {
+        ""
+    }
+
+    /// The `Accept` header metadata requests send.
+    fn metadata_accept(&self) -> &'static str {
+        "application/json"
+    }
+
+    /// The largest metadata document accepted (64 MiB by default: the largest npm packuments
+    /// are tens of megabytes).
+    fn max_metadata_size(&self) -> u64 {
+        64 << 20
+    }
+
+    /// Reads the metadata document of the package stored as `key`, fetched from the upstream
+    /// at `base` (its URL without a trailing `/`). Versions and tags the document holds but
+    /// the format refuses are left out; a document that is not one at all, or names another
+    /// package, is refused.
+    ///
+    /// Errors: [`crate::Error::PackageInvalid`] saying what is wrong with the document.
+    fn parse_metadata(&self, key: &str, document: &[u8], base: &str) -> Result<UpstreamPackage>;
+}
+
+/// What an upstream's metadata document says about a package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamPackage {
+    /// The package as the model holds it: versions with their documents and the upstream's
+    /// publish times, tags. Files appear where the document gives their SHA-256 and size.
+    pub package: Package,
+    /// Every file the document declares, with where to fetch it and its digest.
+    pub files: Vec<RemoteFile>,
 }

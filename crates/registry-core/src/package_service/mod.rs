@@ -10,16 +10,20 @@
 //! protection rules do not apply; authorization itself (may this caller pull, push, delete
 //! here) is decided before, at the edge, by the `Authorizer`.
 //!
-//! Repositories are resolved by kind: hosted repositories are read from and written to the
-//! metadata store; proxy and virtual repositories are refused until they are served, here and
-//! nowhere else.
+//! Repositories are resolved by kind, here and nowhere else: hosted repositories are read
+//! from and written to the metadata store; proxy repositories are read through their upstream
+//! and its cache (`proxy`); virtual repositories read their members in order and publish to
+//! their designated hosted member (`virtual_repository`).
 
 mod files;
 mod format;
 mod operations;
+mod proxy;
+mod virtual_repository;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::blob::BlobStore;
 use crate::error::{Error, Result};
@@ -31,8 +35,9 @@ use crate::token::TokenStore;
 use crate::values::{Page, Timestamp};
 
 pub use files::{BlobReader, StoredFile};
-pub use format::{ExtraDigests, FormatRules};
+pub use format::{ExtraDigests, FormatRules, UpstreamFormat, UpstreamPackage};
 pub use operations::Release;
+pub use proxy::{ProxyReport, StaleServe, UpstreamCheck, observe_proxy};
 
 /// Limits on what package clients send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,16 +70,30 @@ pub struct Packages {
     /// Format and kind of repositories seen, so reads resolve them without a query: neither
     /// ever changes and repositories are not deleted, so an entry is never stale.
     known: Arc<Mutex<HashMap<String, (PackageFormat, RepositoryKind)>>>,
+    /// Proxy and virtual repositories with their settings (upstream, members), read again
+    /// after [`SETTINGS_TTL`] so a change made through another instance is seen.
+    configured: Arc<Mutex<HashMap<String, (Instant, Arc<PackageRepository>)>>>,
+    /// Fetches from proxy repositories' upstreams (none: proxy reads fail).
+    upstream: Option<Arc<dyn crate::proxy::Upstream>>,
+    /// What proxy reads share: fetches in flight, parsed documents, download counts.
+    proxy: Arc<proxy::ProxyState>,
 }
+
+/// How long the settings of a proxy or virtual repository are used before they are read again.
+const SETTINGS_TTL: Duration = Duration::from_secs(2);
 
 /// The most repositories remembered; past it, lookups go to the store.
 const MAX_KNOWN_REPOSITORIES: usize = 10_000;
 
 /// Where a request for a repository goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Source {
     /// A hosted repository (or none yet: reads find nothing).
     Hosted,
+    /// A proxy repository.
+    Proxy(Arc<PackageRepository>),
+    /// A virtual repository.
+    Virtual(Arc<PackageRepository>),
 }
 
 impl Packages {
@@ -86,7 +105,21 @@ impl Packages {
             limits: PackageLimits::default(),
             create_on_publish: true,
             known: Arc::default(),
+            configured: Arc::default(),
+            upstream: None,
+            proxy: Arc::default(),
         }
+    }
+
+    /// Whether something fetches from upstreams ([`Packages::with_upstream`]).
+    pub fn has_upstream(&self) -> bool {
+        self.upstream.is_some()
+    }
+
+    /// Sets what fetches from proxy repositories' upstreams.
+    pub fn with_upstream(mut self, upstream: Arc<dyn crate::proxy::Upstream>) -> Self {
+        self.upstream = Some(upstream);
+        self
     }
 
     /// Whether a publish to a repository that does not exist creates it (hosted, default
@@ -128,17 +161,22 @@ impl Packages {
         self.metadata.list_package_repositories(page).await
     }
 
-    /// Creates a hosted repository of the format `rules` describe, or replaces the settings
-    /// of the one of that name; refuses name patterns the format cannot match
-    /// ([`FormatRules::check_name_pattern`]) and a change of format
+    /// Creates a repository of the format `rules` describe and of `kind`, or replaces the
+    /// settings of the one of that name; refuses name patterns the format cannot match
+    /// ([`FormatRules::check_name_pattern`]), settings that do not fit the kind
+    /// ([`RepositorySettings::validate`]), a proxy of a format without upstreams, members that
+    /// do not exist, hold another format or are virtual themselves, a `publish_to` member that
+    /// is not hosted ([`Error::PolicyInvalid`]), and a change of format or kind
     /// ([`Error::PackageConflict`]).
     pub async fn configure_repository(
         &self,
         name: &str,
         rules: &dyn FormatRules,
+        kind: RepositoryKind,
         settings: &RepositorySettings,
     ) -> Result<PackageRepository> {
-        settings.validate()?;
+        check_repository_name(name)?;
+        settings.validate(kind)?;
         for pattern in settings
             .protection
             .iter()
@@ -148,11 +186,72 @@ impl Packages {
             rules.check_name_pattern(pattern)?;
         }
         let format = rules.format();
-        let mut repository = self.hosted_repository(name, format, true).await?;
+        let invalid = |reason: String| Err(Error::PolicyInvalid { reason });
+        if kind == RepositoryKind::Proxy && rules.upstream().is_none() {
+            return invalid(format!("{format} repositories cannot be proxies"));
+        }
+        for member in &settings.members {
+            let found = match self.repository(member).await? {
+                Some(_) if member == name => {
+                    return invalid(format!("{name} cannot be a member of itself"));
+                }
+                Some(found) => found,
+                None => return invalid(format!("member {member} does not exist")),
+            };
+            if found.format != format {
+                return invalid(format!(
+                    "member {member} holds {} packages, not {format}",
+                    found.format
+                ));
+            }
+            if found.kind == RepositoryKind::Virtual {
+                return invalid(format!(
+                    "member {member} is virtual; members are hosted or proxy repositories"
+                ));
+            }
+            if settings.publish_to.as_deref() == Some(member)
+                && found.kind != RepositoryKind::Hosted
+            {
+                return invalid(format!(
+                    "publish_to names {member}, a {} repository; publishes go to a hosted one",
+                    found.kind.as_str()
+                ));
+            }
+        }
+        let mut repository = match self.repository(name).await? {
+            Some(found) => found,
+            None => {
+                let created = self
+                    .metadata
+                    .ensure_package_repository(&PackageRepository {
+                        name: name.to_owned(),
+                        format,
+                        kind,
+                        settings: settings.clone(),
+                        created_at: Timestamp::now(),
+                    })
+                    .await?;
+                self.remember(&created);
+                created
+            }
+        };
+        if repository.format != format || repository.kind != kind {
+            return Err(Error::PackageConflict {
+                reason: format!(
+                    "repository {name} is a {} {} repository; format and kind never change",
+                    repository.kind.as_str(),
+                    repository.format
+                ),
+            });
+        }
         self.metadata
             .set_package_repository_settings(name, settings)
             .await?;
         repository.settings = settings.clone();
+        self.configured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         Ok(repository)
     }
 
@@ -210,10 +309,24 @@ impl Packages {
                 ),
             });
         }
-        if repository.kind != RepositoryKind::Hosted {
-            return Err(unserved(&repository.name, repository.kind));
+        match repository.kind {
+            RepositoryKind::Hosted => Ok(repository),
+            RepositoryKind::Virtual => match &repository.settings.publish_to {
+                Some(target) => Box::pin(self.hosted_repository(target, format, false)).await,
+                None => Err(Error::PackageConflict {
+                    reason: format!(
+                        "virtual repository {name} takes no publishes: it names no publish_to \
+                         member; publish to one of its hosted members"
+                    ),
+                }),
+            },
+            kind => Err(Error::PackageConflict {
+                reason: format!(
+                    "{} repository {name} takes no publishes: it is read from its upstream",
+                    kind.as_str()
+                ),
+            }),
         }
-        Ok(repository)
     }
 
     /// Where reads of `name` as `format` go. A repository of another format reads as absent
@@ -235,8 +348,43 @@ impl Packages {
                 what: format!("{format} repository {name}"),
             }),
             Some((_, RepositoryKind::Hosted)) => Ok(Source::Hosted),
-            Some((_, kind)) => Err(unserved(name, kind)),
+            Some((_, kind)) => {
+                let repository = self.configured(name).await?;
+                Ok(match kind {
+                    RepositoryKind::Proxy => Source::Proxy(repository),
+                    _ => Source::Virtual(repository),
+                })
+            }
         }
+    }
+
+    /// A proxy or virtual repository with its current settings (read again after
+    /// [`SETTINGS_TTL`]).
+    async fn configured(&self, name: &str) -> Result<Arc<PackageRepository>> {
+        let cached = self
+            .configured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .filter(|(read, _)| read.elapsed() < SETTINGS_TTL)
+            .map(|(_, repository)| Arc::clone(repository));
+        if let Some(repository) = cached {
+            return Ok(repository);
+        }
+        let repository =
+            Arc::new(
+                self.repository(name)
+                    .await?
+                    .ok_or_else(|| Error::PackageUnknown {
+                        what: format!("repository {name}"),
+                    })?,
+            );
+        let mut configured = self.configured.lock().unwrap_or_else(|p| p.into_inner());
+        if configured.len() >= MAX_KNOWN_REPOSITORIES {
+            configured.clear();
+        }
+        configured.insert(name.to_owned(), (Instant::now(), Arc::clone(&repository)));
+        Ok(repository)
     }
 
     /// Checks that a repository read through a format's API is not another format's (see
@@ -256,9 +404,13 @@ impl Packages {
     }
 }
 
-/// The refusal of a repository kind not served yet.
-fn unserved(name: &str, kind: RepositoryKind) -> Error {
-    Error::Unsupported {
-        what: format!("{} repositories ({name})", kind.as_str()),
+/// The refusal of a change to a repository whose packages are not its own (proxy, virtual).
+fn unchangeable(name: &str, kind: RepositoryKind) -> Error {
+    Error::PackageConflict {
+        reason: format!(
+            "{} repository {name} cannot be changed through; change its packages where they are \
+             published",
+            kind.as_str()
+        ),
     }
 }

@@ -31,17 +31,25 @@ pub struct Release {
 impl Packages {
     /// A package with its versions (in the format's version order), files and tags; `None`
     /// when the repository or the package does not exist, or the name is not one the format
-    /// allows.
+    /// allows. A proxy repository answers what its upstream has (cached); a virtual one its
+    /// members' (see `virtual_repository`).
     pub async fn package(
         &self,
         rules: &dyn FormatRules,
         repository: &str,
         name: &str,
     ) -> Result<Option<Package>> {
-        let Some(key) = self.read_key(rules, repository, name).await? else {
+        let Some((source, key)) = self.read_key(rules, repository, name).await? else {
             return Ok(None);
         };
-        let mut package = self.metadata.package(repository, &key).await?;
+        let mut package = match source {
+            Source::Hosted => self.metadata.package(repository, &key).await?,
+            Source::Proxy(found) => self
+                .upstream_package(rules, &found, &key)
+                .await?
+                .map(|p| p.package.clone()),
+            Source::Virtual(found) => self.virtual_package(rules, &found, &key).await?,
+        };
         if let Some(package) = &mut package {
             let versions = std::mem::take(&mut package.versions);
             package.versions = merge_sort(versions, &|a, b| {
@@ -59,10 +67,17 @@ impl Packages {
         repository: &str,
         name: &str,
     ) -> Result<Option<String>> {
-        let Some(key) = self.read_key(rules, repository, name).await? else {
+        let Some((source, key)) = self.read_key(rules, repository, name).await? else {
             return Ok(None);
         };
-        self.metadata.package_revision(repository, &key).await
+        match source {
+            Source::Hosted => self.metadata.package_revision(repository, &key).await,
+            Source::Proxy(found) => Ok(self
+                .upstream_package(rules, &found, &key)
+                .await?
+                .map(|p| p.package.revision.clone())),
+            Source::Virtual(found) => self.virtual_package_revision(rules, &found, &key).await,
+        }
     }
 
     /// The repository's revision: it changes whenever one of its packages does, so pages that
@@ -73,12 +88,17 @@ impl Packages {
         rules: &dyn FormatRules,
         repository: &str,
     ) -> Result<Option<u64>> {
-        let Source::Hosted = self.source(repository, rules.format()).await?;
-        self.metadata.repository_revision(repository).await
+        match self.source(repository, rules.format()).await? {
+            Source::Hosted => self.metadata.repository_revision(repository).await,
+            // Proxies list nothing (upstreams are not enumerated).
+            Source::Proxy(_) => Ok(Some(0)),
+            Source::Virtual(found) => Ok(Some(self.virtual_revision(&found).await?)),
+        }
     }
 
     /// One file of a package — of `version`, or of whichever version has it when `None` —
-    /// with the version it belongs to.
+    /// with the version it belongs to. Through a proxy repository, a file not cached yet is
+    /// fetched from the upstream and verified first.
     pub async fn file(
         &self,
         rules: &dyn FormatRules,
@@ -87,19 +107,43 @@ impl Packages {
         version: Option<&str>,
         file: &str,
     ) -> Result<Option<(String, PackageFile)>> {
-        let Some(key) = self.read_key(rules, repository, name).await? else {
+        let Some((source, key)) = self.read_key(rules, repository, name).await? else {
             return Ok(None);
         };
         let version = match version.map(|v| rules.version_key(v)).transpose() {
             Ok(version) => version,
             Err(_) => return Ok(None),
         };
-        self.metadata
-            .package_file(repository, &key, version.as_deref(), file)
-            .await
+        match source {
+            Source::Hosted => {
+                self.metadata
+                    .package_file(repository, &key, version.as_deref(), file)
+                    .await
+            }
+            Source::Proxy(found) => {
+                let Some(package) = self.upstream_package(rules, &found, &key).await? else {
+                    return Ok(None);
+                };
+                let Some(remote) = package
+                    .files
+                    .iter()
+                    .find(|f| f.name == file && version.as_deref().is_none_or(|v| f.version == v))
+                else {
+                    return Ok(None);
+                };
+                let stored = self.upstream_file(rules, &found, remote).await?;
+                Ok(Some((remote.version.clone(), stored)))
+            }
+            Source::Virtual(found) => {
+                self.virtual_file(rules, &found, &key, version.as_deref(), file)
+                    .await
+            }
+        }
     }
 
     /// Packages whose name contains `contains` (all when `None`), by name, one page at a time.
+    /// A proxy repository lists nothing (its upstream is not enumerated); a virtual one lists
+    /// its hosted members' packages.
     pub async fn list_packages(
         &self,
         rules: &dyn FormatRules,
@@ -107,21 +151,35 @@ impl Packages {
         contains: Option<&str>,
         page: &Page,
     ) -> Result<Vec<PackageSummary>> {
-        let Source::Hosted = self.source(repository, rules.format()).await?;
-        self.metadata
-            .list_packages(repository, contains, page)
-            .await
+        match self.source(repository, rules.format()).await? {
+            Source::Hosted => {
+                self.metadata
+                    .list_packages(repository, contains, page)
+                    .await
+            }
+            Source::Proxy(_) => Ok(Vec::new()),
+            Source::Virtual(found) => self.virtual_list(&found, contains, page).await,
+        }
     }
 
-    /// The names packages are stored under, by name, one page at a time.
+    /// The names packages are stored under, by name, one page at a time (see
+    /// [`Packages::list_packages`] for proxy and virtual repositories).
     pub async fn package_names(
         &self,
         rules: &dyn FormatRules,
         repository: &str,
         page: &Page,
     ) -> Result<Vec<String>> {
-        let Source::Hosted = self.source(repository, rules.format()).await?;
-        self.metadata.list_package_names(repository, page).await
+        match self.source(repository, rules.format()).await? {
+            Source::Hosted => self.metadata.list_package_names(repository, page).await,
+            Source::Proxy(_) => Ok(Vec::new()),
+            Source::Virtual(found) => Ok(self
+                .virtual_list(&found, None, page)
+                .await?
+                .into_iter()
+                .map(|s| s.name)
+                .collect()),
+        }
     }
 
     /// Checks, before a request's body is read, that a caller of `role` may perform `action`
@@ -423,9 +481,9 @@ impl Packages {
         rules: &dyn FormatRules,
         repository: &str,
         name: &str,
-    ) -> Result<Option<String>> {
-        let Source::Hosted = self.source(repository, rules.format()).await?;
-        Ok(rules.package_key(name).ok())
+    ) -> Result<Option<(Source, String)>> {
+        let source = self.source(repository, rules.format()).await?;
+        Ok(rules.package_key(name).ok().map(|key| (source, key)))
     }
 
     /// The repository a change applies to: `None` when it does not exist. One of another
@@ -456,7 +514,7 @@ impl Packages {
             });
         }
         if found.kind != RepositoryKind::Hosted {
-            return Err(super::unserved(repository, found.kind));
+            return Err(super::unchangeable(repository, found.kind));
         }
         Ok(Some(found))
     }
@@ -480,7 +538,8 @@ impl Packages {
         Ok(Some(key))
     }
 
-    /// Opens a stored file of a repository for reading (the whole file, or a range).
+    /// Opens a file of a repository ([`Packages::file`]) for reading (the whole file, or a
+    /// range).
     pub async fn read(
         &self,
         rules: &dyn FormatRules,
@@ -488,7 +547,8 @@ impl Packages {
         blob: &BlobRef,
         range: Option<ByteRange>,
     ) -> Result<BlobRead> {
-        let Source::Hosted = self.source(repository, rules.format()).await?;
+        // Every kind keeps its files in the shared blob store.
+        self.source(repository, rules.format()).await?;
         self.blobs.read(&blob.digest, range).await
     }
 }

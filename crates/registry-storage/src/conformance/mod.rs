@@ -35,6 +35,7 @@ mod collection;
 mod content;
 mod packages;
 mod policy;
+mod proxy;
 mod review;
 mod tokens;
 mod uploads;
@@ -53,6 +54,7 @@ pub use packages::{
     metadata_attach_files, metadata_package_update, metadata_packages, metadata_repository_revision,
 };
 pub use policy::metadata_policies;
+pub use proxy::metadata_proxy_cache;
 pub use review::metadata_review_queue;
 pub use tokens::metadata_tokens;
 pub use uploads::metadata_uploads;
@@ -194,4 +196,5 @@ where
     metadata_repository_revision(fresh().await).await;
     metadata_attach_files(fresh().await).await;
     metadata_tokens(fresh().await).await;
+    metadata_proxy_cache(fresh().await).await;
 }

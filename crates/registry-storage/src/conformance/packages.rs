@@ -76,8 +76,7 @@ pub async fn metadata_packages(store: SharedMetadataStore) {
     assert_eq!(names, ["npm-hosted", "pypi-hosted"]);
     let settings = RepositorySettings {
         allow_duplicates: true,
-        duplicate_exceptions: None,
-        protection: Vec::new(),
+        ..RepositorySettings::default()
     };
     store
         .set_package_repository_settings("pypi-hosted", &settings)

@@ -5,7 +5,7 @@
 //!
 //! `mod.rs` holds the metadata store and the state its parts share; each metadata trait is
 //! implemented in a file of its own (`content`, `uploads`, `review`, `collection`, `policy`,
-//! `packages`, `tokens`), and the blob store lives in `blobs`.
+//! `packages`, `proxy`, `tokens`), and the blob store lives in `blobs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +22,7 @@ mod collection;
 mod content;
 mod packages;
 mod policy;
+mod proxy;
 mod review;
 mod tokens;
 mod uploads;
@@ -84,6 +85,8 @@ struct MetaState {
     packages: packages::PackageState,
     /// Personal access tokens by id.
     tokens: HashMap<String, registry_core::TokenRecord>,
+    /// Proxy repositories' cache entries.
+    proxy: proxy::ProxyState,
 }
 
 #[derive(Debug)]
@@ -157,11 +160,11 @@ struct StoredManifest {
 }
 
 impl MetaState {
-    /// Whether anything besides a manifest holds a blob: package files and their sidecars. The
-    /// one place a new holder (a proxy cache, a quarantine) joins, as in the SQL stores; the
-    /// collector's claim and the sweep both ask it.
+    /// Whether anything besides a manifest holds a blob: package files and their sidecars,
+    /// proxy cache entries. The one place a new holder (a quarantine) joins, as in the SQL
+    /// stores; the collector's claim and the sweep both ask it.
     fn held_beyond_manifests(&self, digest: &Digest) -> bool {
-        self.packages.references(digest)
+        self.packages.references(digest) || self.proxy.references(digest)
     }
 
     fn queue(&mut self, target: ReviewTarget, event: ReviewEvent, due_at: Timestamp) {

@@ -25,6 +25,7 @@ mod collection;
 mod content;
 mod packages;
 mod policy;
+mod proxy;
 mod review;
 mod tokens;
 mod uploads;
@@ -67,11 +68,11 @@ async fn outside_transaction(conn: &mut AnyConnection) -> std::result::Result<bo
     Ok(depth(conn) == 0)
 }
 
-/// Whether anything besides a manifest holds a blob (`$1`): package files and their sidecars.
-/// The one place a new referencing table (a proxy cache, a quarantine) joins: the collector's
-/// claim and the sweep both ask it.
-pub(crate) const HELD_BEYOND_MANIFESTS: &str =
-    "SELECT 1 FROM package_files WHERE blob_digest = $1 OR sidecar_digest = $1";
+/// Whether anything besides a manifest holds a blob (`$1`): package files and their sidecars,
+/// proxy cache entries. The one place a new referencing table (a quarantine) joins: the
+/// collector's claim and the sweep both ask it.
+pub(crate) const HELD_BEYOND_MANIFESTS: &str = "SELECT 1 FROM package_files WHERE blob_digest = $1 OR sidecar_digest = $1 \
+     UNION ALL SELECT 1 FROM proxy_cache WHERE blob_digest = $1";
 
 fn db_error(e: sqlx::Error) -> Error {
     // A full disk is said as one (`io::ErrorKind::StorageFull`), whichever database reports

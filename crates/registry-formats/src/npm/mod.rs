@@ -7,6 +7,10 @@
 //! `dist.integrity`, and which is a gzip tar (expanded size bounded, no absolute or `..` paths)
 //! whose `package.json` names the same package and version.
 
+mod upstream;
+
+pub use upstream::{packument_path, read_packument};
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::{Duration, UNIX_EPOCH};
@@ -760,5 +764,9 @@ impl registry_core::FormatRules for Npm {
 
     fn extra_digests(&self) -> registry_core::ExtraDigests {
         registry_core::ExtraDigests::default()
+    }
+
+    fn upstream(&self) -> Option<&dyn registry_core::UpstreamFormat> {
+        Some(self)
     }
 }

@@ -1,0 +1,378 @@
+//! Proxy and virtual package repositories: what an upstream is, what is cached from it, and
+//! the two traits behind them — [`Upstream`] (fetching, implemented at the HTTP edge) and
+//! [`ProxyCache`] (the cache's records, implemented by each metadata store).
+//!
+//! A proxy repository caches one upstream registry. Its **metadata** (an npm packument, a
+//! simple page…) is mutable: it is kept as a blob with the upstream's validators (`ETag`,
+//! `Last-Modified`) and revalidated once its validity has passed. Its **files** are immutable:
+//! each is fetched once, verified against the digest the upstream's metadata declares, and
+//! kept in the shared blob store. An upstream that answers `404` is remembered for a short
+//! while (a **negative** entry), so a flood of misses does not become a flood upstream.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::blob::ByteStream;
+use crate::error::{Error, Result};
+use crate::package::BlobRef;
+use crate::values::{Page, Timestamp};
+
+/// How a proxy repository reaches its upstream.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// The upstream's base URL (`https://registry.npmjs.org`, `http://127.0.0.1:4873/npm/x`):
+    /// `http` or `https`, no query, no fragment, no credentials in it.
+    pub url: String,
+    /// A user name for Basic authentication at the upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The password (with `username`) or bearer token (without) for the upstream. Never shown
+    /// by the admin API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// A PEM file of certificates to trust for the upstream's TLS, besides the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// How long fetched metadata is used before it is revalidated (default 300 s).
+    #[serde(default = "default_metadata_ttl")]
+    pub metadata_ttl_seconds: u64,
+    /// How long an upstream's `404` is remembered (default 60 s).
+    #[serde(default = "default_not_found_ttl")]
+    pub not_found_ttl_seconds: u64,
+    /// How long one upstream request may take, from connecting to the last byte of metadata,
+    /// or between two bytes of a file (default 30 s).
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_metadata_ttl() -> u64 {
+    300
+}
+
+fn default_not_found_ttl() -> u64 {
+    60
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+/// The longest validity or timeout accepted (a year).
+const MAX_SECONDS: u64 = 365 * 24 * 3600;
+
+impl fmt::Debug for UpstreamSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamSettings")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .field("ca_file", &self.ca_file)
+            .field("metadata_ttl_seconds", &self.metadata_ttl_seconds)
+            .field("not_found_ttl_seconds", &self.not_found_ttl_seconds)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .finish()
+    }
+}
+
+impl UpstreamSettings {
+    /// Settings for an upstream at `url` with the default validity and timeouts.
+    pub fn new(url: impl Into<String>) -> Self {
+        UpstreamSettings {
+            url: url.into(),
+            username: None,
+            password: None,
+            ca_file: None,
+            metadata_ttl_seconds: default_metadata_ttl(),
+            not_found_ttl_seconds: default_not_found_ttl(),
+            timeout_seconds: default_timeout(),
+        }
+    }
+
+    /// Checks the URL and the durations.
+    ///
+    /// Errors: [`Error::PolicyInvalid`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |reason: String| Err(Error::PolicyInvalid { reason });
+        let url = self.url.as_str();
+        let Some(rest) = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+        else {
+            return invalid(format!(
+                "upstream URL {url:?} must start with http:// or https://"
+            ));
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty()
+            || authority.contains('@')
+            || url.contains(['?', '#'])
+            || url.chars().any(|c| c.is_whitespace() || c.is_control())
+            || url.len() > 2048
+        {
+            return invalid(format!(
+                "upstream URL {url:?} must name a host, with no credentials, query or fragment \
+                 (credentials go in username and password)"
+            ));
+        }
+        for (field, value) in [
+            ("metadata_ttl_seconds", self.metadata_ttl_seconds),
+            ("not_found_ttl_seconds", self.not_found_ttl_seconds),
+            ("timeout_seconds", self.timeout_seconds),
+        ] {
+            if value > MAX_SECONDS {
+                return invalid(format!(
+                    "{field} is {value}; at most {MAX_SECONDS} is accepted"
+                ));
+            }
+        }
+        if self.timeout_seconds == 0 {
+            return invalid("timeout_seconds must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The base URL without its trailing `/`.
+    pub fn base(&self) -> &str {
+        self.url.trim_end_matches('/')
+    }
+
+    /// The scheme, host and port of the base URL (`http://127.0.0.1:4873`).
+    pub fn origin(&self) -> &str {
+        origin(self.base())
+    }
+
+    /// How long fetched metadata is fresh.
+    pub fn metadata_ttl(&self) -> Duration {
+        Duration::from_secs(self.metadata_ttl_seconds)
+    }
+
+    /// How long a `404` is remembered.
+    pub fn not_found_ttl(&self) -> Duration {
+        Duration::from_secs(self.not_found_ttl_seconds)
+    }
+
+    /// How long one request may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_seconds)
+    }
+}
+
+/// The scheme, host and port of an absolute URL (the URL itself when it has no path).
+pub fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(slash) => &url[..after_scheme + slash],
+        None => url,
+    }
+}
+
+/// A digest the upstream's metadata declares for a file, checked when the file arrives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeclaredDigest {
+    /// SHA-256, hex (PyPI, NuGet via catalog, OCI).
+    Sha256(String),
+    /// SHA-512, hex (npm `integrity`, NuGet `packageHash`).
+    Sha512(String),
+    /// SHA-1, hex (npm `shasum` of old packages, Maven `.sha1`): weak, used only when the
+    /// upstream declares nothing stronger.
+    Sha1(String),
+}
+
+impl DeclaredDigest {
+    /// The algorithm's name.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            DeclaredDigest::Sha256(_) => "sha256",
+            DeclaredDigest::Sha512(_) => "sha512",
+            DeclaredDigest::Sha1(_) => "sha1",
+        }
+    }
+
+    /// The declared value (lowercase hex).
+    pub fn hex(&self) -> &str {
+        match self {
+            DeclaredDigest::Sha256(h) | DeclaredDigest::Sha512(h) | DeclaredDigest::Sha1(h) => h,
+        }
+    }
+}
+
+/// A file an upstream's metadata declares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteFile {
+    /// The version it belongs to (as stored: the format's version key).
+    pub version: String,
+    /// Its name as this registry serves it.
+    pub name: String,
+    /// Where the upstream serves it: an absolute URL on the upstream's origin.
+    pub url: String,
+    /// The digest it must have.
+    pub digest: DeclaredDigest,
+}
+
+/// What a fetch sends to let the upstream answer "not modified".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// The `ETag` last received.
+    pub etag: Option<String>,
+    /// The `Last-Modified` last received.
+    pub last_modified: Option<String>,
+}
+
+/// An upstream's answer.
+pub enum Fetched {
+    /// `304`: what is cached is still current.
+    NotModified,
+    /// `404` or `410`.
+    NotFound,
+    /// `200`, with the body still to be read.
+    Found {
+        /// Its validators, to revalidate with later.
+        validators: Validators,
+        /// The declared length, when given.
+        length: Option<u64>,
+        /// The body.
+        body: ByteStream,
+    },
+}
+
+impl fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fetched::NotModified => f.write_str("NotModified"),
+            Fetched::NotFound => f.write_str("NotFound"),
+            Fetched::Found {
+                validators, length, ..
+            } => f
+                .debug_struct("Found")
+                .field("validators", validators)
+                .field("length", length)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Fetches from upstream registries (implemented at the HTTP edge).
+///
+/// An implementation follows at most a few redirects within bounds, sends the settings'
+/// credentials only to the upstream's own origin, applies the settings' timeout to connecting
+/// and to the headers, and fails with [`Error::Upstream`] saying what went wrong (a refused
+/// connection, a timeout, an unexpected status, an upstream that turns out to be this
+/// registry). The body's own bounds (size, time between bytes) are the caller's to apply.
+#[async_trait]
+pub trait Upstream: fmt::Debug + Send + Sync + 'static {
+    /// `GET url` (absolute, on the upstream's origin) accepting `accept`, with `validators`.
+    async fn fetch(
+        &self,
+        upstream: &UpstreamSettings,
+        url: &str,
+        accept: &str,
+        validators: &Validators,
+    ) -> Result<Fetched>;
+}
+
+/// What a cache entry holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheEntryKind {
+    /// A metadata document, revalidated after its validity.
+    Metadata,
+    /// An immutable file, fetched once.
+    File,
+    /// The upstream answered `404`; remembered for a short while.
+    Missing,
+}
+
+impl CacheEntryKind {
+    /// The kind's name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CacheEntryKind::Metadata => "metadata",
+            CacheEntryKind::File => "file",
+            CacheEntryKind::Missing => "missing",
+        }
+    }
+
+    /// Parses a kind's name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "metadata" => CacheEntryKind::Metadata,
+            "file" => CacheEntryKind::File,
+            "missing" => CacheEntryKind::Missing,
+            _ => return None,
+        })
+    }
+}
+
+/// One cached upstream path of a proxy repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// The proxy repository.
+    pub repository: String,
+    /// The path below the upstream's base URL (`left-pad`, `left-pad/-/left-pad-1.3.0.tgz`).
+    pub path: String,
+    /// What it holds.
+    pub kind: CacheEntryKind,
+    /// The bytes (none for a [`CacheEntryKind::Missing`] entry).
+    pub blob: Option<BlobRef>,
+    /// The validators the upstream sent with it.
+    pub validators: Validators,
+    /// When the upstream last confirmed it (fetched, or answered `304`).
+    pub checked_at: Timestamp,
+    /// When it was first stored.
+    pub created_at: Timestamp,
+    /// How many times clients downloaded it (files; metadata counts reads).
+    pub downloads: u64,
+    /// When a client last downloaded it.
+    pub last_download: Option<Timestamp>,
+}
+
+/// The records of proxy repositories' caches (implemented by each metadata store).
+///
+/// A cache entry holds its blob like a package file does: the garbage collector never takes a
+/// blob an entry points at, and an entry replaced or deleted queues its blob for review.
+#[async_trait]
+pub trait ProxyCache: fmt::Debug + Send + Sync + 'static {
+    /// The entry for a path.
+    async fn cache_entry(&self, repository: &str, path: &str) -> Result<Option<CacheEntry>>;
+
+    /// Stores an entry (replacing one for the same path, whose blob is then queued for
+    /// review when it differs). The blob must exist: it is held like a published file's.
+    async fn put_cache_entry(&self, entry: &CacheEntry) -> Result<()>;
+
+    /// Records that the upstream confirmed an entry at `checked_at` (a `304`), with the
+    /// validators it sent; `false` when there is no such entry.
+    async fn confirm_cache_entry(
+        &self,
+        repository: &str,
+        path: &str,
+        validators: &Validators,
+        checked_at: Timestamp,
+    ) -> Result<bool>;
+
+    /// Adds `count` downloads to an entry, the last at `at`.
+    async fn count_cache_downloads(
+        &self,
+        repository: &str,
+        path: &str,
+        count: u64,
+        at: Timestamp,
+    ) -> Result<()>;
+
+    /// A repository's entries by path, one page at a time.
+    async fn list_cache_entries(&self, repository: &str, page: &Page) -> Result<Vec<CacheEntry>>;
+
+    /// Deletes one entry; `false` when there was none.
+    async fn delete_cache_entry(&self, repository: &str, path: &str) -> Result<bool>;
+
+    /// Deletes a repository's entries — all, or those neither downloaded nor stored since
+    /// `unused_since` — and answers how many went.
+    async fn delete_cache_entries(
+        &self,
+        repository: &str,
+        unused_since: Option<Timestamp>,
+    ) -> Result<u64>;
+}

@@ -1,0 +1,339 @@
+//! Fetching from upstream registries for proxy repositories ([`HttpUpstream`], reqwest), and
+//! the loop guard that keeps a registry from proxying itself.
+//!
+//! Every upstream request carries `Via: 1.1 registry-<instance>`; a request that arrives with
+//! this instance's own name in its `Via` has gone round a loop of proxies (an upstream URL that
+//! points at this registry, directly or through others) and is answered `508 Loop Detected`
+//! ([`refuse_loops`]) instead of asking the upstream again, forever. Configuration refuses the
+//! obvious case before that ([`points_at`]).
+//!
+//! Bounds: connecting and the response's headers within the upstream's timeout (the package
+//! service bounds the body), at most [`MAX_REDIRECTS`] redirects (a loop of them is an error),
+//! credentials sent to the upstream's own origin only (reqwest drops them on a redirect
+//! elsewhere).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use registry_core::{Error, Fetched, Result, Upstream, UpstreamSettings, Validators};
+
+/// The most redirects an upstream request follows.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// This registry instance's name in `Via` headers (random per application).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance(Arc<str>);
+
+impl Instance {
+    /// A new random name.
+    pub fn random() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Instance(format!("registry-{}", &id[..16]).into())
+    }
+
+    /// The name as it appears in `Via`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn via(&self) -> String {
+        format!("1.1 {}", self.0)
+    }
+}
+
+/// The upstream fetcher over HTTP(S).
+#[derive(Debug)]
+pub struct HttpUpstream {
+    instance: Instance,
+    /// One client per set of trusted certificates (`ca_file`), built on first use.
+    clients: Mutex<HashMap<Option<String>, reqwest::Client>>,
+}
+
+impl HttpUpstream {
+    /// A fetcher that names itself `instance` in `Via`.
+    pub fn new(instance: Instance) -> Self {
+        HttpUpstream {
+            instance,
+            clients: Mutex::default(),
+        }
+    }
+
+    fn client(&self, upstream: &UpstreamSettings) -> Result<reqwest::Client> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(&upstream.ca_file) {
+            return Ok(client.clone());
+        }
+        let failed = |reason: String| Error::Upstream {
+            upstream: upstream.base().to_owned(),
+            reason,
+            timed_out: false,
+        };
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .connect_timeout(upstream.timeout())
+            .user_agent(concat!("registry/", env!("CARGO_PKG_VERSION")))
+            .no_proxy();
+        if let Some(path) = &upstream.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| failed(format!("cannot read its ca_file {path}: {e}")))?;
+            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| failed(format!("its ca_file {path} holds no certificates: {e}")))?
+            {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| failed(format!("cannot set up a client: {e}")))?;
+        if clients.len() > 64 {
+            clients.clear();
+        }
+        clients.insert(upstream.ca_file.clone(), client.clone());
+        Ok(client)
+    }
+}
+
+#[async_trait]
+impl Upstream for HttpUpstream {
+    async fn fetch(
+        &self,
+        upstream: &UpstreamSettings,
+        url: &str,
+        accept: &str,
+        validators: &Validators,
+    ) -> Result<Fetched> {
+        let failed = |reason: String, timed_out: bool| Error::Upstream {
+            upstream: upstream.base().to_owned(),
+            reason,
+            timed_out,
+        };
+        let mut request = self
+            .client(upstream)?
+            .get(url)
+            .header(header::ACCEPT, accept)
+            .header(header::VIA, self.instance.via());
+        if let Some(etag) = &validators.etag {
+            request = request.header(header::IF_NONE_MATCH, etag);
+        }
+        if let Some(modified) = &validators.last_modified {
+            request = request.header(header::IF_MODIFIED_SINCE, modified);
+        }
+        request = match (&upstream.username, &upstream.password) {
+            (Some(user), password) => request.basic_auth(user, password.as_deref()),
+            (None, Some(token)) => request.bearer_auth(token),
+            (None, None) => request,
+        };
+        let response = request.send().await.map_err(|e| {
+            let reason = if e.is_redirect() {
+                format!("more than {MAX_REDIRECTS} redirects for {url} (a redirect loop?)")
+            } else if e.is_timeout() {
+                format!("no answer for {url} within {} s", upstream.timeout_seconds)
+            } else {
+                format!("cannot fetch {url}: {}", error_chain(&e))
+            };
+            failed(reason, e.is_timeout())
+        })?;
+        let status = response.status();
+        match status {
+            StatusCode::OK => {}
+            StatusCode::NOT_MODIFIED => return Ok(Fetched::NotModified),
+            StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(Fetched::NotFound),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(failed(
+                    format!("answered {status} for {url}: check the proxy's credentials"),
+                    false,
+                ));
+            }
+            StatusCode::LOOP_DETECTED => {
+                return Err(failed(
+                    format!(
+                        "answered {status} for {url}: the upstream leads back to this registry"
+                    ),
+                    false,
+                ));
+            }
+            other => {
+                return Err(failed(format!("answered {other} for {url}"), false));
+            }
+        }
+        let header_text = |name: header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let validators = Validators {
+            etag: header_text(header::ETAG),
+            last_modified: header_text(header::LAST_MODIFIED),
+        };
+        let length = response.content_length();
+        let origin = upstream.base().to_owned();
+        let body = response
+            .bytes_stream()
+            .map(move |chunk| {
+                chunk.map_err(|e| Error::Upstream {
+                    upstream: origin.clone(),
+                    reason: format!("the body broke off: {}", error_chain(&e)),
+                    timed_out: e.is_timeout(),
+                })
+            })
+            .boxed();
+        Ok(Fetched::Found {
+            validators,
+            length,
+            body,
+        })
+    }
+}
+
+/// An error with its causes, which say what actually failed (refused, reset, DNS).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
+/// Answers `508 Loop Detected` to a request whose `Via` names this instance: it was sent by
+/// this registry's own proxy and came back.
+pub async fn refuse_loops(
+    axum::extract::State(instance): axum::extract::State<Instance>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let looped = request
+        .headers()
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|via| {
+            via.split(',')
+                .any(|hop| hop.trim().ends_with(instance.as_str()))
+        });
+    if looped {
+        let mut response = (
+            StatusCode::LOOP_DETECTED,
+            "this request came back to the registry that sent it: a proxy repository's \
+             upstream points at this registry\n",
+        )
+            .into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
+/// Whether an upstream URL names this registry itself: its origin is `own` (an origin this
+/// registry is reached at: its external URL, or the `Host` a request came in by), or a
+/// loopback or unspecified address on `port`, the port it listens on.
+pub fn points_at(upstream: &UpstreamSettings, own: &[&str], port: Option<u16>) -> bool {
+    let origin = upstream.origin().to_ascii_lowercase();
+    let authority = origin.split_once("://").map_or("", |(_, a)| a);
+    if own.iter().any(|o| {
+        let o = o.trim_end_matches('/').to_ascii_lowercase();
+        o == origin || o.split_once("://").map_or(o.as_str(), |(_, a)| a) == authority
+    }) {
+        return true;
+    }
+    let (host, upstream_port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
+            (host, port.parse::<u16>().ok())
+        }
+        _ => (authority, None),
+    };
+    let upstream_port = upstream_port.or(if origin.starts_with("https") {
+        Some(443)
+    } else {
+        Some(80)
+    });
+    let local = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    local && port.is_some() && upstream_port == port
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_that_name_this_registry_are_recognised() {
+        let up = |url: &str| UpstreamSettings::new(url);
+        let own = ["https://registry.example", "127.0.0.1:5000"];
+        assert!(points_at(&up("https://registry.example/npm/x"), &own, None));
+        assert!(points_at(&up("http://127.0.0.1:5000/npm/x"), &own, None));
+        assert!(points_at(
+            &up("http://localhost:5000/npm/x"),
+            &[],
+            Some(5000)
+        ));
+        assert!(points_at(&up("http://[::1]:5000/npm/x"), &[], Some(5000)));
+        assert!(points_at(&up("http://0.0.0.0:80/npm/x"), &[], Some(80)));
+        assert!(points_at(&up("http://127.0.0.1/npm/x"), &[], Some(80)));
+        assert!(!points_at(
+            &up("http://127.0.0.1:5001/npm/x"),
+            &own,
+            Some(5000)
+        ));
+        assert!(!points_at(
+            &up("https://registry.npmjs.org"),
+            &own,
+            Some(443)
+        ));
+    }
+}
+
+/// Reports what a request did through proxy repositories: metadata served stale gets
+/// `Warning: 110` and `X-Registry-Stale: <upstream>` (and a log line with the reason), and
+/// `registry_proxy_events_total{event}` counts hits, misses, upstream errors and stale serves.
+pub async fn report_proxy(request: Request, next: Next) -> Response {
+    let (mut response, report) = registry_core::observe_proxy(next.run(request)).await;
+    for (event, count) in [
+        ("hit", report.hits),
+        ("miss", report.misses),
+        ("upstream_error", report.upstream_errors),
+        ("stale", report.stale.len() as u32),
+    ] {
+        if count > 0 {
+            metrics::counter!("registry_proxy_events_total", "event" => event)
+                .increment(u64::from(count));
+        }
+    }
+    if !report.stale.is_empty() {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::WARNING,
+            HeaderValue::from_static("110 registry \"Response is Stale\""),
+        );
+        for stale in &report.stale {
+            tracing::warn!(upstream = %stale.upstream, reason = %stale.reason, "served cached metadata stale");
+            if let Ok(value) = HeaderValue::from_str(&stale.upstream) {
+                headers.append(STALE_HEADER, value);
+            }
+        }
+    }
+    response
+}
+
+/// The header naming an upstream whose cached metadata a response was built from stale.
+pub const STALE_HEADER: header::HeaderName = header::HeaderName::from_static("x-registry-stale");
