@@ -197,6 +197,16 @@ impl Packages {
         let Ok(key) = rules.package_key(name) else {
             return Ok(());
         };
+        // A publish to a virtual repository is checked where it lands; one to a proxy is
+        // refused as a publish.
+        if action == Action::Push
+            && let Some(found) = self.repository(repository).await?
+            && found.kind != RepositoryKind::Hosted
+            && found.format == rules.format()
+        {
+            let target = self.publish_repository(repository, rules.format()).await?;
+            return protect(&target, &key, name, action, role);
+        }
         match self.changed_repository(rules, repository, action).await? {
             Some(found) => protect(&found, &key, name, action, role),
             None => Ok(()),

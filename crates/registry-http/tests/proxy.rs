@@ -1,0 +1,720 @@
+//! Proxy and virtual npm repositories in-process, over an upstream on loopback that behaves as
+//! asked: tarballs fetched once and verified, concurrent misses coalesced, metadata revalidated
+//! with its ETag, stale metadata served and said so when the upstream is down, 404s remembered,
+//! upstreams that lie, drip, loop or break off refused with nothing cached, hosted packages
+//! shadowing upstream ones in a virtual repository, publishes through it, the cache
+//! administered, and a registry that proxies itself caught.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use http_body_util::BodyExt;
+use registry_core::{
+    MetadataStore, OciRegistry, Packages, RepositoryKind, RepositorySettings, UpstreamSettings,
+};
+use registry_formats::npm::Npm;
+use registry_http::serve::{RunningRegistry, ServerSettings};
+use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha512};
+use tower::ServiceExt;
+
+/// What the fake upstream has been asked, and how it behaves.
+#[derive(Default)]
+struct Upstream {
+    /// Requests per path.
+    hits: Mutex<HashMap<String, u32>>,
+    /// `If-None-Match` requests answered 304.
+    not_modified: Mutex<u32>,
+    /// Tarballs are answered this much later.
+    delay_ms: Mutex<u64>,
+    /// Serve the packument of `pad` with version 1.2.0 too.
+    newer: AtomicBool,
+}
+
+fn integrity(bytes: &[u8]) -> String {
+    format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(Sha512::digest(bytes))
+    )
+}
+
+fn tarball_bytes(name: &str, version: &str) -> Vec<u8> {
+    format!("tarball of {name}@{version} ").repeat(2000).into_bytes()
+}
+
+fn packument(base: &str, name: &str, versions: &[(&str, &[u8])]) -> Value {
+    let mut all = serde_json::Map::new();
+    let mut time = serde_json::Map::new();
+    time.insert("created".into(), json!("2020-01-01T00:00:00.000Z"));
+    for (i, (version, bytes)) in versions.iter().enumerate() {
+        all.insert(
+            (*version).into(),
+            json!({
+                "name": name, "version": version,
+                "dependencies": {},
+                "dist": {
+                    "tarball": format!("{base}/{name}/-/{name}-{version}.tgz"),
+                    "integrity": integrity(bytes),
+                }
+            }),
+        );
+        time.insert(
+            (*version).into(),
+            json!(format!("2020-0{}-01T00:00:00.000Z", i + 1)),
+        );
+    }
+    let latest = versions.last().map(|v| v.0).unwrap_or_default();
+    json!({"name": name, "dist-tags": {"latest": latest}, "versions": all, "time": time})
+}
+
+fn json_reply(value: Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+async fn upstream_handler(State(state): State<Arc<Upstream>>, request: Request) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let base = format!("http://{host}");
+    let path = request.uri().path().trim_start_matches('/').to_owned();
+    *state.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let good = tarball_bytes("pad", "1.0.0");
+    let newer = tarball_bytes("pad", "1.2.0");
+    match path.as_str() {
+        "-/ping" => json_reply(json!({})).into_response(),
+        "pad" => {
+            let mut versions: Vec<(&str, &[u8])> = vec![
+                ("1.0.0", &good),
+                // Its tarball does not match: served as another version's bytes.
+                ("1.1.0", b"what 1.1.0 declares"),
+            ];
+            if state.newer.load(Ordering::SeqCst) {
+                versions.push(("1.2.0", &newer));
+            }
+            let etag = format!("\"pad-{}\"", versions.len());
+            if request
+                .headers()
+                .get(header::IF_NONE_MATCH)
+                .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+            {
+                *state.not_modified.lock().unwrap() += 1;
+                return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+            }
+            let document = packument(&base, "pad", &versions);
+            (
+                [(header::ETAG, etag)],
+                json_reply(document),
+            )
+                .into_response()
+        }
+        "pad/-/pad-1.0.0.tgz" => {
+            let delay = *state.delay_ms.lock().unwrap();
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            good.into_response()
+        }
+        "pad/-/pad-1.1.0.tgz" => good.into_response(),
+        "pad/-/pad-1.2.0.tgz" => newer.into_response(),
+        "broken" => json_reply(packument(&base, "broken", &[("1.0.0", &good)])).into_response(),
+        // Half the bytes, then the connection breaks.
+        "broken/-/broken-1.0.0.tgz" => {
+            let half = bytes::Bytes::from(good[..good.len() / 2].to_vec());
+            let stream = futures::stream::unfold(Some(half), |half| async move {
+                match half {
+                    Some(half) => Some((Ok(half), None)),
+                    None => {
+                        // Headers and half the body are out before the connection breaks.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        Some((Err(std::io::Error::other("connection reset")), None))
+                    }
+                }
+            });
+            (
+                [(header::CONTENT_LENGTH, good.len().to_string())],
+                Body::from_stream(stream),
+            )
+                .into_response()
+        }
+        "malformed" => "this is not a packument".into_response(),
+        "other-name" => json_reply(packument(&base, "pad", &[("1.0.0", &good)])).into_response(),
+        "huge" => {
+            // Declares nothing and never ends.
+            let chunk = bytes::Bytes::from(vec![b' '; 1 << 20]);
+            let stream = futures::stream::repeat_with(move || {
+                Ok::<_, std::io::Error>(chunk.clone())
+            });
+            Body::from_stream(stream).into_response()
+        }
+        "drip" => {
+            let stream = futures::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(b" ")), ()))
+            });
+            Body::from_stream(stream).into_response()
+        }
+        "loop" => (StatusCode::FOUND, [(header::LOCATION, "/loop")]).into_response(),
+        "offsite" => json_reply(json!({
+            "name": "offsite",
+            "versions": {"1.0.0": {"name": "offsite", "version": "1.0.0", "dist": {
+                "tarball": "http://192.0.2.1/offsite/-/offsite-1.0.0.tgz",
+                "integrity": integrity(&good)}}}
+        }))
+        .into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+
+async fn start_upstream() -> (RunningRegistry, Arc<Upstream>) {
+    let state = Arc::new(Upstream::default());
+    let app = Router::new()
+        .fallback(upstream_handler)
+        .with_state(Arc::clone(&state));
+    let server = RunningRegistry::serve_app(app, ServerSettings::default())
+        .await
+        .unwrap();
+    (server, state)
+}
+
+fn hits(state: &Upstream, path: &str) -> u32 {
+    state.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+}
+
+struct Proxy {
+    app: Router,
+    packages: Packages,
+    metadata: Arc<dyn MetadataStore>,
+}
+
+async fn proxy_of(upstream: &str, configure: impl FnOnce(&mut UpstreamSettings)) -> Proxy {
+    let blobs = Arc::new(MemoryBlobStore::new());
+    let metadata: Arc<dyn MetadataStore> =
+        Arc::new(MemoryMetadataStore::new().with_review_delay(Duration::ZERO));
+    let packages = Packages::new(blobs.clone(), Arc::clone(&metadata));
+    let mut settings = UpstreamSettings::new(upstream);
+    settings.timeout_seconds = 2;
+    configure(&mut settings);
+    packages
+        .configure_repository(
+            "npmjs",
+            &Npm,
+            RepositoryKind::Proxy,
+            &RepositorySettings {
+                upstream: Some(settings),
+                ..RepositorySettings::default()
+            },
+        )
+        .await
+        .unwrap();
+    let app = registry_http::app::Application::new(
+        OciRegistry::new(blobs, Arc::clone(&metadata)),
+        packages.clone(),
+    )
+    .router();
+    Proxy {
+        app,
+        packages,
+        metadata,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    bytes: bytes::Bytes,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+
+    fn message(&self) -> String {
+        let json = self.json();
+        json["error"]
+            .as_str()
+            .or(json["message"].as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| String::from_utf8_lossy(&self.bytes).into_owned())
+    }
+}
+
+async fn send(app: &Router, method: Method, uri: &str, body: Vec<u8>) -> Reply {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "registry.test")
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        bytes,
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Reply {
+    send(app, Method::GET, uri, Vec::new()).await
+}
+
+#[tokio::test]
+async fn tarballs_are_fetched_once_verified_and_served_from_the_cache() {
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+
+    let packument = get(&proxy.app, "/npm/npmjs/pad").await;
+    assert_eq!(packument.status, StatusCode::OK, "{}", packument.message());
+    let document = packument.json();
+    assert_eq!(
+        document["versions"]["1.0.0"]["dist"]["tarball"],
+        "http://registry.test/npm/npmjs/pad/-/pad-1.0.0.tgz",
+        "tarball URLs point at the proxy"
+    );
+    assert_eq!(document["dist-tags"]["latest"], "1.1.0");
+    assert_eq!(document["time"]["1.0.0"], "2020-01-01T00:00:00.000Z");
+
+    // Ten clients at once: one upstream request.
+    *upstream.delay_ms.lock().unwrap() = 300;
+    let downloads = (0..10).map(|_| get(&proxy.app, "/npm/npmjs/pad/-/pad-1.0.0.tgz"));
+    for reply in futures::future::join_all(downloads).await {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.message());
+        assert_eq!(reply.bytes, tarball_bytes("pad", "1.0.0"));
+    }
+    assert_eq!(hits(&upstream, "pad/-/pad-1.0.0.tgz"), 1, "misses coalesced");
+
+    // The upstream gone, the cached tarball is still served.
+    server.stop().await.unwrap();
+    let again = get(&proxy.app, "/npm/npmjs/pad/-/pad-1.0.0.tgz").await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.bytes, tarball_bytes("pad", "1.0.0"));
+
+    // The cache lists it with its downloads.
+    let listed = get(&proxy.app, "/api/v1/package-repositories/npmjs/cache").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.message());
+    let entries = listed.json()["entries"].as_array().unwrap().clone();
+    let paths: Vec<&str> = entries.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["pad", "pad/-/pad-1.0.0.tgz"]);
+    assert_eq!(entries[1]["downloads"], 11);
+    assert_eq!(entries[1]["kind"], "file");
+    assert_eq!(entries[1]["size"], tarball_bytes("pad", "1.0.0").len());
+}
+
+#[tokio::test]
+async fn content_that_does_not_match_its_declared_digest_is_refused_and_not_kept() {
+    let (server, _upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let reply = get(&proxy.app, "/npm/npmjs/pad/-/pad-1.1.0.tgz").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    let message = reply.message();
+    assert!(
+        message.contains(&server.host()) && message.contains("does not match the sha512"),
+        "{message}"
+    );
+    assert!(
+        proxy
+            .metadata
+            .cache_entry("npmjs", "pad/-/pad-1.1.0.tgz")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_download_broken_off_midway_stores_nothing() {
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    for attempt in 1..=2 {
+        let reply = get(&proxy.app, "/npm/npmjs/broken/-/broken-1.0.0.tgz").await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.message());
+        assert!(reply.message().contains("broke off"), "{}", reply.message());
+        assert_eq!(hits(&upstream, "broken/-/broken-1.0.0.tgz"), attempt);
+    }
+    assert!(
+        proxy
+            .metadata
+            .cache_entry("npmjs", "broken/-/broken-1.0.0.tgz")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn metadata_is_revalidated_with_its_etag_and_served_stale_when_the_upstream_is_down() {
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |s| {
+        s.metadata_ttl_seconds = 0;
+    })
+    .await;
+    let first = get(&proxy.app, "/npm/npmjs/pad").await;
+    assert_eq!(first.status, StatusCode::OK);
+    let second = get(&proxy.app, "/npm/npmjs/pad").await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert!(*upstream.not_modified.lock().unwrap() >= 1, "revalidated");
+    assert_eq!(first.bytes, second.bytes);
+    // A change upstream is seen at the next revalidation.
+    upstream.newer.store(true, Ordering::SeqCst);
+    let newer = get(&proxy.app, "/npm/npmjs/pad").await;
+    assert_eq!(newer.json()["dist-tags"]["latest"], "1.2.0");
+
+    // Down: the cached document, said to be stale; an uncached package names the upstream.
+    let host = server.host();
+    server.stop().await.unwrap();
+    let stale = get(&proxy.app, "/npm/npmjs/pad").await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert_eq!(stale.json()["dist-tags"]["latest"], "1.2.0");
+    let named = stale.headers.get("x-registry-stale").unwrap().to_str().unwrap();
+    assert_eq!(named, format!("http://{host}"));
+    assert!(stale.headers.get(header::WARNING).is_some());
+    let missing = get(&proxy.app, "/npm/npmjs/never-seen").await;
+    assert_eq!(missing.status, StatusCode::BAD_GATEWAY);
+    assert!(missing.message().contains(&host), "{}", missing.message());
+}
+
+#[tokio::test]
+async fn upstream_404s_are_remembered_for_a_while() {
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    for _ in 0..5 {
+        let reply = get(&proxy.app, "/npm/npmjs/absent").await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(hits(&upstream, "absent"), 1);
+}
+
+#[tokio::test]
+async fn upstreams_that_lie_drip_loop_or_never_end_are_refused_and_nothing_is_cached() {
+    let (server, _upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |s| {
+        s.timeout_seconds = 1;
+    })
+    .await;
+    let cases = [
+        ("malformed", StatusCode::BAD_GATEWAY, "unusable"),
+        ("other-name", StatusCode::BAD_GATEWAY, "names another package"),
+        ("huge", StatusCode::BAD_GATEWAY, "over the limit"),
+        ("drip", StatusCode::GATEWAY_TIMEOUT, "longer than 1 s"),
+        ("loop", StatusCode::BAD_GATEWAY, "redirect"),
+    ];
+    for (name, status, says) in cases {
+        let reply = get(&proxy.app, &format!("/npm/npmjs/{name}")).await;
+        assert_eq!(reply.status, status, "{name}: {}", reply.message());
+        assert!(reply.message().contains(says), "{name}: {}", reply.message());
+        assert!(
+            proxy
+                .metadata
+                .cache_entry("npmjs", name)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name} cached"
+        );
+    }
+    // Meanwhile other requests were answered: a good one still is.
+    assert_eq!(get(&proxy.app, "/npm/npmjs/pad").await.status, StatusCode::OK);
+    // A file the metadata places on another host is not fetched.
+    let offsite = get(&proxy.app, "/npm/npmjs/offsite/-/offsite-1.0.0.tgz").await;
+    assert_eq!(offsite.status, StatusCode::BAD_GATEWAY);
+    assert!(offsite.message().contains("outside the upstream"), "{}", offsite.message());
+}
+
+#[tokio::test]
+async fn a_virtual_repository_shadows_upstream_names_with_hosted_ones_and_publishes_to_its_member()
+{
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let packages = &proxy.packages;
+    packages
+        .configure_repository("internal", &Npm, RepositoryKind::Hosted, &Default::default())
+        .await
+        .unwrap();
+    let virtual_settings = RepositorySettings {
+        members: vec!["internal".into(), "npmjs".into()],
+        publish_to: Some("internal".into()),
+        ..RepositorySettings::default()
+    };
+    packages
+        .configure_repository("all", &Npm, RepositoryKind::Virtual, &virtual_settings)
+        .await
+        .unwrap();
+
+    // Only upstream: its versions.
+    let pad = get(&proxy.app, "/npm/all/pad").await;
+    assert_eq!(pad.status, StatusCode::OK, "{}", pad.message());
+    assert_eq!(pad.json()["versions"].as_object().unwrap().len(), 2);
+    let tarball = get(&proxy.app, "/npm/all/pad/-/pad-1.0.0.tgz").await;
+    assert_eq!(tarball.bytes, tarball_bytes("pad", "1.0.0"));
+
+    // Publish through the virtual repository: it lands in `internal`, and from then on the
+    // name is internal only — the upstream's versions are no longer merged in.
+    let bytes = tarball_of("pad", "9.0.0");
+    let publish = publish_body("pad", "9.0.0", &bytes);
+    let put = send(
+        &proxy.app,
+        Method::PUT,
+        "/npm/all/pad",
+        publish.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.message());
+    assert!(packages.package(&Npm, "internal", "pad").await.unwrap().is_some());
+    let shadowed = get(&proxy.app, "/npm/all/pad").await.json();
+    let versions: Vec<&String> = shadowed["versions"].as_object().unwrap().keys().collect();
+    assert_eq!(versions, ["9.0.0"]);
+    assert_eq!(
+        get(&proxy.app, "/npm/all/pad/-/pad-1.0.0.tgz").await.status,
+        StatusCode::NOT_FOUND,
+        "the upstream's files of an internal name are not served"
+    );
+    assert_eq!(
+        get(&proxy.app, "/npm/all/pad/-/pad-9.0.0.tgz").await.bytes,
+        bytes
+    );
+    let before = hits(&upstream, "pad");
+    get(&proxy.app, "/npm/all/pad").await;
+    assert_eq!(hits(&upstream, "pad"), before, "the upstream is not asked");
+
+    // Proxy repositories take no publishes, nor does a virtual one without publish_to.
+    let refused = send(
+        &proxy.app,
+        Method::PUT,
+        "/npm/npmjs/pad",
+        publish.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(refused.message().contains("takes no publishes"), "{}", refused.message());
+}
+
+#[tokio::test]
+async fn repositories_are_administered_and_misconfigurations_refused() {
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |s| {
+        s.username = Some("robot".into());
+        s.password = Some("secret".into());
+    })
+    .await;
+    let app = &proxy.app;
+    // The password is never shown, and kept when a PUT leaves it out.
+    let shown = get(app, "/api/v1/package-repositories/npmjs").await.json();
+    let upstream_settings = &shown["settings"]["upstream"];
+    assert_eq!(upstream_settings["password_set"], true);
+    assert!(upstream_settings.get("password").is_none());
+    let body = json!({"format": "npm", "kind": "proxy", "upstream": {
+        "url": format!("http://{}", server.host()), "username": "robot", "metadata_ttl_seconds": 60}});
+    let put = send(
+        app,
+        Method::PUT,
+        "/api/v1/package-repositories/npmjs",
+        body.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.message());
+    let kept = proxy.packages.repository("npmjs").await.unwrap().unwrap();
+    assert_eq!(
+        kept.settings.upstream.unwrap().password.as_deref(),
+        Some("secret")
+    );
+
+    // The connection test.
+    let test = send(app, Method::POST, "/api/v1/package-repositories/npmjs/test", Vec::new()).await;
+    assert_eq!(test.status, StatusCode::OK, "{}", test.message());
+    assert_eq!(test.json()["reachable"], true);
+    assert_eq!(hits(&upstream, "-/ping"), 1);
+
+    // Refused: an upstream naming this registry, a change of kind, members that do not fit.
+    let cases = [
+        (
+            "loop",
+            json!({"format": "npm", "kind": "proxy", "upstream": {"url": "http://registry.test/npm/x"}}),
+            "points at this registry",
+        ),
+        (
+            "npmjs",
+            json!({"format": "npm", "kind": "hosted"}),
+            "never change",
+        ),
+        (
+            "v",
+            json!({"format": "npm", "kind": "virtual", "members": ["nope"]}),
+            "does not exist",
+        ),
+        (
+            "v",
+            json!({"format": "npm", "kind": "virtual", "members": ["npmjs"], "publish_to": "npmjs"}),
+            "publishes go to a hosted one",
+        ),
+        (
+            "v",
+            json!({"format": "npm", "kind": "virtual"}),
+            "needs 1 to 32 members",
+        ),
+        (
+            "p",
+            json!({"format": "npm", "kind": "proxy", "upstream": {"url": "ftp://x"}}),
+            "must start with http",
+        ),
+        (
+            "p",
+            json!({"format": "npm", "kind": "proxy", "upstream": {"url": "http://u:p@x/"}}),
+            "no credentials",
+        ),
+        (
+            "p",
+            json!({"format": "generic", "kind": "proxy", "upstream": {"url": "http://x/"}}),
+            "cannot be proxies",
+        ),
+        (
+            "h",
+            json!({"format": "npm", "kind": "hosted", "members": ["npmjs"]}),
+            "only virtual repositories",
+        ),
+    ];
+    for (name, body, says) in cases {
+        let reply = send(
+            app,
+            Method::PUT,
+            &format!("/api/v1/package-repositories/{name}"),
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert!(
+            reply.status == StatusCode::BAD_REQUEST || reply.status == StatusCode::CONFLICT,
+            "{name} {body}: {} {}",
+            reply.status,
+            reply.message()
+        );
+        assert!(reply.message().contains(says), "{body}: {}", reply.message());
+    }
+
+    // Cache entries deleted one by one and all; cleaning by last use keeps what is used.
+    assert_eq!(get(app, "/npm/npmjs/pad/-/pad-1.0.0.tgz").await.status, StatusCode::OK);
+    let keep = send(
+        app,
+        Method::DELETE,
+        "/api/v1/package-repositories/npmjs/cache?unused_days=1",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(keep.json()["deleted"], 0);
+    let one = send(
+        app,
+        Method::DELETE,
+        "/api/v1/package-repositories/npmjs/cache/pad/-/pad-1.0.0.tgz",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::NO_CONTENT);
+    let all = send(
+        app,
+        Method::DELETE,
+        "/api/v1/package-repositories/npmjs/cache",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(all.json()["deleted"], 1);
+    let empty = get(app, "/api/v1/package-repositories/npmjs/cache").await;
+    assert_eq!(empty.json()["entries"], json!([]));
+    // The tarball is fetched again.
+    assert_eq!(get(app, "/npm/npmjs/pad/-/pad-1.0.0.tgz").await.status, StatusCode::OK);
+    assert_eq!(hits(&upstream, "pad/-/pad-1.0.0.tgz"), 2);
+}
+
+#[tokio::test]
+async fn a_registry_that_proxies_itself_is_stopped_by_the_loop_guard() {
+    // Configured directly (the admin API refuses it), a proxy of itself asks itself once,
+    // recognises its own request and answers with a clear error instead of recursing.
+    let blobs = Arc::new(MemoryBlobStore::new());
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let packages = Packages::new(blobs.clone(), Arc::clone(&metadata));
+    let app = registry_http::app::Application::new(
+        OciRegistry::new(blobs, Arc::clone(&metadata)),
+        packages.clone(),
+    )
+    .router();
+    let server = RunningRegistry::serve_app(app, ServerSettings::default())
+        .await
+        .unwrap();
+    packages
+        .configure_repository(
+            "me",
+            &Npm,
+            RepositoryKind::Proxy,
+            &RepositorySettings {
+                upstream: Some(UpstreamSettings::new(format!(
+                    "http://{}/npm/me",
+                    server.host()
+                ))),
+                ..RepositorySettings::default()
+            },
+        )
+        .await
+        .unwrap();
+    let client = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(
+            Request::builder()
+                .uri("/npm/me/pad")
+                .header("host", server.host())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("leads back to this registry"), "{text}");
+}
+
+fn tarball_of(name: &str, version: &str) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let manifest = json!({ "name": name, "version": version }).to_string();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(manifest.len() as u64);
+    header.set_mode(0o644);
+    header.set_path("package/package.json").unwrap();
+    header.set_cksum();
+    builder.append(&header, manifest.as_bytes()).unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gzip, &builder.into_inner().unwrap()).unwrap();
+    gzip.finish().unwrap()
+}
+
+fn publish_body(name: &str, version: &str, tarball: &[u8]) -> Value {
+    json!({
+        "_id": name, "name": name, "dist-tags": { "latest": version },
+        "versions": { version: { "name": name, "version": version,
+                                 "dist": { "integrity": integrity(tarball) } } },
+        "_attachments": { format!("{name}-{version}.tgz"): {
+            "content_type": "application/octet-stream",
+            "data": base64::engine::general_purpose::STANDARD.encode(tarball),
+            "length": tarball.len() } },
+    })
+}
