@@ -48,7 +48,9 @@ fn integrity(bytes: &[u8]) -> String {
 }
 
 fn tarball_bytes(name: &str, version: &str) -> Vec<u8> {
-    format!("tarball of {name}@{version} ").repeat(2000).into_bytes()
+    format!("tarball of {name}@{version} ")
+        .repeat(2000)
+        .into_bytes()
 }
 
 fn packument(base: &str, name: &str, versions: &[(&str, &[u8])]) -> Value {
@@ -117,11 +119,7 @@ async fn upstream_handler(State(state): State<Arc<Upstream>>, request: Request) 
                 return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
             }
             let document = packument(&base, "pad", &versions);
-            (
-                [(header::ETAG, etag)],
-                json_reply(document),
-            )
-                .into_response()
+            ([(header::ETAG, etag)], json_reply(document)).into_response()
         }
         "pad/-/pad-1.0.0.tgz" => {
             let delay = *state.delay_ms.lock().unwrap();
@@ -155,9 +153,8 @@ async fn upstream_handler(State(state): State<Arc<Upstream>>, request: Request) 
         "huge" => {
             // Declares nothing and never ends.
             let chunk = bytes::Bytes::from(vec![b' '; 1 << 20]);
-            let stream = futures::stream::repeat_with(move || {
-                Ok::<_, std::io::Error>(chunk.clone())
-            });
+            let stream =
+                futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
             Body::from_stream(stream).into_response()
         }
         "drip" => {
@@ -178,7 +175,6 @@ async fn upstream_handler(State(state): State<Arc<Upstream>>, request: Request) 
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
-
 
 async fn start_upstream() -> (RunningRegistry, Arc<Upstream>) {
     let state = Arc::new(Upstream::default());
@@ -300,7 +296,11 @@ async fn tarballs_are_fetched_once_verified_and_served_from_the_cache() {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.message());
         assert_eq!(reply.bytes, tarball_bytes("pad", "1.0.0"));
     }
-    assert_eq!(hits(&upstream, "pad/-/pad-1.0.0.tgz"), 1, "misses coalesced");
+    assert_eq!(
+        hits(&upstream, "pad/-/pad-1.0.0.tgz"),
+        1,
+        "misses coalesced"
+    );
 
     // The upstream gone, the cached tarball is still served.
     server.stop().await.unwrap();
@@ -312,7 +312,10 @@ async fn tarballs_are_fetched_once_verified_and_served_from_the_cache() {
     let listed = get(&proxy.app, "/api/v1/package-repositories/npmjs/cache").await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.message());
     let entries = listed.json()["entries"].as_array().unwrap().clone();
-    let paths: Vec<&str> = entries.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = entries
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths, ["pad", "pad/-/pad-1.0.0.tgz"]);
     assert_eq!(entries[1]["downloads"], 11);
     assert_eq!(entries[1]["kind"], "file");
@@ -384,7 +387,12 @@ async fn metadata_is_revalidated_with_its_etag_and_served_stale_when_the_upstrea
     let stale = get(&proxy.app, "/npm/npmjs/pad").await;
     assert_eq!(stale.status, StatusCode::OK);
     assert_eq!(stale.json()["dist-tags"]["latest"], "1.2.0");
-    let named = stale.headers.get("x-registry-stale").unwrap().to_str().unwrap();
+    let named = stale
+        .headers
+        .get("x-registry-stale")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert_eq!(named, format!("http://{host}"));
     assert!(stale.headers.get(header::WARNING).is_some());
     let missing = get(&proxy.app, "/npm/npmjs/never-seen").await;
@@ -412,7 +420,11 @@ async fn upstreams_that_lie_drip_loop_or_never_end_are_refused_and_nothing_is_ca
     .await;
     let cases = [
         ("malformed", StatusCode::BAD_GATEWAY, "unusable"),
-        ("other-name", StatusCode::BAD_GATEWAY, "names another package"),
+        (
+            "other-name",
+            StatusCode::BAD_GATEWAY,
+            "names another package",
+        ),
         ("huge", StatusCode::BAD_GATEWAY, "over the limit"),
         ("drip", StatusCode::GATEWAY_TIMEOUT, "longer than 1 s"),
         ("loop", StatusCode::BAD_GATEWAY, "redirect"),
@@ -420,7 +432,11 @@ async fn upstreams_that_lie_drip_loop_or_never_end_are_refused_and_nothing_is_ca
     for (name, status, says) in cases {
         let reply = get(&proxy.app, &format!("/npm/npmjs/{name}")).await;
         assert_eq!(reply.status, status, "{name}: {}", reply.message());
-        assert!(reply.message().contains(says), "{name}: {}", reply.message());
+        assert!(
+            reply.message().contains(says),
+            "{name}: {}",
+            reply.message()
+        );
         assert!(
             proxy
                 .metadata
@@ -432,11 +448,18 @@ async fn upstreams_that_lie_drip_loop_or_never_end_are_refused_and_nothing_is_ca
         );
     }
     // Meanwhile other requests were answered: a good one still is.
-    assert_eq!(get(&proxy.app, "/npm/npmjs/pad").await.status, StatusCode::OK);
+    assert_eq!(
+        get(&proxy.app, "/npm/npmjs/pad").await.status,
+        StatusCode::OK
+    );
     // A file the metadata places on another host is not fetched.
     let offsite = get(&proxy.app, "/npm/npmjs/offsite/-/offsite-1.0.0.tgz").await;
     assert_eq!(offsite.status, StatusCode::BAD_GATEWAY);
-    assert!(offsite.message().contains("outside the upstream"), "{}", offsite.message());
+    assert!(
+        offsite.message().contains("outside the upstream"),
+        "{}",
+        offsite.message()
+    );
 }
 
 #[tokio::test]
@@ -446,7 +469,12 @@ async fn a_virtual_repository_shadows_upstream_names_with_hosted_ones_and_publis
     let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
     let packages = &proxy.packages;
     packages
-        .configure_repository("internal", &Npm, RepositoryKind::Hosted, &Default::default())
+        .configure_repository(
+            "internal",
+            &Npm,
+            RepositoryKind::Hosted,
+            &Default::default(),
+        )
         .await
         .unwrap();
     let virtual_settings = RepositorySettings {
@@ -478,7 +506,13 @@ async fn a_virtual_repository_shadows_upstream_names_with_hosted_ones_and_publis
     )
     .await;
     assert_eq!(put.status, StatusCode::CREATED, "{}", put.message());
-    assert!(packages.package(&Npm, "internal", "pad").await.unwrap().is_some());
+    assert!(
+        packages
+            .package(&Npm, "internal", "pad")
+            .await
+            .unwrap()
+            .is_some()
+    );
     let shadowed = get(&proxy.app, "/npm/all/pad").await.json();
     let versions: Vec<&String> = shadowed["versions"].as_object().unwrap().keys().collect();
     assert_eq!(versions, ["9.0.0"]);
@@ -504,7 +538,11 @@ async fn a_virtual_repository_shadows_upstream_names_with_hosted_ones_and_publis
     )
     .await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
-    assert!(refused.message().contains("takes no publishes"), "{}", refused.message());
+    assert!(
+        refused.message().contains("takes no publishes"),
+        "{}",
+        refused.message()
+    );
 }
 
 #[tokio::test]
@@ -538,7 +576,13 @@ async fn repositories_are_administered_and_misconfigurations_refused() {
     );
 
     // The connection test.
-    let test = send(app, Method::POST, "/api/v1/package-repositories/npmjs/test", Vec::new()).await;
+    let test = send(
+        app,
+        Method::POST,
+        "/api/v1/package-repositories/npmjs/test",
+        Vec::new(),
+    )
+    .await;
     assert_eq!(test.status, StatusCode::OK, "{}", test.message());
     assert_eq!(test.json()["reachable"], true);
     assert_eq!(hits(&upstream, "-/ping"), 1);
@@ -605,11 +649,18 @@ async fn repositories_are_administered_and_misconfigurations_refused() {
             reply.status,
             reply.message()
         );
-        assert!(reply.message().contains(says), "{body}: {}", reply.message());
+        assert!(
+            reply.message().contains(says),
+            "{body}: {}",
+            reply.message()
+        );
     }
 
     // Cache entries deleted one by one and all; cleaning by last use keeps what is used.
-    assert_eq!(get(app, "/npm/npmjs/pad/-/pad-1.0.0.tgz").await.status, StatusCode::OK);
+    assert_eq!(
+        get(app, "/npm/npmjs/pad/-/pad-1.0.0.tgz").await.status,
+        StatusCode::OK
+    );
     let keep = send(
         app,
         Method::DELETE,
@@ -637,7 +688,10 @@ async fn repositories_are_administered_and_misconfigurations_refused() {
     let empty = get(app, "/api/v1/package-repositories/npmjs/cache").await;
     assert_eq!(empty.json()["entries"], json!([]));
     // The tarball is fetched again.
-    assert_eq!(get(app, "/npm/npmjs/pad/-/pad-1.0.0.tgz").await.status, StatusCode::OK);
+    assert_eq!(
+        get(app, "/npm/npmjs/pad/-/pad-1.0.0.tgz").await.status,
+        StatusCode::OK
+    );
     assert_eq!(hits(&upstream, "pad/-/pad-1.0.0.tgz"), 2);
 }
 

@@ -331,3 +331,183 @@ fn a_20_mib_package_publishes_and_installs() {
     let installed = std::fs::read(app.join("node_modules/big-payload/payload.bin")).unwrap();
     assert!(installed == payload, "the installed payload differs");
 }
+
+/// Incompressible bytes (SHA-256 in counter mode), for realistic package sizes.
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len + 32);
+    let mut block = [0u8; 32];
+    let mut counter = 0u64;
+    while bytes.len() < len {
+        use sha2::Digest as _;
+        block = sha2::Sha256::new()
+            .chain_update(block)
+            .chain_update(counter.to_le_bytes())
+            .finalize()
+            .into();
+        bytes.extend_from_slice(&block);
+        counter += 1;
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// npm through a virtual repository whose members are a hosted repository and a proxy of
+/// another registry instance: packages and their dependencies install from the upstream
+/// through the proxy (a 6 MiB package among them), a name published here shadows the
+/// upstream's package of that name (dependency confusion), a publish through the virtual
+/// repository lands in its hosted member, and with the upstream stopped the same install
+/// succeeds from the cache — the metadata served stale and said so.
+#[test]
+fn npm_installs_through_a_virtual_repository_and_from_the_cache_when_the_upstream_is_down() {
+    let upstream = Server::start(&[]);
+    let (_dir, work) = workdir();
+    let (status, answer) = login(&upstream, "public", "alice", "pw");
+    assert_eq!(status, 201, "{answer}");
+    std::fs::create_dir_all(work.join("up")).unwrap();
+    let publisher = Npm::new(
+        &work.join("up"),
+        &upstream,
+        "public",
+        answer["token"].as_str(),
+    );
+    let lib_b = work.join("lib-b");
+    package(
+        &lib_b,
+        json!({ "name": "lib-b", "version": "1.0.0", "main": "index.js" }),
+        "module.exports = require(\"fs\").statSync(__dirname + \"/data.bin\").size;\n",
+    );
+    let data = incompressible(6 << 20);
+    std::fs::write(lib_b.join("data.bin"), &data).unwrap();
+    publisher.run(&lib_b, &["publish"]);
+    let lib_a = work.join("lib-a");
+    package(
+        &lib_a,
+        json!({ "name": "lib-a", "version": "1.0.0", "main": "index.js",
+                "dependencies": { "lib-b": "^1.0.0" } }),
+        "module.exports = \"a with \" + require(\"lib-b\");\n",
+    );
+    publisher.run(&lib_a, &["publish"]);
+    // Someone publishes the internal package's name upstream, with a higher version.
+    let squatter = work.join("squatter");
+    package(
+        &squatter,
+        json!({ "name": "@corp/internal", "version": "99.0.0", "main": "index.js" }),
+        "module.exports = \"squatted\";\n",
+    );
+    publisher.run(&squatter, &["publish"]);
+
+    let config = work.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[package_repositories]]
+name = "all"
+format = "npm"
+kind = "virtual"
+members = ["corp", "npmjs"]
+publish_to = "corp"
+
+[[package_repositories]]
+name = "corp"
+format = "npm"
+
+[[package_repositories]]
+name = "npmjs"
+format = "npm"
+kind = "proxy"
+upstream = {{ url = "http://{}/npm/public", metadata_ttl_seconds = 0, timeout_seconds = 5 }}
+"#,
+            upstream.host()
+        ),
+    )
+    .unwrap();
+    let proxy = Server::start(&["--config", config.to_str().unwrap()]);
+    let (status, answer) = login(&proxy, "all", "bob", "pw");
+    assert_eq!(status, 201, "{answer}");
+    let npm = Npm::new(&work, &proxy, "all", answer["token"].as_str());
+    let internal = work.join("internal");
+    package(
+        &internal,
+        json!({ "name": "@corp/internal", "version": "1.0.0", "main": "index.js" }),
+        "module.exports = \"internal\";\n",
+    );
+    // Before its first publish the name is not internal yet, so npm sees the squatter's 99.0.0
+    // through the virtual repository and wants the tag said explicitly.
+    let out = npm.run(&internal, &["publish", "--tag", "latest"]);
+    assert!(out.contains("+ @corp/internal@1.0.0"), "{out}");
+
+    let install = |dir: &str, cache: &str| {
+        let app = work.join(dir);
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(
+            app.join("package.json"),
+            r#"{"name":"app","version":"1.0.0"}"#,
+        )
+        .unwrap();
+        let anonymous = Npm::new(&app, &proxy, "all", None);
+        let out = anonymous.try_run(
+            &app,
+            &[
+                "install",
+                "lib-a",
+                "@corp/internal",
+                "--cache",
+                work.join(cache).to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "npm install failed: {}\n{}",
+            stderr(&out),
+            proxy.log()
+        );
+        let said = run(
+            "node",
+            &[
+                "-e",
+                "console.log(require('lib-a') + ' ' + require('@corp/internal'))",
+            ],
+            &app,
+        );
+        assert_eq!(said.trim(), format!("a with {} internal", data.len()));
+        let installed = std::fs::read(app.join("node_modules/lib-b/data.bin")).unwrap();
+        assert!(installed == data, "the installed data differs");
+    };
+    install("app1", "cache1");
+    let (status, _, body) = support::http_request(
+        proxy.addr,
+        "GET /api/v1/package-repositories/npmjs/cache HTTP/1.1",
+        b"",
+    );
+    assert_eq!(status, 200);
+    let cached: Value = serde_json::from_slice(&body).unwrap();
+    let paths: Vec<&str> = cached["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    // The squatter's packument was read while the name was not internal yet (the first
+    // publish); its tarball never was.
+    assert_eq!(
+        paths,
+        [
+            "@corp%2finternal",
+            "lib-a",
+            "lib-a/-/lib-a-1.0.0.tgz",
+            "lib-b",
+            "lib-b/-/lib-b-1.0.0.tgz"
+        ],
+    );
+
+    // The upstream stopped: a fresh install with a cold npm cache still succeeds.
+    drop(upstream);
+    install("app2", "cache2");
+    let (status, head, _) = support::http_request(proxy.addr, "GET /npm/all/lib-a HTTP/1.1", b"");
+    assert_eq!(status, 200);
+    assert!(
+        support::header(&head, "x-registry-stale").is_some(),
+        "stale metadata is said so: {head}"
+    );
+}
