@@ -14,6 +14,8 @@
 //!   over the two stores (repositories resolved by kind, create-on-publish, protection,
 //!   duplicates, files stored with a format's extra digests and read as `Read + Seek`,
 //!   publish, revision-checked updates), and [`FormatRules`], what each format decides;
+//! - [`firewall`]: the dependency firewall's rules ([`FirewallRule`]), OSV advisories and
+//!   audit log ([`FirewallAudit`]);
 //! - [`proxy`]: proxy repositories' upstreams ([`UpstreamSettings`], the [`Upstream`]
 //!   fetcher) and their caches' records ([`ProxyCache`]);
 //! - [`oci`]: the OCI service ([`OciRegistry`]) over the two stores: push, pull, mount, tag,
@@ -56,6 +58,7 @@ pub mod auth;
 pub mod blob;
 pub mod digest;
 pub mod error;
+pub mod firewall;
 pub mod manifest;
 pub mod metadata;
 pub mod name;
@@ -75,6 +78,7 @@ pub use auth::{
 pub use blob::{BlobRead, BlobStore, BlobStoreExt, ByteRange, ByteStream, UploadId};
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher, HasherState};
 pub use error::{Error, Result};
+pub use firewall::{AuditEntry, Firewall, FirewallAudit, FirewallRule};
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind, ManifestLimits};
 pub use metadata::{
     BlobClaim, BlobRecord, CollectionMetadata, ContentMetadata, ManifestEntry, ManifestRecord,

@@ -570,6 +570,8 @@ pub enum PolicyKind {
     TagRule,
     /// A [`crate::rules::CleanupPolicy`].
     Cleanup,
+    /// A [`crate::firewall::FirewallRule`].
+    FirewallRule,
 }
 
 impl PolicyKind {
@@ -578,6 +580,7 @@ impl PolicyKind {
         match self {
             PolicyKind::TagRule => "tag_rule",
             PolicyKind::Cleanup => "cleanup",
+            PolicyKind::FirewallRule => "firewall_rule",
         }
     }
 }

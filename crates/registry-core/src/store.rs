@@ -5,6 +5,7 @@ use crate::metadata::{
     CollectionMetadata, ContentMetadata, PolicyStore, ReviewQueue, UploadMetadata,
 };
 use crate::package::PackageMetadata;
+use crate::firewall::FirewallAudit;
 use crate::proxy::ProxyCache;
 use crate::token::TokenStore;
 
@@ -17,6 +18,7 @@ pub trait MetadataStore:
     + PolicyStore
     + PackageMetadata
     + ProxyCache
+    + FirewallAudit
     + TokenStore
 {
 }
@@ -29,6 +31,7 @@ impl<
         + PolicyStore
         + PackageMetadata
         + ProxyCache
+        + FirewallAudit
         + TokenStore,
 > MetadataStore for T
 {

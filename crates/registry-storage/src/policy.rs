@@ -20,6 +20,7 @@ pub(crate) fn check_owner(
     let what = match kind {
         PolicyKind::TagRule => "tag rule",
         PolicyKind::Cleanup => "cleanup policy",
+        PolicyKind::FirewallRule => "firewall rule",
     };
     let manager = match owner {
         PolicySource::Config => "the server configuration; change it there",

@@ -54,7 +54,7 @@ pub use packages::{
     metadata_attach_files, metadata_package_update, metadata_packages, metadata_repository_revision,
 };
 pub use policy::metadata_policies;
-pub use proxy::metadata_proxy_cache;
+pub use proxy::{metadata_firewall_audit, metadata_proxy_cache};
 pub use review::metadata_review_queue;
 pub use tokens::metadata_tokens;
 pub use uploads::metadata_uploads;
@@ -197,4 +197,5 @@ where
     metadata_attach_files(fresh().await).await;
     metadata_tokens(fresh().await).await;
     metadata_proxy_cache(fresh().await).await;
+    metadata_firewall_audit(fresh().await).await;
 }

@@ -199,3 +199,43 @@ pub async fn metadata_proxy_cache(store: SharedMetadataStore) {
     );
     assert!(!store.blob_in_packages(&doc2.digest).await.unwrap());
 }
+
+/// The firewall's audit log: entries appended with increasing ids, listed newest first (all,
+/// or one repository's) a page at a time, pruned by age.
+pub async fn metadata_firewall_audit(store: SharedMetadataStore) {
+    use registry_core::AuditEntry;
+    use registry_core::firewall::Mode;
+    let entry = |repository: &str, version: &str, at: i64| AuditEntry {
+        id: 0,
+        at: Timestamp(at),
+        repository: repository.into(),
+        package: "left-pad".into(),
+        version: version.into(),
+        action: "download".into(),
+        rule: "no-left-pad".into(),
+        mode: if at % 2 == 0 { Mode::Block } else { Mode::Warn },
+        reason: "pkg:npm/left-pad@1.3.1 is denied".into(),
+    };
+    store
+        .record_decisions(&[entry("a", "1.0.0", 10), entry("b", "1.0.1", 21)])
+        .await
+        .unwrap();
+    store.record_decisions(&[entry("a", "1.0.2", 30)]).await.unwrap();
+    let all = store.audit_entries(None, None, 10).await.unwrap();
+    let versions: Vec<&str> = all.iter().map(|e| e.version.as_str()).collect();
+    assert_eq!(versions, ["1.0.2", "1.0.1", "1.0.0"]);
+    assert!(all[0].id > all[1].id && all[1].id > all[2].id);
+    assert_eq!(all[1].mode, Mode::Warn);
+    assert_eq!(all[2].reason, "pkg:npm/left-pad@1.3.1 is denied");
+    let a = store.audit_entries(Some("a"), None, 1).await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].version, "1.0.2");
+    let older = store
+        .audit_entries(Some("a"), Some(a[0].id), 10)
+        .await
+        .unwrap();
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0].version, "1.0.0");
+    assert_eq!(store.prune_audit(Timestamp(25)).await.unwrap(), 2);
+    assert_eq!(store.audit_entries(None, None, 10).await.unwrap().len(), 1);
+}

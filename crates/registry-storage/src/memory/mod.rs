@@ -5,7 +5,7 @@
 //!
 //! `mod.rs` holds the metadata store and the state its parts share; each metadata trait is
 //! implemented in a file of its own (`content`, `uploads`, `review`, `collection`, `policy`,
-//! `packages`, `proxy`, `tokens`), and the blob store lives in `blobs`.
+//! `packages`, `proxy`, `firewall`, `tokens`), and the blob store lives in `blobs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +20,7 @@ use registry_core::{
 mod blobs;
 mod collection;
 mod content;
+mod firewall;
 mod packages;
 mod policy;
 mod proxy;
@@ -87,6 +88,8 @@ struct MetaState {
     tokens: HashMap<String, registry_core::TokenRecord>,
     /// Proxy repositories' cache entries.
     proxy: proxy::ProxyState,
+    /// The firewall's audit log.
+    audit: firewall::AuditState,
 }
 
 #[derive(Debug)]

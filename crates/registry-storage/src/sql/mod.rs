@@ -24,6 +24,7 @@ use sqlx::{Any, AnyConnection, Executor, Pool, Row, Transaction};
 mod collection;
 mod content;
 mod packages;
+mod firewall;
 mod policy;
 mod proxy;
 mod review;

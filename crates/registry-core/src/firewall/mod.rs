@@ -1,0 +1,326 @@
+//! The dependency firewall: rules that keep known-bad, unwanted and too-new package versions
+//! out of repositories, decided the same way at publish, at download and in the metadata
+//! clients read (a blocked version is left out, so a resolver picks an allowed one).
+//!
+//! A [`FirewallRule`] applies to the repositories its pattern names and checks one thing:
+//! names and versions denied, or only some allowed ([`PackageMatch`]: a name pattern or a
+//! package URL such as `pkg:npm/left-pad@1.3.1`), an age (versions an upstream published less
+//! than N days ago are held back), advisories (versions an OSV advisory of at least a
+//! severity affects, from [`Advisories`]), or licences. Its mode is `block` or `warn` (served,
+//! recorded); exceptions by package URL pass it. Every decision that blocked or warned is
+//! recorded in the audit log ([`FirewallAudit`]).
+
+mod advisories;
+mod audit;
+mod purl;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::package::PackageFormat;
+use crate::rules::NameRegex;
+use crate::values::Timestamp;
+
+pub use advisories::{Advisories, Advisory, Severity};
+pub use audit::{AuditEntry, FirewallAudit};
+pub use purl::{PackageMatch, Purl};
+
+/// The longest rule name.
+pub const MAX_RULE_NAME_LEN: usize = 64;
+
+/// The most entries a rule's lists hold.
+pub const MAX_RULE_ENTRIES: usize = 1000;
+
+/// What a rule does to a version it matches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Refused (403), left out of metadata.
+    #[default]
+    Block,
+    /// Served, and recorded.
+    Warn,
+}
+
+impl Mode {
+    /// The mode's name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Block => "block",
+            Mode::Warn => "warn",
+        }
+    }
+}
+
+/// Licence lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Licenses {
+    /// Only these licences (SPDX identifiers, compared case-insensitively) pass; a version
+    /// that declares none does not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// These licences do not pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+/// A firewall rule, as configured (`[[firewall_rules]]`) or sent to the admin API. It checks
+/// exactly one of `deny`, `allow`, `min_age_days`, `advisories` and `licenses`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallRule {
+    /// Its name, said in every refusal (letters, digits, `.`, `_`, `-`; at most 64).
+    pub name: String,
+    /// The repositories it applies to (a whole-name regular expression; all by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<NameRegex>,
+    /// `block` (default) or `warn`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Versions refused: name patterns or package URLs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<PackageMatch>,
+    /// Only these pass: name patterns or package URLs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<PackageMatch>,
+    /// Versions an upstream published less than this many days ago are held back (versions
+    /// published to hosted repositories are not: they are this registry's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_age_days: Option<u32>,
+    /// Versions an advisory of at least this severity affects are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisories: Option<Severity>,
+    /// Licences allowed or denied, where the format declares them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licenses: Option<Licenses>,
+    /// Package URLs that pass this rule whatever it checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<Purl>,
+}
+
+impl FirewallRule {
+    /// Checks the name, that exactly one check is given, and the lists' sizes.
+    ///
+    /// Errors: [`Error::PolicyInvalid`] naming what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |reason: String| Err(Error::PolicyInvalid { reason });
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= MAX_RULE_NAME_LEN
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !name_ok {
+            return invalid(format!(
+                "{:?} is not a firewall rule name: use 1 to {MAX_RULE_NAME_LEN} letters, digits, \
+                 '.', '_' or '-'",
+                self.name
+            ));
+        }
+        let checks = [
+            !self.deny.is_empty(),
+            !self.allow.is_empty(),
+            self.min_age_days.is_some(),
+            self.advisories.is_some(),
+            self.licenses.is_some(),
+        ];
+        if checks.iter().filter(|c| **c).count() != 1 {
+            return invalid(format!(
+                "firewall rule {} must check exactly one of deny, allow, min_age_days, \
+                 advisories and licenses",
+                self.name
+            ));
+        }
+        if let Some(licenses) = &self.licenses
+            && licenses.allow.is_empty()
+            && licenses.deny.is_empty()
+        {
+            return invalid(format!("firewall rule {}: licenses lists nothing", self.name));
+        }
+        let longest = [
+            self.deny.len(),
+            self.allow.len(),
+            self.exceptions.len(),
+            self.licenses.as_ref().map_or(0, |l| l.allow.len() + l.deny.len()),
+        ];
+        if longest.iter().any(|n| *n > MAX_RULE_ENTRIES) {
+            return invalid(format!(
+                "firewall rule {}: at most {MAX_RULE_ENTRIES} entries per list",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the rule applies to a repository.
+    pub fn covers(&self, repository: &str) -> bool {
+        self.repositories
+            .as_ref()
+            .is_none_or(|p| p.matches(repository))
+    }
+}
+
+/// A version as the firewall sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate<'a> {
+    /// Its format.
+    pub format: PackageFormat,
+    /// The repository a client reads or publishes through.
+    pub repository: &'a str,
+    /// The package as stored (the format's key).
+    pub name: &'a str,
+    /// The version as stored.
+    pub version: &'a str,
+    /// When it was published (by the upstream, for proxied versions).
+    pub published: Timestamp,
+    /// Whether it comes from an upstream (the age gate applies only then).
+    pub upstream: bool,
+    /// The licence it declares.
+    pub license: Option<&'a str>,
+}
+
+/// Why a rule matched a version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// The rule's name.
+    pub rule: String,
+    /// Its mode.
+    pub mode: Mode,
+    /// What it found.
+    pub reason: String,
+}
+
+impl fmt::Display for Hit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "firewall rule {}: {}", self.rule, self.reason)
+    }
+}
+
+/// Orders versions of a format (the firewall compares versions against advisory ranges).
+pub type VersionOrder<'a> = &'a dyn Fn(&str, &str) -> std::cmp::Ordering;
+
+/// The rules and advisories in force.
+#[derive(Clone, Debug, Default)]
+pub struct Firewall {
+    rules: Vec<FirewallRule>,
+    advisories: std::sync::Arc<Advisories>,
+}
+
+impl Firewall {
+    /// A firewall of `rules` over `advisories`.
+    pub fn new(rules: Vec<FirewallRule>, advisories: std::sync::Arc<Advisories>) -> Self {
+        Firewall { rules, advisories }
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[FirewallRule] {
+        &self.rules
+    }
+
+    /// Whether any rule applies to the repository.
+    pub fn applies_to(&self, repository: &str) -> bool {
+        self.rules.iter().any(|r| r.covers(repository))
+    }
+
+    /// Whether any rule applying to the repository depends on the time (an age gate).
+    pub fn ages(&self, repository: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.covers(repository) && r.min_age_days.is_some())
+    }
+
+    /// The rules that match a version, blocking ones first; empty when it passes. `now` is
+    /// the time age gates count from.
+    pub fn check(&self, candidate: &Candidate<'_>, order: VersionOrder<'_>, now: Timestamp) -> Vec<Hit> {
+        let mut hits: Vec<Hit> = self
+            .rules
+            .iter()
+            .filter(|r| r.covers(candidate.repository))
+            .filter(|r| !r.exceptions.iter().any(|p| p.matches(candidate)))
+            .filter_map(|r| {
+                self.reason(r, candidate, order, now).map(|reason| Hit {
+                    rule: r.name.clone(),
+                    mode: r.mode,
+                    reason,
+                })
+            })
+            .collect();
+        hits.sort_by_key(|h| h.mode != Mode::Block);
+        hits
+    }
+
+    fn reason(
+        &self,
+        rule: &FirewallRule,
+        candidate: &Candidate<'_>,
+        order: VersionOrder<'_>,
+        now: Timestamp,
+    ) -> Option<String> {
+        let id = purl::display(candidate);
+        if let Some(found) = rule.deny.iter().find(|m| m.matches(candidate)) {
+            return Some(format!("{id} is denied ({found})"));
+        }
+        if !rule.allow.is_empty() && !rule.allow.iter().any(|m| m.matches(candidate)) {
+            return Some(format!("{id} is not on the allow list"));
+        }
+        if let Some(days) = rule.min_age_days
+            && candidate.upstream
+        {
+            let ripe = candidate
+                .published
+                .after(std::time::Duration::from_secs(u64::from(days) * 86_400));
+            if now < ripe {
+                return Some(format!(
+                    "{id} was published less than {days} days ago (at {} ms since the epoch)",
+                    candidate.published.0
+                ));
+            }
+        }
+        if let Some(threshold) = rule.advisories {
+            let found = self
+                .advisories
+                .affecting(candidate.format, candidate.name, candidate.version, order)
+                .into_iter()
+                .filter(|a| a.severity >= threshold)
+                .max_by_key(|a| a.severity);
+            if let Some(advisory) = found {
+                return Some(format!(
+                    "{id} is affected by {} ({}, {})",
+                    advisory.id,
+                    advisory.severity.as_str(),
+                    advisory.summary
+                ));
+            }
+        }
+        if let Some(licenses) = &rule.licenses {
+            let declared = candidate.license.map(str::trim).filter(|l| !l.is_empty());
+            let listed = |list: &[String], license: &str| {
+                list.iter().any(|l| l.eq_ignore_ascii_case(license))
+            };
+            match declared {
+                Some(license) if listed(&licenses.deny, license) => {
+                    return Some(format!("{id} is licensed {license}, which is denied"));
+                }
+                Some(license) if !licenses.allow.is_empty() && !listed(&licenses.allow, license) => {
+                    return Some(format!("{id} is licensed {license}, which is not allowed"));
+                }
+                None if !licenses.allow.is_empty() => {
+                    return Some(format!("{id} declares no licence"));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The advisories loaded.
+    pub fn advisories(&self) -> &Advisories {
+        &self.advisories
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,15 @@
+-- The dependency firewall's audit log: every decision that blocked or warned.
+
+CREATE TABLE firewall_audit (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at         BIGINT NOT NULL,
+    repository TEXT NOT NULL,
+    package    TEXT NOT NULL,
+    version    TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    rule       TEXT NOT NULL,
+    mode       TEXT NOT NULL,
+    reason     TEXT NOT NULL
+);
+CREATE INDEX firewall_audit_repository ON firewall_audit (repository, id);
+CREATE INDEX firewall_audit_at ON firewall_audit (at);
