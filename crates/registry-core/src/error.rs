@@ -163,6 +163,14 @@ pub enum Error {
         /// When a retry may succeed.
         retry_after: std::time::Duration,
     },
+    /// The dependency firewall blocked a version (a download or publish of it).
+    #[error("blocked by firewall rule {rule}: {reason}")]
+    Blocked {
+        /// The rule's name.
+        rule: String,
+        /// Why.
+        reason: String,
+    },
     /// An upstream registry of a proxy repository failed (unreachable, too slow, an error
     /// status, content that does not match what it declared); nothing of it was kept.
     #[error("upstream {upstream}: {reason}")]

@@ -1,11 +1,11 @@
 //! The whole metadata store an application runs on: every sub-trait together. Its own module,
 //! so the sub-traits' modules (content, packages, tokens) do not depend on each other.
 
+use crate::firewall::FirewallAudit;
 use crate::metadata::{
     CollectionMetadata, ContentMetadata, PolicyStore, ReviewQueue, UploadMetadata,
 };
 use crate::package::PackageMetadata;
-use crate::firewall::FirewallAudit;
 use crate::proxy::ProxyCache;
 use crate::token::TokenStore;
 

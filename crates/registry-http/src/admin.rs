@@ -67,6 +67,7 @@ fn unknown(kind: PolicyKind, name: &str) -> Response {
     let what = match kind {
         PolicyKind::TagRule => "tag rule",
         PolicyKind::Cleanup => "cleanup policy",
+        PolicyKind::FirewallRule => "firewall rule",
     };
     let body = json!({ "errors": [{
         "code": crate::error::OciErrorCode::NameUnknown.as_str(),
@@ -141,7 +142,7 @@ async fn list<T: Document>(oci: Arc<Oci>, method: Method, headers: HeaderMap) ->
             .map(|(doc, source)| with_source(doc, *source))
             .collect();
         let key = match T::KIND {
-            PolicyKind::TagRule => "rules",
+            PolicyKind::TagRule | PolicyKind::FirewallRule => "rules",
             PolicyKind::Cleanup => "policies",
         };
         Ok(json_response(

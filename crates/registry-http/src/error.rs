@@ -79,13 +79,17 @@ pub fn status_of(error: &Error) -> StatusCode {
 }
 
 /// Headers that go with an error's status: `Retry-After` on 429, `Content-Range: bytes */size`
-/// on a 416 for a range outside the content.
+/// on a 416 for a range outside the content, the firewall rule on a block.
 pub(crate) fn error_headers(error: &Error) -> Vec<(HeaderName, HeaderValue)> {
     match error {
         Error::TooManyRequests { retry_after, .. } => vec![(
             header::RETRY_AFTER,
             HeaderValue::from(retry_after.as_secs().max(1)),
         )],
+        // Machine-readable: which firewall rule refused.
+        Error::Blocked { rule, .. } => HeaderValue::from_str(rule)
+            .map(|rule| vec![(FIREWALL_HEADER, rule)])
+            .unwrap_or_default(),
         Error::RangeNotSatisfiable { size, .. } => {
             vec![(
                 header::CONTENT_RANGE,
@@ -95,6 +99,9 @@ pub(crate) fn error_headers(error: &Error) -> Vec<(HeaderName, HeaderValue)> {
         _ => Vec::new(),
     }
 }
+
+/// The header naming the firewall rule that refused a request (`403`).
+pub const FIREWALL_HEADER: HeaderName = HeaderName::from_static("x-registry-firewall-rule");
 
 /// The header that carries a server error's reference.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -243,7 +250,9 @@ pub fn oci_code(error: &Error) -> Option<OciErrorCode> {
         Error::ManifestInvalid { .. } => C::ManifestInvalid,
         Error::ManifestUnknown { .. } => C::ManifestUnknown,
         Error::ManifestBlobUnknown { .. } => C::ManifestBlobUnknown,
-        Error::ManifestReferenced { .. } | Error::Denied { .. } => C::Denied,
+        Error::ManifestReferenced { .. } | Error::Denied { .. } | Error::Blocked { .. } => {
+            C::Denied
+        }
         Error::BlobUnknown { .. } => C::BlobUnknown,
         Error::BlobUploadUnknown { .. } => C::BlobUploadUnknown,
         Error::UploadOffsetMismatch { .. } | Error::BlobUploadInvalid { .. } => {

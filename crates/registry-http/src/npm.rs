@@ -650,9 +650,10 @@ async fn special(
         ("v1/login", _) => Err(Failure::not_found(
             "web login is not supported; use --auth-type=legacy",
         )),
-        (p, &Method::POST) if p.starts_with("npm/v1/security/") => {
-            Ok(json_response(StatusCode::OK, &json!({})))
-        }
+        ("npm/v1/security/advisories/bulk", &Method::POST) => audit(repo, request).await,
+        (p, &Method::POST) if p.starts_with("npm/v1/security/") => Err(Failure::not_found(
+            "this registry answers npm audit at /-/npm/v1/security/advisories/bulk only",
+        )),
         (p, &Method::PUT) if p.starts_with("user/org.couchdb.user:") => {
             let body = read_small(request).await?;
             login(repo, &body).await
@@ -675,6 +676,31 @@ async fn special(
         }
         _ => Err(Failure::not_found("no such route")),
     }
+}
+
+/// `npm audit`: the advisories loaded that affect the packages and versions asked about
+/// (hosted and proxied alike: advisories are keyed by package name). With none loaded it says
+/// so (503) rather than answer "no vulnerabilities" for what was never checked.
+async fn audit(repo: &Repo<'_>, request: Request) -> Result<Response, Failure> {
+    repo.require(Action::Pull)?;
+    let gzipped = request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let body = read_small(request).await?;
+    let advisories = repo.npm.packages.advisories();
+    if advisories.is_empty() {
+        return Err(Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no advisory data is loaded on this registry, so nothing was checked: configure \
+             [firewall] advisories",
+        ));
+    }
+    let asked = npm::read_bulk_request(&body, gzipped)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &npm::bulk_response(&asked, advisories),
+    ))
 }
 
 async fn whoami(repo: &Repo<'_>) -> Result<Response, Failure> {

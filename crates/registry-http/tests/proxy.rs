@@ -69,10 +69,13 @@ fn packument(base: &str, name: &str, versions: &[(&str, &[u8])]) -> Value {
                 }
             }),
         );
-        time.insert(
-            (*version).into(),
-            json!(format!("2020-0{}-01T00:00:00.000Z", i + 1)),
-        );
+        // 1.2.0 is published just now; the others long ago.
+        let published = if *version == "1.2.0" {
+            registry_formats::npm::iso_time(registry_core::Timestamp::now().0)
+        } else {
+            format!("2020-0{}-01T00:00:00.000Z", i + 1)
+        };
+        time.insert((*version).into(), json!(published));
     }
     let latest = versions.last().map(|v| v.0).unwrap_or_default();
     json!({"name": name, "dist-tags": {"latest": latest}, "versions": all, "time": time})
@@ -189,6 +192,10 @@ async fn start_upstream() -> (RunningRegistry, Arc<Upstream>) {
 
 fn hits(state: &Upstream, path: &str) -> u32 {
     state.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+}
+
+async fn put_json(app: &Router, uri: &str, body: Value) -> Reply {
+    send(app, Method::PUT, uri, body.to_string().into_bytes()).await
 }
 
 struct Proxy {
@@ -771,4 +778,205 @@ fn publish_body(name: &str, version: &str, tarball: &[u8]) -> Value {
             "data": base64::engine::general_purpose::STANDARD.encode(tarball),
             "length": tarball.len() } },
     })
+}
+
+#[tokio::test]
+async fn the_firewall_filters_metadata_refuses_downloads_and_publishes_and_records_it() {
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let app = &proxy.app;
+    upstream.newer.store(true, Ordering::SeqCst);
+    for (name, rule) in [
+        ("no-pad-100", json!({"deny": ["pkg:npm/pad@1.0.0"]})),
+        (
+            "cool-off",
+            json!({"min_age": "1d", "repositories": "npmjs|all"}),
+        ),
+        (
+            "watch-pad",
+            json!({"mode": "warn", "deny": ["pkg:npm/pad@1.1.0"]}),
+        ),
+        ("no-evil", json!({"deny": ["evil-.*"]})),
+    ] {
+        let put = put_json(app, &format!("/api/v1/firewall-rules/{name}"), rule).await;
+        assert_eq!(put.status, StatusCode::CREATED, "{}", put.message());
+    }
+    let listed = get(app, "/api/v1/firewall-rules").await.json();
+    assert_eq!(listed["rules"].as_array().unwrap().len(), 4);
+    assert_eq!(listed["rules"][0]["source"], "api");
+
+    // Metadata: the denied and the too-new versions are left out, latest moved off 1.2.0.
+    let pad = get(app, "/npm/npmjs/pad").await;
+    assert_eq!(pad.status, StatusCode::OK, "{}", pad.message());
+    let document = pad.json();
+    let versions: Vec<&String> = document["versions"].as_object().unwrap().keys().collect();
+    assert_eq!(versions, ["1.1.0"]);
+    assert_eq!(document["dist-tags"]["latest"], "1.1.0");
+
+    // Downloads: 403 naming the rule, in npm's error format, before anything is fetched.
+    for uri in [
+        "/npm/npmjs/pad/-/pad-1.0.0.tgz",
+        "/npm/npmjs/pad/-/pad-1.2.0.tgz",
+    ] {
+        let refused = get(app, uri).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{uri}");
+        let rule = refused.headers.get("x-registry-firewall-rule").unwrap();
+        let message = refused.message();
+        assert!(
+            message.starts_with("blocked by firewall rule "),
+            "{message}"
+        );
+        assert!(message.contains(rule.to_str().unwrap()), "{message}");
+    }
+    assert_eq!(hits(&upstream, "pad/-/pad-1.0.0.tgz"), 0);
+    assert_eq!(hits(&upstream, "pad/-/pad-1.2.0.tgz"), 0);
+
+    // Through a virtual repository: 403 too, not a misleading 404.
+    proxy
+        .packages
+        .configure_repository(
+            "internal",
+            &Npm,
+            RepositoryKind::Hosted,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    proxy
+        .packages
+        .configure_repository(
+            "all",
+            &Npm,
+            RepositoryKind::Virtual,
+            &RepositorySettings {
+                members: vec!["internal".into(), "npmjs".into()],
+                publish_to: Some("internal".into()),
+                ..RepositorySettings::default()
+            },
+        )
+        .await
+        .unwrap();
+    let refused = get(app, "/npm/all/pad/-/pad-1.0.0.tgz").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // Warned: served.
+    let warned = get(app, "/npm/all/pad/-/pad-1.1.0.tgz").await;
+    assert_eq!(
+        warned.status,
+        StatusCode::BAD_GATEWAY,
+        "its bytes lie, but it was not blocked"
+    );
+
+    // Publishes: refused with the rule named, nothing published.
+    let bytes = tarball_of("evil-thing", "1.0.0");
+    let put = send(
+        app,
+        Method::PUT,
+        "/npm/all/evil-thing",
+        publish_body("evil-thing", "1.0.0", &bytes)
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::FORBIDDEN, "{}", put.message());
+    assert!(put.message().contains("no-evil"), "{}", put.message());
+    assert!(
+        proxy
+            .packages
+            .package(&Npm, "internal", "evil-thing")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The audit log: every decision that blocked or warned, newest first.
+    let audit = get(app, "/api/v1/firewall-audit?n=100").await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.message());
+    let entries = audit.json()["entries"].as_array().unwrap().clone();
+    let seen = |action: &str, rule: &str, mode: &str| {
+        entries
+            .iter()
+            .any(|e| e["action"] == action && e["rule"] == rule && e["mode"] == mode)
+    };
+    assert!(seen("publish", "no-evil", "block"), "{entries:?}");
+    assert!(seen("download", "no-pad-100", "block"), "{entries:?}");
+    assert!(seen("download", "cool-off", "block"), "{entries:?}");
+    assert!(seen("download", "watch-pad", "warn"), "{entries:?}");
+    assert!(seen("metadata", "no-pad-100", "block"), "{entries:?}");
+    let only_all = get(app, "/api/v1/firewall-audit?repository=all")
+        .await
+        .json();
+    assert!(
+        only_all["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["repository"] == "all")
+    );
+
+    // Rules go, and what they held back comes back.
+    for name in ["no-pad-100", "cool-off", "watch-pad", "no-evil"] {
+        let deleted = send(
+            app,
+            Method::DELETE,
+            &format!("/api/v1/firewall-rules/{name}"),
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    }
+    let document = get(app, "/npm/npmjs/pad").await.json();
+    assert_eq!(document["versions"].as_object().unwrap().len(), 3);
+    assert_eq!(document["dist-tags"]["latest"], "1.2.0");
+}
+
+#[tokio::test]
+async fn npm_audit_answers_from_loaded_advisories_and_says_when_none_are() {
+    let (server, _upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let asked = json!({"pad": ["1.0.0"], "other": ["2.0.0"]}).to_string();
+    let none = send(
+        &proxy.app,
+        Method::POST,
+        "/npm/npmjs/-/npm/v1/security/advisories/bulk",
+        asked.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(none.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        none.message().contains("no advisory data"),
+        "{}",
+        none.message()
+    );
+
+    let mut advisories = registry_core::firewall::Advisories::new();
+    advisories
+        .add_json(
+            json!({"id": "GHSA-pad", "summary": "pad pads too much",
+                   "database_specific": {"severity": "CRITICAL"},
+                   "affected": [{"package": {"ecosystem": "npm", "name": "pad"},
+                                 "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.1.0"}]}]}]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+    let blobs = Arc::new(MemoryBlobStore::new());
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let packages = Packages::new(blobs.clone(), Arc::clone(&metadata)).with_advisories(advisories);
+    let app =
+        registry_http::app::Application::new(OciRegistry::new(blobs, metadata), packages).router();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gzip, asked.as_bytes()).unwrap();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/npm/anything/-/npm/v1/security/advisories/bulk")
+        .header("content-encoding", "gzip")
+        .body(Body::from(gzip.finish().unwrap()))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["pad"][0]["severity"], "critical");
+    assert_eq!(answer["pad"][0]["vulnerable_versions"], "<1.1.0");
+    assert!(answer.get("other").is_none());
 }

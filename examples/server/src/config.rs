@@ -76,6 +76,21 @@ struct File {
     /// `[[package_repositories]]`: package repositories created and configured at start.
     #[serde(default)]
     package_repositories: Vec<RepositoryConfig>,
+    /// `[firewall]`: advisory data for the dependency firewall and npm audit.
+    #[serde(default)]
+    firewall: FileFirewall,
+    /// `[[firewall_rules]]`: the dependency firewall's rules.
+    #[serde(default)]
+    firewall_rules: Vec<registry_core::FirewallRule>,
+}
+
+/// `[firewall]`: where advisories are read from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFirewall {
+    /// OSV JSON files, or directories of them (`*.json`, read at start).
+    #[serde(default)]
+    advisories: Vec<PathBuf>,
 }
 
 /// `[tls]`: HTTPS.
@@ -208,6 +223,8 @@ pub(crate) struct Config {
     pub(crate) tag_rules: Vec<TagRule>,
     pub(crate) cleanup_policies: Vec<CleanupPolicy>,
     pub(crate) package_repositories: Vec<RepositoryConfig>,
+    firewall: FileFirewall,
+    pub(crate) firewall_rules: Vec<registry_core::FirewallRule>,
 }
 
 impl Config {
@@ -252,7 +269,39 @@ impl Config {
             tag_rules: file.tag_rules,
             cleanup_policies: file.cleanup_policies,
             package_repositories: file.package_repositories,
+            firewall: file.firewall,
+            firewall_rules: file.firewall_rules,
         })
+    }
+
+    /// The advisories of `[firewall] advisories`: each file, and each `*.json` file of each
+    /// directory, read as OSV JSON.
+    pub(crate) fn advisories(&self) -> Result<registry_core::firewall::Advisories, String> {
+        let mut advisories = registry_core::firewall::Advisories::new();
+        let mut add = |path: &std::path::Path| {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("[firewall] reading {}: {e}", path.display()))?;
+            advisories
+                .add_json(&bytes)
+                .map_err(|e| format!("[firewall] {}: {e}", path.display()))
+        };
+        for path in &self.firewall.advisories {
+            if path.is_dir() {
+                let entries = std::fs::read_dir(path)
+                    .map_err(|e| format!("[firewall] reading {}: {e}", path.display()))?;
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect();
+                files.sort();
+                for file in files {
+                    add(&file)?;
+                }
+            } else {
+                add(path)?;
+            }
+        }
+        Ok(advisories)
     }
 
     /// The TLS configuration, when `[tls]` is given.

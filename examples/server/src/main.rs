@@ -336,7 +336,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         Arc::clone(registry.metadata()),
     )
     .with_limits(config.package_limits())
-    .with_create_on_publish(config.create_repositories_on_publish);
+    .with_create_on_publish(config.create_repositories_on_publish)
+    .with_advisories(config.advisories()?);
+    packages
+        .apply_configured_firewall_rules(&config.firewall_rules)
+        .await
+        .map_err(|e| format!("applying [[firewall_rules]]: {e}"))?;
     let external = config.external_url()?;
     // Virtual repositories last: their members must exist first.
     let mut configured_repositories: Vec<_> = config.package_repositories.iter().collect();

@@ -222,7 +222,9 @@ impl Advisories {
             .flatten()
         {
             let (Some(ecosystem_name), Some(name)) = (
-                affected.pointer("/package/ecosystem").and_then(Value::as_str),
+                affected
+                    .pointer("/package/ecosystem")
+                    .and_then(Value::as_str),
                 affected.pointer("/package/name").and_then(Value::as_str),
             ) else {
                 continue;
@@ -249,7 +251,12 @@ impl Advisories {
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-                .filter(|r| matches!(r.get("type").and_then(Value::as_str), Some("SEMVER" | "ECOSYSTEM")))
+                .filter(|r| {
+                    matches!(
+                        r.get("type").and_then(Value::as_str),
+                        Some("SEMVER" | "ECOSYSTEM")
+                    )
+                })
             {
                 let mut current: Option<Range> = None;
                 for event in range

@@ -54,6 +54,66 @@ impl Mode {
     }
 }
 
+/// A minimum age: a number and a unit (`d`, `h`, `m`, `s`), at most ten years.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MinAge {
+    text: String,
+    seconds: u64,
+}
+
+impl MinAge {
+    /// Parses `3d`, `12h`, `30m`, `45s`. Errors: [`Error::PolicyInvalid`].
+    pub fn parse(text: &str) -> Result<Self> {
+        let invalid = || Error::PolicyInvalid {
+            reason: format!(
+                "{text:?} is not an age: write a number and a unit, d, h, m or s (3d, 12h)"
+            ),
+        };
+        let split = text.len().checked_sub(1).ok_or_else(invalid)?;
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().map_err(|_| invalid())?;
+        let scale = match unit {
+            "d" => 86_400,
+            "h" => 3_600,
+            "m" => 60,
+            "s" => 1,
+            _ => return Err(invalid()),
+        };
+        let seconds = number
+            .checked_mul(scale)
+            .filter(|s| *s <= 10 * 366 * 86_400)
+            .ok_or_else(invalid)?;
+        Ok(MinAge {
+            text: text.to_owned(),
+            seconds,
+        })
+    }
+
+    /// The age as a duration.
+    pub fn duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.seconds)
+    }
+}
+
+impl fmt::Display for MinAge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for MinAge {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for MinAge {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        MinAge::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Licence lists.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +128,7 @@ pub struct Licenses {
 }
 
 /// A firewall rule, as configured (`[[firewall_rules]]`) or sent to the admin API. It checks
-/// exactly one of `deny`, `allow`, `min_age_days`, `advisories` and `licenses`.
+/// exactly one of `deny`, `allow`, `min_age`, `advisories` and `licenses`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FirewallRule {
@@ -86,10 +146,11 @@ pub struct FirewallRule {
     /// Only these pass: name patterns or package URLs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<PackageMatch>,
-    /// Versions an upstream published less than this many days ago are held back (versions
-    /// published to hosted repositories are not: they are this registry's own).
+    /// Versions an upstream published less than this long ago (`3d`, `12h`, `30m`, `45s`)
+    /// are held back (versions published to hosted repositories are not: they are this
+    /// registry's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_age_days: Option<u32>,
+    pub min_age: Option<MinAge>,
     /// Versions an advisory of at least this severity affects are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advisories: Option<Severity>,
@@ -123,13 +184,13 @@ impl FirewallRule {
         let checks = [
             !self.deny.is_empty(),
             !self.allow.is_empty(),
-            self.min_age_days.is_some(),
+            self.min_age.is_some(),
             self.advisories.is_some(),
             self.licenses.is_some(),
         ];
         if checks.iter().filter(|c| **c).count() != 1 {
             return invalid(format!(
-                "firewall rule {} must check exactly one of deny, allow, min_age_days, \
+                "firewall rule {} must check exactly one of deny, allow, min_age, \
                  advisories and licenses",
                 self.name
             ));
@@ -138,13 +199,18 @@ impl FirewallRule {
             && licenses.allow.is_empty()
             && licenses.deny.is_empty()
         {
-            return invalid(format!("firewall rule {}: licenses lists nothing", self.name));
+            return invalid(format!(
+                "firewall rule {}: licenses lists nothing",
+                self.name
+            ));
         }
         let longest = [
             self.deny.len(),
             self.allow.len(),
             self.exceptions.len(),
-            self.licenses.as_ref().map_or(0, |l| l.allow.len() + l.deny.len()),
+            self.licenses
+                .as_ref()
+                .map_or(0, |l| l.allow.len() + l.deny.len()),
         ];
         if longest.iter().any(|n| *n > MAX_RULE_ENTRIES) {
             return invalid(format!(
@@ -225,16 +291,31 @@ impl Firewall {
         self.rules.iter().any(|r| r.covers(repository))
     }
 
-    /// Whether any rule applying to the repository depends on the time (an age gate).
-    pub fn ages(&self, repository: &str) -> bool {
+    /// How finely decisions for the repository change with time: a 24th of its shortest age
+    /// gate, between a second and an hour; `None` without age gates.
+    pub fn age_granularity(&self, repository: &str) -> Option<std::time::Duration> {
         self.rules
             .iter()
-            .any(|r| r.covers(repository) && r.min_age_days.is_some())
+            .filter(|r| r.covers(repository))
+            .filter_map(|r| r.min_age.as_ref())
+            .map(|age| age.duration() / 24)
+            .min()
+            .map(|d| {
+                d.clamp(
+                    std::time::Duration::from_secs(1),
+                    std::time::Duration::from_secs(3600),
+                )
+            })
     }
 
     /// The rules that match a version, blocking ones first; empty when it passes. `now` is
     /// the time age gates count from.
-    pub fn check(&self, candidate: &Candidate<'_>, order: VersionOrder<'_>, now: Timestamp) -> Vec<Hit> {
+    pub fn check(
+        &self,
+        candidate: &Candidate<'_>,
+        order: VersionOrder<'_>,
+        now: Timestamp,
+    ) -> Vec<Hit> {
         let mut hits: Vec<Hit> = self
             .rules
             .iter()
@@ -266,16 +347,15 @@ impl Firewall {
         if !rule.allow.is_empty() && !rule.allow.iter().any(|m| m.matches(candidate)) {
             return Some(format!("{id} is not on the allow list"));
         }
-        if let Some(days) = rule.min_age_days
+        if let Some(age) = &rule.min_age
             && candidate.upstream
         {
-            let ripe = candidate
-                .published
-                .after(std::time::Duration::from_secs(u64::from(days) * 86_400));
+            let ripe = candidate.published.after(age.duration());
             if now < ripe {
                 return Some(format!(
-                    "{id} was published less than {days} days ago (at {} ms since the epoch)",
-                    candidate.published.0
+                    "{id} was published less than {age} ago; it is held back until {} ms \
+                     since the epoch",
+                    ripe.0
                 ));
             }
         }
@@ -304,7 +384,9 @@ impl Firewall {
                 Some(license) if listed(&licenses.deny, license) => {
                     return Some(format!("{id} is licensed {license}, which is denied"));
                 }
-                Some(license) if !licenses.allow.is_empty() && !listed(&licenses.allow, license) => {
+                Some(license)
+                    if !licenses.allow.is_empty() && !listed(&licenses.allow, license) =>
+                {
                     return Some(format!("{id} is licensed {license}, which is not allowed"));
                 }
                 None if !licenses.allow.is_empty() => {

@@ -31,7 +31,7 @@ fn rule(json: serde_json::Value) -> FirewallRule {
 fn rules_check_exactly_one_thing_and_are_named_well() {
     for bad in [
         serde_json::json!({"name": "x"}),
-        serde_json::json!({"name": "x", "deny": ["a"], "min_age_days": 3}),
+        serde_json::json!({"name": "x", "deny": ["a"], "min_age": "3d"}),
         serde_json::json!({"name": "bad name", "deny": ["a"]}),
         serde_json::json!({"name": "x", "licenses": {}}),
     ] {
@@ -43,8 +43,14 @@ fn rules_check_exactly_one_thing_and_are_named_well() {
         serde_json::json!({"name": "x", "deny": ["pkg:npm/a?x=1"]}),
         serde_json::json!({"name": "x", "deny": ["("]}),
         serde_json::json!({"name": "x", "advisories": "severe"}),
+        serde_json::json!({"name": "x", "min_age": "3"}),
+        serde_json::json!({"name": "x", "min_age": "3w"}),
+        serde_json::json!({"name": "x", "min_age": "99999999999d"}),
     ] {
-        assert!(serde_json::from_value::<FirewallRule>(bad.clone()).is_err(), "{bad}");
+        assert!(
+            serde_json::from_value::<FirewallRule>(bad.clone()).is_err(),
+            "{bad}"
+        );
     }
 }
 
@@ -52,45 +58,81 @@ fn rules_check_exactly_one_thing_and_are_named_well() {
 fn deny_allow_and_exceptions_by_name_pattern_and_package_url() {
     let firewall = Firewall::new(
         vec![
-            rule(serde_json::json!({"name": "no-left-pad", "deny": ["pkg:npm/left-pad@1.3.1", "evil-.*"],
-                                    "exceptions": ["pkg:npm/evil-but-ok"]})),
+            rule(
+                serde_json::json!({"name": "no-left-pad", "deny": ["pkg:npm/left-pad@1.3.1", "evil-.*"],
+                                    "exceptions": ["pkg:npm/evil-but-ok"]}),
+            ),
             rule(serde_json::json!({"name": "scoped", "repositories": "other", "deny": [".*"]})),
             rule(serde_json::json!({"name": "corp-scope", "deny": ["pkg:npm/%40corp/secret"]})),
         ],
         Default::default(),
     );
     let now = Timestamp(0);
-    assert_eq!(firewall.check(&candidate("left-pad", "1.3.0"), &semver, now), []);
+    assert_eq!(
+        firewall.check(&candidate("left-pad", "1.3.0"), &semver, now),
+        []
+    );
     let hits = firewall.check(&candidate("left-pad", "1.3.1"), &semver, now);
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].rule, "no-left-pad");
-    assert!(hits[0].reason.contains("pkg:npm/left-pad@1.3.1 is denied"), "{}", hits[0].reason);
-    assert_eq!(firewall.check(&candidate("evil-x", "1.0.0"), &semver, now).len(), 1);
-    assert_eq!(firewall.check(&candidate("evil-but-ok", "1.0.0"), &semver, now), []);
-    assert_eq!(firewall.check(&candidate("@corp/secret", "1.0.0"), &semver, now).len(), 1);
+    assert!(
+        hits[0].reason.contains("pkg:npm/left-pad@1.3.1 is denied"),
+        "{}",
+        hits[0].reason
+    );
+    assert_eq!(
+        firewall
+            .check(&candidate("evil-x", "1.0.0"), &semver, now)
+            .len(),
+        1
+    );
+    assert_eq!(
+        firewall.check(&candidate("evil-but-ok", "1.0.0"), &semver, now),
+        []
+    );
+    assert_eq!(
+        firewall
+            .check(&candidate("@corp/secret", "1.0.0"), &semver, now)
+            .len(),
+        1
+    );
     let allow = Firewall::new(
-        vec![rule(serde_json::json!({"name": "only", "mode": "warn", "allow": ["pkg:npm/a", "b-.*"]}))],
+        vec![rule(
+            serde_json::json!({"name": "only", "mode": "warn", "allow": ["pkg:npm/a", "b-.*"]}),
+        )],
         Default::default(),
     );
     assert_eq!(allow.check(&candidate("a", "1.0.0"), &semver, now), []);
     assert_eq!(allow.check(&candidate("b-c", "1.0.0"), &semver, now), []);
     let hits = allow.check(&candidate("c", "1.0.0"), &semver, now);
-    assert_eq!((hits[0].mode, hits[0].reason.contains("allow list")), (Mode::Warn, true));
+    assert_eq!(
+        (hits[0].mode, hits[0].reason.contains("allow list")),
+        (Mode::Warn, true)
+    );
 }
 
 #[test]
 fn the_age_gate_holds_back_young_upstream_versions_only() {
     let firewall = Firewall::new(
-        vec![rule(serde_json::json!({"name": "cool-off", "min_age_days": 3}))],
+        vec![rule(
+            serde_json::json!({"name": "cool-off", "min_age": "3d"}),
+        )],
         Default::default(),
     );
     let day = 86_400_000;
     let mut young = candidate("pad", "2.0.0");
     young.published = Timestamp(10 * day);
-    assert_eq!(firewall.check(&young, &semver, Timestamp(12 * day)).len(), 1);
+    assert_eq!(
+        firewall.check(&young, &semver, Timestamp(12 * day)).len(),
+        1
+    );
     assert_eq!(firewall.check(&young, &semver, Timestamp(13 * day)), []);
     young.upstream = false;
-    assert_eq!(firewall.check(&young, &semver, Timestamp(12 * day)), [], "hosted");
+    assert_eq!(
+        firewall.check(&young, &semver, Timestamp(12 * day)),
+        [],
+        "hosted"
+    );
 }
 
 #[test]
@@ -134,17 +176,30 @@ fn osv_advisories_by_range_list_and_severity() {
         advisories.about(PackageFormat::Npm, "pad")[0].semver_range(),
         "<1.3.1 || >=2.0.0 <=2.1.0"
     );
-    assert_eq!(advisories.about(PackageFormat::Pypi, "django-thing").len(), 1);
+    assert_eq!(
+        advisories.about(PackageFormat::Pypi, "django-thing").len(),
+        1
+    );
 
     let firewall = Firewall::new(
-        vec![rule(serde_json::json!({"name": "vulns", "advisories": "high"}))],
+        vec![rule(
+            serde_json::json!({"name": "vulns", "advisories": "high"}),
+        )],
         std::sync::Arc::new(advisories),
     );
     let hits = firewall.check(&candidate("pad", "1.0.0"), &semver, Timestamp(0));
-    assert!(hits[0].reason.contains("GHSA-1 (high, prototype pollution)"), "{}", hits[0].reason);
-    assert!(firewall.check(&candidate("pad", "9.9.9"), &semver, Timestamp(0))[0]
-        .reason
-        .contains("MAL-2 (critical"));
+    assert!(
+        hits[0]
+            .reason
+            .contains("GHSA-1 (high, prototype pollution)"),
+        "{}",
+        hits[0].reason
+    );
+    assert!(
+        firewall.check(&candidate("pad", "9.9.9"), &semver, Timestamp(0))[0]
+            .reason
+            .contains("MAL-2 (critical")
+    );
     assert!(advisories_invalid());
 }
 
@@ -158,8 +213,12 @@ fn advisories_invalid() -> bool {
 fn licences_allowed_and_denied() {
     let firewall = Firewall::new(
         vec![
-            rule(serde_json::json!({"name": "permissive", "licenses": {"allow": ["MIT", "Apache-2.0"]}})),
-            rule(serde_json::json!({"name": "no-gpl", "mode": "warn", "licenses": {"deny": ["GPL-3.0"]}})),
+            rule(
+                serde_json::json!({"name": "permissive", "licenses": {"allow": ["MIT", "Apache-2.0"]}}),
+            ),
+            rule(
+                serde_json::json!({"name": "no-gpl", "mode": "warn", "licenses": {"deny": ["GPL-3.0"]}}),
+            ),
         ],
         Default::default(),
     );
@@ -170,7 +229,11 @@ fn licences_allowed_and_denied() {
     assert_eq!(hits.len(), 2);
     assert_eq!(hits[0].mode, Mode::Block, "blocking hits first");
     c.license = None;
-    assert!(firewall.check(&c, &semver, Timestamp(0))[0].reason.contains("declares no licence"));
+    assert!(
+        firewall.check(&c, &semver, Timestamp(0))[0]
+            .reason
+            .contains("declares no licence")
+    );
 }
 
 #[test]
@@ -181,12 +244,44 @@ fn package_urls_of_every_format() {
         c.format = format;
         parsed.matches(&c)
     };
-    assert!(check("pkg:npm/%40scope/name@1.0.0", PackageFormat::Npm, "@scope/name", "1.0.0"));
-    assert!(check("pkg:pypi/Django_Thing@1.0", PackageFormat::Pypi, "django-thing", "1.0"));
-    assert!(check("pkg:maven/org.example/lib@1.0", PackageFormat::Maven, "org.example:lib", "1.0"));
-    assert!(check("pkg:nuget/Newtonsoft.Json", PackageFormat::Nuget, "newtonsoft.json", "13.0.1"));
-    assert!(!check("pkg:npm/name@1.0.0", PackageFormat::Pypi, "name", "1.0.0"));
-    for bad in ["npm/x", "pkg:npm", "pkg:npm/", "pkg:npm/x@", "pkg:npm/a/b/c", "pkg:npm/%zz"] {
+    assert!(check(
+        "pkg:npm/%40scope/name@1.0.0",
+        PackageFormat::Npm,
+        "@scope/name",
+        "1.0.0"
+    ));
+    assert!(check(
+        "pkg:pypi/Django_Thing@1.0",
+        PackageFormat::Pypi,
+        "django-thing",
+        "1.0"
+    ));
+    assert!(check(
+        "pkg:maven/org.example/lib@1.0",
+        PackageFormat::Maven,
+        "org.example:lib",
+        "1.0"
+    ));
+    assert!(check(
+        "pkg:nuget/Newtonsoft.Json",
+        PackageFormat::Nuget,
+        "newtonsoft.json",
+        "13.0.1"
+    ));
+    assert!(!check(
+        "pkg:npm/name@1.0.0",
+        PackageFormat::Pypi,
+        "name",
+        "1.0.0"
+    ));
+    for bad in [
+        "npm/x",
+        "pkg:npm",
+        "pkg:npm/",
+        "pkg:npm/x@",
+        "pkg:npm/a/b/c",
+        "pkg:npm/%zz",
+    ] {
         assert!(Purl::parse(bad).is_err(), "{bad}");
     }
 }

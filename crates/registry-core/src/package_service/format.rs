@@ -73,6 +73,13 @@ pub trait FormatRules: fmt::Debug + Send + Sync + 'static {
     /// The digests to compute while a file is stored.
     fn extra_digests(&self) -> ExtraDigests;
 
+    /// The licence a version's metadata document declares (an SPDX expression), for the
+    /// firewall's licence rules; `None` (the default) where the format declares none.
+    fn license(&self, metadata: &str) -> Option<String> {
+        let _ = metadata;
+        None
+    }
+
     /// How the format reads an upstream registry, for proxy repositories; `None` (the
     /// default) when it has none.
     fn upstream(&self) -> Option<&dyn UpstreamFormat> {

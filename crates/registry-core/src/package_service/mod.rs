@@ -16,6 +16,7 @@
 //! their designated hosted member (`virtual_repository`).
 
 mod files;
+mod firewall;
 mod format;
 mod operations;
 mod proxy;
@@ -35,6 +36,7 @@ use crate::token::TokenStore;
 use crate::values::{Page, Timestamp};
 
 pub use files::{BlobReader, StoredFile};
+pub use firewall::MAX_FIREWALL_RULES;
 pub use format::{ExtraDigests, FormatRules, UpstreamFormat, UpstreamPackage};
 pub use operations::Release;
 pub use proxy::{ProxyReport, StaleServe, UpstreamCheck, observe_proxy};
@@ -77,6 +79,8 @@ pub struct Packages {
     upstream: Option<Arc<dyn crate::proxy::Upstream>>,
     /// What proxy reads share: fetches in flight, parsed documents, download counts.
     proxy: Arc<proxy::ProxyState>,
+    /// The firewall's advisories, rules in force and recorded decisions.
+    firewall: Arc<firewall::FirewallState>,
 }
 
 /// How long the settings of a proxy or virtual repository are used before they are read again.
@@ -108,6 +112,7 @@ impl Packages {
             configured: Arc::default(),
             upstream: None,
             proxy: Arc::default(),
+            firewall: Arc::default(),
         }
     }
 

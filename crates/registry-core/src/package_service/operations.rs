@@ -42,21 +42,41 @@ impl Packages {
         let Some((source, key)) = self.read_key(rules, repository, name).await? else {
             return Ok(None);
         };
-        let mut package = match source {
-            Source::Hosted => self.metadata.package(repository, &key).await?,
-            Source::Proxy(found) => self
-                .upstream_package(rules, &found, &key)
-                .await?
-                .map(|p| p.package.clone()),
-            Source::Virtual(found) => self.virtual_package(rules, &found, &key).await?,
+        let Some((mut package, upstream)) =
+            self.unscreened(rules, repository, source, &key).await?
+        else {
+            return Ok(None);
         };
-        if let Some(package) = &mut package {
-            let versions = std::mem::take(&mut package.versions);
-            package.versions = merge_sort(versions, &|a, b| {
-                rules.compare_versions(&a.version, &b.version)
-            });
-        }
-        Ok(package)
+        let versions = std::mem::take(&mut package.versions);
+        package.versions = merge_sort(versions, &|a, b| {
+            rules.compare_versions(&a.version, &b.version)
+        });
+        self.screen(rules, repository, &mut package, upstream)
+            .await?;
+        Ok(Some(package))
+    }
+
+    /// A package as its source has it, before the firewall, and whether it comes from an
+    /// upstream.
+    async fn unscreened(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        source: Source,
+        key: &str,
+    ) -> Result<Option<(Package, bool)>> {
+        Ok(match source {
+            Source::Hosted => self
+                .metadata
+                .package(repository, key)
+                .await?
+                .map(|p| (p, false)),
+            Source::Proxy(found) => self
+                .upstream_package(rules, &found, key)
+                .await?
+                .map(|p| (p.package.clone(), true)),
+            Source::Virtual(found) => self.virtual_package(rules, &found, key).await?,
+        })
     }
 
     /// A package's current revision (changed by every change to it); `None` as for
@@ -70,13 +90,17 @@ impl Packages {
         let Some((source, key)) = self.read_key(rules, repository, name).await? else {
             return Ok(None);
         };
-        match source {
-            Source::Hosted => self.metadata.package_revision(repository, &key).await,
-            Source::Proxy(found) => Ok(self
+        let revision = match source {
+            Source::Hosted => self.metadata.package_revision(repository, &key).await?,
+            Source::Proxy(found) => self
                 .upstream_package(rules, &found, &key)
                 .await?
-                .map(|p| p.package.revision.clone())),
-            Source::Virtual(found) => self.virtual_package_revision(rules, &found, &key).await,
+                .map(|p| p.package.revision.clone()),
+            Source::Virtual(found) => self.virtual_package_revision(rules, &found, &key).await?,
+        };
+        match revision {
+            Some(revision) => Ok(Some(self.screened_revision(repository, revision).await?)),
+            None => Ok(None),
         }
     }
 
@@ -116,9 +140,15 @@ impl Packages {
         };
         match source {
             Source::Hosted => {
-                self.metadata
+                let found = self
+                    .metadata
                     .package_file(repository, &key, version.as_deref(), file)
-                    .await
+                    .await?;
+                if let Some((version, _)) = &found {
+                    self.guard_hosted(rules, repository, repository, &key, version)
+                        .await?;
+                }
+                Ok(found)
             }
             Source::Proxy(found) => {
                 let Some(package) = self.upstream_package(rules, &found, &key).await? else {
@@ -131,11 +161,14 @@ impl Packages {
                 else {
                     return Ok(None);
                 };
+                // Checked before anything is fetched: a blocked version's file never is.
+                self.guard_upstream(rules, repository, &package, &remote.version)
+                    .await?;
                 let stored = self.upstream_file(rules, &found, remote).await?;
                 Ok(Some((remote.version.clone(), stored)))
             }
             Source::Virtual(found) => {
-                self.virtual_file(rules, &found, &key, version.as_deref(), file)
+                self.virtual_file(rules, repository, &found, &key, version.as_deref(), file)
                     .await
             }
         }
@@ -316,6 +349,21 @@ impl Packages {
         let version = rules.version_key(&release.version)?;
         let found = self.publish_repository(repository, rules.format()).await?;
         protect(&found, &key, &release.name, Action::Push, role)?;
+        let published = crate::package::PackageVersion {
+            version: version.clone(),
+            status: VersionStatus::Default,
+            metadata: release.metadata.clone(),
+            files: Vec::new(),
+            created_at: crate::values::Timestamp::now(),
+            updated_at: crate::values::Timestamp::now(),
+        };
+        // Checked against the rules of the repository published to, and of the one named.
+        self.check_version(rules, &found.name, &key, &published, false, "publish")
+            .await?;
+        if found.name != repository {
+            self.check_version(rules, repository, &key, &published, false, "publish")
+                .await?;
+        }
         self.metadata
             .publish(&Publish {
                 duplicates: found.settings.duplicates_allowed(&key) || rules.replaceable(&version),

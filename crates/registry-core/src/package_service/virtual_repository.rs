@@ -49,12 +49,13 @@ impl Packages {
 
     /// The package stored as `key` in a virtual repository, resolved as the module says, with
     /// a revision made of its members' revisions.
+    /// Whether the package came from proxy members is said beside it.
     pub(super) async fn virtual_package(
         &self,
         rules: &dyn FormatRules,
         repository: &PackageRepository,
         key: &str,
-    ) -> Result<Option<Package>> {
+    ) -> Result<Option<(Package, bool)>> {
         let members = self.members(repository).await?;
         let mut hosted = Vec::new();
         for member in members
@@ -66,7 +67,7 @@ impl Packages {
             }
         }
         if !hosted.is_empty() {
-            return Ok(Some(merge(hosted)));
+            return Ok(Some((merge(hosted), false)));
         }
         let mut found = Vec::new();
         let mut failure = None;
@@ -86,7 +87,7 @@ impl Packages {
         match (found.is_empty(), failure) {
             (true, Some(failure)) => Err(failure),
             (true, None) => Ok(None),
-            (false, _) => Ok(Some(merge(found))),
+            (false, _) => Ok(Some((merge(found), true))),
         }
     }
 
@@ -94,6 +95,7 @@ impl Packages {
     pub(super) async fn virtual_file(
         &self,
         rules: &dyn FormatRules,
+        read_as: &str,
         repository: &PackageRepository,
         key: &str,
         version: Option<&str>,
@@ -107,6 +109,8 @@ impl Packages {
         {
             let name = &member.repository.name;
             if let Some(found) = self.metadata.package_file(name, key, version, file).await? {
+                self.guard_hosted(rules, read_as, name, key, &found.0)
+                    .await?;
                 return Ok(Some(found));
             }
             in_hosted = in_hosted || self.metadata.package_revision(name, key).await?.is_some();
@@ -140,6 +144,8 @@ impl Packages {
             else {
                 continue;
             };
+            self.guard_upstream(rules, read_as, &package, &remote.version)
+                .await?;
             if self.is_cached(&member.repository, &remote.url).await? {
                 let found = self
                     .upstream_file(rules, &member.repository, &remote)

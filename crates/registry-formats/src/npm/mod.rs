@@ -7,8 +7,10 @@
 //! `dist.integrity`, and which is a gzip tar (expanded size bounded, no absolute or `..` paths)
 //! whose `package.json` names the same package and version.
 
+mod audit;
 mod upstream;
 
+pub use audit::{MAX_AUDIT_PACKAGES, MAX_AUDIT_REQUEST, bulk_response, read_bulk_request};
 pub use upstream::{packument_path, read_packument};
 
 use std::collections::BTreeMap;
@@ -768,5 +770,15 @@ impl registry_core::FormatRules for Npm {
 
     fn upstream(&self) -> Option<&dyn registry_core::UpstreamFormat> {
         Some(self)
+    }
+
+    fn license(&self, metadata: &str) -> Option<String> {
+        let manifest: Value = serde_json::from_str(metadata).ok()?;
+        match manifest.get("license")? {
+            Value::String(license) => Some(license.clone()),
+            // The old form: {"type": "MIT", "url": …}.
+            Value::Object(fields) => fields.get("type")?.as_str().map(str::to_owned),
+            _ => None,
+        }
     }
 }

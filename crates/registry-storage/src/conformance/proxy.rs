@@ -220,7 +220,10 @@ pub async fn metadata_firewall_audit(store: SharedMetadataStore) {
         .record_decisions(&[entry("a", "1.0.0", 10), entry("b", "1.0.1", 21)])
         .await
         .unwrap();
-    store.record_decisions(&[entry("a", "1.0.2", 30)]).await.unwrap();
+    store
+        .record_decisions(&[entry("a", "1.0.2", 30)])
+        .await
+        .unwrap();
     let all = store.audit_entries(None, None, 10).await.unwrap();
     let versions: Vec<&str> = all.iter().map(|e| e.version.as_str()).collect();
     assert_eq!(versions, ["1.0.2", "1.0.1", "1.0.0"]);

@@ -23,8 +23,8 @@ use sqlx::{Any, AnyConnection, Executor, Pool, Row, Transaction};
 
 mod collection;
 mod content;
-mod packages;
 mod firewall;
+mod packages;
 mod policy;
 mod proxy;
 mod review;

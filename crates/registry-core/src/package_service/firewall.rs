@@ -1,0 +1,442 @@
+//! The firewall in the package service: rules read from the policy store (the same on every
+//! instance), applied to the versions a client reads (blocked ones left out, tags moved off
+//! them), to downloads and to publishes; decisions that blocked or warned recorded in the
+//! audit log.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::Digest as _;
+
+use super::Packages;
+use super::format::FormatRules;
+use crate::error::{Error, Result};
+use crate::firewall::{Advisories, AuditEntry, Candidate, Firewall, FirewallRule, Hit, Mode};
+use crate::metadata::{PolicyKind, PolicySource, StoredPolicy};
+use crate::package::{Package, PackageVersion};
+use crate::values::Timestamp;
+
+/// How long the rules are used before they are read again.
+const RULES_TTL: Duration = Duration::from_secs(2);
+
+/// The most firewall rules stored.
+pub const MAX_FIREWALL_RULES: usize = 200;
+
+/// The most metadata decisions remembered as recorded before the memory is cleared.
+const MAX_RECORDED: usize = 100_000;
+
+/// What firewall decisions share across requests of one service.
+#[derive(Debug, Default)]
+pub(super) struct FirewallState {
+    advisories: Arc<Advisories>,
+    /// The rules in force with their epoch (a digest of rules and advisories), and when read.
+    current: Mutex<Option<(Instant, Arc<Firewall>, Arc<str>)>>,
+    /// Metadata decisions recorded, so a packument read a thousand times is one audit entry
+    /// per version and rule (cleared hourly).
+    recorded: Mutex<(HashSet<(String, String, String, String)>, Option<Instant>)>,
+}
+
+impl FirewallState {
+    pub(super) fn with_advisories(advisories: Advisories) -> Self {
+        FirewallState {
+            advisories: Arc::new(advisories),
+            ..FirewallState::default()
+        }
+    }
+}
+
+/// The error of a blocked version.
+fn blocked(hit: &Hit) -> Error {
+    Error::Blocked {
+        rule: hit.rule.clone(),
+        reason: hit.reason.clone(),
+    }
+}
+
+impl Packages {
+    /// Loads OSV advisories for the firewall's `advisories` rules and npm's audit.
+    pub fn with_advisories(mut self, advisories: Advisories) -> Self {
+        self.firewall = Arc::new(FirewallState::with_advisories(advisories));
+        self
+    }
+
+    /// The advisories loaded.
+    pub fn advisories(&self) -> &Advisories {
+        &self.firewall.advisories
+    }
+
+    /// The firewall in force and its epoch.
+    async fn firewall(&self) -> Result<(Arc<Firewall>, Arc<str>)> {
+        if let Some((read, firewall, epoch)) = &*self
+            .firewall
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            && read.elapsed() < RULES_TTL
+        {
+            return Ok((Arc::clone(firewall), Arc::clone(epoch)));
+        }
+        let rules: Vec<FirewallRule> = self
+            .firewall_rules()
+            .await?
+            .into_iter()
+            .map(|(rule, _)| rule)
+            .collect();
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(serde_json::to_vec(&rules).map_err(Error::backend)?);
+        hasher.update(self.firewall.advisories.len().to_le_bytes());
+        let epoch: Arc<str> = hex::encode(&hasher.finalize()[..8]).into();
+        let firewall = Arc::new(Firewall::new(rules, Arc::clone(&self.firewall.advisories)));
+        *self
+            .firewall
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), Arc::clone(&firewall), Arc::clone(&epoch)));
+        Ok((firewall, epoch))
+    }
+
+    /// Every stored firewall rule with its source, by name.
+    pub async fn firewall_rules(&self) -> Result<Vec<(FirewallRule, PolicySource)>> {
+        self.metadata
+            .policies(PolicyKind::FirewallRule)
+            .await?
+            .into_iter()
+            .map(|stored| {
+                serde_json::from_str(&stored.document)
+                    .map(|rule| (rule, stored.source))
+                    .map_err(|e| {
+                        Error::backend(format!(
+                            "stored firewall rule {:?} does not parse: {e}",
+                            stored.name
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// Creates or replaces a firewall rule managed by the admin API; returns whether it was
+    /// created.
+    ///
+    /// Errors: [`Error::PolicyInvalid`] for a bad rule or too many; [`Error::Denied`] when
+    /// the configuration manages a rule of that name.
+    pub async fn put_firewall_rule(&self, rule: &FirewallRule) -> Result<bool> {
+        rule.validate()?;
+        let created = self
+            .metadata
+            .put_policy(&stored(PolicySource::Api, rule)?, MAX_FIREWALL_RULES)
+            .await?;
+        self.forget_rules();
+        Ok(created)
+    }
+
+    /// Deletes a firewall rule managed by the admin API; returns whether it existed.
+    pub async fn delete_firewall_rule(&self, name: &str) -> Result<bool> {
+        let deleted = self
+            .metadata
+            .delete_policy(PolicyKind::FirewallRule, name, PolicySource::Api)
+            .await?;
+        self.forget_rules();
+        Ok(deleted)
+    }
+
+    /// Makes the configuration's firewall rules the stored ones of source
+    /// [`PolicySource::Config`]; every rule is validated first, and on error nothing changes.
+    pub async fn apply_configured_firewall_rules(&self, rules: &[FirewallRule]) -> Result<()> {
+        let mut names = HashSet::new();
+        for rule in rules {
+            rule.validate()?;
+            if !names.insert(rule.name.as_str()) {
+                return Err(Error::PolicyInvalid {
+                    reason: format!("firewall rule {} is configured twice", rule.name),
+                });
+            }
+        }
+        let stored = rules
+            .iter()
+            .map(|r| stored(PolicySource::Config, r))
+            .collect::<Result<Vec<_>>>()?;
+        self.metadata
+            .replace_policies(
+                PolicyKind::FirewallRule,
+                PolicySource::Config,
+                &stored,
+                MAX_FIREWALL_RULES,
+            )
+            .await?;
+        self.forget_rules();
+        Ok(())
+    }
+
+    fn forget_rules(&self) {
+        *self
+            .firewall
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The audit log, newest first (see [`crate::FirewallAudit::audit_entries`]).
+    pub async fn firewall_audit(
+        &self,
+        repository: Option<&str>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>> {
+        self.metadata.audit_entries(repository, before, limit).await
+    }
+
+    /// A revision that also changes with the firewall: its rules, its advisories, and — while
+    /// an age gate applies — the time, as finely as the gate needs.
+    pub(super) async fn screened_revision(
+        &self,
+        repository: &str,
+        revision: String,
+    ) -> Result<String> {
+        let (firewall, epoch) = self.firewall().await?;
+        if !firewall.applies_to(repository) {
+            return Ok(revision);
+        }
+        let period = match firewall.age_granularity(repository) {
+            Some(step) => Timestamp::now().0 / i64::try_from(step.as_millis()).unwrap_or(1).max(1),
+            None => 0,
+        };
+        Ok(format!("{revision}-f{epoch}{period:x}"))
+    }
+
+    /// Leaves out of a package the versions the firewall blocks for `repository` (moving tags
+    /// off them), records what it blocked or warned about, and gives the package the
+    /// firewall's revision.
+    pub(super) async fn screen(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        package: &mut Package,
+        upstream: bool,
+    ) -> Result<()> {
+        let (firewall, _) = self.firewall().await?;
+        if !firewall.applies_to(repository) {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let mut decisions = Vec::new();
+        let mut removed = Vec::new();
+        package.versions.retain(|version| {
+            let hits = check(
+                &firewall,
+                rules,
+                repository,
+                &package.name,
+                version,
+                upstream,
+                now,
+            );
+            let Some(first) = hits.first() else {
+                return true;
+            };
+            decisions.push(entry(
+                repository,
+                &package.name,
+                &version.version,
+                "metadata",
+                first,
+            ));
+            if first.mode == Mode::Block {
+                removed.push(version.version.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if !removed.is_empty() {
+            let highest = package
+                .versions
+                .iter()
+                .filter(|v| v.status == crate::package::VersionStatus::Default)
+                .map(|v| v.version.clone())
+                .reduce(|a, b| match rules.compare_versions(&a, &b) {
+                    std::cmp::Ordering::Less => b,
+                    _ => a,
+                });
+            package.tags.retain(|tag, version| {
+                if !removed.contains(version) {
+                    return true;
+                }
+                match (&highest, tag.as_str()) {
+                    (Some(highest), "latest") => {
+                        version.clone_from(highest);
+                        true
+                    }
+                    _ => false,
+                }
+            });
+        }
+        package.revision = self
+            .screened_revision(repository, std::mem::take(&mut package.revision))
+            .await?;
+        self.record_once(decisions).await
+    }
+
+    /// Checks one version a client downloads or publishes: a block is
+    /// [`Error::Blocked`] naming the rule; blocks and warnings are recorded.
+    pub(super) async fn check_version(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        package: &str,
+        version: &PackageVersion,
+        upstream: bool,
+        action: &str,
+    ) -> Result<()> {
+        let (firewall, _) = self.firewall().await?;
+        if !firewall.applies_to(repository) {
+            return Ok(());
+        }
+        let hits = check(
+            &firewall,
+            rules,
+            repository,
+            package,
+            version,
+            upstream,
+            Timestamp::now(),
+        );
+        let Some(first) = hits.first() else {
+            return Ok(());
+        };
+        self.metadata
+            .record_decisions(&[entry(repository, package, &version.version, action, first)])
+            .await?;
+        match first.mode {
+            Mode::Block => Err(blocked(first)),
+            Mode::Warn => Ok(()),
+        }
+    }
+
+    /// Checks the download of a hosted version (of `member`, read through `repository`).
+    pub(super) async fn guard_hosted(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        member: &str,
+        key: &str,
+        version: &str,
+    ) -> Result<()> {
+        if !self.firewall().await?.0.applies_to(repository) {
+            return Ok(());
+        }
+        let Some(package) = self.metadata.package(member, key).await? else {
+            return Ok(());
+        };
+        match package.version(version) {
+            Some(found) => {
+                self.check_version(rules, repository, key, found, false, "download")
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Checks the download of a version an upstream declares, before it is fetched.
+    pub(super) async fn guard_upstream(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        package: &super::format::UpstreamPackage,
+        version: &str,
+    ) -> Result<()> {
+        match package.package.version(version) {
+            Some(found) => {
+                let key = &package.package.name;
+                self.check_version(rules, repository, key, found, true, "download")
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Records metadata decisions not recorded within the hour.
+    async fn record_once(&self, decisions: Vec<AuditEntry>) -> Result<()> {
+        if decisions.is_empty() {
+            return Ok(());
+        }
+        let fresh: Vec<AuditEntry> = {
+            let mut recorded = self
+                .firewall
+                .recorded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let (seen, since) = &mut *recorded;
+            if since.is_none_or(|s| s.elapsed() > Duration::from_secs(3600))
+                || seen.len() > MAX_RECORDED
+            {
+                seen.clear();
+                *since = Some(Instant::now());
+            }
+            decisions
+                .into_iter()
+                .filter(|d| {
+                    seen.insert((
+                        d.repository.clone(),
+                        d.package.clone(),
+                        d.version.clone(),
+                        d.rule.clone(),
+                    ))
+                })
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        self.metadata.record_decisions(&fresh).await
+    }
+}
+
+fn check(
+    firewall: &Firewall,
+    rules: &dyn FormatRules,
+    repository: &str,
+    package: &str,
+    version: &PackageVersion,
+    upstream: bool,
+    now: Timestamp,
+) -> Vec<Hit> {
+    let license = rules.license(&version.metadata);
+    firewall.check(
+        &Candidate {
+            format: rules.format(),
+            repository,
+            name: package,
+            version: &version.version,
+            published: version.created_at,
+            upstream,
+            license: license.as_deref(),
+        },
+        &|a, b| rules.compare_versions(a, b),
+        now,
+    )
+}
+
+fn entry(repository: &str, package: &str, version: &str, action: &str, hit: &Hit) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        at: Timestamp::now(),
+        repository: repository.to_owned(),
+        package: package.to_owned(),
+        version: version.to_owned(),
+        action: action.to_owned(),
+        rule: hit.rule.clone(),
+        mode: hit.mode,
+        reason: hit.reason.clone(),
+    }
+}
+
+fn stored(source: PolicySource, rule: &FirewallRule) -> Result<StoredPolicy> {
+    Ok(StoredPolicy {
+        kind: PolicyKind::FirewallRule,
+        name: rule.name.clone(),
+        source,
+        document: serde_json::to_string(rule).map_err(Error::backend)?,
+    })
+}
