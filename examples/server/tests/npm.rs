@@ -511,3 +511,145 @@ upstream = {{ url = "http://{}/npm/public", metadata_ttl_seconds = 0, timeout_se
         "stale metadata is said so: {head}"
     );
 }
+
+/// The firewall with the real client, through a proxy of another registry instance: a version
+/// younger than the age gate is skipped and the previous one installed; a version denied after
+/// a lockfile pinned it is refused with the rule named in npm's output; `npm audit` reports the
+/// loaded advisory's vulnerability — and, against a registry with no advisories loaded, says
+/// nothing was checked instead of reporting none.
+#[test]
+fn npm_through_the_firewall_age_gate_denial_and_audit() {
+    let upstream = Server::start(&[]);
+    let (_dir, work) = workdir();
+    let (status, answer) = login(&upstream, "public", "alice", "pw");
+    assert_eq!(status, 201, "{answer}");
+    std::fs::create_dir_all(work.join("up")).unwrap();
+    let publisher = Npm::new(
+        &work.join("up"),
+        &upstream,
+        "public",
+        answer["token"].as_str(),
+    );
+    let gate = work.join("gate");
+    package(
+        &gate,
+        json!({ "name": "gate", "version": "1.0.0", "main": "index.js" }),
+        "module.exports = \"gate 1.0.0\";\n",
+    );
+    publisher.run(&gate, &["publish"]);
+    let pinned = work.join("pinned");
+    package(
+        &pinned,
+        json!({ "name": "pinned", "version": "1.0.0", "main": "index.js" }),
+        "module.exports = \"pinned\";\n",
+    );
+    publisher.run(&pinned, &["publish"]);
+    // The age gate is 20 s: 1.0.0 ripens while we wait, 1.1.0 stays young through the install.
+    std::thread::sleep(std::time::Duration::from_secs(22));
+    set_version(&gate, "1.1.0");
+    publisher.run(&gate, &["publish"]);
+
+    let advisories = work.join("advisories");
+    std::fs::create_dir_all(&advisories).unwrap();
+    std::fs::write(
+        advisories.join("GHSA-test-pinned.json"),
+        json!({"id": "GHSA-test-pinned", "summary": "pinned leaks secrets",
+               "database_specific": {"severity": "HIGH"},
+               "affected": [{"package": {"ecosystem": "npm", "name": "pinned"},
+                             "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "2.0.0"}]}]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let config = work.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[package_repositories]]
+name = "npmjs"
+format = "npm"
+kind = "proxy"
+upstream = {{ url = "http://{}/npm/public" }}
+
+[firewall]
+advisories = ["{}"]
+
+[[firewall_rules]]
+name = "cool-off"
+min_age = "20s"
+"#,
+            upstream.host(),
+            advisories.display()
+        ),
+    )
+    .unwrap();
+    let proxy = Server::start(&["--config", config.to_str().unwrap()]);
+    let app = work.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("package.json"),
+        r#"{"name":"app","version":"1.0.0"}"#,
+    )
+    .unwrap();
+    let npm = Npm::new(&app, &proxy, "npmjs", None);
+    let cold = work.join("cold");
+    npm.run(
+        &app,
+        &[
+            "install",
+            "gate",
+            "pinned",
+            "--cache",
+            cold.to_str().unwrap(),
+        ],
+    );
+    let said = run("node", &["-e", "console.log(require('gate'))"], &app);
+    assert_eq!(said.trim(), "gate 1.0.0", "the young 1.1.0 is held back");
+
+    // npm audit reports the advisory from the loaded data.
+    let audit = npm.try_run(&app, &["audit", "--json", "--audit=true"]);
+    let report: Value = serde_json::from_slice(&audit.stdout)
+        .unwrap_or_else(|e| panic!("npm audit --json: {e}: {}", stderr(&audit)));
+    assert_eq!(report["metadata"]["vulnerabilities"]["high"], 1, "{report}");
+    assert!(
+        report.to_string().contains("pinned leaks secrets"),
+        "{report}"
+    );
+
+    // Deny the pinned version now: a clean install from the lockfile is refused, naming the rule.
+    let rule = json!({"deny": ["pkg:npm/pinned@1.0.0"]}).to_string();
+    let (status, _, body) = support::http_request(
+        proxy.addr,
+        "PUT /api/v1/firewall-rules/no-pinned HTTP/1.1\r\nContent-Type: application/json",
+        rule.as_bytes(),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    std::fs::remove_dir_all(app.join("node_modules")).unwrap();
+    let refused = npm.try_run(
+        &app,
+        &["ci", "--cache", work.join("cold2").to_str().unwrap()],
+    );
+    assert!(
+        !refused.status.success(),
+        "npm ci installed a denied version"
+    );
+    let output = stderr(&refused);
+    assert!(
+        output.contains("403") && output.contains("no-pinned"),
+        "npm's output names the rule: {output}"
+    );
+
+    // The upstream has no advisories: its audit says nothing was checked.
+    let upstream_npm = Npm::new(&work.join("up"), &upstream, "public", None);
+    let unchecked = upstream_npm.try_run(&app, &["audit", "--audit=true"]);
+    assert!(
+        !unchecked.status.success(),
+        "an audit that checked nothing passed"
+    );
+    let said = format!(
+        "{}{}",
+        stderr(&unchecked),
+        String::from_utf8_lossy(&unchecked.stdout)
+    );
+    assert!(said.contains("no advisory data is loaded"), "{said}");
+}
