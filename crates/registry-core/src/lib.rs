@@ -96,7 +96,8 @@ pub use package::{
 };
 pub use package_service::{
     BlobReader, ExtraDigests, FormatRules, PackageLimits, Packages, ProxyReport, Release,
-    StaleServe, StoredFile, UpstreamCheck, UpstreamFormat, UpstreamPackage, observe_proxy,
+    StaleServe, StoredFile, UpstreamCheck, UpstreamFormat, UpstreamPackage, incoming_via,
+    observe_proxy,
 };
 pub use proxy::{
     CacheEntry, CacheEntryKind, DeclaredDigest, Fetched, ProxyCache, RemoteFile, Upstream,

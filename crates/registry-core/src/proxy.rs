@@ -7,7 +7,7 @@
 //! `Last-Modified`) and revalidated once its validity has passed. Its **files** are immutable:
 //! each is fetched once, verified against the digest the upstream's metadata declares, and
 //! kept in the shared blob store. An upstream that answers `404` is remembered for a short
-//! while (a **negative** entry), so a flood of misses does not become a flood upstream.
+//! while by each instance, so a flood of misses does not become a flood upstream.
 
 use std::fmt;
 use std::time::Duration;
@@ -37,6 +37,10 @@ pub struct UpstreamSettings {
     /// A PEM file of certificates to trust for the upstream's TLS, besides the system's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// Other origins (`https://files.pythonhosted.org`) the upstream's metadata may place
+    /// files on; they get no credentials. Files anywhere else are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_origins: Vec<String>,
     /// How long fetched metadata is used before it is revalidated (default 300 s).
     #[serde(default = "default_metadata_ttl")]
     pub metadata_ttl_seconds: u64,
@@ -71,6 +75,7 @@ impl fmt::Debug for UpstreamSettings {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "…"))
             .field("ca_file", &self.ca_file)
+            .field("file_origins", &self.file_origins)
             .field("metadata_ttl_seconds", &self.metadata_ttl_seconds)
             .field("not_found_ttl_seconds", &self.not_found_ttl_seconds)
             .field("timeout_seconds", &self.timeout_seconds)
@@ -86,6 +91,7 @@ impl UpstreamSettings {
             username: None,
             password: None,
             ca_file: None,
+            file_origins: Vec::new(),
             metadata_ttl_seconds: default_metadata_ttl(),
             not_found_ttl_seconds: default_not_found_ttl(),
             timeout_seconds: default_timeout(),
@@ -117,6 +123,17 @@ impl UpstreamSettings {
                 "upstream URL {url:?} must name a host, with no credentials, query or fragment \
                  (credentials go in username and password)"
             ));
+        }
+        if self.file_origins.len() > 16 {
+            return invalid("at most 16 file_origins are accepted".into());
+        }
+        for extra in &self.file_origins {
+            let scheme = extra.starts_with("http://") || extra.starts_with("https://");
+            if !scheme || origin(extra) != extra.trim_end_matches('/') || extra.contains('@') {
+                return invalid(format!(
+                    "file origin {extra:?} must be a scheme and host (https://files.example)"
+                ));
+            }
         }
         for (field, value) in [
             ("metadata_ttl_seconds", self.metadata_ttl_seconds),
@@ -190,6 +207,11 @@ impl DeclaredDigest {
             DeclaredDigest::Sha512(_) => "sha512",
             DeclaredDigest::Sha1(_) => "sha1",
         }
+    }
+
+    /// `algorithm:hex`, as a cache entry records it.
+    pub fn as_text(&self) -> String {
+        format!("{}:{}", self.algorithm(), self.hex())
     }
 
     /// The declared value (lowercase hex).
@@ -282,8 +304,6 @@ pub enum CacheEntryKind {
     Metadata,
     /// An immutable file, fetched once.
     File,
-    /// The upstream answered `404`; remembered for a short while.
-    Missing,
 }
 
 impl CacheEntryKind {
@@ -292,7 +312,6 @@ impl CacheEntryKind {
         match self {
             CacheEntryKind::Metadata => "metadata",
             CacheEntryKind::File => "file",
-            CacheEntryKind::Missing => "missing",
         }
     }
 
@@ -301,7 +320,6 @@ impl CacheEntryKind {
         Some(match name {
             "metadata" => CacheEntryKind::Metadata,
             "file" => CacheEntryKind::File,
-            "missing" => CacheEntryKind::Missing,
             _ => return None,
         })
     }
@@ -316,15 +334,18 @@ pub struct CacheEntry {
     pub path: String,
     /// What it holds.
     pub kind: CacheEntryKind,
-    /// The bytes (none for a [`CacheEntryKind::Missing`] entry).
-    pub blob: Option<BlobRef>,
+    /// The bytes.
+    pub blob: BlobRef,
+    /// The digest a file was verified against (`sha512:<hex>`), so a cached file serves only
+    /// a declaration it matches; none for metadata.
+    pub declared: Option<String>,
     /// The validators the upstream sent with it.
     pub validators: Validators,
     /// When the upstream last confirmed it (fetched, or answered `304`).
     pub checked_at: Timestamp,
-    /// When it was first stored.
+    /// When it was stored (fetched anew).
     pub created_at: Timestamp,
-    /// How many times clients downloaded it (files; metadata counts reads).
+    /// How many times clients read it (files downloaded, metadata read).
     pub downloads: u64,
     /// When a client last downloaded it.
     pub last_download: Option<Timestamp>,

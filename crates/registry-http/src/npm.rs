@@ -346,6 +346,16 @@ async fn load(repo: &Repo<'_>, name: &str) -> Result<registry_core::Package, Fai
         .ok_or_else(|| Failure::not_found(format!("package {name} not found")))
 }
 
+/// A package as stored, for a change computed from it (every version, whatever the firewall
+/// shows; its revision is the one the change is checked against).
+async fn load_to_change(repo: &Repo<'_>, name: &str) -> Result<registry_core::Package, Failure> {
+    repo.npm
+        .packages
+        .package_to_change(&Rules, &repo.name, name)
+        .await?
+        .ok_or_else(|| Failure::not_found(format!("package {name} not found")))
+}
+
 /// Checks npm's `_rev` of a request against the package as loaded: a stale one is `409`.
 fn check_rev(package: &registry_core::Package, rev: Option<&str>) -> Result<(), Failure> {
     match rev {
@@ -380,15 +390,16 @@ async fn delete_package(
     name: &str,
     rev: Option<&str>,
 ) -> Result<Response, Failure> {
-    let package = load(repo, name).await?;
-    check_rev(&package, rev)?;
+    let stored = load_to_change(repo, name).await?;
+    check_rev(&load(repo, name).await?, rev)?;
+    // The whole package goes, versions the firewall hides from clients included.
     apply(
         repo,
         &PackageUpdate {
             repository: repo.name.clone(),
             name: name.to_owned(),
-            expected_revision: Some(package.revision.clone()),
-            delete_versions: package.versions.iter().map(|v| v.version.clone()).collect(),
+            expected_revision: Some(stored.revision.clone()),
+            delete_versions: stored.versions.iter().map(|v| v.version.clone()).collect(),
             ..PackageUpdate::default()
         },
     )
@@ -575,6 +586,9 @@ async fn update_package(
     rev: Option<&str>,
     update: npm::DocumentUpdate,
 ) -> Result<Response, Failure> {
+    // The change is computed from what the client was shown (the firewall may hide versions
+    // and move tags) and checked against the package as stored.
+    let stored = load_to_change(repo, name).await?;
     let package = load(repo, name).await?;
     let removed: Vec<&str> = package
         .versions
@@ -587,7 +601,7 @@ async fn update_package(
     let mut change = PackageUpdate {
         repository: repo.name.clone(),
         name: name.to_owned(),
-        expected_revision: Some(package.revision.clone()),
+        expected_revision: Some(stored.revision.clone()),
         delete_versions: removed.iter().map(|v| (*v).to_owned()).collect(),
         ..PackageUpdate::default()
     };

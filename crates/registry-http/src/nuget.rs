@@ -472,7 +472,12 @@ async fn change_state(
         .await?;
     let key = Rules.version_key(version)?;
     for _ in 0..3 {
-        let package = find_package(feed, id).await?;
+        let package = feed
+            .api
+            .packages
+            .package_to_change(&Rules, feed.repository, id)
+            .await?
+            .ok_or_else(|| Failure::not_found(format!("{id} is not in {}", feed.repository)))?;
         let stored = package.version(&key).ok_or_else(missing)?;
         let mut state = VersionState::from_status(&stored.status);
         change(&mut state);

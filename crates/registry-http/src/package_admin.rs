@@ -661,8 +661,9 @@ async fn list_cache(
                 json!({
                     "path": e.path,
                     "kind": e.kind.as_str(),
-                    "size": e.blob.as_ref().map(|b| b.size),
-                    "digest": e.blob.as_ref().map(|b| b.digest.as_str()),
+                    "size": e.blob.size,
+                    "digest": e.blob.digest.as_str(),
+                    "declared": e.declared,
                     "upstream": upstream,
                     "etag": e.validators.etag,
                     "lastModified": e.validators.last_modified,

@@ -1,11 +1,12 @@
 //! Fetching from upstream registries for proxy repositories ([`HttpUpstream`], reqwest), and
 //! the loop guard that keeps a registry from proxying itself.
 //!
-//! Every upstream request carries `Via: 1.1 registry-<instance>`; a request that arrives with
-//! this instance's own name in its `Via` has gone round a loop of proxies (an upstream URL that
-//! points at this registry, directly or through others) and is answered `508 Loop Detected`
-//! ([`refuse_loops`]) instead of asking the upstream again, forever. Configuration refuses the
-//! obvious case before that ([`points_at`]).
+//! Every upstream request carries the `Via` hops of the client request that caused it, then
+//! `1.1 registry-<instance>`; a request that arrives with this instance's own name among its
+//! hops, or with more than [`MAX_HOPS`], has gone round a loop of proxies (an upstream URL
+//! that points at this registry, directly or through other registries, behind a load balancer
+//! or not) and is answered `508 Loop Detected` ([`refuse_loops`]) instead of asking the upstream
+//! again, forever. Configuration refuses the obvious case before that ([`points_at`]).
 //!
 //! Bounds: connecting and the response's headers within the upstream's timeout (the package
 //! service bounds the body), at most [`MAX_REDIRECTS`] redirects (a loop of them is an error),
@@ -25,6 +26,22 @@ use registry_core::{Error, Fetched, Result, Upstream, UpstreamSettings, Validato
 
 /// The most redirects an upstream request follows.
 pub const MAX_REDIRECTS: usize = 5;
+
+/// The most `Via` hops a request may carry: more is a loop among registries.
+pub const MAX_HOPS: usize = 8;
+
+/// The `Via` hops of a request, in order.
+fn via_hops(headers: &axum::http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|hop| hop.trim().to_owned())
+        .filter(|hop| !hop.is_empty())
+        .take(MAX_HOPS + 1)
+        .collect()
+}
 
 /// This registry instance's name in `Via` headers (random per application).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +79,13 @@ impl HttpUpstream {
             instance,
             clients: Mutex::default(),
         }
+    }
+
+    /// The client request's hops, then this instance.
+    fn via(&self) -> String {
+        let mut hops = registry_core::incoming_via();
+        hops.push(self.instance.via());
+        hops.join(", ")
     }
 
     fn client(&self, upstream: &UpstreamSettings) -> Result<reqwest::Client> {
@@ -117,14 +141,17 @@ impl Upstream for HttpUpstream {
             .client(upstream)?
             .get(url)
             .header(header::ACCEPT, accept)
-            .header(header::VIA, self.instance.via());
+            .header(header::VIA, self.via());
         if let Some(etag) = &validators.etag {
             request = request.header(header::IF_NONE_MATCH, etag);
         }
         if let Some(modified) = &validators.last_modified {
             request = request.header(header::IF_MODIFIED_SINCE, modified);
         }
+        // Credentials go to the upstream's own origin only, never to a file origin.
+        let own = registry_core::proxy::origin(url).eq_ignore_ascii_case(upstream.origin());
         request = match (&upstream.username, &upstream.password) {
+            _ if !own => request,
             (Some(user), password) => request.basic_auth(user, password.as_deref()),
             (None, Some(token)) => request.bearer_auth(token),
             (None, None) => request,
@@ -215,15 +242,11 @@ pub async fn refuse_loops(
     request: Request,
     next: Next,
 ) -> Response {
-    let looped = request
-        .headers()
-        .get_all(header::VIA)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|via| {
-            via.split(',')
-                .any(|hop| hop.trim().ends_with(instance.as_str()))
-        });
+    let hops = via_hops(request.headers());
+    let looped = hops.len() > MAX_HOPS
+        || hops
+            .iter()
+            .any(|hop| hop.split_whitespace().nth(1) == Some(instance.as_str()));
     if looped {
         let mut response = (
             StatusCode::LOOP_DETECTED,
@@ -272,6 +295,42 @@ pub fn points_at(upstream: &UpstreamSettings, own: &[&str], port: Option<u16>) -
     local && port.is_some() && upstream_port == port
 }
 
+/// Reports what a request did through proxy repositories: metadata served stale gets
+/// `Warning: 110` and `X-Registry-Stale: <upstream>` (and a log line with the reason), and
+/// `registry_proxy_events_total{event}` counts hits, misses, upstream errors and stale serves.
+pub async fn report_proxy(request: Request, next: Next) -> Response {
+    let via = via_hops(request.headers());
+    let (mut response, report) = registry_core::observe_proxy(via, next.run(request)).await;
+    for (event, count) in [
+        ("hit", report.hits),
+        ("miss", report.misses),
+        ("upstream_error", report.upstream_errors),
+        ("stale", report.stale.len() as u32),
+    ] {
+        if count > 0 {
+            metrics::counter!("registry_proxy_events_total", "event" => event)
+                .increment(u64::from(count));
+        }
+    }
+    if !report.stale.is_empty() {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::WARNING,
+            HeaderValue::from_static("110 registry \"Response is Stale\""),
+        );
+        for stale in &report.stale {
+            tracing::warn!(upstream = %stale.upstream, reason = %stale.reason, "served cached metadata stale");
+            if let Ok(value) = HeaderValue::from_str(&stale.upstream) {
+                headers.append(STALE_HEADER, value);
+            }
+        }
+    }
+    response
+}
+
+/// The header naming an upstream whose cached metadata a response was built from stale.
+pub const STALE_HEADER: header::HeaderName = header::HeaderName::from_static("x-registry-stale");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,38 +361,3 @@ mod tests {
         ));
     }
 }
-
-/// Reports what a request did through proxy repositories: metadata served stale gets
-/// `Warning: 110` and `X-Registry-Stale: <upstream>` (and a log line with the reason), and
-/// `registry_proxy_events_total{event}` counts hits, misses, upstream errors and stale serves.
-pub async fn report_proxy(request: Request, next: Next) -> Response {
-    let (mut response, report) = registry_core::observe_proxy(next.run(request)).await;
-    for (event, count) in [
-        ("hit", report.hits),
-        ("miss", report.misses),
-        ("upstream_error", report.upstream_errors),
-        ("stale", report.stale.len() as u32),
-    ] {
-        if count > 0 {
-            metrics::counter!("registry_proxy_events_total", "event" => event)
-                .increment(u64::from(count));
-        }
-    }
-    if !report.stale.is_empty() {
-        let headers = response.headers_mut();
-        headers.insert(
-            header::WARNING,
-            HeaderValue::from_static("110 registry \"Response is Stale\""),
-        );
-        for stale in &report.stale {
-            tracing::warn!(upstream = %stale.upstream, reason = %stale.reason, "served cached metadata stale");
-            if let Ok(value) = HeaderValue::from_str(&stale.upstream) {
-                headers.append(STALE_HEADER, value);
-            }
-        }
-    }
-    response
-}
-
-/// The header naming an upstream whose cached metadata a response was built from stale.
-pub const STALE_HEADER: header::HeaderName = header::HeaderName::from_static("x-registry-stale");

@@ -151,6 +151,22 @@ async fn upstream_handler(State(state): State<Arc<Upstream>>, request: Request) 
             )
                 .into_response()
         }
+        // Points at pad's tarball, declaring other bytes.
+        "twin" => json_reply(json!({
+            "name": "twin",
+            "versions": {"1.0.0": {"name": "twin", "version": "1.0.0", "dist": {
+                "tarball": format!("{base}/pad/-/pad-1.0.0.tgz"),
+                "integrity": integrity(b"other bytes")}}}
+        })),
+        "slowfile" => json_reply(packument(&base, "slowfile", &[("1.0.0", &good)])),
+        // A byte every 700 ms: never idle for a whole second, never a KiB per second either.
+        "slowfile/-/slowfile-1.0.0.tgz" => {
+            let stream = futures::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"x")), ()))
+            });
+            Body::from_stream(stream).into_response()
+        }
         "malformed" => "this is not a packument".into_response(),
         "other-name" => json_reply(packument(&base, "pad", &[("1.0.0", &good)])).into_response(),
         "huge" => {
@@ -205,10 +221,10 @@ struct Proxy {
 }
 
 async fn proxy_of(upstream: &str, configure: impl FnOnce(&mut UpstreamSettings)) -> Proxy {
-    let blobs = Arc::new(MemoryBlobStore::new());
+    let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(MemoryBlobStore::new());
     let metadata: Arc<dyn MetadataStore> =
         Arc::new(MemoryMetadataStore::new().with_review_delay(Duration::ZERO));
-    let packages = Packages::new(blobs.clone(), Arc::clone(&metadata));
+    let packages = Packages::new(Arc::clone(&blobs), Arc::clone(&metadata));
     let mut settings = UpstreamSettings::new(upstream);
     settings.timeout_seconds = 2;
     configure(&mut settings);
@@ -706,9 +722,9 @@ async fn repositories_are_administered_and_misconfigurations_refused() {
 async fn a_registry_that_proxies_itself_is_stopped_by_the_loop_guard() {
     // Configured directly (the admin API refuses it), a proxy of itself asks itself once,
     // recognises its own request and answers with a clear error instead of recursing.
-    let blobs = Arc::new(MemoryBlobStore::new());
+    let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(MemoryBlobStore::new());
     let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
-    let packages = Packages::new(blobs.clone(), Arc::clone(&metadata));
+    let packages = Packages::new(Arc::clone(&blobs), Arc::clone(&metadata));
     let app = registry_http::app::Application::new(
         OciRegistry::new(blobs, Arc::clone(&metadata)),
         packages.clone(),
@@ -959,9 +975,10 @@ async fn npm_audit_answers_from_loaded_advisories_and_says_when_none_are() {
             .as_bytes(),
         )
         .unwrap();
-    let blobs = Arc::new(MemoryBlobStore::new());
+    let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(MemoryBlobStore::new());
     let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
-    let packages = Packages::new(blobs.clone(), Arc::clone(&metadata)).with_advisories(advisories);
+    let packages =
+        Packages::new(Arc::clone(&blobs), Arc::clone(&metadata)).with_advisories(advisories);
     let app =
         registry_http::app::Application::new(OciRegistry::new(blobs, metadata), packages).router();
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -979,4 +996,202 @@ async fn npm_audit_answers_from_loaded_advisories_and_says_when_none_are() {
     assert_eq!(answer["pad"][0]["severity"], "critical");
     assert_eq!(answer["pad"][0]["vulnerable_versions"], "<1.1.0");
     assert!(answer.get("other").is_none());
+}
+
+#[tokio::test]
+async fn a_cached_file_serves_only_the_declaration_it_was_verified_against() {
+    let (server, _upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let good = get(&proxy.app, "/npm/npmjs/pad/-/pad-1.0.0.tgz").await;
+    assert_eq!(good.status, StatusCode::OK);
+    // Another package's metadata points at the same URL with another digest: the cached bytes
+    // are not served for it; fetched again they do not match, and nothing changes.
+    let twin = get(&proxy.app, "/npm/npmjs/twin/-/twin-1.0.0.tgz").await;
+    assert_eq!(twin.status, StatusCode::BAD_GATEWAY, "{}", twin.message());
+    assert!(
+        twin.message().contains("does not match"),
+        "{}",
+        twin.message()
+    );
+    let again = get(&proxy.app, "/npm/npmjs/pad/-/pad-1.0.0.tgz").await;
+    assert_eq!(again.bytes, tarball_bytes("pad", "1.0.0"));
+}
+
+#[tokio::test]
+async fn a_file_that_drips_too_slowly_times_out_and_a_hanging_upstream_is_asked_once() {
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |s| {
+        s.timeout_seconds = 1;
+    })
+    .await;
+    let slow = get(&proxy.app, "/npm/npmjs/slowfile/-/slowfile-1.0.0.tgz").await;
+    assert_eq!(
+        slow.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        slow.message()
+    );
+    assert!(
+        slow.message().contains("at least 1024"),
+        "{}",
+        slow.message()
+    );
+    // Five clients at once for metadata that never finishes: the upstream is asked once; the
+    // others are answered with that failure instead of each waiting a timeout of their own.
+    let requests = (0..5).map(|_| get(&proxy.app, "/npm/npmjs/drip"));
+    for reply in futures::future::join_all(requests).await {
+        assert_eq!(
+            reply.status,
+            StatusCode::GATEWAY_TIMEOUT,
+            "{}",
+            reply.message()
+        );
+    }
+    assert_eq!(hits(&upstream, "drip"), 1);
+}
+
+#[tokio::test]
+async fn a_virtual_repository_takes_a_package_from_the_first_proxy_that_has_it_alone() {
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let packages = &proxy.packages;
+    let proxy_at = |url: String| RepositorySettings {
+        upstream: Some(UpstreamSettings::new(url)),
+        ..RepositorySettings::default()
+    };
+    // A proxy whose upstream has nothing, and one whose upstream is down.
+    packages
+        .configure_repository(
+            "empty",
+            &Npm,
+            RepositoryKind::Proxy,
+            &proxy_at(format!("http://{}/mirror", server.host())),
+        )
+        .await
+        .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    packages
+        .configure_repository("down", &Npm, RepositoryKind::Proxy, &proxy_at(down.clone()))
+        .await
+        .unwrap();
+    for (name, members) in [("first", ["empty", "npmjs"]), ("broken", ["down", "npmjs"])] {
+        packages
+            .configure_repository(
+                name,
+                &Npm,
+                RepositoryKind::Virtual,
+                &RepositorySettings {
+                    members: members.map(str::to_owned).to_vec(),
+                    ..RepositorySettings::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let found = get(&proxy.app, "/npm/first/pad").await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.message());
+    assert_eq!(
+        hits(&upstream, "mirror/pad"),
+        1,
+        "the first member was asked first"
+    );
+    // A member that fails does not let the next one answer for it.
+    let failed = get(&proxy.app, "/npm/broken/pad").await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY);
+    assert!(failed.message().contains(&down), "{}", failed.message());
+}
+
+#[tokio::test]
+async fn firewall_rules_of_a_member_apply_through_a_virtual_repository_and_changes_still_work() {
+    let (server, _upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let app = &proxy.app;
+    proxy
+        .packages
+        .configure_repository(
+            "internal",
+            &Npm,
+            RepositoryKind::Hosted,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    proxy
+        .packages
+        .configure_repository(
+            "all",
+            &Npm,
+            RepositoryKind::Virtual,
+            &RepositorySettings {
+                members: vec!["internal".into(), "npmjs".into()],
+                ..RepositorySettings::default()
+            },
+        )
+        .await
+        .unwrap();
+    for version in ["1.0.0", "2.0.0"] {
+        let bytes = tarball_of("tool", version);
+        let put = send(
+            app,
+            Method::PUT,
+            "/npm/internal/tool",
+            publish_body("tool", version, &bytes)
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+        assert_eq!(put.status, StatusCode::CREATED, "{}", put.message());
+    }
+    for (name, rule) in [
+        (
+            "upstream-pad",
+            json!({"repositories": "npmjs", "deny": ["pkg:npm/pad@1.0.0"]}),
+        ),
+        (
+            "internal-tool",
+            json!({"repositories": "internal", "deny": ["pkg:npm/tool@2.0.0"]}),
+        ),
+    ] {
+        let put = put_json(app, &format!("/api/v1/firewall-rules/{name}"), rule).await;
+        assert_eq!(put.status, StatusCode::CREATED, "{}", put.message());
+    }
+    let pad = get(app, "/npm/all/pad").await.json();
+    assert!(
+        pad["versions"].get("1.0.0").is_none(),
+        "the member's rule applies"
+    );
+    assert_eq!(
+        get(app, "/npm/all/pad/-/pad-1.0.0.tgz").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let tool = get(app, "/npm/all/tool").await.json();
+    assert!(tool["versions"].get("2.0.0").is_none());
+    assert_eq!(
+        get(app, "/npm/all/tool/-/tool-2.0.0.tgz").await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // A change computed from what the firewall shows still applies: npm unpublishes the whole
+    // package with the revision it was shown, and the hidden version goes with it.
+    let shown = get(app, "/npm/internal/tool").await.json();
+    let rev = shown["_rev"].as_str().unwrap().to_owned();
+    let deleted = send(
+        app,
+        Method::DELETE,
+        &format!("/npm/internal/tool/-rev/{rev}"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.message());
+    assert!(
+        proxy
+            .packages
+            .package_to_change(&Npm, "internal", "tool")
+            .await
+            .unwrap()
+            .is_none(),
+        "every version went, the hidden one too"
+    );
 }

@@ -37,6 +37,8 @@ macro_rules! metadata_suite {
             case!(metadata_repository_revision);
             case!(metadata_attach_files);
             case!(metadata_tokens);
+            case!(metadata_proxy_cache);
+            case!(metadata_firewall_audit);
         }
     };
 }

@@ -359,8 +359,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                     "[[package_repositories]] {name}: upstream {} points at this registry \
                      itself",
                     upstream.url
-                )
-                .into());
+                ));
             }
         }
         packages

@@ -490,3 +490,109 @@ fn bad_uploads_are_refused_and_auth_is_enforced() {
         "nothing of the bad uploads was published"
     );
 }
+
+/// pip through a virtual repository whose members are a hosted index and a proxy of another
+/// registry instance: a project from the upstream installs through the proxy (a 12 MiB wheel
+/// among its files), a project published here shadows the upstream's of the same name, a
+/// denied version is skipped for the previous one, and with the upstream stopped the same
+/// install succeeds from the cache.
+#[test]
+fn pip_installs_through_a_virtual_repository_and_from_the_cache_when_the_upstream_is_down() {
+    let (_dir, work) = workdir();
+    let upstream = Server::start(&[]);
+    let up = format!("http://{}/pypi/public/", upstream.host());
+    for (dir, name, version, payload) in [
+        ("a1", "proxied-lib", "1.0.0", "12"),
+        ("a2", "proxied-lib", "1.1.0", "0"),
+        ("s1", "corp-internal", "99.0.0", "0"),
+    ] {
+        let built = dists_with(&work, dir, &[name, version, ">=3.8", payload]);
+        let out = twine(&work, &up, "alice", "pw", &files_in(&built));
+        assert!(out.status.success(), "{}", said(&out));
+    }
+    let config = work.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[package_repositories]]
+name = "corp"
+format = "pypi"
+
+[[package_repositories]]
+name = "pypi-proxy"
+format = "pypi"
+kind = "proxy"
+upstream = {{ url = "http://{}/pypi/public", metadata_ttl_seconds = 0, timeout_seconds = 5 }}
+
+[[package_repositories]]
+name = "all"
+format = "pypi"
+kind = "virtual"
+members = ["corp", "pypi-proxy"]
+publish_to = "corp"
+
+[[firewall_rules]]
+name = "no-1-1"
+deny = ["pkg:pypi/proxied-lib@1.1.0"]
+"#,
+            upstream.host()
+        ),
+    )
+    .unwrap();
+    let proxy = Server::start(&["--config", config.to_str().unwrap()]);
+    let internal = dists(&work, "c1", "corp-internal", "1.0.0", ">=3.8");
+    let out = twine(
+        &work,
+        &format!("http://{}/pypi/all/", proxy.host()),
+        "bob",
+        "pw",
+        &files_in(&internal),
+    );
+    assert!(out.status.success(), "{}", said(&out));
+
+    let index = format!("http://{}/pypi/all/simple/", proxy.host());
+    let install = |site: &str| {
+        let target = work.join(site);
+        pip(
+            &work,
+            &[
+                "install",
+                "--target",
+                target.to_str().unwrap(),
+                "--index-url",
+                &index,
+                "proxied-lib",
+                "corp-internal",
+            ],
+        );
+        let read = |path: &str| std::fs::read_to_string(target.join(path)).unwrap();
+        assert!(
+            read("proxied_lib/__init__.py").contains("hello 1.0.0"),
+            "1.1.0 is denied"
+        );
+        assert!(
+            read("corp_internal/__init__.py").contains("hello 1.0.0"),
+            "not the squatter's"
+        );
+        assert_eq!(
+            std::fs::metadata(target.join("proxied_lib/payload.bin"))
+                .unwrap()
+                .len(),
+            12 << 20
+        );
+    };
+    install("site1");
+    drop(upstream);
+    install("site2");
+    let (status, head, _) = support::http_request(
+        proxy.addr,
+        "GET /pypi/all/simple/proxied-lib/ HTTP/1.1",
+        b"",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        support::header(&head, "x-registry-stale").is_some(),
+        "{head}"
+    );
+}

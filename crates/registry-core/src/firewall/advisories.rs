@@ -132,6 +132,8 @@ pub struct Advisories {
     by_package: HashMap<(PackageFormat, String), Vec<Advisory>>,
     /// How many advisory documents were read.
     documents: usize,
+    /// A digest of every document read, in order.
+    fingerprint: [u8; 32],
 }
 
 /// An OSV ecosystem's format.
@@ -174,11 +176,23 @@ impl Advisories {
         self.documents
     }
 
+    /// A digest of everything loaded: two sets of advisories read from the same documents
+    /// have the same one, and any other difference changes it.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+
     /// Adds the advisories of one OSV JSON document — an advisory, or an array of them.
     /// Entries of ecosystems this registry has no format for are skipped.
     ///
     /// Errors: [`Error::PolicyInvalid`] when it is not OSV JSON.
     pub fn add_json(&mut self, document: &[u8]) -> Result<()> {
+        use sha2::Digest as _;
+        self.fingerprint = sha2::Sha256::new()
+            .chain_update(self.fingerprint)
+            .chain_update(document)
+            .finalize()
+            .into();
         let value: Value = serde_json::from_slice(document).map_err(|e| Error::PolicyInvalid {
             reason: format!("an advisory file is not JSON: {e}"),
         })?;

@@ -26,22 +26,38 @@ pub const MAX_FIREWALL_RULES: usize = 200;
 /// The most metadata decisions remembered as recorded before the memory is cleared.
 const MAX_RECORDED: usize = 100_000;
 
+/// The rules in force, their epoch (a digest of rules and advisories), and when they were read.
+type Current = (Instant, Arc<Firewall>, Arc<str>);
+
+/// A decision recorded: repository, package, version, action, rule.
+type Recorded = (String, String, String, String, String);
+
 /// What firewall decisions share across requests of one service.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct FirewallState {
     advisories: Arc<Advisories>,
     /// The rules in force with their epoch (a digest of rules and advisories), and when read.
-    current: Mutex<Option<(Instant, Arc<Firewall>, Arc<str>)>>,
-    /// Metadata decisions recorded, so a packument read a thousand times is one audit entry
-    /// per version and rule (cleared hourly).
-    recorded: Mutex<(HashSet<(String, String, String, String)>, Option<Instant>)>,
+    current: Mutex<Option<Current>>,
+    /// Read and download decisions recorded, so a packument read a thousand times is one
+    /// audit entry per version and rule (cleared hourly).
+    recorded: Mutex<(HashSet<Recorded>, Option<Instant>)>,
+    /// How long audit entries are kept.
+    retention: Duration,
+    /// When this service last pruned the audit log.
+    pruned: Mutex<Option<Instant>>,
 }
 
-impl FirewallState {
-    pub(super) fn with_advisories(advisories: Advisories) -> Self {
+/// How long audit entries are kept by default.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
+
+impl Default for FirewallState {
+    fn default() -> Self {
         FirewallState {
-            advisories: Arc::new(advisories),
-            ..FirewallState::default()
+            advisories: Arc::default(),
+            current: Mutex::default(),
+            recorded: Mutex::default(),
+            retention: DEFAULT_AUDIT_RETENTION,
+            pruned: Mutex::default(),
         }
     }
 }
@@ -57,7 +73,21 @@ fn blocked(hit: &Hit) -> Error {
 impl Packages {
     /// Loads OSV advisories for the firewall's `advisories` rules and npm's audit.
     pub fn with_advisories(mut self, advisories: Advisories) -> Self {
-        self.firewall = Arc::new(FirewallState::with_advisories(advisories));
+        self.firewall = Arc::new(FirewallState {
+            advisories: Arc::new(advisories),
+            retention: self.firewall.retention,
+            ..FirewallState::default()
+        });
+        self
+    }
+
+    /// Keeps audit entries for `retention` ([`DEFAULT_AUDIT_RETENTION`] by default).
+    pub fn with_audit_retention(mut self, retention: Duration) -> Self {
+        self.firewall = Arc::new(FirewallState {
+            advisories: Arc::clone(&self.firewall.advisories),
+            retention,
+            ..FirewallState::default()
+        });
         self
     }
 
@@ -77,6 +107,7 @@ impl Packages {
         {
             return Ok((Arc::clone(firewall), Arc::clone(epoch)));
         }
+        self.prune_audit_log().await?;
         let rules: Vec<FirewallRule> = self
             .firewall_rules()
             .await?
@@ -85,7 +116,7 @@ impl Packages {
             .collect();
         let mut hasher = sha2::Sha256::new();
         hasher.update(serde_json::to_vec(&rules).map_err(Error::backend)?);
-        hasher.update(self.firewall.advisories.len().to_le_bytes());
+        hasher.update(self.firewall.advisories.fingerprint());
         let epoch: Arc<str> = hex::encode(&hasher.finalize()[..8]).into();
         let firewall = Arc::new(Firewall::new(rules, Arc::clone(&self.firewall.advisories)));
         *self
@@ -278,52 +309,62 @@ impl Packages {
         self.record_once(decisions).await
     }
 
-    /// Checks one version a client downloads or publishes: a block is
-    /// [`Error::Blocked`] naming the rule; blocks and warnings are recorded.
+    /// Checks one version a client downloads or publishes under the rules of each of
+    /// `repositories` (a virtual repository's and its member's): a block is
+    /// [`Error::Blocked`] naming the rule; blocks and warnings are recorded (downloads once per
+    /// version and rule per hour, publishes every time).
     pub(super) async fn check_version(
         &self,
         rules: &dyn FormatRules,
-        repository: &str,
+        repositories: &[&str],
         package: &str,
         version: &PackageVersion,
         upstream: bool,
         action: &str,
     ) -> Result<()> {
         let (firewall, _) = self.firewall().await?;
-        if !firewall.applies_to(repository) {
-            return Ok(());
+        let now = Timestamp::now();
+        let mut block = None;
+        let mut decisions = Vec::new();
+        for (i, repository) in repositories.iter().enumerate() {
+            if repositories[..i].contains(repository) || !firewall.applies_to(repository) {
+                continue;
+            }
+            let hits = check(
+                &firewall, rules, repository, package, version, upstream, now,
+            );
+            if let Some(first) = hits.first() {
+                decisions.push(entry(repository, package, &version.version, action, first));
+                if first.mode == Mode::Block && block.is_none() {
+                    block = Some(blocked(first));
+                }
+            }
         }
-        let hits = check(
-            &firewall,
-            rules,
-            repository,
-            package,
-            version,
-            upstream,
-            Timestamp::now(),
-        );
-        let Some(first) = hits.first() else {
-            return Ok(());
-        };
-        self.metadata
-            .record_decisions(&[entry(repository, package, &version.version, action, first)])
-            .await?;
-        match first.mode {
-            Mode::Block => Err(blocked(first)),
-            Mode::Warn => Ok(()),
+        if action == "publish" {
+            if !decisions.is_empty() {
+                self.metadata.record_decisions(&decisions).await?;
+            }
+        } else {
+            self.record_once(decisions).await?;
+        }
+        match block {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
     }
 
-    /// Checks the download of a hosted version (of `member`, read through `repository`).
+    /// Checks the download of a hosted version (of `member`) under the rules of each of
+    /// `repositories`.
     pub(super) async fn guard_hosted(
         &self,
         rules: &dyn FormatRules,
-        repository: &str,
+        repositories: &[&str],
         member: &str,
         key: &str,
         version: &str,
     ) -> Result<()> {
-        if !self.firewall().await?.0.applies_to(repository) {
+        let (firewall, _) = self.firewall().await?;
+        if !repositories.iter().any(|r| firewall.applies_to(r)) {
             return Ok(());
         }
         let Some(package) = self.metadata.package(member, key).await? else {
@@ -331,32 +372,49 @@ impl Packages {
         };
         match package.version(version) {
             Some(found) => {
-                self.check_version(rules, repository, key, found, false, "download")
+                self.check_version(rules, repositories, key, found, false, "download")
                     .await
             }
             None => Ok(()),
         }
     }
 
-    /// Checks the download of a version an upstream declares, before it is fetched.
+    /// Checks the download of a version an upstream declares, before it is fetched, under
+    /// the rules of each of `repositories`.
     pub(super) async fn guard_upstream(
         &self,
         rules: &dyn FormatRules,
-        repository: &str,
+        repositories: &[&str],
         package: &super::format::UpstreamPackage,
         version: &str,
     ) -> Result<()> {
         match package.package.version(version) {
             Some(found) => {
                 let key = &package.package.name;
-                self.check_version(rules, repository, key, found, true, "download")
+                self.check_version(rules, repositories, key, found, true, "download")
                     .await
             }
             None => Ok(()),
         }
     }
 
-    /// Records metadata decisions not recorded within the hour.
+    /// A repository revision (of pages listing packages) that also changes with the firewall.
+    pub(super) async fn screened_repository_revision(
+        &self,
+        repository: &str,
+        revision: u64,
+    ) -> Result<u64> {
+        let screened = self
+            .screened_revision(repository, revision.to_string())
+            .await?;
+        if screened == revision.to_string() {
+            return Ok(revision);
+        }
+        let digest = sha2::Sha256::digest(screened.as_bytes());
+        Ok(u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")))
+    }
+
+    /// Records decisions not recorded within the hour (per version, action and rule).
     async fn record_once(&self, decisions: Vec<AuditEntry>) -> Result<()> {
         if decisions.is_empty() {
             return Ok(());
@@ -381,6 +439,7 @@ impl Packages {
                         d.repository.clone(),
                         d.package.clone(),
                         d.version.clone(),
+                        d.action.clone(),
                         d.rule.clone(),
                     ))
                 })
@@ -390,6 +449,28 @@ impl Packages {
             return Ok(());
         }
         self.metadata.record_decisions(&fresh).await
+    }
+
+    /// Deletes audit entries older than the retention, at most hourly (any instance may).
+    async fn prune_audit_log(&self) -> Result<()> {
+        let due = {
+            let mut pruned = self
+                .firewall
+                .pruned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let due = pruned.is_none_or(|at| at.elapsed() > Duration::from_secs(3600));
+            if due {
+                *pruned = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            let millis = i64::try_from(self.firewall.retention.as_millis()).unwrap_or(i64::MAX);
+            let before = Timestamp(Timestamp::now().0.saturating_sub(millis));
+            self.metadata.prune_audit(before).await?;
+        }
+        Ok(())
     }
 }
 

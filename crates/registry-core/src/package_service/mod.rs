@@ -36,10 +36,10 @@ use crate::token::TokenStore;
 use crate::values::{Page, Timestamp};
 
 pub use files::{BlobReader, StoredFile};
-pub use firewall::MAX_FIREWALL_RULES;
+pub use firewall::{DEFAULT_AUDIT_RETENTION, MAX_FIREWALL_RULES};
 pub use format::{ExtraDigests, FormatRules, UpstreamFormat, UpstreamPackage};
 pub use operations::Release;
-pub use proxy::{ProxyReport, StaleServe, UpstreamCheck, observe_proxy};
+pub use proxy::{ProxyReport, StaleServe, UpstreamCheck, incoming_via, observe_proxy};
 
 /// Limits on what package clients send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub struct Packages {
     known: Arc<Mutex<HashMap<String, (PackageFormat, RepositoryKind)>>>,
     /// Proxy and virtual repositories with their settings (upstream, members), read again
     /// after [`SETTINGS_TTL`] so a change made through another instance is seen.
-    configured: Arc<Mutex<HashMap<String, (Instant, Arc<PackageRepository>)>>>,
+    configured: Arc<Mutex<HashMap<String, Configured>>>,
     /// Fetches from proxy repositories' upstreams (none: proxy reads fail).
     upstream: Option<Arc<dyn crate::proxy::Upstream>>,
     /// What proxy reads share: fetches in flight, parsed documents, download counts.
@@ -82,6 +82,9 @@ pub struct Packages {
     /// The firewall's advisories, rules in force and recorded decisions.
     firewall: Arc<firewall::FirewallState>,
 }
+
+/// A proxy or virtual repository and when it was read.
+type Configured = (Instant, Arc<PackageRepository>);
 
 /// How long the settings of a proxy or virtual repository are used before they are read again.
 const SETTINGS_TTL: Duration = Duration::from_secs(2);

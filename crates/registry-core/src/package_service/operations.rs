@@ -56,6 +56,35 @@ impl Packages {
         Ok(Some(package))
     }
 
+    /// A hosted package as stored — every version, whatever the firewall shows — for a change
+    /// computed from it: its revision is the one [`Packages::update`] checks (the firewall's
+    /// screening gives reads another). `None` when it does not exist; a repository of another
+    /// kind takes no changes ([`Error::PackageConflict`]).
+    pub async fn package_to_change(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &str,
+        name: &str,
+    ) -> Result<Option<Package>> {
+        let Some((source, key)) = self.read_key(rules, repository, name).await? else {
+            return Ok(None);
+        };
+        match source {
+            Source::Hosted => {}
+            Source::Proxy(found) | Source::Virtual(found) => {
+                return Err(super::unchangeable(repository, found.kind));
+            }
+        }
+        let mut package = self.metadata.package(repository, &key).await?;
+        if let Some(package) = &mut package {
+            let versions = std::mem::take(&mut package.versions);
+            package.versions = merge_sort(versions, &|a, b| {
+                rules.compare_versions(&a.version, &b.version)
+            });
+        }
+        Ok(package)
+    }
+
     /// A package as its source has it, before the firewall, and whether it comes from an
     /// upstream.
     async fn unscreened(
@@ -112,11 +141,18 @@ impl Packages {
         rules: &dyn FormatRules,
         repository: &str,
     ) -> Result<Option<u64>> {
-        match self.source(repository, rules.format()).await? {
-            Source::Hosted => self.metadata.repository_revision(repository).await,
+        let revision = match self.source(repository, rules.format()).await? {
+            Source::Hosted => self.metadata.repository_revision(repository).await?,
             // Proxies list nothing (upstreams are not enumerated).
-            Source::Proxy(_) => Ok(Some(0)),
-            Source::Virtual(found) => Ok(Some(self.virtual_revision(&found).await?)),
+            Source::Proxy(_) => Some(0),
+            Source::Virtual(found) => Some(self.virtual_revision(&found).await?),
+        };
+        match revision {
+            Some(revision) => Ok(Some(
+                self.screened_repository_revision(repository, revision)
+                    .await?,
+            )),
+            None => Ok(None),
         }
     }
 
@@ -145,7 +181,7 @@ impl Packages {
                     .package_file(repository, &key, version.as_deref(), file)
                     .await?;
                 if let Some((version, _)) = &found {
-                    self.guard_hosted(rules, repository, repository, &key, version)
+                    self.guard_hosted(rules, &[repository], repository, &key, version)
                         .await?;
                 }
                 Ok(found)
@@ -162,7 +198,7 @@ impl Packages {
                     return Ok(None);
                 };
                 // Checked before anything is fetched: a blocked version's file never is.
-                self.guard_upstream(rules, repository, &package, &remote.version)
+                self.guard_upstream(rules, &[repository], &package, &remote.version)
                     .await?;
                 let stored = self.upstream_file(rules, &found, remote).await?;
                 Ok(Some((remote.version.clone(), stored)))
@@ -358,12 +394,15 @@ impl Packages {
             updated_at: crate::values::Timestamp::now(),
         };
         // Checked against the rules of the repository published to, and of the one named.
-        self.check_version(rules, &found.name, &key, &published, false, "publish")
-            .await?;
-        if found.name != repository {
-            self.check_version(rules, repository, &key, &published, false, "publish")
-                .await?;
-        }
+        self.check_version(
+            rules,
+            &[&found.name, repository],
+            &key,
+            &published,
+            false,
+            "publish",
+        )
+        .await?;
         self.metadata
             .publish(&Publish {
                 duplicates: found.settings.duplicates_allowed(&key) || rules.replaceable(&version),

@@ -5,93 +5,136 @@
 //!
 //! 1. **Hosted members first.** When any hosted member has the package, the virtual
 //!    repository's package is the hosted members' versions merged (an earlier member's
-//!    version wins over a later one's) and nothing from an upstream is added: a name published
-//!    here is never completed by an upstream's versions, so nobody can slip a version of an
-//!    internal package in through a public registry (dependency confusion).
-//! 2. **Otherwise the proxy members**, merged the same way, in order. A proxy member whose
-//!    upstream fails (nothing cached) is skipped while another answers; when none answers,
-//!    the first failure is the answer.
+//!    version wins over a later one's) and no upstream is asked: a name published here is never
+//!    completed by an upstream's versions, so nobody can slip a version of an internal package
+//!    in through a public registry (dependency confusion).
+//! 2. **Otherwise the first proxy member whose upstream has the package** provides it, alone:
+//!    proxies are never merged, so a later, public upstream cannot add versions to a name an
+//!    earlier (private) upstream serves. A member whose upstream fails with nothing cached
+//!    fails the read rather than letting a later member answer for it.
 //!
-//! A file is read from the member that provides its package by the same rule; among proxy
-//! members, one that has the file cached already serves it before the others are asked (as a
-//! peer's virtual registries do), then the members are walked in order.
+//! A file comes from the member that provides its package. This differs from a peer's virtual
+//! registries, which serve any member's cached copy first and walk the members only on a
+//! miss: that lets whichever member was read first decide a name for good, and lets a public
+//! upstream answer for a private one that is briefly down.
+//!
+//! The firewall applies each member's rules to what the member provides, then the virtual
+//! repository's own rules to the whole.
 
 use std::sync::Arc;
 
 use sha2::Digest as _;
 
 use super::Packages;
-use super::format::FormatRules;
-use crate::error::{Error, Result};
+use super::format::{FormatRules, UpstreamPackage};
+use crate::error::Result;
 use crate::package::{Package, PackageFile, PackageRepository, PackageSummary, RepositoryKind};
-use crate::proxy::CacheEntryKind;
 use crate::values::Page;
 
-/// A member as resolved for one read.
-struct Member {
-    repository: Arc<PackageRepository>,
+/// Who provides a package read through a virtual repository.
+enum Provider {
+    /// Hosted members that have it, in member order.
+    Hosted(Vec<(String, Package)>),
+    /// The first proxy member whose upstream has it.
+    Proxy(Arc<PackageRepository>, Arc<UpstreamPackage>),
 }
 
 impl Packages {
-    async fn members(&self, repository: &PackageRepository) -> Result<Vec<Member>> {
+    /// A virtual repository's members as they are now, in order (a member deleted or of
+    /// another format since is skipped, never followed elsewhere).
+    async fn members(&self, repository: &PackageRepository) -> Result<Vec<Arc<PackageRepository>>> {
         let mut members = Vec::with_capacity(repository.settings.members.len());
         for name in &repository.settings.members {
-            // A member deleted or changed since is skipped, never followed elsewhere.
             match self.repository(name).await? {
-                Some(found) if found.format == repository.format => members.push(Member {
-                    repository: Arc::new(found),
-                }),
+                Some(found) if found.format == repository.format => members.push(Arc::new(found)),
                 _ => {}
             }
         }
         Ok(members)
     }
 
-    /// The package stored as `key` in a virtual repository, resolved as the module says, with
-    /// a revision made of its members' revisions.
-    /// Whether the package came from proxy members is said beside it.
+    /// Who provides the package stored as `key`, as the module says.
+    async fn provider(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &PackageRepository,
+        key: &str,
+    ) -> Result<Option<Provider>> {
+        let members = self.members(repository).await?;
+        let mut hosted = Vec::new();
+        for member in members.iter().filter(|m| m.kind == RepositoryKind::Hosted) {
+            if let Some(package) = self.metadata.package(&member.name, key).await? {
+                hosted.push((member.name.clone(), package));
+            }
+        }
+        if !hosted.is_empty() {
+            return Ok(Some(Provider::Hosted(hosted)));
+        }
+        for member in members.iter().filter(|m| m.kind == RepositoryKind::Proxy) {
+            if let Some(package) = self.upstream_package(rules, member, key).await? {
+                return Ok(Some(Provider::Proxy(Arc::clone(member), package)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The package stored as `key` in a virtual repository, screened by its members' rules,
+    /// and whether it came from an upstream.
     pub(super) async fn virtual_package(
         &self,
         rules: &dyn FormatRules,
         repository: &PackageRepository,
         key: &str,
     ) -> Result<Option<(Package, bool)>> {
-        let members = self.members(repository).await?;
-        let mut hosted = Vec::new();
-        for member in members
-            .iter()
-            .filter(|m| m.repository.kind == RepositoryKind::Hosted)
-        {
-            if let Some(package) = self.metadata.package(&member.repository.name, key).await? {
-                hosted.push(package);
-            }
-        }
-        if !hosted.is_empty() {
-            return Ok(Some((merge(hosted), false)));
-        }
-        let mut found = Vec::new();
-        let mut failure = None;
-        for member in members
-            .iter()
-            .filter(|m| m.repository.kind == RepositoryKind::Proxy)
-        {
-            match self.upstream_package(rules, &member.repository, key).await {
-                Ok(Some(package)) => found.push(package.package.clone()),
-                Ok(None) => {}
-                Err(error @ Error::Upstream { .. }) => {
-                    failure.get_or_insert(error);
+        Ok(match self.provider(rules, repository, key).await? {
+            None => None,
+            Some(Provider::Hosted(found)) => {
+                let mut screened = Vec::with_capacity(found.len());
+                for (member, mut package) in found {
+                    self.screen(rules, &member, &mut package, false).await?;
+                    screened.push(package);
                 }
-                Err(error) => return Err(error),
+                Some((merge(screened), false))
             }
-        }
-        match (found.is_empty(), failure) {
-            (true, Some(failure)) => Err(failure),
-            (true, None) => Ok(None),
-            (false, _) => Ok(Some((merge(found), true))),
-        }
+            Some(Provider::Proxy(member, package)) => {
+                let mut package = package.package.clone();
+                self.screen(rules, &member.name, &mut package, true).await?;
+                package.revision = combined([package.revision.as_str()]);
+                Some((package, true))
+            }
+        })
     }
 
-    /// A file of the package stored as `key` in a virtual repository, with its version.
+    /// The revision [`Packages::virtual_package`] would give, from the members' revisions
+    /// alone.
+    pub(super) async fn virtual_package_revision(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &PackageRepository,
+        key: &str,
+    ) -> Result<Option<String>> {
+        let members = self.members(repository).await?;
+        let mut revisions = Vec::new();
+        for member in members.iter().filter(|m| m.kind == RepositoryKind::Hosted) {
+            if let Some(revision) = self.metadata.package_revision(&member.name, key).await? {
+                revisions.push(self.screened_revision(&member.name, revision).await?);
+            }
+        }
+        if revisions.is_empty() {
+            for member in members.iter().filter(|m| m.kind == RepositoryKind::Proxy) {
+                if let Some(package) = self.upstream_package(rules, member, key).await? {
+                    let revision = package.package.revision.clone();
+                    revisions.push(self.screened_revision(&member.name, revision).await?);
+                    break;
+                }
+            }
+        }
+        Ok((!revisions.is_empty()).then(|| combined(revisions.iter().map(String::as_str))))
+    }
+
+    /// A file of the package stored as `key` in a virtual repository read as `read_as`, with
+    /// its version, from the member that provides the package; checked against the member's
+    /// rules and the virtual repository's before anything is fetched.
     pub(super) async fn virtual_file(
         &self,
         rules: &dyn FormatRules,
@@ -101,86 +144,36 @@ impl Packages {
         version: Option<&str>,
         file: &str,
     ) -> Result<Option<(String, PackageFile)>> {
-        let members = self.members(repository).await?;
-        let mut in_hosted = false;
-        for member in members
-            .iter()
-            .filter(|m| m.repository.kind == RepositoryKind::Hosted)
-        {
-            let name = &member.repository.name;
-            if let Some(found) = self.metadata.package_file(name, key, version, file).await? {
-                self.guard_hosted(rules, read_as, name, key, &found.0)
-                    .await?;
-                return Ok(Some(found));
-            }
-            in_hosted = in_hosted || self.metadata.package_revision(name, key).await?.is_some();
-        }
-        if in_hosted {
-            // The package is published here: upstreams are not asked for its files.
-            return Ok(None);
-        }
-        let proxies: Vec<&Member> = members
-            .iter()
-            .filter(|m| m.repository.kind == RepositoryKind::Proxy)
-            .collect();
-        // A member that has the file cached serves it first.
-        let mut declared = Vec::new();
-        let mut failure = None;
-        for member in &proxies {
-            let package = match self.upstream_package(rules, &member.repository, key).await {
-                Ok(Some(package)) => package,
-                Ok(None) => continue,
-                Err(error @ Error::Upstream { .. }) => {
-                    failure.get_or_insert(error);
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-            let Some(remote) = package
-                .files
-                .iter()
-                .find(|f| f.name == file && version.is_none_or(|v| f.version == v))
-                .cloned()
-            else {
-                continue;
-            };
-            self.guard_upstream(rules, read_as, &package, &remote.version)
-                .await?;
-            if self.is_cached(&member.repository, &remote.url).await? {
-                let found = self
-                    .upstream_file(rules, &member.repository, &remote)
-                    .await?;
-                return Ok(Some((remote.version, found)));
-            }
-            declared.push((Arc::clone(&member.repository), remote));
-        }
-        for (member, remote) in declared {
-            match self.upstream_file(rules, &member, &remote).await {
-                Ok(found) => return Ok(Some((remote.version, found))),
-                Err(error @ Error::Upstream { .. }) => {
-                    failure.get_or_insert(error);
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        match failure {
-            Some(failure) => Err(failure),
+        match self.provider(rules, repository, key).await? {
             None => Ok(None),
+            Some(Provider::Hosted(found)) => {
+                for (member, _) in &found {
+                    if let Some(hit) = self
+                        .metadata
+                        .package_file(member, key, version, file)
+                        .await?
+                    {
+                        self.guard_hosted(rules, &[member, read_as], member, key, &hit.0)
+                            .await?;
+                        return Ok(Some(hit));
+                    }
+                }
+                Ok(None)
+            }
+            Some(Provider::Proxy(member, package)) => {
+                let Some(remote) = package
+                    .files
+                    .iter()
+                    .find(|f| f.name == file && version.is_none_or(|v| f.version == v))
+                else {
+                    return Ok(None);
+                };
+                self.guard_upstream(rules, &[&member.name, read_as], &package, &remote.version)
+                    .await?;
+                let stored = self.upstream_file(rules, &member, remote).await?;
+                Ok(Some((remote.version.clone(), stored)))
+            }
         }
-    }
-
-    async fn is_cached(&self, repository: &PackageRepository, url: &str) -> Result<bool> {
-        let Some(settings) = &repository.settings.upstream else {
-            return Ok(false);
-        };
-        let Ok(path) = super::proxy::remote_path(settings, url) else {
-            return Ok(false);
-        };
-        Ok(self
-            .metadata
-            .cache_entry(&repository.name, &path)
-            .await?
-            .is_some_and(|e| e.kind == CacheEntryKind::File))
     }
 
     /// The packages of a virtual repository's hosted members, by name, one page at a time
@@ -193,14 +186,14 @@ impl Packages {
     ) -> Result<Vec<PackageSummary>> {
         let mut all: Vec<PackageSummary> = Vec::new();
         for member in self.members(repository).await? {
-            if member.repository.kind != RepositoryKind::Hosted {
+            if member.kind != RepositoryKind::Hosted {
                 continue;
             }
             // Each member's page starts after the same name, so the merged first `limit`
             // names are the page.
             let listed = self
                 .metadata
-                .list_packages(&member.repository.name, contains, page)
+                .list_packages(&member.name, contains, page)
                 .await?;
             for summary in listed {
                 if !all.iter().any(|s| s.name == summary.name) {
@@ -215,64 +208,21 @@ impl Packages {
 
     /// A virtual repository's revision: changes whenever a hosted member's does.
     pub(super) async fn virtual_revision(&self, repository: &PackageRepository) -> Result<u64> {
-        let mut revision = 0u64;
-        for member in self.members(repository).await? {
-            if member.repository.kind == RepositoryKind::Hosted {
-                let member_revision = self
-                    .metadata
-                    .repository_revision(&member.repository.name)
-                    .await?
-                    .unwrap_or(0);
-                revision = revision
-                    .wrapping_mul(1_000_003)
-                    .wrapping_add(member_revision);
-            }
-        }
-        Ok(revision)
-    }
-
-    /// The revision of the package stored as `key` in a virtual repository, as
-    /// [`Packages::virtual_package`] would give it, from the members' revisions alone.
-    pub(super) async fn virtual_package_revision(
-        &self,
-        rules: &dyn FormatRules,
-        repository: &PackageRepository,
-        key: &str,
-    ) -> Result<Option<String>> {
-        let members = self.members(repository).await?;
         let mut revisions = Vec::new();
-        for member in members
-            .iter()
-            .filter(|m| m.repository.kind == RepositoryKind::Hosted)
-        {
-            let name = &member.repository.name;
-            revisions.extend(self.metadata.package_revision(name, key).await?);
-        }
-        if revisions.is_empty() {
-            let mut failure = None;
-            for member in members
-                .iter()
-                .filter(|m| m.repository.kind == RepositoryKind::Proxy)
-            {
-                match self.upstream_package(rules, &member.repository, key).await {
-                    Ok(Some(package)) => revisions.push(package.package.revision.clone()),
-                    Ok(None) => {}
-                    Err(error @ Error::Upstream { .. }) => {
-                        failure.get_or_insert(error);
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-            if let (true, Some(failure)) = (revisions.is_empty(), failure) {
-                return Err(failure);
+        for member in self.members(repository).await? {
+            if member.kind == RepositoryKind::Hosted {
+                let revision = self.metadata.repository_revision(&member.name).await?;
+                revisions.push(format!("{}:{}", member.name, revision.unwrap_or(0)));
             }
         }
-        Ok((!revisions.is_empty()).then(|| combined(revisions.iter().map(String::as_str))))
+        let digest = sha2::Sha256::digest(revisions.join("\0").as_bytes());
+        Ok(u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")))
     }
 }
 
-/// Merges the same package from several members, the first given first: versions an earlier
-/// member has win, tags an earlier member sets win; the revision is made of every member's.
+/// Merges the same package from several hosted members, the first given first: versions an
+/// earlier member has win, tags an earlier member sets win; the revision is made of every
+/// member's.
 fn merge(mut packages: Vec<Package>) -> Package {
     let mut merged = packages.remove(0);
     let mut revisions = vec![merged.revision.clone()];

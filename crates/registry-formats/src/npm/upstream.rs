@@ -4,7 +4,8 @@
 //! same version, and its `dist` names an absolute tarball URL and a digest to check it by —
 //! `integrity` (`sha512-…`) or, for packages published before it existed, `shasum` (SHA-1).
 //! Anything else is left out rather than served unverifiable. Publish times come from `time`
-//! (what an age gate reads); `deprecated` becomes the version's status.
+//! (what an age gate reads; a version without one counts as published when read);
+//! `deprecated` becomes the version's status.
 
 use std::time::UNIX_EPOCH;
 
@@ -82,7 +83,8 @@ pub fn read_packument(name: &str, document: &[u8]) -> Result<UpstreamPackage> {
         .get("time")
         .and_then(Value::as_object)
         .unwrap_or(&empty);
-    let created = timestamp(times.get("created")).unwrap_or(Timestamp(0));
+    let read_at = Timestamp::now();
+    let created = timestamp(times.get("created")).unwrap_or(read_at);
     let modified = timestamp(times.get("modified")).unwrap_or(created);
     let mut package = Package {
         name: name.to_owned(),
@@ -114,7 +116,9 @@ pub fn read_packument(name: &str, document: &[u8]) -> Result<UpstreamPackage> {
         ) else {
             continue;
         };
-        let published = timestamp(times.get(version)).unwrap_or(created);
+        // Without its own publish time a version counts as published when first read, so an
+        // age gate never lets it through early.
+        let published = timestamp(times.get(version)).unwrap_or(read_at);
         let status = match fields.get("deprecated").and_then(Value::as_str) {
             Some(message) if !message.is_empty() => VersionStatus::Deprecated(message.to_owned()),
             _ => VersionStatus::Default,

@@ -7,12 +7,13 @@ use registry_core::{
 
 use super::{SharedMetadataStore, blob_target, queued};
 
-fn entry(path: &str, kind: CacheEntryKind, blob: Option<&BlobRef>, at: i64) -> CacheEntry {
+fn entry(path: &str, kind: CacheEntryKind, blob: &BlobRef, at: i64) -> CacheEntry {
     CacheEntry {
         repository: "npm-proxy".into(),
         path: path.into(),
         kind,
-        blob: blob.cloned(),
+        blob: blob.clone(),
+        declared: (kind == CacheEntryKind::File).then(|| format!("sha512:{path}")),
         validators: Validators {
             etag: Some(format!("\"{path}\"")),
             last_modified: None,
@@ -24,7 +25,8 @@ fn entry(path: &str, kind: CacheEntryKind, blob: Option<&BlobRef>, at: i64) -> C
     }
 }
 
-/// Entries are stored, replaced (the old blob queued), confirmed, counted, listed by path a
+/// Entries are stored (with the digest a file was verified against), replaced (the old blob
+/// queued), confirmed, counted, listed by path a
 /// page at a time, and deleted one by one, all, or by last use; their blobs are kept from the
 /// collector while held.
 pub async fn metadata_proxy_cache(store: SharedMetadataStore) {
@@ -40,7 +42,7 @@ pub async fn metadata_proxy_cache(store: SharedMetadataStore) {
     let ghost = blob("ghost");
     assert!(
         store
-            .put_cache_entry(&entry("ghost", CacheEntryKind::File, Some(&ghost), 1))
+            .put_cache_entry(&entry("ghost", CacheEntryKind::File, &ghost, 1))
             .await
             .is_err()
     );
@@ -52,7 +54,7 @@ pub async fn metadata_proxy_cache(store: SharedMetadataStore) {
             .is_none()
     );
 
-    let meta = entry("pad", CacheEntryKind::Metadata, Some(&doc1), 1_000);
+    let meta = entry("pad", CacheEntryKind::Metadata, &doc1, 1_000);
     store.put_cache_entry(&meta).await.unwrap();
     assert_eq!(
         store.cache_entry("npm-proxy", "pad").await.unwrap(),
@@ -61,7 +63,7 @@ pub async fn metadata_proxy_cache(store: SharedMetadataStore) {
     assert!(store.blob_in_packages(&doc1.digest).await.unwrap());
     // Replaced: the old document's blob is released and queued.
     store
-        .put_cache_entry(&entry("pad", CacheEntryKind::Metadata, Some(&doc2), 2_000))
+        .put_cache_entry(&entry("pad", CacheEntryKind::Metadata, &doc2, 2_000))
         .await
         .unwrap();
     assert!(!store.blob_in_packages(&doc1.digest).await.unwrap());
@@ -105,7 +107,7 @@ pub async fn metadata_proxy_cache(store: SharedMetadataStore) {
         .put_cache_entry(&entry(
             "pad/-/pad-1.0.0.tgz",
             CacheEntryKind::File,
-            Some(&tarball),
+            &tarball,
             1_000,
         ))
         .await
@@ -128,10 +130,10 @@ pub async fn metadata_proxy_cache(store: SharedMetadataStore) {
         (5, Some(Timestamp(5_000)))
     );
     store
-        .put_cache_entry(&entry("zzz", CacheEntryKind::Missing, None, 1_000))
+        .put_cache_entry(&entry("zzz", CacheEntryKind::Metadata, &doc1, 1_000))
         .await
         .unwrap();
-    let mut other = entry("pad", CacheEntryKind::Metadata, Some(&doc2), 1_000);
+    let mut other = entry("pad", CacheEntryKind::Metadata, &doc2, 1_000);
     other.repository = "other-proxy".into();
     store.put_cache_entry(&other).await.unwrap();
 

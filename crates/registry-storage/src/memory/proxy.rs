@@ -20,23 +20,19 @@ pub(super) struct ProxyState {
 impl ProxyState {
     /// Whether an entry holds the blob.
     pub(super) fn references(&self, digest: &Digest) -> bool {
-        self.entries
-            .values()
-            .any(|e| e.blob.as_ref().is_some_and(|b| b.digest == *digest))
+        self.entries.values().any(|e| e.blob.digest == *digest)
     }
 }
 
 /// Queues the blob of an entry that went away.
 fn queue_entry(state: &mut MetaState, entry: &CacheEntry, due: Timestamp) {
-    if let Some(blob) = &entry.blob {
-        state.queue(
-            ReviewTarget::Blob {
-                digest: blob.digest.clone(),
-            },
-            ReviewEvent::PackageFileDeleted,
-            due,
-        );
-    }
+    state.queue(
+        ReviewTarget::Blob {
+            digest: entry.blob.digest.clone(),
+        },
+        ReviewEvent::PackageFileDeleted,
+        due,
+    );
 }
 
 #[async_trait]
@@ -51,18 +47,16 @@ impl ProxyCache for MemoryMetadataStore {
     }
 
     async fn put_cache_entry(&self, entry: &CacheEntry) -> Result<()> {
-        let digests: Vec<Digest> = entry.blob.iter().map(|b| b.digest.clone()).collect();
-        let mut state = self.lock_unclaimed(&digests).await;
-        if let Some(missing) = digests.iter().find(|d| !state.blobs.contains_key(*d)) {
-            return Err(Error::BlobUnknown {
-                digest: missing.clone(),
-            });
+        let digest = entry.blob.digest.clone();
+        let mut state = self.lock_unclaimed(std::slice::from_ref(&digest)).await;
+        if !state.blobs.contains_key(&digest) {
+            return Err(Error::BlobUnknown { digest });
         }
         let due = Timestamp::now().after(self.review_delay);
         let key = (entry.repository.clone(), entry.path.clone());
         let previous = state.proxy.entries.insert(key, entry.clone());
         if let Some(previous) = previous
-            && previous.blob != entry.blob
+            && previous.blob.digest != entry.blob.digest
         {
             queue_entry(&mut state, &previous, due);
         }

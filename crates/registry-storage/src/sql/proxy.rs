@@ -8,27 +8,23 @@ use registry_core::{
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
-use super::{
-    SqlMetadataStore, blob_review, corrupt, db_error, digest_column, get, hold_blob, queue, to_i64,
-};
+use super::{SqlMetadataStore, blob_review, corrupt, db_error, digest_column, get, queue, to_i64};
 
-const ENTRY_COLUMNS: &str = "repository, path, kind, blob_digest, blob_size, etag, \
+const ENTRY_COLUMNS: &str = "repository, path, kind, blob_digest, blob_size, declared, etag, \
                              last_modified, checked_at, created_at, downloads, last_download";
 
 fn entry_row(row: &AnyRow) -> Result<CacheEntry> {
     let kind: String = get(row, "kind")?;
-    let blob = match get::<Option<String>>(row, "blob_digest")? {
-        Some(_) => Some(BlobRef {
-            digest: digest_column(row, "blob_digest")?,
-            size: u64::try_from(get::<Option<i64>>(row, "blob_size")?.unwrap_or(0)).unwrap_or(0),
-        }),
-        None => None,
+    let blob = BlobRef {
+        digest: digest_column(row, "blob_digest")?,
+        size: u64::try_from(get::<i64>(row, "blob_size")?).unwrap_or(0),
     };
     Ok(CacheEntry {
         repository: get(row, "repository")?,
         path: get(row, "path")?,
         kind: CacheEntryKind::from_name(&kind).ok_or_else(|| corrupt("cache entry kind", &kind))?,
         blob,
+        declared: get(row, "declared")?,
         validators: Validators {
             etag: get(row, "etag")?,
             last_modified: get(row, "last_modified")?,
@@ -69,16 +65,14 @@ async fn delete_entries(
     }
     let done = query.execute(&mut *conn).await.map_err(db_error)?;
     for row in &rows {
-        if get::<Option<String>>(row, "blob_digest")?.is_some() {
-            let digest = digest_column(row, "blob_digest")?;
-            queue(
-                &mut *conn,
-                &blob_review(digest),
-                ReviewEvent::PackageFileDeleted,
-                due,
-            )
-            .await?;
-        }
+        let digest = digest_column(row, "blob_digest")?;
+        queue(
+            &mut *conn,
+            &blob_review(digest),
+            ReviewEvent::PackageFileDeleted,
+            due,
+        )
+        .await?;
     }
     Ok(done.rows_affected())
 }
@@ -98,10 +92,21 @@ impl ProxyCache for SqlMetadataStore {
     }
 
     async fn put_cache_entry(&self, entry: &CacheEntry) -> Result<()> {
-        let now = Timestamp::now().0;
         let mut tx = self.begin().await?;
-        if let Some(blob) = &entry.blob {
-            hold_blob(&mut tx, self, &blob.digest, blob.size, now).await?;
+        // Held like a published file's blob: a collector's claim waits for this row lock, and
+        // a blob it already took is refused rather than recorded anew.
+        let held = sqlx::query(&format!(
+            "SELECT 1 FROM blobs WHERE digest = $1 {}",
+            self.lock("FOR SHARE")
+        ))
+        .bind(entry.blob.digest.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if held.is_none() {
+            return Err(registry_core::Error::BlobUnknown {
+                digest: entry.blob.digest.clone(),
+            });
         }
         let previous = sqlx::query(&format!(
             "SELECT blob_digest FROM proxy_cache WHERE repository = $1 AND path = $2 {}",
@@ -114,17 +119,19 @@ impl ProxyCache for SqlMetadataStore {
         .map_err(db_error)?;
         sqlx::query(&format!(
             "INSERT INTO proxy_cache ({ENTRY_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (repository, path) DO UPDATE SET kind = excluded.kind, \
              blob_digest = excluded.blob_digest, blob_size = excluded.blob_size, \
-             etag = excluded.etag, last_modified = excluded.last_modified, \
-             checked_at = excluded.checked_at, created_at = excluded.created_at"
+             declared = excluded.declared, etag = excluded.etag, \
+             last_modified = excluded.last_modified, checked_at = excluded.checked_at, \
+             created_at = excluded.created_at"
         ))
         .bind(entry.repository.as_str())
         .bind(entry.path.as_str())
         .bind(entry.kind.as_str())
-        .bind(entry.blob.as_ref().map(|b| b.digest.as_str().to_owned()))
-        .bind(entry.blob.as_ref().map(|b| to_i64(b.size)).transpose()?)
+        .bind(entry.blob.digest.as_str())
+        .bind(to_i64(entry.blob.size)?)
+        .bind(entry.declared.as_deref())
         .bind(entry.validators.etag.as_deref())
         .bind(entry.validators.last_modified.as_deref())
         .bind(entry.checked_at.0)
@@ -134,20 +141,17 @@ impl ProxyCache for SqlMetadataStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        if let Some(row) = previous
-            && let Some(previous) = get::<Option<String>>(&row, "blob_digest")?
-            && entry
-                .blob
-                .as_ref()
-                .is_none_or(|b| b.digest.as_str() != previous)
-        {
-            queue(
-                &mut tx,
-                &blob_review(digest_column(&row, "blob_digest")?),
-                ReviewEvent::PackageFileDeleted,
-                self.due(),
-            )
-            .await?;
+        if let Some(row) = previous {
+            let previous = digest_column(&row, "blob_digest")?;
+            if previous != entry.blob.digest {
+                queue(
+                    &mut tx,
+                    &blob_review(previous),
+                    ReviewEvent::PackageFileDeleted,
+                    self.due(),
+                )
+                .await?;
+            }
         }
         tx.commit().await.map_err(db_error)
     }

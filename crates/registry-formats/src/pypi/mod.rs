@@ -6,6 +6,10 @@
 //! An upload is accepted only when the form's name and version, the file name and the
 //! metadata inside the file all agree.
 
+mod upstream;
+
+pub use upstream::{project_path, read_project_json};
+
 use std::io::{Read, Seek};
 use std::str::FromStr;
 
@@ -751,6 +755,10 @@ impl registry_core::FormatRules for Pypi {
     /// Projects are stored under their PEP 503 name (lowercase, `-` between words) and every
     /// spelling a client sends is checked as that name: a pattern with an uppercase letter or
     /// `_` (or a literal `\.`) could only match spellings never checked, so it is refused.
+    fn upstream(&self) -> Option<&dyn registry_core::UpstreamFormat> {
+        Some(self)
+    }
+
     fn check_name_pattern(&self, pattern: &registry_core::NameRegex) -> Result<()> {
         let source = pattern.as_str();
         if source.bytes().any(|b| b.is_ascii_uppercase() || b == b'_') || source.contains("\\.") {

@@ -1,0 +1,245 @@
+//! Files of proxy repositories: fetched once per path (concurrent misses wait for the first),
+//! streamed into the blob store while hashed with the algorithm the upstream's metadata
+//! declares, compared, and only then recorded. A body that breaks off, drips slower than a
+//! KiB per timeout, or does not match leaves nothing but an unreferenced blob, which the
+//! collector takes; the upstream's own error reaches the client.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use super::{
+    CacheEntry, CacheEntryKind, FormatRules, Packages, counted, kind_conflict, locked, new_entry,
+    proxy_parts, record, upstream_error,
+};
+use crate::blob::ByteStream;
+use crate::error::{Error, Result};
+use crate::package::{PackageFile, PackageRepository};
+use crate::package_service::format::ExtraDigests;
+use crate::proxy::{DeclaredDigest, Fetched, RemoteFile, UpstreamSettings, Validators};
+
+/// The least a file's body must bring per timeout window once it has started.
+const MIN_BYTES_PER_WINDOW: u64 = 1024;
+
+/// An upstream body bounded in time — no byte within the timeout, or less than
+/// [`MIN_BYTES_PER_WINDOW`] per timeout window, fails it — whose first failure is kept in
+/// `failure` (the blob store only learns that the body broke off).
+fn guarded_body(
+    body: ByteStream,
+    settings: &UpstreamSettings,
+    path: &str,
+    failure: Arc<Mutex<Option<Error>>>,
+) -> ByteStream {
+    let window = settings.timeout();
+    let upstream = settings.base().to_owned();
+    let path = path.to_owned();
+    let too_slow = Arc::new(move |bytes: u64| Error::Upstream {
+        upstream: upstream.clone(),
+        reason: format!(
+            "it sent {bytes} bytes of {path} in {} s; at least {MIN_BYTES_PER_WINDOW} are expected",
+            window.as_secs()
+        ),
+        timed_out: true,
+    });
+    let state = (body, Instant::now(), 0u64, false);
+    futures::stream::unfold(state, move |(mut body, since, bytes, done)| {
+        let failure = Arc::clone(&failure);
+        let too_slow = Arc::clone(&too_slow);
+        async move {
+            if done {
+                return None;
+            }
+            let left = window.saturating_sub(since.elapsed());
+            let next = tokio::time::timeout(left.max(Duration::from_millis(1)), body.next()).await;
+            let failed = |error: Error| {
+                let shown = super::copy_upstream_error(&error);
+                locked(&failure).get_or_insert(error);
+                shown
+            };
+            match next {
+                Ok(Some(Ok(chunk))) => {
+                    let bytes = bytes + chunk.len() as u64;
+                    // A new window starts once this one brought enough.
+                    let (since, bytes) = if bytes >= MIN_BYTES_PER_WINDOW {
+                        (Instant::now(), 0)
+                    } else {
+                        (since, bytes)
+                    };
+                    Some((Ok(chunk), (body, since, bytes, false)))
+                }
+                Ok(Some(Err(error))) => Some((Err(failed(error)), (body, since, bytes, true))),
+                Ok(None) => None,
+                Err(_) => Some((Err(failed(too_slow(bytes))), (body, since, bytes, true))),
+            }
+        }
+    })
+    .boxed()
+}
+
+impl Packages {
+    /// A file a proxy repository's upstream declares: the cached copy when it was verified
+    /// against the same declaration, else fetched now (one request per file at a time),
+    /// verified, and kept.
+    pub(in crate::package_service) async fn upstream_file(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &PackageRepository,
+        remote: &RemoteFile,
+    ) -> Result<PackageFile> {
+        let (_, settings) = proxy_parts(rules, repository)?;
+        let path = remote_path(settings, &remote.url)?;
+        let declared = remote.digest.as_text();
+        let name = &repository.name;
+        let usable = |entry: Option<&CacheEntry>| -> Result<bool> {
+            match entry {
+                Some(e) if e.kind != CacheEntryKind::File => Err(kind_conflict(settings, &path)),
+                Some(e) => Ok(e.declared.as_deref() == Some(declared.as_str())),
+                None => Ok(false),
+            }
+        };
+        let mut entry = self.metadata.cache_entry(name, &path).await?;
+        let mut fetched = false;
+        if !usable(entry.as_ref())? {
+            let _fetching = self.proxy.lock(name, &path).await;
+            entry = self.metadata.cache_entry(name, &path).await?;
+            if !usable(entry.as_ref())? {
+                let answer = self.fetch_file(repository, settings, remote, &path).await;
+                entry = Some(counted(answer)?);
+                fetched = true;
+            }
+        }
+        record(|r| match fetched {
+            true => r.misses += 1,
+            false => r.hits += 1,
+        });
+        let entry = entry.expect("a cached or fetched file");
+        self.count_download(name, &path);
+        Ok(PackageFile {
+            name: remote.name.clone(),
+            blob: entry.blob,
+            digests: Default::default(),
+            sidecar: None,
+            attributes: Default::default(),
+            created_at: entry.created_at,
+        })
+    }
+
+    async fn fetch_file(
+        &self,
+        repository: &PackageRepository,
+        settings: &UpstreamSettings,
+        remote: &RemoteFile,
+        path: &str,
+    ) -> Result<CacheEntry> {
+        let fetched = self
+            .ask_upstream(
+                settings,
+                &remote.url,
+                "*/*",
+                &Validators::default(),
+                &format!("fetching {path}"),
+            )
+            .await?;
+        let (validators, body) = match fetched {
+            Fetched::Found {
+                validators, body, ..
+            } => (validators, body),
+            Fetched::NotFound => {
+                return Err(upstream_error(
+                    settings,
+                    format!("its metadata lists {path}, but it answers 404 for it"),
+                ));
+            }
+            Fetched::NotModified => {
+                return Err(upstream_error(
+                    settings,
+                    format!("answered 304 Not Modified to an unconditional request for {path}"),
+                ));
+            }
+        };
+        let extra = ExtraDigests {
+            sha512: matches!(remote.digest, DeclaredDigest::Sha512(_)),
+            sha1: matches!(remote.digest, DeclaredDigest::Sha1(_)),
+            ..ExtraDigests::default()
+        };
+        let failure = Arc::new(Mutex::new(None));
+        let body = guarded_body(body, settings, path, Arc::clone(&failure));
+        let stored = match self.store_file(extra, body).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                // The upstream's own failure (with whether it was too slow), else ours.
+                if let Some(upstream) = locked(&failure).take() {
+                    return Err(upstream);
+                }
+                return Err(match error {
+                    Error::SizeInvalid { size, limit, .. } => upstream_error(
+                        settings,
+                        format!("{path} is {size} bytes or more, over the file limit of {limit}"),
+                    ),
+                    other => other,
+                });
+            }
+        };
+        let actual = match remote.digest {
+            DeclaredDigest::Sha256(_) => Some(stored.blob.digest.hex().to_owned()),
+            DeclaredDigest::Sha512(_) => stored.digests.sha512.clone(),
+            DeclaredDigest::Sha1(_) => stored.digests.sha1.clone(),
+        };
+        if actual.as_deref() != Some(remote.digest.hex()) {
+            // The stored bytes stay unreferenced: the collector takes them.
+            return Err(upstream_error(
+                settings,
+                format!(
+                    "{path} does not match the {} digest its metadata declares ({}; it hashes \
+                     to {})",
+                    remote.digest.algorithm(),
+                    remote.digest.hex(),
+                    actual.unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(existing) = self.metadata.cache_entry(&repository.name, path).await?
+            && existing.kind != CacheEntryKind::File
+        {
+            return Err(kind_conflict(settings, path));
+        }
+        let entry = new_entry(
+            &repository.name,
+            path,
+            CacheEntryKind::File,
+            stored.blob,
+            Some(remote.digest.as_text()),
+            validators,
+        );
+        self.metadata.put_cache_entry(&entry).await?;
+        Ok(entry)
+    }
+}
+
+/// The cache path of a file URL: below the upstream's base URL, or its path on the upstream's
+/// origin, or `<host>/<path>` on one of its file origins. A URL elsewhere is refused:
+/// requests and trust go to the upstream only.
+fn remote_path(settings: &UpstreamSettings, url: &str) -> Result<String> {
+    if let Some(path) = url
+        .strip_prefix(settings.base())
+        .and_then(|p| p.strip_prefix('/'))
+    {
+        return Ok(path.to_owned());
+    }
+    let origin = settings.origin();
+    if let Some(path) = url.strip_prefix(origin).filter(|p| p.starts_with('/')) {
+        return Ok(path.to_owned());
+    }
+    for extra in &settings.file_origins {
+        let extra = extra.trim_end_matches('/');
+        if let Some(path) = url.strip_prefix(extra).filter(|p| p.starts_with('/')) {
+            let host = extra.split_once("://").map_or(extra, |(_, host)| host);
+            return Ok(format!("{host}{path}"));
+        }
+    }
+    Err(upstream_error(
+        settings,
+        format!("its metadata points at {url}, outside the upstream and its file origins"),
+    ))
+}

@@ -1,0 +1,626 @@
+//! Reading through a proxy repository: metadata cached with its validity and revalidated,
+//! files fetched once and verified (`files`), concurrent misses coalesced, stale metadata
+//! served (and said so) while the upstream fails, the cache administered (`admin`).
+//!
+//! What requests share lives in [`ProxyState`]: a lock per path being fetched, parsed
+//! documents (bounded by count and bytes), upstream `404`s and failures remembered for a short
+//! while (so a flood of misses, or of requests while the upstream hangs, asks it once), and
+//! download counts not written yet.
+
+mod admin;
+mod files;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+
+use super::Packages;
+use super::format::{ExtraDigests, FormatRules, UpstreamFormat, UpstreamPackage};
+use crate::blob::{BlobStoreExt, ByteStream};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::package::{BlobRef, PackageRepository};
+use crate::proxy::{CacheEntry, CacheEntryKind, Fetched, UpstreamSettings, Validators};
+use crate::values::Timestamp;
+
+pub use admin::UpstreamCheck;
+
+/// Parsed metadata documents kept in memory, at most.
+const MAX_PARSED: usize = 512;
+
+/// Bytes of metadata documents parsed and kept in memory, at most.
+const MAX_PARSED_BYTES: usize = 256 << 20;
+
+/// Bytes of metadata bodies being received at once, across requests; more wait.
+const MAX_METADATA_IN_FLIGHT: usize = 512 << 20;
+
+/// Paths remembered as missing upstream or failing, at most (then forgotten all at once).
+const MAX_REMEMBERED: usize = 100_000;
+
+/// How long a failed revalidation is remembered: requests meanwhile are answered from it
+/// (stale metadata, or the failure) instead of asking the upstream again.
+const FAILURE_MEMORY: Duration = Duration::from_secs(10);
+
+/// A repository and a path below its upstream.
+type CachePath = (String, String);
+
+/// Locks a standard mutex, whose data stays consistent whatever a panicking holder did (every
+/// update here is a single insert or removal).
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What proxy reads share across requests of one service.
+#[derive(Debug)]
+pub(super) struct ProxyState {
+    /// One lock per (repository, path) being fetched: concurrent misses wait for the first.
+    fetching: Mutex<HashMap<CachePath, Arc<tokio::sync::Mutex<()>>>>,
+    /// Metadata documents parsed, by the digest of their bytes, with their sizes.
+    parsed: Mutex<Parsed>,
+    /// Paths the upstream answered `404` for, and when.
+    missing: Mutex<HashMap<CachePath, Instant>>,
+    /// Paths whose refresh failed, when, and how.
+    failed: Mutex<HashMap<CachePath, (Instant, Error)>>,
+    /// Bytes of metadata bodies in flight, in KiB permits.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    /// Reads not written yet, per (repository, path): count and last time.
+    downloads: Mutex<admin::PendingDownloads>,
+}
+
+impl Default for ProxyState {
+    fn default() -> Self {
+        ProxyState {
+            fetching: Mutex::default(),
+            parsed: Mutex::default(),
+            missing: Mutex::default(),
+            failed: Mutex::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_METADATA_IN_FLIGHT >> 10)),
+            downloads: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Parsed {
+    documents: HashMap<Digest, (Arc<UpstreamPackage>, usize)>,
+    bytes: usize,
+}
+
+/// Metadata a request was served from the cache although its upstream could not revalidate
+/// it (down, too slow, failing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaleServe {
+    /// The upstream's base URL.
+    pub upstream: String,
+    /// Why it could not revalidate.
+    pub reason: String,
+}
+
+/// What one request did through proxy repositories, for the HTTP edge to report (headers,
+/// metrics, logs) — and the `Via` hops it arrived through, which its upstream requests carry on
+/// (so a chain of proxies that leads back to one of them is recognised).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxyReport {
+    /// The `Via` hops of the client's request.
+    pub via: Vec<String>,
+    /// Metadata and files served from the cache without asking the upstream.
+    pub hits: u32,
+    /// Metadata and files asked of the upstream (fetched or revalidated).
+    pub misses: u32,
+    /// Upstream requests that failed.
+    pub upstream_errors: u32,
+    /// Metadata served stale.
+    pub stale: Vec<StaleServe>,
+}
+
+tokio::task_local! {
+    /// The proxy report of the current request.
+    static REPORT: std::cell::RefCell<ProxyReport>;
+}
+
+/// Runs `request`, which arrived through the `Via` hops `via`, answering with its output what
+/// it did through proxy repositories ([`ProxyReport`]).
+pub async fn observe_proxy<F: std::future::Future>(
+    via: Vec<String>,
+    request: F,
+) -> (F::Output, ProxyReport) {
+    let report = ProxyReport {
+        via,
+        ..ProxyReport::default()
+    };
+    REPORT
+        .scope(std::cell::RefCell::new(report), async {
+            let output = request.await;
+            let report = REPORT.with(|r| r.take());
+            (output, report)
+        })
+        .await
+}
+
+/// The `Via` hops of the request being served (empty outside [`observe_proxy`]).
+pub fn incoming_via() -> Vec<String> {
+    REPORT
+        .try_with(|r| r.borrow().via.clone())
+        .unwrap_or_default()
+}
+
+fn record(change: impl FnOnce(&mut ProxyReport)) {
+    let _ = REPORT.try_with(|r| change(&mut r.borrow_mut()));
+}
+
+fn mark_stale(upstream: &str, reason: &Error) {
+    record(|r| {
+        if !r.stale.iter().any(|u| u.upstream == upstream) {
+            r.stale.push(StaleServe {
+                upstream: upstream.to_owned(),
+                reason: reason.to_string(),
+            });
+        }
+    });
+}
+
+/// Counts an upstream failure on its way out.
+fn counted<T>(answer: Result<T>) -> Result<T> {
+    if let Err(Error::Upstream { .. }) = &answer {
+        record(|r| r.upstream_errors += 1);
+    }
+    answer
+}
+
+/// Releases a fetch lock, forgetting it when nobody else waits on it.
+struct FetchGuard<'a> {
+    state: &'a ProxyState,
+    key: CachePath,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for FetchGuard<'_> {
+    fn drop(&mut self) {
+        let mut fetching = locked(&self.state.fetching);
+        // The map's reference, ours and the guard's: nobody else waits.
+        if Arc::strong_count(&self.lock) <= 3 {
+            fetching.remove(&self.key);
+        }
+    }
+}
+
+impl ProxyState {
+    async fn lock(&self, repository: &str, path: &str) -> FetchGuard<'_> {
+        let key = (repository.to_owned(), path.to_owned());
+        let lock = Arc::clone(locked(&self.fetching).entry(key.clone()).or_default());
+        let held = Arc::clone(&lock).lock_owned().await;
+        FetchGuard {
+            state: self,
+            key,
+            lock,
+            _held: held,
+        }
+    }
+
+    /// Whether the upstream answered `404` for the path within `memory`.
+    fn known_missing(&self, key: &CachePath, memory: Duration) -> bool {
+        locked(&self.missing)
+            .get(key)
+            .is_some_and(|at| at.elapsed() < memory)
+    }
+
+    fn remember_missing(&self, key: CachePath) {
+        let mut missing = locked(&self.missing);
+        if missing.len() >= MAX_REMEMBERED {
+            missing.clear();
+        }
+        missing.insert(key, Instant::now());
+    }
+
+    /// The failure of the path's last refresh, when recent.
+    fn recent_failure(&self, key: &CachePath) -> Option<Error> {
+        locked(&self.failed)
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < FAILURE_MEMORY)
+            .map(|(_, error)| copy_upstream_error(error))
+    }
+
+    fn remember_failure(&self, key: CachePath, error: &Error) {
+        let mut failed = locked(&self.failed);
+        if failed.len() >= MAX_REMEMBERED {
+            failed.clear();
+        }
+        failed.insert(key, (Instant::now(), copy_upstream_error(error)));
+    }
+
+    fn forget_failure(&self, key: &CachePath) {
+        locked(&self.failed).remove(key);
+    }
+}
+
+/// A copy of an upstream error (errors are not `Clone`: backend errors carry sources).
+fn copy_upstream_error(error: &Error) -> Error {
+    match error {
+        Error::Upstream {
+            upstream,
+            reason,
+            timed_out,
+        } => Error::Upstream {
+            upstream: upstream.clone(),
+            reason: reason.clone(),
+            timed_out: *timed_out,
+        },
+        other => Error::backend(other.to_string()),
+    }
+}
+
+fn fresh(entry: &CacheEntry, settings: &UpstreamSettings) -> bool {
+    match entry.kind {
+        CacheEntryKind::Metadata => {
+            Timestamp::now().0 < entry.checked_at.after(settings.metadata_ttl()).0
+        }
+        CacheEntryKind::File => true,
+    }
+}
+
+fn upstream_error(settings: &UpstreamSettings, reason: impl Into<String>) -> Error {
+    Error::Upstream {
+        upstream: settings.base().to_owned(),
+        reason: reason.into(),
+        timed_out: false,
+    }
+}
+
+fn timed_out(settings: &UpstreamSettings, what: &str) -> Error {
+    Error::Upstream {
+        upstream: settings.base().to_owned(),
+        reason: format!("{what} took longer than {} s", settings.timeout_seconds),
+        timed_out: true,
+    }
+}
+
+/// One cache entry as fetched now.
+fn new_entry(
+    repository: &str,
+    path: &str,
+    kind: CacheEntryKind,
+    blob: BlobRef,
+    declared: Option<String>,
+    validators: Validators,
+) -> CacheEntry {
+    let now = Timestamp::now();
+    CacheEntry {
+        repository: repository.to_owned(),
+        path: path.to_owned(),
+        kind,
+        blob,
+        declared,
+        validators,
+        checked_at: now,
+        created_at: now,
+        downloads: 0,
+        last_download: None,
+    }
+}
+
+/// The refusal of a path the upstream uses both for a metadata document and for a file.
+fn kind_conflict(settings: &UpstreamSettings, path: &str) -> Error {
+    upstream_error(
+        settings,
+        format!("it serves {path} both as a package's metadata and as a file"),
+    )
+}
+
+impl Packages {
+    fn upstream_client(&self) -> Result<&dyn crate::proxy::Upstream> {
+        self.upstream.as_deref().ok_or_else(|| Error::Unsupported {
+            what: "proxy repositories without an upstream client".into(),
+        })
+    }
+
+    /// `GET url` at the upstream within its timeout (to the response's headers).
+    async fn ask_upstream(
+        &self,
+        settings: &UpstreamSettings,
+        url: &str,
+        accept: &str,
+        validators: &Validators,
+        what: &str,
+    ) -> Result<Fetched> {
+        let fetch = self
+            .upstream_client()?
+            .fetch(settings, url, accept, validators);
+        tokio::time::timeout(settings.timeout(), fetch)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(settings, what)))
+    }
+
+    /// What a proxy repository's upstream says about the package stored as `key`; `None` when
+    /// the upstream does not have it.
+    pub(super) async fn upstream_package(
+        &self,
+        rules: &dyn FormatRules,
+        repository: &PackageRepository,
+        key: &str,
+    ) -> Result<Option<Arc<UpstreamPackage>>> {
+        let (format, settings) = proxy_parts(rules, repository)?;
+        let path = format.metadata_path(key);
+        let Some(blob) = self
+            .cached_metadata(repository, settings, format, key, &path)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(parsed) = self.parsed(&blob.digest) {
+            return Ok(Some(parsed));
+        }
+        let bytes = self
+            .blobs
+            .read_to_bytes(&blob.digest, format.max_metadata_size())
+            .await?;
+        // It was read once before it was kept: failing now is this registry's fault.
+        let parsed = format
+            .parse_metadata(key, &bytes, settings.base())
+            .map_err(|e| Error::backend(format!("cached metadata {path} no longer reads: {e}")))?;
+        Ok(Some(self.remember_parsed(&blob, parsed, bytes.len())))
+    }
+
+    fn parsed(&self, digest: &Digest) -> Option<Arc<UpstreamPackage>> {
+        locked(&self.proxy.parsed)
+            .documents
+            .get(digest)
+            .map(|(package, _)| Arc::clone(package))
+    }
+
+    fn remember_parsed(
+        &self,
+        blob: &BlobRef,
+        mut package: UpstreamPackage,
+        size: usize,
+    ) -> Arc<UpstreamPackage> {
+        package.package.revision = revision_of(blob);
+        let package = Arc::new(package);
+        let mut parsed = locked(&self.proxy.parsed);
+        if parsed.documents.len() >= MAX_PARSED || parsed.bytes + size > MAX_PARSED_BYTES {
+            parsed.documents.clear();
+            parsed.bytes = 0;
+        }
+        if size <= MAX_PARSED_BYTES {
+            parsed.bytes += size;
+            parsed
+                .documents
+                .insert(blob.digest.clone(), (Arc::clone(&package), size));
+        }
+        package
+    }
+
+    /// The blob of a package's metadata document: the cached one while fresh, else
+    /// revalidated or fetched (one request per path at a time), else — the upstream failing —
+    /// the cached one, stale. `None` when the upstream does not have it.
+    async fn cached_metadata(
+        &self,
+        repository: &PackageRepository,
+        settings: &UpstreamSettings,
+        format: &dyn UpstreamFormat,
+        key: &str,
+        path: &str,
+    ) -> Result<Option<BlobRef>> {
+        let name = &repository.name;
+        let cache_path = (name.clone(), path.to_owned());
+        if self
+            .proxy
+            .known_missing(&cache_path, settings.not_found_ttl())
+        {
+            record(|r| r.hits += 1);
+            return Ok(None);
+        }
+        let mut entry = self.metadata.cache_entry(name, path).await?;
+        if entry
+            .as_ref()
+            .is_some_and(|e| e.kind != CacheEntryKind::Metadata)
+        {
+            return Err(kind_conflict(settings, path));
+        }
+        if entry.as_ref().is_none_or(|e| !fresh(e, settings)) {
+            let _fetching = self.proxy.lock(name, path).await;
+            // Whoever held the lock may have fetched it, or failed to, meanwhile.
+            if self
+                .proxy
+                .known_missing(&cache_path, settings.not_found_ttl())
+            {
+                return Ok(None);
+            }
+            entry = self.metadata.cache_entry(name, path).await?;
+            if entry.as_ref().is_none_or(|e| !fresh(e, settings)) {
+                let refreshed = match self.proxy.recent_failure(&cache_path) {
+                    Some(failure) => Err(failure),
+                    None => {
+                        record(|r| r.misses += 1);
+                        let answer = self
+                            .refresh_metadata(
+                                repository,
+                                settings,
+                                format,
+                                key,
+                                path,
+                                entry.as_ref(),
+                            )
+                            .await;
+                        if let Err(error @ Error::Upstream { .. }) = &answer {
+                            self.proxy.remember_failure(cache_path.clone(), error);
+                        }
+                        counted(answer)
+                    }
+                };
+                return match (refreshed, entry) {
+                    (Ok(blob), _) => {
+                        self.proxy.forget_failure(&cache_path);
+                        self.count_download(name, path);
+                        Ok(blob)
+                    }
+                    // Only an upstream's failure is covered by the cached copy.
+                    (Err(error @ Error::Upstream { .. }), Some(cached)) => {
+                        mark_stale(settings.base(), &error);
+                        self.count_download(name, path);
+                        Ok(Some(cached.blob))
+                    }
+                    (Err(error), _) => Err(error),
+                };
+            }
+        }
+        record(|r| r.hits += 1);
+        self.count_download(name, path);
+        Ok(entry.map(|e| e.blob))
+    }
+
+    /// Asks the upstream for a metadata document (conditionally when one is cached) and
+    /// records the answer: a new document, a confirmation, or a `404` (remembered here).
+    async fn refresh_metadata(
+        &self,
+        repository: &PackageRepository,
+        settings: &UpstreamSettings,
+        format: &dyn UpstreamFormat,
+        key: &str,
+        path: &str,
+        cached: Option<&CacheEntry>,
+    ) -> Result<Option<BlobRef>> {
+        let url = format!("{}/{path}", settings.base());
+        let validators = cached.map(|c| c.validators.clone()).unwrap_or_default();
+        let what = format!("fetching {path}");
+        let fetch = async {
+            let answer = self
+                .ask_upstream(settings, &url, format.metadata_accept(), &validators, &what)
+                .await?;
+            match answer {
+                Fetched::Found {
+                    validators,
+                    length,
+                    body,
+                } => {
+                    let limit = format.max_metadata_size();
+                    let bytes = self
+                        .read_metadata_body(body, length, limit, settings)
+                        .await?;
+                    Ok(Some((validators, bytes)))
+                }
+                Fetched::NotModified if cached.is_some() => Ok(None),
+                Fetched::NotModified => Err(upstream_error(
+                    settings,
+                    format!("answered 304 Not Modified to an unconditional request for {path}"),
+                )),
+                Fetched::NotFound => Err(Error::PackageUnknown {
+                    what: format!("{path} at {}", settings.base()),
+                }),
+            }
+        };
+        // The timeout covers the whole document, however slowly it drips.
+        let answer = tokio::time::timeout(settings.timeout(), fetch)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(settings, &what)));
+        match answer {
+            Ok(None) => {
+                let cached = cached.expect("304 only answers a conditional request");
+                // A 304 may carry new validators; without them the old ones stay.
+                self.metadata
+                    .confirm_cache_entry(
+                        &repository.name,
+                        path,
+                        &cached.validators,
+                        Timestamp::now(),
+                    )
+                    .await?;
+                Ok(Some(cached.blob.clone()))
+            }
+            Ok(Some((validators, bytes))) => {
+                // Only a document the format can read is kept.
+                let parsed = format
+                    .parse_metadata(key, &bytes, settings.base())
+                    .map_err(|e| {
+                        upstream_error(settings, format!("its metadata for {key} is unusable: {e}"))
+                    })?;
+                let size = bytes.len();
+                let stored = self.store_bytes(ExtraDigests::default(), bytes).await?;
+                self.remember_parsed(&stored.blob, parsed, size);
+                let entry = new_entry(
+                    &repository.name,
+                    path,
+                    CacheEntryKind::Metadata,
+                    stored.blob.clone(),
+                    None,
+                    validators,
+                );
+                self.metadata.put_cache_entry(&entry).await?;
+                Ok(Some(stored.blob))
+            }
+            Err(Error::PackageUnknown { .. }) => {
+                self.proxy
+                    .remember_missing((repository.name.clone(), path.to_owned()));
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Reads a whole metadata body, refusing one over `limit` (declared or sent), holding
+    /// its bytes against the budget of metadata in flight as they arrive.
+    async fn read_metadata_body(
+        &self,
+        mut body: ByteStream,
+        length: Option<u64>,
+        limit: u64,
+        settings: &UpstreamSettings,
+    ) -> Result<Bytes> {
+        let too_large = |size: u64| {
+            upstream_error(
+                settings,
+                format!("a metadata document of {size} bytes or more is over the limit of {limit}"),
+            )
+        };
+        if let Some(length) = length.filter(|l| *l > limit) {
+            return Err(too_large(length));
+        }
+        let mut bytes = BytesMut::new();
+        let mut permits = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| match e {
+                error @ Error::Upstream { .. } => error,
+                other => upstream_error(settings, format!("the body broke off: {other}")),
+            })?;
+            let total = bytes.len() as u64 + chunk.len() as u64;
+            if total > limit {
+                return Err(too_large(total));
+            }
+            let kib = u32::try_from(chunk.len().div_ceil(1024)).unwrap_or(u32::MAX);
+            let permit = Arc::clone(&self.proxy.in_flight)
+                .acquire_many_owned(kib)
+                .await
+                .map_err(|_| Error::backend("the metadata budget is closed"))?;
+            permits.push(permit);
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes.freeze())
+    }
+}
+
+/// A proxied package's revision: its metadata document's digest, so every instance renders
+/// the same document under the same revision.
+fn revision_of(blob: &BlobRef) -> String {
+    format!("u{}", &blob.digest.hex()[..32])
+}
+
+/// The format's upstream rules and the repository's upstream.
+fn proxy_parts<'a>(
+    rules: &'a dyn FormatRules,
+    repository: &'a PackageRepository,
+) -> Result<(&'a dyn UpstreamFormat, &'a UpstreamSettings)> {
+    let format = rules.upstream().ok_or_else(|| Error::Unsupported {
+        what: format!("{} proxy repositories", rules.format()),
+    })?;
+    let settings = repository
+        .settings
+        .upstream
+        .as_ref()
+        .ok_or_else(|| Error::PolicyInvalid {
+            reason: format!("proxy repository {} has no upstream", repository.name),
+        })?;
+    Ok((format, settings))
+}
