@@ -124,6 +124,20 @@ impl UpstreamSettings {
                  (credentials go in username and password)"
             ));
         }
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let loopback = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if url.starts_with("http://") && !loopback && self.password.is_some() {
+            return invalid(format!(
+                "upstream {url} is plain http: its credentials would cross the network in clear \
+                 text; use https"
+            ));
+        }
         if self.file_origins.len() > 16 {
             return invalid("at most 16 file_origins are accepted".into());
         }

@@ -64,12 +64,41 @@ impl Instance {
     }
 }
 
+/// The largest `ca_file` read.
+const MAX_CA_FILE: u64 = 1 << 20;
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, each to the first URL's scheme, host and port:
+/// an upstream cannot send this registry (with its credentials, or to an address only it can
+/// reach) anywhere else, nor from https down to http.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().cloned();
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects (a loop?)"));
+        }
+        let same = first.is_some_and(|first| {
+            first.scheme() == attempt.url().scheme()
+                && first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if same {
+            attempt.follow()
+        } else {
+            let to = attempt.url().to_string();
+            attempt.error(format!(
+                "a redirect to {to}, away from the upstream's origin"
+            ))
+        }
+    })
+}
+
 /// The upstream fetcher over HTTP(S).
 #[derive(Debug)]
 pub struct HttpUpstream {
     instance: Instance,
-    /// One client per set of trusted certificates (`ca_file`), built on first use.
-    clients: Mutex<HashMap<Option<String>, reqwest::Client>>,
+    /// One client per set of trusted certificates (`ca_file`) and connect timeout, built on
+    /// first use.
+    clients: Mutex<HashMap<(Option<String>, u64), reqwest::Client>>,
 }
 
 impl HttpUpstream {
@@ -89,8 +118,9 @@ impl HttpUpstream {
     }
 
     fn client(&self, upstream: &UpstreamSettings) -> Result<reqwest::Client> {
+        let key = (upstream.ca_file.clone(), upstream.timeout_seconds);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = clients.get(&upstream.ca_file) {
+        if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
         let failed = |reason: String| Error::Upstream {
@@ -99,12 +129,19 @@ impl HttpUpstream {
             timed_out: false,
         };
         let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .redirect(same_origin_redirects())
             .connect_timeout(upstream.timeout())
             .user_agent(concat!("registry/", env!("CARGO_PKG_VERSION")))
             .no_proxy();
         if let Some(path) = &upstream.ca_file {
-            let pem = std::fs::read(path)
+            let mut pem = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|file| {
+                    std::io::Read::read_to_end(
+                        &mut std::io::Read::take(file, MAX_CA_FILE),
+                        &mut pem,
+                    )
+                })
                 .map_err(|e| failed(format!("cannot read its ca_file {path}: {e}")))?;
             for certificate in reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| failed(format!("its ca_file {path} holds no certificates: {e}")))?
@@ -118,7 +155,7 @@ impl HttpUpstream {
         if clients.len() > 64 {
             clients.clear();
         }
-        clients.insert(upstream.ca_file.clone(), client.clone());
+        clients.insert(key, client.clone());
         Ok(client)
     }
 }
@@ -158,7 +195,7 @@ impl Upstream for HttpUpstream {
         };
         let response = request.send().await.map_err(|e| {
             let reason = if e.is_redirect() {
-                format!("more than {MAX_REDIRECTS} redirects for {url} (a redirect loop?)")
+                format!("a redirect not followed for {url}: {}", error_chain(&e))
             } else if e.is_timeout() {
                 format!("no answer for {url} within {} s", upstream.timeout_seconds)
             } else {

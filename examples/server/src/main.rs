@@ -378,6 +378,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("[[package_repositories]] {name}: {e}"))?;
     }
+    let counts = packages.clone();
     let mut application = registry_http::app::Application::new(registry, packages)
         .login_throttle(config.address_throttle());
     if let Some(auth) = auth {
@@ -414,6 +415,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     if let Some(cleanup) = cleanup {
         let _ = cleanup.await;
+    }
+    // Proxy cache read counts not written yet.
+    if let Err(e) = counts.flush_download_counts().await {
+        tracing::warn!(error = %e, "writing proxy cache read counts");
     }
     tracing::info!("registry stopped");
     Ok(())
