@@ -126,13 +126,7 @@ impl UpstreamSettings {
         }
         let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        let loopback = host == "localhost"
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if url.starts_with("http://") && !loopback && self.password.is_some() {
+        if url.starts_with("http://") && !is_local_host(host, false) && self.password.is_some() {
             return invalid(format!(
                 "upstream {url} is plain http: its credentials would cross the network in clear \
                  text; use https"
@@ -190,6 +184,17 @@ impl UpstreamSettings {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_seconds)
     }
+}
+
+/// Whether a URL's host names this machine: `localhost` or a loopback address (`[::1]`
+/// too), or with `unspecified` also `0.0.0.0` and `[::]`.
+pub fn is_local_host(host: &str, unspecified: bool) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || (unspecified && ip.is_unspecified()))
 }
 
 /// The scheme, host and port of an absolute URL (the URL itself when it has no path).

@@ -61,6 +61,22 @@ pub(crate) fn order_by<V: Ord, E>(
     }
 }
 
+/// A time as RFC 3339 writes it (`2020-01-01T00:00:00.000Z`, any fraction of a second), as a
+/// timestamp; `None` when it is not one.
+pub(crate) fn rfc3339(text: &str) -> Option<registry_core::Timestamp> {
+    let time = humantime::parse_rfc3339_weak(text)
+        .or_else(|_| humantime::parse_rfc3339_weak(text.trim_end_matches('Z')))
+        .ok()?;
+    let millis = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    Some(registry_core::Timestamp(i64::try_from(millis).ok()?))
+}
+
+/// The name a package of `format` is stored under (`None`: a format not served, or a name it
+/// refuses) — what advisories are filed under ([`registry_core::firewall::Advisories::add_json`]).
+pub fn package_key(format: PackageFormat, name: &str) -> Option<String> {
+    rules(format)?.package_key(name).ok()
+}
+
 /// The rules of a format this registry serves; `None` for formats not served yet (their
 /// repositories are refused).
 pub fn rules(format: PackageFormat) -> Option<&'static dyn FormatRules> {

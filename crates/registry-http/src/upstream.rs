@@ -323,12 +323,7 @@ pub fn points_at(upstream: &UpstreamSettings, own: &[&str], port: Option<u16>) -
     } else {
         Some(80)
     });
-    let local = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    let local = registry_core::proxy::is_local_host(host, true);
     local && port.is_some() && upstream_port == port
 }
 

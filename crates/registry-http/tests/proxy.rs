@@ -973,6 +973,7 @@ async fn npm_audit_answers_from_loaded_advisories_and_says_when_none_are() {
                                  "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.1.0"}]}]}]})
             .to_string()
             .as_bytes(),
+            &registry_formats::package_key,
         )
         .unwrap();
     let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(MemoryBlobStore::new());

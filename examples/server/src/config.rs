@@ -282,7 +282,7 @@ impl Config {
             let bytes = std::fs::read(path)
                 .map_err(|e| format!("[firewall] reading {}: {e}", path.display()))?;
             advisories
-                .add_json(&bytes)
+                .add_json(&bytes, &registry_formats::package_key)
                 .map_err(|e| format!("[firewall] {}: {e}", path.display()))
         };
         for path in &self.firewall.advisories {

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::VersionOrder;
 use crate::error::{Error, Result};
 use crate::package::PackageFormat;
+use crate::package_service::FormatRules;
 
 /// How severe an advisory is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -79,9 +79,10 @@ pub struct Advisory {
 }
 
 impl Advisory {
-    /// Whether it affects `version` under `order`.
-    pub fn affects(&self, version: &str, order: VersionOrder<'_>) -> bool {
+    /// Whether it affects `version` in the version order of the format `rules` describe.
+    pub fn affects(&self, version: &str, rules: &dyn FormatRules) -> bool {
         use std::cmp::Ordering::*;
+        let order = |a: &str, b: &str| rules.compare_versions(a, b);
         self.versions.iter().any(|v| v == version)
             || self.ranges.iter().any(|r| {
                 let from = r
@@ -147,15 +148,6 @@ fn ecosystem(name: &str) -> Option<PackageFormat> {
     })
 }
 
-/// A package name as the format stores it.
-fn key(format: PackageFormat, name: &str) -> String {
-    match format {
-        PackageFormat::Pypi => super::purl::pep503(name),
-        PackageFormat::Nuget => name.to_ascii_lowercase(),
-        _ => name.to_owned(),
-    }
-}
-
 fn text(value: &Value, field: &str) -> Option<String> {
     value.get(field).and_then(Value::as_str).map(str::to_owned)
 }
@@ -182,11 +174,17 @@ impl Advisories {
         self.fingerprint
     }
 
-    /// Adds the advisories of one OSV JSON document — an advisory, or an array of them.
-    /// Entries of ecosystems this registry has no format for are skipped.
+    /// Adds the advisories of one OSV JSON document — an advisory, or an array of them —
+    /// under the names `key` gives each package as its format stores it (`None`: a name the
+    /// format refuses, skipped). Entries of ecosystems this registry has no format for are
+    /// skipped.
     ///
     /// Errors: [`Error::PolicyInvalid`] when it is not OSV JSON.
-    pub fn add_json(&mut self, document: &[u8]) -> Result<()> {
+    pub fn add_json(
+        &mut self,
+        document: &[u8],
+        key: &dyn Fn(PackageFormat, &str) -> Option<String>,
+    ) -> Result<()> {
         use sha2::Digest as _;
         self.fingerprint = sha2::Sha256::new()
             .chain_update(self.fingerprint)
@@ -199,15 +197,19 @@ impl Advisories {
         match value {
             Value::Array(items) => {
                 for item in &items {
-                    self.add_one(item)?;
+                    self.add_one(item, key)?;
                 }
                 Ok(())
             }
-            item => self.add_one(&item),
+            item => self.add_one(&item, key),
         }
     }
 
-    fn add_one(&mut self, advisory: &Value) -> Result<()> {
+    fn add_one(
+        &mut self,
+        advisory: &Value,
+        key: &dyn Fn(PackageFormat, &str) -> Option<String>,
+    ) -> Result<()> {
         let Some(id) = text(advisory, "id") else {
             return Err(Error::PolicyInvalid {
                 reason: "an OSV advisory has no id".into(),
@@ -244,6 +246,9 @@ impl Advisories {
                 continue;
             };
             let Some(format) = ecosystem(ecosystem_name) else {
+                continue;
+            };
+            let Some(stored) = key(format, name) else {
                 continue;
             };
             let severity = affected
@@ -309,7 +314,7 @@ impl Advisories {
                 ranges.extend(current);
             }
             self.by_package
-                .entry((format, key(format, name)))
+                .entry((format, stored))
                 .or_default()
                 .push(Advisory {
                     id: id.clone(),
@@ -322,24 +327,18 @@ impl Advisories {
         Ok(())
     }
 
-    /// Every advisory about a package (stored name).
+    /// Every advisory about a package (its stored name).
     pub fn about(&self, format: PackageFormat, name: &str) -> &[Advisory] {
         self.by_package
-            .get(&(format, key(format, name)))
+            .get(&(format, name.to_owned()))
             .map_or(&[], Vec::as_slice)
     }
 
-    /// The advisories that affect one version.
-    pub fn affecting(
-        &self,
-        format: PackageFormat,
-        name: &str,
-        version: &str,
-        order: VersionOrder<'_>,
-    ) -> Vec<&Advisory> {
-        self.about(format, name)
+    /// The advisories that affect one version of a package of the format `rules` describe.
+    pub fn affecting(&self, name: &str, version: &str, rules: &dyn FormatRules) -> Vec<&Advisory> {
+        self.about(rules.format(), name)
             .iter()
-            .filter(|a| a.affects(version, order))
+            .filter(|a| a.affects(version, rules))
             .collect()
     }
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::package::PackageFormat;
+use crate::package_service::FormatRules;
 use crate::rules::NameRegex;
 use crate::values::Timestamp;
 
@@ -265,9 +266,6 @@ impl fmt::Display for Hit {
     }
 }
 
-/// Orders versions of a format (the firewall compares versions against advisory ranges).
-pub type VersionOrder<'a> = &'a dyn Fn(&str, &str) -> std::cmp::Ordering;
-
 /// The rules and advisories in force.
 #[derive(Clone, Debug, Default)]
 pub struct Firewall {
@@ -308,21 +306,22 @@ impl Firewall {
             })
     }
 
-    /// The rules that match a version, blocking ones first; empty when it passes. `now` is
-    /// the time age gates count from.
+    /// The rules that match a version of the format `rules` describe (its names, versions and
+    /// their order), blocking ones first; empty when it passes. `now` is the time age gates
+    /// count from.
     pub fn check(
         &self,
         candidate: &Candidate<'_>,
-        order: VersionOrder<'_>,
+        rules: &dyn FormatRules,
         now: Timestamp,
     ) -> Vec<Hit> {
         let mut hits: Vec<Hit> = self
             .rules
             .iter()
             .filter(|r| r.covers(candidate.repository))
-            .filter(|r| !r.exceptions.iter().any(|p| p.matches(candidate)))
+            .filter(|r| !r.exceptions.iter().any(|p| p.matches(candidate, rules)))
             .filter_map(|r| {
-                self.reason(r, candidate, order, now).map(|reason| Hit {
+                self.reason(r, candidate, rules, now).map(|reason| Hit {
                     rule: r.name.clone(),
                     mode: r.mode,
                     reason,
@@ -337,14 +336,14 @@ impl Firewall {
         &self,
         rule: &FirewallRule,
         candidate: &Candidate<'_>,
-        order: VersionOrder<'_>,
+        rules: &dyn FormatRules,
         now: Timestamp,
     ) -> Option<String> {
         let id = purl::display(candidate);
-        if let Some(found) = rule.deny.iter().find(|m| m.matches(candidate)) {
+        if let Some(found) = rule.deny.iter().find(|m| m.matches(candidate, rules)) {
             return Some(format!("{id} is denied ({found})"));
         }
-        if !rule.allow.is_empty() && !rule.allow.iter().any(|m| m.matches(candidate)) {
+        if !rule.allow.is_empty() && !rule.allow.iter().any(|m| m.matches(candidate, rules)) {
             return Some(format!("{id} is not on the allow list"));
         }
         if let Some(age) = &rule.min_age
@@ -362,7 +361,7 @@ impl Firewall {
         if let Some(threshold) = rule.advisories {
             let found = self
                 .advisories
-                .affecting(candidate.format, candidate.name, candidate.version, order)
+                .affecting(candidate.name, candidate.version, rules)
                 .into_iter()
                 .filter(|a| a.severity >= threshold)
                 .max_by_key(|a| a.severity);

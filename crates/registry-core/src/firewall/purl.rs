@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Candidate;
 use crate::error::{Error, Result};
 use crate::package::PackageFormat;
+use crate::package_service::FormatRules;
 use crate::rules::NameRegex;
 
 /// A package URL naming a package, or one version of it.
@@ -43,24 +44,6 @@ fn percent_decode(segment: &str, text: &str) -> Result<String> {
         }
     }
     String::from_utf8(out).map_err(|_| invalid(text, "not UTF-8"))
-}
-
-/// PyPI's normal form of a name (PEP 503).
-pub(super) fn pep503(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut separator = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            separator = true;
-        } else {
-            if separator && !out.is_empty() {
-                out.push('-');
-            }
-            separator = false;
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
 }
 
 impl Purl {
@@ -105,15 +88,10 @@ impl Purl {
                 format!("{scope}/{name}")
             }
             (PackageFormat::Npm, [scope, name]) => format!("@{scope}/{name}"),
-            (PackageFormat::Pypi, [name]) => pep503(name),
             (PackageFormat::Maven, [group, artifact]) => format!("{group}:{artifact}"),
-            (PackageFormat::Nuget, [name]) => name.to_ascii_lowercase(),
+            (PackageFormat::Pypi | PackageFormat::Nuget, [name]) => name.clone(),
             (PackageFormat::Generic | PackageFormat::Terraform, segments) => segments.join("/"),
             _ => return Err(invalid(text, "the wrong number of namespace segments")),
-        };
-        let version = match format {
-            PackageFormat::Nuget => version.map(|v| v.to_ascii_lowercase()),
-            _ => version,
         };
         Ok(Purl {
             text: text.to_owned(),
@@ -123,18 +101,16 @@ impl Purl {
         })
     }
 
-    /// Whether it names the candidate's package (and version, when it has one).
-    pub fn matches(&self, candidate: &Candidate<'_>) -> bool {
-        let name = match candidate.format {
-            PackageFormat::Pypi => pep503(candidate.name),
-            _ => candidate.name.to_owned(),
-        };
+    /// Whether it names the candidate's package (and version, when it has one), both compared
+    /// in the forms the candidate's format (`rules`) stores them (PyPI's normalized names,
+    /// NuGet's lowercase ids and normal versions).
+    pub fn matches(&self, candidate: &Candidate<'_>, rules: &dyn FormatRules) -> bool {
         self.format == candidate.format
-            && self.name == name
+            && rules.package_key(&self.name).ok().as_deref() == Some(candidate.name)
             && self
                 .version
                 .as_deref()
-                .is_none_or(|v| v == candidate.version)
+                .is_none_or(|v| rules.version_key(v).ok().as_deref() == Some(candidate.version))
     }
 
     /// The text as written.
@@ -188,10 +164,10 @@ impl PackageMatch {
         }
     }
 
-    /// Whether it matches the candidate.
-    pub fn matches(&self, candidate: &Candidate<'_>) -> bool {
+    /// Whether it matches the candidate (of the format `rules` describe).
+    pub fn matches(&self, candidate: &Candidate<'_>, rules: &dyn FormatRules) -> bool {
         match self {
-            PackageMatch::Purl(purl) => purl.matches(candidate),
+            PackageMatch::Purl(purl) => purl.matches(candidate, rules),
             PackageMatch::Name(pattern) => pattern.matches(candidate.name),
         }
     }

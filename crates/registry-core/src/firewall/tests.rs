@@ -1,12 +1,53 @@
 use super::*;
+use crate::FormatRules;
 
-fn semver(a: &str, b: &str) -> std::cmp::Ordering {
-    let parse = |v: &str| {
-        v.split('.')
-            .map(|p| p.parse::<u64>().unwrap_or(0))
-            .collect::<Vec<_>>()
-    };
-    parse(a).cmp(&parse(b))
+/// Format rules enough for the firewall: dotted numeric versions, names lowercased (PyPI's
+/// separators made `-`, as its normal form does).
+#[derive(Debug)]
+struct Rules(PackageFormat);
+
+impl FormatRules for Rules {
+    fn format(&self) -> PackageFormat {
+        self.0
+    }
+
+    fn package_key(&self, name: &str) -> crate::Result<String> {
+        Ok(match self.0 {
+            PackageFormat::Pypi => name.to_lowercase().replace(['_', '.'], "-"),
+            PackageFormat::Nuget => name.to_lowercase(),
+            _ => name.to_owned(),
+        })
+    }
+
+    fn version_key(&self, version: &str) -> crate::Result<String> {
+        Ok(match self.0 {
+            PackageFormat::Nuget if version.split('.').count() == 2 => format!("{version}.0"),
+            _ => version.to_owned(),
+        })
+    }
+
+    fn compare_versions(&self, a: &str, b: &str) -> std::cmp::Ordering {
+        let parse = |v: &str| {
+            v.split('.')
+                .map(|p| p.parse::<u64>().unwrap_or(0))
+                .collect::<Vec<_>>()
+        };
+        parse(a).cmp(&parse(b))
+    }
+
+    fn publish_mode(&self) -> crate::PublishMode {
+        crate::PublishMode::NewVersion
+    }
+
+    fn extra_digests(&self) -> crate::ExtraDigests {
+        crate::ExtraDigests::default()
+    }
+}
+
+const NPM: &Rules = &Rules(PackageFormat::Npm);
+
+fn key(format: PackageFormat, name: &str) -> Option<String> {
+    Rules(format).package_key(name).ok()
 }
 
 fn candidate<'a>(name: &'a str, version: &'a str) -> Candidate<'a> {
@@ -69,10 +110,10 @@ fn deny_allow_and_exceptions_by_name_pattern_and_package_url() {
     );
     let now = Timestamp(0);
     assert_eq!(
-        firewall.check(&candidate("left-pad", "1.3.0"), &semver, now),
+        firewall.check(&candidate("left-pad", "1.3.0"), NPM, now),
         []
     );
-    let hits = firewall.check(&candidate("left-pad", "1.3.1"), &semver, now);
+    let hits = firewall.check(&candidate("left-pad", "1.3.1"), NPM, now);
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].rule, "no-left-pad");
     assert!(
@@ -82,17 +123,17 @@ fn deny_allow_and_exceptions_by_name_pattern_and_package_url() {
     );
     assert_eq!(
         firewall
-            .check(&candidate("evil-x", "1.0.0"), &semver, now)
+            .check(&candidate("evil-x", "1.0.0"), NPM, now)
             .len(),
         1
     );
     assert_eq!(
-        firewall.check(&candidate("evil-but-ok", "1.0.0"), &semver, now),
+        firewall.check(&candidate("evil-but-ok", "1.0.0"), NPM, now),
         []
     );
     assert_eq!(
         firewall
-            .check(&candidate("@corp/secret", "1.0.0"), &semver, now)
+            .check(&candidate("@corp/secret", "1.0.0"), NPM, now)
             .len(),
         1
     );
@@ -102,9 +143,9 @@ fn deny_allow_and_exceptions_by_name_pattern_and_package_url() {
         )],
         Default::default(),
     );
-    assert_eq!(allow.check(&candidate("a", "1.0.0"), &semver, now), []);
-    assert_eq!(allow.check(&candidate("b-c", "1.0.0"), &semver, now), []);
-    let hits = allow.check(&candidate("c", "1.0.0"), &semver, now);
+    assert_eq!(allow.check(&candidate("a", "1.0.0"), NPM, now), []);
+    assert_eq!(allow.check(&candidate("b-c", "1.0.0"), NPM, now), []);
+    let hits = allow.check(&candidate("c", "1.0.0"), NPM, now);
     assert_eq!(
         (hits[0].mode, hits[0].reason.contains("allow list")),
         (Mode::Warn, true)
@@ -122,14 +163,11 @@ fn the_age_gate_holds_back_young_upstream_versions_only() {
     let day = 86_400_000;
     let mut young = candidate("pad", "2.0.0");
     young.published = Timestamp(10 * day);
-    assert_eq!(
-        firewall.check(&young, &semver, Timestamp(12 * day)).len(),
-        1
-    );
-    assert_eq!(firewall.check(&young, &semver, Timestamp(13 * day)), []);
+    assert_eq!(firewall.check(&young, NPM, Timestamp(12 * day)).len(), 1);
+    assert_eq!(firewall.check(&young, NPM, Timestamp(13 * day)), []);
     young.upstream = false;
     assert_eq!(
-        firewall.check(&young, &semver, Timestamp(12 * day)),
+        firewall.check(&young, NPM, Timestamp(12 * day)),
         [],
         "hosted"
     );
@@ -156,12 +194,13 @@ fn osv_advisories_by_range_list_and_severity() {
             ])
             .to_string()
             .as_bytes(),
+            &key,
         )
         .unwrap();
     assert_eq!(advisories.len(), 3);
     let ids = |version: &str| -> Vec<String> {
         advisories
-            .affecting(PackageFormat::Npm, "pad", version, &semver)
+            .affecting("pad", version, NPM)
             .iter()
             .map(|a| a.id.clone())
             .collect()
@@ -187,7 +226,7 @@ fn osv_advisories_by_range_list_and_severity() {
         )],
         std::sync::Arc::new(advisories),
     );
-    let hits = firewall.check(&candidate("pad", "1.0.0"), &semver, Timestamp(0));
+    let hits = firewall.check(&candidate("pad", "1.0.0"), NPM, Timestamp(0));
     assert!(
         hits[0]
             .reason
@@ -196,7 +235,7 @@ fn osv_advisories_by_range_list_and_severity() {
         hits[0].reason
     );
     assert!(
-        firewall.check(&candidate("pad", "9.9.9"), &semver, Timestamp(0))[0]
+        firewall.check(&candidate("pad", "9.9.9"), NPM, Timestamp(0))[0]
             .reason
             .contains("MAL-2 (critical")
     );
@@ -205,8 +244,10 @@ fn osv_advisories_by_range_list_and_severity() {
 
 fn advisories_invalid() -> bool {
     let mut advisories = Advisories::new();
-    advisories.add_json(b"not json").is_err()
-        && advisories.add_json(br#"{"summary": "no id"}"#).is_err()
+    advisories.add_json(b"not json", &key).is_err()
+        && advisories
+            .add_json(br#"{"summary": "no id"}"#, &key)
+            .is_err()
 }
 
 #[test]
@@ -223,14 +264,14 @@ fn licences_allowed_and_denied() {
         Default::default(),
     );
     let mut c = candidate("pad", "1.0.0");
-    assert_eq!(firewall.check(&c, &semver, Timestamp(0)), []);
+    assert_eq!(firewall.check(&c, NPM, Timestamp(0)), []);
     c.license = Some("gpl-3.0");
-    let hits = firewall.check(&c, &semver, Timestamp(0));
+    let hits = firewall.check(&c, NPM, Timestamp(0));
     assert_eq!(hits.len(), 2);
     assert_eq!(hits[0].mode, Mode::Block, "blocking hits first");
     c.license = None;
     assert!(
-        firewall.check(&c, &semver, Timestamp(0))[0]
+        firewall.check(&c, NPM, Timestamp(0))[0]
             .reason
             .contains("declares no licence")
     );
@@ -242,7 +283,7 @@ fn package_urls_of_every_format() {
         let parsed = Purl::parse(purl).unwrap();
         let mut c = candidate(name, version);
         c.format = format;
-        parsed.matches(&c)
+        parsed.matches(&c, &Rules(format))
     };
     assert!(check(
         "pkg:npm/%40scope/name@1.0.0",

@@ -494,7 +494,7 @@ fn check(
             upstream,
             license: license.as_deref(),
         },
-        &|a, b| rules.compare_versions(a, b),
+        rules,
         now,
     )
 }

@@ -47,10 +47,7 @@ impl Packages {
         else {
             return Ok(None);
         };
-        let versions = std::mem::take(&mut package.versions);
-        package.versions = merge_sort(versions, &|a, b| {
-            rules.compare_versions(&a.version, &b.version)
-        });
+        package = in_order(rules, package);
         self.screen(rules, repository, &mut package, upstream)
             .await?;
         Ok(Some(package))
@@ -75,14 +72,8 @@ impl Packages {
                 return Err(super::unchangeable(repository, found.kind));
             }
         }
-        let mut package = self.metadata.package(repository, &key).await?;
-        if let Some(package) = &mut package {
-            let versions = std::mem::take(&mut package.versions);
-            package.versions = merge_sort(versions, &|a, b| {
-                rules.compare_versions(&a.version, &b.version)
-            });
-        }
-        Ok(package)
+        let package = self.metadata.package(repository, &key).await?;
+        Ok(package.map(|p| in_order(rules, p)))
     }
 
     /// A package as its source has it, before the firewall, and whether it comes from an
@@ -648,6 +639,15 @@ impl Packages {
         self.source(repository, rules.format()).await?;
         self.blobs.read(&blob.digest, range).await
     }
+}
+
+/// A package with its versions in the format's order.
+fn in_order(rules: &dyn FormatRules, mut package: Package) -> Package {
+    let versions = std::mem::take(&mut package.versions);
+    package.versions = merge_sort(versions, &|a, b| {
+        rules.compare_versions(&a.version, &b.version)
+    });
+    package
 }
 
 /// Applies a repository's protection rules to a package, matched against the name it is stored

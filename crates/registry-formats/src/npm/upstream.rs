@@ -7,8 +7,6 @@
 //! (what an age gate reads; a version without one counts as published when read);
 //! `deprecated` becomes the version's status.
 
-use std::time::UNIX_EPOCH;
-
 use base64::Engine;
 use registry_core::{
     DeclaredDigest, Error, Package, PackageVersion, RemoteFile, Result, Timestamp, UpstreamPackage,
@@ -30,10 +28,7 @@ fn invalid(reason: String) -> Error {
 
 /// A time in `time` (RFC 3339) as a timestamp.
 fn timestamp(value: Option<&Value>) -> Option<Timestamp> {
-    let text = value?.as_str()?;
-    let time = humantime::parse_rfc3339_weak(text).ok()?;
-    let millis = time.duration_since(UNIX_EPOCH).ok()?.as_millis();
-    Some(Timestamp(i64::try_from(millis).ok()?))
+    crate::rfc3339(value?.as_str()?)
 }
 
 /// The digest a manifest's `dist` declares.

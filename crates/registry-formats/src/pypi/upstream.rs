@@ -8,7 +8,6 @@
 //! of proxied files are not offered: pip reads the metadata from the file itself.
 
 use std::collections::BTreeMap;
-use std::time::UNIX_EPOCH;
 
 use registry_core::{
     BlobRef, DeclaredDigest, Digest, Error, Package, PackageFile, PackageVersion, RemoteFile,
@@ -53,12 +52,6 @@ fn resolve(page: &str, url: &str) -> Option<String> {
         }
     }
     Some(format!("{origin}/{}", segments.join("/")))
-}
-
-fn timestamp(text: &str) -> Option<Timestamp> {
-    let time = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).ok()?;
-    let millis = time.duration_since(UNIX_EPOCH).ok()?.as_millis();
-    Some(Timestamp(i64::try_from(millis).ok()?))
 }
 
 /// Reads an upstream's JSON project page of the project stored as `key`, fetched from `page`
@@ -113,7 +106,7 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
         let uploaded = file
             .get("upload-time")
             .and_then(Value::as_str)
-            .and_then(timestamp)
+            .and_then(crate::rfc3339)
             .unwrap_or(Timestamp(0));
         let mut attributes = BTreeMap::new();
         attributes.insert("filetype".to_owned(), dist.kind.filetype().to_owned());

@@ -11,7 +11,7 @@ use futures::StreamExt;
 
 use super::{
     CacheEntry, CacheEntryKind, FormatRules, Packages, counted, kind_conflict, locked, new_entry,
-    proxy_parts, record, upstream_error,
+    proxy_parts, record, unasked_304, upstream_error,
 };
 use crate::blob::ByteStream;
 use crate::error::{Error, Result};
@@ -151,12 +151,7 @@ impl Packages {
                     format!("its metadata lists {path}, but it answers 404 for it"),
                 ));
             }
-            Fetched::NotModified => {
-                return Err(upstream_error(
-                    settings,
-                    format!("answered 304 Not Modified to an unconditional request for {path}"),
-                ));
-            }
+            Fetched::NotModified => return Err(unasked_304(settings, path)),
         };
         let extra = ExtraDigests {
             sha512: matches!(remote.digest, DeclaredDigest::Sha512(_)),

@@ -302,6 +302,14 @@ fn new_entry(
     }
 }
 
+/// The refusal of a `304` to a request that sent no validators.
+fn unasked_304(settings: &UpstreamSettings, path: &str) -> Error {
+    upstream_error(
+        settings,
+        format!("answered 304 Not Modified to an unconditional request for {path}"),
+    )
+}
+
 /// The refusal of a path the upstream uses both for a metadata document and for a file.
 fn kind_conflict(settings: &UpstreamSettings, path: &str) -> Error {
     upstream_error(
@@ -503,10 +511,7 @@ impl Packages {
                     Ok(Some((validators, bytes)))
                 }
                 Fetched::NotModified if cached.is_some() => Ok(None),
-                Fetched::NotModified => Err(upstream_error(
-                    settings,
-                    format!("answered 304 Not Modified to an unconditional request for {path}"),
-                )),
+                Fetched::NotModified => Err(unasked_304(settings, path)),
                 Fetched::NotFound => Err(Error::PackageUnknown {
                     what: format!("{path} at {}", settings.base()),
                 }),
