@@ -72,8 +72,8 @@ pub struct Packages {
     /// Format and kind of repositories seen, so reads resolve them without a query: neither
     /// ever changes and repositories are not deleted, so an entry is never stale.
     known: Arc<Mutex<HashMap<String, (PackageFormat, RepositoryKind)>>>,
-    /// Proxy and virtual repositories with their settings (upstream, members), read again
-    /// after [`SETTINGS_TTL`] so a change made through another instance is seen.
+    /// Proxy and virtual repositories and members with their settings (upstream, members),
+    /// read again after [`SETTINGS_TTL`] so a change made through another instance is seen.
     configured: Arc<Mutex<HashMap<String, Configured>>>,
     /// Fetches from proxy repositories' upstreams (none: proxy reads fail).
     upstream: Option<Arc<dyn crate::proxy::Upstream>>,
@@ -366,8 +366,8 @@ impl Packages {
         }
     }
 
-    /// A proxy or virtual repository with its current settings (read again after
-    /// [`SETTINGS_TTL`]).
+    /// A repository with its current settings (read again after [`SETTINGS_TTL`]): proxy and
+    /// virtual repositories, and virtual repositories' members.
     async fn configured(&self, name: &str) -> Result<Arc<PackageRepository>> {
         let cached = self
             .configured

@@ -40,14 +40,15 @@ enum Provider {
 }
 
 impl Packages {
-    /// A virtual repository's members as they are now, in order (a member deleted or of
-    /// another format since is skipped, never followed elsewhere).
+    /// A virtual repository's members, in order, as read within the last seconds (a member
+    /// deleted or of another format since is skipped, never followed elsewhere).
     async fn members(&self, repository: &PackageRepository) -> Result<Vec<Arc<PackageRepository>>> {
         let mut members = Vec::with_capacity(repository.settings.members.len());
         for name in &repository.settings.members {
-            match self.repository(name).await? {
-                Some(found) if found.format == repository.format => members.push(Arc::new(found)),
-                _ => {}
+            match self.configured(name).await {
+                Ok(found) if found.format == repository.format => members.push(found),
+                Ok(_) | Err(crate::error::Error::PackageUnknown { .. }) => {}
+                Err(error) => return Err(error),
             }
         }
         Ok(members)
