@@ -702,19 +702,22 @@ async fn audit(repo: &Repo<'_>, request: Request) -> Result<Response, Failure> {
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
     let body = read_small(request).await?;
-    let advisories = repo.npm.packages.advisories();
-    if advisories.is_empty() {
+    if repo.npm.packages.advisories().is_empty() {
         return Err(Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no advisory data is loaded on this registry, so nothing was checked: configure \
              [firewall] advisories",
         ));
     }
-    let asked = npm::read_bulk_request(&body, gzipped)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &npm::bulk_response(&asked, advisories),
-    ))
+    // Decompressing and matching are CPU work: off the request threads.
+    let packages = repo.npm.packages.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let asked = npm::read_bulk_request(&body, gzipped)?;
+        Ok::<_, registry_core::Error>(npm::bulk_response(&asked, packages.advisories()))
+    })
+    .await
+    .map_err(|e| registry_core::Error::backend(format!("the audit task failed: {e}")))??;
+    Ok(json_response(StatusCode::OK, &answer))
 }
 
 async fn whoami(repo: &Repo<'_>) -> Result<Response, Failure> {

@@ -117,10 +117,14 @@ impl HttpUpstream {
         hops.join(", ")
     }
 
-    fn client(&self, upstream: &UpstreamSettings) -> Result<reqwest::Client> {
+    async fn client(&self, upstream: &UpstreamSettings) -> Result<reqwest::Client> {
         let key = (upstream.ca_file.clone(), upstream.timeout_seconds);
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = clients.get(&key) {
+        if let Some(client) = self
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(client.clone());
         }
         let failed = |reason: String| Error::Upstream {
@@ -134,14 +138,8 @@ impl HttpUpstream {
             .user_agent(concat!("registry/", env!("CARGO_PKG_VERSION")))
             .no_proxy();
         if let Some(path) = &upstream.ca_file {
-            let mut pem = Vec::new();
-            std::fs::File::open(path)
-                .and_then(|file| {
-                    std::io::Read::read_to_end(
-                        &mut std::io::Read::take(file, MAX_CA_FILE),
-                        &mut pem,
-                    )
-                })
+            let pem = read_ca_file(path)
+                .await
                 .map_err(|e| failed(format!("cannot read its ca_file {path}: {e}")))?;
             for certificate in reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| failed(format!("its ca_file {path} holds no certificates: {e}")))?
@@ -152,12 +150,32 @@ impl HttpUpstream {
         let client = builder
             .build()
             .map_err(|e| failed(format!("cannot set up a client: {e}")))?;
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if clients.len() > 64 {
             clients.clear();
         }
         clients.insert(key, client.clone());
         Ok(client)
     }
+}
+
+/// Reads a CA file: a regular file (not a pipe or device, which could block or never end) of
+/// at most [`MAX_CA_FILE`] bytes, without blocking the runtime.
+async fn read_ca_file(path: &str) -> std::io::Result<Vec<u8>> {
+    let file = tokio::fs::File::open(path).await?;
+    let metadata = file.metadata().await?;
+    if !metadata.is_file() || metadata.len() > MAX_CA_FILE {
+        return Err(std::io::Error::other(format!(
+            "it is not a regular file of at most {MAX_CA_FILE} bytes"
+        )));
+    }
+    let mut pem = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(
+        &mut tokio::io::AsyncReadExt::take(file, MAX_CA_FILE),
+        &mut pem,
+    )
+    .await?;
+    Ok(pem)
 }
 
 #[async_trait]
@@ -175,7 +193,8 @@ impl Upstream for HttpUpstream {
             timed_out,
         };
         let mut request = self
-            .client(upstream)?
+            .client(upstream)
+            .await?
             .get(url)
             .header(header::ACCEPT, accept)
             .header(header::VIA, self.via());
@@ -304,30 +323,37 @@ pub async fn refuse_loops(
 /// registry is reached at: its external URL, or the `Host` a request came in by), or a
 /// loopback or unspecified address on `port`, the port it listens on.
 pub fn points_at(upstream: &UpstreamSettings, own: &[&str], port: Option<u16>) -> bool {
-    let origin = upstream.origin().to_ascii_lowercase();
-    let authority = origin.split_once("://").map_or("", |(_, a)| a);
-    if own.iter().any(|o| {
-        let o = o.trim_end_matches('/').to_ascii_lowercase();
-        o == origin || o.split_once("://").map_or(o.as_str(), |(_, a)| a) == authority
-    }) {
-        return true;
-    }
-    let (host, upstream_port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-            (host, port.parse::<u16>().ok())
-        }
-        _ => (authority, None),
+    // Hosts as a URL parser reads them: `127.1`, `2130706433` and `[0::1]` are what they
+    // connect to.
+    let Ok(url) = reqwest::Url::parse(&upstream.url) else {
+        return false;
     };
-    let upstream_port = upstream_port.or(if origin.starts_with("https") {
-        Some(443)
-    } else {
-        Some(80)
-    });
-    let local = registry_core::proxy::is_local_host(host, true);
-    local && port.is_some() && upstream_port == port
+    let (Some(host), Some(upstream_port)) = (url.host_str(), url.port_or_known_default()) else {
+        return false;
+    };
+    let host = host.to_ascii_lowercase();
+    let same = |o: &str| {
+        let o = o.trim_end_matches('/');
+        let with_scheme = if o.contains("://") {
+            o.to_owned()
+        } else {
+            format!("{}://{o}", url.scheme())
+        };
+        reqwest::Url::parse(&with_scheme).is_ok_and(|own| {
+            let own_host = own.host_str().map(str::to_ascii_lowercase);
+            let own_port = own.port_or_known_default();
+            let local = |h: &str| registry_core::proxy::is_local_host(h, true);
+            own_port == Some(upstream_port)
+                && (own_host.as_deref() == Some(host.as_str())
+                    || (own_host.as_deref().is_some_and(local) && local(&host)))
+        })
+    };
+    own.iter().any(|o| same(o))
+        || (registry_core::proxy::is_local_host(&host, true) && port == Some(upstream_port))
 }
 
-/// Reports what a request did through proxy repositories: metadata served stale gets
+/// Reports what a request did through proxy repositories: upstream failures are logged,
+/// metadata served stale gets
 /// `Warning: 110` and `X-Registry-Stale: <upstream>` (and a log line with the reason), and
 /// `registry_proxy_events_total{event}` counts hits, misses, upstream errors and stale serves.
 pub async fn report_proxy(request: Request, next: Next) -> Response {
@@ -343,6 +369,9 @@ pub async fn report_proxy(request: Request, next: Next) -> Response {
             metrics::counter!("registry_proxy_events_total", "event" => event)
                 .increment(u64::from(count));
         }
+    }
+    for failure in &report.failures {
+        tracing::warn!(%failure, "upstream request failed");
     }
     if !report.stale.is_empty() {
         let headers = response.headers_mut();

@@ -817,6 +817,24 @@ async fn the_firewall_filters_metadata_refuses_downloads_and_publishes_and_recor
         let put = put_json(app, &format!("/api/v1/firewall-rules/{name}"), rule).await;
         assert_eq!(put.status, StatusCode::CREATED, "{}", put.message());
     }
+    for never in [
+        "pkg:npm/Left-Pad",
+        "pkg:npm/pad@v1.0.0",
+        "pkg:pypi/not%20a%20name",
+    ] {
+        let refused = put_json(
+            app,
+            "/api/v1/firewall-rules/never",
+            json!({"deny": [never]}),
+        )
+        .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{never}");
+        assert!(
+            refused.message().contains("never match") || refused.message().contains("not served"),
+            "{never}: {}",
+            refused.message()
+        );
+    }
     let listed = get(app, "/api/v1/firewall-rules").await.json();
     assert_eq!(listed["rules"].as_array().unwrap().len(), 4);
     assert_eq!(listed["rules"][0]["source"], "api");
@@ -982,6 +1000,7 @@ async fn npm_audit_answers_from_loaded_advisories_and_says_when_none_are() {
         Packages::new(Arc::clone(&blobs), Arc::clone(&metadata)).with_advisories(advisories);
     let app =
         registry_http::app::Application::new(OciRegistry::new(blobs, metadata), packages).router();
+    let advisories_app = app.clone();
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gzip, asked.as_bytes()).unwrap();
     let request = Request::builder()
@@ -997,6 +1016,20 @@ async fn npm_audit_answers_from_loaded_advisories_and_says_when_none_are() {
     assert_eq!(answer["pad"][0]["severity"], "critical");
     assert_eq!(answer["pad"][0]["vulnerable_versions"], "<1.1.0");
     assert!(answer.get("other").is_none());
+
+    // A small request naming a huge number of versions is refused, not matched for minutes.
+    let versions: Vec<String> = (0..250_000).map(|i| format!("1.0.{i}")).collect();
+    let flood = json!({ "pad": versions }).to_string();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gzip, flood.as_bytes()).unwrap();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/npm/anything/-/npm/v1/security/advisories/bulk")
+        .header("content-encoding", "gzip")
+        .body(Body::from(gzip.finish().unwrap()))
+        .unwrap();
+    let response = advisories_app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

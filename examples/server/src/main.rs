@@ -338,6 +338,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     .with_limits(config.package_limits())
     .with_create_on_publish(config.create_repositories_on_publish)
     .with_advisories(config.advisories()?);
+    for rule in &config.firewall_rules {
+        rule.check_package_urls(&registry_formats::rules)
+            .map_err(|e| format!("[[firewall_rules]] {}: {e}", rule.name))?;
+    }
     packages
         .apply_configured_firewall_rules(&config.firewall_rules)
         .await

@@ -222,6 +222,33 @@ impl FirewallRule {
         Ok(())
     }
 
+    /// Checks its package URLs against their formats (`rules_of`: a served format's rules):
+    /// one naming a format not served, or a name or version the format refuses, could never
+    /// match.
+    ///
+    /// Errors: [`Error::PolicyInvalid`] naming the package URL.
+    pub fn check_package_urls(
+        &self,
+        rules_of: &dyn Fn(PackageFormat) -> Option<&'static dyn FormatRules>,
+    ) -> Result<()> {
+        let purls = self
+            .deny
+            .iter()
+            .chain(&self.allow)
+            .filter_map(|m| match m {
+                PackageMatch::Purl(purl) => Some(purl),
+                PackageMatch::Name(_) => None,
+            })
+            .chain(&self.exceptions);
+        for purl in purls {
+            let rules = rules_of(purl.format()).ok_or_else(|| Error::PolicyInvalid {
+                reason: format!("{purl}: {} packages are not served here", purl.format()),
+            })?;
+            purl.check_with(rules)?;
+        }
+        Ok(())
+    }
+
     /// Whether the rule applies to a repository.
     pub fn covers(&self, repository: &str) -> bool {
         self.repositories
@@ -308,7 +335,97 @@ impl Firewall {
 
     /// The rules that match a version of the format `rules` describe (its names, versions and
     /// their order), blocking ones first; empty when it passes. `now` is the time age gates
-    /// count from.
+    /// count from. To check many versions of one package, [`Firewall::screen_package`] once.
+    pub fn check(
+        &self,
+        candidate: &Candidate<'_>,
+        rules: &dyn FormatRules,
+        now: Timestamp,
+    ) -> Vec<Hit> {
+        self.screen_package(candidate.repository, candidate.name, rules)
+            .check(candidate, rules, now)
+    }
+
+    /// The rules as they apply to one package read through `repository`: what depends only on
+    /// the name (name patterns, which package URLs name it, its advisories) decided once.
+    pub fn screen_package<'a>(
+        &'a self,
+        repository: &str,
+        name: &str,
+        rules: &dyn FormatRules,
+    ) -> PackageScreen<'a> {
+        let format = rules.format();
+        let names = |purl: &Purl| purl.names(format, name, rules);
+        let views = self
+            .rules
+            .iter()
+            .filter(|r| r.covers(repository))
+            .map(|rule| {
+                let by_name =
+                    |m: &&PackageMatch| matches!(m, PackageMatch::Name(p) if p.matches(name));
+                let purls = |list: &'a [PackageMatch]| -> Vec<&'a Purl> {
+                    list.iter()
+                        .filter_map(|m| match m {
+                            PackageMatch::Purl(purl) if names(purl) => Some(purl),
+                            _ => None,
+                        })
+                        .collect()
+                };
+                let allow_purls = purls(&rule.allow);
+                RuleView {
+                    rule,
+                    denied_by_name: rule.deny.iter().find(by_name),
+                    deny_purls: purls(&rule.deny),
+                    allowed_all: rule.allow.iter().any(|m| by_name(&m))
+                        || allow_purls.iter().any(|p| p.version().is_none()),
+                    allow_purls,
+                    exceptions: rule.exceptions.iter().filter(|p| names(p)).collect(),
+                }
+            })
+            .collect();
+        PackageScreen {
+            rules: views,
+            advisories: self.advisories.about(format, name),
+        }
+    }
+
+    /// The advisories loaded.
+    pub fn advisories(&self) -> &Advisories {
+        &self.advisories
+    }
+}
+
+/// One rule as it applies to one package.
+#[derive(Debug)]
+struct RuleView<'a> {
+    rule: &'a FirewallRule,
+    /// A `deny` name pattern the name matches.
+    denied_by_name: Option<&'a PackageMatch>,
+    /// `deny` package URLs naming the package.
+    deny_purls: Vec<&'a Purl>,
+    /// Whether `allow` admits every version (a name pattern, or a package URL without one).
+    allowed_all: bool,
+    /// `allow` package URLs naming the package.
+    allow_purls: Vec<&'a Purl>,
+    /// Exceptions naming the package.
+    exceptions: Vec<&'a Purl>,
+}
+
+/// The firewall's rules as they apply to one package ([`Firewall::screen_package`]).
+#[derive(Debug)]
+pub struct PackageScreen<'a> {
+    rules: Vec<RuleView<'a>>,
+    advisories: &'a [Advisory],
+}
+
+impl PackageScreen<'_> {
+    /// Whether no rule applies.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rules that match a version of the package, blocking ones first; empty when it
+    /// passes.
     pub fn check(
         &self,
         candidate: &Candidate<'_>,
@@ -318,12 +435,16 @@ impl Firewall {
         let mut hits: Vec<Hit> = self
             .rules
             .iter()
-            .filter(|r| r.covers(candidate.repository))
-            .filter(|r| !r.exceptions.iter().any(|p| p.matches(candidate, rules)))
-            .filter_map(|r| {
-                self.reason(r, candidate, rules, now).map(|reason| Hit {
-                    rule: r.name.clone(),
-                    mode: r.mode,
+            .filter(|view| {
+                !view
+                    .exceptions
+                    .iter()
+                    .any(|p| p.version_matches(candidate.version, rules))
+            })
+            .filter_map(|view| {
+                self.reason(view, candidate, rules, now).map(|reason| Hit {
+                    rule: view.rule.name.clone(),
+                    mode: view.rule.mode,
                     reason,
                 })
             })
@@ -334,16 +455,31 @@ impl Firewall {
 
     fn reason(
         &self,
-        rule: &FirewallRule,
+        view: &RuleView<'_>,
         candidate: &Candidate<'_>,
         rules: &dyn FormatRules,
         now: Timestamp,
     ) -> Option<String> {
+        let rule = view.rule;
         let id = purl::display(candidate);
-        if let Some(found) = rule.deny.iter().find(|m| m.matches(candidate, rules)) {
+        let version = candidate.version;
+        if let Some(found) = view.denied_by_name {
             return Some(format!("{id} is denied ({found})"));
         }
-        if !rule.allow.is_empty() && !rule.allow.iter().any(|m| m.matches(candidate, rules)) {
+        if let Some(found) = view
+            .deny_purls
+            .iter()
+            .find(|p| p.version_matches(version, rules))
+        {
+            return Some(format!("{id} is denied ({found})"));
+        }
+        if !rule.allow.is_empty()
+            && !view.allowed_all
+            && !view
+                .allow_purls
+                .iter()
+                .any(|p| p.version_matches(version, rules))
+        {
             return Some(format!("{id} is not on the allow list"));
         }
         if let Some(age) = &rule.min_age
@@ -361,9 +497,8 @@ impl Firewall {
         if let Some(threshold) = rule.advisories {
             let found = self
                 .advisories
-                .affecting(candidate.name, candidate.version, rules)
-                .into_iter()
-                .filter(|a| a.severity >= threshold)
+                .iter()
+                .filter(|a| a.severity >= threshold && a.affects(version, rules))
                 .max_by_key(|a| a.severity);
             if let Some(advisory) = found {
                 return Some(format!(
@@ -375,32 +510,66 @@ impl Firewall {
             }
         }
         if let Some(licenses) = &rule.licenses {
-            let declared = candidate.license.map(str::trim).filter(|l| !l.is_empty());
-            let listed = |list: &[String], license: &str| {
-                list.iter().any(|l| l.eq_ignore_ascii_case(license))
-            };
-            match declared {
-                Some(license) if listed(&licenses.deny, license) => {
-                    return Some(format!("{id} is licensed {license}, which is denied"));
-                }
-                Some(license)
-                    if !licenses.allow.is_empty() && !listed(&licenses.allow, license) =>
-                {
-                    return Some(format!("{id} is licensed {license}, which is not allowed"));
-                }
-                None if !licenses.allow.is_empty() => {
-                    return Some(format!("{id} declares no licence"));
-                }
-                _ => {}
-            }
+            return licenses.refusal(&id, candidate.license);
         }
         None
     }
+}
 
-    /// The advisories loaded.
-    pub fn advisories(&self) -> &Advisories {
-        &self.advisories
+impl Licenses {
+    /// Why a version declaring `license` (an SPDX expression) does not pass: one of its
+    /// licences is denied, or — with an allow list — one is not allowed or none is declared.
+    /// Licences compare case-insensitively and without their `-only`, `-or-later` or `+`
+    /// suffix (`GPL-3.0` covers `GPL-3.0-only` and `GPL-3.0-or-later`).
+    fn refusal(&self, id: &str, license: Option<&str>) -> Option<String> {
+        let ids = license.map(spdx_ids).unwrap_or_default();
+        let listed = |list: &[String], license: &str| {
+            let license = base_license(license);
+            list.iter().any(|l| base_license(l) == license)
+        };
+        if let Some(denied) = ids.iter().find(|l| listed(&self.deny, l)) {
+            return Some(format!("{id} is licensed {denied}, which is denied"));
+        }
+        if self.allow.is_empty() {
+            return None;
+        }
+        if ids.is_empty() {
+            return Some(format!("{id} declares no licence"));
+        }
+        ids.iter()
+            .find(|l| !listed(&self.allow, l))
+            .map(|other| format!("{id} is licensed {other}, which is not allowed"))
     }
+}
+
+/// The licence identifiers of an SPDX expression (`(MIT OR GPL-3.0-only)` → `MIT`,
+/// `GPL-3.0-only`); the operators and the exception after `WITH` are not licences.
+fn spdx_ids(expression: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut after_with = false;
+    for token in expression
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
+        .filter(|t| !t.is_empty())
+    {
+        match token.to_ascii_uppercase().as_str() {
+            "AND" | "OR" => after_with = false,
+            "WITH" => after_with = true,
+            _ if after_with => after_with = false,
+            _ => ids.push(token.to_owned()),
+        }
+    }
+    ids
+}
+
+/// A licence identifier without its version-range suffix, uppercase.
+fn base_license(license: &str) -> String {
+    let upper = license.trim().to_ascii_uppercase();
+    let trimmed = upper
+        .strip_suffix("-ONLY")
+        .or_else(|| upper.strip_suffix("-OR-LATER"))
+        .or_else(|| upper.strip_suffix('+'))
+        .unwrap_or(&upper);
+    trimmed.to_owned()
 }
 
 #[cfg(test)]

@@ -105,12 +105,49 @@ impl Purl {
     /// in the forms the candidate's format (`rules`) stores them (PyPI's normalized names,
     /// NuGet's lowercase ids and normal versions).
     pub fn matches(&self, candidate: &Candidate<'_>, rules: &dyn FormatRules) -> bool {
-        self.format == candidate.format
-            && rules.package_key(&self.name).ok().as_deref() == Some(candidate.name)
-            && self
-                .version
-                .as_deref()
-                .is_none_or(|v| rules.version_key(v).ok().as_deref() == Some(candidate.version))
+        self.names(candidate.format, candidate.name, rules)
+            && self.version_matches(candidate.version, rules)
+    }
+
+    /// Whether it names the package stored as `name` in `format`.
+    pub fn names(&self, format: PackageFormat, name: &str, rules: &dyn FormatRules) -> bool {
+        self.format == format && rules.package_key(&self.name).ok().as_deref() == Some(name)
+    }
+
+    /// Whether its version (none: every version) is `version` as stored.
+    pub fn version_matches(&self, version: &str, rules: &dyn FormatRules) -> bool {
+        self.version
+            .as_deref()
+            .is_none_or(|v| rules.version_key(v).ok().as_deref() == Some(version))
+    }
+
+    /// The version it names, if any.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// The format it names.
+    pub fn format(&self) -> PackageFormat {
+        self.format
+    }
+
+    /// Checks that the format accepts its name and version as written (`pkg:npm/Left-Pad` or
+    /// `pkg:npm/x@v1.0.0` could never match anything).
+    ///
+    /// Errors: [`Error::PolicyInvalid`] saying which part the format refuses.
+    pub fn check_with(&self, rules: &dyn FormatRules) -> Result<()> {
+        let refused = |what: &str, e: Error| Error::PolicyInvalid {
+            reason: format!("{}: the {what} can never match: {e}", self.text),
+        };
+        rules
+            .package_key(&self.name)
+            .map_err(|e| refused("name", e))?;
+        if let Some(version) = &self.version {
+            rules
+                .version_key(version)
+                .map_err(|e| refused("version", e))?;
+        }
+        Ok(())
     }
 
     /// The text as written.

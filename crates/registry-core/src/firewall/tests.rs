@@ -275,6 +275,35 @@ fn licences_allowed_and_denied() {
             .reason
             .contains("declares no licence")
     );
+    // Expressions: every licence in them counts, with or without a version-range suffix.
+    for denied in [
+        "(GPL-3.0)",
+        "MIT AND GPL-3.0",
+        "GPL-3.0-only",
+        "(MIT OR GPL-3.0-or-later)",
+        "GPL-3.0+",
+    ] {
+        c.license = Some(denied);
+        let hits = firewall.check(&c, NPM, Timestamp(0));
+        assert!(
+            hits.iter().any(|h| h.rule == "no-gpl"),
+            "{denied}: {hits:?}"
+        );
+    }
+    c.license = Some("Apache-2.0 WITH LLVM-exception");
+    assert_eq!(
+        firewall.check(&c, NPM, Timestamp(0)),
+        [],
+        "an exception is not a licence"
+    );
+    c.license = Some("MIT OR BSD-3-Clause");
+    let hits = firewall.check(&c, NPM, Timestamp(0));
+    assert!(
+        hits[0]
+            .reason
+            .contains("BSD-3-Clause, which is not allowed"),
+        "{hits:?}"
+    );
 }
 
 #[test]

@@ -12,7 +12,9 @@ use sha2::Digest as _;
 use super::Packages;
 use super::format::FormatRules;
 use crate::error::{Error, Result};
-use crate::firewall::{Advisories, AuditEntry, Candidate, Firewall, FirewallRule, Hit, Mode};
+use crate::firewall::{
+    Advisories, AuditEntry, Candidate, Firewall, FirewallRule, Hit, Mode, PackageScreen,
+};
 use crate::metadata::{PolicyKind, PolicySource, StoredPolicy};
 use crate::package::{Package, PackageVersion};
 use crate::values::Timestamp;
@@ -108,17 +110,32 @@ impl Packages {
             return Ok((Arc::clone(firewall), Arc::clone(epoch)));
         }
         self.prune_audit_log().await?;
-        let rules: Vec<FirewallRule> = self
-            .firewall_rules()
-            .await?
-            .into_iter()
-            .map(|(rule, _)| rule)
-            .collect();
+        let stored = self.metadata.policies(PolicyKind::FirewallRule).await?;
         let mut hasher = sha2::Sha256::new();
-        hasher.update(serde_json::to_vec(&rules).map_err(Error::backend)?);
+        for policy in &stored {
+            hasher.update(policy.name.as_bytes());
+            hasher.update([0]);
+            hasher.update(policy.document.as_bytes());
+            hasher.update([0]);
+        }
         hasher.update(self.firewall.advisories.fingerprint());
         let epoch: Arc<str> = hex::encode(&hasher.finalize()[..8]).into();
-        let firewall = Arc::new(Firewall::new(rules, Arc::clone(&self.firewall.advisories)));
+        // Unchanged rules keep their compiled patterns.
+        let unchanged = self
+            .firewall
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(_, _, current)| *current == epoch)
+            .map(|(_, firewall, _)| Arc::clone(firewall));
+        let firewall = match unchanged {
+            Some(firewall) => firewall,
+            None => Arc::new(Firewall::new(
+                parse_rules(stored)?,
+                Arc::clone(&self.firewall.advisories),
+            )),
+        };
         *self
             .firewall
             .current
@@ -134,16 +151,7 @@ impl Packages {
             .policies(PolicyKind::FirewallRule)
             .await?
             .into_iter()
-            .map(|stored| {
-                serde_json::from_str(&stored.document)
-                    .map(|rule| (rule, stored.source))
-                    .map_err(|e| {
-                        Error::backend(format!(
-                            "stored firewall rule {:?} does not parse: {e}",
-                            stored.name
-                        ))
-                    })
-            })
+            .map(|stored| parse_rule(&stored).map(|rule| (rule, stored.source)))
             .collect()
     }
 
@@ -253,16 +261,10 @@ impl Packages {
         let now = Timestamp::now();
         let mut decisions = Vec::new();
         let mut removed = Vec::new();
+        let view = firewall.screen_package(repository, &package.name, rules);
+        let name = package.name.clone();
         package.versions.retain(|version| {
-            let hits = check(
-                &firewall,
-                rules,
-                repository,
-                &package.name,
-                version,
-                upstream,
-                now,
-            );
+            let hits = check(&view, rules, repository, &name, version, upstream, now);
             let Some(first) = hits.first() else {
                 return true;
             };
@@ -330,9 +332,8 @@ impl Packages {
             if repositories[..i].contains(repository) || !firewall.applies_to(repository) {
                 continue;
             }
-            let hits = check(
-                &firewall, rules, repository, package, version, upstream, now,
-            );
+            let view = firewall.screen_package(repository, package, rules);
+            let hits = check(&view, rules, repository, package, version, upstream, now);
             if let Some(first) = hits.first() {
                 decisions.push(entry(repository, package, &version.version, action, first));
                 if first.mode == Mode::Block && block.is_none() {
@@ -475,7 +476,7 @@ impl Packages {
 }
 
 fn check(
-    firewall: &Firewall,
+    view: &PackageScreen<'_>,
     rules: &dyn FormatRules,
     repository: &str,
     package: &str,
@@ -483,8 +484,11 @@ fn check(
     upstream: bool,
     now: Timestamp,
 ) -> Vec<Hit> {
+    if view.is_empty() {
+        return Vec::new();
+    }
     let license = rules.license(&version.metadata);
-    firewall.check(
+    view.check(
         &Candidate {
             format: rules.format(),
             repository,
@@ -511,6 +515,19 @@ fn entry(repository: &str, package: &str, version: &str, action: &str, hit: &Hit
         mode: hit.mode,
         reason: hit.reason.clone(),
     }
+}
+
+fn parse_rule(stored: &StoredPolicy) -> Result<FirewallRule> {
+    serde_json::from_str(&stored.document).map_err(|e| {
+        Error::backend(format!(
+            "stored firewall rule {:?} does not parse: {e}",
+            stored.name
+        ))
+    })
+}
+
+fn parse_rules(stored: Vec<StoredPolicy>) -> Result<Vec<FirewallRule>> {
+    stored.iter().map(parse_rule).collect()
 }
 
 fn stored(source: PolicySource, rule: &FirewallRule) -> Result<StoredPolicy> {

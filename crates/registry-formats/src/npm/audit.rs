@@ -15,6 +15,10 @@ pub const MAX_AUDIT_REQUEST: u64 = 16 << 20;
 /// The most packages one request names.
 pub const MAX_AUDIT_PACKAGES: usize = 100_000;
 
+/// The most versions one request names, over all its packages (each package's versions are
+/// counted once).
+pub const MAX_AUDIT_VERSIONS: usize = 200_000;
+
 fn invalid(reason: String) -> Error {
     Error::PackageInvalid { reason }
 }
@@ -48,7 +52,21 @@ pub fn read_bulk_request(body: &[u8], gzipped: bool) -> Result<BTreeMap<String, 
             "the audit request names over {MAX_AUDIT_PACKAGES} packages"
         )));
     }
-    Ok(request)
+    // Each package's versions once; the total bounded, so the answer's cost is.
+    let mut total = 0usize;
+    let mut distinct = BTreeMap::new();
+    for (name, mut versions) in request {
+        versions.sort_unstable();
+        versions.dedup();
+        total += versions.len();
+        if total > MAX_AUDIT_VERSIONS {
+            return Err(invalid(format!(
+                "the audit request names over {MAX_AUDIT_VERSIONS} versions"
+            )));
+        }
+        distinct.insert(name, versions);
+    }
+    Ok(distinct)
 }
 
 /// A stable numeric id for an advisory (npm keys advisories by number).

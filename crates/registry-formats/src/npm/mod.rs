@@ -10,7 +10,9 @@
 mod audit;
 mod upstream;
 
-pub use audit::{MAX_AUDIT_PACKAGES, MAX_AUDIT_REQUEST, bulk_response, read_bulk_request};
+pub use audit::{
+    MAX_AUDIT_PACKAGES, MAX_AUDIT_REQUEST, MAX_AUDIT_VERSIONS, bulk_response, read_bulk_request,
+};
 pub use upstream::{packument_path, read_packument};
 
 use std::collections::BTreeMap;
@@ -772,13 +774,27 @@ impl registry_core::FormatRules for Npm {
         Some(self)
     }
 
+    /// `license` as an SPDX expression, or the old forms: `{"type": …}`, and a `licenses`
+    /// list (or a `license` list), read as alternatives.
     fn license(&self, metadata: &str) -> Option<String> {
         let manifest: Value = serde_json::from_str(metadata).ok()?;
-        match manifest.get("license")? {
+        let one = |value: &Value| match value {
             Value::String(license) => Some(license.clone()),
-            // The old form: {"type": "MIT", "url": …}.
             Value::Object(fields) => fields.get("type")?.as_str().map(str::to_owned),
             _ => None,
+        };
+        let all: Vec<String> = ["license", "licenses"]
+            .iter()
+            .filter_map(|field| manifest.get(*field))
+            .flat_map(|value| match value {
+                Value::Array(items) => items.iter().filter_map(one).collect(),
+                other => one(other).into_iter().collect::<Vec<_>>(),
+            })
+            .collect();
+        match all.len() {
+            0 => None,
+            1 => all.into_iter().next(),
+            _ => Some(format!("({})", all.join(" OR "))),
         }
     }
 }

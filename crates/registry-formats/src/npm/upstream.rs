@@ -1,7 +1,7 @@
 //! Reading an upstream npm registry: a packument as the model holds it.
 //!
-//! A version is taken when its key is a semver version in normal form, its manifest says the
-//! same version, and its `dist` names an absolute tarball URL and a digest to check it by —
+//! A version is taken when its key is a semver version in normal form without build metadata,
+//! its manifest says the same version (and package, when it names one), and its `dist` names an absolute tarball URL and a digest to check it by —
 //! `integrity` (`sha512-…`) or, for packages published before it existed, `shasum` (SHA-1).
 //! Anything else is left out rather than served unverifiable. Publish times come from `time`
 //! (what an age gate reads; a version without one counts as published when read);
@@ -62,12 +62,14 @@ pub fn read_packument(name: &str, document: &[u8]) -> Result<UpstreamPackage> {
     let Some(document) = document.as_object() else {
         return Err(invalid("the packument is not a JSON object".into()));
     };
-    if let Some(named) = document.get("name")
-        && named.as_str() != Some(name)
-    {
-        return Err(invalid(format!(
-            "the packument of {name} names another package: {named}"
-        )));
+    match document.get("name") {
+        Some(named) if named.as_str() == Some(name) => {}
+        Some(named) => {
+            return Err(invalid(format!(
+                "the packument of {name} names another package: {named}"
+            )));
+        }
+        None => return Err(invalid(format!("the packument of {name} names no package"))),
     }
     let versions = document
         .get("versions")
@@ -95,8 +97,12 @@ pub fn read_packument(name: &str, document: &[u8]) -> Result<UpstreamPackage> {
         let Some(fields) = manifest.as_object() else {
             continue;
         };
+        // A version with build metadata (`1.3.1+evil`) would dodge every rule and advisory
+        // naming 1.3.1; a manifest of another package or version is not this one.
         if check_version(version).is_err()
+            || version.contains('+')
             || fields.get("version").and_then(Value::as_str) != Some(version)
+            || fields.get("name").is_some_and(|n| n.as_str() != Some(name))
         {
             continue;
         }
@@ -196,7 +202,11 @@ mod tests {
                 "1.4.0": {"version": "1.4.1", "dist": {"tarball": "https://up.example/y.tgz",
                                                        "shasum": "a".repeat(40)}},
                 "1.5.0": {"version": "1.5.0", "dist": {"tarball": "/relative.tgz",
-                                                       "shasum": "a".repeat(40)}}
+                                                       "shasum": "a".repeat(40)}},
+                "1.6.0+evil": {"version": "1.6.0+evil", "dist": {"tarball": "https://up.example/z.tgz",
+                                                                 "shasum": "a".repeat(40)}},
+                "1.7.0": {"name": "left-pad", "version": "1.7.0",
+                          "dist": {"tarball": "https://up.example/w.tgz", "shasum": "a".repeat(40)}}
             }
         });
         let read = read_packument("@demo/pad", document.to_string().as_bytes()).unwrap();
@@ -236,6 +246,7 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_packument_of_the_name() {
         for document in [
+            json!({"versions": {}}).to_string(),
             "not json".to_owned(),
             "[]".to_owned(),
             json!({"name": "other", "versions": {}}).to_string(),

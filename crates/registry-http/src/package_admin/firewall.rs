@@ -77,6 +77,7 @@ pub(super) async fn put_firewall_rule(
                 format!("the body is not a firewall rule: {e}"),
             )
         })?;
+        rule.check_package_urls(&registry_formats::rules)?;
         let created = admin.packages.put_firewall_rule(&rule).await?;
         let status = if created {
             StatusCode::CREATED

@@ -101,13 +101,39 @@ impl Packages {
         let mut entry = self.metadata.cache_entry(name, &path).await?;
         let mut fetched = false;
         if !usable(entry.as_ref())? {
-            let _fetching = self.proxy.lock(name, &path).await;
-            entry = self.metadata.cache_entry(name, &path).await?;
-            if !usable(entry.as_ref())? {
-                let answer = self.fetch_file(repository, settings, remote, &path).await;
-                entry = Some(counted(answer)?);
-                fetched = true;
-            }
+            // Fetched by a task of its own, which finishes (and keeps the file) even when the
+            // client gives up first: a large file on a slow link is cached for the retry.
+            let task = {
+                let (this, repository, remote, path) = (
+                    self.clone(),
+                    repository.clone(),
+                    remote.clone(),
+                    path.clone(),
+                );
+                let declared = declared.clone();
+                tokio::spawn(async move {
+                    let settings = repository.settings.upstream.as_ref().expect("a proxy");
+                    let name = &repository.name;
+                    let _fetching = this.proxy.lock(name, &path).await;
+                    let entry = this.metadata.cache_entry(name, &path).await?;
+                    if let Some(entry) = entry
+                        && entry.kind == CacheEntryKind::File
+                        && entry.declared.as_deref() == Some(declared.as_str())
+                    {
+                        return Ok((entry, false));
+                    }
+                    let fetched = this
+                        .fetch_file(&repository, settings, &remote, &path)
+                        .await?;
+                    Ok::<_, Error>((fetched, true))
+                })
+            };
+            let (found, by_us) = counted(
+                task.await
+                    .map_err(|e| Error::backend(format!("the fetch of {path} failed: {e}")))?,
+            )?;
+            entry = Some(found);
+            fetched = by_us;
         }
         record(|r| match fetched {
             true => r.misses += 1,
@@ -141,7 +167,17 @@ impl Packages {
                 &format!("fetching {path}"),
             )
             .await?;
+        let limit = self.limits.max_file_size;
         let (validators, body) = match fetched {
+            Fetched::Found {
+                length: Some(length),
+                ..
+            } if length > limit => {
+                return Err(upstream_error(
+                    settings,
+                    format!("{path} is {length} bytes, over the file limit of {limit}"),
+                ));
+            }
             Fetched::Found {
                 validators, body, ..
             } => (validators, body),

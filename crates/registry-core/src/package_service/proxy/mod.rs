@@ -114,7 +114,12 @@ pub struct ProxyReport {
     pub upstream_errors: u32,
     /// Metadata served stale.
     pub stale: Vec<StaleServe>,
+    /// How upstream requests failed (the first few).
+    pub failures: Vec<String>,
 }
+
+/// The most upstream failures one report keeps.
+const MAX_REPORTED_FAILURES: usize = 8;
 
 tokio::task_local! {
     /// The proxy report of the current request.
@@ -164,8 +169,13 @@ fn mark_stale(upstream: &str, reason: &Error) {
 
 /// Counts an upstream failure on its way out.
 fn counted<T>(answer: Result<T>) -> Result<T> {
-    if let Err(Error::Upstream { .. }) = &answer {
-        record(|r| r.upstream_errors += 1);
+    if let Err(error @ Error::Upstream { .. }) = &answer {
+        record(|r| {
+            r.upstream_errors += 1;
+            if r.failures.len() < MAX_REPORTED_FAILURES {
+                r.failures.push(error.to_string());
+            }
+        });
     }
     answer
 }
