@@ -53,7 +53,7 @@ format = "pypi"
 name = "pproxy"
 format = "pypi"
 kind = "proxy"
-upstream = { url = "http://$upstream/pypi/public" }
+upstream = { url = "http://$upstream/pypi/ppublic" }
 [[package_repositories]]
 name = "pall"
 format = "pypi"

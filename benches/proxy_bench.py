@@ -37,7 +37,7 @@ def main():
     for i in range(250):
         version = f"1.{i}"
         for host, path, project in [(proxy, "/pypi/pcorp/", "hosted-proj"),
-                                    (upstream, "/pypi/public/", "proxied-proj")]:
+                                    (upstream, "/pypi/ppublic/", "proxied-proj")]:
             for build in (wheel, sdist):
                 filename, content = build(project, version)
                 filetype = "bdist_wheel" if build is wheel else "sdist"

@@ -114,6 +114,7 @@ impl Packages {
     /// Errors: [`Error::PackageUnknown`] when `repository` is not a proxy repository.
     pub async fn delete_cache_entry(&self, repository: &str, path: &str) -> Result<bool> {
         self.proxy_repository(repository).await?;
+        self.proxy.forget_repository(repository);
         self.metadata.delete_cache_entry(repository, path).await
     }
 
@@ -128,6 +129,7 @@ impl Packages {
             let millis = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
             Timestamp(Timestamp::now().0.saturating_sub(millis))
         });
+        self.proxy.forget_repository(repository);
         self.metadata.delete_cache_entries(repository, since).await
     }
 

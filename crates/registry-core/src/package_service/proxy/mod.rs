@@ -40,6 +40,10 @@ const MAX_METADATA_IN_FLIGHT: usize = 512 << 20;
 /// Paths remembered as missing upstream or failing, at most (then forgotten all at once).
 const MAX_REMEMBERED: usize = 100_000;
 
+/// How long a fresh metadata entry is used from memory before the store is asked again (so
+/// an entry deleted or replaced through another instance is seen within it).
+const FRESH_MEMORY: Duration = Duration::from_secs(2);
+
 /// How long a failed revalidation is remembered: requests meanwhile are answered from it
 /// (stale metadata, or the failure) instead of asking the upstream again.
 const FAILURE_MEMORY: Duration = Duration::from_secs(10);
@@ -64,6 +68,8 @@ pub(super) struct ProxyState {
     missing: Mutex<HashMap<CachePath, Instant>>,
     /// Paths whose refresh failed, when, and how.
     failed: Mutex<HashMap<CachePath, (Instant, Error)>>,
+    /// Fresh metadata entries read lately: until when they may be used without the store.
+    fresh: Mutex<HashMap<CachePath, (Instant, BlobRef)>>,
     /// Bytes of metadata bodies in flight, in KiB permits.
     in_flight: Arc<tokio::sync::Semaphore>,
     /// Reads not written yet, per (repository, path): count and last time.
@@ -77,6 +83,7 @@ impl Default for ProxyState {
             parsed: Mutex::default(),
             missing: Mutex::default(),
             failed: Mutex::default(),
+            fresh: Mutex::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_METADATA_IN_FLIGHT >> 10)),
             downloads: Mutex::default(),
         }
@@ -244,6 +251,34 @@ impl ProxyState {
 
     fn forget_failure(&self, key: &CachePath) {
         locked(&self.failed).remove(key);
+    }
+
+    /// A fresh metadata entry's blob remembered within [`FRESH_MEMORY`].
+    fn remembered_fresh(&self, key: &CachePath) -> Option<BlobRef> {
+        locked(&self.fresh)
+            .get(key)
+            .filter(|(until, _)| Instant::now() < *until)
+            .map(|(_, blob)| blob.clone())
+    }
+
+    /// Remembers a fresh metadata entry until it expires, or [`FRESH_MEMORY`] at most.
+    fn remember_fresh(&self, key: CachePath, entry: &CacheEntry, settings: &UpstreamSettings) {
+        let left = entry.checked_at.after(settings.metadata_ttl()).0 - Timestamp::now().0;
+        let Ok(left) = u64::try_from(left) else {
+            return;
+        };
+        let until = Instant::now() + Duration::from_millis(left).min(FRESH_MEMORY);
+        let mut fresh = locked(&self.fresh);
+        if fresh.len() >= MAX_REMEMBERED {
+            fresh.clear();
+        }
+        fresh.insert(key, (until, entry.blob.clone()));
+    }
+
+    /// Forgets what this instance remembers of a repository's cache (after deletions).
+    pub(super) fn forget_repository(&self, repository: &str) {
+        locked(&self.fresh).retain(|(r, _), _| r != repository);
+        locked(&self.missing).retain(|(r, _), _| r != repository);
     }
 }
 
@@ -431,6 +466,11 @@ impl Packages {
             record(|r| r.hits += 1);
             return Ok(None);
         }
+        if let Some(blob) = self.proxy.remembered_fresh(&cache_path) {
+            record(|r| r.hits += 1);
+            self.count_download(name, path);
+            return Ok(Some(blob));
+        }
         let mut entry = self.metadata.cache_entry(name, path).await?;
         if entry
             .as_ref()
@@ -487,6 +527,9 @@ impl Packages {
         }
         record(|r| r.hits += 1);
         self.count_download(name, path);
+        if let Some(entry) = &entry {
+            self.proxy.remember_fresh(cache_path, entry, settings);
+        }
         Ok(entry.map(|e| e.blob))
     }
 
