@@ -218,6 +218,7 @@ struct Proxy {
     app: Router,
     packages: Packages,
     metadata: Arc<dyn MetadataStore>,
+    blobs: Arc<dyn registry_core::BlobStore>,
 }
 
 async fn proxy_of(upstream: &str, configure: impl FnOnce(&mut UpstreamSettings)) -> Proxy {
@@ -241,7 +242,7 @@ async fn proxy_of(upstream: &str, configure: impl FnOnce(&mut UpstreamSettings))
         .await
         .unwrap();
     let app = registry_http::app::Application::new(
-        OciRegistry::new(blobs, Arc::clone(&metadata)),
+        OciRegistry::new(Arc::clone(&blobs), Arc::clone(&metadata)),
         packages.clone(),
     )
     .router();
@@ -249,6 +250,7 @@ async fn proxy_of(upstream: &str, configure: impl FnOnce(&mut UpstreamSettings))
         app,
         packages,
         metadata,
+        blobs,
     }
 }
 
@@ -1228,4 +1230,67 @@ async fn firewall_rules_of_a_member_apply_through_a_virtual_repository_and_chang
             .is_none(),
         "every version went, the hidden one too"
     );
+}
+
+/// The collector and the proxy cache: a fetched file and its metadata are never collected while
+/// their cache entries hold them (review delay 0, so everything is due at once); a file that
+/// failed verification, and entries deleted through the admin API, are collected.
+#[tokio::test]
+async fn the_collector_keeps_what_cache_entries_hold_and_takes_the_rest() {
+    let (server, _upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let blobs = Arc::clone(&proxy.blobs);
+    let collector = registry_gc::Collector::new(
+        Arc::clone(&blobs),
+        Arc::clone(&proxy.metadata),
+        registry_gc::CollectorConfig::default(),
+    );
+    let good = get(&proxy.app, "/npm/npmjs/pad/-/pad-1.0.0.tgz").await;
+    assert_eq!(good.status, StatusCode::OK);
+    // Refused for not matching: its bytes were stored, then left unreferenced.
+    let lying = get(&proxy.app, "/npm/npmjs/pad/-/pad-1.1.0.tgz").await;
+    assert_eq!(lying.status, StatusCode::BAD_GATEWAY);
+    collector.run_once().await;
+    let entries = get(&proxy.app, "/api/v1/package-repositories/npmjs/cache")
+        .await
+        .json();
+    let digests: Vec<String> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(digests.len(), 2);
+    for digest in &digests {
+        let digest = registry_core::Digest::parse(digest).unwrap();
+        assert!(
+            blobs.stat(&digest).await.unwrap().is_some(),
+            "{digest} was collected"
+        );
+    }
+    let lied = registry_core::Digest::sha256(&tarball_bytes("pad", "1.0.0"));
+    assert!(
+        blobs.stat(&lied).await.unwrap().is_some(),
+        "the same bytes, held by 1.0.0"
+    );
+    // Served again from the cache after the pass.
+    let again = get(&proxy.app, "/npm/npmjs/pad/-/pad-1.0.0.tgz").await;
+    assert_eq!(again.bytes, tarball_bytes("pad", "1.0.0"));
+
+    let emptied = send(
+        &proxy.app,
+        Method::DELETE,
+        "/api/v1/package-repositories/npmjs/cache",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(emptied.json()["deleted"], 2);
+    collector.run_once().await;
+    for digest in &digests {
+        let digest = registry_core::Digest::parse(digest).unwrap();
+        assert!(
+            blobs.stat(&digest).await.unwrap().is_none(),
+            "{digest} was kept"
+        );
+    }
 }
