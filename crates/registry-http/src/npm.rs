@@ -414,7 +414,8 @@ async fn packument(
     write: bool,
 ) -> Result<Response, Failure> {
     repo.require(Action::Pull)?;
-    npm::check_name(name).map_err(|_| Failure::not_found(format!("package {name} not found")))?;
+    npm::check_read_name(name)
+        .map_err(|_| Failure::not_found(format!("package {name} not found")))?;
     let abbreviated = !write
         && headers
             .get(header::ACCEPT)

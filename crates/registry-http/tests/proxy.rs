@@ -167,6 +167,9 @@ async fn upstream_handler(State(state): State<Arc<Upstream>>, request: Request) 
             });
             Body::from_stream(stream).into_response()
         }
+        // A name from before names had to be lowercase.
+        "JSONStream" => json_reply(packument(&base, "JSONStream", &[("1.0.0", &good)])),
+        "JSONStream/-/JSONStream-1.0.0.tgz" => good.into_response(),
         "malformed" => "this is not a packument".into_response(),
         "other-name" => json_reply(packument(&base, "pad", &[("1.0.0", &good)])).into_response(),
         "huge" => {
@@ -345,6 +348,27 @@ async fn tarballs_are_fetched_once_verified_and_served_from_the_cache() {
     assert_eq!(entries[1]["downloads"], 11);
     assert_eq!(entries[1]["kind"], "file");
     assert_eq!(entries[1]["size"], tarball_bytes("pad", "1.0.0").len());
+}
+
+#[tokio::test]
+async fn packages_with_old_uppercase_names_are_proxied_but_never_published() {
+    let (server, _upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let document = get(&proxy.app, "/npm/npmjs/JSONStream").await;
+    assert_eq!(document.status, StatusCode::OK, "{}", document.message());
+    let tarball = get(&proxy.app, "/npm/npmjs/JSONStream/-/JSONStream-1.0.0.tgz").await;
+    assert_eq!(tarball.bytes, tarball_bytes("pad", "1.0.0"));
+    let bytes = tarball_of("JSONStream", "1.0.0");
+    let put = send(
+        &proxy.app,
+        Method::PUT,
+        "/npm/internal/JSONStream",
+        publish_body("JSONStream", "1.0.0", &bytes)
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::BAD_REQUEST, "{}", put.message());
 }
 
 #[tokio::test]
@@ -820,7 +844,7 @@ async fn the_firewall_filters_metadata_refuses_downloads_and_publishes_and_recor
         assert_eq!(put.status, StatusCode::CREATED, "{}", put.message());
     }
     for never in [
-        "pkg:npm/Left-Pad",
+        "pkg:npm/has%20space",
         "pkg:npm/pad@v1.0.0",
         "pkg:pypi/not%20a%20name",
     ] {

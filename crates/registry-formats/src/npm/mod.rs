@@ -62,6 +62,23 @@ fn url_safe(part: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._~".contains(&b))
 }
 
+/// Checks a name a package may be read by: a new package's name ([`check_name`]), or one the
+/// public registry kept from before names had to be lowercase (`JSONStream`): uppercase
+/// letters are allowed in the name, not in the scope. Publishes are held to [`check_name`].
+pub fn check_read_name(name: &str) -> Result<()> {
+    match check_name(&name.to_ascii_lowercase()) {
+        Ok(())
+            if name.strip_prefix('@').is_none_or(|s| {
+                s.split_once('/')
+                    .is_some_and(|(scope, _)| scope == scope.to_ascii_lowercase())
+            }) =>
+        {
+            Ok(())
+        }
+        _ => check_name(name),
+    }
+}
+
 /// Checks a package name as npm does for new packages: 1 to 214 bytes, lowercase, URL-safe,
 /// not starting with `.` or `_`; scoped names are `@scope/name` with both parts so.
 pub fn check_name(name: &str) -> Result<()> {
@@ -608,6 +625,13 @@ mod tests {
         }
         assert!(check_tag("beta").is_ok() && check_tag("next-2").is_ok());
         assert!(check_tag("1.0.0").is_err() && check_tag("^1").is_err() && check_tag("").is_err());
+        // Old names are read, never published.
+        assert!(check_read_name("JSONStream").is_ok());
+        assert!(check_name("JSONStream").is_err());
+        assert!(check_read_name("@scope/JSONStream").is_ok());
+        for bad in ["@Scope/x", "Bad Name", ".Hidden", ""] {
+            assert!(check_read_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -750,8 +774,10 @@ impl registry_core::FormatRules for Npm {
         registry_core::PackageFormat::Npm
     }
 
+    /// Names as they are read (legacy uppercase names too, for proxied packages); publishes
+    /// check new-package names when the document is read.
     fn package_key(&self, name: &str) -> Result<String> {
-        check_name(name).map(|()| name.to_owned())
+        check_read_name(name).map(|()| name.to_owned())
     }
 
     fn version_key(&self, version: &str) -> Result<String> {

@@ -14,7 +14,7 @@ use registry_core::{
 };
 use serde_json::{Map, Value};
 
-use super::{check_name, check_version, tarball_name};
+use super::{check_read_name, check_version, tarball_name};
 
 /// The path of a package's packument below a registry's base URL: scoped names keep their `@`
 /// and escape the `/` (`@scope%2fname`), as npm asks.
@@ -56,7 +56,7 @@ fn declared_digest(dist: &Map<String, Value>) -> Option<DeclaredDigest> {
 /// Errors: [`Error::PackageInvalid`] when the document is not a JSON object with a `versions`
 /// object, or names another package.
 pub fn read_packument(name: &str, document: &[u8]) -> Result<UpstreamPackage> {
-    check_name(name)?;
+    check_read_name(name)?;
     let document: Value = serde_json::from_slice(document)
         .map_err(|e| invalid(format!("the packument is not JSON: {e}")))?;
     let Some(document) = document.as_object() else {
