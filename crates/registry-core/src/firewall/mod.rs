@@ -70,7 +70,9 @@ impl MinAge {
                 "{text:?} is not an age: write a number and a unit, d, h, m or s (3d, 12h)"
             ),
         };
-        let split = text.len().checked_sub(1).ok_or_else(invalid)?;
+        // The unit is the last character, whatever its width (`3é` is refused, not split
+        // inside a character).
+        let (split, _) = text.char_indices().last().ok_or_else(invalid)?;
         let (number, unit) = text.split_at(split);
         let number: u64 = number.parse().map_err(|_| invalid())?;
         let scale = match unit {

@@ -86,6 +86,8 @@ fn rules_check_exactly_one_thing_and_are_named_well() {
         serde_json::json!({"name": "x", "advisories": "severe"}),
         serde_json::json!({"name": "x", "min_age": "3"}),
         serde_json::json!({"name": "x", "min_age": "3w"}),
+        serde_json::json!({"name": "x", "min_age": "3é"}),
+        serde_json::json!({"name": "x", "min_age": "é"}),
         serde_json::json!({"name": "x", "min_age": "99999999999d"}),
     ] {
         assert!(

@@ -4,7 +4,8 @@
 //! A file is taken when its name is a wheel or sdist name of this project (its version from the
 //! name, in PEP 440 normal form), it declares a SHA-256 and a size, and its URL is absolute or
 //! relative to the page. Versions gather their files; one whose every file is yanked is yanked
-//! (PEP 592); its publish time is its first file's `upload-time`. Core-metadata files (PEP 658)
+//! (PEP 592); its publish time is its newest file's `upload-time` (a file without one counts as
+//! uploaded when read), so an age gate holds back a release a file was just added to. Core-metadata files (PEP 658)
 //! of proxied files are not offered: pip reads the metadata from the file itself.
 
 use std::collections::BTreeMap;
@@ -72,6 +73,7 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
         .get("files")
         .and_then(Value::as_array)
         .ok_or_else(|| invalid(format!("the project page of {key} has no files list")))?;
+    let read_at = Timestamp::now();
     let mut versions: BTreeMap<String, (Vec<PackageFile>, Vec<Option<String>>)> = BTreeMap::new();
     let mut remote = Vec::new();
     for file in files {
@@ -103,11 +105,13 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
         let Ok(digest) = Digest::parse(&format!("sha256:{sha256}")) else {
             continue;
         };
+        // Without its own upload time a file counts as uploaded when first read, so an age
+        // gate never lets it through early.
         let uploaded = file
             .get("upload-time")
             .and_then(Value::as_str)
             .and_then(crate::rfc3339)
-            .unwrap_or(Timestamp(0));
+            .unwrap_or(read_at);
         let mut attributes = BTreeMap::new();
         attributes.insert("filetype".to_owned(), dist.kind.filetype().to_owned());
         if let Some(requires) = file.get("requires-python").and_then(Value::as_str) {
@@ -141,11 +145,8 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
     let versions: Vec<PackageVersion> = versions
         .into_iter()
         .map(|(version, (files, yanks))| {
-            let published = files
-                .iter()
-                .map(|f| f.created_at)
-                .min()
-                .unwrap_or(Timestamp(0));
+            // The newest file's time: a file added to an old release is as young as it is.
+            let published = files.iter().map(|f| f.created_at).max().unwrap_or(read_at);
             let status = match yanks.iter().all(Option::is_some) {
                 true => {
                     VersionStatus::Yanked(yanks.into_iter().flatten().next().unwrap_or_default())
@@ -245,8 +246,8 @@ mod tests {
         assert_eq!(one.files.len(), 2);
         assert_eq!(
             one.created_at,
-            Timestamp(1_559_347_200_000),
-            "the first upload"
+            Timestamp(1_577_836_800_000),
+            "the newest upload"
         );
         assert_eq!(one.files[0].attributes["requires_python"], ">=3.8");
         assert_eq!(
