@@ -86,7 +86,8 @@ pub(crate) fn error_headers(error: &Error) -> Vec<(HeaderName, HeaderValue)> {
             header::RETRY_AFTER,
             HeaderValue::from(retry_after.as_secs().max(1)),
         )],
-        // Machine-readable: which firewall rule refused.
+        // Machine-readable: which firewall rule refused (rule names are checked ASCII, so the
+        // header is always there; a value that could not be one would only drop the header).
         Error::Blocked { rule, .. } => HeaderValue::from_str(rule)
             .map(|rule| vec![(FIREWALL_HEADER, rule)])
             .unwrap_or_default(),

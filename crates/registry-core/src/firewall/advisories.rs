@@ -218,6 +218,7 @@ impl Advisories {
         if advisory.get("withdrawn").and_then(Value::as_str).is_some() {
             return Ok(());
         }
+        // Without a summary or details the id alone names it (the summary stays empty).
         let summary = text(advisory, "summary")
             .or_else(|| text(advisory, "details").map(|d| d.chars().take(200).collect()))
             .unwrap_or_default();

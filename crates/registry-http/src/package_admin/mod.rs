@@ -526,6 +526,7 @@ fn refuse_self(
     headers: &HeaderMap,
 ) -> Result<(), Failure> {
     let base = crate::external_url::base_url(extensions, headers);
+    // No (readable) Host: only the external URL names this registry.
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

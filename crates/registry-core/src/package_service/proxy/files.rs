@@ -226,6 +226,7 @@ impl Packages {
                      to {})",
                     remote.digest.algorithm(),
                     remote.digest.hex(),
+                    // The declared algorithm's hasher always runs; empty cannot happen.
                     actual.unwrap_or_default()
                 ),
             ));
