@@ -149,6 +149,7 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
             let published = files.iter().map(|f| f.created_at).max().unwrap_or(read_at);
             let status = match yanks.iter().all(Option::is_some) {
                 true => {
+                    // Yanked without a reason reads as an empty one (PEP 592's `true`).
                     VersionStatus::Yanked(yanks.into_iter().flatten().next().unwrap_or_default())
                 }
                 false => VersionStatus::Default,
