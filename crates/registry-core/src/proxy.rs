@@ -416,3 +416,48 @@ pub trait ProxyCache: fmt::Debug + Send + Sync + 'static {
         unused_since: Option<Timestamp>,
     ) -> Result<u64>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_settings_refuse_what_cannot_work_safely() {
+        let with_password = |url: &str| UpstreamSettings {
+            password: Some("secret".into()),
+            ..UpstreamSettings::new(url)
+        };
+        assert!(with_password("https://registry.example").validate().is_ok());
+        assert!(
+            with_password("http://127.0.0.1:4873/npm/x")
+                .validate()
+                .is_ok()
+        );
+        assert!(with_password("http://localhost:4873").validate().is_ok());
+        let clear = with_password("http://registry.example").validate();
+        assert!(
+            matches!(clear, Err(Error::PolicyInvalid { reason }) if reason.contains("clear text"))
+        );
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://u:p@x",
+            "http://x/?q",
+            "http://x/#f",
+        ] {
+            assert!(UpstreamSettings::new(bad).validate().is_err(), "{bad}");
+        }
+        let mut zero = UpstreamSettings::new("https://x");
+        zero.timeout_seconds = 0;
+        assert!(zero.validate().is_err());
+        let mut origins = UpstreamSettings::new("https://x");
+        origins.file_origins = vec!["https://files.example/path".into()];
+        assert!(origins.validate().is_err(), "an origin has no path");
+        assert_eq!(
+            origin("https://x.example:8443/a/b"),
+            "https://x.example:8443"
+        );
+        assert!(is_local_host("[::1]", false) && is_local_host("0.0.0.0", true));
+        assert!(!is_local_host("0.0.0.0", false));
+    }
+}
