@@ -182,6 +182,16 @@ pub enum Error {
         /// Whether it was too slow (a gateway timeout rather than a bad gateway).
         timed_out: bool,
     },
+    /// An upstream answered `508 Loop Detected`: the request went round a loop of proxies
+    /// (its `Via` hops name a registry twice, or too many). Caused by the request's path, not
+    /// by the upstream's health, so never remembered as the upstream's failure.
+    #[error("upstream {upstream}: {reason}")]
+    ProxyLoop {
+        /// The upstream's base URL.
+        upstream: String,
+        /// What it said.
+        reason: String,
+    },
     /// The operation is not supported by this registry or backend.
     #[error("unsupported: {what}")]
     Unsupported {

@@ -61,6 +61,7 @@ pub fn status_of(error: &Error) -> StatusCode {
             timed_out: true, ..
         } => StatusCode::GATEWAY_TIMEOUT,
         Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        Error::ProxyLoop { .. } => StatusCode::LOOP_DETECTED,
         _ => match oci_code(error) {
             None => StatusCode::INTERNAL_SERVER_ERROR,
             Some(code) => match code {

@@ -146,7 +146,10 @@ impl<S> From<Error> for Failure<S> {
         };
         // A 501 says what is not served, a 502 or 504 which upstream failed and how; only
         // real failures are logged and hidden.
-        let said = matches!(error, Error::Unsupported { .. } | Error::Upstream { .. });
+        let said = matches!(
+            error,
+            Error::Unsupported { .. } | Error::Upstream { .. } | Error::ProxyLoop { .. }
+        );
         if status.is_server_error() && !said {
             let reference = log_server_error(&error);
             let mut failure = Failure::new(status, server_error_message(&reference));

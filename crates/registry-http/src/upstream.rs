@@ -234,12 +234,12 @@ impl Upstream for HttpUpstream {
                 ));
             }
             StatusCode::LOOP_DETECTED => {
-                return Err(failed(
-                    format!(
-                        "answered {status} for {url}: the upstream leads back to this registry"
+                return Err(Error::ProxyLoop {
+                    upstream: upstream.base().to_owned(),
+                    reason: format!(
+                        "answered {status} for {url}: the request went round a loop of proxies                          (the upstream leads back to this registry, or it passed too many)"
                     ),
-                    false,
-                ));
+                });
             }
             other => {
                 return Err(failed(format!("answered {other} for {url}"), false));

@@ -38,6 +38,8 @@ struct Upstream {
     delay_ms: Mutex<u64>,
     /// Serve the packument of `pad` with version 1.2.0 too.
     newer: AtomicBool,
+    /// The `Via` header of each request, by path.
+    via: Mutex<HashMap<String, String>>,
 }
 
 fn integrity(bytes: &[u8]) -> String {
@@ -99,6 +101,10 @@ async fn upstream_handler(State(state): State<Arc<Upstream>>, request: Request) 
     let base = format!("http://{host}");
     let path = request.uri().path().trim_start_matches('/').to_owned();
     *state.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    if let Some(via) = request.headers().get(header::VIA) {
+        let via = via.to_str().unwrap_or_default().to_owned();
+        state.via.lock().unwrap().insert(path.clone(), via);
+    }
     let good = tarball_bytes("pad", "1.0.0");
     let newer = tarball_bytes("pad", "1.2.0");
     match path.as_str() {
@@ -167,6 +173,25 @@ async fn upstream_handler(State(state): State<Arc<Upstream>>, request: Request) 
             });
             Body::from_stream(stream).into_response()
         }
+        "hangfile" => json_reply(packument(&base, "hangfile", &[("1.0.0", &good)])),
+        "hangfile/-/hangfile-1.0.0.tgz" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            good.into_response()
+        }
+        "dripfile" => json_reply(packument(&base, "dripfile", &[("1.0.0", &good)])),
+        // 1.5 KiB every 300 ms: over a KiB in every window, far below 64 KiB/s on average.
+        "dripfile/-/dripfile-1.0.0.tgz" => {
+            let stream = futures::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Some((
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 1536])),
+                    (),
+                ))
+            });
+            Body::from_stream(stream).into_response()
+        }
+        // Another registry saw this request come round a loop of proxies.
+        "looped" => (StatusCode::LOOP_DETECTED, "loop").into_response(),
         // A name from before names had to be lowercase.
         "JSONStream" => json_reply(packument(&base, "JSONStream", &[("1.0.0", &good)])),
         "JSONStream/-/JSONStream-1.0.0.tgz" => good.into_response(),
@@ -279,13 +304,25 @@ impl Reply {
 }
 
 async fn send(app: &Router, method: Method, uri: &str, body: Vec<u8>) -> Reply {
-    let request = Request::builder()
+    send_with(app, method, uri, &[], body).await
+}
+
+async fn send_with(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
+    let mut request = Request::builder()
         .method(method)
         .uri(uri)
         .header("host", "registry.test")
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .unwrap();
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Body::from(body)).unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -396,11 +433,12 @@ async fn content_that_does_not_match_its_declared_digest_is_refused_and_not_kept
 async fn a_download_broken_off_midway_stores_nothing() {
     let (server, upstream) = start_upstream().await;
     let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
-    for attempt in 1..=2 {
+    // The failure is remembered for a few seconds: the second attempt does not ask again.
+    for _ in 1..=2 {
         let reply = get(&proxy.app, "/npm/npmjs/broken/-/broken-1.0.0.tgz").await;
         assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.message());
         assert!(reply.message().contains("broke off"), "{}", reply.message());
-        assert_eq!(hits(&upstream, "broken/-/broken-1.0.0.tgz"), attempt);
+        assert_eq!(hits(&upstream, "broken/-/broken-1.0.0.tgz"), 1);
     }
     assert!(
         proxy
@@ -790,7 +828,7 @@ async fn a_registry_that_proxies_itself_is_stopped_by_the_loop_guard() {
         )
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(response.status(), StatusCode::LOOP_DETECTED);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("leads back to this registry"), "{text}");
@@ -1108,6 +1146,79 @@ async fn a_file_that_drips_too_slowly_times_out_and_a_hanging_upstream_is_asked_
         );
     }
     assert_eq!(hits(&upstream, "drip"), 1);
+}
+
+#[tokio::test]
+async fn a_file_fetch_that_fails_answers_its_waiters_and_a_slow_average_is_cut_off() {
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |s| {
+        s.timeout_seconds = 1;
+    })
+    .await;
+    // Four clients while the tarball hangs: one upstream request, and the waiters get its
+    // failure when it fails rather than asking again one after another.
+    let requests = (0..4).map(|_| get(&proxy.app, "/npm/npmjs/hangfile/-/hangfile-1.0.0.tgz"));
+    for reply in futures::future::join_all(requests).await {
+        assert_eq!(
+            reply.status,
+            StatusCode::GATEWAY_TIMEOUT,
+            "{}",
+            reply.message()
+        );
+    }
+    assert_eq!(hits(&upstream, "hangfile/-/hangfile-1.0.0.tgz"), 1);
+    // A body that brings over a KiB per window but drips on: cut off by the average rate.
+    let drip = get(&proxy.app, "/npm/npmjs/dripfile/-/dripfile-1.0.0.tgz").await;
+    assert_eq!(
+        drip.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        drip.message()
+    );
+    assert!(drip.message().contains("on average"), "{}", drip.message());
+    assert!(
+        proxy
+            .packages
+            .cache_entries("npmjs", &registry_core::Page::first(100))
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| !e.path.ends_with(".tgz")),
+        "nothing of the failed files is cached"
+    );
+}
+
+#[tokio::test]
+async fn file_fetches_carry_the_clients_via_hops_and_a_loop_is_not_remembered_as_a_failure() {
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let via = [("via", "1.1 other-registry")];
+    let tarball = "/npm/npmjs/pad/-/pad-1.0.0.tgz";
+    let reply = send_with(&proxy.app, Method::GET, tarball, &via, Vec::new()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.message());
+    let seen = upstream
+        .via
+        .lock()
+        .unwrap()
+        .get("pad/-/pad-1.0.0.tgz")
+        .cloned();
+    let seen = seen.expect("the tarball request carries Via");
+    assert!(
+        seen.starts_with("1.1 other-registry, 1.1 registry-"),
+        "the detached fetch carries the client's hops: {seen}"
+    );
+    // An upstream that saw a loop answers 508: so do we, and the next request asks again
+    // (the loop was that request's path, not the upstream's health).
+    for _ in 0..2 {
+        let looped = get(&proxy.app, "/npm/npmjs/looped").await;
+        assert_eq!(
+            looped.status,
+            StatusCode::LOOP_DETECTED,
+            "{}",
+            looped.message()
+        );
+    }
+    assert_eq!(hits(&upstream, "looped"), 2);
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! Files of proxy repositories: fetched once per path (concurrent misses wait for the first),
 //! streamed into the blob store while hashed with the algorithm the upstream's metadata
 //! declares, compared, and only then recorded. A body that breaks off, drips slower than a
-//! KiB per timeout, or does not match leaves nothing but an unreferenced blob, which the
-//! collector takes; the upstream's own error reaches the client.
+//! KiB per timeout or 64 KiB/s on average, or does not match leaves nothing but an
+//! unreferenced blob, which the collector takes; the upstream's own error reaches the client,
+//! and the clients waiting for the same file (the failure is remembered for a few seconds).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,9 +23,37 @@ use crate::proxy::{DeclaredDigest, Fetched, RemoteFile, UpstreamSettings, Valida
 /// The least a file's body must bring per timeout window once it has started.
 const MIN_BYTES_PER_WINDOW: u64 = 1024;
 
-/// An upstream body bounded in time — no byte within the timeout, or less than
-/// [`MIN_BYTES_PER_WINDOW`] per timeout window, fails it — whose first failure is kept in
-/// `failure` (the blob store only learns that the body broke off).
+/// The least average rate of a file's body after its first timeout window, in bytes per
+/// second: a body dripping just above [`MIN_BYTES_PER_WINDOW`] cannot hold its path's fetch
+/// (and everyone waiting for it) for longer than its size at this rate.
+const MIN_AVERAGE_RATE: u64 = 64 << 10;
+
+/// Where a file's body is: what came since when, and in all.
+struct Progress {
+    started: Instant,
+    window_start: Instant,
+    in_window: u64,
+    total: u64,
+    done: bool,
+}
+
+impl Progress {
+    /// How long the next chunk may take: the rest of this window, and no longer than the
+    /// average rate allows.
+    fn wait(&self, window: Duration) -> (Duration, bool) {
+        let in_window = window.saturating_sub(self.window_start.elapsed());
+        let average = (window
+            + Duration::from_secs_f64(self.total as f64 / MIN_AVERAGE_RATE as f64))
+        .saturating_sub(self.started.elapsed());
+        let wait = in_window.min(average).max(Duration::from_millis(1));
+        (wait, average < in_window)
+    }
+}
+
+/// An upstream body bounded in time — no byte within the timeout, less than
+/// [`MIN_BYTES_PER_WINDOW`] per timeout window, or less than [`MIN_AVERAGE_RATE`] on average
+/// after the first window fails it — whose first failure is kept in `failure` (the blob
+/// store only learns that the body broke off).
 fn guarded_body(
     body: ByteStream,
     settings: &UpstreamSettings,
@@ -34,43 +63,68 @@ fn guarded_body(
     let window = settings.timeout();
     let upstream = settings.base().to_owned();
     let path = path.to_owned();
-    let too_slow = Arc::new(move |bytes: u64| Error::Upstream {
+    let too_slow = Arc::new(move |progress: &Progress, average: bool| Error::Upstream {
         upstream: upstream.clone(),
-        reason: format!(
-            "it sent {bytes} bytes of {path} in {} s; at least {MIN_BYTES_PER_WINDOW} are expected",
-            window.as_secs()
-        ),
+        reason: if average {
+            format!(
+                "it sent {} bytes of {path} in {} s; at least {} KiB/s on average are expected",
+                progress.total,
+                progress.started.elapsed().as_secs(),
+                MIN_AVERAGE_RATE >> 10
+            )
+        } else {
+            format!(
+                "it sent {} bytes of {path} in {} s; at least {MIN_BYTES_PER_WINDOW} are expected",
+                progress.in_window,
+                window.as_secs()
+            )
+        },
         timed_out: true,
     });
-    let state = (body, Instant::now(), 0u64, false);
-    futures::stream::unfold(state, move |(mut body, since, bytes, done)| {
+    let now = Instant::now();
+    let progress = Progress {
+        started: now,
+        window_start: now,
+        in_window: 0,
+        total: 0,
+        done: false,
+    };
+    futures::stream::unfold((body, progress), move |(mut body, mut progress)| {
         let failure = Arc::clone(&failure);
         let too_slow = Arc::clone(&too_slow);
         async move {
-            if done {
+            if progress.done {
                 return None;
             }
-            let left = window.saturating_sub(since.elapsed());
-            let next = tokio::time::timeout(left.max(Duration::from_millis(1)), body.next()).await;
-            let failed = |error: Error| {
+            let (wait, average) = progress.wait(window);
+            let next = tokio::time::timeout(wait, body.next()).await;
+            let failed = |error: Error, progress: &mut Progress| {
+                progress.done = true;
                 let shown = super::copy_upstream_error(&error);
                 locked(&failure).get_or_insert(error);
                 shown
             };
             match next {
                 Ok(Some(Ok(chunk))) => {
-                    let bytes = bytes + chunk.len() as u64;
+                    progress.total += chunk.len() as u64;
+                    progress.in_window += chunk.len() as u64;
                     // A new window starts once this one brought enough.
-                    let (since, bytes) = if bytes >= MIN_BYTES_PER_WINDOW {
-                        (Instant::now(), 0)
-                    } else {
-                        (since, bytes)
-                    };
-                    Some((Ok(chunk), (body, since, bytes, false)))
+                    if progress.in_window >= MIN_BYTES_PER_WINDOW {
+                        progress.window_start = Instant::now();
+                        progress.in_window = 0;
+                    }
+                    Some((Ok(chunk), (body, progress)))
                 }
-                Ok(Some(Err(error))) => Some((Err(failed(error)), (body, since, bytes, true))),
+                Ok(Some(Err(error))) => {
+                    let shown = failed(error, &mut progress);
+                    Some((Err(shown), (body, progress)))
+                }
                 Ok(None) => None,
-                Err(_) => Some((Err(failed(too_slow(bytes))), (body, since, bytes, true))),
+                Err(_) => {
+                    let error = too_slow(&progress, average);
+                    let shown = failed(error, &mut progress);
+                    Some((Err(shown), (body, progress)))
+                }
             }
         }
     })
@@ -111,7 +165,8 @@ impl Packages {
                     path.clone(),
                 );
                 let declared = declared.clone();
-                tokio::spawn(async move {
+                // Its upstream requests carry the client's `Via` hops, as the client's own do.
+                let fetch = async move {
                     let settings = repository.settings.upstream.as_ref().expect("a proxy");
                     let name = &repository.name;
                     let _fetching = this.proxy.lock(name, &path).await;
@@ -122,15 +177,31 @@ impl Packages {
                     {
                         return Ok((entry, false));
                     }
-                    let fetched = this
-                        .fetch_file(&repository, settings, &remote, &path)
-                        .await?;
-                    Ok::<_, Error>((fetched, true))
-                })
+                    // Whoever held the lock failed just now: its waiters get that failure
+                    // rather than asking again, one after another.
+                    let key = (name.clone(), path.clone());
+                    if let Some(failure) = this.proxy.recent_failure(&key) {
+                        return Err(failure);
+                    }
+                    match this.fetch_file(&repository, settings, &remote, &path).await {
+                        Ok(fetched) => {
+                            this.proxy.forget_failure(&key);
+                            Ok((fetched, true))
+                        }
+                        Err(error) => {
+                            if let Error::Upstream { .. } = error {
+                                this.proxy.remember_failure(key, &error);
+                            }
+                            Err(error)
+                        }
+                    }
+                };
+                tokio::spawn(super::observe_proxy(super::incoming_via(), fetch))
             };
             let (found, by_us) = counted(
                 task.await
-                    .map_err(|e| Error::backend(format!("the fetch of {path} failed: {e}")))?,
+                    .map_err(|e| Error::backend(format!("the fetch of {path} failed: {e}")))?
+                    .0,
             )?;
             entry = Some(found);
             fetched = by_us;

@@ -294,6 +294,10 @@ fn copy_upstream_error(error: &Error) -> Error {
             reason: reason.clone(),
             timed_out: *timed_out,
         },
+        Error::ProxyLoop { upstream, reason } => Error::ProxyLoop {
+            upstream: upstream.clone(),
+            reason: reason.clone(),
+        },
         other => Error::backend(other.to_string()),
     }
 }
