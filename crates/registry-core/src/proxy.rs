@@ -186,15 +186,26 @@ impl UpstreamSettings {
     }
 }
 
-/// Whether a URL's host names this machine: `localhost` or a loopback address (`[::1]`
-/// too), or with `unspecified` also `0.0.0.0` and `[::]`.
+/// Whether a URL's host names this machine: `localhost` (`localhost.`, `*.localhost`) or a
+/// loopback address (`[::1]`, `[::ffff:127.0.0.1]` too), or with `unspecified` also `0.0.0.0`
+/// and `[::]`.
 pub fn is_local_host(host: &str, unspecified: bool) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || (unspecified && ip.is_unspecified()))
+    // `localhost.` is the same name, fully qualified; `*.localhost` resolves to loopback too.
+    let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    let local = |ip: std::net::IpAddr| ip.is_loopback() || (unspecified && ip.is_unspecified());
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| match ip {
+            // `::ffff:127.0.0.1` connects to 127.0.0.1.
+            std::net::IpAddr::V6(v6) => {
+                local(ip) || v6.to_ipv4_mapped().is_some_and(|v4| local(v4.into()))
+            }
+            std::net::IpAddr::V4(_) => local(ip),
+        })
 }
 
 /// The scheme, host and port of an absolute URL (the URL itself when it has no path).

@@ -8,7 +8,8 @@
 //! a connection on which no byte moves in either direction for
 //! [`ServerSettings::idle_timeout`] is closed (a stalled request body or a client that stopped
 //! reading). A slow but honest client is never cut off: any progress restarts the idle clock.
-//! Each request carries the client's address as `ConnectInfo<SocketAddr>`.
+//! Each request carries the client's address as `ConnectInfo<SocketAddr>`, and the address it
+//! came in at as [`LocalAddr`].
 
 use std::future::Future;
 use std::io;
@@ -27,6 +28,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
+
+/// The address of this registry a request came in at (its listening socket's), as a request
+/// extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalAddr(pub std::net::SocketAddr);
 
 /// Bounds on connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,11 +168,15 @@ async fn serve_connections(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok().map(LocalAddr);
         let app = app.clone();
         let secure = tls.is_some();
         let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(local) = local {
+                request.extensions_mut().insert(local);
+            }
             if secure {
                 request
                     .extensions_mut()

@@ -162,12 +162,19 @@ impl HttpUpstream {
 /// Reads a CA file: a regular file (not a pipe or device, which could block or never end) of
 /// at most [`MAX_CA_FILE`] bytes, without blocking the runtime.
 async fn read_ca_file(path: &str) -> std::io::Result<Vec<u8>> {
-    let file = tokio::fs::File::open(path).await?;
-    let metadata = file.metadata().await?;
-    if !metadata.is_file() || metadata.len() > MAX_CA_FILE {
-        return Err(std::io::Error::other(format!(
+    let not_regular = || {
+        std::io::Error::other(format!(
             "it is not a regular file of at most {MAX_CA_FILE} bytes"
-        )));
+        ))
+    };
+    // Looked at before it is opened: opening a pipe blocks until a writer comes.
+    let metadata = tokio::fs::metadata(path).await?;
+    if !metadata.is_file() || metadata.len() > MAX_CA_FILE {
+        return Err(not_regular());
+    }
+    let file = tokio::fs::File::open(path).await?;
+    if !file.metadata().await?.is_file() {
+        return Err(not_regular());
     }
     let mut pem = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(
@@ -394,7 +401,34 @@ pub const STALE_HEADER: header::HeaderName = header::HeaderName::from_static("x-
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    #[tokio::test]
+    async fn ca_files_that_are_not_small_regular_files_are_refused_without_opening_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let big = dir.path().join("big.pem");
+        std::fs::write(&big, vec![b'x'; MAX_CA_FILE as usize + 1]).unwrap();
+        let dir_path = dir.path().to_str().unwrap().to_owned();
+        for path in [fifo.to_str().unwrap(), big.to_str().unwrap(), &dir_path] {
+            // A pipe nobody writes to would block its open forever: a hang is the failure.
+            let read = tokio::time::timeout(Duration::from_secs(30), read_ca_file(path))
+                .await
+                .expect("refused without blocking");
+            let error = read.expect_err(path).to_string();
+            assert!(error.contains("not a regular file"), "{path}: {error}");
+        }
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, b"-----BEGIN CERTIFICATE-----").unwrap();
+        assert!(read_ca_file(good.to_str().unwrap()).await.is_ok());
+    }
 
     #[test]
     fn upstreams_that_name_this_registry_are_recognised() {
@@ -410,6 +444,22 @@ mod tests {
         assert!(points_at(&up("http://[::1]:5000/npm/x"), &[], Some(5000)));
         assert!(points_at(&up("http://0.0.0.0:80/npm/x"), &[], Some(80)));
         assert!(points_at(&up("http://127.0.0.1/npm/x"), &[], Some(80)));
+        assert!(points_at(&up("http://localhost.:80/npm/x"), &[], Some(80)));
+        assert!(points_at(
+            &up("http://app.localhost:80/npm/x"),
+            &[],
+            Some(80)
+        ));
+        assert!(points_at(
+            &up("http://[::ffff:127.0.0.1]:80/npm/x"),
+            &[],
+            Some(80)
+        ));
+        assert!(points_at(
+            &up("http://localhost.:5000/npm/x"),
+            &["127.0.0.1:5000"],
+            None
+        ));
         assert!(!points_at(
             &up("http://127.0.0.1:5001/npm/x"),
             &own,

@@ -832,6 +832,36 @@ async fn a_registry_that_proxies_itself_is_stopped_by_the_loop_guard() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("leads back to this registry"), "{text}");
+    // Through the admin API, a loopback upstream on the port the request came in at is
+    // refused however it is spelled, whatever `Host` the request names.
+    let port = server.addr().port();
+    for spelling in ["localhost.", "[::ffff:127.0.0.1]", "127.1"] {
+        let body = json!({"format": "npm", "kind": "proxy",
+            "upstream": {"url": format!("http://{spelling}:{port}/npm/x")}});
+        // A refusal closes its connection: one each.
+        let client = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let response = sender
+            .send_request(
+                Request::builder()
+                    .method(Method::PUT)
+                    .uri("/api/v1/package-repositories/again")
+                    .header("host", "registry.test")
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{spelling}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("points at this registry"), "{text}");
+    }
 }
 
 fn tarball_of(name: &str, version: &str) -> Vec<u8> {

@@ -517,8 +517,8 @@ fn served(
     })
 }
 
-/// Refuses an upstream that names this registry: its external URL, or the host this request
-/// came in by.
+/// Refuses an upstream that names this registry: its external URL, the host this request
+/// came in by, or a loopback address on the port it came in at.
 #[cfg(feature = "proxy")]
 fn refuse_self(
     upstream: &registry_core::UpstreamSettings,
@@ -535,7 +535,11 @@ fn refuse_self(
         .into_iter()
         .filter(|o| !o.is_empty())
         .collect();
-    if crate::upstream::points_at(upstream, &own, None) {
+    // A loopback upstream on the port this request came in at is this registry too.
+    let port = extensions
+        .get::<crate::serve::LocalAddr>()
+        .map(|local| local.0.port());
+    if crate::upstream::points_at(upstream, &own, port) {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,
             format!(
