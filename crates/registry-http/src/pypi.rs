@@ -561,7 +561,10 @@ fn render_project(package: &registry_core::Package, base: &str, format: SimpleFo
                 size: file.blob.size,
                 upload_time: file.created_at.0,
                 requires_python: file.attributes.get("requires_python").cloned(),
-                yanked: yanked.clone(),
+                // A proxied file yanked on its own carries the reason (PEP 592 yanks files).
+                yanked: yanked
+                    .clone()
+                    .or_else(|| file.attributes.get("yanked").cloned()),
                 core_metadata: file.sidecar.as_ref().map(|s| s.digest.hex().to_owned()),
             });
         }

@@ -74,6 +74,9 @@ pub struct Advisory {
     pub severity: Severity,
     /// Versions listed one by one.
     versions: Vec<String>,
+    /// The identities of `versions` ([`FormatRules::version_identity`]), worked out on first
+    /// use (an advisory is about one package, so of one format).
+    identities: std::sync::OnceLock<std::collections::HashSet<String>>,
     /// Ranges of versions.
     ranges: Vec<Range>,
 }
@@ -81,9 +84,21 @@ pub struct Advisory {
 impl Advisory {
     /// Whether it affects `version` in the version order of the format `rules` describe.
     pub fn affects(&self, version: &str, rules: &dyn FormatRules) -> bool {
+        self.affects_release(version, &rules.version_identity(version), rules)
+    }
+
+    /// [`Advisory::affects`] for a version whose identity is known: a listed version is
+    /// matched by identity (PyPI's `1.0` lists `1.0.0` too), ranges by the format's order.
+    pub fn affects_release(&self, version: &str, identity: &str, rules: &dyn FormatRules) -> bool {
         use std::cmp::Ordering::*;
         let order = |a: &str, b: &str| rules.compare_versions(a, b);
-        self.versions.iter().any(|v| v == version)
+        let listed = self.identities.get_or_init(|| {
+            self.versions
+                .iter()
+                .map(|v| rules.version_identity(v))
+                .collect()
+        });
+        listed.contains(identity)
             || self.ranges.iter().any(|r| {
                 let from = r
                     .introduced
@@ -322,6 +337,7 @@ impl Advisories {
                     summary: summary.clone(),
                     severity,
                     versions,
+                    identities: std::sync::OnceLock::new(),
                     ranges,
                 });
         }

@@ -14,6 +14,7 @@ mod advisories;
 mod audit;
 mod purl;
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -358,6 +359,23 @@ impl Firewall {
     ) -> PackageScreen<'a> {
         let format = rules.format();
         let names = |purl: &Purl| purl.names(format, name, rules);
+        // Each package URL's version worked out once, as a release identity to look up.
+        let releases = |purls: &[&'a Purl]| -> (Option<&'a Purl>, HashMap<String, &'a Purl>) {
+            let mut all = None;
+            let mut versions = HashMap::new();
+            for &purl in purls {
+                match purl.version() {
+                    None => all = all.or(Some(purl)),
+                    Some(version) => {
+                        // A version the format refuses names nothing.
+                        if let Ok(key) = rules.version_key(version) {
+                            versions.entry(rules.version_identity(&key)).or_insert(purl);
+                        }
+                    }
+                }
+            }
+            (all, versions)
+        };
         let views = self
             .rules
             .iter()
@@ -373,15 +391,19 @@ impl Firewall {
                         })
                         .collect()
                 };
-                let allow_purls = purls(&rule.allow);
+                let (deny_all, deny_versions) = releases(&purls(&rule.deny));
+                let (allow_all, allow_versions) = releases(&purls(&rule.allow));
+                let exceptions: Vec<&Purl> = rule.exceptions.iter().filter(|p| names(p)).collect();
+                let (except_all, except_versions) = releases(&exceptions);
                 RuleView {
                     rule,
                     denied_by_name: rule.deny.iter().find(by_name),
-                    deny_purls: purls(&rule.deny),
-                    allowed_all: rule.allow.iter().any(|m| by_name(&m))
-                        || allow_purls.iter().any(|p| p.version().is_none()),
-                    allow_purls,
-                    exceptions: rule.exceptions.iter().filter(|p| names(p)).collect(),
+                    deny_all,
+                    deny_versions,
+                    allowed_all: rule.allow.iter().any(|m| by_name(&m)) || allow_all.is_some(),
+                    allow_versions,
+                    excepted_all: except_all.is_some(),
+                    except_versions,
                 }
             })
             .collect();
@@ -397,20 +419,25 @@ impl Firewall {
     }
 }
 
-/// One rule as it applies to one package.
+/// One rule as it applies to one package, its package URLs' versions as release identities
+/// ([`FormatRules::version_identity`]).
 #[derive(Debug)]
 struct RuleView<'a> {
     rule: &'a FirewallRule,
     /// A `deny` name pattern the name matches.
     denied_by_name: Option<&'a PackageMatch>,
-    /// `deny` package URLs naming the package.
-    deny_purls: Vec<&'a Purl>,
+    /// A `deny` package URL naming the package without a version.
+    deny_all: Option<&'a Purl>,
+    /// `deny` package URLs naming versions of the package.
+    deny_versions: HashMap<String, &'a Purl>,
     /// Whether `allow` admits every version (a name pattern, or a package URL without one).
     allowed_all: bool,
-    /// `allow` package URLs naming the package.
-    allow_purls: Vec<&'a Purl>,
-    /// Exceptions naming the package.
-    exceptions: Vec<&'a Purl>,
+    /// `allow` package URLs naming versions of the package.
+    allow_versions: HashMap<String, &'a Purl>,
+    /// Whether an exception names the package without a version.
+    excepted_all: bool,
+    /// Exceptions naming versions of the package.
+    except_versions: HashMap<String, &'a Purl>,
 }
 
 /// The firewall's rules as they apply to one package ([`Firewall::screen_package`]).
@@ -434,21 +461,21 @@ impl PackageScreen<'_> {
         rules: &dyn FormatRules,
         now: Timestamp,
     ) -> Vec<Hit> {
+        if self.rules.is_empty() {
+            return Vec::new();
+        }
+        let release = rules.version_identity(candidate.version);
         let mut hits: Vec<Hit> = self
             .rules
             .iter()
-            .filter(|view| {
-                !view
-                    .exceptions
-                    .iter()
-                    .any(|p| p.version_matches(candidate.version, rules))
-            })
+            .filter(|view| !view.excepted_all && !view.except_versions.contains_key(&release))
             .filter_map(|view| {
-                self.reason(view, candidate, rules, now).map(|reason| Hit {
-                    rule: view.rule.name.clone(),
-                    mode: view.rule.mode,
-                    reason,
-                })
+                self.reason(view, candidate, &release, rules, now)
+                    .map(|reason| Hit {
+                        rule: view.rule.name.clone(),
+                        mode: view.rule.mode,
+                        reason,
+                    })
             })
             .collect();
         hits.sort_by_key(|h| h.mode != Mode::Block);
@@ -459,6 +486,7 @@ impl PackageScreen<'_> {
         &self,
         view: &RuleView<'_>,
         candidate: &Candidate<'_>,
+        release: &str,
         rules: &dyn FormatRules,
         now: Timestamp,
     ) -> Option<String> {
@@ -468,19 +496,10 @@ impl PackageScreen<'_> {
         if let Some(found) = view.denied_by_name {
             return Some(format!("{id} is denied ({found})"));
         }
-        if let Some(found) = view
-            .deny_purls
-            .iter()
-            .find(|p| p.version_matches(version, rules))
-        {
+        if let Some(found) = view.deny_all.or(view.deny_versions.get(release).copied()) {
             return Some(format!("{id} is denied ({found})"));
         }
-        if !rule.allow.is_empty()
-            && !view.allowed_all
-            && !view
-                .allow_purls
-                .iter()
-                .any(|p| p.version_matches(version, rules))
+        if !rule.allow.is_empty() && !view.allowed_all && !view.allow_versions.contains_key(release)
         {
             return Some(format!("{id} is not on the allow list"));
         }
@@ -500,7 +519,7 @@ impl PackageScreen<'_> {
             let found = self
                 .advisories
                 .iter()
-                .filter(|a| a.severity >= threshold && a.affects(version, rules))
+                .filter(|a| a.severity >= threshold && a.affects_release(version, release, rules))
                 .max_by_key(|a| a.severity);
             if let Some(advisory) = found {
                 return Some(format!(

@@ -114,11 +114,14 @@ impl Purl {
         self.format == format && rules.package_key(&self.name).ok().as_deref() == Some(name)
     }
 
-    /// Whether its version (none: every version) is `version` as stored.
+    /// Whether its version (none: every version) is the release of `version` as stored
+    /// (compared by [`FormatRules::version_identity`]).
     pub fn version_matches(&self, version: &str, rules: &dyn FormatRules) -> bool {
-        self.version
-            .as_deref()
-            .is_none_or(|v| rules.version_key(v).ok().as_deref() == Some(version))
+        self.version.as_deref().is_none_or(|v| {
+            rules
+                .version_key(v)
+                .is_ok_and(|key| rules.version_identity(&key) == rules.version_identity(version))
+        })
     }
 
     /// The version it names, if any.

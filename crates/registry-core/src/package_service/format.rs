@@ -43,6 +43,14 @@ pub trait FormatRules: fmt::Debug + Send + Sync + 'static {
     /// Errors: [`crate::Error::PackageInvalid`] naming the rule broken.
     fn version_key(&self, version: &str) -> Result<String>;
 
+    /// What a stored version is the same release as, for matching it against versions a
+    /// rule or an advisory names (which compare by identity, not text): PyPI's `1.0` and
+    /// `1.0.0` are one release, and a local label (`1.0+build`) is the release it labels.
+    /// The stored form by default.
+    fn version_identity(&self, version: &str) -> String {
+        version.to_owned()
+    }
+
     /// Orders two stored versions, lowest first, by the format's rules ([`Ordering::Equal`]
     /// keeps publication order). It need not be a total order (Maven's is not); the service
     /// sorts with it in a way that never fails.

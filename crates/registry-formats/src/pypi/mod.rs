@@ -70,6 +70,19 @@ pub fn normalize_version(version: &str) -> Result<String> {
         .map_err(|e| invalid(format!("{version:?} is not a valid PEP 440 version: {e}")))
 }
 
+/// The release a version is under PEP 440's equality: trailing zeros of the release dropped
+/// and the local label ignored (`1.0.0+x` is `1`); an unparsable version is itself.
+pub fn version_identity(version: &str) -> String {
+    let Ok(parsed) = pep440_rs::Version::from_str(version) else {
+        return version.to_owned();
+    };
+    let mut release = parsed.release().to_vec();
+    while release.len() > 1 && release.last() == Some(&0) {
+        release.pop();
+    }
+    parsed.without_local().with_release(release).to_string()
+}
+
 /// Whether a version is a pre-release.
 pub fn is_prerelease(version: &str) -> bool {
     pep440_rs::Version::from_str(version).is_ok_and(|v| v.any_prerelease())
@@ -600,6 +613,61 @@ mod tests {
     }
 
     #[test]
+    fn firewall_rules_and_advisories_match_pypi_versions_by_pep_440_equality() {
+        use registry_core::firewall::{Advisories, Candidate};
+        use registry_core::{Firewall, FirewallRule, FormatRules as _};
+        assert_eq!(Pypi.version_identity("1.0.0"), "1");
+        assert_eq!(Pypi.version_identity("1.0+evil"), "1");
+        assert_eq!(Pypi.version_identity("1.0rc1"), "1rc1");
+        assert_eq!(Pypi.version_identity("1.10"), "1.10");
+        let rule =
+            |json: serde_json::Value| -> FirewallRule { serde_json::from_value(json).unwrap() };
+        let mut advisories = Advisories::new();
+        advisories
+            .add_json(
+                serde_json::json!({"id": "MAL-1", "summary": "malware",
+                    "affected": [{"package": {"ecosystem": "PyPI", "name": "Demo"}, "versions": ["2.0"]}]})
+                .to_string()
+                .as_bytes(),
+                &|_, name| Some(normalize(name)),
+            )
+            .unwrap();
+        let firewall = Firewall::new(
+            vec![
+                rule(
+                    serde_json::json!({"name": "no-one", "deny": ["pkg:pypi/demo@1.0"],
+                    "exceptions": ["pkg:pypi/demo@3"]}),
+                ),
+                rule(serde_json::json!({"name": "no-three", "deny": ["pkg:pypi/demo@3.0.0"]})),
+                rule(serde_json::json!({"name": "advised", "advisories": "low"})),
+            ],
+            std::sync::Arc::new(advisories),
+        );
+        let hits = |version: &str| -> Vec<String> {
+            let candidate = Candidate {
+                format: registry_core::PackageFormat::Pypi,
+                repository: "pypi",
+                name: "demo",
+                version,
+                published: registry_core::Timestamp(0),
+                upstream: true,
+                license: None,
+            };
+            firewall
+                .check(&candidate, &Pypi, registry_core::Timestamp(0))
+                .into_iter()
+                .map(|h| h.rule)
+                .collect()
+        };
+        assert_eq!(hits("1.0.0"), ["no-one"]);
+        assert_eq!(hits("1"), ["no-one"]);
+        assert_eq!(hits("1.0.1"), Vec::<String>::new());
+        assert_eq!(hits("2.0.0"), ["advised"]);
+        // Excepted from one rule by `3`, still denied by the other as `3.0.0`.
+        assert_eq!(hits("3.0"), ["no-three"]);
+    }
+
+    #[test]
     fn pages_carry_every_pep_field() {
         let project = SimpleProject {
             name: "demo".into(),
@@ -734,6 +802,12 @@ impl registry_core::FormatRules for Pypi {
 
     fn version_key(&self, version: &str) -> Result<String> {
         normalize_version(version)
+    }
+
+    /// PEP 440's equality: the release without trailing zeros, and without a local label
+    /// (`==1.0` admits `1.0.0` and `1.0+anything`).
+    fn version_identity(&self, version: &str) -> String {
+        version_identity(version)
     }
 
     fn compare_versions(&self, a: &str, b: &str) -> std::cmp::Ordering {

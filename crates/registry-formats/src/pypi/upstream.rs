@@ -1,14 +1,16 @@
 //! Reading an upstream Python package index: a project's Simple API page in JSON (PEP 691,
 //! with PEP 700's `size` and `upload-time`) as the model holds it.
 //!
-//! A file is taken when its name is a wheel or sdist name of this project (its version from the
-//! name, in PEP 440 normal form), it declares a SHA-256 and a size, and its URL is absolute or
-//! relative to the page. Versions gather their files; one whose every file is yanked is yanked
-//! (PEP 592); its publish time is its newest file's `upload-time` (a file without one counts as
-//! uploaded when read), so an age gate holds back a release a file was just added to. Core-metadata files (PEP 658)
-//! of proxied files are not offered: pip reads the metadata from the file itself.
+//! A file is taken when its name is a wheel or sdist name of this project (its version from
+//! the name, in PEP 440 normal form, without a local label), it declares a SHA-256 and a
+//! size, and its URL is absolute or relative to the page. Versions gather their files; one
+//! whose every file is yanked is yanked (PEP 592), else each yanked file carries its reason in
+//! its `yanked` attribute. A version's publish time is its newest file's `upload-time` (a file
+//! without one counts as uploaded when read), so an age gate holds back a release a file was
+//! just added to. Core-metadata files (PEP 658) of proxied files are not offered: pip reads
+//! the metadata from the file itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use registry_core::{
     BlobRef, DeclaredDigest, Digest, Error, Package, PackageFile, PackageVersion, RemoteFile,
@@ -21,6 +23,9 @@ use super::{SIMPLE_JSON, normalize, normalize_version, parse_filename};
 fn invalid(reason: String) -> Error {
     Error::PackageInvalid { reason }
 }
+
+/// The most files a project page may list (the largest projects on PyPI list about 20,000).
+const MAX_FILES: usize = 200_000;
 
 /// The path of a project's page below an index's base URL.
 pub fn project_path(name: &str) -> String {
@@ -73,9 +78,16 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
         .get("files")
         .and_then(Value::as_array)
         .ok_or_else(|| invalid(format!("the project page of {key} has no files list")))?;
+    if files.len() > MAX_FILES {
+        return Err(invalid(format!(
+            "the project page of {key} lists {} files; at most {MAX_FILES} are read",
+            files.len()
+        )));
+    }
     let read_at = Timestamp::now();
     let mut versions: BTreeMap<String, (Vec<PackageFile>, Vec<Option<String>>)> = BTreeMap::new();
     let mut remote = Vec::new();
+    let mut seen = HashSet::new();
     for file in files {
         let Some(filename) = file.get("filename").and_then(Value::as_str) else {
             continue;
@@ -89,6 +101,11 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
         ) else {
             continue;
         };
+        // A local version (`1.0+build`) is not for an index (PyPI refuses them), and would
+        // read as the release it labels to a resolver.
+        if version.contains('+') || !seen.insert(filename) {
+            continue;
+        }
         let sha256 = file
             .pointer("/hashes/sha256")
             .and_then(Value::as_str)
@@ -123,9 +140,6 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
             _ => None,
         };
         let entry = versions.entry(version.clone()).or_default();
-        if entry.0.iter().any(|f| f.name == filename) {
-            continue;
-        }
         entry.0.push(PackageFile {
             name: filename.to_owned(),
             blob: BlobRef { digest, size },
@@ -144,7 +158,7 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
     }
     let versions: Vec<PackageVersion> = versions
         .into_iter()
-        .map(|(version, (files, yanks))| {
+        .map(|(version, (mut files, yanks))| {
             // The newest file's time: a file added to an old release is as young as it is.
             let published = files.iter().map(|f| f.created_at).max().unwrap_or(read_at);
             let status = match yanks.iter().all(Option::is_some) {
@@ -152,7 +166,15 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
                     // Yanked without a reason reads as an empty one (PEP 592's `true`).
                     VersionStatus::Yanked(yanks.into_iter().flatten().next().unwrap_or_default())
                 }
-                false => VersionStatus::Default,
+                false => {
+                    // Some files yanked: each says so itself (PEP 592 yanks files).
+                    for (file, yanked) in files.iter_mut().zip(&yanks) {
+                        if let Some(reason) = yanked {
+                            file.attributes.insert("yanked".to_owned(), reason.clone());
+                        }
+                    }
+                    VersionStatus::Default
+                }
             };
             PackageVersion {
                 version,
@@ -222,7 +244,10 @@ mod tests {
                  "hashes": {"sha256": sha('a')}, "size": 10, "upload-time": "2020-01-01T00:00:00.000000Z",
                  "requires-python": ">=3.8"},
                 {"filename": "demo_pkg-1.0.tar.gz", "url": "https://files.example/demo_pkg-1.0.tar.gz",
-                 "hashes": {"sha256": sha('b')}, "size": 20, "upload-time": "2019-06-01T00:00:00Z"},
+                 "hashes": {"sha256": sha('b')}, "size": 20, "upload-time": "2019-06-01T00:00:00Z",
+                 "yanked": "bad sdist"},
+                {"filename": "demo_pkg-1.0.tar.gz", "url": "/again", "hashes": {"sha256": sha('f')}, "size": 2},
+                {"filename": "demo_pkg-5.0+evil.tar.gz", "url": "/x", "hashes": {"sha256": sha('e')}, "size": 1},
                 {"filename": "demo_pkg-2.0.tar.gz", "url": "/files/demo_pkg-2.0.tar.gz",
                  "hashes": {"sha256": sha('c')}, "size": 30, "yanked": "broken"},
                 {"filename": "demo_pkg-3.0.tar.gz", "url": "/x", "hashes": {"md5": "00"}, "size": 1},
@@ -251,6 +276,12 @@ mod tests {
             "the newest upload"
         );
         assert_eq!(one.files[0].attributes["requires_python"], ">=3.8");
+        // One file of a release yanked: the release stands, the file says so; a name listed
+        // twice is read once; a local version is left out.
+        assert_eq!(one.status, VersionStatus::Default);
+        assert_eq!(one.files[1].attributes["yanked"], "bad sdist");
+        assert!(!one.files[0].attributes.contains_key("yanked"));
+        assert_eq!(one.files[1].blob.size, 20);
         assert_eq!(
             read.package.versions[1].status,
             VersionStatus::Yanked("broken".into())
@@ -275,6 +306,16 @@ mod tests {
             );
         }
         assert_eq!(resolve("http://h/a/b/", "../../../../x"), None);
+    }
+
+    #[test]
+    fn a_page_listing_more_files_than_any_project_has_is_refused() {
+        let file = json!({"filename": "a-1.0.tar.gz", "url": "/x", "hashes": {"sha256": "a".repeat(64)}, "size": 1});
+        let page = json!({"name": "a", "files": vec![file; MAX_FILES + 1]});
+        let error = read_project_json("a", page.to_string().as_bytes(), "http://x/")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at most"), "{error}");
     }
 
     proptest::proptest! {
