@@ -98,27 +98,7 @@ fn ok(status: StatusCode) -> Response {
 
 /// Percent-decodes a path (npm sends scoped names as `@scope%2fname`).
 fn decode(path: &str) -> Result<String, Failure> {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| {
-                    Failure::new(StatusCode::BAD_REQUEST, "malformed percent-encoding")
-                })?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
-        .map_err(|_| Failure::new(StatusCode::BAD_REQUEST, "the path is not UTF-8"))
+    crate::package_error::percent_decode(path)
 }
 
 /// What a path under the repository names.

@@ -195,6 +195,32 @@ pub(crate) fn repository_path<'a>(
     Ok((repository, rest))
 }
 
+/// Percent-decodes a path or one of its segments: a `400` in the client's format for a
+/// malformed escape or bytes that are not UTF-8.
+pub(crate) fn percent_decode<S>(path: &str) -> Result<String, Failure<S>> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    Failure::new(StatusCode::BAD_REQUEST, "malformed percent-encoding")
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| Failure::new(StatusCode::BAD_REQUEST, "the path is not UTF-8"))
+}
+
 /// What a request on a file-like route asks, by its method: `GET`/`HEAD` pull, `PUT` push,
 /// `DELETE` delete; any other method is `405`.
 pub(crate) fn file_action<S>(method: &axum::http::Method) -> Result<Action, Failure<S>> {

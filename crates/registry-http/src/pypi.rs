@@ -117,7 +117,12 @@ async fn dispatch(State(pypi): State<Arc<Pypi>>, request: Request) -> Response {
             "{}/pypi/{repository}",
             base_url(request.extensions(), request.headers())
         );
-        let parts: Vec<&str> = rest.split('/').collect();
+        // Segments decoded one by one: pip asks for `pkg-1.0+local.whl` as `pkg-1.0%2Blocal.whl`.
+        let parts = rest
+            .split('/')
+            .map(crate::package_error::percent_decode)
+            .collect::<Result<Vec<String>, Failure>>()?;
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         let method = request.method().clone();
         match (parts.as_slice(), &method) {
             ([""] | ["legacy", ""] | ["legacy"], &Method::POST) => {

@@ -524,3 +524,23 @@ async fn get(app: axum::Router, uri: &str) -> String {
         .to_bytes();
     String::from_utf8(body.to_vec()).unwrap()
 }
+
+/// pip percent-encodes what it reads in a link: a file with `+` in its name (a local version)
+/// is asked for as `%2B` and served.
+#[tokio::test]
+async fn files_are_found_however_their_names_are_percent_encoded() {
+    let (packages, _) = service();
+    let file = "demo-1.0+cpu-py3-none-any.whl";
+    let upload = release(&packages, &Pypi, "demo", "1.0+cpu", file).await;
+    packages.publish(&Pypi, "py", None, upload).await.unwrap();
+    let pypi = registry_http::pypi::router(packages, None);
+    let page = get(pypi.clone(), "/pypi/py/simple/demo/").await;
+    assert!(page.contains(file), "{page}");
+    for uri in [
+        "/pypi/py/files/demo/1.0+cpu/demo-1.0+cpu-py3-none-any.whl",
+        "/pypi/py/files/demo/1.0%2Bcpu/demo-1.0%2Bcpu-py3-none-any.whl",
+        "/pypi/py/files/demo/1.0%2bcpu/demo%2D1.0%2Bcpu-py3-none-any.whl",
+    ] {
+        assert_eq!(get(pypi.clone(), uri).await, "demo 1.0+cpu");
+    }
+}
