@@ -864,6 +864,68 @@ async fn a_registry_that_proxies_itself_is_stopped_by_the_loop_guard() {
     }
 }
 
+/// Of two hosted members with the same version, the first's copy is the version: its
+/// metadata and its file, and when the firewall blocks it there, the version is blocked —
+/// never replaced by the second member's copy.
+#[tokio::test]
+async fn a_version_of_two_hosted_members_is_the_first_members_even_when_blocked_there() {
+    let (server, _upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let (packages, app) = (&proxy.packages, &proxy.app);
+    for name in ["corp", "corp2"] {
+        packages
+            .configure_repository(name, &Npm, RepositoryKind::Hosted, &Default::default())
+            .await
+            .unwrap();
+    }
+    let both = RepositorySettings {
+        members: vec!["corp".into(), "corp2".into()],
+        ..RepositorySettings::default()
+    };
+    packages
+        .configure_repository("both", &Npm, RepositoryKind::Virtual, &both)
+        .await
+        .unwrap();
+    let first = tarball_of("shared", "1.0.0");
+    // The same content, another gzip header time: other bytes.
+    let mut second = first.clone();
+    second[4] ^= 1;
+    for (repository, bytes) in [("corp", &first), ("corp2", &second)] {
+        let body = publish_body("shared", "1.0.0", bytes);
+        let put = put_json(app, &format!("/npm/{repository}/shared"), body).await;
+        assert_eq!(put.status, StatusCode::CREATED, "{}", put.message());
+    }
+    let tarball = "/npm/both/shared/-/shared-1.0.0.tgz";
+    assert_eq!(get(app, tarball).await.bytes, first);
+    let packument = get(app, "/npm/both/shared").await.json();
+    assert_eq!(
+        packument["versions"]["1.0.0"]["dist"]["integrity"],
+        integrity(&first)
+    );
+
+    let rule = json!({"deny": ["pkg:npm/shared@1.0.0"], "repositories": "corp"});
+    let put = put_json(app, "/api/v1/firewall-rules/corp-no-shared", rule).await;
+    assert!(put.status.is_success(), "{}", put.message());
+    let packument = get(app, "/npm/both/shared").await;
+    assert!(
+        packument.json()["versions"].get("1.0.0").is_none(),
+        "corp2's copy does not stand in: {}",
+        String::from_utf8_lossy(&packument.bytes)
+    );
+    let blocked = get(app, tarball).await;
+    assert_eq!(
+        blocked.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        blocked.message()
+    );
+    // corp2 itself still serves its own copy.
+    assert_eq!(
+        get(app, "/npm/corp2/shared/-/shared-1.0.0.tgz").await.bytes,
+        second
+    );
+}
+
 fn tarball_of(name: &str, version: &str) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     let manifest = json!({ "name": name, "version": version }).to_string();

@@ -13,7 +13,9 @@
 //!    earlier (private) upstream serves. A member whose upstream fails with nothing cached
 //!    fails the read rather than letting a later member answer for it.
 //!
-//! A file comes from the member that provides its package. This differs from a peer's virtual
+//! Among hosted members a version belongs to the first member that has it (blocked there by
+//! the firewall or not), and its files come from that member only. A file comes from the
+//! member that provides its package. This differs from a peer's virtual
 //! registries, which serve any member's cached copy first and walk the members only on a
 //! miss: that lets whichever member was read first decide a name for good, and lets a public
 //! upstream answer for a private one that is briefly down.
@@ -21,6 +23,7 @@
 //! The firewall applies each member's rules to what the member provides, then the virtual
 //! repository's own rules to the whole.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use sha2::Digest as _;
@@ -90,8 +93,15 @@ impl Packages {
         Ok(match self.provider(rules, repository, key).await? {
             None => None,
             Some(Provider::Hosted(found)) => {
+                // A version an earlier member has is that member's, blocked there or not: a
+                // later member's same version never stands in for it.
+                let mut earlier = HashSet::new();
                 let mut screened = Vec::with_capacity(found.len());
                 for (member, mut package) in found {
+                    let here: Vec<String> =
+                        package.versions.iter().map(|v| v.version.clone()).collect();
+                    package.versions.retain(|v| !earlier.contains(&v.version));
+                    earlier.extend(here);
                     self.screen(rules, &member, &mut package, false).await?;
                     screened.push(package);
                 }
@@ -148,12 +158,17 @@ impl Packages {
         match self.provider(rules, repository, key).await? {
             None => Ok(None),
             Some(Provider::Hosted(found)) => {
-                for (member, _) in &found {
+                for (i, (member, _)) in found.iter().enumerate() {
                     if let Some(hit) = self
                         .metadata
                         .package_file(member, key, version, file)
                         .await?
                     {
+                        // Its version is an earlier member's: that member's files are the
+                        // version's, and this one is not among them.
+                        if found[..i].iter().any(|(_, p)| p.version(&hit.0).is_some()) {
+                            continue;
+                        }
                         self.guard_hosted(rules, &[member, read_as], member, key, &hit.0)
                             .await?;
                         return Ok(Some(hit));
