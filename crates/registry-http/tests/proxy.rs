@@ -864,6 +864,56 @@ async fn a_registry_that_proxies_itself_is_stopped_by_the_loop_guard() {
     }
 }
 
+/// A proxy pointed at another upstream forgets what it cached from the old one.
+#[tokio::test]
+async fn a_new_upstream_url_starts_with_an_empty_cache() {
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let (packages, app) = (&proxy.packages, &proxy.app);
+    let tarball = "/npm/npmjs/pad/-/pad-1.0.0.tgz";
+    assert_eq!(get(app, tarball).await.status, StatusCode::OK);
+    let cached = packages
+        .cache_entries("npmjs", &registry_core::Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(cached.len(), 2, "the packument and the tarball");
+    // Same settings: the cache stays.
+    let same = packages
+        .repository("npmjs")
+        .await
+        .unwrap()
+        .unwrap()
+        .settings;
+    packages
+        .configure_repository("npmjs", &Npm, RepositoryKind::Proxy, &same)
+        .await
+        .unwrap();
+    assert_eq!(get(app, tarball).await.status, StatusCode::OK);
+    assert_eq!(hits(&upstream, "pad/-/pad-1.0.0.tgz"), 1);
+    // Another upstream (where nothing is): nothing of the old one is served.
+    let mut moved = same.clone();
+    moved.upstream = Some(UpstreamSettings::new(format!(
+        "http://{}/mirror",
+        server.host()
+    )));
+    packages
+        .configure_repository("npmjs", &Npm, RepositoryKind::Proxy, &moved)
+        .await
+        .unwrap();
+    assert!(
+        packages
+            .cache_entries("npmjs", &registry_core::Page::first(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        get(app, "/npm/npmjs/pad").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(get(app, tarball).await.status, StatusCode::NOT_FOUND);
+}
+
 /// Of two hosted members with the same version, the first's copy is the version: its
 /// metadata and its file, and when the firewall blocks it there, the version is blocked —
 /// never replaced by the second member's copy.

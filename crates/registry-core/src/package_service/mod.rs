@@ -255,6 +255,14 @@ impl Packages {
         self.metadata
             .set_package_repository_settings(name, settings)
             .await?;
+        // Another upstream is another registry: what was cached from the old one (documents,
+        // and files under its paths) is not this one's.
+        let base = |s: &RepositorySettings| s.upstream.as_ref().map(|u| u.base().to_owned());
+        if kind == RepositoryKind::Proxy && base(&repository.settings) != base(settings) {
+            self.proxy.forget_repository(name);
+            self.metadata.delete_cache_entries(name, None).await?;
+            self.proxy.forget_repository(name);
+        }
         repository.settings = settings.clone();
         self.configured
             .lock()

@@ -115,7 +115,10 @@ impl Packages {
     pub async fn delete_cache_entry(&self, repository: &str, path: &str) -> Result<bool> {
         self.proxy_repository(repository).await?;
         self.proxy.forget_repository(repository);
-        self.metadata.delete_cache_entry(repository, path).await
+        let deleted = self.metadata.delete_cache_entry(repository, path).await?;
+        // Again: a request meanwhile may have remembered what was being deleted.
+        self.proxy.forget_repository(repository);
+        Ok(deleted)
     }
 
     /// Deletes a proxy repository's cache entries — all, or those neither stored nor read
@@ -130,7 +133,13 @@ impl Packages {
             Timestamp(Timestamp::now().0.saturating_sub(millis))
         });
         self.proxy.forget_repository(repository);
-        self.metadata.delete_cache_entries(repository, since).await
+        let deleted = self
+            .metadata
+            .delete_cache_entries(repository, since)
+            .await?;
+        // Again: a request meanwhile may have remembered what was being deleted.
+        self.proxy.forget_repository(repository);
+        Ok(deleted)
     }
 
     /// Tries a proxy repository's upstream: asks it for the format's probe

@@ -279,6 +279,7 @@ impl ProxyState {
     pub(super) fn forget_repository(&self, repository: &str) {
         locked(&self.fresh).retain(|(r, _), _| r != repository);
         locked(&self.missing).retain(|(r, _), _| r != repository);
+        locked(&self.failed).retain(|(r, _), _| r != repository);
     }
 }
 
