@@ -362,24 +362,28 @@ async fn apply(repo: &Repo<'_>, change: &PackageUpdate) -> Result<(), Failure> {
         })
 }
 
-/// `DELETE /<name>[/-rev/<rev>]`: unpublishes the whole package. With a revision, every
-/// version goes in one transaction that first checks the package is still at that revision,
-/// so a version published meanwhile is never deleted unseen.
+/// `DELETE /<name>[/-rev/<rev>]`: unpublishes the package as the client was shown it. With a
+/// revision, its versions go in one transaction that first checks the package is still at
+/// that revision, so a version published meanwhile is never deleted unseen.
+///
+/// npm sends this too when `npm unpublish <name>@<version>` removes the last version it was
+/// shown: versions the firewall hides from clients were never shown, and stay (the admin API
+/// deletes a package whole).
 async fn delete_package(
     repo: &Repo<'_>,
     name: &str,
     rev: Option<&str>,
 ) -> Result<Response, Failure> {
     let stored = load_to_change(repo, name).await?;
-    check_rev(&load(repo, name).await?, rev)?;
-    // The whole package goes, versions the firewall hides from clients included.
+    let shown = load(repo, name).await?;
+    check_rev(&shown, rev)?;
     apply(
         repo,
         &PackageUpdate {
             repository: repo.name.clone(),
             name: name.to_owned(),
             expected_revision: Some(stored.revision.clone()),
-            delete_versions: stored.versions.iter().map(|v| v.version.clone()).collect(),
+            delete_versions: shown.versions.iter().map(|v| v.version.clone()).collect(),
             ..PackageUpdate::default()
         },
     )

@@ -1444,7 +1444,7 @@ async fn firewall_rules_of_a_member_apply_through_a_virtual_repository_and_chang
         )
         .await
         .unwrap();
-    for version in ["1.0.0", "2.0.0"] {
+    for version in ["1.0.0", "3.0.0-beta.1", "2.0.0"] {
         let bytes = tarball_of("tool", version);
         let put = send(
             app,
@@ -1482,12 +1482,17 @@ async fn firewall_rules_of_a_member_apply_through_a_virtual_repository_and_chang
     let tool = get(app, "/npm/all/tool").await.json();
     assert!(tool["versions"].get("2.0.0").is_none());
     assert_eq!(
+        tool["dist-tags"]["latest"], "1.0.0",
+        "latest moves to the release below, not to a pre-release above"
+    );
+    assert_eq!(
         get(app, "/npm/all/tool/-/tool-2.0.0.tgz").await.status,
         StatusCode::FORBIDDEN
     );
 
-    // A change computed from what the firewall shows still applies: npm unpublishes the whole
-    // package with the revision it was shown, and the hidden version goes with it.
+    // A change computed from what the firewall shows still applies: npm unpublishes the
+    // package with the revision it was shown (as it does when its last shown version is
+    // unpublished); the version it was never shown stays.
     let shown = get(app, "/npm/internal/tool").await.json();
     let rev = shown["_rev"].as_str().unwrap().to_owned();
     let deleted = send(
@@ -1498,15 +1503,24 @@ async fn firewall_rules_of_a_member_apply_through_a_virtual_repository_and_chang
     )
     .await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.message());
-    assert!(
-        proxy
-            .packages
-            .package_to_change(&Npm, "internal", "tool")
-            .await
-            .unwrap()
-            .is_none(),
-        "every version went, the hidden one too"
+    let left = proxy
+        .packages
+        .package_to_change(&Npm, "internal", "tool")
+        .await
+        .unwrap()
+        .expect("the hidden version stays");
+    let left: Vec<&str> = left.versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(left, ["2.0.0"]);
+    assert_eq!(
+        left_latest(&proxy.packages).await.as_deref(),
+        Some("2.0.0"),
+        "its tag stays too"
     );
+}
+
+async fn left_latest(packages: &Packages) -> Option<String> {
+    let package = packages.package_to_change(&Npm, "internal", "tool").await;
+    package.unwrap()?.tags.get("latest").cloned()
 }
 
 /// The collector and the proxy cache: a fetched file and its metadata are never collected while

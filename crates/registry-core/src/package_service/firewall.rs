@@ -283,22 +283,13 @@ impl Packages {
             }
         });
         if !removed.is_empty() {
-            let highest = package
-                .versions
-                .iter()
-                .filter(|v| v.status == crate::package::VersionStatus::Default)
-                .map(|v| v.version.clone())
-                .reduce(|a, b| match rules.compare_versions(&a, &b) {
-                    std::cmp::Ordering::Less => b,
-                    _ => a,
-                });
             package.tags.retain(|tag, version| {
                 if !removed.contains(version) {
                     return true;
                 }
-                match (&highest, tag.as_str()) {
-                    (Some(highest), "latest") => {
-                        version.clone_from(highest);
+                match (tag.as_str(), standing_in(rules, &package.versions, version)) {
+                    ("latest", Some(next)) => {
+                        *version = next;
                         true
                     }
                     _ => false,
@@ -537,4 +528,30 @@ fn stored(source: PolicySource, rule: &FirewallRule) -> Result<StoredPolicy> {
         source,
         document: serde_json::to_string(rule).map_err(Error::backend)?,
     })
+}
+
+/// The version `latest` moves to when the firewall blocks the one it named: the highest
+/// release not above it, else the lowest release above it, else the highest pre-release — a
+/// blocked `1.0.0` never sends clients to `2.0.0-beta` or to a newer major while `0.9.0` is
+/// there.
+fn standing_in(
+    rules: &dyn FormatRules,
+    versions: &[crate::package::PackageVersion],
+    blocked: &str,
+) -> Option<String> {
+    use std::cmp::Ordering::Greater;
+    let mut listed: Vec<&str> = versions
+        .iter()
+        .filter(|v| v.status == crate::package::VersionStatus::Default)
+        .map(|v| v.version.as_str())
+        .collect();
+    listed.sort_by(|a, b| rules.compare_versions(a, b));
+    let releases = || listed.iter().filter(|v| !rules.is_prerelease(v));
+    let above = |v: &&&str| rules.compare_versions(v, blocked) == Greater;
+    releases()
+        .filter(|v| !above(v))
+        .next_back()
+        .or_else(|| releases().find(above))
+        .or(listed.last())
+        .map(|v| (*v).to_owned())
 }

@@ -56,6 +56,14 @@ pub trait FormatRules: fmt::Debug + Send + Sync + 'static {
     /// sorts with it in a way that never fails.
     fn compare_versions(&self, a: &str, b: &str) -> Ordering;
 
+    /// Whether a stored version is a pre-release (`1.0.0-beta.1`, `1.0rc1`), which a tag the
+    /// firewall moves off a blocked version never lands on while a release is left. None by
+    /// default.
+    fn is_prerelease(&self, version: &str) -> bool {
+        let _ = version;
+        false
+    }
+
     /// How a publish adds to a version: a whole new version (npm), or files added to one
     /// (PyPI, Generic).
     fn publish_mode(&self) -> PublishMode;

@@ -788,6 +788,10 @@ impl registry_core::FormatRules for Npm {
         crate::order_by(|v| nodejs_semver::Version::parse(v), a, b)
     }
 
+    fn is_prerelease(&self, version: &str) -> bool {
+        nodejs_semver::Version::parse(version).is_ok_and(|v| v.is_prerelease())
+    }
+
     fn publish_mode(&self) -> registry_core::PublishMode {
         registry_core::PublishMode::NewVersion
     }

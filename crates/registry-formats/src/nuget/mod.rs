@@ -425,6 +425,11 @@ impl registry_core::FormatRules for Nuget {
         NuGetVersion::parse(version).map(|v| v.lower_normalized())
     }
 
+    /// A version with a release label (`1.0.0-beta`); build metadata is not one.
+    fn is_prerelease(&self, version: &str) -> bool {
+        version.split('+').next().is_some_and(|v| v.contains('-'))
+    }
+
     fn compare_versions(&self, a: &str, b: &str) -> Ordering {
         crate::order_by(NuGetVersion::parse, a, b)
     }

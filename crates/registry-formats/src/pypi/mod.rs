@@ -814,6 +814,10 @@ impl registry_core::FormatRules for Pypi {
         compare_versions(a, b)
     }
 
+    fn is_prerelease(&self, version: &str) -> bool {
+        is_prerelease(version)
+    }
+
     fn publish_mode(&self) -> registry_core::PublishMode {
         registry_core::PublishMode::AddFiles
     }
