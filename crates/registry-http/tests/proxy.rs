@@ -212,6 +212,14 @@ async fn upstream_handler(State(state): State<Arc<Upstream>>, request: Request) 
             Body::from_stream(stream).into_response()
         }
         "loop" => (StatusCode::FOUND, [(header::LOCATION, "/loop")]).into_response(),
+        // Redirected within the origin, and away from it (another host name, same machine).
+        "moved" => (StatusCode::FOUND, [(header::LOCATION, "/moved-here")]).into_response(),
+        "moved-here" => json_reply(packument(&base, "moved", &[("1.0.0", &good)])),
+        "away" => {
+            let port = host.rsplit(':').next().unwrap_or_default();
+            let location = format!("http://localhost:{port}/moved-here");
+            (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+        }
         "offsite" => json_reply(json!({
             "name": "offsite",
             "versions": {"1.0.0": {"name": "offsite", "version": "1.0.0", "dist": {
@@ -515,6 +523,11 @@ async fn upstreams_that_lie_drip_loop_or_never_end_are_refused_and_nothing_is_ca
         ("huge", StatusCode::BAD_GATEWAY, "over the limit"),
         ("drip", StatusCode::GATEWAY_TIMEOUT, "longer than 1 s"),
         ("loop", StatusCode::BAD_GATEWAY, "redirect"),
+        (
+            "away",
+            StatusCode::BAD_GATEWAY,
+            "away from the upstream's origin",
+        ),
     ];
     for (name, status, says) in cases {
         let reply = get(&proxy.app, &format!("/npm/npmjs/{name}")).await;
@@ -534,11 +547,14 @@ async fn upstreams_that_lie_drip_loop_or_never_end_are_refused_and_nothing_is_ca
             "{name} cached"
         );
     }
-    // Meanwhile other requests were answered: a good one still is.
+    // Meanwhile other requests were answered: a good one still is, and one redirected
+    // within the upstream's origin.
     assert_eq!(
         get(&proxy.app, "/npm/npmjs/pad").await.status,
         StatusCode::OK
     );
+    let moved = get(&proxy.app, "/npm/npmjs/moved").await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.message());
     // A file the metadata places on another host is not fetched.
     let offsite = get(&proxy.app, "/npm/npmjs/offsite/-/offsite-1.0.0.tgz").await;
     assert_eq!(offsite.status, StatusCode::BAD_GATEWAY);
