@@ -95,13 +95,13 @@ pub use package::{
     VersionStatus,
 };
 pub use package_service::{
-    BlobReader, ExtraDigests, FormatRules, PackageLimits, Packages, ProxyReport, Release,
+    BlobReader, ExtraDigests, FormatRules, PackageLimits, Packages, PathFile, ProxyReport, Release,
     StaleServe, StoredFile, UpstreamCheck, UpstreamFormat, UpstreamPackage, incoming_via,
     observe_proxy,
 };
 pub use proxy::{
-    CacheEntry, CacheEntryKind, DeclaredDigest, Fetched, ProxyCache, RemoteFile, Upstream,
-    UpstreamSettings, Validators,
+    CacheEntry, CacheEntryKind, DeclaredDigest, DigestAlgorithm, Fetched, ProxyCache, RemoteFile,
+    Upstream, UpstreamSettings, Validators,
 };
 pub use rules::{Actor, CleanupPolicy, NameRegex, TagChange, TagGuard, TagRule, TagRuleKind};
 pub use store::MetadataStore;

@@ -217,6 +217,38 @@ pub fn origin(url: &str) -> &str {
     }
 }
 
+/// An algorithm an upstream declares file digests with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DigestAlgorithm {
+    /// SHA-256.
+    Sha256,
+    /// SHA-512.
+    Sha512,
+    /// SHA-1.
+    Sha1,
+}
+
+impl DigestAlgorithm {
+    /// A declaration of `text`, a checksum file's content (`<hex>` and perhaps a file name
+    /// after it), when it holds a digest of this algorithm.
+    pub fn read_checksum(self, text: &str) -> Option<DeclaredDigest> {
+        let hex = text.split_whitespace().next()?.to_ascii_lowercase();
+        let length = match self {
+            DigestAlgorithm::Sha256 => 64,
+            DigestAlgorithm::Sha512 => 128,
+            DigestAlgorithm::Sha1 => 40,
+        };
+        if hex.len() != length || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(match self {
+            DigestAlgorithm::Sha256 => DeclaredDigest::Sha256(hex),
+            DigestAlgorithm::Sha512 => DeclaredDigest::Sha512(hex),
+            DigestAlgorithm::Sha1 => DeclaredDigest::Sha1(hex),
+        })
+    }
+}
+
 /// A digest the upstream's metadata declares for a file, checked when the file arrives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeclaredDigest {
@@ -272,6 +304,15 @@ pub struct Validators {
     pub etag: Option<String>,
     /// The `Last-Modified` last received.
     pub last_modified: Option<String>,
+}
+
+impl Validators {
+    /// The `Last-Modified` time, when it reads as an HTTP date.
+    pub fn last_modified_time(&self) -> Option<Timestamp> {
+        let time = httpdate::parse_http_date(self.last_modified.as_deref()?).ok()?;
+        let millis = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+        Some(Timestamp(i64::try_from(millis).ok()?))
+    }
 }
 
 /// An upstream's answer.
@@ -371,6 +412,9 @@ pub struct CacheEntry {
     pub declared: Option<String>,
     /// The validators the upstream sent with it.
     pub validators: Validators,
+    /// The digests computed while a file was stored, besides its SHA-256 (those of the
+    /// format's [`crate::ExtraDigests`]), which clients ask for beside it.
+    pub digests: crate::package::FileDigests,
     /// When the upstream last confirmed it (fetched, or answered `304`).
     pub checked_at: Timestamp,
     /// When it was stored (fetched anew).

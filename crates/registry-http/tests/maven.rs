@@ -397,3 +397,155 @@ async fn what_mvn_never_sends_is_refused_and_versions_delete() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A proxy of another Maven repository (here: this registry's hosted one, on loopback), read
+/// through a virtual repository: metadata from the upstream's `maven-metadata.xml`, files by
+/// path verified against the checksum beside each (kept with every digest mvn asks for), served
+/// from the cache once the upstream is gone; a file that does not match its checksum is
+/// refused and not kept; the firewall's rules apply to Maven coordinates.
+#[tokio::test]
+async fn a_proxy_of_a_maven_repository_verifies_files_by_their_checksums_and_keeps_them() {
+    use registry_core::{OciRegistry, RepositoryKind, RepositorySettings, UpstreamSettings};
+    use registry_formats::maven::Maven;
+    use registry_http::serve::{RunningRegistry, ServerSettings};
+
+    // The upstream: a hosted repository with a release of a jar bigger than any buffer.
+    let (upstream_app, _) = setup();
+    let jar: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    deploy(
+        &upstream_app,
+        "com/example/hello/1.0",
+        "hello-1.0",
+        "1.0",
+        &jar,
+    )
+    .await;
+    let upstream = RunningRegistry::serve_app(upstream_app, ServerSettings::default())
+        .await
+        .unwrap();
+    // A liar: its checksum file does not match the jar.
+    let liar = Router::new().fallback(|request: Request<Body>| async move {
+        let path = request.uri().path().to_owned();
+        match path.as_str() {
+            "/com/example/liar/maven-metadata.xml" => (StatusCode::OK, {
+                "<metadata><groupId>com.example</groupId><artifactId>liar</artifactId>\
+                 <versioning><versions><version>1.0</version></versions></versioning></metadata>"
+                    .as_bytes()
+                    .to_vec()
+            }),
+            "/com/example/liar/1.0/liar-1.0.jar.sha1" => {
+                (StatusCode::OK, sha1_hex(b"other bytes").into_bytes())
+            }
+            "/com/example/liar/1.0/liar-1.0.jar" => (StatusCode::OK, b"the jar".to_vec()),
+            _ => (StatusCode::NOT_FOUND, Vec::new()),
+        }
+    });
+    let liar = RunningRegistry::serve_app(liar, ServerSettings::default())
+        .await
+        .unwrap();
+
+    let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(MemoryBlobStore::new());
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let packages = Packages::new(Arc::clone(&blobs), Arc::clone(&metadata));
+    for (name, url) in [
+        (
+            "central",
+            format!("http://{}/maven/releases", upstream.host()),
+        ),
+        ("lies", format!("http://{}", liar.host())),
+    ] {
+        let settings = RepositorySettings {
+            upstream: Some(UpstreamSettings::new(url)),
+            ..RepositorySettings::default()
+        };
+        packages
+            .configure_repository(name, &Maven, RepositoryKind::Proxy, &settings)
+            .await
+            .unwrap();
+    }
+    packages
+        .configure_repository(
+            "internal",
+            &Maven,
+            RepositoryKind::Hosted,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let all = RepositorySettings {
+        members: vec!["internal".into(), "central".into(), "lies".into()],
+        ..RepositorySettings::default()
+    };
+    packages
+        .configure_repository("all", &Maven, RepositoryKind::Virtual, &all)
+        .await
+        .unwrap();
+    let app =
+        registry_http::app::Application::new(OciRegistry::new(blobs, metadata), packages.clone())
+            .router();
+    let get = |path: String| {
+        let app = app.clone();
+        async move {
+            let request = Request::get(format!("/maven/{path}"))
+                .body(Body::empty())
+                .unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, body.to_vec())
+        }
+    };
+    let dir = "com/example/hello/1.0";
+    let (status, xml) = get("all/com/example/hello/maven-metadata.xml".into()).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&xml));
+    assert!(String::from_utf8_lossy(&xml).contains("<version>1.0</version>"));
+    let (status, body) = get(format!("all/{dir}/hello-1.0.jar")).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(body == jar, "the jar's bytes");
+    for (suffix, expected) in [
+        ("sha1", sha1_hex(&jar)),
+        ("md5", hex::encode(<md5::Md5 as md5::Digest>::digest(&jar))),
+        ("sha256", hex::encode(sha2::Sha256::digest(&jar))),
+        ("sha512", hex::encode(sha2::Sha512::digest(&jar))),
+    ] {
+        let (status, body) = get(format!("all/{dir}/hello-1.0.jar.{suffix}")).await;
+        assert_eq!(status, StatusCode::OK, "{suffix}");
+        assert_eq!(String::from_utf8_lossy(&body), expected, "{suffix}");
+    }
+    let (status, _) = get(format!("central/{dir}/hello-1.0.pom")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get(format!("central/{dir}/hello-1.0-sources.jar")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not upstream either");
+
+    // The liar's jar does not match its checksum: refused, nothing kept.
+    let (status, body) = get("lies/com/example/liar/1.0/liar-1.0.jar".into()).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(
+        String::from_utf8_lossy(&body).contains("does not match"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let kept = packages
+        .cache_entries("lies", &registry_core::Page::first(10))
+        .await
+        .unwrap();
+    assert!(kept.iter().all(|e| !e.path.ends_with(".jar")), "{kept:?}");
+
+    // The upstream gone: what was fetched is served from the cache.
+    upstream.stop().await.unwrap();
+    let (status, body) = get(format!("all/{dir}/hello-1.0.jar")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == jar);
+    let (status, _) = get(format!("all/{dir}/hello-1.0.jar.sha1")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The firewall by Maven coordinates, through the virtual repository too.
+    let rule: registry_core::FirewallRule =
+        serde_json::from_value(serde_json::json!({"name": "no-hello",
+            "deny": ["pkg:maven/com.example/hello@1.0"]}))
+        .unwrap();
+    packages.put_firewall_rule(&rule).await.unwrap();
+    let (status, body) = get(format!("all/{dir}/hello-1.0.jar")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&body).contains("no-hello"));
+}

@@ -129,6 +129,16 @@ pub trait UpstreamFormat: Send + Sync {
         64 << 20
     }
 
+    /// Where the upstream serves a file of version `version` of the package stored as `key`
+    /// that its metadata document does not list, and the checksum files beside it that
+    /// declare its digest (Maven: `<file>.sha512`, `.sha256`, `.sha1`); `None` (the default)
+    /// where every file must be listed, or for a file that may change upstream (a Maven
+    /// SNAPSHOT's file without a build number).
+    fn path_file(&self, key: &str, version: &str, file: &str) -> Option<PathFile> {
+        let _ = (key, version, file);
+        None
+    }
+
     /// Reads the metadata document of the package stored as `key`, fetched from the upstream
     /// at `base` (its URL without a trailing `/`). Versions and tags the document holds but
     /// the format refuses are left out; a document that is not one at all, or names another
@@ -136,6 +146,17 @@ pub trait UpstreamFormat: Send + Sync {
     ///
     /// Errors: [`crate::Error::PackageInvalid`] saying what is wrong with the document.
     fn parse_metadata(&self, key: &str, document: &[u8], base: &str) -> Result<UpstreamPackage>;
+}
+
+/// A file an upstream serves by path, whose digest a checksum file beside it declares
+/// ([`UpstreamFormat::path_file`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathFile {
+    /// Its path below the upstream's base URL.
+    pub path: String,
+    /// The checksum files that may declare its digest, strongest first: the algorithm and
+    /// the path below the upstream's base URL.
+    pub checksums: Vec<(crate::proxy::DigestAlgorithm, String)>,
 }
 
 /// What an upstream's metadata document says about a package.

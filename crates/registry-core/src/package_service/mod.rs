@@ -37,7 +37,7 @@ use crate::values::{Page, Timestamp};
 
 pub use files::{BlobReader, StoredFile};
 pub use firewall::{DEFAULT_AUDIT_RETENTION, MAX_FIREWALL_RULES};
-pub use format::{ExtraDigests, FormatRules, UpstreamFormat, UpstreamPackage};
+pub use format::{ExtraDigests, FormatRules, PathFile, UpstreamFormat, UpstreamPackage};
 pub use operations::Release;
 pub use proxy::{ProxyReport, StaleServe, UpstreamCheck, incoming_via, observe_proxy};
 

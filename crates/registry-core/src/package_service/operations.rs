@@ -178,21 +178,17 @@ impl Packages {
                 Ok(found)
             }
             Source::Proxy(found) => {
-                let Some(package) = self.upstream_package(rules, &found, &key).await? else {
-                    return Ok(None);
-                };
-                let Some(remote) = package
-                    .files
-                    .iter()
-                    .find(|f| f.name == file && version.as_deref().is_none_or(|v| f.version == v))
-                else {
-                    return Ok(None);
-                };
-                // Checked before anything is fetched: a blocked version's file never is.
-                self.guard_upstream(rules, &[repository], &package, &remote.version)
-                    .await?;
-                let stored = self.upstream_file(rules, &found, remote).await?;
-                Ok(Some((remote.version.clone(), stored)))
+                let package = self.upstream_package(rules, &found, &key).await?;
+                self.proxied_file(
+                    rules,
+                    &[repository],
+                    &found,
+                    package.as_deref(),
+                    &key,
+                    version.as_deref(),
+                    file,
+                )
+                .await
             }
             Source::Virtual(found) => {
                 self.virtual_file(rules, repository, &found, &key, version.as_deref(), file)

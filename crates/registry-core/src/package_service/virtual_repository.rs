@@ -177,17 +177,16 @@ impl Packages {
                 Ok(None)
             }
             Some(Provider::Proxy(member, package)) => {
-                let Some(remote) = package
-                    .files
-                    .iter()
-                    .find(|f| f.name == file && version.is_none_or(|v| f.version == v))
-                else {
-                    return Ok(None);
-                };
-                self.guard_upstream(rules, &[&member.name, read_as], &package, &remote.version)
-                    .await?;
-                let stored = self.upstream_file(rules, &member, remote).await?;
-                Ok(Some((remote.version.clone(), stored)))
+                self.proxied_file(
+                    rules,
+                    &[&member.name, read_as],
+                    &member,
+                    Some(&package),
+                    key,
+                    version,
+                    file,
+                )
+                .await
             }
         }
     }

@@ -27,23 +27,23 @@ pub struct PomCoordinates {
     pub packaging: String,
 }
 
-/// Reads the coordinates of a pom: `<project>`'s own `groupId`, `artifactId`, `version` and
-/// `packaging`, the group and version inherited from `<parent>` when absent.
+/// Walks an XML document of one root element, handing every element's path (local names,
+/// the root first) and text (text, CDATA and character references together, trimmed) to
+/// `element` as it closes. `what` names the document in errors.
 ///
-/// Errors ([`registry_core::Error::PackageInvalid`]): over [`MAX_POM_SIZE`], not XML, no
-/// `<project>`, or a coordinate missing.
-pub fn pom_coordinates(pom: &[u8]) -> Result<PomCoordinates> {
-    if pom.len() > MAX_POM_SIZE {
-        return Err(invalid(format!("the pom is over {MAX_POM_SIZE} bytes")));
-    }
-    let bad = |e: &dyn std::fmt::Display| invalid(format!("the pom is not XML: {e}"));
-    let mut reader = quick_xml::Reader::from_reader(pom);
+/// Errors ([`registry_core::Error::PackageInvalid`]): not XML, nested over 64 deep, an
+/// undefined entity, an empty root, content after the root, no complete root — or what
+/// `element` refuses.
+fn walk_elements(
+    xml: &[u8],
+    what: &str,
+    mut element: impl FnMut(&[&str], &str) -> Result<()>,
+) -> Result<()> {
+    let bad = |e: &dyn std::fmt::Display| invalid(format!("{what} is not XML: {e}"));
+    let mut reader = quick_xml::Reader::from_reader(xml);
     reader.config_mut().check_end_names = true;
     let mut path: Vec<String> = Vec::new();
-    // The text of the element being read: text, CDATA and character references together.
     let mut text = String::new();
-    let mut own: BTreeMap<&'static str, String> = BTreeMap::new();
-    let mut parent: BTreeMap<&'static str, String> = BTreeMap::new();
     let mut closed = false;
     let mut buffer = Vec::new();
     loop {
@@ -51,10 +51,12 @@ pub fn pom_coordinates(pom: &[u8]) -> Result<PomCoordinates> {
         match event {
             Event::Start(start) => {
                 if path.len() > 64 {
-                    return Err(invalid("the pom nests too deeply"));
+                    return Err(invalid(format!("{what} nests too deeply")));
                 }
                 if closed {
-                    return Err(invalid("the pom has content after </project>"));
+                    return Err(invalid(format!(
+                        "{what} has content after its root element"
+                    )));
                 }
                 path.push(String::from_utf8_lossy(start.local_name().as_ref()).into_owned());
                 text.clear();
@@ -72,7 +74,7 @@ pub fn pom_coordinates(pom: &[u8]) -> Result<PomCoordinates> {
                         "quot" => '"',
                         other => {
                             return Err(invalid(format!(
-                                "the pom refers to the undefined entity &{other};"
+                                "{what} refers to the undefined entity &{other};"
                             )));
                         }
                     },
@@ -81,31 +83,15 @@ pub fn pom_coordinates(pom: &[u8]) -> Result<PomCoordinates> {
             }
             Event::End(_) => {
                 let names: Vec<&str> = path.iter().map(String::as_str).collect();
-                let (target, name) = match names.as_slice() {
-                    ["project", name] => (Some(&mut own), *name),
-                    ["project", "parent", name] => (Some(&mut parent), *name),
-                    _ => (None, ""),
-                };
-                let key = match name {
-                    "groupId" => Some("groupId"),
-                    "artifactId" => Some("artifactId"),
-                    "version" => Some("version"),
-                    "packaging" => Some("packaging"),
-                    _ => None,
-                };
-                if let (Some(target), Some(key)) = (target, key)
-                    && target.insert(key, text.trim().to_owned()).is_some()
-                {
-                    return Err(invalid(format!("the pom declares its {key} twice")));
-                }
+                element(&names, text.trim())?;
                 text.clear();
-                if names == ["project"] {
+                if names.len() == 1 {
                     closed = true;
                 }
                 path.pop();
             }
             Event::Empty(_) if path.is_empty() => {
-                return Err(invalid("the pom's <project> is empty"));
+                return Err(invalid(format!("{what}'s root element is empty")));
             }
             Event::Eof => break,
             _ => {}
@@ -113,6 +99,45 @@ pub fn pom_coordinates(pom: &[u8]) -> Result<PomCoordinates> {
         buffer.clear();
     }
     if !closed {
+        return Err(invalid(format!("{what} has no complete root element")));
+    }
+    Ok(())
+}
+
+/// Reads the coordinates of a pom: `<project>`'s own `groupId`, `artifactId`, `version` and
+/// `packaging`, the group and version inherited from `<parent>` when absent.
+///
+/// Errors ([`registry_core::Error::PackageInvalid`]): over [`MAX_POM_SIZE`], not XML, no
+/// `<project>`, or a coordinate missing.
+pub fn pom_coordinates(pom: &[u8]) -> Result<PomCoordinates> {
+    if pom.len() > MAX_POM_SIZE {
+        return Err(invalid(format!("the pom is over {MAX_POM_SIZE} bytes")));
+    }
+    let mut own: BTreeMap<&'static str, String> = BTreeMap::new();
+    let mut parent: BTreeMap<&'static str, String> = BTreeMap::new();
+    let mut project = false;
+    walk_elements(pom, "the pom", |names, text| {
+        project |= names == ["project"];
+        let (target, name) = match names {
+            ["project", name] => (Some(&mut own), *name),
+            ["project", "parent", name] => (Some(&mut parent), *name),
+            _ => (None, ""),
+        };
+        let key = match name {
+            "groupId" => Some("groupId"),
+            "artifactId" => Some("artifactId"),
+            "version" => Some("version"),
+            "packaging" => Some("packaging"),
+            _ => None,
+        };
+        if let (Some(target), Some(key)) = (target, key)
+            && target.insert(key, text.to_owned()).is_some()
+        {
+            return Err(invalid(format!("the pom declares its {key} twice")));
+        }
+        Ok(())
+    })?;
+    if !project {
         return Err(invalid("the pom has no complete <project>"));
     }
     let take = |key: &'static str, inherit: bool| {
@@ -131,6 +156,72 @@ pub fn pom_coordinates(pom: &[u8]) -> Result<PomCoordinates> {
             .cloned()
             .unwrap_or_else(|| "jar".to_owned()),
     })
+}
+
+/// What an artifact-level `maven-metadata.xml` says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArtifactMetadata {
+    /// `groupId`, when given.
+    pub group: Option<String>,
+    /// `artifactId`, when given.
+    pub artifact: Option<String>,
+    /// `versioning/versions/version`, in document order.
+    pub versions: Vec<String>,
+    /// `versioning/lastUpdated` (`yyyyMMddHHmmss`, UTC) in milliseconds since the epoch.
+    pub last_updated_ms: Option<i64>,
+}
+
+/// The most versions an artifact-level `maven-metadata.xml` may list.
+pub const MAX_LISTED_VERSIONS: usize = 100_000;
+
+/// Reads an artifact-level `maven-metadata.xml` (as an upstream repository serves it).
+///
+/// Errors ([`registry_core::Error::PackageInvalid`]): not XML, not `<metadata>`, or more than
+/// [`MAX_LISTED_VERSIONS`] versions.
+pub fn read_artifact_metadata(xml: &[u8]) -> Result<ArtifactMetadata> {
+    let mut read = ArtifactMetadata::default();
+    let mut root = None;
+    walk_elements(xml, "maven-metadata.xml", |names, text| {
+        root.get_or_insert_with(|| names[0].to_owned());
+        match names {
+            ["metadata", "groupId"] => read.group = Some(text.to_owned()),
+            ["metadata", "artifactId"] => read.artifact = Some(text.to_owned()),
+            ["metadata", "versioning", "versions", "version"] => {
+                if read.versions.len() >= MAX_LISTED_VERSIONS {
+                    return Err(invalid(format!(
+                        "maven-metadata.xml lists over {MAX_LISTED_VERSIONS} versions"
+                    )));
+                }
+                read.versions.push(text.to_owned());
+            }
+            ["metadata", "versioning", "lastUpdated"] => {
+                read.last_updated_ms = parse_last_updated(text);
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if root.as_deref() != Some("metadata") {
+        return Err(invalid("maven-metadata.xml is not a <metadata> document"));
+    }
+    Ok(read)
+}
+
+/// `yyyyMMddHHmmss` (UTC) in milliseconds since the epoch.
+fn parse_last_updated(text: &str) -> Option<i64> {
+    if text.len() != 14 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let rfc3339 = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &text[..4],
+        &text[4..6],
+        &text[6..8],
+        &text[8..10],
+        &text[10..12],
+        &text[12..14]
+    );
+    crate::rfc3339(&rfc3339).map(|t| t.0)
 }
 
 /// `lastUpdated`'s form, `yyyyMMddHHmmss` (UTC), of a time in milliseconds since the epoch.

@@ -9,6 +9,7 @@
 //!   (artifact level, SNAPSHOT version level) rebuilt from what is stored.
 
 pub mod metadata;
+mod upstream;
 pub mod version;
 
 use registry_core::{Error, Result};
@@ -516,6 +517,14 @@ impl registry_core::FormatRules for Maven {
 
     fn replaceable(&self, version: &str) -> bool {
         version.ends_with("-SNAPSHOT")
+    }
+
+    fn is_prerelease(&self, version: &str) -> bool {
+        version.ends_with("-SNAPSHOT")
+    }
+
+    fn upstream(&self) -> Option<&dyn registry_core::UpstreamFormat> {
+        Some(self)
     }
 
     fn extra_digests(&self) -> registry_core::ExtraDigests {

@@ -18,6 +18,14 @@ fn entry(path: &str, kind: CacheEntryKind, blob: &BlobRef, at: i64) -> CacheEntr
             etag: Some(format!("\"{path}\"")),
             last_modified: None,
         },
+        digests: match kind {
+            CacheEntryKind::File => registry_core::FileDigests {
+                sha1: Some(format!("sha1 of {path}")),
+                md5: Some(format!("md5 of {path}")),
+                ..Default::default()
+            },
+            CacheEntryKind::Metadata => Default::default(),
+        },
         checked_at: Timestamp(at),
         created_at: Timestamp(at),
         downloads: 0,
@@ -128,6 +136,11 @@ pub async fn metadata_proxy_cache(store: SharedMetadataStore) {
     assert_eq!(
         (file.downloads, file.last_download),
         (5, Some(Timestamp(5_000)))
+    );
+    assert_eq!(
+        file.digests,
+        entry("pad/-/pad-1.0.0.tgz", CacheEntryKind::File, &tarball, 0).digests,
+        "the digests computed while it was stored"
     );
     store
         .put_cache_entry(&entry("zzz", CacheEntryKind::Metadata, &doc1, 1_000))

@@ -11,7 +11,8 @@ use sqlx::any::AnyRow;
 use super::{SqlMetadataStore, blob_review, corrupt, db_error, digest_column, get, queue, to_i64};
 
 const ENTRY_COLUMNS: &str = "repository, path, kind, blob_digest, blob_size, declared, etag, \
-                             last_modified, checked_at, created_at, downloads, last_download";
+                             last_modified, checked_at, created_at, downloads, last_download, \
+                             digests";
 
 fn entry_row(row: &AnyRow) -> Result<CacheEntry> {
     let kind: String = get(row, "kind")?;
@@ -28,6 +29,10 @@ fn entry_row(row: &AnyRow) -> Result<CacheEntry> {
         validators: Validators {
             etag: get(row, "etag")?,
             last_modified: get(row, "last_modified")?,
+        },
+        digests: {
+            let digests: String = get(row, "digests")?;
+            serde_json::from_str(&digests).map_err(|_| corrupt("digests", &digests))?
         },
         checked_at: Timestamp(get(row, "checked_at")?),
         created_at: Timestamp(get(row, "created_at")?),
@@ -119,10 +124,10 @@ impl ProxyCache for SqlMetadataStore {
         .map_err(db_error)?;
         sqlx::query(&format!(
             "INSERT INTO proxy_cache ({ENTRY_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (repository, path) DO UPDATE SET kind = excluded.kind, \
              blob_digest = excluded.blob_digest, blob_size = excluded.blob_size, \
-             declared = excluded.declared, etag = excluded.etag, \
+             declared = excluded.declared, etag = excluded.etag, digests = excluded.digests, \
              last_modified = excluded.last_modified, checked_at = excluded.checked_at, \
              created_at = excluded.created_at"
         ))
@@ -138,6 +143,7 @@ impl ProxyCache for SqlMetadataStore {
         .bind(entry.created_at.0)
         .bind(to_i64(entry.downloads)?)
         .bind(entry.last_download.map(|t| t.0))
+        .bind(serde_json::to_string(&entry.digests).map_err(registry_core::Error::backend)?)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;

@@ -16,9 +16,10 @@ use super::{
 };
 use crate::blob::ByteStream;
 use crate::error::{Error, Result};
-use crate::package::{PackageFile, PackageRepository};
-use crate::package_service::format::ExtraDigests;
+use crate::package::{PackageFile, PackageRepository, PackageVersion, VersionStatus};
+use crate::package_service::format::{ExtraDigests, PathFile, UpstreamPackage};
 use crate::proxy::{DeclaredDigest, Fetched, RemoteFile, UpstreamSettings, Validators};
+use crate::values::Timestamp;
 
 /// The least a file's body must bring per timeout window once it has started.
 const MIN_BYTES_PER_WINDOW: u64 = 1024;
@@ -132,15 +133,144 @@ fn guarded_body(
 }
 
 impl Packages {
+    /// A file of a proxy repository (`member`, read through `repositories`: the proxy, and a
+    /// virtual repository over it): the one its upstream's metadata (`package`) lists, else
+    /// one the format addresses by path with a checksum file beside it
+    /// ([`crate::UpstreamFormat::path_file`]); with its version. Checked against the
+    /// firewall before anything is fetched. `None` when the upstream has no such file.
+    pub(in crate::package_service) async fn proxied_file(
+        &self,
+        rules: &dyn FormatRules,
+        repositories: &[&str],
+        member: &PackageRepository,
+        package: Option<&UpstreamPackage>,
+        key: &str,
+        version: Option<&str>,
+        file: &str,
+    ) -> Result<Option<(String, PackageFile)>> {
+        let listed = package.and_then(|p| {
+            p.files
+                .iter()
+                .find(|f| f.name == file && version.is_none_or(|v| f.version == v))
+        });
+        if let (Some(package), Some(remote)) = (package, listed) {
+            // Checked before anything is fetched: a blocked version's file never is.
+            self.guard_upstream(rules, repositories, package, &remote.version)
+                .await?;
+            let entry = self.upstream_file(rules, member, remote).await?;
+            return Ok(Some((remote.version.clone(), served(&remote.name, entry))));
+        }
+        let (format, settings) = proxy_parts(rules, member)?;
+        let Some((version, path_file)) =
+            version.and_then(|v| Some((v, format.path_file(key, v, file)?)))
+        else {
+            return Ok(None);
+        };
+        // What depends on the name and version only, before anything is fetched; the
+        // version's age once the file says when it was published (its `Last-Modified`).
+        let listed_version = package.and_then(|p| p.package.version(version));
+        let mut checked = listed_version.cloned().unwrap_or_else(|| PackageVersion {
+            version: version.to_owned(),
+            status: VersionStatus::Default,
+            metadata: "{}".to_owned(),
+            files: Vec::new(),
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        });
+        self.check_version(rules, repositories, key, &checked, true, "download")
+            .await?;
+        let name = &member.name;
+        let cached = self.metadata.cache_entry(name, &path_file.path).await?;
+        let entry = match cached {
+            Some(entry) if entry.kind != CacheEntryKind::File => {
+                return Err(kind_conflict(settings, &path_file.path));
+            }
+            Some(entry) => {
+                record(|r| r.hits += 1);
+                self.count_download(name, &path_file.path);
+                entry
+            }
+            None => {
+                let Some(digest) = self.declared_checksum(settings, &path_file).await? else {
+                    return Ok(None);
+                };
+                let remote = RemoteFile {
+                    version: version.to_owned(),
+                    name: file.to_owned(),
+                    url: format!("{}/{}", settings.base(), path_file.path),
+                    digest,
+                };
+                self.upstream_file(rules, member, &remote).await?
+            }
+        };
+        checked.created_at = entry
+            .validators
+            .last_modified_time()
+            .unwrap_or(entry.created_at);
+        self.check_version(rules, repositories, key, &checked, true, "download")
+            .await?;
+        Ok(Some((version.to_owned(), served(file, entry))))
+    }
+
+    /// The digest a path file's checksum files declare: the first of them the upstream has;
+    /// `None` when the file itself is missing (no checksum file either).
+    async fn declared_checksum(
+        &self,
+        settings: &UpstreamSettings,
+        file: &PathFile,
+    ) -> Result<Option<DeclaredDigest>> {
+        for (algorithm, path) in &file.checksums {
+            let url = format!("{}/{path}", settings.base());
+            let what = format!("fetching {path}");
+            let answer = self
+                .ask_upstream(settings, &url, "*/*", &Validators::default(), &what)
+                .await;
+            let body = match counted(answer)? {
+                Fetched::Found { body, length, .. } => {
+                    let read = self.read_metadata_body(body, length, MAX_CHECKSUM, settings);
+                    tokio::time::timeout(settings.timeout(), read)
+                        .await
+                        .unwrap_or_else(|_| Err(super::timed_out(settings, &what)))?
+                }
+                Fetched::NotFound => continue,
+                Fetched::NotModified => return Err(unasked_304(settings, path)),
+            };
+            let text = String::from_utf8_lossy(&body);
+            return match algorithm.read_checksum(&text) {
+                Some(digest) => Ok(Some(digest)),
+                None => Err(upstream_error(
+                    settings,
+                    format!("{path} holds no {algorithm:?} checksum"),
+                )),
+            };
+        }
+        // No checksum: is the file there at all? Without a declared digest it is not taken.
+        let url = format!("{}/{}", settings.base(), file.path);
+        let what = format!("fetching {}", file.path);
+        match self
+            .ask_upstream(settings, &url, "*/*", &Validators::default(), &what)
+            .await?
+        {
+            Fetched::NotFound => Ok(None),
+            _ => Err(upstream_error(
+                settings,
+                format!(
+                    "it serves {} without a checksum file beside it, so it cannot be verified",
+                    file.path
+                ),
+            )),
+        }
+    }
+
     /// A file a proxy repository's upstream declares: the cached copy when it was verified
     /// against the same declaration, else fetched now (one request per file at a time),
     /// verified, and kept.
-    pub(in crate::package_service) async fn upstream_file(
+    async fn upstream_file(
         &self,
         rules: &dyn FormatRules,
         repository: &PackageRepository,
         remote: &RemoteFile,
-    ) -> Result<PackageFile> {
+    ) -> Result<CacheEntry> {
         let (_, settings) = proxy_parts(rules, repository)?;
         let path = remote_path(settings, &remote.url)?;
         let declared = remote.digest.as_text();
@@ -155,6 +285,14 @@ impl Packages {
         let mut entry = self.metadata.cache_entry(name, &path).await?;
         let mut fetched = false;
         if !usable(entry.as_ref())? {
+            // The declared algorithm's digest, and those the format serves beside its files.
+            let extra = ExtraDigests {
+                sha512: rules.extra_digests().sha512
+                    || matches!(remote.digest, DeclaredDigest::Sha512(_)),
+                sha1: rules.extra_digests().sha1
+                    || matches!(remote.digest, DeclaredDigest::Sha1(_)),
+                ..rules.extra_digests()
+            };
             // Fetched by a task of its own, which finishes (and keeps the file) even when the
             // client gives up first: a large file on a slow link is cached for the retry.
             let task = {
@@ -183,7 +321,10 @@ impl Packages {
                     if let Some(failure) = this.proxy.recent_failure(&key) {
                         return Err(failure);
                     }
-                    match this.fetch_file(&repository, settings, &remote, &path).await {
+                    let fetched = this
+                        .fetch_file(&repository, settings, (&remote, extra), &path)
+                        .await;
+                    match fetched {
                         Ok(fetched) => {
                             this.proxy.forget_failure(&key);
                             Ok((fetched, true))
@@ -210,23 +351,15 @@ impl Packages {
             true => r.misses += 1,
             false => r.hits += 1,
         });
-        let entry = entry.expect("a cached or fetched file");
         self.count_download(name, &path);
-        Ok(PackageFile {
-            name: remote.name.clone(),
-            blob: entry.blob,
-            digests: Default::default(),
-            sidecar: None,
-            attributes: Default::default(),
-            created_at: entry.created_at,
-        })
+        Ok(entry.expect("a cached or fetched file"))
     }
 
     async fn fetch_file(
         &self,
         repository: &PackageRepository,
         settings: &UpstreamSettings,
-        remote: &RemoteFile,
+        (remote, extra): (&RemoteFile, ExtraDigests),
         path: &str,
     ) -> Result<CacheEntry> {
         let fetched = self
@@ -259,11 +392,6 @@ impl Packages {
                 ));
             }
             Fetched::NotModified => return Err(unasked_304(settings, path)),
-        };
-        let extra = ExtraDigests {
-            sha512: matches!(remote.digest, DeclaredDigest::Sha512(_)),
-            sha1: matches!(remote.digest, DeclaredDigest::Sha1(_)),
-            ..ExtraDigests::default()
         };
         let failure = Arc::new(Mutex::new(None));
         let body = guarded_body(body, settings, path, Arc::clone(&failure));
@@ -307,7 +435,7 @@ impl Packages {
         {
             return Err(kind_conflict(settings, path));
         }
-        let entry = new_entry(
+        let mut entry = new_entry(
             &repository.name,
             path,
             CacheEntryKind::File,
@@ -315,8 +443,24 @@ impl Packages {
             Some(remote.digest.as_text()),
             validators,
         );
+        entry.digests = stored.digests;
         self.metadata.put_cache_entry(&entry).await?;
         Ok(entry)
+    }
+}
+
+/// The largest checksum file read (a hex digest, perhaps a file name after it).
+const MAX_CHECKSUM: u64 = 1024;
+
+/// A cached file as the routers serve it, under the name it is read by.
+fn served(name: &str, entry: CacheEntry) -> PackageFile {
+    PackageFile {
+        name: name.to_owned(),
+        blob: entry.blob,
+        digests: entry.digests,
+        sidecar: None,
+        attributes: Default::default(),
+        created_at: entry.created_at,
     }
 }
 

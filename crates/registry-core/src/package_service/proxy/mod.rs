@@ -345,6 +345,7 @@ fn new_entry(
         blob,
         declared,
         validators,
+        digests: Default::default(),
         checked_at: now,
         created_at: now,
         downloads: 0,
