@@ -549,8 +549,7 @@ fn standing_in(
     let releases = || listed.iter().filter(|v| !rules.is_prerelease(v));
     let above = |v: &&&str| rules.compare_versions(v, blocked) == Greater;
     releases()
-        .filter(|v| !above(v))
-        .next_back()
+        .rfind(|v| !above(v))
         .or_else(|| releases().find(above))
         .or(listed.last())
         .map(|v| (*v).to_owned())

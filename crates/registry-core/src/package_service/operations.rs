@@ -184,9 +184,7 @@ impl Packages {
                     &[repository],
                     &found,
                     package.as_deref(),
-                    &key,
-                    version.as_deref(),
-                    file,
+                    (&key, version.as_deref(), file),
                 )
                 .await
             }

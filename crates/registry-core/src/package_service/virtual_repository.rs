@@ -182,9 +182,7 @@ impl Packages {
                     &[&member.name, read_as],
                     &member,
                     Some(&package),
-                    key,
-                    version,
-                    file,
+                    (key, version, file),
                 )
                 .await
             }

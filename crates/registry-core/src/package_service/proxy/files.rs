@@ -134,7 +134,8 @@ fn guarded_body(
 
 impl Packages {
     /// A file of a proxy repository (`member`, read through `repositories`: the proxy, and a
-    /// virtual repository over it): the one its upstream's metadata (`package`) lists, else
+    /// virtual repository over it) — the package stored as `key`, a version, a file name —:
+    /// the one its upstream's metadata (`package`) lists, else
     /// one the format addresses by path with a checksum file beside it
     /// ([`crate::UpstreamFormat::path_file`]); with its version. Checked against the
     /// firewall before anything is fetched. `None` when the upstream has no such file.
@@ -144,9 +145,7 @@ impl Packages {
         repositories: &[&str],
         member: &PackageRepository,
         package: Option<&UpstreamPackage>,
-        key: &str,
-        version: Option<&str>,
-        file: &str,
+        (key, version, file): (&str, Option<&str>, &str),
     ) -> Result<Option<(String, PackageFile)>> {
         let listed = package.and_then(|p| {
             p.files
