@@ -133,12 +133,11 @@ fn guarded_body(
 }
 
 impl Packages {
-    /// A file of a proxy repository (`member`, read through `repositories`: the proxy, and a
-    /// virtual repository over it) — the package stored as `key`, a version, a file name —:
-    /// the one its upstream's metadata (`package`) lists, else
-    /// one the format addresses by path with a checksum file beside it
-    /// ([`crate::UpstreamFormat::path_file`]); with its version. Checked against the
-    /// firewall before anything is fetched. `None` when the upstream has no such file.
+    /// A file (package key, version, file name) of a proxy repository `member`, read through
+    /// `repositories` (the proxy, and a virtual repository over it): the one its upstream's
+    /// metadata (`package`) lists, else one the format addresses by path with a checksum file
+    /// beside it ([`crate::UpstreamFormat::path_file`]); with its version. Checked against
+    /// the firewall before anything is fetched. `None` when the upstream has no such file.
     pub(in crate::package_service) async fn proxied_file(
         &self,
         rules: &dyn FormatRules,
