@@ -13,7 +13,8 @@
 //! Release versions are immutable unless the repository allows duplicates; `-SNAPSHOT` versions
 //! take new builds. Reads need pull on the repository name, uploads push, deletes delete; mvn
 //! sends the `<server>` credentials matching the repository id (Basic: a password, or an access
-//! token as the password). Errors are plain text with the status, which mvn prints.
+//! token as the password). Errors are plain text, repeated in the reason phrase, which mvn
+//! prints.
 
 use std::sync::Arc;
 
@@ -28,14 +29,16 @@ use registry_formats::maven::{self, ArtifactFile, Checksum, Maven as Rules, Mave
 
 use crate::auth::Auth;
 use crate::cache::RenderCache;
-use crate::package_error::{PlainText, authorize};
+use crate::package_error::{ReasonText, authorize};
 use crate::transfer::{
     body_stream, declared_length, document_response, read_bounded, read_stored,
     stored_file_response,
 };
 
-/// A failure as mvn sees it: a status and a line of text.
-type Failure = crate::package_error::Failure<PlainText>;
+/// A failure as mvn sees it: a status and a line of text, repeated in the reason phrase (mvn
+/// prints the status line, not the body: `status code: 403, reason phrase: Forbidden - blocked
+/// by firewall rule …`).
+type Failure = crate::package_error::Failure<ReasonText>;
 
 /// The largest checksum file accepted (a hex digest, perhaps followed by a file name).
 const MAX_CHECKSUM: usize = 1024;

@@ -410,3 +410,142 @@ fn versions_order_as_mavens_own_comparable_version() {
         assert_eq!(ours, verdict, "{} vs {}", pair[0], pair[1]);
     }
 }
+
+/// mvn through a virtual repository whose members are a hosted repository and a proxy of
+/// another registry instance (its hosted Maven repository): a release resolved from the
+/// upstream with strict checksums, then again with the upstream stopped (from the cache); an
+/// internal artifact shadows a squatter's higher version upstream; a denied version is
+/// refused with the rule named in mvn's output.
+#[test]
+fn mvn_resolves_through_a_virtual_repository_and_from_the_cache_when_the_upstream_is_down() {
+    let (_dir, work) = workdir();
+    let upstream = Server::start(&[]);
+    let upstream_url = format!("http://{}/maven/releases", upstream.host());
+    let settings = settings(&work);
+    let deploy = |group: &str, artifact: &str, version: &str, size: usize, url: &str| {
+        let pom = format!(
+            r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>{group}</groupId>
+  <artifactId>{artifact}</artifactId>
+  <version>{version}</version>
+</project>"#
+        );
+        let pom_file = format!("{artifact}-{version}.pom");
+        std::fs::write(work.join(&pom_file), pom).unwrap();
+        let file = jar(&work, &format!("{artifact}-{version}.jar"), artifact, size);
+        ok(
+            mvn(
+                &work,
+                &settings,
+                &[
+                    DEPLOY,
+                    &format!("-Dfile={file}"),
+                    &format!("-DpomFile={pom_file}"),
+                    "-DrepositoryId=registry",
+                    &format!("-Durl={url}"),
+                ],
+            ),
+            &format!("deploy-file of {artifact} {version}"),
+        );
+        file
+    };
+    let main = deploy("com.example", "hello", "1.0.0", 12 << 20, &upstream_url);
+    deploy("com.example", "bad", "2.0", 1000, &upstream_url);
+    // Someone deploys the internal artifact's coordinates upstream, with a higher version.
+    deploy("com.corp", "internal", "99.0", 1000, &upstream_url);
+
+    let config = work.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[package_repositories]]
+name = "all"
+format = "maven"
+kind = "virtual"
+members = ["corp", "central"]
+publish_to = "corp"
+
+[[package_repositories]]
+name = "corp"
+format = "maven"
+
+[[package_repositories]]
+name = "central"
+format = "maven"
+kind = "proxy"
+upstream = {{ url = "{upstream_url}", timeout_seconds = 10 }}
+
+[[firewall_rules]]
+name = "no-bad"
+deny = ["pkg:maven/com.example/bad@2.0"]
+"#
+        ),
+    )
+    .unwrap();
+    let proxy = Server::start(&["--config", config.to_str().unwrap()]);
+    let all = format!("http://{}/maven/all", proxy.host());
+    // Deployed through the virtual repository: it lands in `corp`.
+    deploy("com.corp", "internal", "1.0", 1000, &all);
+    let remote = format!("-DremoteRepositories=all::default::{all}");
+    let get = |artifact: &str, local: &str| {
+        let settings = settings_in(&work.join(local), &settings);
+        mvn(
+            &work,
+            &settings,
+            &["-C", GET, &format!("-Dartifact={artifact}"), &remote],
+        )
+    };
+    std::fs::create_dir_all(work.join("first")).unwrap();
+    // The first run also fetches the plugins (from Debian's repository, which has no
+    // checksums), so it is lenient; the artifact is then fetched again, strictly.
+    let settings_first = settings_in(&work.join("first"), &settings);
+    ok(
+        mvn(
+            &work,
+            &settings_first,
+            &[GET, "-Dartifact=com.example:hello:1.0.0", &remote],
+        ),
+        "dependency:get through the virtual repository (fetching the plugins)",
+    );
+    std::fs::remove_dir_all(work.join("first/m2/com/example")).unwrap();
+    ok(
+        get("com.example:hello:1.0.0", "first"),
+        "dependency:get with strict checksums",
+    );
+    let fetched = work.join("first/m2/com/example/hello/1.0.0/hello-1.0.0.jar");
+    assert!(
+        std::fs::read(&fetched).unwrap() == std::fs::read(work.join(&main)).unwrap(),
+        "the jar's bytes"
+    );
+    ok(
+        get("com.corp:internal:1.0", "first"),
+        "the internal artifact",
+    );
+    let squatted = get("com.corp:internal:99.0", "first");
+    assert!(
+        !squatted.status.success(),
+        "the upstream's version of an internal name is not served"
+    );
+    let denied = get("com.example:bad:2.0", "first");
+    let said = String::from_utf8_lossy(&denied.stdout);
+    assert!(!denied.status.success(), "{said}");
+    assert!(said.contains("403") && said.contains("no-bad"), "{said}");
+
+    // The upstream stopped: a fresh local repository resolves the release from the cache.
+    drop(upstream);
+    std::fs::create_dir_all(work.join("second")).unwrap();
+    let settings_second = settings_in(&work.join("second"), &settings);
+    // The plugins come from Debian's repository again (a fresh local repository).
+    ok(
+        mvn(
+            &work,
+            &settings_second,
+            &[GET, "-Dartifact=com.example:hello:1.0.0", &remote],
+        ),
+        "dependency:get with the upstream stopped",
+    );
+    let again = work.join("second/m2/com/example/hello/1.0.0/hello-1.0.0.jar");
+    assert!(std::fs::read(again).unwrap() == std::fs::read(work.join(&main)).unwrap());
+}
