@@ -531,6 +531,11 @@ fn entry(version: &PackageVersion) -> Option<Entry> {
         listed: state.listed,
         published_ms: version.created_at.0,
         deprecation: state.deprecation,
+        package: version
+            .files
+            .iter()
+            .find(|f| f.name.ends_with(".nupkg"))
+            .and_then(|f| Some((f.digests.sha512.clone()?, f.blob.size))),
     })
 }
 

@@ -370,3 +370,156 @@ fn nuget_exe_packs_pushes_installs_searches_and_deletes() {
         std::fs::read(symbols.join("Demo.Sym.1.0.0.snupkg")).unwrap()
     );
 }
+
+/// NuGet.exe through a virtual repository whose members are a hosted feed and a proxy of
+/// another registry instance's feed: a package and its dependency installed from the upstream
+/// (each `.nupkg` verified against the `packageHash` its registration declares), an internal
+/// package shadowing a squatter's higher version upstream, a denied version refused with the
+/// rule named in NuGet's output, and the same install with the upstream stopped.
+#[test]
+fn nuget_exe_installs_through_a_virtual_repository_and_from_the_cache_when_the_upstream_is_down() {
+    let (_dir, work) = workdir();
+    let upstream = Server::start(&[]);
+    let upstream_source = format!("http://{}/nuget/public/v3/index.json", upstream.host());
+    let up_config = config(&work, &upstream_source, "");
+    let push = |source: &str, config: &str, dir: &Path, file: &str| {
+        ok(
+            nuget(
+                dir,
+                &[
+                    "push",
+                    file,
+                    "-Source",
+                    source,
+                    "-ApiKey",
+                    "key",
+                    "-ConfigFile",
+                    config,
+                ],
+            ),
+            &format!("push of {file}"),
+        )
+    };
+    let base = pack(&work, "Demo.Base", "2.0.0", None, 1000, false);
+    let hello = pack(
+        &work,
+        "Demo.Hello",
+        "1.0.0",
+        Some("Demo.Base"),
+        12 << 20,
+        false,
+    );
+    let bad = pack(&work, "Demo.Bad", "1.0.0", None, 100, false);
+    let squatter = pack(&work, "Corp.Internal", "99.0.0", None, 100, false);
+    push(&upstream_source, &up_config, &base, "Demo.Base.2.0.0.nupkg");
+    push(
+        &upstream_source,
+        &up_config,
+        &hello,
+        "Demo.Hello.1.0.0.nupkg",
+    );
+    push(&upstream_source, &up_config, &bad, "Demo.Bad.1.0.0.nupkg");
+    push(
+        &upstream_source,
+        &up_config,
+        &squatter,
+        "Corp.Internal.99.0.0.nupkg",
+    );
+
+    let proxy_config = work.join("proxy.toml");
+    std::fs::write(
+        &proxy_config,
+        format!(
+            r#"
+[[package_repositories]]
+name = "all"
+format = "nuget"
+kind = "virtual"
+members = ["corp", "gallery"]
+publish_to = "corp"
+
+[[package_repositories]]
+name = "corp"
+format = "nuget"
+
+[[package_repositories]]
+name = "gallery"
+format = "nuget"
+kind = "proxy"
+upstream = {{ url = "http://{}/nuget/public/v3/registration-semver2", timeout_seconds = 10 }}
+
+[[firewall_rules]]
+name = "no-bad"
+deny = ["pkg:nuget/Demo.Bad@1.0.0"]
+"#,
+            upstream.host()
+        ),
+    )
+    .unwrap();
+    let proxy = Server::start(&["--config", proxy_config.to_str().unwrap()]);
+    let source = format!("http://{}/nuget/all/v3/index.json", proxy.host());
+    let feed = config(&work, &source, "");
+    // Pushed through the virtual repository: it lands in `corp`.
+    let internal = pack(&work, "Corp.Internal", "1.0.0", None, 100, false);
+    push(&source, &feed, &internal, "Corp.Internal.1.0.0.nupkg");
+
+    let install = |dir: &Path, id: &str, version: Option<&str>| {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = dir.join("out");
+        let mut args = vec!["install", id, "-Source", &source, "-ConfigFile", &feed];
+        if let Some(version) = version {
+            args.extend(["-Version", version]);
+        }
+        args.extend([
+            "-OutputDirectory",
+            out.to_str().unwrap(),
+            "-Framework",
+            "net45",
+        ]);
+        nuget(dir, &args)
+    };
+    let first = work.join("first");
+    let installed = ok(
+        install(&first, "Demo.Hello", Some("1.0.0")),
+        "install through the virtual repository",
+    );
+    assert!(
+        installed.contains("Successfully installed 'Demo.Base 2.0.0'"),
+        "{installed}"
+    );
+    let dll = |dir: &Path| {
+        std::fs::read(dir.join("out/Demo.Hello.1.0.0/lib/net45/Demo.Hello.dll")).unwrap()
+    };
+    let expected = std::fs::read(hello.join("lib/net45/Demo.Hello.dll")).unwrap();
+    assert!(dll(&first) == expected, "the package's bytes");
+    let internal_installed = ok(
+        install(&first, "Corp.Internal", None),
+        "install of the internal package",
+    );
+    assert!(
+        internal_installed.contains("Corp.Internal 1.0.0"),
+        "the hosted package shadows the upstream's 99.0.0: {internal_installed}"
+    );
+    // A denied version is left out of the registrations NuGet resolves from (so a range picks
+    // an allowed one); asked for by version, NuGet finds none. Its package, asked for
+    // directly, is refused naming the rule.
+    let denied = install(&first, "Demo.Bad", Some("1.0.0"));
+    assert!(!denied.status.success(), "{}", text(&denied));
+    assert!(text(&denied).contains("is not found"), "{}", text(&denied));
+    let (status, head, _) = http_request(
+        proxy.addr,
+        "GET /nuget/all/v3/flatcontainer/demo.bad/1.0.0/demo.bad.1.0.0.nupkg HTTP/1.1",
+        b"",
+    );
+    assert_eq!(status, 403, "{head}");
+    assert!(head.contains("no-bad"), "{head}");
+
+    // The upstream stopped: a fresh client (its own HTTP cache) installs from the cache.
+    drop(upstream);
+    let second = work.join("second");
+    ok(
+        install(&second, "Demo.Hello", Some("1.0.0")),
+        "install with the upstream stopped",
+    );
+    assert!(dll(&second) == expected);
+}

@@ -359,6 +359,9 @@ pub struct Entry {
     pub published_ms: i64,
     /// Its deprecation, if any.
     pub deprecation: Option<Deprecation>,
+    /// The `.nupkg`'s SHA-512 (hex) and size, when known: shown as the catalog's
+    /// `packageHash` (base64) and `packageSize`, which a proxy of this feed verifies against.
+    pub package: Option<(String, u64)>,
 }
 
 /// When NuGet shows an unlisted version as published: the year 1900, which older clients read
@@ -428,6 +431,14 @@ fn catalog_entry(urls: &Urls, hive: Hive, entry: &Entry) -> Value {
         "packageContent": urls.package_content(&nuspec.id, &entry.version),
         "dependencyGroups": groups,
     });
+    if let Some((hash, size)) = &entry.package
+        && let Ok(bytes) = hex::decode(hash)
+    {
+        use base64::Engine as _;
+        value["packageHash"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+        value["packageHashAlgorithm"] = json!("SHA512");
+        value["packageSize"] = json!(size);
+    }
     if let Some(deprecation) = &entry.deprecation {
         value["deprecation"] = json!({
             "@id": format!("{}#deprecation", urls.registration_leaf(hive, &nuspec.id, &entry.version)),
@@ -615,6 +626,7 @@ mod tests {
             listed,
             published_ms: 0,
             deprecation: None,
+            package: None,
         }
     }
 
@@ -645,7 +657,8 @@ mod tests {
     #[test]
     fn registrations_inline_small_packages_and_page_large_ones() {
         let urls = Urls::new("http://h/nuget/r");
-        let small: Vec<Entry> = (0..3).map(|i| entry(&format!("1.{i}.0"), i != 1)).collect();
+        let mut small: Vec<Entry> = (0..3).map(|i| entry(&format!("1.{i}.0"), i != 1)).collect();
+        small[0].package = Some(("ab".repeat(64), 1234));
         let index = registration_index(&urls, Hive::SemVer2, "Demo.Hello", &small);
         assert_eq!(index["count"], 1);
         let page = &index["items"][0];
@@ -655,6 +668,16 @@ mod tests {
         );
         let items = page["items"].as_array().unwrap();
         assert_eq!(items.len(), 3);
+        // The package's hash as NuGet's catalog writes it, which a proxy verifies against.
+        let entry0 = &items[0]["catalogEntry"];
+        assert_eq!(entry0["packageHashAlgorithm"], "SHA512");
+        assert_eq!(entry0["packageSize"], 1234);
+        assert_eq!(
+            entry0["packageHash"].as_str().map(str::len),
+            Some(88),
+            "64 bytes in base64"
+        );
+        assert!(items[1]["catalogEntry"].get("packageHash").is_none());
         let entry1 = &items[1]["catalogEntry"];
         assert_eq!(entry1["listed"], false);
         assert_eq!(entry1["published"], UNLISTED_PUBLISHED);

@@ -18,6 +18,7 @@ use registry_core::{Error, Result};
 
 pub mod documents;
 pub mod nuspec;
+mod upstream;
 
 pub use nuspec::{
     Dependency, DependencyGroup, MAX_DEPENDENCIES, MAX_NUSPEC_SIZE, Nuspec, parse_nuspec,
@@ -447,6 +448,9 @@ impl registry_core::FormatRules for Nuget {
             sha512: true,
             ..registry_core::ExtraDigests::default()
         }
+    }
+    fn upstream(&self) -> Option<&dyn registry_core::UpstreamFormat> {
+        Some(self)
     }
 }
 
