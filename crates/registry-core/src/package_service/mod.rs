@@ -35,11 +35,12 @@ use crate::store::MetadataStore;
 use crate::token::TokenStore;
 use crate::values::{Page, Timestamp};
 
+pub use crate::proxy::{ProxyReport, StaleServe, incoming_via, observe_proxy};
 pub use files::{BlobReader, StoredFile};
 pub use firewall::{DEFAULT_AUDIT_RETENTION, MAX_FIREWALL_RULES};
 pub use format::{ExtraDigests, FormatRules, PathFile, UpstreamFormat, UpstreamPackage};
 pub use operations::Release;
-pub use proxy::{ProxyReport, StaleServe, UpstreamCheck, incoming_via, observe_proxy};
+pub use proxy::UpstreamCheck;
 
 /// Limits on what package clients send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

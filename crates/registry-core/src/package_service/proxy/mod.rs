@@ -26,6 +26,8 @@ use crate::package::{BlobRef, PackageRepository};
 use crate::proxy::{CacheEntry, CacheEntryKind, Fetched, UpstreamSettings, Validators};
 use crate::values::Timestamp;
 
+use crate::proxy::copy_upstream_error;
+pub(crate) use crate::proxy::report::{counted, mark_stale, record};
 pub use admin::UpstreamCheck;
 
 /// Parsed metadata documents kept in memory, at most.
@@ -94,97 +96,6 @@ impl Default for ProxyState {
 struct Parsed {
     documents: HashMap<Digest, (Arc<UpstreamPackage>, usize)>,
     bytes: usize,
-}
-
-/// Metadata a request was served from the cache although its upstream could not revalidate
-/// it (down, too slow, failing).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StaleServe {
-    /// The upstream's base URL.
-    pub upstream: String,
-    /// Why it could not revalidate.
-    pub reason: String,
-}
-
-/// What one request did through proxy repositories, for the HTTP edge to report (headers,
-/// metrics, logs) — and the `Via` hops it arrived through, which its upstream requests carry on
-/// (so a chain of proxies that leads back to one of them is recognised).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProxyReport {
-    /// The `Via` hops of the client's request.
-    pub via: Vec<String>,
-    /// Metadata and files served from the cache without asking the upstream.
-    pub hits: u32,
-    /// Metadata and files asked of the upstream (fetched or revalidated).
-    pub misses: u32,
-    /// Upstream requests that failed.
-    pub upstream_errors: u32,
-    /// Metadata served stale.
-    pub stale: Vec<StaleServe>,
-    /// How upstream requests failed (the first few).
-    pub failures: Vec<String>,
-}
-
-/// The most upstream failures one report keeps.
-const MAX_REPORTED_FAILURES: usize = 8;
-
-tokio::task_local! {
-    /// The proxy report of the current request.
-    static REPORT: std::cell::RefCell<ProxyReport>;
-}
-
-/// Runs `request`, which arrived through the `Via` hops `via`, answering with its output what
-/// it did through proxy repositories ([`ProxyReport`]).
-pub async fn observe_proxy<F: std::future::Future>(
-    via: Vec<String>,
-    request: F,
-) -> (F::Output, ProxyReport) {
-    let report = ProxyReport {
-        via,
-        ..ProxyReport::default()
-    };
-    REPORT
-        .scope(std::cell::RefCell::new(report), async {
-            let output = request.await;
-            let report = REPORT.with(|r| r.take());
-            (output, report)
-        })
-        .await
-}
-
-/// The `Via` hops of the request being served (empty outside [`observe_proxy`]).
-pub fn incoming_via() -> Vec<String> {
-    REPORT
-        .try_with(|r| r.borrow().via.clone())
-        .unwrap_or_default()
-}
-
-fn record(change: impl FnOnce(&mut ProxyReport)) {
-    let _ = REPORT.try_with(|r| change(&mut r.borrow_mut()));
-}
-
-fn mark_stale(upstream: &str, reason: &Error) {
-    record(|r| {
-        if !r.stale.iter().any(|u| u.upstream == upstream) {
-            r.stale.push(StaleServe {
-                upstream: upstream.to_owned(),
-                reason: reason.to_string(),
-            });
-        }
-    });
-}
-
-/// Counts an upstream failure on its way out.
-fn counted<T>(answer: Result<T>) -> Result<T> {
-    if let Err(error @ Error::Upstream { .. }) = &answer {
-        record(|r| {
-            r.upstream_errors += 1;
-            if r.failures.len() < MAX_REPORTED_FAILURES {
-                r.failures.push(error.to_string());
-            }
-        });
-    }
-    answer
 }
 
 /// Releases a fetch lock, forgetting it when nobody else waits on it.
@@ -280,26 +191,6 @@ impl ProxyState {
         locked(&self.fresh).retain(|(r, _), _| r != repository);
         locked(&self.missing).retain(|(r, _), _| r != repository);
         locked(&self.failed).retain(|(r, _), _| r != repository);
-    }
-}
-
-/// A copy of an upstream error (errors are not `Clone`: backend errors carry sources).
-fn copy_upstream_error(error: &Error) -> Error {
-    match error {
-        Error::Upstream {
-            upstream,
-            reason,
-            timed_out,
-        } => Error::Upstream {
-            upstream: upstream.clone(),
-            reason: reason.clone(),
-            timed_out: *timed_out,
-        },
-        Error::ProxyLoop { upstream, reason } => Error::ProxyLoop {
-            upstream: upstream.clone(),
-            reason: reason.clone(),
-        },
-        other => Error::backend(other.to_string()),
     }
 }
 

@@ -9,6 +9,9 @@
 //! kept in the shared blob store. An upstream that answers `404` is remembered for a short
 //! while by each instance, so a flood of misses does not become a flood upstream.
 
+mod body;
+pub(crate) mod report;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -19,6 +22,9 @@ use crate::blob::ByteStream;
 use crate::error::{Error, Result};
 use crate::package::BlobRef;
 use crate::values::{Page, Timestamp};
+
+pub(crate) use body::guarded_body;
+pub use report::{ProxyReport, StaleServe, incoming_via, observe_proxy};
 
 /// How a proxy repository reaches its upstream.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +189,26 @@ impl UpstreamSettings {
     /// How long one request may take.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_seconds)
+    }
+}
+
+/// A copy of an upstream error (errors are not `Clone`: backend errors carry sources).
+pub(crate) fn copy_upstream_error(error: &Error) -> Error {
+    match error {
+        Error::Upstream {
+            upstream,
+            reason,
+            timed_out,
+        } => Error::Upstream {
+            upstream: upstream.clone(),
+            reason: reason.clone(),
+            timed_out: *timed_out,
+        },
+        Error::ProxyLoop { upstream, reason } => Error::ProxyLoop {
+            upstream: upstream.clone(),
+            reason: reason.clone(),
+        },
+        other => Error::backend(other.to_string()),
     }
 }
 
