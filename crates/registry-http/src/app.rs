@@ -65,6 +65,21 @@ impl Application {
         &self.instance
     }
 
+    /// Makes the OCI repositories under each cache's prefix pull-through caches of its
+    /// upstream, fetched over HTTP as this instance.
+    ///
+    /// Errors: [`registry_core::Error::PolicyInvalid`] for a cache that does not validate or
+    /// overlapping prefixes.
+    #[cfg(feature = "proxy")]
+    pub fn pull_through(
+        mut self,
+        caches: Vec<registry_core::PullThrough>,
+    ) -> Result<Self, registry_core::Error> {
+        let upstream = Arc::new(crate::upstream::HttpUpstream::new(self.instance.clone()));
+        self.registry = self.registry.with_pull_through(caches, upstream)?;
+        Ok(self)
+    }
+
     /// Authenticates and authorizes every route with `auth`.
     pub fn auth(mut self, auth: Auth) -> Self {
         self.auth = Some(auth);

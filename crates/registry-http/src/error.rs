@@ -159,6 +159,15 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Core(error) => {
                 let status = status_of(&error);
+                // A pull-through cache's upstream failing is said, naming it (`UNKNOWN`, as
+                // distribution answers what the specification has no code for).
+                if matches!(error, Error::Upstream { .. } | Error::ProxyLoop { .. }) {
+                    let message = error.to_string();
+                    return json_response(
+                        status,
+                        json!({ "errors": [{ "code": "UNKNOWN", "message": message }] }),
+                    );
+                }
                 if status.is_server_error() {
                     return server_error(status, &log_server_error(&error));
                 }

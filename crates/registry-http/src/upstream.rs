@@ -264,6 +264,7 @@ impl Upstream for HttpUpstream {
             last_modified: header_text(header::LAST_MODIFIED),
         };
         let length = response.content_length();
+        let content_type = header_text(header::CONTENT_TYPE);
         let origin = upstream.base().to_owned();
         let body = response
             .bytes_stream()
@@ -278,6 +279,7 @@ impl Upstream for HttpUpstream {
         Ok(Fetched::Found {
             validators,
             length,
+            content_type,
             body,
         })
     }

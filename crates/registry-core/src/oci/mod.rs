@@ -7,9 +7,12 @@
 use std::sync::Arc;
 
 mod cache;
+mod pull_through;
 
 pub use cache::CacheSettings;
 use cache::ReadCache;
+use pull_through::PullState;
+pub use pull_through::PullThrough;
 
 use bytes::Bytes;
 use futures::stream::StreamExt;
@@ -77,6 +80,12 @@ pub struct OciRegistry {
     sparse: Vec<NamePattern>,
     /// Recent manifest and blob-link reads (shared by clones).
     cache: Arc<ReadCache>,
+    /// Pull-through caches of upstream registries ([`PullThrough`]).
+    pull_through: Arc<Vec<PullThrough>>,
+    /// What fetches from their upstreams.
+    upstream: Option<Arc<dyn crate::proxy::Upstream>>,
+    /// What pulls share (shared by clones).
+    pulls: Arc<PullState>,
 }
 
 impl OciRegistry {
@@ -88,6 +97,9 @@ impl OciRegistry {
             limits: Limits::default(),
             sparse: Vec::new(),
             cache: Arc::new(ReadCache::new(CacheSettings::default())),
+            pull_through: Arc::default(),
+            upstream: None,
+            pulls: Arc::default(),
         }
     }
 
@@ -122,8 +134,10 @@ impl OciRegistry {
         self
     }
 
+    /// Whether a repository may hold sparse manifests: a pull-through cache's always does
+    /// (blobs and children come when asked for).
     fn accepts_sparse(&self, repository: &RepositoryName) -> bool {
-        self.sparse.iter().any(|p| p.matches(repository))
+        self.is_pulled(repository) || self.sparse.iter().any(|p| p.matches(repository))
     }
 
     /// Replaces the limits.
@@ -147,8 +161,22 @@ impl OciRegistry {
         &self.metadata
     }
 
-    /// A blob linked to the repository. Errors: [`Error::BlobUnknown`].
+    /// A blob linked to the repository (pulled from its upstream first when the repository is a
+    /// pull-through cache's and it is not here). Errors: [`Error::BlobUnknown`].
     pub async fn blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<BlobRecord> {
+        match self.stored_blob(repository, digest).await {
+            Err(Error::BlobUnknown { .. }) if self.is_pulled(repository) => {
+                self.pulled_blob(repository, digest).await
+            }
+            other => other,
+        }
+    }
+
+    async fn stored_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<BlobRecord> {
         if let Some(record) = self.cache.blob(repository, digest) {
             return Ok(record);
         }
@@ -180,6 +208,7 @@ impl OciRegistry {
         digest: &Digest,
         body: ByteStream,
     ) -> Result<BlobRecord> {
+        self.refuse_pull_through(repository)?;
         let body = self.limit_stream(body, 0);
         let size = self.blobs.write(digest, body).await?;
         self.link_written(repository, digest, size).await
@@ -224,6 +253,17 @@ impl OciRegistry {
         digest: &Digest,
         from: Option<&RepositoryName>,
     ) -> Result<Option<BlobRecord>> {
+        self.refuse_pull_through(repository)?;
+        self.link_stored(repository, digest, from).await
+    }
+
+    /// [`OciRegistry::mount_blob`] without the check that the repository takes pushes.
+    async fn link_stored(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        from: Option<&RepositoryName>,
+    ) -> Result<Option<BlobRecord>> {
         let source = match from {
             Some(from) => self.metadata.linked_blob(from, digest).await?,
             None => self.metadata.blob(digest).await?,
@@ -252,6 +292,7 @@ impl OciRegistry {
 
     /// Starts a resumable upload into the repository.
     pub async fn start_upload(&self, repository: &RepositoryName) -> Result<UploadId> {
+        self.refuse_pull_through(repository)?;
         let id = self.blobs.upload_start(Algorithm::Sha256).await?;
         let record = UploadRecord {
             id: id.clone(),
@@ -323,8 +364,20 @@ impl OciRegistry {
         Ok(())
     }
 
-    /// A manifest by tag or digest. Errors: [`Error::ManifestUnknown`].
+    /// A manifest by tag or digest (pulled or revalidated first when the repository is a
+    /// pull-through cache's, see [`PullThrough`]). Errors: [`Error::ManifestUnknown`].
     pub async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<ManifestRecord> {
+        if self.is_pulled(repository) {
+            return self.pulled_manifest(repository, reference).await;
+        }
+        self.stored_manifest(repository, reference).await
+    }
+
+    async fn stored_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,
@@ -379,6 +432,7 @@ impl OciRegistry {
         content_type: Option<&str>,
         actor: &Actor,
     ) -> Result<PushedManifest> {
+        self.refuse_pull_through(repository)?;
         let pushed = self
             .store_manifest(repository, reference, tags, bytes, content_type, actor)
             .await;

@@ -353,6 +353,8 @@ pub enum Fetched {
         validators: Validators,
         /// The declared length, when given.
         length: Option<u64>,
+        /// Its `Content-Type`, when given (an OCI manifest's media type).
+        content_type: Option<String>,
         /// The body.
         body: ByteStream,
     },

@@ -83,6 +83,15 @@ pub(crate) fn mark_stale(upstream: &str, reason: &Error) {
     });
 }
 
+/// Records a failure the request got past (the edge logs it).
+pub(crate) fn report_failure(text: String) {
+    record(|r| {
+        if r.failures.len() < MAX_REPORTED_FAILURES {
+            r.failures.push(text);
+        }
+    });
+}
+
 /// Counts an upstream failure on its way out.
 pub(crate) fn counted<T>(answer: Result<T>) -> Result<T> {
     if let Err(error @ Error::Upstream { .. }) = &answer {

@@ -453,6 +453,7 @@ impl Packages {
                     validators,
                     length,
                     body,
+                    ..
                 } => {
                     let limit = format.max_metadata_size();
                     let bytes = self

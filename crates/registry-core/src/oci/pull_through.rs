@@ -1,0 +1,476 @@
+//! Pull-through caches of upstream registries ([`PullThrough`]): the repositories under a
+//! cache's prefix (`hub/library/alpine`) are the upstream's repositories of the same name
+//! without it (`library/alpine`), pulled on first use and kept as ordinary repositories here.
+//!
+//! - A **manifest by digest** missing here is fetched once, checked against the digest asked
+//!   for, and stored (without its blobs and children: they come when asked for).
+//! - A **tag** is asked of the upstream when this instance has not confirmed it within the
+//!   upstream's `metadata_ttl_seconds`, conditionally (`If-None-Match` with the digest held
+//!   here): a new manifest moves the tag here; the upstream down, slow or failing leaves the
+//!   tag as it is here, served and said stale. A failed check is remembered for a few seconds.
+//! - A **blob** missing here is asked of the upstream even when this registry holds the same
+//!   bytes for another repository (whose content a client of the cache may not read): once
+//!   the upstream answers with it, bytes already held are linked, others streamed into the
+//!   blob store, which verifies the digest; a body that breaks off, drips, or does not match
+//!   leaves nothing linked.
+//! - Concurrent misses for one manifest or blob make one upstream request.
+//!
+//! Pushes into a cache's repositories are refused; deletes evict.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::OciRegistry;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::metadata::{BlobRecord, ManifestRecord};
+use crate::name::{Reference, RepositoryName};
+use crate::proxy::report::{counted, mark_stale, record, report_failure};
+use crate::proxy::{Fetched, UpstreamSettings, Validators, copy_upstream_error, guarded_body};
+use crate::rules::Actor;
+
+/// The manifest media types asked of an upstream, in order of preference.
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+     application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, \
+     application/vnd.docker.distribution.manifest.v2+json;q=0.9";
+
+/// How long a failed tag check is remembered: requests meanwhile are answered from it.
+const FAILURE_MEMORY: Duration = Duration::from_secs(10);
+
+/// Tags confirmed or failed, remembered at most (then forgotten all at once).
+const MAX_REMEMBERED: usize = 100_000;
+
+/// A pull-through cache: the repositories under `prefix/` are pulled from `upstream`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullThrough {
+    /// The first component(s) of the repositories it serves (`hub`: `hub/library/alpine`).
+    pub prefix: String,
+    /// The upstream registry: its base URL (`https://registry-1.docker.io`; `/v2/` follows),
+    /// credentials, CA file and timeouts.
+    pub upstream: UpstreamSettings,
+}
+
+impl PullThrough {
+    /// Checks the prefix (a repository name) and the upstream's settings.
+    ///
+    /// Errors: [`Error::PolicyInvalid`] saying what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        RepositoryName::parse(&self.prefix).map_err(|e| Error::PolicyInvalid {
+            reason: format!(
+                "the pull-through prefix {:?} is not a repository name: {e}",
+                self.prefix
+            ),
+        })?;
+        self.upstream.validate()
+    }
+}
+
+/// What pulls share across requests of one service.
+#[derive(Debug, Default)]
+pub(super) struct PullState {
+    /// One lock per (repository, reference or digest) being pulled.
+    pulling: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    /// Tags confirmed with the upstream, and when.
+    confirmed: Mutex<HashMap<(String, String), Instant>>,
+    /// Tags whose check failed, when, and how.
+    failed: Mutex<HashMap<(String, String), (Instant, Error)>>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn remember<V>(map: &Mutex<HashMap<(String, String), V>>, key: (String, String), value: V) {
+    let mut map = locked(map);
+    if map.len() >= MAX_REMEMBERED {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
+impl PullState {
+    async fn lock(&self, key: (String, String)) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = Arc::clone(locked(&self.pulling).entry(key.clone()).or_default());
+        let guard = lock.lock_owned().await;
+        // Nobody else waits: the entry goes (the guard keeps the lock alive meanwhile).
+        let mut pulling = locked(&self.pulling);
+        if pulling.get(&key).is_some_and(|l| Arc::strong_count(l) <= 1) {
+            pulling.remove(&key);
+        }
+        guard
+    }
+}
+
+/// A pull-through cache's repository: the cache and the upstream's repository name.
+struct Pulled<'a> {
+    cache: &'a PullThrough,
+    name: &'a str,
+}
+
+impl Pulled<'_> {
+    fn url(&self, what: &str) -> String {
+        format!("{}/v2/{}/{what}", self.cache.upstream.base(), self.name)
+    }
+
+    fn failed(&self, reason: String) -> Error {
+        Error::Upstream {
+            upstream: self.cache.upstream.base().to_owned(),
+            reason,
+            timed_out: false,
+        }
+    }
+}
+
+impl OciRegistry {
+    /// Makes the repositories under each cache's prefix pull-through caches of its upstream
+    /// (none by default), fetched with `upstream`.
+    ///
+    /// Errors: [`Error::PolicyInvalid`] for a cache that does not validate, or two caches one
+    /// of whose prefixes contains the other.
+    pub fn with_pull_through(
+        mut self,
+        caches: Vec<PullThrough>,
+        upstream: Arc<dyn crate::proxy::Upstream>,
+    ) -> Result<Self> {
+        for (i, cache) in caches.iter().enumerate() {
+            cache.validate()?;
+            let overlaps = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+            if let Some(other) = caches[..i]
+                .iter()
+                .find(|o| overlaps(&o.prefix, &cache.prefix) || overlaps(&cache.prefix, &o.prefix))
+            {
+                return Err(Error::PolicyInvalid {
+                    reason: format!(
+                        "pull-through prefixes {} and {} overlap",
+                        other.prefix, cache.prefix
+                    ),
+                });
+            }
+        }
+        self.pull_through = Arc::new(caches);
+        self.upstream = Some(upstream);
+        Ok(self)
+    }
+
+    /// The pull-through caches.
+    pub fn pull_through(&self) -> &[PullThrough] {
+        &self.pull_through
+    }
+
+    fn pulled<'a>(&'a self, repository: &'a RepositoryName) -> Option<Pulled<'a>> {
+        self.pull_through.iter().find_map(|cache| {
+            let name = repository
+                .as_str()
+                .strip_prefix(cache.prefix.as_str())?
+                .strip_prefix('/')?;
+            Some(Pulled { cache, name })
+        })
+    }
+
+    /// Whether a repository belongs to a pull-through cache.
+    pub(super) fn is_pulled(&self, repository: &RepositoryName) -> bool {
+        self.pulled(repository).is_some()
+    }
+
+    /// Refuses a push into a pull-through cache's repository.
+    pub(super) fn refuse_pull_through(&self, repository: &RepositoryName) -> Result<()> {
+        match self.pulled(repository) {
+            Some(pulled) => Err(Error::Denied {
+                reason: format!(
+                    "{repository} is a pull-through cache of {}; it takes no pushes",
+                    pulled.cache.upstream.base()
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn ask(
+        &self,
+        pulled: &Pulled<'_>,
+        url: &str,
+        accept: &str,
+        validators: &Validators,
+    ) -> Result<Fetched> {
+        let upstream = self.upstream.as_deref().ok_or_else(|| Error::Unsupported {
+            what: "pull-through caches without an upstream client".into(),
+        })?;
+        let settings = &pulled.cache.upstream;
+        tokio::time::timeout(
+            settings.timeout(),
+            upstream.fetch(settings, url, accept, validators),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Upstream {
+                upstream: settings.base().to_owned(),
+                reason: format!("{url} took longer than {} s", settings.timeout_seconds),
+                timed_out: true,
+            })
+        })
+    }
+
+    /// A manifest of a pull-through cache's repository (see the module).
+    pub(super) async fn pulled_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<ManifestRecord> {
+        let pulled = self.pulled(repository).expect("a pulled repository");
+        let key = (repository.to_string(), reference.to_string());
+        let held = self.stored_manifest(repository, reference).await;
+        match (reference, &held) {
+            (Reference::Digest(_), Ok(_)) => {
+                record(|r| r.hits += 1);
+                return held;
+            }
+            (Reference::Tag(_), Ok(_))
+                if locked(&self.pulls.confirmed)
+                    .get(&key)
+                    .is_some_and(|at| at.elapsed() < pulled.cache.upstream.metadata_ttl()) =>
+            {
+                record(|r| r.hits += 1);
+                return held;
+            }
+            (_, Err(Error::ManifestUnknown { .. }) | Ok(_)) => {}
+            (_, Err(_)) => return held,
+        }
+        let _pulling = self.pulls.lock(key.clone()).await;
+        // Whoever held the lock may have pulled it meanwhile.
+        let held = self.stored_manifest(repository, reference).await;
+        let confirmed = locked(&self.pulls.confirmed)
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < pulled.cache.upstream.metadata_ttl());
+        if held.is_ok() && (confirmed || matches!(reference, Reference::Digest(_))) {
+            return held;
+        }
+        let recent = locked(&self.pulls.failed)
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < FAILURE_MEMORY)
+            .map(|(_, error)| copy_upstream_error(error));
+        let pulled_now = match recent {
+            Some(failure) => Err(failure),
+            None => {
+                record(|r| r.misses += 1);
+                let answer = self
+                    .pull_manifest(&pulled, repository, reference, held.as_ref().ok())
+                    .await;
+                if let Err(error @ Error::Upstream { .. }) = &answer {
+                    remember(
+                        &self.pulls.failed,
+                        key.clone(),
+                        (Instant::now(), copy_upstream_error(error)),
+                    );
+                }
+                counted(answer)
+            }
+        };
+        match (pulled_now, held) {
+            (Ok(()), _) => {
+                locked(&self.pulls.failed).remove(&key);
+                remember(&self.pulls.confirmed, key, Instant::now());
+                self.cache.forget(repository);
+                self.stored_manifest(repository, reference).await
+            }
+            // Gone upstream: gone here too.
+            (Err(error @ Error::ManifestUnknown { .. }), _) => Err(error),
+            // The upstream failing: what is held here is served, said stale.
+            (Err(error @ Error::Upstream { .. }), Ok(held)) => {
+                mark_stale(pulled.cache.upstream.base(), &error);
+                Ok(held)
+            }
+            // The new manifest not taken here (a tag rule, a fault): the held one is served.
+            (Err(error), Ok(held)) => {
+                report_failure(format!(
+                    "the manifest pulled for {repository}:{reference} was not stored: {error}"
+                ));
+                Ok(held)
+            }
+            (Err(error), Err(_)) => Err(error),
+        }
+    }
+
+    /// Asks the upstream for a manifest (conditionally when `held`) and stores a new one.
+    async fn pull_manifest(
+        &self,
+        pulled: &Pulled<'_>,
+        repository: &RepositoryName,
+        reference: &Reference,
+        held: Option<&ManifestRecord>,
+    ) -> Result<()> {
+        let url = pulled.url(&format!("manifests/{reference}"));
+        let validators = Validators {
+            etag: held.map(|h| format!("\"{}\"", h.digest)),
+            last_modified: None,
+        };
+        let settings = &pulled.cache.upstream;
+        let limit = self.limits.manifest.max_size as u64;
+        let fetch = async {
+            let (length, content_type, mut body) =
+                match self.ask(pulled, &url, MANIFEST_ACCEPT, &validators).await? {
+                    Fetched::NotModified if held.is_some() => return Ok(None),
+                    Fetched::NotModified => {
+                        return Err(pulled.failed(format!(
+                            "answered 304 Not Modified to an unconditional request for {url}"
+                        )));
+                    }
+                    Fetched::NotFound => {
+                        return Err(Error::ManifestUnknown {
+                            repository: repository.to_string(),
+                            reference: reference.to_string(),
+                        });
+                    }
+                    Fetched::Found {
+                        length,
+                        content_type,
+                        body,
+                        ..
+                    } => (length, content_type, body),
+                };
+            let too_large = |size: u64| {
+                pulled.failed(format!(
+                    "its manifest {url} is {size} bytes or more, over {limit}"
+                ))
+            };
+            if let Some(length) = length.filter(|l| *l > limit) {
+                return Err(too_large(length));
+            }
+            let mut bytes = BytesMut::new();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                if (bytes.len() + chunk.len()) as u64 > limit {
+                    return Err(too_large((bytes.len() + chunk.len()) as u64));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(Some((content_type, bytes.freeze())))
+        };
+        let answer = tokio::time::timeout(settings.timeout(), fetch)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Upstream {
+                    upstream: settings.base().to_owned(),
+                    reason: format!("{url} took longer than {} s", settings.timeout_seconds),
+                    timed_out: true,
+                })
+            })?;
+        let Some((content_type, bytes)) = answer else {
+            return Ok(());
+        };
+        if let Reference::Digest(digest) = reference {
+            let actual = Digest::compute(digest.algorithm(), &bytes);
+            if &actual != digest {
+                return Err(pulled.failed(format!(
+                    "{url} hashes to {actual}, not the digest asked for"
+                )));
+            }
+        }
+        if held.is_some_and(|h| h.bytes == bytes) {
+            return Ok(());
+        }
+        self.store_manifest(
+            repository,
+            reference,
+            &[],
+            bytes,
+            content_type.as_deref(),
+            &Actor::trusted(),
+        )
+        .await
+        .map_err(|e| match e {
+            // What the upstream sent is not a manifest this registry takes.
+            Error::ManifestInvalid { source } => {
+                pulled.failed(format!("its manifest {url} is invalid: {source}"))
+            }
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    /// A blob of a pull-through cache's repository, pulled when missing here (see the module).
+    pub(super) async fn pulled_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<BlobRecord> {
+        let pulled = self.pulled(repository).expect("a pulled repository");
+        let _pulling = self
+            .pulls
+            .lock((repository.to_string(), digest.to_string()))
+            .await;
+        match self.stored_blob(repository, digest).await {
+            Err(Error::BlobUnknown { .. }) => {}
+            held => return held,
+        }
+        record(|r| r.misses += 1);
+        counted(self.pull_blob(&pulled, repository, digest).await)
+    }
+
+    async fn pull_blob(
+        &self,
+        pulled: &Pulled<'_>,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<BlobRecord> {
+        let url = pulled.url(&format!("blobs/{digest}"));
+        let body = match self
+            .ask(pulled, &url, "*/*", &Validators::default())
+            .await?
+        {
+            Fetched::Found { length, body, .. } => {
+                if let Some(length) = length.filter(|l| *l > self.limits.max_blob_size) {
+                    return Err(pulled.failed(format!(
+                        "{url} is {length} bytes, over the blob limit of {}",
+                        self.limits.max_blob_size
+                    )));
+                }
+                body
+            }
+            Fetched::NotFound => {
+                return Err(Error::BlobUnknown {
+                    digest: digest.clone(),
+                });
+            }
+            Fetched::NotModified => {
+                return Err(pulled.failed(format!(
+                    "answered 304 Not Modified to an unconditional request for {url}"
+                )));
+            }
+        };
+        // The upstream has it: bytes already held here are linked, not fetched again.
+        if self.metadata.blob(digest).await?.is_some() {
+            drop(body);
+            if let Some(linked) = self.link_stored(repository, digest, None).await? {
+                return Ok(linked);
+            }
+            // Collected meanwhile: fetched again.
+            return Box::pin(self.pull_blob(pulled, repository, digest)).await;
+        }
+        let failure = Arc::new(Mutex::new(None));
+        let body = guarded_body(body, &pulled.cache.upstream, &url, Arc::clone(&failure));
+        let body = self.limit_stream(body, 0);
+        let written = self.blobs.write(digest, body).await;
+        let size = match written {
+            Ok(size) => size,
+            Err(error) => {
+                if let Some(upstream) = locked(&failure).take() {
+                    return Err(upstream);
+                }
+                return Err(match error {
+                    Error::DigestMismatch { .. } => {
+                        pulled.failed(format!("{url} does not match its digest"))
+                    }
+                    other => other,
+                });
+            }
+        };
+        self.link_written(repository, digest, size).await
+    }
+}
