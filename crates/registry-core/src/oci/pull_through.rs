@@ -72,22 +72,25 @@ impl PullThrough {
     }
 }
 
+/// A repository and a reference or digest.
+type PullKey = (String, String);
+
 /// What pulls share across requests of one service.
 #[derive(Debug, Default)]
 pub(super) struct PullState {
     /// One lock per (repository, reference or digest) being pulled.
-    pulling: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    pulling: Mutex<HashMap<PullKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Tags confirmed with the upstream, and when.
-    confirmed: Mutex<HashMap<(String, String), Instant>>,
+    confirmed: Mutex<HashMap<PullKey, Instant>>,
     /// Tags whose check failed, when, and how.
-    failed: Mutex<HashMap<(String, String), (Instant, Error)>>,
+    failed: Mutex<HashMap<PullKey, (Instant, Error)>>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn remember<V>(map: &Mutex<HashMap<(String, String), V>>, key: (String, String), value: V) {
+fn remember<V>(map: &Mutex<HashMap<PullKey, V>>, key: PullKey, value: V) {
     let mut map = locked(map);
     if map.len() >= MAX_REMEMBERED {
         map.clear();
@@ -96,7 +99,7 @@ fn remember<V>(map: &Mutex<HashMap<(String, String), V>>, key: (String, String),
 }
 
 impl PullState {
-    async fn lock(&self, key: (String, String)) -> tokio::sync::OwnedMutexGuard<()> {
+    async fn lock(&self, key: PullKey) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = Arc::clone(locked(&self.pulling).entry(key.clone()).or_default());
         let guard = lock.lock_owned().await;
         // Nobody else waits: the entry goes (the guard keeps the lock alive meanwhile).
