@@ -73,13 +73,13 @@ impl PullThrough {
 }
 
 /// A repository and a reference or digest.
-type PullKey = (String, String);
+type PullKey = crate::proxy::locks::FetchKey;
 
 /// What pulls share across requests of one service.
 #[derive(Debug, Default)]
 pub(super) struct PullState {
     /// One lock per (repository, reference or digest) being pulled.
-    pulling: Mutex<HashMap<PullKey, Arc<tokio::sync::Mutex<()>>>>,
+    pulling: crate::proxy::locks::KeyedLocks,
     /// Tags confirmed with the upstream, and when.
     confirmed: Mutex<HashMap<PullKey, Instant>>,
     /// Tags whose check failed, when, and how.
@@ -96,19 +96,6 @@ fn remember<V>(map: &Mutex<HashMap<PullKey, V>>, key: PullKey, value: V) {
         map.clear();
     }
     map.insert(key, value);
-}
-
-impl PullState {
-    async fn lock(&self, key: PullKey) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = Arc::clone(locked(&self.pulling).entry(key.clone()).or_default());
-        let guard = lock.lock_owned().await;
-        // Nobody else waits: the entry goes (the guard keeps the lock alive meanwhile).
-        let mut pulling = locked(&self.pulling);
-        if pulling.get(&key).is_some_and(|l| Arc::strong_count(l) <= 1) {
-            pulling.remove(&key);
-        }
-        guard
-    }
 }
 
 /// A pull-through cache's repository: the cache and the upstream's repository name.
@@ -245,7 +232,7 @@ impl OciRegistry {
             (_, Err(Error::ManifestUnknown { .. }) | Ok(_)) => {}
             (_, Err(_)) => return held,
         }
-        let _pulling = self.pulls.lock(key.clone()).await;
+        let _pulling = self.pulls.pulling.lock(key.clone()).await;
         // Whoever held the lock may have pulled it meanwhile.
         let held = self.stored_manifest(repository, reference).await;
         let confirmed = locked(&self.pulls.confirmed)
@@ -406,6 +393,7 @@ impl OciRegistry {
         let pulled = self.pulled(repository).expect("a pulled repository");
         let _pulling = self
             .pulls
+            .pulling
             .lock((repository.to_string(), digest.to_string()))
             .await;
         match self.stored_blob(repository, digest).await {

@@ -10,6 +10,7 @@
 //! while by each instance, so a flood of misses does not become a flood upstream.
 
 mod body;
+pub(crate) mod locks;
 pub(crate) mod report;
 
 use std::fmt;

@@ -63,7 +63,7 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub(super) struct ProxyState {
     /// One lock per (repository, path) being fetched: concurrent misses wait for the first.
-    fetching: Mutex<HashMap<CachePath, Arc<tokio::sync::Mutex<()>>>>,
+    fetching: crate::proxy::locks::KeyedLocks,
     /// Metadata documents parsed, by the digest of their bytes, with their sizes.
     parsed: Mutex<Parsed>,
     /// Paths the upstream answered `404` for, and when.
@@ -81,7 +81,7 @@ pub(super) struct ProxyState {
 impl Default for ProxyState {
     fn default() -> Self {
         ProxyState {
-            fetching: Mutex::default(),
+            fetching: Default::default(),
             parsed: Mutex::default(),
             missing: Mutex::default(),
             failed: Mutex::default(),
@@ -98,35 +98,11 @@ struct Parsed {
     bytes: usize,
 }
 
-/// Releases a fetch lock, forgetting it when nobody else waits on it.
-struct FetchGuard<'a> {
-    state: &'a ProxyState,
-    key: CachePath,
-    lock: Arc<tokio::sync::Mutex<()>>,
-    _held: tokio::sync::OwnedMutexGuard<()>,
-}
-
-impl Drop for FetchGuard<'_> {
-    fn drop(&mut self) {
-        let mut fetching = locked(&self.state.fetching);
-        // The map's reference, ours and the guard's: nobody else waits.
-        if Arc::strong_count(&self.lock) <= 3 {
-            fetching.remove(&self.key);
-        }
-    }
-}
-
 impl ProxyState {
-    async fn lock(&self, repository: &str, path: &str) -> FetchGuard<'_> {
-        let key = (repository.to_owned(), path.to_owned());
-        let lock = Arc::clone(locked(&self.fetching).entry(key.clone()).or_default());
-        let held = Arc::clone(&lock).lock_owned().await;
-        FetchGuard {
-            state: self,
-            key,
-            lock,
-            _held: held,
-        }
+    async fn lock(&self, repository: &str, path: &str) -> crate::proxy::locks::KeyGuard<'_> {
+        self.fetching
+            .lock((repository.to_owned(), path.to_owned()))
+            .await
     }
 
     /// Whether the upstream answered `404` for the path within `memory`.
