@@ -106,4 +106,4 @@ pub use proxy::{
 pub use rules::{Actor, CleanupPolicy, NameRegex, TagChange, TagGuard, TagRule, TagRuleKind};
 pub use store::MetadataStore;
 pub use token::{TokenRecord, TokenStore};
-pub use values::{Page, Timestamp};
+pub use values::{Page, Timestamp, tolerant_sort};

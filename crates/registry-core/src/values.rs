@@ -46,3 +46,28 @@ impl Page {
         }
     }
 }
+
+/// A stable merge sort that never fails whatever `compare` answers: the standard sorts may
+/// panic on an order that is not total, and a format's version order need not be (Maven's has
+/// cycles), while clients choose the versions.
+pub fn tolerant_sort<T>(items: Vec<T>, compare: &dyn Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
+    if items.len() <= 1 {
+        return items;
+    }
+    let mut left = items;
+    let right = left.split_off(left.len() / 2);
+    let (left, right) = (tolerant_sort(left, compare), tolerant_sort(right, compare));
+    let mut merged = Vec::with_capacity(left.len() + right.len());
+    let (mut left, mut right) = (left.into_iter().peekable(), right.into_iter().peekable());
+    while let (Some(l), Some(r)) = (left.peek(), right.peek()) {
+        let next = if compare(r, l) == std::cmp::Ordering::Less {
+            right.next()
+        } else {
+            left.next()
+        };
+        merged.extend(next);
+    }
+    merged.extend(left);
+    merged.extend(right);
+    merged
+}

@@ -359,23 +359,30 @@ impl Firewall {
     ) -> PackageScreen<'a> {
         let format = rules.format();
         let names = |purl: &Purl| purl.names(format, name, rules);
-        // Each package URL's version worked out once, as a release identity to look up.
-        let releases = |purls: &[&'a Purl]| -> (Option<&'a Purl>, HashMap<String, &'a Purl>) {
-            let mut all = None;
-            let mut versions = HashMap::new();
-            for &purl in purls {
-                match purl.version() {
-                    None => all = all.or(Some(purl)),
-                    Some(version) => {
-                        // A version the format refuses names nothing.
-                        if let Ok(key) = rules.version_key(version) {
-                            versions.entry(rules.version_identity(&key)).or_insert(purl);
+        // Each package URL's version worked out once, to look up: as a release identity for
+        // what blocks (`deny` of PyPI's `1.0` covers `1.0.0` and `1.0+local`), as the stored
+        // version exactly for what lets through (`allow`, exceptions).
+        let releases =
+            |purls: &[&'a Purl], exact: bool| -> (Option<&'a Purl>, HashMap<String, &'a Purl>) {
+                let mut all = None;
+                let mut versions = HashMap::new();
+                for &purl in purls {
+                    match purl.version() {
+                        None => all = all.or(Some(purl)),
+                        Some(version) => {
+                            // A version the format refuses names nothing.
+                            if let Ok(key) = rules.version_key(version) {
+                                let key = match exact {
+                                    true => key,
+                                    false => rules.version_identity(&key),
+                                };
+                                versions.entry(key).or_insert(purl);
+                            }
                         }
                     }
                 }
-            }
-            (all, versions)
-        };
+                (all, versions)
+            };
         let views = self
             .rules
             .iter()
@@ -391,10 +398,10 @@ impl Firewall {
                         })
                         .collect()
                 };
-                let (deny_all, deny_versions) = releases(&purls(&rule.deny));
-                let (allow_all, allow_versions) = releases(&purls(&rule.allow));
+                let (deny_all, deny_versions) = releases(&purls(&rule.deny), false);
+                let (allow_all, allow_versions) = releases(&purls(&rule.allow), true);
                 let exceptions: Vec<&Purl> = rule.exceptions.iter().filter(|p| names(p)).collect();
-                let (except_all, except_versions) = releases(&exceptions);
+                let (except_all, except_versions) = releases(&exceptions, true);
                 RuleView {
                     rule,
                     denied_by_name: rule.deny.iter().find(by_name),
@@ -419,8 +426,8 @@ impl Firewall {
     }
 }
 
-/// One rule as it applies to one package, its package URLs' versions as release identities
-/// ([`FormatRules::version_identity`]).
+/// One rule as it applies to one package: its `deny` package URLs' versions as release
+/// identities ([`FormatRules::version_identity`]), the others' as stored versions.
 #[derive(Debug)]
 struct RuleView<'a> {
     rule: &'a FirewallRule,
@@ -432,11 +439,11 @@ struct RuleView<'a> {
     deny_versions: HashMap<String, &'a Purl>,
     /// Whether `allow` admits every version (a name pattern, or a package URL without one).
     allowed_all: bool,
-    /// `allow` package URLs naming versions of the package.
+    /// `allow` package URLs naming versions of the package (by stored version).
     allow_versions: HashMap<String, &'a Purl>,
     /// Whether an exception names the package without a version.
     excepted_all: bool,
-    /// Exceptions naming versions of the package.
+    /// Exceptions naming versions of the package (by stored version).
     except_versions: HashMap<String, &'a Purl>,
 }
 
@@ -468,7 +475,9 @@ impl PackageScreen<'_> {
         let mut hits: Vec<Hit> = self
             .rules
             .iter()
-            .filter(|view| !view.excepted_all && !view.except_versions.contains_key(&release))
+            .filter(|view| {
+                !view.excepted_all && !view.except_versions.contains_key(candidate.version)
+            })
             .filter_map(|view| {
                 self.reason(view, candidate, &release, rules, now)
                     .map(|reason| Hit {
@@ -499,7 +508,7 @@ impl PackageScreen<'_> {
         if let Some(found) = view.deny_all.or(view.deny_versions.get(release).copied()) {
             return Some(format!("{id} is denied ({found})"));
         }
-        if !rule.allow.is_empty() && !view.allowed_all && !view.allow_versions.contains_key(release)
+        if !rule.allow.is_empty() && !view.allowed_all && !view.allow_versions.contains_key(version)
         {
             return Some(format!("{id} is not on the allow list"));
         }

@@ -283,18 +283,17 @@ impl Packages {
             }
         });
         if !removed.is_empty() {
-            package.tags.retain(|tag, version| {
-                if !removed.contains(version) {
-                    return true;
-                }
-                match (tag.as_str(), standing_in(rules, &package.versions, version)) {
-                    ("latest", Some(next)) => {
-                        *version = next;
-                        true
-                    }
-                    _ => false,
-                }
-            });
+            let blocked_latest = package
+                .tags
+                .get("latest")
+                .filter(|v| removed.contains(v))
+                .cloned();
+            package.tags.retain(|_, version| !removed.contains(version));
+            if let Some(next) =
+                blocked_latest.and_then(|blocked| standing_in(rules, &package.versions, &blocked))
+            {
+                package.tags.insert("latest".to_owned(), next);
+            }
         }
         package.revision = self
             .screened_revision(repository, std::mem::take(&mut package.revision))
@@ -540,12 +539,13 @@ fn standing_in(
     blocked: &str,
 ) -> Option<String> {
     use std::cmp::Ordering::Greater;
-    let mut listed: Vec<&str> = versions
+    let listed: Vec<&str> = versions
         .iter()
         .filter(|v| v.status == crate::package::VersionStatus::Default)
         .map(|v| v.version.as_str())
         .collect();
-    listed.sort_by(|a, b| rules.compare_versions(a, b));
+    // Orders need not be total (Maven's): a sort that never fails.
+    let listed = crate::values::tolerant_sort(listed, &|a, b| rules.compare_versions(a, b));
     let releases = || listed.iter().filter(|v| !rules.is_prerelease(v));
     let above = |v: &&&str| rules.compare_versions(v, blocked) == Greater;
     releases()

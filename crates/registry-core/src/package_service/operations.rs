@@ -638,7 +638,7 @@ impl Packages {
 /// A package with its versions in the format's order.
 fn in_order(rules: &dyn FormatRules, mut package: Package) -> Package {
     let versions = std::mem::take(&mut package.versions);
-    package.versions = merge_sort(versions, &|a, b| {
+    package.versions = crate::values::tolerant_sort(versions, &|a, b| {
         rules.compare_versions(&a.version, &b.version)
     });
     package
@@ -666,34 +666,9 @@ fn unknown_version(name: &str, version: &str) -> Error {
     }
 }
 
-/// A stable merge sort that never fails whatever `compare` answers: the standard sorts may
-/// panic on an order that is not total, and a format's version order need not be (Maven's has
-/// cycles), while clients choose the versions.
-fn merge_sort<T>(items: Vec<T>, compare: &dyn Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
-    if items.len() <= 1 {
-        return items;
-    }
-    let mut left = items;
-    let right = left.split_off(left.len() / 2);
-    let (left, right) = (merge_sort(left, compare), merge_sort(right, compare));
-    let mut merged = Vec::with_capacity(left.len() + right.len());
-    let (mut left, mut right) = (left.into_iter().peekable(), right.into_iter().peekable());
-    while let (Some(l), Some(r)) = (left.peek(), right.peek()) {
-        let next = if compare(r, l) == std::cmp::Ordering::Less {
-            right.next()
-        } else {
-            left.next()
-        };
-        merged.extend(next);
-    }
-    merged.extend(left);
-    merged.extend(right);
-    merged
-}
-
 #[cfg(test)]
 mod tests {
-    use super::merge_sort;
+    use crate::values::tolerant_sort as merge_sort;
     use std::cmp::Ordering;
 
     #[test]

@@ -252,6 +252,11 @@ fn merge(mut packages: Vec<Package>) -> Package {
         merged.created_at = merged.created_at.min(package.created_at);
         merged.updated_at = merged.updated_at.max(package.updated_at);
     }
+    // A later member's tag naming a version it does not provide (an earlier member's, or
+    // one the firewall left out) names nothing here.
+    let kept: std::collections::HashSet<String> =
+        merged.versions.iter().map(|v| v.version.clone()).collect();
+    merged.tags.retain(|_, version| kept.contains(version));
     merged.revision = combined(revisions.iter().map(String::as_str));
     merged
 }

@@ -60,13 +60,14 @@ impl registry_core::UpstreamFormat for Maven {
                 )));
             }
         }
-        let mut versions: Vec<String> = read
+        // Maven's order is not total: a sort that never fails, duplicates dropped by text.
+        let mut seen = std::collections::HashSet::new();
+        let versions: Vec<String> = read
             .versions
             .into_iter()
-            .filter(|v| self.version_key(v).is_ok())
+            .filter(|v| self.version_key(v).is_ok() && seen.insert(v.clone()))
             .collect();
-        versions.sort_by(|a, b| self.compare_versions(a, b));
-        versions.dedup();
+        let versions = registry_core::tolerant_sort(versions, &|a, b| self.compare_versions(a, b));
         let updated = Timestamp(read.last_updated_ms.unwrap_or(0));
         let newest = versions.last().cloned();
         let versions = versions

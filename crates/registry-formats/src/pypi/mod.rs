@@ -634,11 +634,11 @@ mod tests {
             .unwrap();
         let firewall = Firewall::new(
             vec![
+                rule(serde_json::json!({"name": "no-one", "deny": ["pkg:pypi/demo@1.0"]})),
                 rule(
-                    serde_json::json!({"name": "no-one", "deny": ["pkg:pypi/demo@1.0"],
-                    "exceptions": ["pkg:pypi/demo@3"]}),
+                    serde_json::json!({"name": "only-two", "allow": ["pkg:pypi/demo@2.0"],
+                    "exceptions": ["pkg:pypi/demo@3.0"]}),
                 ),
-                rule(serde_json::json!({"name": "no-three", "deny": ["pkg:pypi/demo@3.0.0"]})),
                 rule(serde_json::json!({"name": "advised", "advisories": "low"})),
             ],
             std::sync::Arc::new(advisories),
@@ -659,12 +659,16 @@ mod tests {
                 .map(|h| h.rule)
                 .collect()
         };
-        assert_eq!(hits("1.0.0"), ["no-one"]);
-        assert_eq!(hits("1"), ["no-one"]);
-        assert_eq!(hits("1.0.1"), Vec::<String>::new());
-        assert_eq!(hits("2.0.0"), ["advised"]);
-        // Excepted from one rule by `3`, still denied by the other as `3.0.0`.
-        assert_eq!(hits("3.0"), ["no-three"]);
+        // What blocks covers every spelling of the release, and local labels.
+        assert_eq!(hits("1.0.0"), ["no-one", "only-two"]);
+        assert_eq!(hits("1"), ["no-one", "only-two"]);
+        assert_eq!(hits("1.0+evil"), ["no-one", "only-two"]);
+        assert_eq!(hits("2.0.0"), ["only-two", "advised"]);
+        // What lets through is exact: never widened to other spellings or local labels.
+        assert_eq!(hits("2.0"), ["advised"]);
+        assert_eq!(hits("2.0+evil"), ["only-two", "advised"]);
+        assert_eq!(hits("3.0"), Vec::<String>::new());
+        assert_eq!(hits("3"), ["only-two"]);
     }
 
     #[test]
