@@ -197,14 +197,24 @@ async fn dispatch(State(api): State<Arc<MavenApi>>, request: Request) -> Respons
                 let stored = find(&api.packages, repository, &name, &version, &file).await?;
                 match checksum {
                     Some(checksum) => text(checksum_of(&stored, checksum)?, head),
-                    None => Ok(stored_file_response(
-                        &api.packages,
-                        &Rules,
-                        repository,
-                        &stored.blob,
-                        (request.headers(), content_type(&file), head),
-                    )
-                    .await?),
+                    None => {
+                        let mut response = stored_file_response(
+                            &api.packages,
+                            &Rules,
+                            repository,
+                            &stored.blob,
+                            (request.headers(), content_type(&file), head),
+                        )
+                        .await?;
+                        // When it was deployed: a proxy of this repository dates the version
+                        // by it (age gates).
+                        if let Some(modified) = http_date(stored.created_at) {
+                            response
+                                .headers_mut()
+                                .insert(axum::http::header::LAST_MODIFIED, modified);
+                        }
+                        Ok(response)
+                    }
                 }
             }
             (
@@ -270,6 +280,13 @@ async fn dispatch(State(api): State<Arc<MavenApi>>, request: Request) -> Respons
         }
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A time as an HTTP date (`Last-Modified`).
+fn http_date(time: registry_core::Timestamp) -> Option<axum::http::HeaderValue> {
+    let millis = u64::try_from(time.0).ok()?;
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
+    axum::http::HeaderValue::from_str(&httpdate::fmt_http_date(at)).ok()
 }
 
 fn content_type(file: &ArtifactFile) -> &'static str {

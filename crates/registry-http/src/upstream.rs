@@ -244,7 +244,8 @@ impl Upstream for HttpUpstream {
                 return Err(Error::ProxyLoop {
                     upstream: upstream.base().to_owned(),
                     reason: format!(
-                        "answered {status} for {url}: the request went round a loop of proxies                          (the upstream leads back to this registry, or it passed too many)"
+                        "answered {status} for {url}: the request went round a loop of proxies \
+                         (the upstream leads back to this registry, or it passed too many)"
                     ),
                 });
             }

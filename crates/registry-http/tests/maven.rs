@@ -514,6 +514,19 @@ async fn a_proxy_of_a_maven_repository_verifies_files_by_their_checksums_and_kee
     }
     let (status, _) = get(format!("central/{dir}/hello-1.0.pom")).await;
     assert_eq!(status, StatusCode::OK);
+    // An age gate dates a version by its file's Last-Modified (the upstream deployed it just
+    // now), cached or not.
+    let rule: registry_core::FirewallRule = serde_json::from_value(
+        serde_json::json!({"name": "cool-off", "min_age": "1d", "repositories": "central"}),
+    )
+    .unwrap();
+    packages.put_firewall_rule(&rule).await.unwrap();
+    for file in ["hello-1.0.pom", "hello-1.0.jar"] {
+        let (status, body) = get(format!("central/{dir}/{file}")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{file}");
+        assert!(String::from_utf8_lossy(&body).contains("cool-off"));
+    }
+    packages.delete_firewall_rule("cool-off").await.unwrap();
     let (status, _) = get(format!("central/{dir}/hello-1.0-sources.jar")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "not upstream either");
 

@@ -978,6 +978,11 @@ async fn a_version_of_two_hosted_members_is_the_first_members_even_when_blocked_
         "corp2's copy does not stand in: {}",
         String::from_utf8_lossy(&packument.bytes)
     );
+    assert!(
+        packument.json()["dist-tags"].get("latest").is_none(),
+        "corp2's latest names a version not provided: {}",
+        String::from_utf8_lossy(&packument.bytes)
+    );
     let blocked = get(app, tarball).await;
     assert_eq!(
         blocked.status,

@@ -20,6 +20,10 @@ use super::documents::package_file_name;
 use super::nuspec::{Dependency, DependencyGroup, MAX_DEPENDENCIES};
 use super::{NuGetVersion, Nuget, Nuspec, lower_id};
 
+/// The most versions a registration index may list (the largest packages on nuget.org have a
+/// few thousand).
+const MAX_VERSIONS: usize = 100_000;
+
 fn invalid(reason: String) -> Error {
     Error::PackageInvalid { reason }
 }
@@ -115,6 +119,7 @@ impl registry_core::UpstreamFormat for Nuget {
         let mut versions: Vec<PackageVersion> = Vec::new();
         let mut files = Vec::new();
         let mut display = None;
+        let mut seen = std::collections::HashSet::new();
         for page in pages {
             let Some(leaves) = page.get("items").and_then(Value::as_array) else {
                 return Err(invalid(format!(
@@ -141,8 +146,13 @@ impl registry_core::UpstreamFormat for Nuget {
                 let Some(groups) = dependency_groups(entry) else {
                     continue;
                 };
-                if versions.iter().any(|v| v.version == version) {
+                if !seen.insert(version.clone()) {
                     continue;
+                }
+                if versions.len() >= MAX_VERSIONS {
+                    return Err(invalid(format!(
+                        "the registration index of {key} lists over {MAX_VERSIONS} versions"
+                    )));
                 }
                 let published = entry
                     .get("published")

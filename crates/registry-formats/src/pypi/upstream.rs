@@ -103,7 +103,7 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
         };
         // A local version (`1.0+build`) is not for an index (PyPI refuses them), and would
         // read as the release it labels to a resolver.
-        if version.contains('+') || !seen.insert(filename) {
+        if version.contains('+') {
             continue;
         }
         let sha256 = file
@@ -122,6 +122,10 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
         let Ok(digest) = Digest::parse(&format!("sha256:{sha256}")) else {
             continue;
         };
+        // The first usable listing of a name counts; an unusable one hides nothing.
+        if !seen.insert(filename) {
+            continue;
+        }
         // Without its own upload time a file counts as uploaded when first read, so an age
         // gate never lets it through early.
         let uploaded = file

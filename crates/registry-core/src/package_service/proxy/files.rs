@@ -76,7 +76,16 @@ impl Packages {
                 entry
             }
             None => {
-                let Some(digest) = self.declared_checksum(settings, &path_file).await? else {
+                // A miss is remembered like a metadata 404: a flood of requests for missing
+                // artifacts does not become a flood of checksum requests upstream.
+                let key = (name.clone(), path_file.path.clone());
+                if self.proxy.known_missing(&key, settings.not_found_ttl()) {
+                    record(|r| r.hits += 1);
+                    return Ok(None);
+                }
+                let Some(digest) = counted(self.declared_checksum(settings, &path_file).await)?
+                else {
+                    self.proxy.remember_missing(key);
                     return Ok(None);
                 };
                 let remote = RemoteFile {
