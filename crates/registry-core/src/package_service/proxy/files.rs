@@ -1,9 +1,10 @@
 //! Files of proxy repositories: fetched once per path (concurrent misses wait for the first),
-//! streamed into the blob store while hashed with the algorithm the upstream's metadata
-//! declares, compared, and only then recorded. A body that breaks off, drips slower than a
-//! KiB per timeout or 64 KiB/s on average, or does not match leaves nothing but an
-//! unreferenced blob, which the collector takes; the upstream's own error reaches the client,
-//! and the clients waiting for the same file (the failure is remembered for a few seconds).
+//! streamed into the blob store while hashed with the algorithm the upstream declares (in its
+//! metadata, or for a file addressed by path in the checksum file beside it), compared, and
+//! only then recorded. A body that breaks off, drips slower than a KiB per timeout or 64 KiB/s
+//! on average, or does not match leaves nothing but an unreferenced blob, which the collector
+//! takes; the upstream's own error reaches the client, and every request for the same file in
+//! the next seconds (the failure is remembered, so waiters do not ask again one by one).
 
 use std::sync::{Arc, Mutex};
 
