@@ -82,6 +82,9 @@ struct File {
     /// `[[firewall_rules]]`: the dependency firewall's rules.
     #[serde(default)]
     firewall_rules: Vec<registry_core::FirewallRule>,
+    /// `[[pull_through]]`: OCI pull-through caches (`prefix`, `upstream`).
+    #[serde(default)]
+    pull_through: Vec<registry_core::PullThrough>,
 }
 
 /// `[firewall]`: where advisories are read from.
@@ -225,6 +228,7 @@ pub(crate) struct Config {
     pub(crate) package_repositories: Vec<RepositoryConfig>,
     firewall: FileFirewall,
     pub(crate) firewall_rules: Vec<registry_core::FirewallRule>,
+    pub(crate) pull_through: Vec<registry_core::PullThrough>,
 }
 
 impl Config {
@@ -271,6 +275,7 @@ impl Config {
             package_repositories: file.package_repositories,
             firewall: file.firewall,
             firewall_rules: file.firewall_rules,
+            pull_through: file.pull_through,
         })
     }
 

@@ -388,12 +388,27 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(auth) = auth {
         application = application.auth(auth);
     }
+    for cache in &config.pull_through {
+        let own: Vec<&str> = external.iter().map(|u| u.as_str()).collect();
+        if registry_http::upstream::points_at(&cache.upstream, &own, Some(listen.port())) {
+            return Err(format!(
+                "[[pull_through]] {}: upstream {} points at this registry itself",
+                cache.prefix, cache.upstream.url
+            ));
+        }
+    }
+    if !config.pull_through.is_empty() {
+        application = application
+            .pull_through(config.pull_through.clone())
+            .map_err(|e| format!("[[pull_through]]: {e}"))?;
+    }
     if let Some(url) = external {
         application = application.external_url(url);
     }
     if let Some(signer) = config.download_signer()? {
         application = application.download_signer(signer);
     }
+
     let app = application.router().route(
         "/metrics",
         axum::routing::get(move || std::future::ready(prometheus.render())),

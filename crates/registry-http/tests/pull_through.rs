@@ -1,0 +1,238 @@
+//! OCI pull-through caches in-process, over an upstream registry on loopback (this registry's
+//! own OCI API, and a liar): manifests and blobs pulled on first use and then served from here,
+//! a moved tag followed, the upstream stopped (held tags served and said stale, others a clear
+//! error naming it), content that does not match its digest refused with nothing kept, pushes
+//! refused.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use registry_core::blob::once_stream;
+use registry_core::manifest::OCI_MANIFEST;
+use registry_core::{
+    Actor, Digest, OciRegistry, Packages, PullThrough, Reference, RepositoryName, Tag,
+    UpstreamSettings,
+};
+use registry_http::serve::{RunningRegistry, ServerSettings};
+use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+use serde_json::json;
+use tower::ServiceExt;
+
+fn registry() -> OciRegistry {
+    OciRegistry::new(
+        Arc::new(MemoryBlobStore::new()),
+        Arc::new(MemoryMetadataStore::new()),
+    )
+}
+
+/// Pushes an image of one layer under `tag`; answers the manifest's bytes and the layer.
+async fn push(registry: &OciRegistry, repository: &str, tag: &str, seed: u8) -> (Bytes, Bytes) {
+    let repo = RepositoryName::parse(repository).unwrap();
+    let config = Bytes::from(format!("{{\"seed\":{seed}}}"));
+    let layer = Bytes::from(
+        (0..3_000_000u32)
+            .map(|i| (i as u8) ^ seed)
+            .collect::<Vec<u8>>(),
+    );
+    for blob in [&config, &layer] {
+        registry
+            .put_blob(&repo, &Digest::sha256(blob), once_stream(blob.clone()))
+            .await
+            .unwrap();
+    }
+    let manifest = Bytes::from(
+        json!({ "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json",
+                        "digest": Digest::sha256(&config), "size": config.len() },
+            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                         "digest": Digest::sha256(&layer), "size": layer.len() }] })
+        .to_string(),
+    );
+    registry
+        .put_manifest(
+            &repo,
+            &Reference::Tag(Tag::parse(tag).unwrap()),
+            manifest.clone(),
+            Some(OCI_MANIFEST),
+            &Actor::trusted(),
+        )
+        .await
+        .unwrap();
+    (manifest, layer)
+}
+
+fn proxy_of(url: &str, ttl: u64) -> Router {
+    let mut upstream = UpstreamSettings::new(url);
+    upstream.metadata_ttl_seconds = ttl;
+    upstream.timeout_seconds = 5;
+    let packages = Packages::new(
+        Arc::new(MemoryBlobStore::new()),
+        Arc::new(MemoryMetadataStore::new()),
+    );
+    registry_http::app::Application::new(registry(), packages)
+        .pull_through(vec![PullThrough {
+            prefix: "hub".into(),
+            upstream,
+        }])
+        .unwrap()
+        .router()
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+async fn send(app: &Router, method: Method, uri: &str, body: Bytes) -> Reply {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::ACCEPT, OCI_MANIFEST)
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Reply {
+    send(app, Method::GET, uri, Bytes::new()).await
+}
+
+#[tokio::test]
+async fn images_are_pulled_once_followed_when_moved_and_served_when_the_upstream_is_down() {
+    let upstream_registry = registry();
+    let (manifest, layer) = push(&upstream_registry, "library/app", "1.0", 1).await;
+    let upstream_app = registry_http::app::Application::new(
+        upstream_registry.clone(),
+        Packages::new(
+            Arc::new(MemoryBlobStore::new()),
+            Arc::new(MemoryMetadataStore::new()),
+        ),
+    )
+    .router();
+    let upstream = RunningRegistry::serve_app(upstream_app, ServerSettings::default())
+        .await
+        .unwrap();
+    let proxy = proxy_of(&format!("http://{}", upstream.host()), 0);
+
+    let pulled = get(&proxy, "/v2/hub/library/app/manifests/1.0").await;
+    assert_eq!(pulled.status, StatusCode::OK, "{}", pulled.text());
+    assert_eq!(pulled.body, manifest);
+    let digest = Digest::sha256(&manifest);
+    assert_eq!(
+        pulled.headers["docker-content-digest"].to_str().unwrap(),
+        digest.as_str()
+    );
+    let by_digest = get(&proxy, &format!("/v2/hub/library/app/manifests/{digest}")).await;
+    assert_eq!(by_digest.body, manifest);
+    let layer_uri = format!("/v2/hub/library/app/blobs/{}", Digest::sha256(&layer));
+    let blob = get(&proxy, &layer_uri).await;
+    assert_eq!(blob.status, StatusCode::OK, "{}", blob.text());
+    assert!(blob.body == layer, "the layer's bytes");
+    // Outside the cache's prefix nothing is pulled.
+    let outside = get(&proxy, "/v2/library/app/manifests/1.0").await;
+    assert_eq!(outside.status, StatusCode::NOT_FOUND);
+
+    // The tag moves upstream: followed (the validity here is 0 s).
+    let (moved, _) = push(&upstream_registry, "library/app", "1.0", 2).await;
+    let again = get(&proxy, "/v2/hub/library/app/manifests/1.0").await;
+    assert_eq!(again.body, moved, "the moved tag is followed");
+
+    // The upstream stopped: what is held is served, said stale; what is not, a clear error.
+    upstream.stop().await.unwrap();
+    let stale = get(&proxy, "/v2/hub/library/app/manifests/1.0").await;
+    assert_eq!(stale.status, StatusCode::OK, "{}", stale.text());
+    assert_eq!(stale.body, moved);
+    assert!(stale.headers.contains_key("x-registry-stale"));
+    let blob = get(&proxy, &layer_uri).await;
+    assert!(blob.body == layer, "the layer from the cache");
+    let missing = get(&proxy, "/v2/hub/library/other/manifests/1.0").await;
+    assert_eq!(
+        missing.status,
+        StatusCode::BAD_GATEWAY,
+        "{}",
+        missing.text()
+    );
+    assert!(missing.text().contains("UNKNOWN") && missing.text().contains("upstream http://"));
+
+    // Pushes into the cache are refused.
+    let push = send(
+        &proxy,
+        Method::PUT,
+        "/v2/hub/library/app/manifests/mine",
+        manifest.clone(),
+    )
+    .await;
+    assert_eq!(push.status, StatusCode::FORBIDDEN, "{}", push.text());
+    assert!(
+        push.text().contains("pull-through cache"),
+        "{}",
+        push.text()
+    );
+    let upload = send(
+        &proxy,
+        Method::POST,
+        "/v2/hub/library/app/blobs/uploads/",
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(upload.status, StatusCode::FORBIDDEN, "{}", upload.text());
+}
+
+#[tokio::test]
+async fn content_that_does_not_match_its_digest_is_refused_and_nothing_is_kept() {
+    let real = Bytes::from_static(b"the real layer");
+    let wrong = Digest::sha256(b"what the client asked for");
+    let liar = Router::new().fallback(move |request: Request<Body>| {
+        let real = real.clone();
+        async move {
+            let path = request.uri().path().to_owned();
+            if path.contains("/blobs/") || path.contains("/manifests/sha256:") {
+                (StatusCode::OK, real)
+            } else {
+                (StatusCode::NOT_FOUND, Bytes::new())
+            }
+        }
+    });
+    let liar = RunningRegistry::serve_app(liar, ServerSettings::default())
+        .await
+        .unwrap();
+    let proxy = proxy_of(&format!("http://{}", liar.host()), 300);
+    for uri in [
+        format!("/v2/hub/x/blobs/{wrong}"),
+        format!("/v2/hub/x/manifests/{wrong}"),
+    ] {
+        for _ in 0..2 {
+            let reply = get(&proxy, &uri).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_GATEWAY,
+                "{uri}: {}",
+                reply.text()
+            );
+            assert!(
+                reply.text().contains("does not match") || reply.text().contains("hashes to"),
+                "{uri}: {}",
+                reply.text()
+            );
+        }
+    }
+}
