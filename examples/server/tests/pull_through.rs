@@ -1,0 +1,150 @@
+//! skopeo and podman pulling through a pull-through cache of the distribution registry 2.8.2
+//! (Debian's `docker-registry`, on loopback): a multi-arch image with `--all` and a 24 MiB layer
+//! copied byte for byte, podman's pull, then both again with the upstream stopped, from the
+//! cache.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Layout, Server, free_port, http_get, layout_digest, run, tar_layer, workdir};
+
+/// The distribution registry, stopped when dropped.
+struct Distribution {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Distribution {
+    fn start(work: &Path) -> Distribution {
+        let addr = free_port();
+        let config = work.join("distribution.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {addr}\n",
+                work.join("distribution").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry must be installed (scripts/install-clients installs it)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(addr, "/v2/").is_none_or(|(status, _)| status != 200) {
+            assert!(Instant::now() < deadline, "distribution did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Distribution { child, addr }
+    }
+}
+
+/// podman's arguments for storage under `storage`, needing no system configuration or daemon.
+fn podman(storage: &Path, args: &[&str], cwd: &Path) -> String {
+    let root = storage.join("root").display().to_string();
+    let runroot = storage.join("run").display().to_string();
+    let mut all = vec![
+        "--storage-driver",
+        "vfs",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "file",
+        "--root",
+        &root,
+        "--runroot",
+        &runroot,
+    ];
+    all.extend_from_slice(args);
+    run("podman", &all, cwd)
+}
+
+#[test]
+fn skopeo_and_podman_pull_through_a_cache_of_distribution_and_from_it_when_it_is_down() {
+    let (_dir, work) = workdir();
+    let upstream = Distribution::start(&work);
+    let mut layout = Layout::new(work.join("layout"));
+    let big: Vec<u8> = (0..24u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let amd64 = layout.image(None, "amd64", &tar_layer("data.bin", &big));
+    let arm64 = layout.image(None, "arm64", &tar_layer("arch", b"arm64"));
+    layout.multi_arch("multi", vec![amd64, arm64]);
+    layout.finish();
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+            "oci:layout:multi",
+            &format!("docker://{}/library/hello:v1", upstream.addr),
+        ],
+        &work,
+    );
+
+    let config = work.join("cache.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[pull_through]]\nprefix = \"hub\"\n\
+             upstream = {{ url = \"http://{}\", metadata_ttl_seconds = 0, timeout_seconds = 10 }}\n",
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let cache = Server::start(&["--config", config.to_str().unwrap()]);
+    let image = format!("{}/hub/library/hello:v1", cache.host());
+    let copy = |to: &str| {
+        run(
+            "skopeo",
+            &[
+                "copy",
+                "--all",
+                "--src-tls-verify=false",
+                &format!("docker://{image}"),
+                &format!("oci:{to}:v1"),
+            ],
+            &work,
+        );
+        assert_eq!(
+            layout_digest(&work.join(to), "v1"),
+            layout_digest(&work.join("layout"), "multi"),
+            "the index is served byte for byte"
+        );
+    };
+    copy("first");
+    let pulled = podman(
+        &work.join("podman1"),
+        &["pull", "--tls-verify=false", &image],
+        &work,
+    );
+    assert!(
+        !pulled.trim().is_empty(),
+        "podman names the image it pulled"
+    );
+
+    // The upstream stopped: the cache serves what it holds.
+    drop(upstream);
+    copy("second");
+    podman(
+        &work.join("podman2"),
+        &["pull", "--tls-verify=false", &image],
+        &work,
+    );
+}
