@@ -99,7 +99,12 @@ pub struct HttpUpstream {
     /// One client per set of trusted certificates (`ca_file`) and connect timeout, built on
     /// first use.
     clients: Mutex<HashMap<(Option<String>, u64), reqwest::Client>>,
+    /// Tokens of registries' token challenges, per challenge and user, until when they last.
+    tokens: Mutex<HashMap<TokenKey, (String, std::time::Instant)>>,
 }
+
+/// A token challenge and the user a token was asked for.
+type TokenKey = (BearerChallenge, Option<String>);
 
 impl HttpUpstream {
     /// A fetcher that names itself `instance` in `Via`.
@@ -107,6 +112,7 @@ impl HttpUpstream {
         HttpUpstream {
             instance,
             clients: Mutex::default(),
+            tokens: Mutex::default(),
         }
     }
 
@@ -199,36 +205,49 @@ impl Upstream for HttpUpstream {
             reason,
             timed_out,
         };
-        let mut request = self
-            .client(upstream)
-            .await?
-            .get(url)
-            .header(header::ACCEPT, accept)
-            .header(header::VIA, self.via());
-        if let Some(etag) = &validators.etag {
-            request = request.header(header::IF_NONE_MATCH, etag);
-        }
-        if let Some(modified) = &validators.last_modified {
-            request = request.header(header::IF_MODIFIED_SINCE, modified);
-        }
-        // Credentials go to the upstream's own origin only, never to a file origin.
-        let own = registry_core::proxy::origin(url).eq_ignore_ascii_case(upstream.origin());
-        request = match (&upstream.username, &upstream.password) {
-            _ if !own => request,
-            (Some(user), password) => request.basic_auth(user, password.as_deref()),
-            (None, Some(token)) => request.bearer_auth(token),
-            (None, None) => request,
-        };
-        let response = request.send().await.map_err(|e| {
-            let reason = if e.is_redirect() {
-                format!("a redirect not followed for {url}: {}", error_chain(&e))
-            } else if e.is_timeout() {
-                format!("no answer for {url} within {} s", upstream.timeout_seconds)
-            } else {
-                format!("cannot fetch {url}: {}", error_chain(&e))
+        let client = self.client(upstream).await?;
+        let send = |bearer: Option<String>| {
+            let mut request = client
+                .get(url)
+                .header(header::ACCEPT, accept)
+                .header(header::VIA, self.via());
+            if let Some(etag) = &validators.etag {
+                request = request.header(header::IF_NONE_MATCH, etag);
+            }
+            if let Some(modified) = &validators.last_modified {
+                request = request.header(header::IF_MODIFIED_SINCE, modified);
+            }
+            // Credentials go to the upstream's own origin only, never to a file origin.
+            let own = registry_core::proxy::origin(url).eq_ignore_ascii_case(upstream.origin());
+            request = match (bearer, &upstream.username, &upstream.password) {
+                _ if !own => request,
+                (Some(token), _, _) => request.bearer_auth(token),
+                (None, Some(user), password) => request.basic_auth(user, password.as_deref()),
+                (None, None, Some(token)) => request.bearer_auth(token),
+                (None, None, None) => request,
             };
-            failed(reason, e.is_timeout())
-        })?;
+            async move {
+                request.send().await.map_err(|e| {
+                    let reason = if e.is_redirect() {
+                        format!("a redirect not followed for {url}: {}", error_chain(&e))
+                    } else if e.is_timeout() {
+                        format!("no answer for {url} within {} s", upstream.timeout_seconds)
+                    } else {
+                        format!("cannot fetch {url}: {}", error_chain(&e))
+                    };
+                    failed(reason, e.is_timeout())
+                })
+            }
+        };
+        let mut response = send(None).await?;
+        // A registry's token challenge (Docker Hub, distribution with token auth): a token
+        // from its realm, with the upstream's credentials, and the request again.
+        if response.status() == StatusCode::UNAUTHORIZED
+            && let Some(challenge) = bearer_challenge(response.headers())
+        {
+            let token = self.token(&client, upstream, &challenge).await?;
+            response = send(Some(token)).await?;
+        }
         let status = response.status();
         match status {
             StatusCode::OK => {}
@@ -283,6 +302,150 @@ impl Upstream for HttpUpstream {
             content_type,
             body,
         })
+    }
+}
+
+/// A `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` challenge's parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct BearerChallenge {
+    realm: String,
+    service: Option<String>,
+    scope: Option<String>,
+}
+
+fn bearer_challenge(headers: &axum::http::HeaderMap) -> Option<BearerChallenge> {
+    let value = headers.get(header::WWW_AUTHENTICATE)?.to_str().ok()?;
+    let (scheme, params) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut found = std::collections::HashMap::new();
+    // `key="value"` pairs; values may hold commas (scopes do), not quotes.
+    let mut rest = params.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, next) = match after.strip_prefix('"') {
+            Some(quoted) => quoted.split_once('"')?,
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        found.insert(key, value.to_owned());
+        rest = next.trim_start().trim_start_matches(',');
+    }
+    let realm = found.remove("realm")?;
+    if !(realm.starts_with("https://") || realm.starts_with("http://")) {
+        return None;
+    }
+    Some(BearerChallenge {
+        realm,
+        service: found.remove("service"),
+        scope: found.remove("scope"),
+    })
+}
+
+/// The most tokens kept.
+const MAX_TOKENS: usize = 1024;
+
+/// The largest token answer read.
+const MAX_TOKEN_ANSWER: usize = 64 << 10;
+
+impl HttpUpstream {
+    /// A token for a challenge: kept from an earlier answer while it lasts, else asked of the
+    /// realm — with the upstream's credentials when the realm is reached over https or on
+    /// loopback (never in clear text across a network).
+    async fn token(
+        &self,
+        client: &reqwest::Client,
+        upstream: &UpstreamSettings,
+        challenge: &BearerChallenge,
+    ) -> Result<String> {
+        let key = (challenge.clone(), upstream.username.clone());
+        if let Some((token, until)) = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            && std::time::Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let failed = |reason: String| Error::Upstream {
+            upstream: upstream.base().to_owned(),
+            reason,
+            timed_out: false,
+        };
+        let mut realm = reqwest::Url::parse(&challenge.realm).map_err(|e| {
+            failed(format!(
+                "its token realm {} is not a URL: {e}",
+                challenge.realm
+            ))
+        })?;
+        {
+            let mut query = realm.query_pairs_mut();
+            if let Some(service) = &challenge.service {
+                query.append_pair("service", service);
+            }
+            if let Some(scope) = &challenge.scope {
+                query.append_pair("scope", scope);
+            }
+        }
+        let realm_host = realm.host_str().unwrap_or_default().to_owned();
+        let mut request = client.get(realm).header(header::VIA, self.via());
+        let private = challenge.realm.starts_with("https://")
+            || registry_core::proxy::is_local_host(&realm_host, false);
+        if private && let Some(user) = &upstream.username {
+            request = request.basic_auth(user, upstream.password.as_deref());
+        }
+        let response = request.send().await.map_err(|e| {
+            failed(format!(
+                "cannot reach its token realm {}: {}",
+                challenge.realm,
+                error_chain(&e)
+            ))
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(failed(format!(
+                "its token realm {} answered {status}: check the proxy's credentials",
+                challenge.realm
+            )));
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| failed(format!("the token answer broke off: {e}")))?;
+            if body.len() + chunk.len() > MAX_TOKEN_ANSWER {
+                return Err(failed("its token answer is too large".to_owned()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| failed(format!("its token answer is not JSON: {e}")))?;
+        let token = answer
+            .get("token")
+            .or_else(|| answer.get("access_token"))
+            .and_then(serde_json::Value::as_str)
+            .filter(|t| !t.is_empty() && t.len() <= 16 << 10)
+            .ok_or_else(|| failed("its token answer holds no token".to_owned()))?
+            .to_owned();
+        // Kept a little shorter than it lasts (60 s when unsaid, as the token spec says).
+        let lasts = answer
+            .get("expires_in")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(60)
+            .clamp(1, 3600);
+        let until = std::time::Instant::now()
+            + std::time::Duration::from_secs(lasts.saturating_sub(lasts / 10));
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if tokens.len() >= MAX_TOKENS {
+            tokens.clear();
+        }
+        tokens.insert(key, (token.clone(), until));
+        Ok(token)
     }
 }
 
@@ -407,6 +570,37 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn bearer_challenges_are_read_as_registries_write_them() {
+        let read = |value: &str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(header::WWW_AUTHENTICATE, value.parse().unwrap());
+            bearer_challenge(&headers)
+        };
+        assert_eq!(
+            read(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#
+            ),
+            Some(BearerChallenge {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/alpine:pull,push".into()),
+            })
+        );
+        assert_eq!(
+            read(r#"bearer realm="http://127.0.0.1:1/t""#).map(|c| c.service),
+            Some(None)
+        );
+        for bad in [
+            r#"Basic realm="x""#,
+            r#"Bearer service="x""#,
+            r#"Bearer realm="file:///etc/passwd""#,
+            r#"Bearer realm="unterminated"#,
+        ] {
+            assert_eq!(read(bad), None, "{bad}");
+        }
+    }
 
     #[tokio::test]
     async fn ca_files_that_are_not_small_regular_files_are_refused_without_opening_them() {

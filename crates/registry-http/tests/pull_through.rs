@@ -236,3 +236,78 @@ async fn content_that_does_not_match_its_digest_is_refused_and_nothing_is_kept()
         }
     }
 }
+
+/// An upstream that answers a token challenge (as Docker Hub does): the cache asks the realm
+/// for a token with its credentials, then the upstream with the token; the token is reused.
+#[tokio::test]
+async fn a_token_challenge_is_followed_with_the_upstreams_credentials() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let (manifest, _) = push(&registry(), "library/app", "1.0", 3).await;
+    let tokens_issued = Arc::new(AtomicU32::new(0));
+    let issued = Arc::clone(&tokens_issued);
+    let upstream = Router::new().fallback(move |request: Request<Body>| {
+        let (manifest, issued) = (manifest.clone(), Arc::clone(&issued));
+        async move {
+            let authorization = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let host = request.headers()[header::HOST].to_str().unwrap().to_owned();
+            let uri = request.uri().to_string();
+            if uri.starts_with("/token?") {
+                // dev:s3cret, and the scope the challenge named.
+                assert!(
+                    uri.contains("service=hub") && uri.contains("scope=repository"),
+                    "{uri}"
+                );
+                if authorization != "Basic ZGV2OnMzY3JldA==" {
+                    return (StatusCode::UNAUTHORIZED, HeaderMap::new(), Bytes::new());
+                }
+                issued.fetch_add(1, Ordering::SeqCst);
+                let answer = json!({"token": "t0ken", "expires_in": 300}).to_string();
+                return (StatusCode::OK, HeaderMap::new(), Bytes::from(answer));
+            }
+            if authorization != "Bearer t0ken" {
+                let mut headers = HeaderMap::new();
+                let challenge = format!(
+                    "Bearer realm=\"http://{host}/token\",service=\"hub\",\
+                     scope=\"repository:library/app:pull\""
+                );
+                headers.insert(header::WWW_AUTHENTICATE, challenge.parse().unwrap());
+                return (StatusCode::UNAUTHORIZED, headers, Bytes::new());
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, OCI_MANIFEST.parse().unwrap());
+            (StatusCode::OK, headers, manifest)
+        }
+    });
+    let upstream = RunningRegistry::serve_app(upstream, ServerSettings::default())
+        .await
+        .unwrap();
+    let mut settings = UpstreamSettings::new(format!("http://{}", upstream.host()));
+    settings.username = Some("dev".into());
+    settings.password = Some("s3cret".into());
+    settings.metadata_ttl_seconds = 0;
+    let packages = Packages::new(
+        Arc::new(MemoryBlobStore::new()),
+        Arc::new(MemoryMetadataStore::new()),
+    );
+    let proxy = registry_http::app::Application::new(registry(), packages)
+        .pull_through(vec![PullThrough {
+            prefix: "hub".into(),
+            upstream: settings,
+        }])
+        .unwrap()
+        .router();
+    for _ in 0..3 {
+        let pulled = get(&proxy, "/v2/hub/library/app/manifests/1.0").await;
+        assert_eq!(pulled.status, StatusCode::OK, "{}", pulled.text());
+    }
+    assert_eq!(
+        tokens_issued.load(Ordering::SeqCst),
+        1,
+        "the token is reused"
+    );
+}

@@ -148,3 +148,82 @@ fn skopeo_and_podman_pull_through_a_cache_of_distribution_and_from_it_when_it_is
         &work,
     );
 }
+
+/// A cache of a private registry (another instance, in Docker token mode) with the upstream's
+/// credentials: an anonymous client pulls a private image through it; a cache without
+/// credentials says why it failed. (The token challenge itself is followed in
+/// `crates/registry-http/tests/pull_through.rs`.)
+#[test]
+fn a_cache_pulls_a_private_image_with_its_upstreams_credentials() {
+    let (_dir, work) = workdir();
+    let hash = registry_http::auth::hash_password("s3cret").unwrap();
+    let auth = work.join("token.toml");
+    std::fs::write(
+        &auth,
+        format!(
+            "[auth]\nmode = \"token\"\nservice = \"upstream\"\n\
+             token_secret = \"a test secret that is long enough for HS256\"\n\
+             [auth.users.dev]\npassword_hash = \"{hash}\"\n\
+             grants = [{{ pattern = \"team/*\", role = \"developer\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let upstream = Server::start(&["--config", auth.to_str().unwrap()]);
+    let mut layout = Layout::new(work.join("layout"));
+    layout.image(
+        Some("v1"),
+        "amd64",
+        &tar_layer("etc/secret.txt", b"private\n"),
+    );
+    layout.finish();
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "dev:s3cret",
+            "oci:layout:v1",
+            &format!("docker://{}/team/app:v1", upstream.host()),
+        ],
+        &work,
+    );
+    let config = work.join("cache.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[pull_through]]\nprefix = \"private\"\n\
+             upstream = {{ url = \"http://{0}\", username = \"dev\", password = \"s3cret\" }}\n\
+             [[pull_through]]\nprefix = \"anonymous\"\nupstream = {{ url = \"http://{0}\" }}\n",
+            upstream.host()
+        ),
+    )
+    .unwrap();
+    let cache = Server::start(&["--config", config.to_str().unwrap()]);
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/private/team/app:v1", cache.host()),
+            "oci:pulled:v1",
+        ],
+        &work,
+    );
+    assert_eq!(
+        layout_digest(&work.join("pulled"), "v1"),
+        layout_digest(&work.join("layout"), "v1")
+    );
+    let refused = support::command(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{}/anonymous/team/app:v1", cache.host()),
+        ],
+        &work,
+    );
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("502") || said.contains("upstream"), "{said}");
+}
