@@ -562,3 +562,60 @@ async fn a_proxy_of_a_maven_repository_verifies_files_by_their_checksums_and_kee
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(String::from_utf8_lossy(&body).contains("no-hello"));
 }
+
+/// Misses of files addressed by path are looked up once at a time and remembered: ten clients
+/// asking at once for an artifact the upstream lacks, and five after, cost one checksum lookup.
+#[tokio::test]
+async fn a_proxys_misses_are_asked_once_and_remembered() {
+    use registry_core::{OciRegistry, RepositoryKind, RepositorySettings, UpstreamSettings};
+    use registry_formats::maven::Maven;
+    use registry_http::serve::{RunningRegistry, ServerSettings};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let asked = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&asked);
+    let upstream = Router::new().fallback(move |request: Request<Body>| {
+        let counter = Arc::clone(&counter);
+        async move {
+            if request.uri().path().ends_with(".sha512") {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            StatusCode::NOT_FOUND
+        }
+    });
+    let upstream = RunningRegistry::serve_app(upstream, ServerSettings::default())
+        .await
+        .unwrap();
+    let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(MemoryBlobStore::new());
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let packages = Packages::new(Arc::clone(&blobs), Arc::clone(&metadata));
+    let settings = RepositorySettings {
+        upstream: Some(UpstreamSettings::new(format!("http://{}", upstream.host()))),
+        ..RepositorySettings::default()
+    };
+    packages
+        .configure_repository("central", &Maven, RepositoryKind::Proxy, &settings)
+        .await
+        .unwrap();
+    let app =
+        registry_http::app::Application::new(OciRegistry::new(blobs, metadata), packages).router();
+    let get = || {
+        let app = app.clone();
+        async move {
+            let request = Request::get("/maven/central/com/example/gone/1.0/gone-1.0.jar")
+                .body(Body::empty())
+                .unwrap();
+            app.oneshot(request).await.unwrap().status()
+        }
+    };
+    let statuses = futures::future::join_all((0..10).map(|_| get())).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::NOT_FOUND),
+        "{statuses:?}"
+    );
+    for _ in 0..5 {
+        assert_eq!(get().await, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+}

@@ -190,6 +190,24 @@ async fn upstream_handler(State(state): State<Arc<Upstream>>, request: Request) 
             });
             Body::from_stream(stream).into_response()
         }
+        // Its tarball "is" pad's packument (the bytes match): a file at a metadata path.
+        "collide" => {
+            let pad = packument(
+                &base,
+                "pad",
+                &[("1.0.0", &good), ("1.1.0", b"what 1.1.0 declares")],
+            );
+            let mut document =
+                packument(&base, "collide", &[("1.0.0", pad.to_string().as_bytes())]);
+            document["versions"]["1.0.0"]["dist"]["tarball"] = json!(format!("{base}/pad"));
+            json_reply(document)
+        }
+        "dotted" => {
+            let mut document = packument(&base, "dotted", &[("1.0.0", &good)]);
+            document["versions"]["1.0.0"]["dist"]["tarball"] =
+                json!(format!("{base}/x/%2E%2e/pad/-/pad-1.0.0.tgz"));
+            json_reply(document)
+        }
         // Another registry saw this request come round a loop of proxies.
         "looped" => (StatusCode::LOOP_DETECTED, "loop").into_response(),
         // A name from before names had to be lowercase.
@@ -878,6 +896,69 @@ async fn a_registry_that_proxies_itself_is_stopped_by_the_loop_guard() {
         let text = String::from_utf8_lossy(&body);
         assert!(text.contains("points at this registry"), "{text}");
     }
+}
+
+/// A file an upstream places at a metadata document's path does not stand for the document
+/// (the document replaces it), and file URLs with dot segments are refused.
+#[tokio::test]
+async fn files_never_take_the_place_of_metadata_and_dot_segments_are_refused() {
+    let (server, _upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let app = &proxy.app;
+    let collided = get(app, "/npm/npmjs/collide/-/collide-1.0.0.tgz").await;
+    assert_eq!(collided.status, StatusCode::OK, "{}", collided.message());
+    let pad = get(app, "/npm/npmjs/pad").await;
+    assert_eq!(pad.status, StatusCode::OK, "{}", pad.message());
+    assert_eq!(pad.json()["name"], "pad");
+    let again = get(app, "/npm/npmjs/pad").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.message());
+    let dotted = get(app, "/npm/npmjs/dotted/-/dotted-1.0.0.tgz").await;
+    assert_eq!(dotted.status, StatusCode::BAD_GATEWAY);
+    assert!(
+        dotted.message().contains("not a plain path"),
+        "{}",
+        dotted.message()
+    );
+}
+
+/// A fetch still running when the proxy's upstream URL changes keeps nothing.
+#[tokio::test]
+async fn a_fetch_running_when_the_upstream_changes_keeps_nothing() {
+    let (server, upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let (packages, app) = (&proxy.packages, &proxy.app);
+    assert_eq!(get(app, "/npm/npmjs/pad").await.status, StatusCode::OK);
+    *upstream.delay_ms.lock().unwrap() = 1500;
+    let fetch = {
+        let app = app.clone();
+        tokio::spawn(async move { get(&app, "/npm/npmjs/pad/-/pad-1.0.0.tgz").await })
+    };
+    // Once the tarball was asked for, the URL changes.
+    while hits(&upstream, "pad/-/pad-1.0.0.tgz") == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut moved = packages
+        .repository("npmjs")
+        .await
+        .unwrap()
+        .unwrap()
+        .settings;
+    moved.upstream = Some(UpstreamSettings::new(format!(
+        "http://{}/mirror",
+        server.host()
+    )));
+    packages
+        .configure_repository("npmjs", &Npm, RepositoryKind::Proxy, &moved)
+        .await
+        .unwrap();
+    let reply = fetch.await.unwrap();
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.message());
+    assert!(reply.message().contains("changed"), "{}", reply.message());
+    let kept = packages
+        .cache_entries("npmjs", &registry_core::Page::first(10))
+        .await
+        .unwrap();
+    assert!(kept.is_empty(), "{kept:?}");
 }
 
 /// A proxy pointed at another upstream forgets what it cached from the old one.

@@ -256,19 +256,22 @@ impl Packages {
         self.metadata
             .set_package_repository_settings(name, settings)
             .await?;
+        // Read anew from now on: a fetch still running with the old settings keeps nothing.
+        self.configured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         // Another upstream is another registry: what was cached from the old one (documents,
         // and files under its paths) is not this one's.
         let base = |s: &RepositorySettings| s.upstream.as_ref().map(|u| u.base().to_owned());
         if kind == RepositoryKind::Proxy && base(&repository.settings) != base(settings) {
             self.proxy.forget_repository(name);
             self.metadata.delete_cache_entries(name, None).await?;
-            self.proxy.forget_repository(name);
         }
+        // What this instance remembers of the old settings (404s, failures) goes too: a fixed
+        // CA file or password is tried at once.
+        self.proxy.forget_repository(name);
         repository.settings = settings.clone();
-        self.configured
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
         Ok(repository)
     }
 

@@ -213,6 +213,16 @@ pub(crate) fn copy_upstream_error(error: &Error) -> Error {
     }
 }
 
+/// Runs CPU-heavy work (reading a large upstream document) without holding up the other tasks
+/// of a multi-threaded runtime (`block_in_place`); inline on a current-thread runtime, where
+/// that is not possible.
+pub(crate) fn cpu_bound<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Whether a URL's host names this machine: `localhost` (`localhost.`, `*.localhost`) or a
 /// loopback address (`[::1]`, `[::ffff:127.0.0.1]` too), or with `unspecified` also `0.0.0.0`
 /// and `[::]`.
@@ -256,6 +266,15 @@ pub enum DigestAlgorithm {
 }
 
 impl DigestAlgorithm {
+    /// Its name (`sha512`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Sha256 => "sha256",
+            DigestAlgorithm::Sha512 => "sha512",
+            DigestAlgorithm::Sha1 => "sha1",
+        }
+    }
+
     /// A declaration of `text`, a checksum file's content (`<hex>` and perhaps a file name
     /// after it), when it holds a digest of this algorithm.
     pub fn read_checksum(self, text: &str) -> Option<DeclaredDigest> {
@@ -291,10 +310,15 @@ pub enum DeclaredDigest {
 impl DeclaredDigest {
     /// The algorithm's name.
     pub fn algorithm(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Its algorithm.
+    pub fn kind(&self) -> DigestAlgorithm {
         match self {
-            DeclaredDigest::Sha256(_) => "sha256",
-            DeclaredDigest::Sha512(_) => "sha512",
-            DeclaredDigest::Sha1(_) => "sha1",
+            DeclaredDigest::Sha256(_) => DigestAlgorithm::Sha256,
+            DeclaredDigest::Sha512(_) => DigestAlgorithm::Sha512,
+            DeclaredDigest::Sha1(_) => DigestAlgorithm::Sha1,
         }
     }
 

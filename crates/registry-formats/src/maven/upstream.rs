@@ -16,7 +16,7 @@ use registry_core::{
 };
 
 use super::metadata::read_artifact_metadata;
-use super::{Maven, parse_file_name};
+use super::{Maven, MavenVersion, parse_file_name};
 
 fn invalid(reason: String) -> Error {
     Error::PackageInvalid { reason }
@@ -60,14 +60,19 @@ impl registry_core::UpstreamFormat for Maven {
                 )));
             }
         }
-        // Maven's order is not total: a sort that never fails, duplicates dropped by text.
+        // Maven's order is not total: a sort that never fails, each version parsed once,
+        // duplicates dropped by text.
         let mut seen = std::collections::HashSet::new();
-        let versions: Vec<String> = read
+        let parsed: Vec<MavenVersion> = read
             .versions
             .into_iter()
             .filter(|v| self.version_key(v).is_ok() && seen.insert(v.clone()))
+            .map(|v| MavenVersion::parse(&v))
             .collect();
-        let versions = registry_core::tolerant_sort(versions, &|a, b| self.compare_versions(a, b));
+        let versions: Vec<String> = registry_core::tolerant_sort(parsed, &|a, b| a.compare(b))
+            .into_iter()
+            .map(|v| v.as_str().to_owned())
+            .collect();
         let updated = Timestamp(read.last_updated_ms.unwrap_or(0));
         let newest = versions.last().cloned();
         let versions = versions

@@ -154,16 +154,17 @@ impl registry_core::UpstreamFormat for Nuget {
                         "the registration index of {key} lists over {MAX_VERSIONS} versions"
                     )));
                 }
-                let published = entry
-                    .get("published")
-                    .and_then(Value::as_str)
-                    .and_then(crate::rfc3339);
-                // NuGet shows an unlisted version as published in 1900.
+                let published_text = entry.get("published").and_then(Value::as_str);
+                // NuGet shows an unlisted version as published in 1900 (older feeds say so
+                // only that way).
                 let unlisted = entry.get("listed").and_then(Value::as_bool) == Some(false)
-                    || published.is_some_and(|t| t.0 < 0);
+                    || published_text.is_some_and(|t| t.starts_with("1900-"));
                 // Without its own time a version counts as published when read, so an age
                 // gate never lets it through early.
-                let published = published.filter(|t| t.0 >= 0).unwrap_or(read_at);
+                let published = published_text
+                    .filter(|_| !unlisted)
+                    .and_then(crate::rfc3339)
+                    .unwrap_or(read_at);
                 let nuspec = Nuspec {
                     id: id.clone(),
                     version: written,
@@ -245,7 +246,7 @@ mod tests {
                 "dependencyGroups": [{"targetFramework": "net6.0",
                     "dependencies": [{"id": "Other.Lib", "range": "[1.0, )"}]}]},
              "packageContent": "https://up.example/flat/demo.hello/1.0.0/demo.hello.1.0.0.nupkg"},
-            {"catalogEntry": {"id": "Demo.Hello", "version": "1.1.0-Beta", "listed": false,
+            {"catalogEntry": {"id": "Demo.Hello", "version": "1.1.0-Beta",
                 "published": "1900-01-01T00:00:00+00:00"},
              "packageContent": "https://up.example/flat/demo.hello/1.1.0-beta/demo.hello.1.1.0-beta.nupkg"},
             {"catalogEntry": {"id": "Demo.Hello", "version": "not a version"}}

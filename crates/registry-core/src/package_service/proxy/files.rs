@@ -77,16 +77,8 @@ impl Packages {
                 entry
             }
             None => {
-                // A miss is remembered like a metadata 404: a flood of requests for missing
-                // artifacts does not become a flood of checksum requests upstream.
-                let key = (name.clone(), path_file.path.clone());
-                if self.proxy.known_missing(&key, settings.not_found_ttl()) {
-                    record(|r| r.hits += 1);
-                    return Ok(None);
-                }
-                let Some(digest) = counted(self.declared_checksum(settings, &path_file).await)?
+                let Some(digest) = self.discover_checksum(member, settings, &path_file).await?
                 else {
-                    self.proxy.remember_missing(key);
                     return Ok(None);
                 };
                 let remote = RemoteFile {
@@ -107,6 +99,47 @@ impl Packages {
         Ok(Some((version.to_owned(), served(file, entry))))
     }
 
+    /// [`Packages::declared_checksum`] once per path at a time (concurrent misses wait for the
+    /// first), its answer remembered: a missing file for the upstream's `not_found_ttl`, a
+    /// failure for a few seconds — a flood of requests for missing or failing artifacts does
+    /// not become a flood of checksum requests upstream.
+    async fn discover_checksum(
+        &self,
+        member: &PackageRepository,
+        settings: &UpstreamSettings,
+        file: &PathFile,
+    ) -> Result<Option<DeclaredDigest>> {
+        let key = (member.name.clone(), format!("{}#checksum", file.path));
+        let remembered = |this: &Self| -> Option<Result<Option<DeclaredDigest>>> {
+            if this.proxy.known_missing(&key, settings.not_found_ttl()) {
+                return Some(Ok(None));
+            }
+            this.proxy.recent_failure(&key).map(Err)
+        };
+        if let Some(answer) = remembered(self) {
+            record(|r| r.hits += 1);
+            return answer;
+        }
+        let _discovering = self.proxy.lock(&key.0, &key.1).await;
+        if let Some(answer) = remembered(self) {
+            return answer;
+        }
+        record(|r| r.misses += 1);
+        match counted(self.declared_checksum(settings, file).await) {
+            Ok(None) => {
+                self.proxy.remember_missing(key);
+                Ok(None)
+            }
+            Ok(found) => Ok(found),
+            Err(error) => {
+                if let Error::Upstream { .. } = error {
+                    self.proxy.remember_failure(key, &error);
+                }
+                Err(error)
+            }
+        }
+    }
+
     /// The digest a path file's checksum files declare: the first of them the upstream has;
     /// `None` when the file itself is missing (no checksum file either).
     async fn declared_checksum(
@@ -120,12 +153,23 @@ impl Packages {
             let answer = self
                 .ask_upstream(settings, &url, "*/*", &Validators::default(), &what)
                 .await;
-            let body = match counted(answer)? {
+            let body = match answer? {
                 Fetched::Found { body, length, .. } => {
                     let read = self.read_metadata_body(body, length, MAX_CHECKSUM, settings);
                     tokio::time::timeout(settings.timeout(), read)
                         .await
-                        .unwrap_or_else(|_| Err(super::timed_out(settings, &what)))?
+                        .unwrap_or_else(|_| Err(super::timed_out(settings, &what)))
+                        .map_err(|e| match e {
+                            Error::Upstream { reason, .. } if reason.contains("over the limit") => {
+                                upstream_error(
+                                    settings,
+                                    format!(
+                                        "its checksum file {path} is over {MAX_CHECKSUM} bytes"
+                                    ),
+                                )
+                            }
+                            other => other,
+                        })?
                 }
                 Fetched::NotFound => continue,
                 Fetched::NotModified => return Err(unasked_304(settings, path)),
@@ -135,7 +179,7 @@ impl Packages {
                 Some(digest) => Ok(Some(digest)),
                 None => Err(upstream_error(
                     settings,
-                    format!("{path} holds no {algorithm:?} checksum"),
+                    format!("{path} holds no {} checksum", algorithm.name()),
                 )),
             };
         }
@@ -319,7 +363,7 @@ impl Packages {
             return Err(upstream_error(
                 settings,
                 format!(
-                    "{path} does not match the {} digest its metadata declares ({}; it hashes \
+                    "{path} does not match the {} digest the upstream declares ({}; it hashes \
                      to {})",
                     remote.digest.algorithm(),
                     remote.digest.hex(),
@@ -342,7 +386,7 @@ impl Packages {
             validators,
         );
         entry.digests = stored.digests;
-        self.metadata.put_cache_entry(&entry).await?;
+        self.keep(&entry, settings).await?;
         Ok(entry)
     }
 }
@@ -363,9 +407,23 @@ fn served(name: &str, entry: CacheEntry) -> PackageFile {
 }
 
 /// The cache path of a file URL: below the upstream's base URL, or its path on the upstream's
-/// origin, or `<host>/<path>` on one of its file origins. A URL elsewhere is refused:
-/// requests and trust go to the upstream only.
+/// origin, or `<host>/<path>` on one of its file origins. A URL elsewhere, or with dot
+/// segments, is refused: requests and trust go to the upstream only, and a path names what is
+/// fetched.
 fn remote_path(settings: &UpstreamSettings, url: &str) -> Result<String> {
+    // `.` and `..` segments (spelled out or escaped) would name one path in the cache and
+    // fetch another.
+    let path_part = url.split(['?', '#']).next().unwrap_or_default();
+    let dotted = path_part.split('/').skip(3).any(|segment| {
+        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+        segment == "." || segment == ".."
+    });
+    if dotted {
+        return Err(upstream_error(
+            settings,
+            format!("its metadata points at {url}, which is not a plain path"),
+        ));
+    }
     if let Some(path) = url
         .strip_prefix(settings.base())
         .and_then(|p| p.strip_prefix('/'))

@@ -284,9 +284,11 @@ impl Packages {
             .read_to_bytes(&blob.digest, format.max_metadata_size())
             .await?;
         // It was read once before it was kept: failing now is this registry's fault.
-        let parsed = format
-            .parse_metadata(key, &bytes, settings.base())
-            .map_err(|e| Error::backend(format!("cached metadata {path} no longer reads: {e}")))?;
+        let parsed =
+            crate::proxy::cpu_bound(|| format.parse_metadata(key, &bytes, settings.base()))
+                .map_err(|e| {
+                    Error::backend(format!("cached metadata {path} no longer reads: {e}"))
+                })?;
         Ok(Some(self.remember_parsed(&blob, parsed, bytes.len())))
     }
 
@@ -344,13 +346,11 @@ impl Packages {
             self.count_download(name, path);
             return Ok(Some(blob));
         }
-        let mut entry = self.metadata.cache_entry(name, path).await?;
-        if entry
-            .as_ref()
-            .is_some_and(|e| e.kind != CacheEntryKind::Metadata)
-        {
-            return Err(kind_conflict(settings, path));
-        }
+        // A file kept at a metadata document's path (a file URL an upstream made up to
+        // collide with it) does not stand for the document: it is replaced when fetched.
+        let metadata_entry =
+            |e: Option<CacheEntry>| e.filter(|e| e.kind == CacheEntryKind::Metadata);
+        let mut entry = metadata_entry(self.metadata.cache_entry(name, path).await?);
         if entry.as_ref().is_none_or(|e| !fresh(e, settings)) {
             let _fetching = self.proxy.lock(name, path).await;
             // Whoever held the lock may have fetched it, or failed to, meanwhile.
@@ -360,7 +360,7 @@ impl Packages {
             {
                 return Ok(None);
             }
-            entry = self.metadata.cache_entry(name, path).await?;
+            entry = metadata_entry(self.metadata.cache_entry(name, path).await?);
             if entry.as_ref().is_none_or(|e| !fresh(e, settings)) {
                 let refreshed = match self.proxy.recent_failure(&cache_path) {
                     Some(failure) => Err(failure),
@@ -464,11 +464,14 @@ impl Packages {
             }
             Ok(Some((validators, bytes))) => {
                 // Only a document the format can read is kept.
-                let parsed = format
-                    .parse_metadata(key, &bytes, settings.base())
-                    .map_err(|e| {
-                        upstream_error(settings, format!("its metadata for {key} is unusable: {e}"))
-                    })?;
+                let parsed =
+                    crate::proxy::cpu_bound(|| format.parse_metadata(key, &bytes, settings.base()))
+                        .map_err(|e| {
+                            upstream_error(
+                                settings,
+                                format!("its metadata for {key} is unusable: {e}"),
+                            )
+                        })?;
                 let size = bytes.len();
                 let stored = self.store_bytes(ExtraDigests::default(), bytes).await?;
                 self.remember_parsed(&stored.blob, parsed, size);
@@ -480,7 +483,7 @@ impl Packages {
                     None,
                     validators,
                 );
-                self.metadata.put_cache_entry(&entry).await?;
+                self.keep(&entry, settings).await?;
                 Ok(Some(stored.blob))
             }
             Err(Error::PackageUnknown { .. }) => {
@@ -490,6 +493,27 @@ impl Packages {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// Records a cache entry fetched with `settings`, unless the repository's upstream has
+    /// changed meanwhile (its cache was cleared; what the old one sent is not kept).
+    async fn keep(&self, entry: &CacheEntry, settings: &UpstreamSettings) -> Result<()> {
+        let current = self.configured(&entry.repository).await?;
+        let same = current
+            .settings
+            .upstream
+            .as_ref()
+            .is_some_and(|u| u.base() == settings.base());
+        if !same {
+            return Err(upstream_error(
+                settings,
+                format!(
+                    "the proxy's upstream changed while {} was fetched; nothing was kept",
+                    entry.path
+                ),
+            ));
+        }
+        self.metadata.put_cache_entry(entry).await
     }
 
     /// Reads a whole metadata body, refusing one over `limit` (declared or sent), holding
