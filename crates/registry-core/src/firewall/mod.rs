@@ -517,10 +517,15 @@ impl PackageScreen<'_> {
         {
             let ripe = candidate.published.after(age.duration());
             if now < ripe {
+                let until = u64::try_from(ripe.0).map_or_else(
+                    |_| "later".to_owned(),
+                    |ms| {
+                        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                        httpdate::fmt_http_date(at)
+                    },
+                );
                 return Some(format!(
-                    "{id} was published less than {age} ago; it is held back until {} ms \
-                     since the epoch",
-                    ripe.0
+                    "{id} was published less than {age} ago; it is held back until {until}"
                 ));
             }
         }

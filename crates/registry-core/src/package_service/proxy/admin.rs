@@ -169,7 +169,7 @@ impl Packages {
         let (reachable, detail) = match answer {
             Ok(Fetched::Found { .. }) => (true, "answered 200 OK".to_owned()),
             Ok(Fetched::NotModified) => (true, "answered 304 Not Modified".to_owned()),
-            Ok(Fetched::NotFound) => (true, format!("answered 404 Not Found for {probe}")),
+            Ok(Fetched::NotFound) => (true, format!("answered 404 Not Found for {url}")),
             Err(error) => (false, error.to_string()),
         };
         Ok(UpstreamCheck {

@@ -50,6 +50,20 @@ impl Packages {
         let Some((version, path_file)) =
             version.and_then(|v| Some((v, format.path_file(key, v, file)?)))
         else {
+            // A version the metadata lists whose file it gives no digest for (a NuGet entry
+            // without `packageHash`): said, not a bare 404.
+            if let (Some(package), Some(v)) = (package, version)
+                && package.package.version(v).is_some()
+                && !package.files.iter().any(|f| f.version == v)
+            {
+                return Err(upstream_error(
+                    settings,
+                    format!(
+                        "its metadata lists {key} {v} without a digest for its files, so {file} \
+                         is not fetched (it could not be verified)"
+                    ),
+                ));
+            }
             return Ok(None);
         };
         // What depends on the name and version only, before anything is fetched; the
