@@ -208,6 +208,20 @@ async fn upstream_handler(State(state): State<Arc<Upstream>>, request: Request) 
                 json!(format!("{base}/x/%2E%2e/pad/-/pad-1.0.0.tgz"));
             json_reply(document)
         }
+        // Sent compressed, as nuget.org sends registrations.
+        "gzipped" => {
+            let document = packument(&base, "gzipped", &[("1.0.0", &good)]).to_string();
+            let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gzip, document.as_bytes()).unwrap();
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CONTENT_ENCODING, "gzip"),
+                ],
+                gzip.finish().unwrap(),
+            )
+                .into_response()
+        }
         // Another registry saw this request come round a loop of proxies.
         "looped" => (StatusCode::LOOP_DETECTED, "loop").into_response(),
         // A name from before names had to be lowercase.
@@ -919,6 +933,16 @@ async fn files_never_take_the_place_of_metadata_and_dot_segments_are_refused() {
         "{}",
         dotted.message()
     );
+}
+
+/// Metadata an upstream sends gzip-encoded is read.
+#[tokio::test]
+async fn compressed_metadata_is_read() {
+    let (server, _upstream) = start_upstream().await;
+    let proxy = proxy_of(&format!("http://{}", server.host()), |_| {}).await;
+    let reply = get(&proxy.app, "/npm/npmjs/gzipped").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.message());
+    assert_eq!(reply.json()["name"], "gzipped");
 }
 
 /// A fetch still running when the proxy's upstream URL changes keeps nothing.
