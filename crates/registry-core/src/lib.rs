@@ -95,9 +95,9 @@ pub use package::{
     VersionStatus,
 };
 pub use package_service::{
-    BlobReader, ExtraDigests, FormatRules, PackageLimits, Packages, PathFile, ProxyReport, Release,
-    StaleServe, StoredFile, UpstreamCheck, UpstreamFormat, UpstreamPackage, incoming_via,
-    observe_proxy,
+    BlobReader, DeferredFile, ExtraDigests, FormatRules, PackageLimits, Packages, PathFile,
+    ProxyReport, Release, StaleServe, StoredFile, UpstreamCheck, UpstreamFormat, UpstreamPackage,
+    incoming_via, observe_proxy,
 };
 pub use proxy::{
     CacheEntry, CacheEntryKind, DeclaredDigest, DigestAlgorithm, Fetched, ProxyCache, RemoteFile,

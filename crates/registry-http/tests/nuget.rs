@@ -944,3 +944,119 @@ async fn repository_settings_apply_to_nuget_pushes() {
         StatusCode::CREATED
     );
 }
+
+/// A proxy of a feed laid out as nuget.org's: registrations gzip-encoded, without
+/// `packageHash`, whose catalog leaves declare it; a package is verified against its leaf's
+/// hash, and a leaf that declares another hash gets nothing kept.
+#[tokio::test]
+async fn a_proxy_reads_package_hashes_from_catalog_leaves() {
+    use base64::Engine as _;
+    use registry_core::{OciRegistry, RepositoryKind, RepositorySettings, UpstreamSettings};
+    use registry_formats::nuget::Nuget;
+    use registry_http::serve::{RunningRegistry, ServerSettings};
+    use sha2::Digest as _;
+
+    let nupkg: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(&nupkg));
+    let lie = base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(b"other"));
+    let upstream = Router::new().fallback(move |request: Request<Body>| {
+        let (nupkg, hash, lie) = (nupkg.clone(), hash.clone(), lie.clone());
+        async move {
+            let host = request.headers()[header::HOST].to_str().unwrap().to_owned();
+            let base = format!("http://{host}");
+            let path = request.uri().path().to_owned();
+            let index = |id: &str| {
+                serde_json::json!({"items": [{"items": [{
+                    "catalogEntry": {"@id": format!("{base}/catalog/{id}.1.0.0.json"),
+                        "id": id, "version": "1.0.0", "published": "2020-01-01T00:00:00Z"},
+                    "packageContent": format!("{base}/flat/{id}/1.0.0/{id}.1.0.0.nupkg")}]}]})
+                .to_string()
+            };
+            let gzip = |text: String| {
+                let mut gzip =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut gzip, text.as_bytes()).unwrap();
+                gzip.finish().unwrap()
+            };
+            let json = |body: Vec<u8>, encoding: &'static str| {
+                let mut response = axum::response::IntoResponse::into_response(body);
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_ENCODING, encoding.parse().unwrap());
+                response
+            };
+            match path.as_str() {
+                "/reg/demo.leaf/index.json" => json(gzip(index("demo.leaf")), "gzip"),
+                "/reg/demo.liar/index.json" => json(gzip(index("demo.liar")), "gzip"),
+                "/catalog/demo.leaf.1.0.0.json" => json(
+                    serde_json::json!({"packageHash": hash, "packageHashAlgorithm": "SHA512"})
+                        .to_string()
+                        .into_bytes(),
+                    "identity",
+                ),
+                "/catalog/demo.liar.1.0.0.json" => json(
+                    serde_json::json!({"packageHash": lie, "packageHashAlgorithm": "SHA512"})
+                        .to_string()
+                        .into_bytes(),
+                    "identity",
+                ),
+                p if p.ends_with(".nupkg") => axum::response::IntoResponse::into_response(nupkg),
+                _ => axum::response::IntoResponse::into_response(StatusCode::NOT_FOUND),
+            }
+        }
+    });
+    let upstream = RunningRegistry::serve_app(upstream, ServerSettings::default())
+        .await
+        .unwrap();
+    let blobs: Arc<dyn registry_core::BlobStore> = Arc::new(MemoryBlobStore::new());
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    let packages = Packages::new(Arc::clone(&blobs), Arc::clone(&metadata));
+    let settings = RepositorySettings {
+        upstream: Some(UpstreamSettings::new(format!(
+            "http://{}/reg",
+            upstream.host()
+        ))),
+        ..RepositorySettings::default()
+    };
+    packages
+        .configure_repository("gallery", &Nuget, RepositoryKind::Proxy, &settings)
+        .await
+        .unwrap();
+    let app =
+        registry_http::app::Application::new(OciRegistry::new(blobs, metadata), packages.clone())
+            .router();
+    let get = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            let response = app
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }
+    };
+    let (status, body) =
+        get("/nuget/gallery/v3/flatcontainer/demo.leaf/1.0.0/demo.leaf.1.0.0.nupkg").await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body.len(), 200_000);
+    let (status, body) =
+        get("/nuget/gallery/v3/flatcontainer/demo.liar/1.0.0/demo.liar.1.0.0.nupkg").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(String::from_utf8_lossy(&body).contains("does not match"));
+    let kept = packages
+        .cache_entries("gallery", &registry_core::Page::first(10))
+        .await
+        .unwrap();
+    let files: Vec<&str> = kept
+        .iter()
+        .map(|e| e.path.as_str())
+        .filter(|p| p.ends_with(".nupkg"))
+        .collect();
+    assert_eq!(
+        files,
+        ["/flat/demo.leaf/1.0.0/demo.leaf.1.0.0.nupkg"],
+        "the liar's is not kept"
+    );
+}

@@ -139,6 +139,13 @@ pub trait UpstreamFormat: Send + Sync {
         None
     }
 
+    /// The digest a document named by a [`DeferredFile`] declares; `None` (the default) when
+    /// it declares none the format reads.
+    fn read_declared(&self, document: &[u8]) -> Option<crate::proxy::DeclaredDigest> {
+        let _ = document;
+        None
+    }
+
     /// Reads the metadata document of the package stored as `key`, fetched from the upstream
     /// at `base` (its URL without a trailing `/`). Versions and tags the document holds but
     /// the format refuses are left out; a document that is not one at all, or names another
@@ -167,4 +174,20 @@ pub struct UpstreamPackage {
     pub package: Package,
     /// Every file the document declares, with where to fetch it and its digest.
     pub files: Vec<RemoteFile>,
+    /// Files the document declares whose digest another document holds (a NuGet catalog
+    /// leaf), read with [`UpstreamFormat::read_declared`] when the file is first fetched.
+    pub deferred: Vec<DeferredFile>,
+}
+
+/// A file whose digest is declared in another upstream document ([`UpstreamPackage::deferred`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeferredFile {
+    /// The file, as [`RemoteFile`] without its digest.
+    pub version: String,
+    /// Its name as this registry serves it.
+    pub name: String,
+    /// Where the upstream serves it.
+    pub url: String,
+    /// The absolute URL of the document that declares its digest (on the upstream's origin).
+    pub declared_in: String,
 }

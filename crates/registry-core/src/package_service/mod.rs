@@ -38,7 +38,9 @@ use crate::values::{Page, Timestamp};
 pub use crate::proxy::{ProxyReport, StaleServe, incoming_via, observe_proxy};
 pub use files::{BlobReader, StoredFile};
 pub use firewall::{DEFAULT_AUDIT_RETENTION, MAX_FIREWALL_RULES};
-pub use format::{ExtraDigests, FormatRules, PathFile, UpstreamFormat, UpstreamPackage};
+pub use format::{
+    DeferredFile, ExtraDigests, FormatRules, PathFile, UpstreamFormat, UpstreamPackage,
+};
 pub use operations::Release;
 pub use proxy::UpstreamCheck;
 

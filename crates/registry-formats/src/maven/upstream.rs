@@ -103,6 +103,7 @@ impl registry_core::UpstreamFormat for Maven {
                 revision: String::new(),
             },
             files: Vec::new(),
+            deferred: Vec::new(),
         })
     }
 

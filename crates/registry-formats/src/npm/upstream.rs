@@ -149,7 +149,11 @@ pub fn read_packument(name: &str, document: &[u8]) -> Result<UpstreamPackage> {
             }
         }
     }
-    Ok(UpstreamPackage { package, files })
+    Ok(UpstreamPackage {
+        package,
+        files,
+        deferred: Vec::new(),
+    })
 }
 
 impl registry_core::UpstreamFormat for super::Npm {

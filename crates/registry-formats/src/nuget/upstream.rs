@@ -4,15 +4,16 @@
 //! listing, and its `.nupkg` (`packageContent`) with the SHA-512 the entry declares
 //! (`packageHash`, as NuGet's catalog writes it).
 //!
-//! Limits, said in the errors: registration indexes that link their pages instead of inlining
-//! them (NuGet's own server does above 128 versions) are not followed, and a version whose
-//! entry declares no `packageHash` (nuget.org's registrations keep it in the catalog leaf) is
-//! listed but its package is not fetched, since it could not be verified.
+//! An entry without `packageHash` (nuget.org's registrations keep it in the catalog leaf) names
+//! its leaf (`catalogEntry`'s `@id`), which is read for the hash when the package is first
+//! fetched ([`registry_core::DeferredFile`]); an entry with neither is listed but its package
+//! is not fetched, since it could not be verified. Registration indexes that link their pages
+//! instead of inlining them (above 128 versions on NuGet's own servers) are not followed.
 
 use base64::Engine as _;
 use registry_core::{
-    DeclaredDigest, Error, FormatRules as _, Package, PackageVersion, RemoteFile, Result,
-    Timestamp, UpstreamPackage, VersionStatus,
+    DeclaredDigest, DeferredFile, Error, FormatRules as _, Package, PackageVersion, RemoteFile,
+    Result, Timestamp, UpstreamPackage, VersionStatus,
 };
 use serde_json::Value;
 
@@ -118,6 +119,7 @@ impl registry_core::UpstreamFormat for Nuget {
         let read_at = Timestamp::now();
         let mut versions: Vec<PackageVersion> = Vec::new();
         let mut files = Vec::new();
+        let mut deferred = Vec::new();
         let mut display = None;
         let mut seen = std::collections::HashSet::new();
         for page in pages {
@@ -189,13 +191,25 @@ impl registry_core::UpstreamFormat for Nuget {
                 let content = optional(leaf, "packageContent")
                     .or_else(|| optional(entry, "packageContent"))
                     .filter(|u| u.starts_with("http://") || u.starts_with("https://"));
-                if let (Some(url), Some(hash)) = (content, package_hash(entry)) {
-                    files.push(RemoteFile {
+                // The hash in the entry (this registry's feeds), else in its catalog leaf
+                // (nuget.org's), read when the package is first fetched.
+                let leaf = optional(entry, "@id")
+                    .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+                let name = package_file_name(&id, &parsed, false);
+                match (content, package_hash(entry), leaf) {
+                    (Some(url), Some(hash), _) => files.push(RemoteFile {
                         version: version.clone(),
-                        name: package_file_name(&id, &parsed, false),
+                        name,
                         url,
                         digest: DeclaredDigest::Sha512(hash),
-                    });
+                    }),
+                    (Some(url), None, Some(leaf)) => deferred.push(DeferredFile {
+                        version: version.clone(),
+                        name,
+                        url,
+                        declared_in: leaf,
+                    }),
+                    _ => {}
                 }
                 display.get_or_insert(id);
                 versions.push(PackageVersion {
@@ -225,7 +239,14 @@ impl registry_core::UpstreamFormat for Nuget {
                 revision: String::new(),
             },
             files,
+            deferred,
         })
+    }
+
+    /// A catalog leaf's `packageHash` (SHA-512, base64), as nuget.org's catalog writes it.
+    fn read_declared(&self, document: &[u8]) -> Option<DeclaredDigest> {
+        let leaf: Value = serde_json::from_slice(document).ok()?;
+        package_hash(&leaf).map(DeclaredDigest::Sha512)
     }
 }
 

@@ -211,6 +211,7 @@ pub fn read_project_json(key: &str, document: &[u8], page: &str) -> Result<Upstr
             revision: String::new(),
         },
         files: remote,
+        deferred: Vec::new(),
     })
 }
 

@@ -16,7 +16,7 @@ use crate::proxy::guarded_body;
 
 use crate::error::{Error, Result};
 use crate::package::{PackageFile, PackageRepository, PackageVersion, VersionStatus};
-use crate::package_service::format::{ExtraDigests, PathFile, UpstreamPackage};
+use crate::package_service::format::{DeferredFile, ExtraDigests, PathFile, UpstreamPackage};
 use crate::proxy::{DeclaredDigest, Fetched, RemoteFile, UpstreamSettings, Validators};
 use crate::values::Timestamp;
 
@@ -47,6 +47,22 @@ impl Packages {
             return Ok(Some((remote.version.clone(), served(&remote.name, entry))));
         }
         let (format, settings) = proxy_parts(rules, member)?;
+        let deferred = package.and_then(|p| {
+            p.deferred
+                .iter()
+                .find(|f| f.name == file && version.is_none_or(|v| f.version == v))
+        });
+        if let (Some(package), Some(deferred)) = (package, deferred) {
+            self.guard_upstream(rules, repositories, package, &deferred.version)
+                .await?;
+            let entry = self
+                .deferred_file(rules, member, format, settings, deferred)
+                .await?;
+            return Ok(Some((
+                deferred.version.clone(),
+                served(&deferred.name, entry),
+            )));
+        }
         let Some((version, path_file)) =
             version.and_then(|v| Some((v, format.path_file(key, v, file)?)))
         else {
@@ -55,6 +71,7 @@ impl Packages {
             if let (Some(package), Some(v)) = (package, version)
                 && package.package.version(v).is_some()
                 && !package.files.iter().any(|f| f.version == v)
+                && !package.deferred.iter().any(|f| f.version == v)
             {
                 return Err(upstream_error(
                     settings,
@@ -111,6 +128,74 @@ impl Packages {
         self.check_version(rules, repositories, key, &checked, true, "download")
             .await?;
         Ok(Some((version.to_owned(), served(file, entry))))
+    }
+
+    /// A file whose digest another document declares: the cached copy, else the document read
+    /// (bounded, on the upstream's origin) for the digest and the file fetched and verified.
+    async fn deferred_file(
+        &self,
+        rules: &dyn FormatRules,
+        member: &PackageRepository,
+        format: &dyn crate::UpstreamFormat,
+        settings: &UpstreamSettings,
+        file: &DeferredFile,
+    ) -> Result<CacheEntry> {
+        let path = remote_path(settings, &file.url)?;
+        match self.metadata.cache_entry(&member.name, &path).await? {
+            Some(entry) if entry.kind == CacheEntryKind::File => {
+                record(|r| r.hits += 1);
+                self.count_download(&member.name, &path);
+                return Ok(entry);
+            }
+            Some(_) => return Err(kind_conflict(settings, &path)),
+            None => {}
+        }
+        // Only the upstream's own documents are trusted to declare digests.
+        remote_path(settings, &file.declared_in)?;
+        let what = format!("fetching {}", file.declared_in);
+        let read = async {
+            match self
+                .ask_upstream(
+                    settings,
+                    &file.declared_in,
+                    "application/json",
+                    &Validators::default(),
+                    &what,
+                )
+                .await?
+            {
+                Fetched::Found { body, length, .. } => {
+                    self.read_metadata_body(body, length, MAX_DECLARING_DOCUMENT, settings)
+                        .await
+                }
+                Fetched::NotFound => Err(upstream_error(
+                    settings,
+                    format!(
+                        "it answers 404 for {}, which declares {}'s digest",
+                        file.declared_in, file.name
+                    ),
+                )),
+                Fetched::NotModified => Err(unasked_304(settings, &file.declared_in)),
+            }
+        };
+        let document = counted(
+            tokio::time::timeout(settings.timeout(), read)
+                .await
+                .unwrap_or_else(|_| Err(super::timed_out(settings, &what))),
+        )?;
+        let digest = format.read_declared(&document).ok_or_else(|| {
+            upstream_error(
+                settings,
+                format!("{} declares no digest for {}", file.declared_in, file.name),
+            )
+        })?;
+        let remote = RemoteFile {
+            version: file.version.clone(),
+            name: file.name.clone(),
+            url: file.url.clone(),
+            digest,
+        };
+        self.upstream_file(rules, member, &remote).await
     }
 
     /// [`Packages::declared_checksum`] once per path at a time (concurrent misses wait for the
@@ -407,6 +492,9 @@ impl Packages {
 
 /// The largest checksum file read (a hex digest, perhaps a file name after it).
 const MAX_CHECKSUM: u64 = 1024;
+
+/// The largest document read for a deferred file's digest (a NuGet catalog leaf).
+const MAX_DECLARING_DOCUMENT: u64 = 1 << 20;
 
 /// A cached file as the routers serve it, under the name it is read by.
 fn served(name: &str, entry: CacheEntry) -> PackageFile {
