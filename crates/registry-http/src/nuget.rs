@@ -587,6 +587,19 @@ async fn content(
             "{file} is not a file of {id} {version}"
         )));
     };
+    // A proxy keeps the package only (its nuspec is inside): nothing is fetched for a nuspec.
+    if nuspec
+        && feed
+            .api
+            .packages
+            .repository(feed.repository)
+            .await?
+            .is_some_and(|r| r.kind == registry_core::RepositoryKind::Proxy)
+    {
+        return Err(Failure::not_found(format!(
+            "{file}: a proxy repository serves the package, whose nuspec is inside it"
+        )));
+    }
     let (_, found) = feed
         .api
         .packages

@@ -1041,6 +1041,8 @@ async fn a_proxy_reads_package_hashes_from_catalog_leaves() {
         get("/nuget/gallery/v3/flatcontainer/demo.leaf/1.0.0/demo.leaf.1.0.0.nupkg").await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     assert_eq!(body.len(), 200_000);
+    let (status, _) = get("/nuget/gallery/v3/flatcontainer/demo.leaf/1.0.0/demo.leaf.nuspec").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a proxy keeps no nuspec");
     let (status, body) =
         get("/nuget/gallery/v3/flatcontainer/demo.liar/1.0.0/demo.liar.1.0.0.nupkg").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
