@@ -2,44 +2,9 @@
 
 mod support;
 
-use std::path::Path;
 
 use serde_json::Value;
-use support::{Layout, Server, run, tar_layer, workdir};
-
-/// podman's arguments for storage under `storage`, needing no system configuration or daemon.
-fn podman_args(storage: &Path, args: &[&str]) -> Vec<String> {
-    let mut all: Vec<String> = [
-        "--storage-driver",
-        "vfs",
-        "--cgroup-manager",
-        "cgroupfs",
-        "--events-backend",
-        "file",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    all.extend([
-        "--root".to_owned(),
-        storage.join("root").display().to_string(),
-    ]);
-    all.extend([
-        "--runroot".to_owned(),
-        storage.join("run").display().to_string(),
-    ]);
-    all.extend(args.iter().map(|a| (*a).to_owned()));
-    all
-}
-
-/// Runs podman, failing the test when it fails.
-fn podman(storage: &Path, args: &[&str], cwd: &Path) -> String {
-    let all = podman_args(storage, args);
-    run(
-        "podman",
-        &all.iter().map(String::as_str).collect::<Vec<_>>(),
-        cwd,
-    )
-}
+use support::{Layout, Server, podman, podman_args, run, tar_layer, workdir};
 
 #[test]
 fn pull_tag_push_and_manifest_list() {

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Layout, Server, free_port, http_get, layout_digest, run, tar_layer, workdir};
+use support::{
+    Layout, Server, free_port, http_get, layout_digest, podman, run, tar_layer, workdir,
+};
 
 /// The distribution registry, stopped when dropped.
 struct Distribution {
@@ -52,26 +54,6 @@ impl Distribution {
         }
         Distribution { child, addr }
     }
-}
-
-/// podman's arguments for storage under `storage`, needing no system configuration or daemon.
-fn podman(storage: &Path, args: &[&str], cwd: &Path) -> String {
-    let root = storage.join("root").display().to_string();
-    let runroot = storage.join("run").display().to_string();
-    let mut all = vec![
-        "--storage-driver",
-        "vfs",
-        "--cgroup-manager",
-        "cgroupfs",
-        "--events-backend",
-        "file",
-        "--root",
-        &root,
-        "--runroot",
-        &runroot,
-    ];
-    all.extend_from_slice(args);
-    run("podman", &all, cwd)
 }
 
 #[test]

@@ -198,13 +198,7 @@ impl OciRegistry {
             upstream.fetch(settings, url, accept, validators),
         )
         .await
-        .unwrap_or_else(|_| {
-            Err(Error::Upstream {
-                upstream: settings.base().to_owned(),
-                reason: format!("{url} took longer than {} s", settings.timeout_seconds),
-                timed_out: true,
-            })
-        })
+        .unwrap_or_else(|_| Err(settings.too_slow(url)))
     }
 
     /// A manifest of a pull-through cache's repository (see the module).
@@ -344,13 +338,7 @@ impl OciRegistry {
         };
         let answer = tokio::time::timeout(settings.timeout(), fetch)
             .await
-            .unwrap_or_else(|_| {
-                Err(Error::Upstream {
-                    upstream: settings.base().to_owned(),
-                    reason: format!("{url} took longer than {} s", settings.timeout_seconds),
-                    timed_out: true,
-                })
-            })?;
+            .unwrap_or_else(|_| Err(settings.too_slow(&url)))?;
         let Some((content_type, bytes)) = answer else {
             return Ok(());
         };

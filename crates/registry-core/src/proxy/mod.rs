@@ -191,6 +191,15 @@ impl UpstreamSettings {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_seconds)
     }
+
+    /// The failure of `what` (`fetching left-pad`) when it took longer than the timeout.
+    pub fn too_slow(&self, what: &str) -> Error {
+        Error::Upstream {
+            upstream: self.base().to_owned(),
+            reason: format!("{what} took longer than {} s", self.timeout_seconds),
+            timed_out: true,
+        }
+    }
 }
 
 /// A copy of an upstream error (errors are not `Clone`: backend errors carry sources).

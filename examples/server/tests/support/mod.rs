@@ -380,3 +380,37 @@ pub fn layout_digest(dir: &Path, name: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// podman's arguments for storage under `storage`, needing no system configuration or daemon.
+pub fn podman_args(storage: &Path, args: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = [
+        "--storage-driver",
+        "vfs",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "file",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    all.extend([
+        "--root".to_owned(),
+        storage.join("root").display().to_string(),
+    ]);
+    all.extend([
+        "--runroot".to_owned(),
+        storage.join("run").display().to_string(),
+    ]);
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    all
+}
+
+/// Runs podman, failing the test when it fails.
+pub fn podman(storage: &Path, args: &[&str], cwd: &Path) -> String {
+    let all = podman_args(storage, args);
+    run(
+        "podman",
+        &all.iter().map(String::as_str).collect::<Vec<_>>(),
+        cwd,
+    )
+}

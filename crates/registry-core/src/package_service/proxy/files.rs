@@ -181,7 +181,7 @@ impl Packages {
         let document = counted(
             tokio::time::timeout(settings.timeout(), read)
                 .await
-                .unwrap_or_else(|_| Err(super::timed_out(settings, &what))),
+                .unwrap_or_else(|_| Err(settings.too_slow(&what))),
         )?;
         let digest = format.read_declared(&document).ok_or_else(|| {
             upstream_error(
@@ -257,7 +257,7 @@ impl Packages {
                     let read = self.read_metadata_body(body, length, MAX_CHECKSUM, settings);
                     tokio::time::timeout(settings.timeout(), read)
                         .await
-                        .unwrap_or_else(|_| Err(super::timed_out(settings, &what)))
+                        .unwrap_or_else(|_| Err(settings.too_slow(&what)))
                         .map_err(|e| match e {
                             Error::Upstream { reason, .. } if reason.contains("over the limit") => {
                                 upstream_error(

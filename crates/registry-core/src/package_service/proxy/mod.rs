@@ -187,14 +187,6 @@ fn upstream_error(settings: &UpstreamSettings, reason: impl Into<String>) -> Err
     }
 }
 
-fn timed_out(settings: &UpstreamSettings, what: &str) -> Error {
-    Error::Upstream {
-        upstream: settings.base().to_owned(),
-        reason: format!("{what} took longer than {} s", settings.timeout_seconds),
-        timed_out: true,
-    }
-}
-
 /// One cache entry as fetched now.
 fn new_entry(
     repository: &str,
@@ -257,7 +249,7 @@ impl Packages {
             .fetch(settings, url, accept, validators);
         tokio::time::timeout(settings.timeout(), fetch)
             .await
-            .unwrap_or_else(|_| Err(timed_out(settings, what)))
+            .unwrap_or_else(|_| Err(settings.too_slow(what)))
     }
 
     /// What a proxy repository's upstream says about the package stored as `key`; `None` when
@@ -447,7 +439,7 @@ impl Packages {
         // The timeout covers the whole document, however slowly it drips.
         let answer = tokio::time::timeout(settings.timeout(), fetch)
             .await
-            .unwrap_or_else(|_| Err(timed_out(settings, &what)));
+            .unwrap_or_else(|_| Err(settings.too_slow(&what)));
         match answer {
             Ok(None) => {
                 let cached = cached.expect("304 only answers a conditional request");
