@@ -66,6 +66,11 @@ async fn push(registry: &OciRegistry, repository: &str, tag: &str, seed: u8) -> 
 }
 
 fn proxy_of(url: &str, ttl: u64) -> Router {
+    proxy_over(registry(), url, ttl)
+}
+
+/// A cache of `url` under `hub/` in `registry`.
+fn proxy_over(registry: OciRegistry, url: &str, ttl: u64) -> Router {
     let mut upstream = UpstreamSettings::new(url);
     upstream.metadata_ttl_seconds = ttl;
     upstream.timeout_seconds = 5;
@@ -73,7 +78,7 @@ fn proxy_of(url: &str, ttl: u64) -> Router {
         Arc::new(MemoryBlobStore::new()),
         Arc::new(MemoryMetadataStore::new()),
     );
-    registry_http::app::Application::new(registry(), packages)
+    registry_http::app::Application::new(registry, packages)
         .pull_through(vec![PullThrough {
             prefix: "hub".into(),
             upstream,
@@ -131,7 +136,8 @@ async fn images_are_pulled_once_followed_when_moved_and_served_when_the_upstream
     let upstream = RunningRegistry::serve_app(upstream_app, ServerSettings::default())
         .await
         .unwrap();
-    let proxy = proxy_of(&format!("http://{}", upstream.host()), 0);
+    let here = registry();
+    let proxy = proxy_over(here.clone(), &format!("http://{}", upstream.host()), 0);
 
     let pulled = get(&proxy, "/v2/hub/library/app/manifests/1.0").await;
     assert_eq!(pulled.status, StatusCode::OK, "{}", pulled.text());
@@ -147,6 +153,10 @@ async fn images_are_pulled_once_followed_when_moved_and_served_when_the_upstream
     let blob = get(&proxy, &layer_uri).await;
     assert_eq!(blob.status, StatusCode::OK, "{}", blob.text());
     assert!(blob.body == layer, "the layer's bytes");
+    // Held by a cache entry of the prefix: no manifest's reference keeps a pulled layer.
+    let path = format!("library/app/blobs/{}", Digest::sha256(&layer));
+    let held = here.metadata().cache_entry("hub", &path).await.unwrap();
+    assert!(held.is_some(), "{path} is held");
     // Outside the cache's prefix nothing is pulled.
     let outside = get(&proxy, "/v2/library/app/manifests/1.0").await;
     assert_eq!(outside.status, StatusCode::NOT_FOUND);
@@ -215,7 +225,27 @@ async fn content_that_does_not_match_its_digest_is_refused_and_nothing_is_kept()
     let liar = RunningRegistry::serve_app(liar, ServerSettings::default())
         .await
         .unwrap();
-    let proxy = proxy_of(&format!("http://{}", liar.host()), 300);
+    let here = registry();
+    // A private blob of this registry, which the liar names and answers 200 for with other
+    // bytes: the cache must not hand it out.
+    let private = Bytes::from_static(b"private bytes of another repository");
+    let secret = Digest::sha256(&private);
+    here.put_blob(
+        &RepositoryName::parse("private/x").unwrap(),
+        &secret,
+        once_stream(private),
+    )
+    .await
+    .unwrap();
+    let proxy = proxy_over(here.clone(), &format!("http://{}", liar.host()), 300);
+    let leaked = get(&proxy, &format!("/v2/hub/x/blobs/{secret}")).await;
+    assert_eq!(leaked.status, StatusCode::BAD_GATEWAY, "{}", leaked.text());
+    let linked = here
+        .metadata()
+        .linked_blob(&RepositoryName::parse("hub/x").unwrap(), &secret)
+        .await
+        .unwrap();
+    assert!(linked.is_none(), "nothing linked into the cache");
     for uri in [
         format!("/v2/hub/x/blobs/{wrong}"),
         format!("/v2/hub/x/manifests/{wrong}"),

@@ -2,7 +2,6 @@
 
 mod support;
 
-
 use serde_json::Value;
 use support::{Layout, Server, podman, podman_args, run, tar_layer, workdir};
 

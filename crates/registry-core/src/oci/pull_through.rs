@@ -84,6 +84,17 @@ pub(super) struct PullState {
     confirmed: Mutex<HashMap<PullKey, Instant>>,
     /// Tags whose check failed, when, and how.
     failed: Mutex<HashMap<PullKey, (Instant, Error)>>,
+    /// Manifests and blobs the upstream answered `404` for, and when.
+    missing: Mutex<HashMap<PullKey, Instant>>,
+}
+
+impl PullState {
+    /// Whether the upstream answered `404` for the key within `memory`.
+    fn known_missing(&self, key: &PullKey, memory: Duration) -> bool {
+        locked(&self.missing)
+            .get(key)
+            .is_some_and(|at| at.elapsed() < memory)
+    }
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -235,6 +246,15 @@ impl OciRegistry {
         if held.is_ok() && (confirmed || matches!(reference, Reference::Digest(_))) {
             return held;
         }
+        if self
+            .pulls
+            .known_missing(&key, pulled.cache.upstream.not_found_ttl())
+        {
+            return Err(Error::ManifestUnknown {
+                repository: repository.to_string(),
+                reference: reference.to_string(),
+            });
+        }
         let recent = locked(&self.pulls.failed)
             .get(&key)
             .filter(|(at, _)| at.elapsed() < FAILURE_MEMORY)
@@ -246,13 +266,18 @@ impl OciRegistry {
                 let answer = self
                     .pull_manifest(&pulled, repository, reference, held.as_ref().ok())
                     .await;
-                if let Err(error @ Error::Upstream { .. }) = &answer {
-                    remember(
+                match &answer {
+                    Err(error @ Error::Upstream { .. }) => remember(
                         &self.pulls.failed,
                         key.clone(),
                         (Instant::now(), copy_upstream_error(error)),
-                    );
+                    ),
+                    Err(Error::ManifestUnknown { .. }) => {
+                        remember(&self.pulls.missing, key.clone(), Instant::now());
+                    }
+                    _ => {}
                 }
+
                 counted(answer)
             }
         };
@@ -270,8 +295,10 @@ impl OciRegistry {
                 mark_stale(pulled.cache.upstream.base(), &error);
                 Ok(held)
             }
-            // The new manifest not taken here (a tag rule, a fault): the held one is served.
+            // The new manifest not taken here (a tag rule, a fault): the held one is served,
+            // and not asked again until the tag's validity has passed.
             (Err(error), Ok(held)) => {
+                remember(&self.pulls.confirmed, key, Instant::now());
                 report_failure(format!(
                     "the manifest pulled for {repository}:{reference} was not stored: {error}"
                 ));
@@ -388,8 +415,21 @@ impl OciRegistry {
             Err(Error::BlobUnknown { .. }) => {}
             held => return held,
         }
+        let key = (repository.to_string(), digest.to_string());
+        if self
+            .pulls
+            .known_missing(&key, pulled.cache.upstream.not_found_ttl())
+        {
+            return Err(Error::BlobUnknown {
+                digest: digest.clone(),
+            });
+        }
         record(|r| r.misses += 1);
-        counted(self.pull_blob(&pulled, repository, digest).await)
+        let answer = self.pull_blob(&pulled, repository, digest).await;
+        if let Err(Error::BlobUnknown { .. }) = answer {
+            remember(&self.pulls.missing, key, Instant::now());
+        }
+        counted(answer)
     }
 
     async fn pull_blob(
@@ -423,33 +463,87 @@ impl OciRegistry {
                 )));
             }
         };
-        // The upstream has it: bytes already held here are linked, not fetched again.
-        if self.metadata.blob(digest).await?.is_some() {
-            drop(body);
-            if let Some(linked) = self.link_stored(repository, digest, None).await? {
-                return Ok(linked);
-            }
-            // Collected meanwhile: fetched again.
-            return Box::pin(self.pull_blob(pulled, repository, digest)).await;
-        }
         let failure = Arc::new(Mutex::new(None));
         let body = guarded_body(body, &pulled.cache.upstream, &url, Arc::clone(&failure));
         let body = self.limit_stream(body, 0);
-        let written = self.blobs.write(digest, body).await;
-        let size = match written {
-            Ok(size) => size,
-            Err(error) => {
-                if let Some(upstream) = locked(&failure).take() {
-                    return Err(upstream);
+        let upstream_failure = |error: Error| {
+            if let Some(upstream) = locked(&failure).take() {
+                return upstream;
+            }
+            match error {
+                Error::DigestMismatch { .. } => {
+                    pulled.failed(format!("{url} does not match its digest"))
                 }
-                return Err(match error {
-                    Error::DigestMismatch { .. } => {
-                        pulled.failed(format!("{url} does not match its digest"))
-                    }
-                    other => other,
-                });
+                Error::SizeInvalid { size, limit, .. } => pulled.failed(format!(
+                    "{url} is {size} bytes or more, over the blob limit of {limit}"
+                )),
+                other => other,
             }
         };
-        self.link_written(repository, digest, size).await
+        // Bytes already held here (for another repository, which a client of the cache may
+        // not read) are linked only once the upstream has sent the same bytes: its body is
+        // hashed as it streams, not kept.
+        let record = if self.metadata.blob(digest).await?.is_some() {
+            let mut hasher = crate::digest::DigestHasher::new(digest.algorithm());
+            let mut body = body;
+            let mut size = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(upstream_failure)?;
+                size += chunk.len() as u64;
+                hasher.update(&chunk);
+            }
+            if &hasher.finish() != digest {
+                return Err(pulled.failed(format!("{url} does not match its digest")));
+            }
+            match self.link_stored(repository, digest, None).await? {
+                Some(linked) => linked,
+                // Collected meanwhile: kept from what was just hashed is nothing; said so.
+                None => {
+                    return Err(pulled.failed(format!(
+                        "{digest} was collected here while it was pulled; pull it again ({size} bytes)"
+                    )));
+                }
+            }
+        } else {
+            let size = self
+                .blobs
+                .write(digest, body)
+                .await
+                .map_err(upstream_failure)?;
+            self.link_written(repository, digest, size).await?
+        };
+        self.hold(pulled, &format!("blobs/{digest}"), digest, record.size)
+            .await?;
+        Ok(record)
+    }
+
+    /// Records what a cache pulled as a cache entry of its prefix, which keeps the blob from
+    /// the collector (pulled pieces arrive after the manifests that list them, so no
+    /// manifest's reference keeps them) and lists it with the package proxies' cache.
+    async fn hold(
+        &self,
+        pulled: &Pulled<'_>,
+        what: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let now = crate::values::Timestamp::now();
+        let entry = crate::proxy::CacheEntry {
+            repository: pulled.cache.prefix.clone(),
+            path: format!("{}/{what}", pulled.name),
+            kind: crate::proxy::CacheEntryKind::File,
+            blob: crate::package::BlobRef {
+                digest: digest.clone(),
+                size,
+            },
+            declared: Some(digest.to_string()),
+            validators: Validators::default(),
+            digests: Default::default(),
+            checked_at: now,
+            created_at: now,
+            downloads: 0,
+            last_download: None,
+        };
+        self.metadata.put_cache_entry(&entry).await
     }
 }
