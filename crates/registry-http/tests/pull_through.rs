@@ -65,10 +65,6 @@ async fn push(registry: &OciRegistry, repository: &str, tag: &str, seed: u8) -> 
     (manifest, layer)
 }
 
-fn proxy_of(url: &str, ttl: u64) -> Router {
-    proxy_over(registry(), url, ttl)
-}
-
 /// A cache of `url` under `hub/` in `registry`.
 fn proxy_over(registry: OciRegistry, url: &str, ttl: u64) -> Router {
     let mut upstream = UpstreamSettings::new(url);
