@@ -70,8 +70,8 @@ const MAX_CA_FILE: u64 = 1 << 20;
 /// Follows at most [`MAX_REDIRECTS`] redirects, each to the first URL's scheme, host and port:
 /// an upstream cannot send this registry (with its credentials, or to an address only it can
 /// reach) anywhere else, nor from https down to http.
-fn same_origin_redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
+fn same_origin_redirects(file_origins: Vec<String>) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
         let first = attempt.previous().first().cloned();
         if attempt.previous().len() > MAX_REDIRECTS {
             return attempt.error(format!("more than {MAX_REDIRECTS} redirects (a loop?)"));
@@ -81,6 +81,13 @@ fn same_origin_redirects() -> reqwest::redirect::Policy {
                 && first.host_str() == attempt.url().host_str()
                 && first.port_or_known_default() == attempt.url().port_or_known_default()
         });
+        // Or to one of the upstream's file origins (a registry's blob CDN); reqwest drops
+        // credentials on a redirect to another host.
+        let target = registry_core::proxy::origin(attempt.url().as_str()).to_ascii_lowercase();
+        let same = same
+            || file_origins
+                .iter()
+                .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(&target));
         if same {
             attempt.follow()
         } else {
@@ -96,15 +103,19 @@ fn same_origin_redirects() -> reqwest::redirect::Policy {
 #[derive(Debug)]
 pub struct HttpUpstream {
     instance: Instance,
-    /// One client per set of trusted certificates (`ca_file`) and connect timeout, built on
-    /// first use.
-    clients: Mutex<HashMap<(Option<String>, u64), reqwest::Client>>,
+    /// One client per set of trusted certificates (`ca_file`), connect timeout and file
+    /// origins, built on first use.
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
     /// Tokens of registries' token challenges, per challenge and user, until when they last.
     tokens: Mutex<HashMap<TokenKey, (String, std::time::Instant)>>,
 }
 
-/// A token challenge and the user a token was asked for.
-type TokenKey = (BearerChallenge, Option<String>);
+/// What a client is built from: the CA file, the connect timeout, the file origins redirects
+/// may lead to.
+type ClientKey = (Option<String>, u64, Vec<String>);
+
+/// A token challenge, the upstream, its user and a digest of its password.
+type TokenKey = (BearerChallenge, String, Option<String>, String);
 
 impl HttpUpstream {
     /// A fetcher that names itself `instance` in `Via`.
@@ -124,7 +135,11 @@ impl HttpUpstream {
     }
 
     async fn client(&self, upstream: &UpstreamSettings) -> Result<reqwest::Client> {
-        let key = (upstream.ca_file.clone(), upstream.timeout_seconds);
+        let key = (
+            upstream.ca_file.clone(),
+            upstream.timeout_seconds,
+            upstream.file_origins.clone(),
+        );
         if let Some(client) = self
             .clients
             .lock()
@@ -139,7 +154,7 @@ impl HttpUpstream {
             timed_out: false,
         };
         let mut builder = reqwest::Client::builder()
-            .redirect(same_origin_redirects())
+            .redirect(same_origin_redirects(upstream.file_origins.clone()))
             .connect_timeout(upstream.timeout())
             .user_agent(concat!("registry/", env!("CARGO_PKG_VERSION")))
             .no_proxy();
@@ -211,6 +226,11 @@ impl Upstream for HttpUpstream {
                 .get(url)
                 .header(header::ACCEPT, accept)
                 .header(header::VIA, self.via());
+            // Files and blobs are taken as they are (their digests are of those bytes); only
+            // documents may come compressed.
+            if accept == "*/*" {
+                request = request.header(header::ACCEPT_ENCODING, "identity");
+            }
             if let Some(etag) = &validators.etag {
                 request = request.header(header::IF_NONE_MATCH, etag);
             }
@@ -242,7 +262,11 @@ impl Upstream for HttpUpstream {
         let mut response = send(None).await?;
         // A registry's token challenge (Docker Hub, distribution with token auth): a token
         // from its realm, with the upstream's credentials, and the request again.
-        if response.status() == StatusCode::UNAUTHORIZED
+        // Only the upstream's own challenges are followed: a file origin's would get the
+        // upstream's credentials sent where it says.
+        let own = registry_core::proxy::origin(url).eq_ignore_ascii_case(upstream.origin());
+        if own
+            && response.status() == StatusCode::UNAUTHORIZED
             && let Some(challenge) = bearer_challenge(response.headers())
         {
             let token = self.token(&client, upstream, &challenge).await?;
@@ -363,7 +387,19 @@ impl HttpUpstream {
         upstream: &UpstreamSettings,
         challenge: &BearerChallenge,
     ) -> Result<String> {
-        let key = (challenge.clone(), upstream.username.clone());
+        // Per upstream and credentials: two proxies with the same user name (`_json_key`,
+        // `AWS`) never share a token.
+        let secret = {
+            use sha2::Digest as _;
+            let hashed = sha2::Sha256::digest(upstream.password.as_deref().unwrap_or_default());
+            hex::encode(&hashed[..16])
+        };
+        let key = (
+            challenge.clone(),
+            upstream.base().to_owned(),
+            upstream.username.clone(),
+            secret,
+        );
         if let Some((token, until)) = self
             .tokens
             .lock()
@@ -395,9 +431,17 @@ impl HttpUpstream {
         }
         let realm_host = realm.host_str().unwrap_or_default().to_owned();
         let mut request = client.get(realm).header(header::VIA, self.via());
-        let private = challenge.realm.starts_with("https://")
-            || registry_core::proxy::is_local_host(&realm_host, false);
-        if private && let Some(user) = &upstream.username {
+        // A token travels in clear text only on this machine.
+        if !(challenge.realm.starts_with("https://")
+            || registry_core::proxy::is_local_host(&realm_host, false))
+        {
+            return Err(failed(format!(
+                "its token realm {} is plain http to another host; tokens are not fetched in \
+                 clear text",
+                challenge.realm
+            )));
+        }
+        if let Some(user) = &upstream.username {
             request = request.basic_auth(user, upstream.password.as_deref());
         }
         let response = request.send().await.map_err(|e| {

@@ -337,3 +337,51 @@ async fn a_token_challenge_is_followed_with_the_upstreams_credentials() {
         "the token is reused"
     );
 }
+
+/// Registries send blobs from a CDN by redirect: followed to the upstream's file origins only.
+#[tokio::test]
+async fn blob_redirects_are_followed_to_file_origins_only() {
+    let bytes = Bytes::from_static(b"a layer served by the CDN");
+    let digest = Digest::sha256(&bytes);
+    let cdn = Router::new().fallback(move || {
+        let bytes = bytes.clone();
+        async move { bytes }
+    });
+    let cdn = RunningRegistry::serve_app(cdn, ServerSettings::default())
+        .await
+        .unwrap();
+    let cdn_origin = format!("http://{}", cdn.host());
+    let to = cdn_origin.clone();
+    let upstream = Router::new().fallback(move || {
+        let location = format!("{to}/blob");
+        async move {
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+        }
+    });
+    let upstream = RunningRegistry::serve_app(upstream, ServerSettings::default())
+        .await
+        .unwrap();
+    for (origins, expected) in [
+        (vec![], StatusCode::BAD_GATEWAY),
+        (vec![cdn_origin.clone()], StatusCode::OK),
+    ] {
+        let mut settings = UpstreamSettings::new(format!("http://{}", upstream.host()));
+        settings.file_origins = origins;
+        let packages = Packages::new(
+            Arc::new(MemoryBlobStore::new()),
+            Arc::new(MemoryMetadataStore::new()),
+        );
+        let proxy = registry_http::app::Application::new(registry(), packages)
+            .pull_through(vec![PullThrough {
+                prefix: "hub".into(),
+                upstream: settings,
+            }])
+            .unwrap()
+            .router();
+        let reply = get(&proxy, &format!("/v2/hub/x/blobs/{digest}")).await;
+        assert_eq!(reply.status, expected, "{}", reply.text());
+    }
+}
