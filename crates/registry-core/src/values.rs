@@ -71,3 +71,31 @@ pub fn tolerant_sort<T>(items: Vec<T>, compare: &dyn Fn(&T, &T) -> std::cmp::Ord
     merged.extend(right);
     merged
 }
+
+#[cfg(test)]
+mod sort_tests {
+    use std::cmp::Ordering;
+
+    use super::tolerant_sort;
+
+    #[test]
+    fn tolerant_sort_is_stable_and_survives_orders_that_are_not_total() {
+        let sorted = tolerant_sort(
+            vec![(3, 'a'), (1, 'b'), (3, 'c'), (2, 'd'), (1, 'e')],
+            &|a, b| a.0.cmp(&b.0),
+        );
+        assert_eq!(sorted, [(1, 'b'), (1, 'e'), (2, 'd'), (3, 'a'), (3, 'c')]);
+        // Rock, paper, scissors: no order at all; every item is still there once.
+        let cyclic = |a: &u8, b: &u8| match (a % 3, b % 3) {
+            (x, y) if x == y => Ordering::Equal,
+            (0, 1) | (1, 2) | (2, 0) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        let mut items: Vec<u8> = (0..200).map(|i| (i * 37 % 251) as u8).collect();
+        let sorted = tolerant_sort(items.clone(), &cyclic);
+        items.sort_unstable();
+        let mut back = sorted;
+        back.sort_unstable();
+        assert_eq!(back, items);
+    }
+}
