@@ -163,6 +163,7 @@ impl IntoResponse for ApiError {
                 // distribution answers what the specification has no code for).
                 if matches!(error, Error::Upstream { .. } | Error::ProxyLoop { .. }) {
                     let message = error.to_string();
+                    tracing::warn!(%message, "a pull-through cache's upstream failed");
                     return json_response(
                         status,
                         json!({ "errors": [{ "code": "UNKNOWN", "message": message }] }),

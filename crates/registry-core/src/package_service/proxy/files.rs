@@ -150,7 +150,16 @@ impl Packages {
             Some(_) => return Err(kind_conflict(settings, &path)),
             None => {}
         }
-        // Only the upstream's own documents are trusted to declare digests.
+        // Only the upstream's own documents (not its file origins') declare digests.
+        if !crate::proxy::origin(&file.declared_in).eq_ignore_ascii_case(settings.origin()) {
+            return Err(upstream_error(
+                settings,
+                format!(
+                    "{} would declare {}'s digest from outside the upstream's origin",
+                    file.declared_in, file.name
+                ),
+            ));
+        }
         remote_path(settings, &file.declared_in)?;
         let what = format!("fetching {}", file.declared_in);
         let read = async {
