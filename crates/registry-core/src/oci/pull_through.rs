@@ -30,7 +30,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::metadata::{BlobRecord, ManifestRecord};
 use crate::name::{Reference, RepositoryName};
-use crate::proxy::report::{counted, mark_stale, record, report_failure};
+use crate::proxy::report::{absorb, counted, mark_stale, record, report_failure};
 use crate::proxy::{Fetched, UpstreamSettings, Validators, copy_upstream_error, guarded_body};
 use crate::rules::Actor;
 
@@ -401,6 +401,29 @@ impl OciRegistry {
 
     /// A blob of a pull-through cache's repository, pulled when missing here (see the module).
     pub(super) async fn pulled_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<BlobRecord> {
+        // Pulled by a task of its own, which finishes (and keeps the blob) even when the
+        // client gives up first; its upstream requests carry the client's `Via` hops.
+        let task = {
+            let (this, repository, digest) = (self.clone(), repository.clone(), digest.clone());
+            let pull = async move { this.pull_blob_once(&repository, &digest).await };
+            tokio::spawn(crate::proxy::observe_proxy(
+                crate::proxy::incoming_via(),
+                pull,
+            ))
+        };
+        let (answer, report) = task
+            .await
+            .map_err(|e| Error::backend(format!("the pull of {digest} failed: {e}")))?;
+        absorb(report);
+        answer
+    }
+
+    /// One pull of a blob at a time per repository and digest; a miss remembered.
+    async fn pull_blob_once(
         &self,
         repository: &RepositoryName,
         digest: &Digest,

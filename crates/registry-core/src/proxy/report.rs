@@ -83,6 +83,25 @@ pub(crate) fn mark_stale(upstream: &str, reason: &Error) {
     });
 }
 
+/// Adds to the current request's report what a task it waited for did (a detached fetch).
+pub(crate) fn absorb(done: ProxyReport) {
+    record(|r| {
+        r.hits += done.hits;
+        r.misses += done.misses;
+        r.upstream_errors += done.upstream_errors;
+        for stale in done.stale {
+            if !r.stale.iter().any(|s| s.upstream == stale.upstream) {
+                r.stale.push(stale);
+            }
+        }
+        for failure in done.failures {
+            if r.failures.len() < MAX_REPORTED_FAILURES {
+                r.failures.push(failure);
+            }
+        }
+    });
+}
+
 /// Records a failure the request got past (the edge logs it).
 pub(crate) fn report_failure(text: String) {
     record(|r| {

@@ -389,11 +389,11 @@ impl Packages {
                     fetch,
                 ))
             };
-            let (found, by_us) = counted(
-                task.await
-                    .map_err(|e| Error::backend(format!("the fetch of {path} failed: {e}")))?
-                    .0,
-            )?;
+            let (answer, report) = task
+                .await
+                .map_err(|e| Error::backend(format!("the fetch of {path} failed: {e}")))?;
+            crate::proxy::report::absorb(report);
+            let (found, by_us) = counted(answer)?;
             entry = Some(found);
             fetched = by_us;
         }
