@@ -946,8 +946,8 @@ async fn repository_settings_apply_to_nuget_pushes() {
 }
 
 /// A proxy of a feed laid out as nuget.org's: registrations gzip-encoded, without
-/// `packageHash`, whose catalog leaves declare it; a package is verified against its leaf's
-/// hash, and a leaf that declares another hash gets nothing kept.
+/// `packageHash`, whose catalog leaves declare it, pages linked above a size; a package is
+/// verified against its leaf's hash, and a leaf that declares another hash gets nothing kept.
 #[tokio::test]
 async fn a_proxy_reads_package_hashes_from_catalog_leaves() {
     use base64::Engine as _;
@@ -986,6 +986,23 @@ async fn a_proxy_reads_package_hashes_from_catalog_leaves() {
                 response
             };
             match path.as_str() {
+                // More versions than an index inlines: its page is linked.
+                "/reg/demo.paged/index.json" => json(
+                    serde_json::json!({"items": [{"@id": format!("{base}/reg/demo.paged/page/1.json"),
+                        "lower": "1.0.0", "upper": "1.0.0", "count": 1}]})
+                    .to_string()
+                    .into_bytes(),
+                    "identity",
+                ),
+                "/reg/demo.paged/page/1.json" => json(
+                    serde_json::json!({"items": [{
+                        "catalogEntry": {"id": "demo.paged", "version": "1.0.0",
+                            "packageHash": hash, "packageHashAlgorithm": "SHA512"},
+                        "packageContent": format!("{base}/flat/demo.paged/1.0.0/demo.paged.1.0.0.nupkg")}]})
+                    .to_string()
+                    .into_bytes(),
+                    "identity",
+                ),
                 "/reg/demo.leaf/index.json" => json(gzip(index("demo.leaf")), "gzip"),
                 "/reg/demo.liar/index.json" => json(gzip(index("demo.liar")), "gzip"),
                 "/catalog/demo.leaf.1.0.0.json" => json(
@@ -1041,6 +1058,13 @@ async fn a_proxy_reads_package_hashes_from_catalog_leaves() {
         get("/nuget/gallery/v3/flatcontainer/demo.leaf/1.0.0/demo.leaf.1.0.0.nupkg").await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     assert_eq!(body.len(), 200_000);
+    // A package whose registration links its pages: read with them.
+    let (status, body) = get("/nuget/gallery/v3/flatcontainer/demo.paged/index.json").await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("1.0.0"));
+    let (status, _) =
+        get("/nuget/gallery/v3/flatcontainer/demo.paged/1.0.0/demo.paged.1.0.0.nupkg").await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = get("/nuget/gallery/v3/flatcontainer/demo.leaf/1.0.0/demo.leaf.nuspec").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a proxy keeps no nuspec");
     let (status, body) =
@@ -1058,7 +1082,10 @@ async fn a_proxy_reads_package_hashes_from_catalog_leaves() {
         .collect();
     assert_eq!(
         files,
-        ["/flat/demo.leaf/1.0.0/demo.leaf.1.0.0.nupkg"],
+        [
+            "/flat/demo.leaf/1.0.0/demo.leaf.1.0.0.nupkg",
+            "/flat/demo.paged/1.0.0/demo.paged.1.0.0.nupkg"
+        ],
         "the liar's is not kept"
     );
 }

@@ -4,6 +4,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use bytes::Bytes;
+
 use crate::error::Result;
 use crate::package::{Package, PackageFormat, PublishMode};
 use crate::proxy::RemoteFile;
@@ -137,6 +139,24 @@ pub trait UpstreamFormat: Send + Sync {
     fn path_file(&self, key: &str, version: &str, file: &str) -> Option<PathFile> {
         let _ = (key, version, file);
         None
+    }
+
+    /// Documents the metadata document links to instead of including them (NuGet's
+    /// registration pages above 128 versions): absolute URLs on the upstream's origin, fetched
+    /// with it and handed to [`UpstreamFormat::include_linked`]. None by default.
+    fn linked_documents(&self, document: &[u8]) -> Vec<String> {
+        let _ = document;
+        Vec::new()
+    }
+
+    /// The metadata document with the documents it links to (`linked`: URL and body, in the
+    /// order [`UpstreamFormat::linked_documents`] gave) included, as it is then kept and read.
+    ///
+    /// Errors: [`crate::Error::PackageInvalid`] when a linked document is not what the
+    /// metadata says.
+    fn include_linked(&self, document: &[u8], linked: Vec<(String, Bytes)>) -> Result<Bytes> {
+        let _ = linked;
+        Ok(Bytes::copy_from_slice(document))
     }
 
     /// The digest a document named by a [`DeferredFile`] declares; `None` (the default) when

@@ -7,8 +7,9 @@
 //! An entry without `packageHash` (nuget.org's registrations keep it in the catalog leaf) names
 //! its leaf (`catalogEntry`'s `@id`), which is read for the hash when the package is first
 //! fetched ([`registry_core::DeferredFile`]); an entry with neither is listed but its package
-//! is not fetched, since it could not be verified. Registration indexes that link their pages
-//! instead of inlining them (above 128 versions on NuGet's own servers) are not followed.
+//! is not fetched, since it could not be verified. Pages a registration index links instead of
+//! inlining (above 128 versions on NuGet's servers) are fetched with it and inlined before it
+//! is kept ([`registry_core::UpstreamFormat::linked_documents`]).
 
 use base64::Engine as _;
 use registry_core::{
@@ -241,6 +242,57 @@ impl registry_core::UpstreamFormat for Nuget {
             files,
             deferred,
         })
+    }
+
+    /// The pages a registration index links instead of inlining (`@id` of pages without
+    /// `items`).
+    fn linked_documents(&self, document: &[u8]) -> Vec<String> {
+        let Ok(index) = serde_json::from_slice::<Value>(document) else {
+            return Vec::new();
+        };
+        index
+            .get("items")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|page| page.get("items").is_none())
+            .filter_map(|page| optional(page, "@id"))
+            .collect()
+    }
+
+    /// The registration index with each linked page's `items` inlined.
+    fn include_linked(
+        &self,
+        document: &[u8],
+        linked: Vec<(String, bytes::Bytes)>,
+    ) -> Result<bytes::Bytes> {
+        let mut index: Value = serde_json::from_slice(document)
+            .map_err(|e| invalid(format!("the registration index is not JSON: {e}")))?;
+        let mut pages: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
+        for (url, body) in linked {
+            let page: Value = serde_json::from_slice(&body)
+                .map_err(|e| invalid(format!("the registration page {url} is not JSON: {e}")))?;
+            pages.insert(url, page);
+        }
+        if let Some(items) = index.get_mut("items").and_then(Value::as_array_mut) {
+            for page in items.iter_mut().filter(|p| p.get("items").is_none()) {
+                let Some(url) = optional(page, "@id") else {
+                    continue;
+                };
+                let leaves = pages
+                    .remove(&url)
+                    .and_then(|mut p| p.get_mut("items").map(Value::take))
+                    .filter(Value::is_array)
+                    .ok_or_else(|| {
+                        invalid(format!("the registration page {url} lists no versions"))
+                    })?;
+                page["items"] = leaves;
+            }
+        }
+        serde_json::to_vec(&index)
+            .map(bytes::Bytes::from)
+            .map_err(|e| invalid(format!("the registration index does not write: {e}")))
     }
 
     /// A catalog leaf's `packageHash` (SHA-512, base64), as nuget.org's catalog writes it.

@@ -39,6 +39,10 @@ const MAX_PARSED_BYTES: usize = 256 << 20;
 /// Bytes of metadata bodies being received at once, across requests; more wait.
 const MAX_METADATA_IN_FLIGHT: usize = 512 << 20;
 
+/// Documents a metadata document may link to (NuGet registration pages of 64 versions: about
+/// 64,000 versions).
+const MAX_LINKED: usize = 1000;
+
 /// Paths remembered as missing upstream or failing, at most (then forgotten all at once).
 const MAX_REMEMBERED: usize = 100_000;
 
@@ -427,6 +431,7 @@ impl Packages {
                     let bytes = self
                         .read_metadata_body(body, length, limit, settings)
                         .await?;
+                    let bytes = self.with_linked(format, settings, bytes).await?;
                     Ok(Some((validators, bytes)))
                 }
                 Fetched::NotModified if cached.is_some() => Ok(None),
@@ -485,6 +490,68 @@ impl Packages {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// A metadata document with the documents it links to included
+    /// ([`UpstreamFormat::linked_documents`]): each on the upstream's origin, at most
+    /// [`MAX_LINKED`], all of them within the document size limit together.
+    async fn with_linked(
+        &self,
+        format: &dyn UpstreamFormat,
+        settings: &UpstreamSettings,
+        document: Bytes,
+    ) -> Result<Bytes> {
+        let links = crate::proxy::cpu_bound(|| format.linked_documents(&document));
+        if links.is_empty() {
+            return Ok(document);
+        }
+        if links.len() > MAX_LINKED {
+            return Err(upstream_error(
+                settings,
+                format!(
+                    "its metadata links {} documents; at most {MAX_LINKED} are read",
+                    links.len()
+                ),
+            ));
+        }
+        let mut left = format
+            .max_metadata_size()
+            .saturating_sub(document.len() as u64);
+        let mut linked = Vec::with_capacity(links.len());
+        for link in links {
+            if !crate::proxy::origin(&link).eq_ignore_ascii_case(settings.origin()) {
+                return Err(upstream_error(
+                    settings,
+                    format!("its metadata links {link}, outside the upstream's origin"),
+                ));
+            }
+            let what = format!("fetching {link}");
+            let body = match self
+                .ask_upstream(
+                    settings,
+                    &link,
+                    format.metadata_accept(),
+                    &Validators::default(),
+                    &what,
+                )
+                .await?
+            {
+                Fetched::Found { length, body, .. } => {
+                    self.read_metadata_body(body, length, left, settings)
+                        .await?
+                }
+                _ => {
+                    return Err(upstream_error(
+                        settings,
+                        format!("its metadata links {link}, which it does not serve"),
+                    ));
+                }
+            };
+            left = left.saturating_sub(body.len() as u64);
+            linked.push((link, body));
+        }
+        crate::proxy::cpu_bound(|| format.include_linked(&document, linked))
+            .map_err(|e| upstream_error(settings, format!("its linked metadata is unusable: {e}")))
     }
 
     /// Records a cache entry fetched with `settings`, unless the repository's upstream has
