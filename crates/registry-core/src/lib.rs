@@ -87,7 +87,7 @@ pub use metadata::{
     TagDetail, TagMarker, TagOrder, TagQuery, UploadMetadata, UploadRecord, UsageScope,
 };
 pub use name::{NameError, Reference, RepositoryName, Tag};
-pub use oci::{CacheSettings, Limits, OciRegistry, PullThrough, PushedManifest};
+pub use oci::{CacheSettings, Limits, OciRegistry, OciVirtual, PullThrough, PushedManifest};
 pub use package::{
     BlobRef, FileDigests, NewPackageFile, Package, PackageFile, PackageFormat, PackageMetadata,
     PackageProtection, PackageRepository, PackageSummary, PackageUpdate, PackageVersion, Publish,

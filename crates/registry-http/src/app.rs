@@ -80,6 +80,19 @@ impl Application {
         Ok(self)
     }
 
+    /// Serves the OCI repositories under each virtual registry's prefix from its members
+    /// (hosted namespaces and pull-through caches; configure the caches first).
+    ///
+    /// Errors: [`registry_core::Error::PolicyInvalid`] for a virtual registry that does not
+    /// validate.
+    pub fn oci_virtual(
+        mut self,
+        virtuals: Vec<registry_core::OciVirtual>,
+    ) -> Result<Self, registry_core::Error> {
+        self.registry = self.registry.with_virtual(virtuals)?;
+        Ok(self)
+    }
+
     /// Authenticates and authorizes every route with `auth`.
     pub fn auth(mut self, auth: Auth) -> Self {
         self.auth = Some(auth);

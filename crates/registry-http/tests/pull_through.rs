@@ -385,3 +385,90 @@ async fn blob_redirects_are_followed_to_file_origins_only() {
         assert_eq!(reply.status, expected, "{}", reply.text());
     }
 }
+
+/// A virtual image registry over a hosted namespace and a cache: a name pushed here answers
+/// alone (its upstream namesake's tags never complete it), other names come through the cache,
+/// blobs from the member that has the name; pushes to it are refused.
+#[tokio::test]
+async fn a_virtual_registry_reads_hosted_names_first_and_the_cache_for_the_rest() {
+    let upstream_registry = registry();
+    push(&upstream_registry, "library/app", "1.0", 1).await;
+    push(&upstream_registry, "library/app", "2.0", 2).await;
+    let (other, other_layer) = push(&upstream_registry, "library/other", "1.0", 4).await;
+    let upstream_app = registry_http::app::Application::new(
+        upstream_registry,
+        Packages::new(
+            Arc::new(MemoryBlobStore::new()),
+            Arc::new(MemoryMetadataStore::new()),
+        ),
+    )
+    .router();
+    let upstream = RunningRegistry::serve_app(upstream_app, ServerSettings::default())
+        .await
+        .unwrap();
+    let here = registry();
+    let (internal, internal_layer) = push(&here, "corp/library/app", "1.0", 7).await;
+    let mut settings = UpstreamSettings::new(format!("http://{}", upstream.host()));
+    settings.timeout_seconds = 5;
+    let packages = Packages::new(
+        Arc::new(MemoryBlobStore::new()),
+        Arc::new(MemoryMetadataStore::new()),
+    );
+    let proxy = registry_http::app::Application::new(here, packages)
+        .pull_through(vec![PullThrough {
+            prefix: "hub".into(),
+            upstream: settings,
+        }])
+        .unwrap()
+        .oci_virtual(vec![registry_core::OciVirtual {
+            prefix: "all".into(),
+            members: vec!["corp".into(), "hub".into()],
+        }])
+        .unwrap()
+        .router();
+
+    let hosted = get(&proxy, "/v2/all/library/app/manifests/1.0").await;
+    assert_eq!(hosted.status, StatusCode::OK, "{}", hosted.text());
+    assert_eq!(
+        hosted.body, internal,
+        "the hosted image, not the upstream's"
+    );
+    let not_completed = get(&proxy, "/v2/all/library/app/manifests/2.0").await;
+    assert_eq!(
+        not_completed.status,
+        StatusCode::NOT_FOUND,
+        "a hosted name never gets the upstream's tags"
+    );
+    let layer = get(
+        &proxy,
+        &format!(
+            "/v2/all/library/app/blobs/{}",
+            Digest::sha256(&internal_layer)
+        ),
+    )
+    .await;
+    assert!(layer.body == internal_layer);
+
+    let cached = get(&proxy, "/v2/all/library/other/manifests/1.0").await;
+    assert_eq!(cached.status, StatusCode::OK, "{}", cached.text());
+    assert_eq!(cached.body, other);
+    let layer = get(
+        &proxy,
+        &format!(
+            "/v2/all/library/other/blobs/{}",
+            Digest::sha256(&other_layer)
+        ),
+    )
+    .await;
+    assert_eq!(layer.status, StatusCode::OK, "{}", layer.text());
+    assert!(layer.body == other_layer);
+
+    let push = send(
+        &proxy,
+        Method::PUT,
+        "/v2/all/library/new/manifests/1.0",
+        internal.clone(),
+    )
+    .await;
+    assert_eq!(push.status, StatusCode::FORBIDDEN, "{}", push.text());
+}

@@ -85,6 +85,9 @@ struct File {
     /// `[[pull_through]]`: OCI pull-through caches (`prefix`, `upstream`).
     #[serde(default)]
     pull_through: Vec<registry_core::PullThrough>,
+    /// `[[oci_virtual]]`: virtual image registries (`prefix`, `members`).
+    #[serde(default)]
+    oci_virtual: Vec<registry_core::OciVirtual>,
 }
 
 /// `[firewall]`: where advisories are read from.
@@ -229,6 +232,7 @@ pub(crate) struct Config {
     firewall: FileFirewall,
     pub(crate) firewall_rules: Vec<registry_core::FirewallRule>,
     pub(crate) pull_through: Vec<registry_core::PullThrough>,
+    pub(crate) oci_virtual: Vec<registry_core::OciVirtual>,
 }
 
 impl Config {
@@ -276,6 +280,7 @@ impl Config {
             firewall: file.firewall,
             firewall_rules: file.firewall_rules,
             pull_through: file.pull_through,
+            oci_virtual: file.oci_virtual,
         })
     }
 

@@ -402,6 +402,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .pull_through(config.pull_through.clone())
             .map_err(|e| format!("[[pull_through]]: {e}"))?;
     }
+    if !config.oci_virtual.is_empty() {
+        application = application
+            .oci_virtual(config.oci_virtual.clone())
+            .map_err(|e| format!("[[oci_virtual]]: {e}"))?;
+    }
     if let Some(url) = external {
         application = application.external_url(url);
     }

@@ -1,7 +1,8 @@
-//! skopeo and podman pulling through a pull-through cache of the distribution registry 2.8.2
-//! (Debian's `docker-registry`, on loopback): a multi-arch image with `--all` and a 24 MiB layer
-//! copied byte for byte, podman's pull, then both again with the upstream stopped, from the
-//! cache.
+//! skopeo and podman pulling through a virtual image registry over a hosted namespace and a
+//! pull-through cache of the distribution registry 2.8.2 (Debian's `docker-registry`, on
+//! loopback): a multi-arch image with `--all` and a 24 MiB layer copied byte for byte, podman's
+//! pull, a hosted image shadowing the upstream's of the same name, then the pulls again with the
+//! upstream stopped, from the cache.
 
 mod support;
 
@@ -57,7 +58,7 @@ impl Distribution {
 }
 
 #[test]
-fn skopeo_and_podman_pull_through_a_cache_of_distribution_and_from_it_when_it_is_down() {
+fn skopeo_and_podman_pull_through_a_virtual_registry_over_a_cache_of_distribution_and_when_it_is_down() {
     let (_dir, work) = workdir();
     let upstream = Distribution::start(&work);
     let mut layout = Layout::new(work.join("layout"));
@@ -80,18 +81,63 @@ fn skopeo_and_podman_pull_through_a_cache_of_distribution_and_from_it_when_it_is
         &work,
     );
 
+    // Someone pushes the internal image's name upstream.
+    let mut squatter = Layout::new(work.join("squatter"));
+    squatter.image(Some("v1"), "amd64", &tar_layer("who", b"squatter"));
+    squatter.finish();
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "oci:squatter:v1",
+            &format!("docker://{}/library/internal:v1", upstream.addr),
+        ],
+        &work,
+    );
+
     let config = work.join("cache.toml");
     std::fs::write(
         &config,
         format!(
             "[[pull_through]]\nprefix = \"hub\"\n\
-             upstream = {{ url = \"http://{}\", metadata_ttl_seconds = 0, timeout_seconds = 10 }}\n",
+             upstream = {{ url = \"http://{}\", metadata_ttl_seconds = 0, timeout_seconds = 10 }}\n\
+             [[oci_virtual]]\nprefix = \"all\"\nmembers = [\"corp\", \"hub\"]\n",
             upstream.addr
         ),
     )
     .unwrap();
     let cache = Server::start(&["--config", config.to_str().unwrap()]);
-    let image = format!("{}/hub/library/hello:v1", cache.host());
+    // Through the virtual registry: hosted names first, the cache for the rest.
+    let image = format!("{}/all/library/hello:v1", cache.host());
+    let mut internal = Layout::new(work.join("internal"));
+    internal.image(Some("v1"), "amd64", &tar_layer("who", b"internal"));
+    internal.finish();
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "oci:internal:v1",
+            &format!("docker://{}/corp/library/internal:v1", cache.host()),
+        ],
+        &work,
+    );
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/all/library/internal:v1", cache.host()),
+            "oci:shadowed:v1",
+        ],
+        &work,
+    );
+    assert_eq!(
+        layout_digest(&work.join("shadowed"), "v1"),
+        layout_digest(&work.join("internal"), "v1"),
+        "the hosted image shadows the upstream's of the same name"
+    );
     let copy = |to: &str| {
         run(
             "skopeo",

@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 mod cache;
 mod pull_through;
+mod virtual_registry;
 
 pub use cache::CacheSettings;
 use cache::ReadCache;
 use pull_through::PullState;
 pub use pull_through::PullThrough;
+pub use virtual_registry::OciVirtual;
 
 use bytes::Bytes;
 use futures::stream::StreamExt;
@@ -86,6 +88,8 @@ pub struct OciRegistry {
     upstream: Option<Arc<dyn crate::proxy::Upstream>>,
     /// What pulls share (shared by clones).
     pulls: Arc<PullState>,
+    /// Virtual image registries ([`OciVirtual`]).
+    virtuals: Arc<Vec<OciVirtual>>,
 }
 
 impl OciRegistry {
@@ -100,6 +104,7 @@ impl OciRegistry {
             pull_through: Arc::default(),
             upstream: None,
             pulls: Arc::default(),
+            virtuals: Arc::default(),
         }
     }
 
@@ -134,6 +139,12 @@ impl OciRegistry {
         self
     }
 
+    /// Refuses a push into a pull-through cache's or a virtual registry's repository.
+    fn refuse_push(&self, repository: &RepositoryName) -> Result<()> {
+        self.refuse_pull_through(repository)?;
+        self.refuse_virtual(repository)
+    }
+
     /// Whether a repository may hold sparse manifests: a pull-through cache's always does
     /// (blobs and children come when asked for).
     fn accepts_sparse(&self, repository: &RepositoryName) -> bool {
@@ -164,6 +175,9 @@ impl OciRegistry {
     /// A blob linked to the repository (pulled from its upstream first when the repository is a
     /// pull-through cache's and it is not here). Errors: [`Error::BlobUnknown`].
     pub async fn blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<BlobRecord> {
+        if self.is_virtual(repository) {
+            return self.virtual_blob(repository, digest).await;
+        }
         match self.stored_blob(repository, digest).await {
             Err(Error::BlobUnknown { .. }) if self.is_pulled(repository) => {
                 self.pulled_blob(repository, digest).await
@@ -208,7 +222,7 @@ impl OciRegistry {
         digest: &Digest,
         body: ByteStream,
     ) -> Result<BlobRecord> {
-        self.refuse_pull_through(repository)?;
+        self.refuse_push(repository)?;
         let body = self.limit_stream(body, 0);
         let size = self.blobs.write(digest, body).await?;
         self.link_written(repository, digest, size).await
@@ -253,7 +267,7 @@ impl OciRegistry {
         digest: &Digest,
         from: Option<&RepositoryName>,
     ) -> Result<Option<BlobRecord>> {
-        self.refuse_pull_through(repository)?;
+        self.refuse_push(repository)?;
         self.link_stored(repository, digest, from).await
     }
 
@@ -292,7 +306,7 @@ impl OciRegistry {
 
     /// Starts a resumable upload into the repository.
     pub async fn start_upload(&self, repository: &RepositoryName) -> Result<UploadId> {
-        self.refuse_pull_through(repository)?;
+        self.refuse_push(repository)?;
         let id = self.blobs.upload_start(Algorithm::Sha256).await?;
         let record = UploadRecord {
             id: id.clone(),
@@ -374,6 +388,9 @@ impl OciRegistry {
         if self.is_pulled(repository) {
             return self.pulled_manifest(repository, reference).await;
         }
+        if self.is_virtual(repository) {
+            return self.virtual_manifest(repository, reference).await;
+        }
         self.stored_manifest(repository, reference).await
     }
 
@@ -432,7 +449,7 @@ impl OciRegistry {
         content_type: Option<&str>,
         actor: &Actor,
     ) -> Result<PushedManifest> {
-        self.refuse_pull_through(repository)?;
+        self.refuse_push(repository)?;
         let pushed = self
             .store_manifest(repository, reference, tags, bytes, content_type, actor)
             .await;
