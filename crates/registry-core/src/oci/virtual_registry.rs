@@ -4,7 +4,7 @@
 //!
 //! Resolution, for a repository name:
 //!
-//! 1. **Hosted members first.** The first hosted member where the repository has a tag answers
+//! 1. **Hosted members first.** The first hosted member where the repository exists answers
 //!    alone, for its manifests and blobs: a name pushed here is never completed from an
 //!    upstream (dependency confusion), even for a tag it lacks.
 //! 2. **Otherwise the caches in order**: the first whose upstream has the manifest answers; a
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::OciRegistry;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::metadata::{BlobRecord, ManifestRecord, Page};
+use crate::metadata::{BlobRecord, ManifestRecord};
 use crate::name::{Reference, RepositoryName};
 
 /// A virtual image registry: the repositories under `prefix/` read the same name under each of
@@ -133,12 +133,7 @@ impl OciRegistry {
                 caches.push(target);
                 continue;
             }
-            let tagged = match self.metadata.list_tags(&target, &Page::first(1)).await {
-                Ok(tags) => !tags.is_empty(),
-                Err(Error::NameUnknown { .. }) => false,
-                Err(other) => return Err(other),
-            };
-            if tagged {
+            if self.metadata.repository_exists(&target).await? {
                 return Ok(Member::Hosted(target));
             }
         }
