@@ -330,6 +330,89 @@ async fn run_cleanup(
     result.await.unwrap_or_else(|e: ApiError| e.into_response())
 }
 
+/// A cache entry as the admin APIs list it (package proxies' and pull-through caches').
+pub(crate) fn cache_entry_json(entry: &registry_core::CacheEntry, upstream: Option<&str>) -> Value {
+    json!({
+        "path": entry.path,
+        "kind": entry.kind.as_str(),
+        "size": entry.blob.size,
+        "digest": entry.blob.digest.as_str(),
+        "declared": entry.declared,
+        "upstream": upstream,
+        "etag": entry.validators.etag,
+        "lastModified": entry.validators.last_modified,
+        "checkedAt": entry.checked_at.0,
+        "createdAt": entry.created_at.0,
+        "downloads": entry.downloads,
+        "lastDownload": entry.last_download.map(|t| t.0),
+    })
+}
+
+/// The query of a pull-through cache's listing or cleanup.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheQuery {
+    last: Option<String>,
+    n: Option<usize>,
+    unused_days: Option<u32>,
+}
+
+/// `GET /api/v1/pull-through/<prefix>/cache[?last=&n=]` lists what a pull-through cache pulled;
+/// `DELETE` with `?unused_days=N` deletes what was neither pulled nor read for N days, without
+/// it everything (pulled again when asked for). Admins, or owners of every repository under
+/// the prefix.
+async fn pull_through_cache(
+    State(oci): State<Arc<Oci>>,
+    Path(prefix): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    query: std::result::Result<Query<CacheQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let result = async {
+        let caller = authorize_known(&oci, &method, &headers).await?;
+        let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let pattern = NamePattern::parse(&format!("{prefix}/*"))
+            .map_err(|e| ApiError::BadRequest(format!("{prefix:?}: {e}")))?;
+        if !may_manage(&oci, &caller, &pattern) {
+            return Err(denied(&format!("the cache {prefix}")));
+        }
+        if method == Method::DELETE {
+            let unused = query
+                .unused_days
+                .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400));
+            let deleted = oci.registry.clean_cache(&prefix, unused).await?;
+            return Ok(json_response(
+                StatusCode::OK,
+                json!({ "deleted": deleted }).to_string(),
+            ));
+        }
+        let limit = query.n.unwrap_or(100).clamp(1, 1000);
+        let page = registry_core::Page {
+            last: query.last,
+            limit,
+        };
+        let entries = oci.registry.cache_entries(&prefix, &page).await?;
+        let upstream = oci
+            .registry
+            .pull_through()
+            .iter()
+            .find(|c| c.prefix == prefix)
+            .map(|c| c.upstream.url.clone());
+        let shown: Vec<Value> = entries
+            .iter()
+            .map(|e| cache_entry_json(e, upstream.as_deref()))
+            .collect();
+        let next = (entries.len() == limit)
+            .then(|| entries.last().map(|e| e.path.clone()))
+            .flatten();
+        Ok(json_response(
+            StatusCode::OK,
+            json!({ "entries": shown, "next": next }).to_string(),
+        ))
+    };
+    result.await.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
 /// The admin routes, merged into the OCI router's state.
 pub(crate) fn routes() -> axum::Router<Arc<Oci>> {
     use axum::routing::{get, post};
@@ -361,4 +444,8 @@ pub(crate) fn routes() -> axum::Router<Arc<Oci>> {
         .route("/api/v1/cleanup-policies", collection::<CleanupPolicy>())
         .route("/api/v1/cleanup-policies/{name}", item::<CleanupPolicy>())
         .route("/api/v1/cleanup-runs", post(run_cleanup))
+        .route(
+            "/api/v1/pull-through/{prefix}/cache",
+            get(pull_through_cache).delete(pull_through_cache),
+        )
 }

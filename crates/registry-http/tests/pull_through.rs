@@ -153,6 +153,22 @@ async fn images_are_pulled_once_followed_when_moved_and_served_when_the_upstream
     let path = format!("library/app/blobs/{}", Digest::sha256(&layer));
     let held = here.metadata().cache_entry("hub", &path).await.unwrap();
     assert!(held.is_some(), "{path} is held");
+    // Listed through the admin API, cleaned by last use.
+    let listed = get(&proxy, "/api/v1/pull-through/hub/cache").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+    let listed: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
+    assert_eq!(listed["entries"][0]["path"], path.as_str());
+    assert!(listed["entries"][0]["upstream"].as_str().is_some());
+    let kept = send(
+        &proxy,
+        Method::DELETE,
+        "/api/v1/pull-through/hub/cache?unused_days=1",
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(kept.text(), r#"{"deleted":0}"#);
+    let unknown = get(&proxy, "/api/v1/pull-through/nope/cache").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     // Outside the cache's prefix nothing is pulled.
     let outside = get(&proxy, "/v2/library/app/manifests/1.0").await;
     assert_eq!(outside.status, StatusCode::NOT_FOUND);

@@ -58,7 +58,8 @@ impl Distribution {
 }
 
 #[test]
-fn skopeo_and_podman_pull_through_a_virtual_registry_over_a_cache_of_distribution_and_when_it_is_down() {
+fn skopeo_and_podman_pull_through_a_virtual_registry_over_a_cache_of_distribution_and_when_it_is_down()
+ {
     let (_dir, work) = workdir();
     let upstream = Distribution::start(&work);
     let mut layout = Layout::new(work.join("layout"));

@@ -182,6 +182,10 @@ impl OciRegistry {
             Err(Error::BlobUnknown { .. }) if self.is_pulled(repository) => {
                 self.pulled_blob(repository, digest).await
             }
+            Ok(record) => {
+                self.note_read(repository, digest).await;
+                Ok(record)
+            }
             other => other,
         }
     }

@@ -43,6 +43,9 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 /// How long a failed tag check is remembered: requests meanwhile are answered from it.
 const FAILURE_MEMORY: Duration = Duration::from_secs(10);
 
+/// How often a read of one cached blob is written down, at most.
+const READ_NOTED: Duration = Duration::from_secs(60);
+
 /// Tags confirmed or failed, remembered at most (then forgotten all at once).
 const MAX_REMEMBERED: usize = 100_000;
 
@@ -86,6 +89,8 @@ pub(super) struct PullState {
     failed: Mutex<HashMap<PullKey, (Instant, Error)>>,
     /// Manifests and blobs the upstream answered `404` for, and when.
     missing: Mutex<HashMap<PullKey, Instant>>,
+    /// Cache entries whose read was noted lately, and when.
+    read: Mutex<HashMap<PullKey, Instant>>,
 }
 
 impl PullState {
@@ -173,6 +178,73 @@ impl OciRegistry {
                 .strip_prefix('/')?;
             Some(Pulled { cache, name })
         })
+    }
+
+    /// A pull-through cache's entries (the blobs it pulled, as `<name>/blobs/<digest>`), by
+    /// path, one page at a time.
+    ///
+    /// Errors: [`Error::NameUnknown`] when `prefix` is no cache's.
+    pub async fn cache_entries(
+        &self,
+        prefix: &str,
+        page: &crate::values::Page,
+    ) -> Result<Vec<crate::proxy::CacheEntry>> {
+        self.cache_named(prefix)?;
+        self.metadata.list_cache_entries(prefix, page).await
+    }
+
+    /// Deletes a pull-through cache's entries — all, or those neither pulled nor read for
+    /// `unused_for` — and answers how many went; their blobs go to the collector unless a
+    /// manifest holds them, and are pulled again when asked for.
+    ///
+    /// Errors: [`Error::NameUnknown`] when `prefix` is no cache's.
+    pub async fn clean_cache(&self, prefix: &str, unused_for: Option<Duration>) -> Result<u64> {
+        self.cache_named(prefix)?;
+        let since = unused_for.map(|d| {
+            let millis = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            crate::values::Timestamp(crate::values::Timestamp::now().0.saturating_sub(millis))
+        });
+        let deleted = self.metadata.delete_cache_entries(prefix, since).await?;
+        locked(&self.pulls.read).retain(|(r, _), _| r != prefix);
+        Ok(deleted)
+    }
+
+    fn cache_named(&self, prefix: &str) -> Result<&PullThrough> {
+        self.pull_through
+            .iter()
+            .find(|c| c.prefix == prefix)
+            .ok_or_else(|| Error::NameUnknown {
+                name: prefix.to_owned(),
+            })
+    }
+
+    /// Notes that a blob of a cache's repository was read (at most once a minute per blob on
+    /// this instance), so cleaning by last use keeps what is used. A failure to note it fails
+    /// nothing.
+    pub(super) async fn note_read(&self, repository: &RepositoryName, digest: &Digest) {
+        if let Some(pulled) = self.pulled(repository) {
+            let _ = self.count_read(&pulled, digest).await;
+        }
+    }
+
+    async fn count_read(&self, pulled: &Pulled<'_>, digest: &Digest) -> Result<()> {
+        let key = (
+            pulled.cache.prefix.clone(),
+            format!("{}/blobs/{digest}", pulled.name),
+        );
+        {
+            let mut read = locked(&self.pulls.read);
+            if read.get(&key).is_some_and(|at| at.elapsed() < READ_NOTED) {
+                return Ok(());
+            }
+            if read.len() >= MAX_REMEMBERED {
+                read.clear();
+            }
+            read.insert(key.clone(), Instant::now());
+        }
+        self.metadata
+            .count_cache_downloads(&key.0, &key.1, 1, crate::values::Timestamp::now())
+            .await
     }
 
     /// Whether a repository belongs to a pull-through cache.

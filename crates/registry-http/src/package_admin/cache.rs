@@ -97,22 +97,7 @@ pub(super) async fn list_cache(
             .map(|u| u.url);
         let shown: Vec<Value> = entries
             .iter()
-            .map(|e| {
-                json!({
-                    "path": e.path,
-                    "kind": e.kind.as_str(),
-                    "size": e.blob.size,
-                    "digest": e.blob.digest.as_str(),
-                    "declared": e.declared,
-                    "upstream": upstream,
-                    "etag": e.validators.etag,
-                    "lastModified": e.validators.last_modified,
-                    "checkedAt": e.checked_at.0,
-                    "createdAt": e.created_at.0,
-                    "downloads": e.downloads,
-                    "lastDownload": e.last_download.map(|t| t.0),
-                })
-            })
+            .map(|e| crate::admin::cache_entry_json(e, upstream.as_deref()))
             .collect();
         let next = (entries.len() == limit)
             .then(|| entries.last().map(|e| e.path.clone()))
