@@ -269,8 +269,15 @@ impl Upstream for HttpUpstream {
             && response.status() == StatusCode::UNAUTHORIZED
             && let Some(challenge) = bearer_challenge(response.headers())
         {
-            let token = self.token(&client, upstream, &challenge).await?;
+            let (token, kept) = self.token(&client, upstream, &challenge).await?;
             response = send(Some(token)).await?;
+            // A kept token the upstream no longer takes (revoked, rotated): dropped, and a
+            // fresh one asked for once.
+            if kept && response.status() == StatusCode::UNAUTHORIZED {
+                self.forget_token(upstream, &challenge);
+                let (token, _) = self.token(&client, upstream, &challenge).await?;
+                response = send(Some(token)).await?;
+            }
         }
         let status = response.status();
         match status {
@@ -371,6 +378,19 @@ fn bearer_challenge(headers: &axum::http::HeaderMap) -> Option<BearerChallenge> 
     })
 }
 
+/// Where a token is kept: per challenge, upstream and credentials — two proxies with the same
+/// user name (`_json_key`, `AWS`) never share a token.
+fn token_key(upstream: &UpstreamSettings, challenge: &BearerChallenge) -> TokenKey {
+    use sha2::Digest as _;
+    let password = sha2::Sha256::digest(upstream.password.as_deref().unwrap_or_default());
+    (
+        challenge.clone(),
+        upstream.base().to_owned(),
+        upstream.username.clone(),
+        hex::encode(&password[..16]),
+    )
+}
+
 /// The most tokens kept.
 const MAX_TOKENS: usize = 1024;
 
@@ -386,20 +406,8 @@ impl HttpUpstream {
         client: &reqwest::Client,
         upstream: &UpstreamSettings,
         challenge: &BearerChallenge,
-    ) -> Result<String> {
-        // Per upstream and credentials: two proxies with the same user name (`_json_key`,
-        // `AWS`) never share a token.
-        let secret = {
-            use sha2::Digest as _;
-            let hashed = sha2::Sha256::digest(upstream.password.as_deref().unwrap_or_default());
-            hex::encode(&hashed[..16])
-        };
-        let key = (
-            challenge.clone(),
-            upstream.base().to_owned(),
-            upstream.username.clone(),
-            secret,
-        );
+    ) -> Result<(String, bool)> {
+        let key = token_key(upstream, challenge);
         if let Some((token, until)) = self
             .tokens
             .lock()
@@ -407,7 +415,7 @@ impl HttpUpstream {
             .get(&key)
             && std::time::Instant::now() < *until
         {
-            return Ok(token.clone());
+            return Ok((token.clone(), true));
         }
         let failed = |reason: String| Error::Upstream {
             upstream: upstream.base().to_owned(),
@@ -433,7 +441,12 @@ impl HttpUpstream {
         let mut request = client.get(realm).header(header::VIA, self.via());
         // A token travels in clear text only on this machine.
         if !(challenge.realm.starts_with("https://")
-            || registry_core::proxy::is_local_host(&realm_host, false))
+            || realm_host.eq_ignore_ascii_case("localhost")
+            || realm_host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()))
         {
             return Err(failed(format!(
                 "its token realm {} is plain http to another host; tokens are not fetched in \
@@ -489,7 +502,14 @@ impl HttpUpstream {
             tokens.clear();
         }
         tokens.insert(key, (token.clone(), until));
-        Ok(token)
+        Ok((token, false))
+    }
+
+    fn forget_token(&self, upstream: &UpstreamSettings, challenge: &BearerChallenge) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token_key(upstream, challenge));
     }
 }
 

@@ -151,7 +151,11 @@ async fn images_are_pulled_once_followed_when_moved_and_served_when_the_upstream
     assert!(blob.body == layer, "the layer's bytes");
     // Held by a cache entry of the prefix: no manifest's reference keeps a pulled layer.
     let path = format!("library/app/blobs/{}", Digest::sha256(&layer));
-    let held = here.metadata().cache_entry("hub", &path).await.unwrap();
+    let held = here
+        .metadata()
+        .cache_entry("pull-through:hub", &path)
+        .await
+        .unwrap();
     assert!(held.is_some(), "{path} is held");
     // Listed through the admin API, cleaned by last use.
     let listed = get(&proxy, "/api/v1/pull-through/hub/cache").await;
@@ -287,9 +291,18 @@ async fn a_token_challenge_is_followed_with_the_upstreams_credentials() {
     let (manifest, _) = push(&registry(), "library/app", "1.0", 3).await;
     let tokens_issued = Arc::new(AtomicU32::new(0));
     let issued = Arc::clone(&tokens_issued);
+    // Rotated: the upstream takes only the realm's newest token.
+    let rotated = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rotation = Arc::clone(&rotated);
     let upstream = Router::new().fallback(move |request: Request<Body>| {
-        let (manifest, issued) = (manifest.clone(), Arc::clone(&issued));
+        let (manifest, issued, rotation) =
+            (manifest.clone(), Arc::clone(&issued), Arc::clone(&rotation));
         async move {
+            let current = if rotation.load(Ordering::SeqCst) {
+                "t1ken"
+            } else {
+                "t0ken"
+            };
             let authorization = request
                 .headers()
                 .get(header::AUTHORIZATION)
@@ -308,10 +321,10 @@ async fn a_token_challenge_is_followed_with_the_upstreams_credentials() {
                     return (StatusCode::UNAUTHORIZED, HeaderMap::new(), Bytes::new());
                 }
                 issued.fetch_add(1, Ordering::SeqCst);
-                let answer = json!({"token": "t0ken", "expires_in": 300}).to_string();
+                let answer = json!({"token": current, "expires_in": 300}).to_string();
                 return (StatusCode::OK, HeaderMap::new(), Bytes::from(answer));
             }
-            if authorization != "Bearer t0ken" {
+            if authorization != format!("Bearer {current}") {
                 let mut headers = HeaderMap::new();
                 let challenge = format!(
                     "Bearer realm=\"http://{host}/token\",service=\"hub\",\
@@ -352,6 +365,12 @@ async fn a_token_challenge_is_followed_with_the_upstreams_credentials() {
         1,
         "the token is reused"
     );
+    // A kept token the upstream no longer takes is dropped and a fresh one asked for.
+    rotated.store(true, Ordering::SeqCst);
+    let pulled = get(&proxy, "/v2/hub/library/app/manifests/1.0").await;
+    assert_eq!(pulled.status, StatusCode::OK, "{}", pulled.text());
+    assert!(!pulled.headers.contains_key("x-registry-stale"));
+    assert_eq!(tokens_issued.load(Ordering::SeqCst), 2);
 }
 
 /// Registries send blobs from a CDN by redirect: followed to the upstream's file origins only.
@@ -487,4 +506,70 @@ async fn a_virtual_registry_reads_hosted_names_first_and_the_cache_for_the_rest(
     )
     .await;
     assert_eq!(push.status, StatusCode::FORBIDDEN, "{}", push.text());
+}
+
+/// An index is pulled with its child manifests (so it keeps them from the collector as any
+/// index does), and a tag withdrawn upstream is withdrawn here.
+#[tokio::test]
+async fn an_index_comes_with_its_children_and_a_withdrawn_tag_goes() {
+    let upstream_registry = registry();
+    let (amd, _) = push(&upstream_registry, "library/multi", "amd64", 5).await;
+    let (arm, _) = push(&upstream_registry, "library/multi", "arm64", 6).await;
+    let index = Bytes::from(
+        json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                { "mediaType": OCI_MANIFEST, "digest": Digest::sha256(&amd), "size": amd.len() },
+                { "mediaType": OCI_MANIFEST, "digest": Digest::sha256(&arm), "size": arm.len() }
+            ] })
+        .to_string(),
+    );
+    let repo = RepositoryName::parse("library/multi").unwrap();
+    upstream_registry
+        .put_manifest(
+            &repo,
+            &Reference::Tag(Tag::parse("v1").unwrap()),
+            index.clone(),
+            Some("application/vnd.oci.image.index.v1+json"),
+            &Actor::trusted(),
+        )
+        .await
+        .unwrap();
+    let upstream_app = registry_http::app::Application::new(
+        upstream_registry.clone(),
+        Packages::new(
+            Arc::new(MemoryBlobStore::new()),
+            Arc::new(MemoryMetadataStore::new()),
+        ),
+    )
+    .router();
+    let upstream = RunningRegistry::serve_app(upstream_app, ServerSettings::default())
+        .await
+        .unwrap();
+    let here = registry();
+    let proxy = proxy_over(here.clone(), &format!("http://{}", upstream.host()), 0);
+    let pulled = get(&proxy, "/v2/hub/library/multi/manifests/v1").await;
+    assert_eq!(pulled.status, StatusCode::OK, "{}", pulled.text());
+    assert_eq!(pulled.body, index);
+    let cached = RepositoryName::parse("hub/library/multi").unwrap();
+    for child in [&amd, &arm] {
+        let stored = here
+            .metadata()
+            .manifest(&cached, &Reference::Digest(Digest::sha256(child)))
+            .await
+            .unwrap();
+        assert!(stored.is_some(), "the children came with the index");
+    }
+    // Withdrawn upstream: gone here too, and not served stale later.
+    upstream_registry
+        .delete_manifest(
+            &repo,
+            &Reference::Tag(Tag::parse("v1").unwrap()),
+            &Actor::trusted(),
+        )
+        .await
+        .unwrap();
+    let gone = get(&proxy, "/v2/hub/library/multi/manifests/v1").await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.text());
+    let tags = here.tags(&cached, None, None).await.unwrap().0;
+    assert!(tags.is_empty(), "{tags:?}");
 }

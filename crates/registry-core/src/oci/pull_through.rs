@@ -49,6 +49,12 @@ const READ_NOTED: Duration = Duration::from_secs(60);
 /// Tags confirmed or failed, remembered at most (then forgotten all at once).
 const MAX_REMEMBERED: usize = 100_000;
 
+/// Where a cache's entries are kept among the proxy cache's records: a name no package
+/// repository can have, so a package proxy named like the prefix never shares them.
+fn cache_key(prefix: &str) -> String {
+    format!("pull-through:{prefix}")
+}
+
 /// A pull-through cache: the repositories under `prefix/` are pulled from `upstream`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +118,30 @@ fn remember<V>(map: &Mutex<HashMap<PullKey, V>>, key: PullKey, value: V) {
         map.clear();
     }
     map.insert(key, value);
+}
+
+/// The most children of an index pulled with it.
+const MAX_CHILDREN: usize = 256;
+
+/// The child manifests an index lists (none for an image manifest, or more than
+/// [`MAX_CHILDREN`]: those come when asked for).
+fn index_children(bytes: &[u8]) -> Vec<Digest> {
+    let Ok(document) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Vec::new();
+    };
+    let children = document
+        .get("manifests")
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if children.len() > MAX_CHILDREN {
+        return Vec::new();
+    }
+    children
+        .iter()
+        .filter_map(|c| c.get("digest")?.as_str())
+        .filter_map(|d| Digest::parse(d).ok())
+        .collect()
 }
 
 /// A pull-through cache's repository: the cache and the upstream's repository name.
@@ -190,7 +220,9 @@ impl OciRegistry {
         page: &crate::values::Page,
     ) -> Result<Vec<crate::proxy::CacheEntry>> {
         self.cache_named(prefix)?;
-        self.metadata.list_cache_entries(prefix, page).await
+        self.metadata
+            .list_cache_entries(&cache_key(prefix), page)
+            .await
     }
 
     /// Deletes a pull-through cache's entries — all, or those neither pulled nor read for
@@ -204,8 +236,9 @@ impl OciRegistry {
             let millis = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
             crate::values::Timestamp(crate::values::Timestamp::now().0.saturating_sub(millis))
         });
-        let deleted = self.metadata.delete_cache_entries(prefix, since).await?;
-        locked(&self.pulls.read).retain(|(r, _), _| r != prefix);
+        let key = cache_key(prefix);
+        let deleted = self.metadata.delete_cache_entries(&key, since).await?;
+        locked(&self.pulls.read).retain(|(r, _), _| *r != key);
         Ok(deleted)
     }
 
@@ -309,12 +342,14 @@ impl OciRegistry {
             (_, Err(Error::ManifestUnknown { .. }) | Ok(_)) => {}
             (_, Err(_)) => return held,
         }
+        let waited_from = Instant::now();
         let _pulling = self.pulls.pulling.lock(key.clone()).await;
-        // Whoever held the lock may have pulled it meanwhile.
+        // Whoever held the lock may have pulled it meanwhile: a check that finished after this
+        // request began waiting answers it too (even with a validity of 0 s).
         let held = self.stored_manifest(repository, reference).await;
-        let confirmed = locked(&self.pulls.confirmed)
-            .get(&key)
-            .is_some_and(|at| at.elapsed() < pulled.cache.upstream.metadata_ttl());
+        let confirmed = locked(&self.pulls.confirmed).get(&key).is_some_and(|at| {
+            at.elapsed() < pulled.cache.upstream.metadata_ttl() || *at >= waited_from
+        });
         if held.is_ok() && (confirmed || matches!(reference, Reference::Digest(_))) {
             return held;
         }
@@ -360,8 +395,16 @@ impl OciRegistry {
                 self.cache.forget(repository);
                 self.stored_manifest(repository, reference).await
             }
-            // Gone upstream: gone here too.
-            (Err(error @ Error::ManifestUnknown { .. }), _) => Err(error),
+            // Gone upstream: gone here too (a tag withdrawn upstream never comes back from
+            // here while it is down).
+            (Err(error @ Error::ManifestUnknown { .. }), held) => {
+                if let (Reference::Tag(_), Ok(_)) = (reference, held) {
+                    let _ = self
+                        .delete_manifest(repository, reference, &Actor::trusted())
+                        .await;
+                }
+                Err(error)
+            }
             // The upstream failing: what is held here is served, said stale.
             (Err(error @ Error::Upstream { .. }), Ok(held)) => {
                 mark_stale(pulled.cache.upstream.base(), &error);
@@ -452,6 +495,14 @@ impl OciRegistry {
         if held.is_some_and(|h| h.bytes == bytes) {
             return Ok(());
         }
+        // An index's children are pulled first, so it is stored with its references to them:
+        // they are then kept as long as it is (an untagged child is otherwise the collector's).
+        for child in index_children(&bytes) {
+            let child = Reference::Digest(child);
+            if self.stored_manifest(repository, &child).await.is_err() {
+                Box::pin(self.pull_manifest(pulled, repository, &child, None)).await?;
+            }
+        }
         self.store_manifest(
             repository,
             reference,
@@ -519,10 +570,28 @@ impl OciRegistry {
                 digest: digest.clone(),
             });
         }
+        let recent = locked(&self.pulls.failed)
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < FAILURE_MEMORY)
+            .map(|(_, error)| copy_upstream_error(error));
+        if let Some(failure) = recent {
+            return Err(failure);
+        }
         record(|r| r.misses += 1);
         let answer = self.pull_blob(&pulled, repository, digest).await;
-        if let Err(Error::BlobUnknown { .. }) = answer {
-            remember(&self.pulls.missing, key, Instant::now());
+        match &answer {
+            Err(Error::BlobUnknown { .. }) => {
+                remember(&self.pulls.missing, key, Instant::now());
+            }
+            // Its waiters get the failure rather than asking again one after another.
+            Err(error @ Error::Upstream { .. }) => {
+                remember(
+                    &self.pulls.failed,
+                    key,
+                    (Instant::now(), copy_upstream_error(error)),
+                );
+            }
+            _ => {}
         }
         counted(answer)
     }
@@ -624,7 +693,7 @@ impl OciRegistry {
     ) -> Result<()> {
         let now = crate::values::Timestamp::now();
         let entry = crate::proxy::CacheEntry {
-            repository: pulled.cache.prefix.clone(),
+            repository: cache_key(&pulled.cache.prefix),
             path: format!("{}/{what}", pulled.name),
             kind: crate::proxy::CacheEntryKind::File,
             blob: crate::package::BlobRef {
