@@ -388,6 +388,8 @@ impl Packages {
             "publish",
         )
         .await?;
+        // A name may now exist in a hosted member: virtual repositories ask again.
+        self.proxy.forget_hosted_absence();
         self.metadata
             .publish(&Publish {
                 duplicates: found.settings.duplicates_allowed(&key) || rules.replaceable(&version),

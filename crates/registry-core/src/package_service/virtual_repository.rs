@@ -65,14 +65,20 @@ impl Packages {
         key: &str,
     ) -> Result<Option<Provider>> {
         let members = self.members(repository).await?;
-        let mut hosted = Vec::new();
-        for member in members.iter().filter(|m| m.kind == RepositoryKind::Hosted) {
-            if let Some(package) = self.metadata.package(&member.name, key).await? {
-                hosted.push((member.name.clone(), package));
+        // That no hosted member has the name is remembered for 2 s (a publish on this
+        // instance forgets it at once; on another, it is seen within that time).
+        let absent_key = (repository.name.clone(), key.to_owned());
+        if !self.proxy.hosted_absent(&absent_key) {
+            let mut hosted = Vec::new();
+            for member in members.iter().filter(|m| m.kind == RepositoryKind::Hosted) {
+                if let Some(package) = self.metadata.package(&member.name, key).await? {
+                    hosted.push((member.name.clone(), package));
+                }
             }
-        }
-        if !hosted.is_empty() {
-            return Ok(Some(Provider::Hosted(hosted)));
+            if !hosted.is_empty() {
+                return Ok(Some(Provider::Hosted(hosted)));
+            }
+            self.proxy.remember_hosted_absent(absent_key);
         }
         for member in members.iter().filter(|m| m.kind == RepositoryKind::Proxy) {
             if let Some(package) = self.upstream_package(rules, member, key).await? {
@@ -126,7 +132,12 @@ impl Packages {
     ) -> Result<Option<String>> {
         let members = self.members(repository).await?;
         let mut revisions = Vec::new();
-        for member in members.iter().filter(|m| m.kind == RepositoryKind::Hosted) {
+        // The same memory as `provider`, so a revision always names what is rendered.
+        let absent_key = (repository.name.clone(), key.to_owned());
+        let hosted = members
+            .iter()
+            .filter(|m| m.kind == RepositoryKind::Hosted && !self.proxy.hosted_absent(&absent_key));
+        for member in hosted {
             if let Some(revision) = self.metadata.package_revision(&member.name, key).await? {
                 revisions.push(self.screened_revision(&member.name, revision).await?);
             }

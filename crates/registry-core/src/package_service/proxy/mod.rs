@@ -80,6 +80,9 @@ pub(super) struct ProxyState {
     in_flight: Arc<tokio::sync::Semaphore>,
     /// Reads not written yet, per (repository, path): count and last time.
     downloads: Mutex<admin::PendingDownloads>,
+    /// Names no hosted member of a virtual repository had lately, per (virtual repository,
+    /// name): until when that may be used without asking the members again.
+    hosted_absent: Mutex<HashMap<CachePath, Instant>>,
 }
 
 impl Default for ProxyState {
@@ -92,6 +95,7 @@ impl Default for ProxyState {
             fresh: Mutex::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_METADATA_IN_FLIGHT >> 10)),
             downloads: Mutex::default(),
+            hosted_absent: Mutex::default(),
         }
     }
 }
@@ -164,6 +168,28 @@ impl ProxyState {
             fresh.clear();
         }
         fresh.insert(key, (until, entry.blob.clone()));
+    }
+
+    /// Whether no hosted member of the virtual repository had the name within
+    /// [`FRESH_MEMORY`].
+    pub(super) fn hosted_absent(&self, key: &CachePath) -> bool {
+        locked(&self.hosted_absent)
+            .get(key)
+            .is_some_and(|until| Instant::now() < *until)
+    }
+
+    /// Remembers that no hosted member of the virtual repository has the name.
+    pub(super) fn remember_hosted_absent(&self, key: CachePath) {
+        let mut absent = locked(&self.hosted_absent);
+        if absent.len() >= MAX_REMEMBERED {
+            absent.clear();
+        }
+        absent.insert(key, Instant::now() + FRESH_MEMORY);
+    }
+
+    /// Forgets every remembered absence (a publish here may have added the name).
+    pub(super) fn forget_hosted_absence(&self) {
+        locked(&self.hosted_absent).clear();
     }
 
     /// Forgets what this instance remembers of a repository's cache (after deletions).
