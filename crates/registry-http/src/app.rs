@@ -136,11 +136,15 @@ impl Application {
                 self.instance.clone(),
             )))
         };
+        let probes = crate::health::routes(
+            std::sync::Arc::clone(self.registry.metadata()),
+            std::sync::Arc::clone(self.registry.blob_store()),
+        );
         let oci = match auth.clone() {
             Some(auth) => crate::oci::router_with_auth(self.registry, auth),
             None => crate::oci::router(self.registry),
         };
-        let mut app = oci;
+        let mut app = oci.merge(probes);
         #[cfg(feature = "generic")]
         {
             app = app.merge(crate::generic::router(packages.clone(), auth.clone()));

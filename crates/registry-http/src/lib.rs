@@ -70,6 +70,7 @@ pub mod error;
 pub mod external_url;
 #[cfg(feature = "generic")]
 pub mod generic;
+pub mod health;
 #[cfg(feature = "maven")]
 pub mod maven;
 #[cfg(feature = "npm")]

@@ -1,0 +1,58 @@
+//! Probes for load balancers and orchestrators, unauthenticated (they reveal nothing):
+//! `GET /-/live` answers `200` while the process serves requests; `GET /-/ready` answers `200`
+//! when the metadata store and the blob store both answer a cheap read within
+//! [`READY_TIMEOUT`], else `503` saying which did not — an instance whose database is gone is
+//! taken out of rotation instead of failing every request.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use registry_core::{BlobStore, Digest, MetadataStore, RepositoryName};
+
+/// How long each store has to answer the readiness probe.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether both stores answer: `Ok` or the reason they do not.
+pub async fn ready(metadata: &dyn MetadataStore, blobs: &dyn BlobStore) -> Result<(), String> {
+    let probe = RepositoryName::parse("readiness/probe").expect("a valid name");
+    match tokio::time::timeout(READY_TIMEOUT, metadata.repository_exists(&probe)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => return Err(format!("the metadata store fails: {error}")),
+        Err(_) => return Err("the metadata store does not answer".into()),
+    }
+    match tokio::time::timeout(READY_TIMEOUT, blobs.stat(&Digest::sha256(b""))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(format!("the blob store fails: {error}")),
+        Err(_) => Err("the blob store does not answer".into()),
+    }
+}
+
+/// The probe routes over the registry's stores.
+pub(crate) fn routes(
+    metadata: std::sync::Arc<dyn MetadataStore>,
+    blobs: std::sync::Arc<dyn BlobStore>,
+) -> Router {
+    Router::new()
+        .route("/-/live", axum::routing::get(|| async { "live\n" }))
+        .route(
+            "/-/ready",
+            axum::routing::get(move || {
+                let (metadata, blobs) = (metadata.clone(), blobs.clone());
+                async move {
+                    match ready(&*metadata, &*blobs).await {
+                        Ok(()) => "ready\n".into_response(),
+                        Err(reason) => {
+                            tracing::warn!(%reason, "not ready");
+                            (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                format!("not ready: {reason}\n"),
+                            )
+                                .into_response()
+                        }
+                    }
+                }
+            }),
+        )
+}
