@@ -4,6 +4,7 @@
 //! [`READY_TIMEOUT`], else `503` saying which did not — an instance whose database is gone is
 //! taken out of rotation instead of failing every request.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -30,16 +31,13 @@ pub async fn ready(metadata: &dyn MetadataStore, blobs: &dyn BlobStore) -> Resul
 }
 
 /// The probe routes over the registry's stores.
-pub(crate) fn routes(
-    metadata: std::sync::Arc<dyn MetadataStore>,
-    blobs: std::sync::Arc<dyn BlobStore>,
-) -> Router {
+pub(crate) fn routes(metadata: Arc<dyn MetadataStore>, blobs: Arc<dyn BlobStore>) -> Router {
     Router::new()
         .route("/-/live", axum::routing::get(|| async { "live\n" }))
         .route(
             "/-/ready",
             axum::routing::get(move || {
-                let (metadata, blobs) = (metadata.clone(), blobs.clone());
+                let (metadata, blobs) = (Arc::clone(&metadata), Arc::clone(&blobs));
                 async move {
                     match ready(&*metadata, &*blobs).await {
                         Ok(()) => "ready\n".into_response(),
