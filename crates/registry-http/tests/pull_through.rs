@@ -65,6 +65,18 @@ async fn push(registry: &OciRegistry, repository: &str, tag: &str, seed: u8) -> 
     (manifest, layer)
 }
 
+/// `registry`'s OCI API on a loopback port: an upstream.
+async fn serve(registry: OciRegistry) -> RunningRegistry {
+    let packages = Packages::new(
+        Arc::new(MemoryBlobStore::new()),
+        Arc::new(MemoryMetadataStore::new()),
+    );
+    let app = registry_http::app::Application::new(registry, packages).router();
+    RunningRegistry::serve_app(app, ServerSettings::default())
+        .await
+        .unwrap()
+}
+
 /// A cache of `url` under `hub/` in `registry`.
 fn proxy_over(registry: OciRegistry, url: &str, ttl: u64) -> Router {
     let mut upstream = UpstreamSettings::new(url);
@@ -121,17 +133,7 @@ async fn get(app: &Router, uri: &str) -> Reply {
 async fn images_are_pulled_once_followed_when_moved_and_served_when_the_upstream_is_down() {
     let upstream_registry = registry();
     let (manifest, layer) = push(&upstream_registry, "library/app", "1.0", 1).await;
-    let upstream_app = registry_http::app::Application::new(
-        upstream_registry.clone(),
-        Packages::new(
-            Arc::new(MemoryBlobStore::new()),
-            Arc::new(MemoryMetadataStore::new()),
-        ),
-    )
-    .router();
-    let upstream = RunningRegistry::serve_app(upstream_app, ServerSettings::default())
-        .await
-        .unwrap();
+    let upstream = serve(upstream_registry.clone()).await;
     let here = registry();
     let proxy = proxy_over(here.clone(), &format!("http://{}", upstream.host()), 0);
 
@@ -430,17 +432,7 @@ async fn a_virtual_registry_reads_hosted_names_first_and_the_cache_for_the_rest(
     push(&upstream_registry, "library/app", "1.0", 1).await;
     push(&upstream_registry, "library/app", "2.0", 2).await;
     let (other, other_layer) = push(&upstream_registry, "library/other", "1.0", 4).await;
-    let upstream_app = registry_http::app::Application::new(
-        upstream_registry,
-        Packages::new(
-            Arc::new(MemoryBlobStore::new()),
-            Arc::new(MemoryMetadataStore::new()),
-        ),
-    )
-    .router();
-    let upstream = RunningRegistry::serve_app(upstream_app, ServerSettings::default())
-        .await
-        .unwrap();
+    let upstream = serve(upstream_registry).await;
     let here = registry();
     let (internal, internal_layer) = push(&here, "corp/library/app", "1.0", 7).await;
     let mut settings = UpstreamSettings::new(format!("http://{}", upstream.host()));
@@ -534,17 +526,7 @@ async fn an_index_comes_with_its_children_and_a_withdrawn_tag_goes() {
         )
         .await
         .unwrap();
-    let upstream_app = registry_http::app::Application::new(
-        upstream_registry.clone(),
-        Packages::new(
-            Arc::new(MemoryBlobStore::new()),
-            Arc::new(MemoryMetadataStore::new()),
-        ),
-    )
-    .router();
-    let upstream = RunningRegistry::serve_app(upstream_app, ServerSettings::default())
-        .await
-        .unwrap();
+    let upstream = serve(upstream_registry.clone()).await;
     let here = registry();
     let proxy = proxy_over(here.clone(), &format!("http://{}", upstream.host()), 0);
     let pulled = get(&proxy, "/v2/hub/library/multi/manifests/v1").await;
