@@ -382,6 +382,7 @@ fn bearer_challenge(headers: &axum::http::HeaderMap) -> Option<BearerChallenge> 
 /// user name (`_json_key`, `AWS`) never share a token.
 fn token_key(upstream: &UpstreamSettings, challenge: &BearerChallenge) -> TokenKey {
     use sha2::Digest as _;
+    // No password: the digest of none, which tells apart no two upstreams' credentials.
     let password = sha2::Sha256::digest(upstream.password.as_deref().unwrap_or_default());
     (
         challenge.clone(),
@@ -437,6 +438,7 @@ impl HttpUpstream {
                 query.append_pair("scope", scope);
             }
         }
+        // http(s) URLs always have a host (the challenge's realm is one); none is not local.
         let realm_host = realm.host_str().unwrap_or_default().to_owned();
         let mut request = client.get(realm).header(header::VIA, self.via());
         // A token travels in clear text only on this machine.

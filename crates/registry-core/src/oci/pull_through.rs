@@ -17,8 +17,7 @@
 //!
 //! Pushes into a cache's repositories are refused; deletes evict.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -30,6 +29,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::metadata::{BlobRecord, ManifestRecord};
 use crate::name::{Reference, RepositoryName};
+use crate::proxy::memory::Remembered;
 use crate::proxy::report::{absorb, counted, mark_stale, record, report_failure};
 use crate::proxy::{Fetched, UpstreamSettings, Validators, copy_upstream_error, guarded_body};
 use crate::rules::Actor;
@@ -45,9 +45,6 @@ const FAILURE_MEMORY: Duration = Duration::from_secs(10);
 
 /// How often a read of one cached blob is written down, at most.
 const READ_NOTED: Duration = Duration::from_secs(60);
-
-/// Tags confirmed or failed, remembered at most (then forgotten all at once).
-const MAX_REMEMBERED: usize = 100_000;
 
 /// Where a cache's entries are kept among the proxy cache's records: a name no package
 /// repository can have, so a package proxy named like the prefix never shares them.
@@ -90,34 +87,52 @@ pub(super) struct PullState {
     /// One lock per (repository, reference or digest) being pulled.
     pulling: crate::proxy::locks::KeyedLocks,
     /// Tags confirmed with the upstream, and when.
-    confirmed: Mutex<HashMap<PullKey, Instant>>,
-    /// Tags whose check failed, when, and how.
-    failed: Mutex<HashMap<PullKey, (Instant, Error)>>,
+    confirmed: Remembered<()>,
+    /// Tags and blobs whose pull failed, when, and how.
+    failed: Remembered<Error>,
     /// Manifests and blobs the upstream answered `404` for, and when.
-    missing: Mutex<HashMap<PullKey, Instant>>,
+    missing: Remembered<()>,
     /// Cache entries whose read was noted lately, and when.
-    read: Mutex<HashMap<PullKey, Instant>>,
+    read: Remembered<()>,
 }
 
 impl PullState {
     /// Whether the upstream answered `404` for the key within `memory`.
     fn known_missing(&self, key: &PullKey, memory: Duration) -> bool {
-        locked(&self.missing)
-            .get(key)
-            .is_some_and(|at| at.elapsed() < memory)
+        self.missing
+            .read(key, |at, ()| (at.elapsed() < memory).then_some(()))
+            .is_some()
     }
-}
 
-fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn remember<V>(map: &Mutex<HashMap<PullKey, V>>, key: PullKey, value: V) {
-    let mut map = locked(map);
-    if map.len() >= MAX_REMEMBERED {
-        map.clear();
+    /// Whether the tag was confirmed within `memory`, or since `since`.
+    fn confirmed(&self, key: &PullKey, memory: Duration, since: Option<Instant>) -> bool {
+        self.confirmed
+            .read(key, |at, ()| {
+                (at.elapsed() < memory || since.is_some_and(|s| *at >= s)).then_some(())
+            })
+            .is_some()
     }
-    map.insert(key, value);
+
+    /// The key's last failure, when recent.
+    fn recent_failure(&self, key: &PullKey) -> Option<Error> {
+        self.failed.read(key, |at, error| {
+            (at.elapsed() < FAILURE_MEMORY).then(|| copy_upstream_error(error))
+        })
+    }
+
+    /// Remembers what a pull answered: a `404` or an upstream failure.
+    fn remember_answer<T>(&self, key: &PullKey, answer: &Result<T>) {
+        match answer {
+            Err(Error::ManifestUnknown { .. } | Error::BlobUnknown { .. }) => {
+                self.missing.insert(key.clone(), Instant::now(), ());
+            }
+            Err(error @ Error::Upstream { .. }) => {
+                self.failed
+                    .insert(key.clone(), Instant::now(), copy_upstream_error(error));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The most children of an index pulled with it.
@@ -129,6 +144,7 @@ fn index_children(bytes: &[u8]) -> Vec<Digest> {
     let Ok(document) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return Vec::new();
     };
+    // No `manifests` list: an image manifest, whose pieces come when asked for.
     let children = document
         .get("manifests")
         .and_then(serde_json::Value::as_array)
@@ -238,7 +254,7 @@ impl OciRegistry {
         });
         let key = cache_key(prefix);
         let deleted = self.metadata.delete_cache_entries(&key, since).await?;
-        locked(&self.pulls.read).retain(|(r, _), _| *r != key);
+        self.pulls.read.forget_repository(&key);
         Ok(deleted)
     }
 
@@ -265,16 +281,14 @@ impl OciRegistry {
             pulled.cache.prefix.clone(),
             format!("{}/blobs/{digest}", pulled.name),
         );
-        {
-            let mut read = locked(&self.pulls.read);
-            if read.get(&key).is_some_and(|at| at.elapsed() < READ_NOTED) {
-                return Ok(());
-            }
-            if read.len() >= MAX_REMEMBERED {
-                read.clear();
-            }
-            read.insert(key.clone(), Instant::now());
+        let noted = self
+            .pulls
+            .read
+            .read(&key, |at, ()| (at.elapsed() < READ_NOTED).then_some(()));
+        if noted.is_some() {
+            return Ok(());
         }
+        self.pulls.read.insert(key.clone(), Instant::now(), ());
         self.metadata
             .count_cache_downloads(&key.0, &key.1, 1, crate::values::Timestamp::now())
             .await
@@ -332,9 +346,9 @@ impl OciRegistry {
                 return held;
             }
             (Reference::Tag(_), Ok(_))
-                if locked(&self.pulls.confirmed)
-                    .get(&key)
-                    .is_some_and(|at| at.elapsed() < pulled.cache.upstream.metadata_ttl()) =>
+                if self
+                    .pulls
+                    .confirmed(&key, pulled.cache.upstream.metadata_ttl(), None) =>
             {
                 record(|r| r.hits += 1);
                 return held;
@@ -347,9 +361,11 @@ impl OciRegistry {
         // Whoever held the lock may have pulled it meanwhile: a check that finished after this
         // request began waiting answers it too (even with a validity of 0 s).
         let held = self.stored_manifest(repository, reference).await;
-        let confirmed = locked(&self.pulls.confirmed).get(&key).is_some_and(|at| {
-            at.elapsed() < pulled.cache.upstream.metadata_ttl() || *at >= waited_from
-        });
+        let confirmed = self.pulls.confirmed(
+            &key,
+            pulled.cache.upstream.metadata_ttl(),
+            Some(waited_from),
+        );
         if held.is_ok() && (confirmed || matches!(reference, Reference::Digest(_))) {
             return held;
         }
@@ -362,36 +378,21 @@ impl OciRegistry {
                 reference: reference.to_string(),
             });
         }
-        let recent = locked(&self.pulls.failed)
-            .get(&key)
-            .filter(|(at, _)| at.elapsed() < FAILURE_MEMORY)
-            .map(|(_, error)| copy_upstream_error(error));
-        let pulled_now = match recent {
+        let pulled_now = match self.pulls.recent_failure(&key) {
             Some(failure) => Err(failure),
             None => {
                 record(|r| r.misses += 1);
                 let answer = self
                     .pull_manifest(&pulled, repository, reference, held.as_ref().ok())
                     .await;
-                match &answer {
-                    Err(error @ Error::Upstream { .. }) => remember(
-                        &self.pulls.failed,
-                        key.clone(),
-                        (Instant::now(), copy_upstream_error(error)),
-                    ),
-                    Err(Error::ManifestUnknown { .. }) => {
-                        remember(&self.pulls.missing, key.clone(), Instant::now());
-                    }
-                    _ => {}
-                }
-
+                self.pulls.remember_answer(&key, &answer);
                 counted(answer)
             }
         };
         match (pulled_now, held) {
             (Ok(()), _) => {
-                locked(&self.pulls.failed).remove(&key);
-                remember(&self.pulls.confirmed, key, Instant::now());
+                self.pulls.failed.remove(&key);
+                self.pulls.confirmed.insert(key, Instant::now(), ());
                 self.cache.forget(repository);
                 self.stored_manifest(repository, reference).await
             }
@@ -413,7 +414,7 @@ impl OciRegistry {
             // The new manifest not taken here (a tag rule, a fault): the held one is served,
             // and not asked again until the tag's validity has passed.
             (Err(error), Ok(held)) => {
-                remember(&self.pulls.confirmed, key, Instant::now());
+                self.pulls.confirmed.insert(key, Instant::now(), ());
                 report_failure(format!(
                     "the manifest pulled for {repository}:{reference} was not stored: {error}"
                 ));
@@ -570,29 +571,13 @@ impl OciRegistry {
                 digest: digest.clone(),
             });
         }
-        let recent = locked(&self.pulls.failed)
-            .get(&key)
-            .filter(|(at, _)| at.elapsed() < FAILURE_MEMORY)
-            .map(|(_, error)| copy_upstream_error(error));
-        if let Some(failure) = recent {
+        if let Some(failure) = self.pulls.recent_failure(&key) {
             return Err(failure);
         }
         record(|r| r.misses += 1);
         let answer = self.pull_blob(&pulled, repository, digest).await;
-        match &answer {
-            Err(Error::BlobUnknown { .. }) => {
-                remember(&self.pulls.missing, key, Instant::now());
-            }
-            // Its waiters get the failure rather than asking again one after another.
-            Err(error @ Error::Upstream { .. }) => {
-                remember(
-                    &self.pulls.failed,
-                    key,
-                    (Instant::now(), copy_upstream_error(error)),
-                );
-            }
-            _ => {}
-        }
+        // Its waiters get a failure rather than asking again one after another.
+        self.pulls.remember_answer(&key, &answer);
         counted(answer)
     }
 
@@ -631,7 +616,7 @@ impl OciRegistry {
         let body = guarded_body(body, &pulled.cache.upstream, &url, Arc::clone(&failure));
         let body = self.limit_stream(body, 0);
         let upstream_failure = |error: Error| {
-            if let Some(upstream) = locked(&failure).take() {
+            if let Some(upstream) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 return upstream;
             }
             match error {

@@ -11,6 +11,7 @@
 
 mod body;
 pub(crate) mod locks;
+pub(crate) mod memory;
 pub(crate) mod report;
 
 use std::fmt;

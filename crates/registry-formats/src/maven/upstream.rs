@@ -30,7 +30,8 @@ fn artifact_dir(key: &str) -> Option<String> {
 
 impl registry_core::UpstreamFormat for Maven {
     fn metadata_path(&self, key: &str) -> String {
-        // Keys are checked as group:artifact before they get here.
+        // Keys are checked as group:artifact before they get here (the default, an empty
+        // directory, is never taken).
         format!(
             "{}/maven-metadata.xml",
             artifact_dir(key).unwrap_or_default()

@@ -56,6 +56,8 @@ fn optional(entry: &Value, field: &str) -> Option<String> {
 /// nuspec may.
 fn dependency_groups(entry: &Value) -> Option<Vec<DependencyGroup>> {
     let mut count = 0;
+    // Absent lists are empty ones: NuGet writes no `dependencyGroups` for a package without
+    // dependencies, and no `dependencies` for a framework group without any.
     let groups = entry
         .get("dependencyGroups")
         .and_then(Value::as_array)
@@ -250,6 +252,7 @@ impl registry_core::UpstreamFormat for Nuget {
         let Ok(index) = serde_json::from_slice::<Value>(document) else {
             return Vec::new();
         };
+        // An index without pages links none (and is refused when read).
         index
             .get("items")
             .and_then(Value::as_array)

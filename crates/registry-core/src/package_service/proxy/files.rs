@@ -524,6 +524,7 @@ fn served(name: &str, entry: CacheEntry) -> PackageFile {
 fn remote_path(settings: &UpstreamSettings, url: &str) -> Result<String> {
     // `.` and `..` segments (spelled out or escaped) would name one path in the cache and
     // fetch another.
+    // `split` always yields a first part; the default is never taken.
     let path_part = url.split(['?', '#']).next().unwrap_or_default();
     let dotted = path_part.split('/').skip(3).any(|segment| {
         let segment = segment.to_ascii_lowercase().replace("%2e", ".");

@@ -27,6 +27,7 @@ use crate::proxy::{CacheEntry, CacheEntryKind, Fetched, UpstreamSettings, Valida
 use crate::values::Timestamp;
 
 use crate::proxy::copy_upstream_error;
+use crate::proxy::memory::Remembered;
 pub(crate) use crate::proxy::report::{counted, mark_stale, record};
 pub use admin::UpstreamCheck;
 
@@ -42,9 +43,6 @@ const MAX_METADATA_IN_FLIGHT: usize = 512 << 20;
 /// Documents a metadata document may link to (NuGet registration pages of 64 versions: about
 /// 64,000 versions).
 const MAX_LINKED: usize = 1000;
-
-/// Paths remembered as missing upstream or failing, at most (then forgotten all at once).
-const MAX_REMEMBERED: usize = 100_000;
 
 /// How long a fresh metadata entry is used from memory before the store is asked again (so
 /// an entry deleted or replaced through another instance is seen within it).
@@ -71,18 +69,18 @@ pub(super) struct ProxyState {
     /// Metadata documents parsed, by the digest of their bytes, with their sizes.
     parsed: Mutex<Parsed>,
     /// Paths the upstream answered `404` for, and when.
-    missing: Mutex<HashMap<CachePath, Instant>>,
+    missing: Remembered<()>,
     /// Paths whose refresh failed, when, and how.
-    failed: Mutex<HashMap<CachePath, (Instant, Error)>>,
+    failed: Remembered<Error>,
     /// Fresh metadata entries read lately: until when they may be used without the store.
-    fresh: Mutex<HashMap<CachePath, (Instant, BlobRef)>>,
+    fresh: Remembered<BlobRef>,
     /// Bytes of metadata bodies in flight, in KiB permits.
     in_flight: Arc<tokio::sync::Semaphore>,
     /// Reads not written yet, per (repository, path): count and last time.
     downloads: Mutex<admin::PendingDownloads>,
     /// Names no hosted member of a virtual repository had lately, per (virtual repository,
     /// name): until when that may be used without asking the members again.
-    hosted_absent: Mutex<HashMap<CachePath, Instant>>,
+    hosted_absent: Remembered<()>,
 }
 
 impl Default for ProxyState {
@@ -90,12 +88,12 @@ impl Default for ProxyState {
         ProxyState {
             fetching: Default::default(),
             parsed: Mutex::default(),
-            missing: Mutex::default(),
-            failed: Mutex::default(),
-            fresh: Mutex::default(),
+            missing: Remembered::default(),
+            failed: Remembered::default(),
+            fresh: Remembered::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_METADATA_IN_FLIGHT >> 10)),
             downloads: Mutex::default(),
-            hosted_absent: Mutex::default(),
+            hosted_absent: Remembered::default(),
         }
     }
 }
@@ -115,45 +113,36 @@ impl ProxyState {
 
     /// Whether the upstream answered `404` for the path within `memory`.
     fn known_missing(&self, key: &CachePath, memory: Duration) -> bool {
-        locked(&self.missing)
-            .get(key)
-            .is_some_and(|at| at.elapsed() < memory)
+        self.missing
+            .read(key, |at, ()| (at.elapsed() < memory).then_some(()))
+            .is_some()
     }
 
     fn remember_missing(&self, key: CachePath) {
-        let mut missing = locked(&self.missing);
-        if missing.len() >= MAX_REMEMBERED {
-            missing.clear();
-        }
-        missing.insert(key, Instant::now());
+        self.missing.insert(key, Instant::now(), ());
     }
 
     /// The failure of the path's last refresh, when recent.
     fn recent_failure(&self, key: &CachePath) -> Option<Error> {
-        locked(&self.failed)
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < FAILURE_MEMORY)
-            .map(|(_, error)| copy_upstream_error(error))
+        self.failed.read(key, |at, error| {
+            (at.elapsed() < FAILURE_MEMORY).then(|| copy_upstream_error(error))
+        })
     }
 
     fn remember_failure(&self, key: CachePath, error: &Error) {
-        let mut failed = locked(&self.failed);
-        if failed.len() >= MAX_REMEMBERED {
-            failed.clear();
-        }
-        failed.insert(key, (Instant::now(), copy_upstream_error(error)));
+        self.failed
+            .insert(key, Instant::now(), copy_upstream_error(error));
     }
 
     fn forget_failure(&self, key: &CachePath) {
-        locked(&self.failed).remove(key);
+        self.failed.remove(key);
     }
 
     /// A fresh metadata entry's blob remembered within [`FRESH_MEMORY`].
     fn remembered_fresh(&self, key: &CachePath) -> Option<BlobRef> {
-        locked(&self.fresh)
-            .get(key)
-            .filter(|(until, _)| Instant::now() < *until)
-            .map(|(_, blob)| blob.clone())
+        self.fresh.read(key, |until, blob| {
+            (Instant::now() < *until).then(|| blob.clone())
+        })
     }
 
     /// Remembers a fresh metadata entry until it expires, or [`FRESH_MEMORY`] at most.
@@ -163,40 +152,33 @@ impl ProxyState {
             return;
         };
         let until = Instant::now() + Duration::from_millis(left).min(FRESH_MEMORY);
-        let mut fresh = locked(&self.fresh);
-        if fresh.len() >= MAX_REMEMBERED {
-            fresh.clear();
-        }
-        fresh.insert(key, (until, entry.blob.clone()));
+        self.fresh.insert(key, until, entry.blob.clone());
     }
 
     /// Whether no hosted member of the virtual repository had the name within
     /// [`FRESH_MEMORY`].
     pub(super) fn hosted_absent(&self, key: &CachePath) -> bool {
-        locked(&self.hosted_absent)
-            .get(key)
-            .is_some_and(|until| Instant::now() < *until)
+        self.hosted_absent
+            .read(key, |until, ()| (Instant::now() < *until).then_some(()))
+            .is_some()
     }
 
     /// Remembers that no hosted member of the virtual repository has the name.
     pub(super) fn remember_hosted_absent(&self, key: CachePath) {
-        let mut absent = locked(&self.hosted_absent);
-        if absent.len() >= MAX_REMEMBERED {
-            absent.clear();
-        }
-        absent.insert(key, Instant::now() + FRESH_MEMORY);
+        self.hosted_absent
+            .insert(key, Instant::now() + FRESH_MEMORY, ());
     }
 
     /// Forgets every remembered absence (a publish here may have added the name).
     pub(super) fn forget_hosted_absence(&self) {
-        locked(&self.hosted_absent).clear();
+        self.hosted_absent.clear();
     }
 
     /// Forgets what this instance remembers of a repository's cache (after deletions).
     pub(super) fn forget_repository(&self, repository: &str) {
-        locked(&self.fresh).retain(|(r, _), _| r != repository);
-        locked(&self.missing).retain(|(r, _), _| r != repository);
-        locked(&self.failed).retain(|(r, _), _| r != repository);
+        self.fresh.forget_repository(repository);
+        self.missing.forget_repository(repository);
+        self.failed.forget_repository(repository);
     }
 }
 
