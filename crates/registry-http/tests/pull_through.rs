@@ -555,3 +555,69 @@ async fn an_index_comes_with_its_children_and_a_withdrawn_tag_goes() {
     let tags = here.tags(&cached, None, None).await.unwrap().0;
     assert!(tags.is_empty(), "{tags:?}");
 }
+
+/// Concurrent misses share the upstream's answer: clients waiting on a blob whose fetch fails
+/// get that failure instead of asking again one by one, and clients waiting on a tag check
+/// (validity 0 s) take the check that finished while they waited.
+#[tokio::test]
+async fn waiters_share_a_failed_blob_fetch_and_a_finished_tag_check() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let (manifest, _) = push(&registry(), "library/app", "1.0", 8).await;
+    let blob_asks = Arc::new(AtomicU32::new(0));
+    let tag_asks = Arc::new(AtomicU32::new(0));
+    let (blobs, tags) = (Arc::clone(&blob_asks), Arc::clone(&tag_asks));
+    let upstream = Router::new().fallback(move |request: Request<Body>| {
+        let (manifest, blobs, tags) = (manifest.clone(), Arc::clone(&blobs), Arc::clone(&tags));
+        async move {
+            if request.uri().path().contains("/blobs/") {
+                blobs.fetch_add(1, Ordering::SeqCst);
+                // Never answers within the timeout.
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                return (StatusCode::OK, HeaderMap::new(), Bytes::new());
+            }
+            tags.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, OCI_MANIFEST.parse().unwrap());
+            (StatusCode::OK, headers, manifest)
+        }
+    });
+    let upstream = RunningRegistry::serve_app(upstream, ServerSettings::default())
+        .await
+        .unwrap();
+    let mut settings = UpstreamSettings::new(format!("http://{}", upstream.host()));
+    settings.timeout_seconds = 1;
+    settings.metadata_ttl_seconds = 0;
+    let packages = Packages::new(
+        Arc::new(MemoryBlobStore::new()),
+        Arc::new(MemoryMetadataStore::new()),
+    );
+    let proxy = registry_http::app::Application::new(registry(), packages)
+        .pull_through(vec![PullThrough {
+            prefix: "hub".into(),
+            upstream: settings,
+        }])
+        .unwrap()
+        .router();
+    let blob = format!("/v2/hub/library/app/blobs/{}", Digest::sha256(b"never"));
+    let replies = futures::future::join_all((0..4).map(|_| get(&proxy, &blob))).await;
+    for reply in &replies {
+        assert_eq!(
+            reply.status,
+            StatusCode::GATEWAY_TIMEOUT,
+            "{}",
+            reply.text()
+        );
+    }
+    assert_eq!(blob_asks.load(Ordering::SeqCst), 1, "one upstream request");
+    let tag = "/v2/hub/library/app/manifests/1.0";
+    let replies = futures::future::join_all((0..8).map(|_| get(&proxy, tag))).await;
+    for reply in &replies {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    assert!(
+        tag_asks.load(Ordering::SeqCst) <= 2,
+        "{} checks for 8 waiting clients",
+        tag_asks.load(Ordering::SeqCst)
+    );
+}
