@@ -164,6 +164,14 @@ pub trait BlobStore: Debug + Send + Sync + 'static {
         stored
     }
 
+    /// A URL the client may fetch the blob from itself (an object store's presigned URL,
+    /// valid for a while), or `None` when blobs are served through the registry (the default).
+    /// The caller has checked the blob exists.
+    async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>> {
+        let _ = digest;
+        Ok(None)
+    }
+
     /// Deletes a blob; returns whether it existed. Deleting an absent blob is not an error.
     async fn delete(&self, digest: &Digest) -> Result<bool>;
 

@@ -23,6 +23,8 @@
 //! - [`rules`]: tag rules (immutable and protected tags) and cleanup policies, and the
 //!   [`TagGuard`] metadata stores consult when a tag changes;
 //! - [`store`]: [`MetadataStore`], every metadata trait together;
+//! - [`upload_session`]: upload sessions kept in the metadata store ([`UploadSessions`]), with
+//!   compare-and-set on their size, for blob stores shared by several instances;
 //! - [`values`]: [`Timestamp`] and [`Page`], used everywhere;
 //! - [`token`]: personal access tokens for package clients, stored hashed ([`TokenStore`]);
 //! - [`auth`]: principals, roles per namespace, actions, and the [`Authenticator`] and
@@ -69,6 +71,7 @@ pub mod proxy;
 pub mod rules;
 pub mod store;
 pub mod token;
+pub mod upload_session;
 pub mod values;
 
 pub use auth::{
@@ -106,4 +109,5 @@ pub use proxy::{
 pub use rules::{Actor, CleanupPolicy, NameRegex, TagChange, TagGuard, TagRule, TagRuleKind};
 pub use store::MetadataStore;
 pub use token::{TokenRecord, TokenStore};
+pub use upload_session::{UploadSegment, UploadSession, UploadSessions};
 pub use values::{Page, Timestamp, tolerant_sort};

@@ -8,6 +8,7 @@ use crate::metadata::{
 use crate::package::PackageMetadata;
 use crate::proxy::ProxyCache;
 use crate::token::TokenStore;
+use crate::upload_session::UploadSessions;
 
 /// A complete metadata store: every part the registry needs.
 pub trait MetadataStore:
@@ -20,6 +21,7 @@ pub trait MetadataStore:
     + ProxyCache
     + FirewallAudit
     + TokenStore
+    + UploadSessions
 {
 }
 
@@ -32,7 +34,8 @@ impl<
         + PackageMetadata
         + ProxyCache
         + FirewallAudit
-        + TokenStore,
+        + TokenStore
+        + UploadSessions,
 > MetadataStore for T
 {
 }

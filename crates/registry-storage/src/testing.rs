@@ -4,6 +4,10 @@
 //! [`for_each_metadata_backend!`](crate::for_each_metadata_backend) runs a test file's cases on
 //! every metadata backend, from the fixtures here; a new backend is added there once.
 //!
+//! Object store tests use the S3-compatible server at `REGISTRY_TEST_S3_ENDPOINT`, by default
+//! `http://127.0.0.1:9000` with the bucket `registry-test` (what `scripts/ensure-s3` starts);
+//! each [`s3_driver`] lives under a prefix of its own.
+//!
 //! PostgreSQL tests use `REGISTRY_TEST_POSTGRES_URL`, by default
 //! `postgres://postgres@127.0.0.1:5432/test`; each store lives in a schema of its own that is
 //! dropped when its [`Cleanup`] is dropped, even when the test panics.
@@ -153,4 +157,39 @@ pub async fn postgres_store() -> (SqlMetadataStore, Cleanup) {
         .expect("schema cleanup");
     };
     (store, Cleanup(Some(Box::new(cleanup))))
+}
+
+/// The S3-compatible server tests use; override with `REGISTRY_TEST_S3_ENDPOINT`.
+pub fn s3_endpoint() -> String {
+    std::env::var("REGISTRY_TEST_S3_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:9000".to_owned())
+}
+
+/// The bucket tests use on [`s3_endpoint`].
+pub const S3_BUCKET: &str = "registry-test";
+
+/// The driver options for the test server (its endpoint over plain HTTP, a region, any
+/// credentials), as an operator writes them.
+pub fn s3_options() -> std::collections::BTreeMap<String, String> {
+    [
+        ("aws_endpoint", s3_endpoint()),
+        ("aws_region", "us-east-1".to_owned()),
+        ("aws_access_key_id", "test".to_owned()),
+        ("aws_secret_access_key", "test".to_owned()),
+        ("aws_allow_http", "true".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// An `s3://` URL of the test bucket under a fresh prefix, so tests never see each other's
+/// objects.
+pub fn s3_url() -> String {
+    format!("s3://{S3_BUCKET}/test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A driver on the test bucket under `url` (from [`s3_url`]).
+pub fn s3_driver(url: &str) -> crate::object::Driver {
+    crate::object::Driver::from_url(url, &s3_options()).expect("S3 driver for the test server")
 }

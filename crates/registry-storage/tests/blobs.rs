@@ -39,6 +39,13 @@ macro_rules! blob_suite {
             case!(blob_concurrent_writers);
             case!(blob_upload_sessions);
             case!(blob_computed_digest);
+            case!(blob_large);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn blob_upload_racing_appends() {
+                let (store, _cleanup) = $open().await;
+                conformance::blob_upload_racing_appends(Arc::clone(&store), store).await;
+            }
         }
     };
 }
@@ -202,3 +209,119 @@ async fn fs_layout_is_content_addressed() {
     let listed: Vec<Digest> = store.list().map(|d| d.unwrap()).collect().await;
     assert_eq!(listed, vec![digest]);
 }
+
+/// The object store content layer over each driver: `object_store`'s own memory and
+/// local-filesystem drivers with sessions in memory and in SQLite, and the S3-compatible test
+/// server with sessions in PostgreSQL (`scripts/ensure-s3` starts it; a missing server fails).
+mod object {
+    use super::*;
+    use registry_core::UploadSessions;
+    use registry_storage::object::{Driver, ObjectBlobStore, ObjectOptions};
+    use registry_storage::testing::{self, Cleanup};
+
+    fn store(driver: Driver, sessions: Arc<dyn UploadSessions>) -> SharedBlobStore {
+        Arc::new(ObjectBlobStore::from_driver(
+            driver,
+            sessions,
+            ObjectOptions::default(),
+        ))
+    }
+
+    pub(super) async fn memory() -> (SharedBlobStore, Cleanup) {
+        let (sessions, cleanup) = testing::memory().await;
+        let driver = Driver::from_url("memory://", &Default::default()).unwrap();
+        (store(driver, sessions), cleanup)
+    }
+
+    pub(super) async fn file() -> (SharedBlobStore, (Cleanup, tempfile::TempDir)) {
+        let (sessions, cleanup) = testing::sqlite().await;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let driver = Driver::from_url(&url, &Default::default()).unwrap();
+        (store(driver, sessions), (cleanup, dir))
+    }
+
+    pub(super) async fn s3() -> (SharedBlobStore, Cleanup) {
+        let (sessions, cleanup) = testing::postgres().await;
+        (
+            store(testing::s3_driver(&testing::s3_url()), sessions),
+            cleanup,
+        )
+    }
+
+    /// Two instances: two stores on the same bucket prefix and the same PostgreSQL sessions.
+    async fn s3_pair() -> (SharedBlobStore, SharedBlobStore, Cleanup) {
+        let (sessions, cleanup) = testing::postgres().await;
+        let url = testing::s3_url();
+        let one = store(testing::s3_driver(&url), Arc::clone(&sessions) as _);
+        let two = store(testing::s3_driver(&url), sessions);
+        (one, two, cleanup)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn s3_appends_racing_from_two_instances_one_wins() {
+        let (one, two, _cleanup) = s3_pair().await;
+        conformance::blob_upload_racing_appends(one, two).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn s3_upload_continues_on_another_instance() {
+        let (one, two, _cleanup) = s3_pair().await;
+        conformance::blob_upload_survives_restart(one, || async move { two }).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn s3_redirects_to_a_presigned_url_that_serves_the_blob() {
+        let (sessions, _cleanup) = testing::postgres().await;
+        let store = ObjectBlobStore::from_driver(
+            testing::s3_driver(&testing::s3_url()),
+            sessions,
+            ObjectOptions::default(),
+        );
+        let data = sample(40, 100_000);
+        let digest = registry_core::BlobStoreExt::write_bytes(&store, data.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.redirect_url(&digest).await.unwrap(),
+            None,
+            "off by default"
+        );
+        let store = store.redirect_for(Duration::from_secs(60));
+        let url = store
+            .redirect_url(&digest)
+            .await
+            .unwrap()
+            .expect("a signed URL");
+        assert!(url.contains("X-Amz-Signature"), "{url}");
+        let fetched = reqwest_get(&url).await;
+        assert_eq!(fetched, data);
+    }
+
+    /// A plain HTTP GET, so the test depends on nothing but the standard library.
+    async fn reqwest_get(url: &str) -> Bytes {
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let rest = url.strip_prefix("http://").expect("http URL");
+            let (host, path) = rest.split_once('/').expect("a path");
+            let mut conn = std::net::TcpStream::connect(host).unwrap();
+            write!(conn, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+            let mut response = Vec::new();
+            conn.read_to_end(&mut response).unwrap();
+            let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            let head = String::from_utf8_lossy(&response[..split]).to_string();
+            assert!(
+                head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+                "{head}"
+            );
+            Bytes::copy_from_slice(&response[split + 4..])
+        })
+        .await
+        .unwrap()
+    }
+}
+
+blob_suite!(object_memory, object::memory);
+blob_suite!(object_file, object::file);
+blob_suite!(s3, object::s3);

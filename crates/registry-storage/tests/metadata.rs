@@ -24,6 +24,7 @@ macro_rules! metadata_suite {
             case!(metadata_referrers);
             case!(metadata_pagination);
             case!(metadata_uploads);
+            case!(metadata_upload_sessions);
             case!(metadata_review_queue);
             case!(metadata_concurrency);
             case!(metadata_collection);

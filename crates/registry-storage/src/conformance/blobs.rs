@@ -369,3 +369,120 @@ where
     store.upload_finish(&id, &digest).await.unwrap();
     assert_eq!(read_all(&*store, &digest, None).await, data);
 }
+
+/// Blobs larger than any store's buffers (20 MiB, more than two 8 MiB parts of a multipart
+/// upload): a whole write, a computed write, a mismatched write that leaves nothing, and a
+/// session of three appends (12 MiB, 1 byte, the rest), read back whole and in a range that
+/// spans the appends.
+pub async fn blob_large(store: SharedBlobStore) {
+    let data = sample(7, 20 * 1024 * 1024 + 12_345);
+    let digest = Digest::sha256(&data);
+    assert_eq!(
+        store
+            .write(&digest, chunked(data.clone(), 256 * 1024))
+            .await
+            .unwrap(),
+        data.len() as u64
+    );
+    assert_eq!(read_all(&*store, &digest, None).await, data);
+    assert!(store.delete(&digest).await.unwrap());
+
+    let wrong = Digest::sha256(b"not these bytes");
+    assert!(matches!(
+        store
+            .write(&wrong, chunked(data.clone(), 1024 * 1024))
+            .await,
+        Err(Error::DigestMismatch { .. })
+    ));
+    assert_eq!(store.stat(&wrong).await.unwrap(), None);
+    assert_eq!(store.stat(&digest).await.unwrap(), None);
+
+    let (computed, size) = store
+        .write_computed(Algorithm::Sha256, chunked(data.clone(), 1024 * 1024))
+        .await
+        .unwrap();
+    assert_eq!(
+        (computed.clone(), size),
+        (digest.clone(), data.len() as u64)
+    );
+    assert_eq!(read_all(&*store, &digest, None).await, data);
+    assert!(store.delete(&digest).await.unwrap());
+
+    let id = store.upload_start(Algorithm::Sha256).await.unwrap();
+    let first = 12 * 1024 * 1024;
+    store
+        .upload_append(&id, 0, chunked(data.slice(..first), 64 * 1024))
+        .await
+        .unwrap();
+    store
+        .upload_append(&id, first as u64, once_stream(data.slice(first..first + 1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .upload_append(
+                &id,
+                first as u64 + 1,
+                chunked(data.slice(first + 1..), 1024 * 1024)
+            )
+            .await
+            .unwrap(),
+        data.len() as u64
+    );
+    assert_eq!(
+        store.upload_finish(&id, &digest).await.unwrap(),
+        data.len() as u64
+    );
+    assert_eq!(store.stat(&digest).await.unwrap(), Some(data.len() as u64));
+    let span = ByteRange {
+        start: first as u64 - 10,
+        end: Some(first as u64 + 10),
+    };
+    assert_eq!(
+        read_all(&*store, &digest, Some(span)).await,
+        data.slice(first - 10..first + 10)
+    );
+    assert_eq!(read_all(&*store, &digest, None).await, data);
+}
+
+/// Two appends racing at the same offset of one session (from `store` and from `other`, which
+/// may be the same handle or another instance on the same storage): exactly one is recorded,
+/// the other is told the offset moved, and the session finishes with the winner's bytes.
+pub async fn blob_upload_racing_appends(store: SharedBlobStore, other: SharedBlobStore) {
+    let head = sample(8, 1000);
+    let id = store.upload_start(Algorithm::Sha256).await.unwrap();
+    store
+        .upload_append(&id, 0, once_stream(head.clone()))
+        .await
+        .unwrap();
+    let mut expected = head.to_vec();
+    for round in 0..5u64 {
+        let a = sample(10 + round, 300_000);
+        let b = sample(20 + round, 200_000);
+        let offset = other.upload_status(&id).await.unwrap();
+        let (first, second) = tokio::join!(
+            store.upload_append(&id, offset, chunked(a.clone(), 8192)),
+            other.upload_append(&id, offset, chunked(b.clone(), 8192)),
+        );
+        let won = match (first, second) {
+            (Ok(size), Err(Error::UploadOffsetMismatch { found, .. })) => {
+                assert_eq!((size, found), (offset + a.len() as u64, offset));
+                a
+            }
+            (Err(Error::UploadOffsetMismatch { found, .. }), Ok(size)) => {
+                assert_eq!((size, found), (offset + b.len() as u64, offset));
+                b
+            }
+            other => panic!("exactly one of two racing appends must win, got {other:?}"),
+        };
+        assert_eq!(
+            store.upload_status(&id).await.unwrap(),
+            offset + won.len() as u64
+        );
+        expected.extend_from_slice(&won);
+    }
+    let expected = Bytes::from(expected);
+    let digest = Digest::sha256(&expected);
+    other.upload_finish(&id, &digest).await.unwrap();
+    assert_eq!(read_all(&*store, &digest, None).await, expected);
+}

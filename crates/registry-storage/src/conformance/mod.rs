@@ -41,8 +41,9 @@ mod tokens;
 mod uploads;
 
 pub use blobs::{
-    blob_basics, blob_computed_digest, blob_concurrent_writers, blob_rejects_bad_writes,
-    blob_upload_sessions, blob_upload_survives_restart,
+    blob_basics, blob_computed_digest, blob_concurrent_writers, blob_large,
+    blob_rejects_bad_writes, blob_upload_racing_appends, blob_upload_sessions,
+    blob_upload_survives_restart,
 };
 pub use collection::metadata_collection;
 pub use content::{
@@ -57,7 +58,7 @@ pub use policy::metadata_policies;
 pub use proxy::{metadata_firewall_audit, metadata_proxy_cache};
 pub use review::metadata_review_queue;
 pub use tokens::metadata_tokens;
-pub use uploads::metadata_uploads;
+pub use uploads::{metadata_upload_sessions, metadata_uploads};
 
 /// A shared blob store under test.
 pub type SharedBlobStore = Arc<dyn BlobStore>;
@@ -170,6 +171,9 @@ where
     blob_concurrent_writers(fresh().await).await;
     blob_upload_sessions(fresh().await).await;
     blob_computed_digest(fresh().await).await;
+    blob_large(fresh().await).await;
+    let store = fresh().await;
+    blob_upload_racing_appends(Arc::clone(&store), store).await;
 }
 
 /// Runs every metadata-store function, each on a fresh store from `fresh`.
@@ -183,6 +187,7 @@ where
     metadata_referrers(fresh().await).await;
     metadata_pagination(fresh().await).await;
     metadata_uploads(fresh().await).await;
+    metadata_upload_sessions(fresh().await).await;
     metadata_review_queue(fresh().await).await;
     metadata_concurrency(fresh().await).await;
     metadata_collection(fresh().await).await;

@@ -76,6 +76,8 @@ struct MetaState {
     repositories: BTreeMap<RepositoryName, Repository>,
     blobs: HashMap<Digest, BlobRecord>,
     uploads: HashMap<UploadId, UploadRecord>,
+    /// Upload sessions of blob stores that keep theirs here.
+    upload_sessions: HashMap<UploadId, registry_core::UploadSession>,
     reviews: HashMap<ReviewTarget, ReviewTask>,
     /// Blobs claimed by the collector, with what the claim removed (to restore on abandon) and
     /// a signal for links waiting for the claim to end.

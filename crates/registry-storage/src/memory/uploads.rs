@@ -1,7 +1,10 @@
-//! Upload session records ([`UploadMetadata`]) in the memory metadata store.
+//! Upload session records ([`UploadMetadata`]) and blob stores' upload sessions
+//! ([`UploadSessions`]) in the memory metadata store.
 
 use async_trait::async_trait;
-use registry_core::{Error, Result, Timestamp, UploadId, UploadMetadata, UploadRecord};
+use registry_core::{
+    Error, Result, Timestamp, UploadId, UploadMetadata, UploadRecord, UploadSession, UploadSessions,
+};
 
 use super::{MemoryMetadataStore, lock};
 
@@ -41,5 +44,43 @@ impl UploadMetadata for MemoryMetadataStore {
         uploads.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
         uploads.truncate(limit);
         Ok(uploads)
+    }
+}
+
+#[async_trait]
+impl UploadSessions for MemoryMetadataStore {
+    async fn create_upload_session(&self, id: &UploadId, session: &UploadSession) -> Result<()> {
+        let mut state = lock(&self.state);
+        if state.upload_sessions.contains_key(id) {
+            return Err(Error::BlobUploadInvalid {
+                reason: format!("upload session {id} already exists"),
+            });
+        }
+        state.upload_sessions.insert(id.clone(), session.clone());
+        Ok(())
+    }
+
+    async fn upload_session(&self, id: &UploadId) -> Result<Option<UploadSession>> {
+        Ok(lock(&self.state).upload_sessions.get(id).cloned())
+    }
+
+    async fn advance_upload_session(
+        &self,
+        id: &UploadId,
+        expected_size: u64,
+        session: &UploadSession,
+    ) -> Result<bool> {
+        let mut state = lock(&self.state);
+        match state.upload_sessions.get_mut(id) {
+            Some(current) if current.size == expected_size => {
+                *current = session.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_upload_session(&self, id: &UploadId) -> Result<bool> {
+        Ok(lock(&self.state).upload_sessions.remove(id).is_some())
     }
 }

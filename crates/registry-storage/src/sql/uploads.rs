@@ -1,10 +1,14 @@
-//! Upload session records ([`UploadMetadata`]) in the SQL metadata store.
+//! Upload session records ([`UploadMetadata`]) and blob stores' upload sessions
+//! ([`UploadSessions`]) in the SQL metadata store.
 
 use async_trait::async_trait;
 use registry_core::{
-    Error, RepositoryName, Result, Timestamp, UploadId, UploadMetadata, UploadRecord,
+    Algorithm, Error, HasherState, RepositoryName, Result, Timestamp, UploadId, UploadMetadata,
+    UploadRecord, UploadSegment, UploadSession, UploadSessions,
 };
+use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
+use std::str::FromStr;
 
 use super::{SqlMetadataStore, corrupt, db_error, get, to_i64};
 
@@ -71,5 +75,110 @@ impl UploadMetadata for SqlMetadataStore {
             .await
             .map_err(db_error)?;
         rows.iter().map(upload_record).collect()
+    }
+}
+
+/// How an [`UploadSession`] is kept in `upload_sessions.state`.
+#[derive(Serialize, Deserialize)]
+struct StoredSession {
+    algorithm: String,
+    /// The hasher's state, in hex.
+    hasher: String,
+    /// Each segment's key and size.
+    segments: Vec<(String, u64)>,
+}
+
+fn encode_session(session: &UploadSession) -> Result<String> {
+    let stored = StoredSession {
+        algorithm: session.hasher.algorithm.as_str().to_owned(),
+        hasher: hex::encode(&session.hasher.bytes),
+        segments: session
+            .segments
+            .iter()
+            .map(|s| (s.key.clone(), s.size))
+            .collect(),
+    };
+    serde_json::to_string(&stored).map_err(Error::backend)
+}
+
+fn decode_session(size: i64, state: &str) -> Result<UploadSession> {
+    let stored: StoredSession =
+        serde_json::from_str(state).map_err(|_| corrupt("upload session", state))?;
+    let algorithm = Algorithm::from_str(&stored.algorithm)
+        .map_err(|_| corrupt("upload session algorithm", &stored.algorithm))?;
+    let bytes = hex::decode(&stored.hasher).map_err(|_| corrupt("upload session hasher", state))?;
+    Ok(UploadSession {
+        size: u64::try_from(size).map_err(|_| corrupt("upload session size", &size.to_string()))?,
+        hasher: HasherState { algorithm, bytes },
+        segments: stored
+            .segments
+            .into_iter()
+            .map(|(key, size)| UploadSegment { key, size })
+            .collect(),
+    })
+}
+
+#[async_trait]
+impl UploadSessions for SqlMetadataStore {
+    async fn create_upload_session(&self, id: &UploadId, session: &UploadSession) -> Result<()> {
+        let inserted = sqlx::query(
+            "INSERT INTO upload_sessions (id, size, state) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(to_i64(session.size)?)
+        .bind(encode_session(session)?)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(Error::BlobUploadInvalid {
+                reason: format!("upload session {id} already exists"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn upload_session(&self, id: &UploadId) -> Result<Option<UploadSession>> {
+        let row = sqlx::query("SELECT size, state FROM upload_sessions WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.map(|row| {
+            let state: String = get(&row, "state")?;
+            decode_session(get(&row, "size")?, &state)
+        })
+        .transpose()
+    }
+
+    async fn advance_upload_session(
+        &self,
+        id: &UploadId,
+        expected_size: u64,
+        session: &UploadSession,
+    ) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE upload_sessions SET size = $1, state = $2 WHERE id = $3 AND size = $4",
+        )
+        .bind(to_i64(session.size)?)
+        .bind(encode_session(session)?)
+        .bind(id.as_str())
+        .bind(to_i64(expected_size)?)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected()
+            > 0)
+    }
+
+    async fn delete_upload_session(&self, id: &UploadId) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM upload_sessions WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected()
+            > 0)
     }
 }
