@@ -816,6 +816,15 @@ async fn get_blob(
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         return Ok(response);
     }
+    if let Some(url) = registry.blob_redirect(name, &digest).await? {
+        // The object store serves the bytes (and any range) itself.
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+        let h = response.headers_mut();
+        h.insert(header::LOCATION, header_value(&url));
+        h.insert(CONTENT_DIGEST, header_value(digest.as_str()));
+        return Ok(response);
+    }
     let range = requested_range(headers, record.size)?;
     let read = registry.read_blob(name, &digest, range).await?;
     let mut response = file_response(read, range.is_some(), "application/octet-stream", false);

@@ -126,6 +126,28 @@ pub async fn postgres() -> (Arc<dyn MetadataStore>, Cleanup) {
 
 /// Like [`postgres`], as the concrete store (to set its review delay, say).
 pub async fn postgres_store() -> (SqlMetadataStore, Cleanup) {
+    let (url, schema) = postgres_schema_url().await;
+    let store = SqlMetadataStore::connect(&url)
+        .await
+        .expect("open PostgreSQL");
+    let pool_owner = store.clone();
+    let cleanup = move || {
+        drop_schema(schema, Some(pool_owner));
+    };
+    (store, Cleanup(Some(Box::new(cleanup))))
+}
+
+/// A fresh PostgreSQL schema, as a database URL whose connections use it (for servers several
+/// processes share), dropped when the [`Cleanup`] is.
+pub async fn postgres_schema() -> (String, Cleanup) {
+    let (url, schema) = postgres_schema_url().await;
+    (
+        url,
+        Cleanup(Some(Box::new(move || drop_schema(schema, None)))),
+    )
+}
+
+async fn postgres_schema_url() -> (String, String) {
     let schema = format!("regtest_{}", uuid::Uuid::new_v4().simple());
     admin(format!("CREATE SCHEMA {schema}")).await;
     let separator = if postgres_url().contains('?') {
@@ -137,26 +159,26 @@ pub async fn postgres_store() -> (SqlMetadataStore, Cleanup) {
         "{}{separator}options=-c%20search_path%3D{schema}",
         postgres_url()
     );
-    let store = SqlMetadataStore::connect(&url)
-        .await
-        .expect("open PostgreSQL");
-    let pool_owner = store.clone();
-    let cleanup = move || {
-        // Runs from Drop, possibly inside the test's runtime: use a thread with its own.
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                pool_owner.close().await;
-                admin(format!("DROP SCHEMA {schema} CASCADE")).await;
-            });
-        })
-        .join()
-        .expect("schema cleanup");
-    };
-    (store, Cleanup(Some(Box::new(cleanup))))
+    (url, schema)
+}
+
+/// Closes `pool_owner`'s connections, then drops `schema`.
+fn drop_schema(schema: String, pool_owner: Option<SqlMetadataStore>) {
+    // Runs from Drop, possibly inside the test's runtime: use a thread with its own.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            if let Some(store) = pool_owner {
+                store.close().await;
+            }
+            admin(format!("DROP SCHEMA {schema} CASCADE")).await;
+        });
+    })
+    .join()
+    .expect("schema cleanup");
 }
 
 /// The S3-compatible server tests use; override with `REGISTRY_TEST_S3_ENDPOINT`.

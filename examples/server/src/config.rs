@@ -56,6 +56,8 @@ struct File {
     /// default; 0 reads the database every time): how stale a read may be after a change made
     /// by another instance or the CLI.
     read_cache_ttl_ms: Option<u64>,
+    /// `[blob_store]`: blobs in an object store instead of `<data_dir>/blobs`.
+    blob_store: Option<BlobStoreConfig>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -88,6 +90,25 @@ struct File {
     /// `[[oci_virtual]]`: virtual image registries (`prefix`, `members`).
     #[serde(default)]
     oci_virtual: Vec<registry_core::OciVirtual>,
+}
+
+/// `[blob_store]`: blobs in an object store, which every instance of one registry shares
+/// (with one PostgreSQL `database_url`, where upload sessions are kept).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BlobStoreConfig {
+    /// `s3://bucket[/prefix]`, `gs://…`, `az://…`, `file:///dir` or `memory://`.
+    pub(crate) url: String,
+    /// The driver's own settings (`aws_endpoint`, `aws_region`, `aws_access_key_id`,
+    /// `aws_secret_access_key`, `aws_allow_http`, …); its environment variables are read too.
+    #[serde(default)]
+    pub(crate) options: std::collections::BTreeMap<String, String>,
+    /// Size of each part of a multipart upload, in MiB (8 by default, at least 5).
+    pub(crate) part_size_mib: Option<usize>,
+    /// Answer blob GETs with a presigned URL valid this long (S3, GCS, Azure); 0, the default,
+    /// serves blobs through the registry.
+    #[serde(default)]
+    pub(crate) redirect_seconds: u64,
 }
 
 /// `[firewall]`: where advisories are read from.
@@ -214,6 +235,7 @@ pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
     pub(crate) data_dir: PathBuf,
     pub(crate) database_url: Option<String>,
+    pub(crate) blob_store: Option<BlobStoreConfig>,
     pub(crate) allow_anonymous_on_network: bool,
     pub(crate) sparse_manifests: Vec<NamePattern>,
     external_url: Option<String>,
@@ -256,6 +278,7 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("data")),
             database_url: args.database_url.clone().or(file.database_url),
+            blob_store: file.blob_store,
             allow_anonymous_on_network: file.allow_anonymous_on_network.unwrap_or(false),
             sparse_manifests: file.sparse_manifests,
             external_url: file.external_url,

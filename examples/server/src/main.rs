@@ -19,6 +19,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use registry_core::{BlobStore, MetadataStore, OciRegistry};
 use registry_storage::fs::FsBlobStore;
+use registry_storage::object::{Driver, ObjectBlobStore, ObjectOptions};
 use registry_storage::sql::SqlMetadataStore;
 
 use crate::config::{Config, ServeArgs};
@@ -121,16 +122,43 @@ type Stores = (Arc<dyn BlobStore>, Arc<dyn MetadataStore>);
 
 /// Opens the configured blob and metadata stores.
 async fn open_stores(config: &Config, review_delay: Duration) -> Result<Stores, String> {
-    let blobs = FsBlobStore::open(config.data_dir.join("blobs"))
-        .await
-        .map_err(|e| format!("opening blob storage: {e}"))?;
-    let metadata = match &config.database_url {
-        Some(url) => SqlMetadataStore::connect(url).await,
-        None => SqlMetadataStore::sqlite(&config.data_dir.join("registry.db")).await,
-    }
-    .map_err(|e| format!("opening the metadata database: {e}"))?
-    .with_review_delay(review_delay);
-    Ok((Arc::new(blobs), Arc::new(metadata)))
+    let metadata = Arc::new(
+        match &config.database_url {
+            Some(url) => SqlMetadataStore::connect(url).await,
+            None => SqlMetadataStore::sqlite(&config.data_dir.join("registry.db")).await,
+        }
+        .map_err(|e| format!("opening the metadata database: {e}"))?
+        .with_review_delay(review_delay),
+    );
+    let blobs: Arc<dyn BlobStore> = match &config.blob_store {
+        None => Arc::new(
+            FsBlobStore::open(config.data_dir.join("blobs"))
+                .await
+                .map_err(|e| format!("opening blob storage: {e}"))?,
+        ),
+        Some(settings) => {
+            let driver = Driver::from_url(&settings.url, &settings.options)
+                .map_err(|e| format!("[blob_store] {e}"))?;
+            let options = ObjectOptions {
+                part_size: settings
+                    .part_size_mib
+                    .map_or(ObjectOptions::default().part_size, |mib| {
+                        mib.saturating_mul(1024 * 1024)
+                    }),
+                ..ObjectOptions::default()
+            };
+            let store = ObjectBlobStore::from_driver(driver, Arc::clone(&metadata) as _, options)
+                .redirect_for(Duration::from_secs(settings.redirect_seconds));
+            // Computed-digest writes a killed instance left in staging/; younger ones may be
+            // another instance's, still being written.
+            store
+                .purge_staging(Duration::from_secs(60 * 60))
+                .await
+                .map_err(|e| format!("[blob_store] {}: {e}", settings.url))?;
+            Arc::new(store)
+        }
+    };
+    Ok((blobs, metadata))
 }
 
 async fn gc(args: GcArgs) -> Result<(), String> {

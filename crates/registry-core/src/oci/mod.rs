@@ -219,6 +219,22 @@ impl OciRegistry {
         self.blobs.read(digest, range).await
     }
 
+    /// Where a client may fetch a hosted repository's blob itself (the blob store's presigned
+    /// URL), after the same checks as [`OciRegistry::read_blob`]; `None` when the registry
+    /// serves it, as it always does for pull-through caches and virtual registries (their
+    /// bytes may still be on their way in).
+    pub async fn blob_redirect(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<String>> {
+        if self.is_virtual(repository) || self.is_pulled(repository) {
+            return Ok(None);
+        }
+        self.blob(repository, digest).await?;
+        self.blobs.redirect_url(digest).await
+    }
+
     /// Stores a whole blob in one request and links it to the repository.
     pub async fn put_blob(
         &self,
