@@ -34,7 +34,7 @@ part_size_mib = 5
 [blob_store.options]
 {options}
 [gc]
-review_delay_seconds = 0
+review_delay_seconds = 3
 idle_seconds = 1
 
 [[cleanup_policies]]
@@ -237,12 +237,12 @@ fn three_instances_share_one_database_and_one_object_store() {
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": chunked_digest, "size": chunked.len()}],
     })
     .to_string();
-    let (status, head, _) = http_request(
+    let (status, _, body) = http_request(
         b.addr,
         "PUT /v2/team/chunked/manifests/1 HTTP/1.1\r\nContent-Type: application/vnd.oci.image.manifest.v1+json",
         manifest.as_bytes(),
     );
-    assert_eq!(status, 201, "{head}");
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
 
     // A package published through A, read through B and C.
     let file: Vec<u8> = (0..9u32 << 20).map(|i| (i % 241) as u8).collect();
@@ -320,6 +320,8 @@ fn three_instances_share_one_database_and_one_object_store() {
         );
         assert_eq!(status, 202, "{head}");
     }
+    // The reviews fall due after the delay; then three command-line passes race the servers'.
+    std::thread::sleep(Duration::from_millis(3200));
     let cli_runs: Vec<String> = std::thread::scope(|scope| {
         let runs: Vec<_> = (0..3)
             .map(|_| {
@@ -422,4 +424,76 @@ fn tags(server: SocketAddr, repo: &str) -> Vec<String> {
         .iter()
         .map(|t| t.as_str().unwrap().to_owned())
         .collect()
+}
+
+#[test]
+fn blob_reads_redirect_to_presigned_urls_that_skopeo_follows() {
+    let (_work_dir, work) = workdir();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (database_url, _schema) = runtime.block_on(testing::postgres_schema());
+    let path = config(&work, &database_url, &testing::s3_url());
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "part_size_mib = 5\n",
+        "part_size_mib = 5\nredirect_seconds = 300\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let server = Server::start(&["--config", path.to_str().unwrap()]);
+
+    let mut layout = Layout::new(work.join("layout"));
+    let manifest = layout.image(Some("app"), "amd64", &tar_layer("f", &[7u8; 3 << 20]));
+    layout.finish();
+    copy(
+        &work,
+        &format!("oci:{}:app", work.join("layout").display()),
+        &format!("docker://{}/team/app:1", server.host()),
+    );
+    let digests = manifest_digests(
+        server.addr,
+        "team/app",
+        manifest["digest"].as_str().unwrap(),
+    );
+    let (status, head, body) = http_request(
+        server.addr,
+        &format!("GET /v2/team/app/blobs/{} HTTP/1.1", digests[1]),
+        b"",
+    );
+    assert_eq!(status, 307, "{head}");
+    assert!(body.is_empty());
+    let location = header(&head, "Location").unwrap();
+    assert!(
+        location.starts_with(&testing::s3_endpoint()) && location.contains("X-Amz-Signature"),
+        "{location}"
+    );
+    // HEAD still answers from the registry, with the size.
+    let (status, head, _) = http_request(
+        server.addr,
+        &format!("HEAD /v2/team/app/blobs/{} HTTP/1.1", digests[1]),
+        b"",
+    );
+    assert_eq!(status, 200, "{head}");
+    // A blob of another repository is not handed out.
+    let (status, _, _) = http_request(
+        server.addr,
+        &format!("GET /v2/team/other/blobs/{} HTTP/1.1", digests[1]),
+        b"",
+    );
+    assert_eq!(status, 404);
+
+    let pulled = work.join("pulled");
+    copy(
+        &work,
+        &format!("docker://{}/team/app:1", server.host()),
+        &format!("oci:{}:app", pulled.display()),
+    );
+    assert_eq!(
+        support::layout_digest(&pulled, "app"),
+        manifest["digest"].as_str().unwrap()
+    );
+    let layer = std::fs::read(
+        pulled
+            .join("blobs/sha256")
+            .join(&digests[1]["sha256:".len()..]),
+    )
+    .unwrap();
+    assert_eq!(format!("sha256:{}", sha256_hex(&layer)), digests[1]);
 }
