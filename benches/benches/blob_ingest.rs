@@ -1,8 +1,10 @@
-//! Filesystem blob ingest throughput beside raw SHA-256 throughput over the same data.
+//! Filesystem blob ingest throughput beside raw SHA-256 throughput over the same data, and the
+//! object store content layer (`ObjectBlobStore`) over `object_store`'s local-filesystem and
+//! memory drivers beside the filesystem store's own pipeline.
 //!
-//! Ingest streams 1 MiB chunks through `FsBlobStore::write`: hashing, writing to a staging file,
-//! fsync and the atomic rename. The raw figure hashes the same chunks and nothing else; the
-//! target is ingest at 80% or more of it.
+//! Ingest streams 1 MiB chunks through `BlobStore::write`: for `FsBlobStore`, hashing, writing
+//! to a staging file, fsync and the atomic rename. The raw figure hashes the same chunks and
+//! nothing else; the target is ingest at 80% or more of it. Reads stream the whole blob back.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +14,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::stream::{self, StreamExt};
 use registry_core::{Algorithm, BlobStore, ByteStream, Digest, DigestHasher};
 use registry_storage::fs::FsBlobStore;
-use registry_storage::memory::MemoryBlobStore;
+use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+use registry_storage::object::{Driver, ObjectBlobStore, ObjectOptions};
 
 const CHUNK: usize = 1 << 20;
 const SIZE: usize = 256 << 20;
@@ -57,6 +60,17 @@ fn ingest(c: &mut Criterion) {
     let fs_store: Arc<dyn BlobStore> =
         Arc::new(runtime.block_on(FsBlobStore::open(dir.path())).unwrap());
     let memory_store: Arc<dyn BlobStore> = Arc::new(MemoryBlobStore::new());
+    let object_dir =
+        tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    let object_store = |url: &str| -> Arc<dyn BlobStore> {
+        Arc::new(ObjectBlobStore::from_driver(
+            Driver::from_url(url, &Default::default()).unwrap(),
+            Arc::new(MemoryMetadataStore::new()),
+            ObjectOptions::default(),
+        ))
+    };
+    let object_file = object_store(&format!("file://{}", object_dir.path().display()));
+    let object_memory = object_store("memory://");
 
     let mut group = c.benchmark_group("blob_ingest_256MiB");
     group.throughput(Throughput::Bytes(SIZE as u64));
@@ -66,7 +80,12 @@ fn ingest(c: &mut Criterion) {
     group.bench_function("raw_sha256", |b| {
         b.iter(|| digest_of(&chunks));
     });
-    for (name, store) in [("fs_write", &fs_store), ("memory_write", &memory_store)] {
+    for (name, store) in [
+        ("fs_write", &fs_store),
+        ("memory_write", &memory_store),
+        ("object_file_write", &object_file),
+        ("object_memory_write", &object_memory),
+    ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iterations| {
                 runtime.block_on(async {
@@ -83,28 +102,50 @@ fn ingest(c: &mut Criterion) {
             });
         });
     }
-    group.bench_function("fs_upload_4_chunks", |b| {
-        b.iter_custom(|iterations| {
-            runtime.block_on(async {
-                let mut elapsed = Duration::ZERO;
-                for _ in 0..iterations {
-                    let start = Instant::now();
-                    let id = fs_store.upload_start(Algorithm::Sha256).await.unwrap();
-                    let mut offset = 0;
-                    for part in chunks.chunks(chunks.len() / 4) {
-                        offset = fs_store
-                            .upload_append(&id, offset, as_stream(part))
-                            .await
-                            .unwrap();
+    for (name, store) in [
+        ("fs_upload_4_chunks", &fs_store),
+        ("object_file_upload_4_chunks", &object_file),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let mut elapsed = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let start = Instant::now();
+                        let id = store.upload_start(Algorithm::Sha256).await.unwrap();
+                        let mut offset = 0;
+                        for part in chunks.chunks(chunks.len() / 4) {
+                            offset = store
+                                .upload_append(&id, offset, as_stream(part))
+                                .await
+                                .unwrap();
+                        }
+                        store.upload_finish(&id, &digest).await.unwrap();
+                        elapsed += start.elapsed();
+                        store.delete(&digest).await.unwrap();
                     }
-                    fs_store.upload_finish(&id, &digest).await.unwrap();
-                    elapsed += start.elapsed();
-                    fs_store.delete(&digest).await.unwrap();
-                }
-                elapsed
-            })
+                    elapsed
+                })
+            });
         });
-    });
+    }
+    for (name, store) in [("fs_read", &fs_store), ("object_file_read", &object_file)] {
+        runtime
+            .block_on(store.write(&digest, as_stream(&chunks)))
+            .unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let mut read = store.read(&digest, None).await.unwrap();
+                    let mut total = 0;
+                    while let Some(chunk) = read.stream.next().await {
+                        total += chunk.unwrap().len();
+                    }
+                    assert_eq!(total, SIZE);
+                })
+            });
+        });
+    }
     group.finish();
 }
 
