@@ -5,6 +5,7 @@
 //! | blobs in memory | [`memory::MemoryBlobStore`] | always |
 //! | blobs on the local filesystem | [`fs::FsBlobStore`] | `fs` (default) |
 //! | blobs in an object store (S3, GCS, Azure, or `object_store`'s own memory and file drivers) | [`object::ObjectBlobStore`] | `object-store`, `s3`, `gcs`, `azure` |
+//! | import from a distribution registry's filesystem storage | [`import`] | `fs` |
 //! | metadata in memory | [`memory::MemoryMetadataStore`] | always |
 //! | metadata in SQLite (the embedded default) | [`sql::SqlMetadataStore`] | `sqlite` (default) |
 //! | metadata in PostgreSQL | [`sql::SqlMetadataStore`] | `postgres` |
@@ -38,6 +39,8 @@
 pub mod conformance;
 #[cfg(feature = "fs")]
 pub mod fs;
+#[cfg(feature = "fs")]
+pub mod import;
 pub mod memory;
 #[cfg(feature = "object-store")]
 pub mod object;

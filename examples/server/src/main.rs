@@ -44,6 +44,19 @@ enum Command {
     /// Brings the metadata database's schema up to date (serve does it too) and prints its
     /// version.
     Migrate(ServeArgs),
+    /// Imports a distribution registry's filesystem storage (repositories, tags, manifests,
+    /// layer links, blobs). Run it once while the old registry serves (the bytes), then again
+    /// with it stopped (what changed since, and the tags): each run is idempotent.
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    store: ServeArgs,
+    /// The distribution registry's `rootdirectory` (or its `docker/registry/v2`).
+    #[arg(long)]
+    from: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -94,6 +107,7 @@ async fn main() -> std::process::ExitCode {
         Command::Gc(args) => gc(args).await,
         Command::Cleanup(args) => cleanup(args).await,
         Command::Migrate(args) => migrate(args).await,
+        Command::Import(args) => import(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -120,16 +134,23 @@ fn hash_password() -> Result<(), String> {
 
 type Stores = (Arc<dyn BlobStore>, Arc<dyn MetadataStore>);
 
+/// Opens (and migrates) the configured metadata database: `database_url`, or SQLite in the
+/// data directory, which is created if needed.
+async fn open_metadata(config: &Config) -> Result<SqlMetadataStore, String> {
+    match &config.database_url {
+        Some(url) => SqlMetadataStore::connect(url).await,
+        None => {
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| format!("creating {}: {e}", config.data_dir.display()))?;
+            SqlMetadataStore::sqlite(&config.data_dir.join("registry.db")).await
+        }
+    }
+    .map_err(|e| format!("opening the metadata database: {e}"))
+}
+
 /// Opens the configured blob and metadata stores.
 async fn open_stores(config: &Config, review_delay: Duration) -> Result<Stores, String> {
-    let metadata = Arc::new(
-        match &config.database_url {
-            Some(url) => SqlMetadataStore::connect(url).await,
-            None => SqlMetadataStore::sqlite(&config.data_dir.join("registry.db")).await,
-        }
-        .map_err(|e| format!("opening the metadata database: {e}"))?
-        .with_review_delay(review_delay),
-    );
+    let metadata = Arc::new(open_metadata(config).await?.with_review_delay(review_delay));
     let blobs: Arc<dyn BlobStore> = match &config.blob_store {
         None => Arc::new(
             FsBlobStore::open(config.data_dir.join("blobs"))
@@ -287,17 +308,47 @@ async fn cleanup(args: CleanupArgs) -> Result<(), String> {
     Ok(())
 }
 
+async fn import(args: ImportArgs) -> Result<(), String> {
+    use std::io::{IsTerminal, Write};
+    let config = Config::load(&args.store)?;
+    let layout = registry_storage::import::DistributionLayout::open(&args.from)
+        .map_err(|e| e.to_string())?;
+    let registry = open_registry(&config, config.gc().review_delay).await?;
+    let terminal = std::io::stderr().is_terminal();
+    let report = registry_storage::import::import(&layout, &registry, |name| {
+        if terminal {
+            let mut stderr = std::io::stderr();
+            let _ = write!(stderr, "\r\x1b[2Kimporting {name}");
+            let _ = stderr.flush();
+        }
+    })
+    .await
+    .map_err(|e| format!("importing: {e}"))?;
+    if terminal {
+        eprintln!();
+    }
+    println!("repositories: {}", report.repositories);
+    println!(
+        "blobs: {} copied ({} bytes), {} already present",
+        report.blobs_copied, report.bytes_copied, report.blobs_present
+    );
+    println!(
+        "manifests: {} imported, {} already present",
+        report.manifests_imported, report.manifests_present
+    );
+    println!(
+        "tags: {} set, {} deleted",
+        report.tags_set, report.tags_deleted
+    );
+    for problem in &report.problems {
+        println!("not imported: {problem}");
+    }
+    Ok(())
+}
+
 async fn migrate(args: ServeArgs) -> Result<(), String> {
     let config = Config::load(&args)?;
-    let store = match &config.database_url {
-        Some(url) => SqlMetadataStore::connect(url).await,
-        None => {
-            std::fs::create_dir_all(&config.data_dir)
-                .map_err(|e| format!("creating {}: {e}", config.data_dir.display()))?;
-            SqlMetadataStore::sqlite(&config.data_dir.join("registry.db")).await
-        }
-    }
-    .map_err(|e| format!("migrating the metadata database: {e}"))?;
+    let store = open_metadata(&config).await?;
     let version = store
         .schema_version()
         .await

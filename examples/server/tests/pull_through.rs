@@ -6,56 +6,7 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use support::{
-    Layout, Server, free_port, http_get, layout_digest, podman, run, tar_layer, workdir,
-};
-
-/// The distribution registry, stopped when dropped.
-struct Distribution {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Drop for Distribution {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Distribution {
-    fn start(work: &Path) -> Distribution {
-        let addr = free_port();
-        let config = work.join("distribution.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {addr}\n",
-                work.join("distribution").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry must be installed (scripts/install-clients installs it)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(addr, "/v2/").is_none_or(|(status, _)| status != 200) {
-            assert!(Instant::now() < deadline, "distribution did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Distribution { child, addr }
-    }
-}
+use support::{Distribution, Layout, Server, layout_digest, podman, run, tar_layer, workdir};
 
 #[test]
 fn skopeo_and_podman_pull_through_a_virtual_registry_over_a_cache_of_distribution_and_when_it_is_down()

@@ -414,3 +414,48 @@ pub fn podman(storage: &Path, args: &[&str], cwd: &Path) -> String {
         cwd,
     )
 }
+
+/// The distribution registry, stopped when dropped.
+pub struct Distribution {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Distribution {
+    /// Starts distribution on a free port, storing under `<work>/distribution` (its
+    /// filesystem driver's root directory), with deletes enabled.
+    pub fn start(work: &Path) -> Distribution {
+        let addr = free_port();
+        let config = work.join("distribution.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+                 storage:\n  delete:\n    enabled: true\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {addr}\n",
+                work.join("distribution").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry must be installed (scripts/install-clients installs it)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(addr, "/v2/").is_none_or(|(status, _)| status != 200) {
+            assert!(Instant::now() < deadline, "distribution did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Distribution { child, addr }
+    }
+}
