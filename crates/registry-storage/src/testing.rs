@@ -215,3 +215,80 @@ pub fn s3_url() -> String {
 pub fn s3_driver(url: &str) -> crate::object::Driver {
     crate::object::Driver::from_url(url, &s3_options()).expect("S3 driver for the test server")
 }
+
+/// A hot standby of the test PostgreSQL server on a free loopback port, started by
+/// `scripts/postgres-replica` (pg_basebackup, then streaming replication), removed when dropped.
+/// Needs root (the standby runs as the postgres user).
+#[derive(Debug)]
+pub struct Replica {
+    dir: std::path::PathBuf,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+fn replica_script(args: &[&str]) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/postgres-replica"
+    );
+    let status = std::process::Command::new(path)
+        .args(args)
+        .status()
+        .expect("run scripts/postgres-replica");
+    assert!(status.success(), "scripts/postgres-replica {args:?} failed");
+}
+
+impl Replica {
+    /// Copies the primary and starts streaming from it.
+    pub fn start() -> Replica {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!(
+            "registry-replica-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        replica_script(&["start", &dir.to_string_lossy(), &port.to_string()]);
+        Replica { dir, port }
+    }
+
+    /// Stops it at once, as a crash would.
+    pub fn stop(&self) {
+        replica_script(&["stop", &self.dir.to_string_lossy()]);
+    }
+
+    /// Starts it again after [`Replica::stop`].
+    pub fn restart(&self) {
+        replica_script(&["restart", &self.dir.to_string_lossy()]);
+    }
+
+    /// `url` (a URL of the primary on 127.0.0.1:5432, from [`postgres_url`] or
+    /// [`postgres_schema`]) pointed at this replica instead.
+    pub fn url_like(&self, url: &str) -> String {
+        assert!(
+            url.contains("127.0.0.1:5432"),
+            "{url} is not the test server"
+        );
+        url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", self.port))
+    }
+
+    /// Runs one statement on the replica (`SELECT pg_wal_replay_pause()`…).
+    pub async fn execute(&self, statement: &str) {
+        use sqlx::Connection;
+        let url = format!("postgres://postgres@127.0.0.1:{}/test", self.port);
+        let mut conn = sqlx::PgConnection::connect(&url)
+            .await
+            .expect("connect to the replica");
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .expect(statement);
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        replica_script(&["remove", &self.dir.to_string_lossy()]);
+    }
+}

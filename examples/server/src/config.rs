@@ -58,6 +58,12 @@ struct File {
     read_cache_ttl_ms: Option<u64>,
     /// `[blob_store]`: blobs in an object store instead of `<data_dir>/blobs`.
     blob_store: Option<BlobStoreConfig>,
+    /// PostgreSQL streaming replicas of `database_url` that image reads may go to.
+    #[serde(default)]
+    database_replicas: Vec<String>,
+    /// A replica further behind the primary than this many bytes of WAL is not read from
+    /// (16 MiB by default).
+    replica_max_lag_bytes: Option<u64>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -236,6 +242,8 @@ pub(crate) struct Config {
     pub(crate) data_dir: PathBuf,
     pub(crate) database_url: Option<String>,
     pub(crate) blob_store: Option<BlobStoreConfig>,
+    pub(crate) database_replicas: Vec<String>,
+    pub(crate) replica_options: registry_storage::sql::ReplicaOptions,
     pub(crate) allow_anonymous_on_network: bool,
     pub(crate) sparse_manifests: Vec<NamePattern>,
     external_url: Option<String>,
@@ -279,6 +287,13 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("data")),
             database_url: args.database_url.clone().or(file.database_url),
             blob_store: file.blob_store,
+            database_replicas: file.database_replicas,
+            replica_options: registry_storage::sql::ReplicaOptions {
+                max_lag_bytes: file
+                    .replica_max_lag_bytes
+                    .unwrap_or(registry_storage::sql::ReplicaOptions::default().max_lag_bytes),
+                ..registry_storage::sql::ReplicaOptions::default()
+            },
             allow_anonymous_on_network: file.allow_anonymous_on_network.unwrap_or(false),
             sparse_manifests: file.sparse_manifests,
             external_url: file.external_url,

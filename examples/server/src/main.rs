@@ -135,9 +135,9 @@ fn hash_password() -> Result<(), String> {
 type Stores = (Arc<dyn BlobStore>, Arc<dyn MetadataStore>);
 
 /// Opens (and migrates) the configured metadata database: `database_url`, or SQLite in the
-/// data directory, which is created if needed.
+/// data directory, which is created if needed; with its read replicas, if any.
 async fn open_metadata(config: &Config) -> Result<SqlMetadataStore, String> {
-    match &config.database_url {
+    let store = match &config.database_url {
         Some(url) => SqlMetadataStore::connect(url).await,
         None => {
             std::fs::create_dir_all(&config.data_dir)
@@ -145,7 +145,11 @@ async fn open_metadata(config: &Config) -> Result<SqlMetadataStore, String> {
             SqlMetadataStore::sqlite(&config.data_dir.join("registry.db")).await
         }
     }
-    .map_err(|e| format!("opening the metadata database: {e}"))
+    .map_err(|e| format!("opening the metadata database: {e}"))?;
+    store
+        .with_replicas(&config.database_replicas, config.replica_options.clone())
+        .await
+        .map_err(|e| format!("database_replicas: {e}"))
 }
 
 /// Opens the configured blob and metadata stores.

@@ -18,14 +18,22 @@ use registry_storage::object::{ObjectBlobStore, ObjectOptions};
 use registry_storage::testing;
 use support::{Layout, Server, header, http_get, http_request, run, tar_layer, workdir};
 
-fn config(dir: &Path, database_url: &str, bucket_url: &str) -> std::path::PathBuf {
+fn config(
+    dir: &Path,
+    database_url: &str,
+    replica_url: Option<&str>,
+    bucket_url: &str,
+) -> std::path::PathBuf {
+    let replicas = replica_url.map_or(String::new(), |url| {
+        format!("database_replicas = [\"{url}\"]\n")
+    });
     let options: String = testing::s3_options()
         .iter()
         .map(|(k, v)| format!("{k} = \"{v}\"\n"))
         .collect();
     let text = format!(
         r#"database_url = "{database_url}"
-read_cache_ttl_ms = 0
+{replicas}read_cache_ttl_ms = 0
 
 [blob_store]
 url = "{bucket_url}"
@@ -97,8 +105,11 @@ fn three_instances_share_one_database_and_one_object_store() {
     let (_work_dir, work) = workdir();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (database_url, _schema) = runtime.block_on(testing::postgres_schema());
+    // Image reads go to a streaming replica, once it has replayed the repository's writes.
+    let replica = testing::Replica::start();
+    let replica_url = replica.url_like(&database_url);
     let bucket_url = testing::s3_url();
-    let config_path = config(&work, &database_url, &bucket_url);
+    let config_path = config(&work, &database_url, Some(&replica_url), &bucket_url);
     let config_arg = config_path.to_str().unwrap().to_owned();
     let servers: Vec<Server> = (0..3)
         .map(|_| Server::start(&["--config", &config_arg]))
@@ -363,7 +374,14 @@ fn three_instances_share_one_database_and_one_object_store() {
         "each dead blob collected exactly once (cli {cli_runs:?}, servers {by_servers})"
     );
 
-    // Everything live reads back verified, through every instance.
+    // The replica answered image reads (the pulls, the tag lists), the primary the rest.
+    let replica_reads = counter(
+        &[a, b, c],
+        "registry_db_balanced_reads_total{target=\"replica\"}",
+    );
+    assert!(replica_reads > 0, "no read went to the replica");
+    drop(replica);
+    // Everything live reads back verified, through every instance, the replica gone.
     for server in [a, b, c] {
         for digest in &app_digests {
             assert!(in_bucket(digest), "{digest} of team/app was collected");
@@ -431,7 +449,7 @@ fn blob_reads_redirect_to_presigned_urls_that_skopeo_follows() {
     let (_work_dir, work) = workdir();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (database_url, _schema) = runtime.block_on(testing::postgres_schema());
-    let path = config(&work, &database_url, &testing::s3_url());
+    let path = config(&work, &database_url, None, &testing::s3_url());
     let text = std::fs::read_to_string(&path).unwrap().replace(
         "part_size_mib = 5\n",
         "part_size_mib = 5\nredirect_seconds = 300\n",

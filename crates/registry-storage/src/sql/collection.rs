@@ -61,6 +61,7 @@ impl CollectionMetadata for SqlMetadataStore {
         }
         remove_manifest(&mut tx, repository, repository_id, digest, due).await?;
         tx.commit().await.map_err(db_error)?;
+        self.wrote(repository).await;
         Ok(ManifestVerdict::Deleted)
     }
 

@@ -10,7 +10,7 @@ use registry_core::{
     PutManifestOutcome, Reference, Referrer, RepositoryName, Result, ReviewEvent, StorageUsage,
     Tag, TagChange, TagDetail, TagGuard, TagOrder, TagQuery, Timestamp, UsageScope,
 };
-use sqlx::AnyConnection;
+use sqlx::{Any, AnyConnection, Pool};
 
 use super::{
     Dialect, MAX_UPSERT_ATTEMPTS, SqlMetadataStore, blob_record, blob_review, corrupt, db_error,
@@ -47,17 +47,25 @@ fn manifest_unknown(repository: &RepositoryName, reference: impl ToString) -> Er
 #[async_trait]
 impl ContentMetadata for SqlMetadataStore {
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
-        Ok(repository_id(&mut conn, repository).await?.is_some())
+        self.read(Some(repository), |pool| async move {
+            let mut conn = pool.acquire().await.map_err(db_error)?;
+            Ok(repository_id(&mut conn, repository).await?.is_some())
+        })
+        .await
     }
 
     async fn list_repositories(&self, page: &Page) -> Result<Vec<RepositoryName>> {
-        let names = sqlx::query(&page_query("repositories", "TRUE"))
-            .bind(page.last.as_deref().unwrap_or(""))
-            .bind(to_i64(page.limit as u64)?)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let limit = to_i64(page.limit as u64)?;
+        let names = self
+            .read(None, |pool| async move {
+                sqlx::query(&page_query("repositories", "TRUE"))
+                    .bind(page.last.as_deref().unwrap_or(""))
+                    .bind(limit)
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(db_error)
+            })
+            .await?;
         split_page(&names, |name| {
             RepositoryName::parse(name).map_err(|_| corrupt("repository name", name))
         })
@@ -87,7 +95,9 @@ impl ContentMetadata for SqlMetadataStore {
             self.due(),
         )
         .await?;
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(db_error)?;
+        self.wrote(repository).await;
+        Ok(())
     }
 
     async fn linked_blob(
@@ -95,17 +105,20 @@ impl ContentMetadata for SqlMetadataStore {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<BlobRecord>> {
-        sqlx::query(
-            "SELECT b.digest, b.size, b.created_at FROM blobs b \
-             JOIN repository_blobs rb ON rb.digest = b.digest \
-             JOIN repositories r ON r.id = rb.repository_id \
-             WHERE r.name = $1 AND b.digest = $2",
-        )
-        .bind(repository.as_str())
-        .bind(digest.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?
+        self.read(Some(repository), |pool| async move {
+            sqlx::query(
+                "SELECT b.digest, b.size, b.created_at FROM blobs b \
+                 JOIN repository_blobs rb ON rb.digest = b.digest \
+                 JOIN repositories r ON r.id = rb.repository_id \
+                 WHERE r.name = $1 AND b.digest = $2",
+            )
+            .bind(repository.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&pool)
+            .await
+            .map_err(db_error)
+        })
+        .await?
         .as_ref()
         .map(blob_record)
         .transpose()
@@ -146,6 +159,7 @@ impl ContentMetadata for SqlMetadataStore {
             .await?;
         }
         tx.commit().await.map_err(db_error)?;
+        self.wrote(repository).await;
         Ok(removed)
     }
 
@@ -266,6 +280,7 @@ impl ContentMetadata for SqlMetadataStore {
             queue(&mut tx, &review, ReviewEvent::TagSwitched, due).await?;
         }
         tx.commit().await.map_err(db_error)?;
+        self.wrote(&manifest.repository).await;
         Ok(PutManifestOutcome {
             created,
             previous_tag_targets: previous,
@@ -290,12 +305,16 @@ impl ContentMetadata for SqlMetadataStore {
             Reference::Digest(digest) => (BY_DIGEST, digest.as_str()),
             Reference::Tag(tag) => (BY_TAG, tag.as_str()),
         };
-        let row = sqlx::query(sql)
-            .bind(repository.as_str())
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let row = self
+            .read(Some(repository), |pool| async move {
+                sqlx::query(sql)
+                    .bind(repository.as_str())
+                    .bind(key)
+                    .fetch_optional(&pool)
+                    .await
+                    .map_err(db_error)
+            })
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -355,6 +374,7 @@ impl ContentMetadata for SqlMetadataStore {
         }
         let tags = remove_manifest(&mut tx, repository, repository_id, digest, due).await?;
         tx.commit().await.map_err(db_error)?;
+        self.wrote(repository).await;
         Ok(tags)
     }
 
@@ -389,6 +409,7 @@ impl ContentMetadata for SqlMetadataStore {
             queue(&mut tx, &review, ReviewEvent::TagSwitched, self.due()).await?;
         }
         tx.commit().await.map_err(db_error)?;
+        self.wrote(repository).await;
         Ok(previous)
     }
 
@@ -423,27 +444,15 @@ impl ContentMetadata for SqlMetadataStore {
         let review = manifest_review(repository, digest.clone());
         queue(&mut tx, &review, ReviewEvent::TagDeleted, self.due()).await?;
         tx.commit().await.map_err(db_error)?;
+        self.wrote(repository).await;
         Ok(digest)
     }
 
     async fn list_tags(&self, repository: &RepositoryName, page: &Page) -> Result<Vec<Tag>> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
-        let repository_id =
-            repository_id(&mut conn, repository)
-                .await?
-                .ok_or_else(|| Error::NameUnknown {
-                    name: repository.to_string(),
-                })?;
-        let names = sqlx::query(&page_query("tags", "repository_id = $3"))
-            .bind(page.last.as_deref().unwrap_or(""))
-            .bind(to_i64(page.limit as u64)?)
-            .bind(repository_id)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db_error)?;
-        split_page(&names, |name| {
-            Tag::parse(name).map_err(|_| corrupt("tag", name))
+        self.read(Some(repository), |pool| {
+            self.list_tags_on(pool, repository, page)
         })
+        .await
     }
 
     async fn storage_usage(&self, scope: &UsageScope) -> Result<StorageUsage> {
@@ -491,7 +500,136 @@ impl ContentMetadata for SqlMetadataStore {
         repository: &RepositoryName,
         query: &TagQuery,
     ) -> Result<Vec<TagDetail>> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        self.read(Some(repository), |pool| {
+            self.tag_details_on(pool, repository, query)
+        })
+        .await
+    }
+
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        self.read(Some(repository), |pool| {
+            self.referrers_on(pool, repository, subject, artifact_type)
+        })
+        .await
+    }
+}
+
+/// A referrers query row, decoded before validation.
+#[derive(sqlx::FromRow)]
+struct ReferrerRow {
+    digest: String,
+    media_type: String,
+    size: i64,
+    artifact_type: Option<String>,
+    annotations: String,
+}
+
+impl ReferrerRow {
+    fn into_referrer(self) -> Result<Referrer> {
+        Ok(Referrer {
+            digest: Digest::parse(&self.digest).map_err(|_| corrupt("digest", &self.digest))?,
+            media_type: self.media_type,
+            size: u64::try_from(self.size).unwrap_or(0),
+            artifact_type: self.artifact_type,
+            annotations: annotations_from(&self.annotations)?,
+        })
+    }
+}
+
+/// Points a tag at a manifest, if the guard allows; returns the manifest it pointed at before,
+/// if different.
+///
+/// A tag that does not exist yet is inserted without overwriting: when a concurrent transaction
+/// creates it first, the insert does nothing, the row is read again and the push is judged as
+/// a move (an immutable tag is never overwritten by a racing push).
+async fn upsert_tag(
+    conn: &mut AnyConnection,
+    store: &SqlMetadataStore,
+    repository_id: i64,
+    (tag, digest): (&Tag, &Digest),
+    now: i64,
+    guard: &TagGuard,
+) -> Result<Option<Digest>> {
+    let select = format!(
+        "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2 {}",
+        store.lock("FOR UPDATE")
+    );
+    for _ in 0..MAX_UPSERT_ATTEMPTS {
+        let previous = sqlx::query(&select)
+            .bind(repository_id)
+            .bind(tag.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?
+            .map(|row| digest_column(&row, "manifest_digest"))
+            .transpose()?;
+        let moved = previous.as_ref().is_some_and(|p| p != digest);
+        guard.check(tag, TagChange::Push { moved })?;
+        let written = match previous {
+            Some(_) => sqlx::query(
+                "UPDATE tags SET manifest_digest = $3, updated_at = $4 \
+                 WHERE repository_id = $1 AND name = $2",
+            ),
+            None => sqlx::query(
+                "INSERT INTO tags (repository_id, name, manifest_digest, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (repository_id, name) DO NOTHING",
+            ),
+        }
+        .bind(repository_id)
+        .bind(tag.as_str())
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        if written.rows_affected() == 1 {
+            return Ok(previous.filter(|p| p != digest));
+        }
+    }
+    Err(Error::backend(format!(
+        "tag {tag} kept changing under concurrent pushes; try again"
+    )))
+}
+
+/// The bodies of the reads the load balancer may send to a replica, on the pool it chose.
+impl SqlMetadataStore {
+    async fn list_tags_on(
+        &self,
+        pool: Pool<Any>,
+        repository: &RepositoryName,
+        page: &Page,
+    ) -> Result<Vec<Tag>> {
+        let mut conn = pool.acquire().await.map_err(db_error)?;
+        let repository_id =
+            repository_id(&mut conn, repository)
+                .await?
+                .ok_or_else(|| Error::NameUnknown {
+                    name: repository.to_string(),
+                })?;
+        let names = sqlx::query(&page_query("tags", "repository_id = $3"))
+            .bind(page.last.as_deref().unwrap_or(""))
+            .bind(to_i64(page.limit as u64)?)
+            .bind(repository_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        split_page(&names, |name| {
+            Tag::parse(name).map_err(|_| corrupt("tag", name))
+        })
+    }
+
+    async fn tag_details_on(
+        &self,
+        pool: Pool<Any>,
+        repository: &RepositoryName,
+        query: &TagQuery,
+    ) -> Result<Vec<TagDetail>> {
+        let mut conn = pool.acquire().await.map_err(db_error)?;
         let repository_id =
             repository_id(&mut conn, repository)
                 .await?
@@ -578,8 +716,9 @@ impl ContentMetadata for SqlMetadataStore {
         Ok(details)
     }
 
-    async fn referrers(
+    async fn referrers_on(
         &self,
+        pool: Pool<Any>,
         repository: &RepositoryName,
         subject: &Digest,
         artifact_type: Option<&str>,
@@ -600,84 +739,7 @@ impl ContentMetadata for SqlMetadataStore {
         if let Some(artifact_type) = artifact_type {
             query = query.bind(artifact_type);
         }
-        let rows = query.fetch_all(&self.pool).await.map_err(db_error)?;
+        let rows = query.fetch_all(&pool).await.map_err(db_error)?;
         rows.into_iter().map(ReferrerRow::into_referrer).collect()
     }
-}
-
-/// A referrers query row, decoded before validation.
-#[derive(sqlx::FromRow)]
-struct ReferrerRow {
-    digest: String,
-    media_type: String,
-    size: i64,
-    artifact_type: Option<String>,
-    annotations: String,
-}
-
-impl ReferrerRow {
-    fn into_referrer(self) -> Result<Referrer> {
-        Ok(Referrer {
-            digest: Digest::parse(&self.digest).map_err(|_| corrupt("digest", &self.digest))?,
-            media_type: self.media_type,
-            size: u64::try_from(self.size).unwrap_or(0),
-            artifact_type: self.artifact_type,
-            annotations: annotations_from(&self.annotations)?,
-        })
-    }
-}
-
-/// Points a tag at a manifest, if the guard allows; returns the manifest it pointed at before,
-/// if different.
-///
-/// A tag that does not exist yet is inserted without overwriting: when a concurrent transaction
-/// creates it first, the insert does nothing, the row is read again and the push is judged as
-/// a move (an immutable tag is never overwritten by a racing push).
-async fn upsert_tag(
-    conn: &mut AnyConnection,
-    store: &SqlMetadataStore,
-    repository_id: i64,
-    (tag, digest): (&Tag, &Digest),
-    now: i64,
-    guard: &TagGuard,
-) -> Result<Option<Digest>> {
-    let select = format!(
-        "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2 {}",
-        store.lock("FOR UPDATE")
-    );
-    for _ in 0..MAX_UPSERT_ATTEMPTS {
-        let previous = sqlx::query(&select)
-            .bind(repository_id)
-            .bind(tag.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_error)?
-            .map(|row| digest_column(&row, "manifest_digest"))
-            .transpose()?;
-        let moved = previous.as_ref().is_some_and(|p| p != digest);
-        guard.check(tag, TagChange::Push { moved })?;
-        let written = match previous {
-            Some(_) => sqlx::query(
-                "UPDATE tags SET manifest_digest = $3, updated_at = $4 \
-                 WHERE repository_id = $1 AND name = $2",
-            ),
-            None => sqlx::query(
-                "INSERT INTO tags (repository_id, name, manifest_digest, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (repository_id, name) DO NOTHING",
-            ),
-        }
-        .bind(repository_id)
-        .bind(tag.as_str())
-        .bind(digest.as_str())
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-        if written.rows_affected() == 1 {
-            return Ok(previous.filter(|p| p != digest));
-        }
-    }
-    Err(Error::backend(format!(
-        "tag {tag} kept changing under concurrent pushes; try again"
-    )))
 }

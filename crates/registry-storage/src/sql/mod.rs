@@ -9,9 +9,10 @@
 //!
 //! `mod.rs` holds the store, its connection and the helpers its parts share; each metadata
 //! trait is implemented in a file of its own (`content`, `uploads`, `review`, `collection`,
-//! `policy`, `packages`, `tokens`).
+//! `policy`, `packages`, `tokens`); `balance` sends image reads to PostgreSQL replicas.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use registry_core::metadata::DEFAULT_REVIEW_DELAY;
@@ -21,6 +22,7 @@ use registry_core::{
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, Executor, Pool, Row, Transaction};
 
+mod balance;
 mod collection;
 mod content;
 mod firewall;
@@ -46,7 +48,11 @@ pub struct SqlMetadataStore {
     pool: Pool<Any>,
     dialect: Dialect,
     review_delay: Duration,
+    /// PostgreSQL read replicas, when configured ([`SqlMetadataStore::with_replicas`]).
+    replicas: Option<Arc<balance::Replicas>>,
 }
+
+pub use balance::{ReplicaOptions, ReplicaStatus};
 
 /// How often an upsert retries when a concurrent collection keeps removing the row it needs.
 const MAX_UPSERT_ATTEMPTS: u32 = 5;
@@ -183,6 +189,7 @@ impl SqlMetadataStore {
             pool,
             dialect,
             review_delay: DEFAULT_REVIEW_DELAY,
+            replicas: None,
         };
         store.migrate().await?;
         Ok(store)
