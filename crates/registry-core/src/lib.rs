@@ -5,6 +5,8 @@
 //! - [`name`]: [`RepositoryName`], [`Tag`] and [`Reference`] with the OCI distribution grammar;
 //! - [`manifest`]: OCI image manifests and indexes, Docker v2 schema 2 manifests and manifest
 //!   lists — validated, their references listed, their original bytes kept;
+//! - [`background`]: batched background migrations ([`BackgroundMigrations`]) and the loop
+//!   servers run them in;
 //! - [`blob`]: the [`BlobStore`] trait (content-addressed, verified, resumable uploads);
 //! - [`metadata`]: the content metadata traits (repositories, manifests, tags, referrers,
 //!   upload records, the garbage collector's review queue);
@@ -57,6 +59,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod auth;
+pub mod background;
 pub mod blob;
 pub mod digest;
 pub mod error;
@@ -77,6 +80,9 @@ pub mod values;
 pub use auth::{
     Action, Authenticator, Authorizer, Credentials, Grant, NamePattern, Principal, Role,
     RoleAuthorizer,
+};
+pub use background::{
+    BackgroundMigration, BackgroundMigrations, BackgroundSettings, BatchRun, MigrationStatus,
 };
 pub use blob::{BlobRead, BlobStore, BlobStoreExt, ByteRange, ByteStream, UploadId};
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher, HasherState};

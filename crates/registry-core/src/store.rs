@@ -1,6 +1,7 @@
 //! The whole metadata store an application runs on: every sub-trait together. Its own module,
 //! so the sub-traits' modules (content, packages, tokens) do not depend on each other.
 
+use crate::background::BackgroundMigrations;
 use crate::firewall::FirewallAudit;
 use crate::metadata::{
     CollectionMetadata, ContentMetadata, PolicyStore, ReviewQueue, UploadMetadata,
@@ -22,6 +23,7 @@ pub trait MetadataStore:
     + FirewallAudit
     + TokenStore
     + UploadSessions
+    + BackgroundMigrations
 {
 }
 
@@ -35,7 +37,8 @@ impl<
         + ProxyCache
         + FirewallAudit
         + TokenStore
-        + UploadSessions,
+        + UploadSessions
+        + BackgroundMigrations,
 > MetadataStore for T
 {
 }

@@ -17,6 +17,7 @@ use registry_core::{
     ReviewTask, StoredPolicy, Tag, TagChange, TagGuard, Timestamp, UploadId, UploadRecord,
 };
 
+mod background;
 mod blobs;
 mod collection;
 mod content;

@@ -174,10 +174,12 @@ impl ContentMetadata for SqlMetadataStore {
         let mut tx = self.begin().await?;
         let repository_id = ensure_repository(&mut tx, &manifest.repository).await?;
         let blob_check = format!(
-            "SELECT 1 FROM blobs WHERE digest = $2 AND EXISTS \
+            "SELECT size FROM blobs WHERE digest = $2 AND EXISTS \
              (SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2) {}",
             self.lock("FOR SHARE")
         );
+        // The manifest with its blobs, as tag listings show it (`manifests.total_size`).
+        let mut total_size = to_i64(manifest.bytes.len() as u64)?;
         for digest in &manifest.blobs {
             let found = sqlx::query(&blob_check)
                 .bind(repository_id)
@@ -185,11 +187,12 @@ impl ContentMetadata for SqlMetadataStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            if found.is_none() {
+            let Some(found) = found else {
                 return Err(Error::ManifestBlobUnknown {
                     digest: digest.clone(),
                 });
-            }
+            };
+            total_size = total_size.saturating_add(get::<i64>(&found, "size")?);
         }
         for digest in &manifest.children {
             if !self
@@ -206,7 +209,8 @@ impl ContentMetadata for SqlMetadataStore {
         for attempt in 1.. {
             created = sqlx::query(
                 "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, \
-                 annotations, size, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 annotations, size, payload, created_at, total_size) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (repository_id, digest) DO NOTHING",
             )
             .bind(repository_id)
@@ -218,6 +222,7 @@ impl ContentMetadata for SqlMetadataStore {
             .bind(to_i64(manifest.bytes.len() as u64)?)
             .bind(manifest.bytes.to_vec())
             .bind(now)
+            .bind(total_size)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?
@@ -638,10 +643,10 @@ impl SqlMetadataStore {
                 })?;
         let mut sql = String::from(
             "SELECT t.name, t.manifest_digest, t.created_at, t.updated_at, m.media_type, m.size, \
-             m.size + CAST(COALESCE((SELECT SUM(b.size) FROM manifest_blobs mb \
-               JOIN blobs b ON b.digest = mb.blob_digest \
+             COALESCE(m.total_size, m.size + CAST(COALESCE((SELECT SUM(b.size) \
+               FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob_digest \
                WHERE mb.repository_id = m.repository_id AND mb.manifest_digest = m.digest), 0) \
-               AS BIGINT) AS total \
+               AS BIGINT)) AS total \
              FROM tags t JOIN manifests m \
                ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest \
              WHERE t.repository_id = $1",

@@ -22,6 +22,7 @@ use registry_core::{
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, Executor, Pool, Row, Transaction};
 
+mod background;
 mod balance;
 mod collection;
 mod content;
@@ -53,6 +54,16 @@ pub struct SqlMetadataStore {
 }
 
 pub use balance::{ReplicaOptions, ReplicaStatus};
+
+/// Which pending migrations [`SqlMetadataStore::connect_with`] applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Migrations {
+    /// Pre- and post-deployment: one instance, or the last step of an upgrade.
+    All,
+    /// Pre-deployment only, while instances of the previous version still run (a rolling
+    /// upgrade); the post-deployment ones follow with `registry migrate` once none is left.
+    PreDeployment,
+}
 
 /// How often an upsert retries when a concurrent collection keeps removing the row it needs.
 const MAX_UPSERT_ATTEMPTS: u32 = 5;
@@ -146,8 +157,14 @@ impl SqlMetadataStore {
         Self::connect(&url).await
     }
 
-    /// Connects to a database by URL (`sqlite://…` or `postgres://…`) and migrates it.
+    /// Connects to a database by URL (`sqlite://…` or `postgres://…`) and applies every
+    /// pending migration, pre- and post-deployment.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, Migrations::All).await
+    }
+
+    /// Connects to a database by URL and applies the pending migrations `migrations` names.
+    pub async fn connect_with(url: &str, migrations: Migrations) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let dialect = if url.starts_with("sqlite:") {
             Dialect::Sqlite
@@ -191,7 +208,10 @@ impl SqlMetadataStore {
             review_delay: DEFAULT_REVIEW_DELAY,
             replicas: None,
         };
-        store.migrate().await?;
+        store.migrate_pre_deployment().await?;
+        if migrations == Migrations::All {
+            store.migrate_post_deployment().await?;
+        }
         Ok(store)
     }
 
@@ -206,7 +226,7 @@ impl SqlMetadataStore {
         self.dialect
     }
 
-    /// The version of the newest migration applied to the database.
+    /// The version of the newest migration applied to the database (pre- or post-deployment).
     pub async fn schema_version(&self) -> Result<i64> {
         let row = sqlx::query("SELECT MAX(version) AS version FROM _sqlx_migrations WHERE success")
             .fetch_one(&self.pool)
@@ -215,21 +235,84 @@ impl SqlMetadataStore {
         Ok(get::<Option<i64>>(&row, "version")?.unwrap_or(0))
     }
 
-    /// Applies every pending migration (run by [`SqlMetadataStore::connect`]).
-    pub async fn migrate(&self) -> Result<()> {
-        let migrator = match self.dialect {
+    /// The migrations of one phase, as compiled in; applying one leaves the other's alone.
+    fn migrator(&self, post: bool) -> Result<sqlx::migrate::Migrator> {
+        let mut migrator = match (self.dialect, post) {
             #[cfg(feature = "sqlite")]
-            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            (Dialect::Sqlite, false) => sqlx::migrate!("migrations/sqlite"),
+            #[cfg(feature = "sqlite")]
+            (Dialect::Sqlite, true) => sqlx::migrate!("migrations/sqlite/post"),
             #[cfg(feature = "postgres")]
-            Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
+            (Dialect::Postgres, false) => sqlx::migrate!("migrations/postgres"),
+            #[cfg(feature = "postgres")]
+            (Dialect::Postgres, true) => sqlx::migrate!("migrations/postgres/post"),
             #[allow(unreachable_patterns)] // reachable only when a dialect's feature is off
-            other => {
+            (other, _) => {
                 return Err(Error::Unsupported {
                     what: format!("{other:?} support is not compiled in"),
                 });
             }
         };
-        migrator.run(&self.pool).await.map_err(Error::backend)
+        // The two phases share one history table.
+        migrator.set_ignore_missing(true);
+        Ok(migrator)
+    }
+
+    /// Applies the pending pre-deployment migrations: additive changes the running older
+    /// version keeps working with (new tables and columns, background migrations enqueued).
+    pub async fn migrate_pre_deployment(&self) -> Result<()> {
+        self.run_migrator(false).await
+    }
+
+    /// Runs one phase's migrator on a connection of its own. On PostgreSQL the migrator holds
+    /// a session advisory lock, which it does not release when a migration fails: that
+    /// connection is closed then, rather than returned to the pool still holding the lock
+    /// (every later migration, of any instance, would wait for it forever).
+    async fn run_migrator(&self, post: bool) -> Result<()> {
+        use sqlx::Connection as _;
+        let migrator = self.migrator(post)?;
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        match migrator.run(&mut *conn).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let Err(close) = conn.detach().close().await {
+                    tracing::warn!(error = %close, "closing the connection of a failed migration");
+                }
+                Err(Error::backend(e))
+            }
+        }
+    }
+
+    /// Applies the pending post-deployment migrations: changes only the new version works
+    /// with (constraints, removals), to run once every instance runs it. Each migration is
+    /// one transaction: one that fails is reported and leaves nothing of itself applied.
+    pub async fn migrate_post_deployment(&self) -> Result<()> {
+        self.run_migrator(true).await
+    }
+
+    /// The post-deployment migrations not yet applied: each version and description.
+    pub async fn pending_post_deployment(&self) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let applied: Vec<i64> = rows
+            .iter()
+            .map(|row| get::<i64>(row, "version"))
+            .collect::<Result<_>>()?;
+        Ok(self
+            .migrator(true)?
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| (m.version, m.description.to_string()))
+            .collect())
+    }
+
+    /// Applies every pending migration, pre- then post-deployment (run by
+    /// [`SqlMetadataStore::connect`]).
+    pub async fn migrate(&self) -> Result<()> {
+        self.migrate_pre_deployment().await?;
+        self.migrate_post_deployment().await
     }
 
     /// Closes the pool, waiting for connections in use to be returned.

@@ -1,0 +1,16 @@
+-- Post-deployment (run once no instance of an older version is left): fills in the sizes the
+-- background migration `manifest_total_size` has not reached (rows older instances wrote
+-- after it passed), marks it finished, and makes the size required (SQLite cannot add NOT NULL
+-- to a column: a trigger refuses a manifest without one). One transaction: if any step fails,
+-- nothing of it is applied.
+
+UPDATE manifests AS m SET total_size = m.size + CAST(COALESCE((SELECT SUM(b.size) FROM manifest_blobs mb
+    JOIN blobs b ON b.digest = mb.blob_digest
+    WHERE mb.repository_id = m.repository_id AND mb.manifest_digest = m.digest), 0) AS BIGINT)
+WHERE m.total_size IS NULL;
+UPDATE background_migrations SET status = 'finished', error = NULL WHERE name = 'manifest_total_size';
+CREATE TRIGGER manifests_total_size_required BEFORE INSERT ON manifests
+WHEN NEW.total_size IS NULL
+BEGIN
+    SELECT RAISE(ABORT, 'manifests.total_size is required');
+END;
