@@ -272,7 +272,7 @@ impl SqlMetadataStore {
         use sqlx::Connection as _;
         let migrator = self.migrator(post)?;
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
-        match migrator.run(&mut *conn).await {
+        match migrator.run_direct(&mut *conn).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 if let Err(close) = conn.detach().close().await {
