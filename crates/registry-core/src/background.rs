@@ -11,9 +11,9 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use crate::error::Result;
 use crate::values::Timestamp;
+use async_trait::async_trait;
 
 /// Where a background migration stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,6 +7,8 @@
 //! | `DELETE /api/v1/tag-rules/<name>` | deletes a rule (204) |
 //! | `GET`, `PUT`, `DELETE` `/api/v1/cleanup-policies[/<name>]` | the same for cleanup policies |
 //! | `POST /api/v1/cleanup-runs?dry_run=true[&policy=<name>]` | runs the stored policies (or one) and lists the tags deleted, or that would be |
+//! | `GET /api/v1/background-migrations` | the background migrations with their progress (administrators) |
+//! | `POST /api/v1/background-migrations/<name>/pause`, `…/resume` | pauses or resumes one in every instance (administrators) |
 //!
 //! Bodies are the JSON of [`TagRule`] and [`CleanupPolicy`] (the `name` may be left out: the
 //! path gives it). An administrator may manage every rule; an owner may manage the rules whose
@@ -361,6 +363,80 @@ struct CacheQuery {
 /// `DELETE` with `?unused_days=N` deletes what was neither pulled nor read for N days, without
 /// it everything (pulled again when asked for). Admins, or owners of every repository under
 /// the prefix.
+fn background_json(m: &registry_core::BackgroundMigration) -> Value {
+    json!({
+        "name": m.name,
+        "description": m.description,
+        "status": m.status.as_str(),
+        "done": m.done,
+        "total": m.total,
+        "error": m.error,
+        "updatedAt": m.updated_at.0,
+    })
+}
+
+/// Refuses anyone but an administrator (anyone, on an open registry).
+fn administrators_only(
+    oci: &Oci,
+    caller: &Caller,
+    what: &str,
+) -> std::result::Result<(), ApiError> {
+    if may_manage(oci, caller, &NamePattern::parse("*").expect("valid")) {
+        Ok(())
+    } else {
+        Err(denied(what))
+    }
+}
+
+async fn list_background_migrations(
+    State(oci): State<Arc<Oci>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = authorize_known(&oci, &method, &headers).await?;
+        administrators_only(&oci, &caller, "the background migrations")?;
+        let migrations = oci.registry.metadata().background_migrations().await?;
+        let shown: Vec<Value> = migrations.iter().map(background_json).collect();
+        Ok(json_response(
+            StatusCode::OK,
+            json!({ "migrations": shown }).to_string(),
+        ))
+    };
+    result.await.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+async fn pause_background_migration(
+    State(oci): State<Arc<Oci>>,
+    Path((name, action)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = authorize_known(&oci, &method, &headers).await?;
+        administrators_only(&oci, &caller, "the background migrations")?;
+        let paused = match action.as_str() {
+            "pause" => true,
+            "resume" => false,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "{other:?}: the actions are pause and resume"
+                )));
+            }
+        };
+        let migration = oci
+            .registry
+            .metadata()
+            .pause_background_migration(&name, paused)
+            .await?;
+        Ok(json_response(
+            StatusCode::OK,
+            background_json(&migration).to_string(),
+        ))
+    };
+    result.await.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
 async fn pull_through_cache(
     State(oci): State<Arc<Oci>>,
     Path(prefix): Path<String>,
@@ -444,6 +520,14 @@ pub(crate) fn routes() -> axum::Router<Arc<Oci>> {
         .route("/api/v1/cleanup-policies", collection::<CleanupPolicy>())
         .route("/api/v1/cleanup-policies/{name}", item::<CleanupPolicy>())
         .route("/api/v1/cleanup-runs", post(run_cleanup))
+        .route(
+            "/api/v1/background-migrations",
+            get(list_background_migrations),
+        )
+        .route(
+            "/api/v1/background-migrations/{name}/{action}",
+            post(pause_background_migration),
+        )
         .route(
             "/api/v1/pull-through/{prefix}/cache",
             get(pull_through_cache).delete(pull_through_cache),

@@ -18,7 +18,10 @@ type Fresh = (String, Box<dyn std::any::Any + Send>);
 
 async fn sqlite() -> Fresh {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("registry.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("registry.db").display()
+    );
     (url, Box::new(dir))
 }
 
@@ -71,7 +74,10 @@ async fn scenario(url: String) {
         let repository = RepositoryName::parse(r).unwrap();
         for n in 0..count {
             let layer = Digest::sha256(format!("{r}/{n}").as_bytes());
-            store.link_blob(&repository, &layer, 1000 + n).await.unwrap();
+            store
+                .link_blob(&repository, &layer, 1000 + n)
+                .await
+                .unwrap();
             let manifest = new_manifest(&repository, &format!("{r}{n}"), &[layer], &[], None, None);
             let tag = Tag::parse(&format!("v{n}")).unwrap();
             store
@@ -84,8 +90,14 @@ async fn scenario(url: String) {
     let expected_a = sizes(&store, &repositories[0]).await;
     assert_eq!(expected_a[0].1, 1000 + r#"{"seed":"team/a0"}"#.len() as u64);
     // As an older version wrote them: no total size.
-    execute(&url, "UPDATE manifests SET total_size = NULL").await.unwrap();
-    assert_eq!(sizes(&store, &repositories[0]).await, expected_a, "listings work meanwhile");
+    execute(&url, "UPDATE manifests SET total_size = NULL")
+        .await
+        .unwrap();
+    assert_eq!(
+        sizes(&store, &repositories[0]).await,
+        expected_a,
+        "listings work meanwhile"
+    );
 
     // Two batches of three, then a "crash": a fresh handle resumes after the cursor.
     let first = store.run_background_batch(3).await.unwrap().unwrap();
@@ -114,14 +126,19 @@ async fn scenario(url: String) {
     let poison = RepositoryName::parse("team/c").unwrap();
     let huge = [Digest::sha256(b"h1"), Digest::sha256(b"h2")];
     for digest in &huge {
-        store.link_blob(&poison, digest, u64::MAX / 3).await.unwrap();
+        store
+            .link_blob(&poison, digest, u64::MAX / 3)
+            .await
+            .unwrap();
     }
     let manifest = new_manifest(&poison, "c", &huge, &[], None, None);
     store
         .put_manifest(&manifest, &[], &TagGuard::none())
         .await
         .unwrap();
-    execute(&url, "UPDATE manifests SET total_size = NULL").await.unwrap();
+    execute(&url, "UPDATE manifests SET total_size = NULL")
+        .await
+        .unwrap();
     assert!(store.run_background_batch(100).await.is_err());
     let failed = status(&store).await;
     assert_eq!(failed.status, MigrationStatus::Failed);
@@ -132,9 +149,12 @@ async fn scenario(url: String) {
     // The post-deployment migration cannot complete either: it fails whole.
     assert!(store.migrate_post_deployment().await.is_err());
     assert_eq!(store.pending_post_deployment().await.unwrap().len(), 1);
-    execute(&url, "UPDATE manifests SET total_size = 1 WHERE total_size IS NULL AND digest = 'x'")
-        .await
-        .expect("the column still takes what the older version writes");
+    execute(
+        &url,
+        "UPDATE manifests SET total_size = 1 WHERE total_size IS NULL AND digest = 'x'",
+    )
+    .await
+    .expect("the column still takes what the older version writes");
 
     // Repaired and resumed: the rest is done.
     execute(&url, "DELETE FROM manifests WHERE repository_id = (SELECT id FROM repositories WHERE name = 'team/c')")
@@ -165,7 +185,10 @@ async fn scenario(url: String) {
          SELECT id, 'sha256:x', 'x', '{}', 1, 'x', 0 FROM repositories WHERE name = 'team/a'",
     )
     .await;
-    assert!(refused.is_err(), "total_size is required after the post-deployment migration");
+    assert!(
+        refused.is_err(),
+        "total_size is required after the post-deployment migration"
+    );
     assert_eq!(sizes(&store, &repositories[1]).await.len(), 3);
 }
 

@@ -32,6 +32,11 @@ pub(crate) struct ServeArgs {
     /// A TOML configuration file.
     #[arg(long, env = "REGISTRY_CONFIG")]
     config: Option<PathBuf>,
+    /// Apply only the pre-deployment schema migrations at start, as a rolling upgrade needs
+    /// while instances of the previous version still run; `registry migrate` applies the
+    /// post-deployment ones once none is left.
+    #[arg(long, env = "REGISTRY_SKIP_POST_DEPLOYMENT_MIGRATIONS")]
+    skip_post_deployment_migrations: bool,
 }
 
 /// The configuration file's contents. Every field is optional.
@@ -73,6 +78,8 @@ struct File {
     tls: Option<FileTls>,
     #[serde(default)]
     gc: FileGc,
+    #[serde(default)]
+    background_migrations: FileBackgroundMigrations,
     #[serde(default)]
     cleanup: FileCleanup,
     /// `[[tag_rules]]`: immutable and protected tags.
@@ -160,6 +167,19 @@ struct FileCleanup {
     enabled: Option<bool>,
     /// Time between runs, the first one this long after the start (86,400 s by default).
     interval_seconds: Option<u64>,
+}
+
+/// `[background_migrations]`: batched data migrations run inside the server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackgroundMigrations {
+    /// Run them in this server (true by default; several instances may all run them).
+    enabled: Option<bool>,
+    /// Rows per batch (1,000 by default).
+    batch_size: Option<u64>,
+    /// Pause after each batch, in milliseconds (100 by default): how hard they press on the
+    /// database.
+    pause_ms: Option<u64>,
 }
 
 /// `[gc]`: online garbage collection inside the server.
@@ -255,6 +275,8 @@ pub(crate) struct Config {
     auth: Option<FileAuth>,
     tls: Option<FileTls>,
     gc: FileGc,
+    background_migrations: FileBackgroundMigrations,
+    pub(crate) migrations: registry_storage::sql::Migrations,
     cleanup: FileCleanup,
     pub(crate) tag_rules: Vec<TagRule>,
     pub(crate) cleanup_policies: Vec<CleanupPolicy>,
@@ -311,6 +333,12 @@ impl Config {
             auth: file.auth,
             tls: file.tls,
             gc: file.gc,
+            background_migrations: file.background_migrations,
+            migrations: if args.skip_post_deployment_migrations {
+                registry_storage::sql::Migrations::PreDeployment
+            } else {
+                registry_storage::sql::Migrations::All
+            },
             cleanup: file.cleanup,
             tag_rules: file.tag_rules,
             cleanup_policies: file.cleanup_policies,
@@ -394,6 +422,19 @@ impl Config {
     }
 
     /// Garbage-collection settings.
+    /// The background migrations' pace, or `None` when this server does not run them.
+    pub(crate) fn background_migrations(&self) -> Option<registry_core::BackgroundSettings> {
+        let file = &self.background_migrations;
+        file.enabled.unwrap_or(true).then(|| {
+            let default = registry_core::BackgroundSettings::default();
+            registry_core::BackgroundSettings {
+                batch_size: file.batch_size.unwrap_or(default.batch_size),
+                pause: file.pause_ms.map_or(default.pause, Duration::from_millis),
+                ..default
+            }
+        })
+    }
+
     pub(crate) fn gc(&self) -> GcSettings {
         let mut collector = registry_gc::CollectorConfig::default();
         if let Some(idle) = self.gc.idle_seconds {

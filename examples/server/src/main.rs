@@ -48,6 +48,34 @@ enum Command {
     /// layer links, blobs). Run it once while the old registry serves (the bytes), then again
     /// with it stopped (what changed since, and the tags): each run is idempotent.
     Import(ImportArgs),
+    /// Batched background migrations: their progress, pause, resume, or run them here.
+    BackgroundMigrations(BackgroundArgs),
+}
+
+#[derive(clap::Args)]
+struct BackgroundArgs {
+    #[command(flatten)]
+    store: ServeArgs,
+    #[command(subcommand)]
+    action: BackgroundAction,
+}
+
+#[derive(clap::Subcommand)]
+enum BackgroundAction {
+    /// Lists them with their progress.
+    Status,
+    /// Stops one from running batches (in every instance).
+    Pause {
+        /// The migration.
+        name: String,
+    },
+    /// Lets a paused or failed one run again.
+    Resume {
+        /// The migration.
+        name: String,
+    },
+    /// Runs the active ones to the end here, in the foreground.
+    Run,
 }
 
 #[derive(clap::Args)]
@@ -108,6 +136,7 @@ async fn main() -> std::process::ExitCode {
         Command::Cleanup(args) => cleanup(args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Import(args) => import(args).await,
+        Command::BackgroundMigrations(args) => background_migrations(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -138,11 +167,12 @@ type Stores = (Arc<dyn BlobStore>, Arc<dyn MetadataStore>);
 /// data directory, which is created if needed; with its read replicas, if any.
 async fn open_metadata(config: &Config) -> Result<SqlMetadataStore, String> {
     let store = match &config.database_url {
-        Some(url) => SqlMetadataStore::connect(url).await,
+        Some(url) => SqlMetadataStore::connect_with(url, config.migrations).await,
         None => {
             std::fs::create_dir_all(&config.data_dir)
                 .map_err(|e| format!("creating {}: {e}", config.data_dir.display()))?;
-            SqlMetadataStore::sqlite(&config.data_dir.join("registry.db")).await
+            SqlMetadataStore::sqlite_with(&config.data_dir.join("registry.db"), config.migrations)
+                .await
         }
     }
     .map_err(|e| format!("opening the metadata database: {e}"))?;
@@ -358,7 +388,70 @@ async fn migrate(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("reading the schema version: {e}"))?;
     println!("metadata database schema is at migration {version}");
+    let pending = store
+        .pending_post_deployment()
+        .await
+        .map_err(|e| format!("reading the migrations: {e}"))?;
+    for (version, description) in &pending {
+        println!("post-deployment migration pending: {version} {description}");
+    }
+    print_background_migrations(&store).await
+}
+
+/// One line per background migration: name, status, progress, error.
+async fn print_background_migrations(
+    store: &dyn registry_core::BackgroundMigrations,
+) -> Result<(), String> {
+    let migrations = store
+        .background_migrations()
+        .await
+        .map_err(|e| format!("reading the background migrations: {e}"))?;
+    for m in migrations {
+        let total = m.total.map_or_else(|| "?".to_owned(), |t| t.to_string());
+        let error = m.error.map(|e| format!(" ({e})")).unwrap_or_default();
+        println!(
+            "background migration {}: {}, {}/{total}{error}",
+            m.name,
+            m.status.as_str(),
+            m.done
+        );
+    }
     Ok(())
+}
+
+async fn background_migrations(args: BackgroundArgs) -> Result<(), String> {
+    use registry_core::BackgroundMigrations;
+    let config = Config::load(&args.store)?;
+    let store = open_metadata(&config).await?;
+    match args.action {
+        BackgroundAction::Status => {}
+        BackgroundAction::Pause { name } => {
+            store
+                .pause_background_migration(&name, true)
+                .await
+                .map_err(|e| format!("pausing {name}: {e}"))?;
+        }
+        BackgroundAction::Resume { name } => {
+            store
+                .pause_background_migration(&name, false)
+                .await
+                .map_err(|e| format!("resuming {name}: {e}"))?;
+        }
+        BackgroundAction::Run => {
+            let settings = config.background_migrations().unwrap_or_default();
+            while let Some(run) = store
+                .run_background_batch(settings.batch_size)
+                .await
+                .map_err(|e| format!("running a batch: {e}"))?
+            {
+                if run.finished {
+                    println!("{} finished", run.name);
+                }
+                tokio::time::sleep(settings.pause).await;
+            }
+        }
+    }
+    print_background_migrations(&store).await
 }
 
 /// An age in milliseconds, rounded down to its largest unit (`3d`, `5h`, `12m`, `40s`).
@@ -402,6 +495,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 })
                 .await;
         })
+    });
+    // Background migrations run beside the server, a batch at a time; several instances may
+    // all run them (each batch is taken by one).
+    let migrations = config.background_migrations().map(|settings| {
+        let store: Arc<dyn registry_core::BackgroundMigrations> =
+            Arc::clone(registry.metadata()) as _;
+        tokio::spawn(registry_core::background::run_background_migrations(
+            store, settings,
+        ))
     });
     // Cleanup policies run on a cadence; several instances may all run them.
     let (stop_cleanup, cleanup_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -517,6 +619,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     .map_err(|e| format!("serving: {e}"))?;
     let _ = stop_collector.send(());
     let _ = stop_cleanup.send(());
+    // A batch cut off here is rolled back, and done again by the next run.
+    if let Some(migrations) = migrations {
+        migrations.abort();
+    }
     if let Some(collector) = collector {
         let _ = collector.await;
     }

@@ -8,8 +8,7 @@
 
 use async_trait::async_trait;
 use registry_core::{
-    BackgroundMigration, BackgroundMigrations, BatchRun, Error, MigrationStatus, Result,
-    Timestamp,
+    BackgroundMigration, BackgroundMigrations, BatchRun, Error, MigrationStatus, Result, Timestamp,
 };
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
@@ -106,7 +105,11 @@ async fn manifest_total_size(
 async fn total_of(tx: &mut Transaction<'static, Any>, name: &str) -> Result<i64> {
     let table = match name {
         "manifest_total_size" => "manifests",
-        other => return Err(Error::backend(format!("unknown background migration {other}"))),
+        other => {
+            return Err(Error::backend(format!(
+                "unknown background migration {other}"
+            )));
+        }
     };
     let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
         .fetch_one(&mut **tx)

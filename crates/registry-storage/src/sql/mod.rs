@@ -153,8 +153,14 @@ impl SqlMetadataStore {
     /// Opens (creating if needed) a SQLite database file and migrates it.
     #[cfg(feature = "sqlite")]
     pub async fn sqlite(path: &std::path::Path) -> Result<Self> {
+        Self::sqlite_with(path, Migrations::All).await
+    }
+
+    /// Like [`SqlMetadataStore::sqlite`], applying the pending migrations `migrations` names.
+    #[cfg(feature = "sqlite")]
+    pub async fn sqlite_with(path: &std::path::Path, migrations: Migrations) -> Result<Self> {
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        Self::connect(&url).await
+        Self::connect_with(&url, migrations).await
     }
 
     /// Connects to a database by URL (`sqlite://…` or `postgres://…`) and applies every
