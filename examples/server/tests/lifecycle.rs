@@ -121,15 +121,28 @@ fn migrate_brings_a_new_database_up_to_date_and_is_idempotent() {
     let data = work.join("fresh");
     let args = ["migrate", "--data-dir", data.to_str().unwrap()];
     let first = support::run(env!("CARGO_BIN_EXE_registry"), &args, &work);
-    let migrations = std::fs::read_dir(concat!(
+    // The newest migration of either phase (post-deployment ones are numbered from 1001).
+    let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../crates/registry-storage/migrations/sqlite"
-    ))
-    .unwrap()
-    .count();
+    );
+    let newest = [dir.to_owned(), format!("{dir}/post")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.split('_').next()?.parse::<u32>().ok()
+        })
+        .max()
+        .unwrap();
     assert_eq!(
-        first.trim(),
-        format!("metadata database schema is at migration {migrations}")
+        first.lines().next().unwrap(),
+        format!("metadata database schema is at migration {newest}")
+    );
+    assert!(!first.contains("pending"), "{first}");
+    assert!(
+        first.contains("background migration manifest_total_size: finished"),
+        "{first}"
     );
     assert!(data.join("registry.db").exists());
     let again = support::run(env!("CARGO_BIN_EXE_registry"), &args, &work);
