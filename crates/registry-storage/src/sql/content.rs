@@ -601,6 +601,15 @@ async fn upsert_tag(
     )))
 }
 
+/// A repository's id. Errors: [`Error::NameUnknown`].
+async fn known_repository_id(conn: &mut AnyConnection, repository: &RepositoryName) -> Result<i64> {
+    repository_id(conn, repository)
+        .await?
+        .ok_or_else(|| Error::NameUnknown {
+            name: repository.to_string(),
+        })
+}
+
 /// The bodies of the reads the load balancer may send to a replica, on the pool it chose.
 impl SqlMetadataStore {
     async fn list_tags_on(
@@ -610,12 +619,7 @@ impl SqlMetadataStore {
         page: &Page,
     ) -> Result<Vec<Tag>> {
         let mut conn = pool.acquire().await.map_err(db_error)?;
-        let repository_id =
-            repository_id(&mut conn, repository)
-                .await?
-                .ok_or_else(|| Error::NameUnknown {
-                    name: repository.to_string(),
-                })?;
+        let repository_id = known_repository_id(&mut conn, repository).await?;
         let names = sqlx::query(&page_query("tags", "repository_id = $3"))
             .bind(page.last.as_deref().unwrap_or(""))
             .bind(to_i64(page.limit as u64)?)
@@ -635,12 +639,7 @@ impl SqlMetadataStore {
         query: &TagQuery,
     ) -> Result<Vec<TagDetail>> {
         let mut conn = pool.acquire().await.map_err(db_error)?;
-        let repository_id =
-            repository_id(&mut conn, repository)
-                .await?
-                .ok_or_else(|| Error::NameUnknown {
-                    name: repository.to_string(),
-                })?;
+        let repository_id = known_repository_id(&mut conn, repository).await?;
         let mut sql = String::from(
             "SELECT t.name, t.manifest_digest, t.created_at, t.updated_at, m.media_type, m.size, \
              COALESCE(m.total_size, m.size + CAST(COALESCE((SELECT SUM(b.size) \
