@@ -131,8 +131,13 @@ impl DistributionLayout {
     }
 
     /// The digests of `<repository>/<dir>/<algorithm>/<hex>/link` files (layers or manifest
-    /// revisions). A link whose content is not its directory's digest is ignored.
-    async fn links(&self, repository: &str, dir: &str) -> Result<Vec<Digest>> {
+    /// revisions). A link whose content is not its directory's digest goes to `problems`.
+    async fn links(
+        &self,
+        repository: &str,
+        dir: &str,
+        problems: &mut Vec<String>,
+    ) -> Result<Vec<Digest>> {
         let base = self.v2.join("repositories").join(repository).join(dir);
         let mut digests = Vec::new();
         let mut algorithms = match fs::read_dir(&base).await {
@@ -150,18 +155,28 @@ impl DistributionLayout {
                     algorithm.file_name().to_string_lossy(),
                     hex.file_name().to_string_lossy()
                 );
-                if let Ok(Some(digest)) = read_link(&hex.path().join("link")).await
-                    && digest.as_str() == named
-                {
-                    digests.push(digest);
+                match read_link(&hex.path().join("link")).await? {
+                    Link::To(digest) if digest.as_str() == named => digests.push(digest),
+                    Link::To(other) => problems.push(format!(
+                        "{repository}: {dir} link {named} names {other}; skipped"
+                    )),
+                    Link::Absent => {}
+                    Link::Garbage => problems.push(format!(
+                        "{repository}: {dir} link {named} holds no digest; skipped"
+                    )),
                 }
             }
         }
         Ok(digests)
     }
 
-    /// Each tag of a repository and the manifest it points at.
-    async fn tags(&self, repository: &str) -> Result<BTreeMap<String, Digest>> {
+    /// Each tag of a repository and the manifest it points at; a tag whose link holds no
+    /// digest goes to `problems`.
+    async fn tags(
+        &self,
+        repository: &str,
+        problems: &mut Vec<String>,
+    ) -> Result<BTreeMap<String, Digest>> {
         let base = self
             .v2
             .join("repositories")
@@ -174,21 +189,38 @@ impl DistributionLayout {
             Err(e) => return Err(Error::backend(e)),
         };
         while let Some(entry) = entries.next_entry().await.map_err(Error::backend)? {
-            if let Some(digest) = read_link(&entry.path().join("current/link")).await? {
-                tags.insert(entry.file_name().to_string_lossy().into_owned(), digest);
+            let tag = entry.file_name().to_string_lossy().into_owned();
+            match read_link(&entry.path().join("current/link")).await? {
+                Link::To(digest) => {
+                    tags.insert(tag, digest);
+                }
+                Link::Absent => {}
+                Link::Garbage => problems.push(format!(
+                    "{repository}: tag {tag}'s current link holds no digest; skipped"
+                )),
             }
         }
         Ok(tags)
     }
 }
 
-/// A link file's digest; `None` when it is absent or does not hold one.
-async fn read_link(path: &Path) -> Result<Option<Digest>> {
+/// What a link file holds.
+enum Link {
+    /// A digest.
+    To(Digest),
+    /// No file: distribution deletes a manifest by removing its revision's link file.
+    Absent,
+    /// Something else.
+    Garbage,
+}
+
+async fn read_link(path: &Path) -> Result<Link> {
     match fs::read(path).await {
         Ok(bytes) => Ok(std::str::from_utf8(&bytes)
             .ok()
-            .and_then(|text| Digest::parse(text.trim()).ok())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            .and_then(|text| Digest::parse(text.trim()).ok())
+            .map_or(Link::Garbage, Link::To)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Link::Absent),
         Err(e) => Err(Error::backend(e)),
     }
 }
@@ -224,7 +256,7 @@ async fn import_repository(
     report: &mut ImportReport,
 ) -> Result<()> {
     // Blobs: streamed in, a few at a time, then linked.
-    let layers = layout.links(name, "_layers").await?;
+    let layers = layout.links(name, "_layers", &mut report.problems).await?;
     let copied: Vec<(Digest, Result<Blob>)> = stream::iter(layers)
         .map(|digest| async move {
             let copied = copy_blob(layout, registry, &digest).await;
@@ -237,18 +269,12 @@ async fn import_repository(
         match copied {
             Ok(Blob::Present(size)) => {
                 report.blobs_present += 1;
-                registry
-                    .metadata()
-                    .link_blob(repository, &digest, size)
-                    .await?;
+                link(registry, repository, &digest, size, name, report).await?;
             }
             Ok(Blob::Copied(size)) => {
                 report.blobs_copied += 1;
                 report.bytes_copied += size;
-                registry
-                    .metadata()
-                    .link_blob(repository, &digest, size)
-                    .await?;
+                link(registry, repository, &digest, size, name, report).await?;
             }
             Ok(Blob::Missing) => report.problems.push(format!(
                 "{name}: blob {digest} is linked but has no data; skipped"
@@ -262,7 +288,10 @@ async fn import_repository(
 
     // Manifests: images first, then indexes once their children are in.
     let mut pending: Vec<(Digest, Bytes, ManifestKind)> = Vec::new();
-    for digest in layout.links(name, "_manifests/revisions").await? {
+    for digest in layout
+        .links(name, "_manifests/revisions", &mut report.problems)
+        .await?
+    {
         if registry
             .metadata()
             .manifest(repository, &Reference::Digest(digest.clone()))
@@ -336,7 +365,7 @@ async fn import_repository(
     }
 
     // Tags: where the source points them; the ones it no longer has, deleted.
-    let source_tags = layout.tags(name).await?;
+    let source_tags = layout.tags(name, &mut report.problems).await?;
     let guard = registry.tag_guard(repository, &Actor::trusted()).await?;
     for (text, digest) in &source_tags {
         let Ok(tag) = Tag::parse(text) else {
@@ -384,6 +413,28 @@ async fn import_repository(
     }
     registry.forget(repository);
     Ok(())
+}
+
+/// Links a blob through the service (which checks a collector did not take it meanwhile); a
+/// blob taken is reported.
+async fn link(
+    registry: &OciRegistry,
+    repository: &RepositoryName,
+    digest: &Digest,
+    size: u64,
+    name: &str,
+    report: &mut ImportReport,
+) -> Result<()> {
+    match registry.link_stored_blob(repository, digest, size).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_item_error(&e) => {
+            report
+                .problems
+                .push(format!("{name}: blob {digest}: {e}; skipped"));
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Errors about one item (reported, the import goes on), as opposed to the stores failing.

@@ -258,6 +258,42 @@ mod object {
         (one, two, cleanup)
     }
 
+    #[tokio::test]
+    async fn an_upload_takes_a_bounded_number_of_chunks() {
+        let (sessions, _cleanup) = testing::memory().await;
+        let store = ObjectBlobStore::from_driver(
+            Driver::from_url("memory://", &Default::default()).unwrap(),
+            sessions,
+            ObjectOptions {
+                max_segments: 3,
+                ..ObjectOptions::default()
+            },
+        );
+        let data = sample(50, 4000);
+        let id = store.upload_start(Algorithm::Sha256).await.unwrap();
+        for n in 0..3u64 {
+            let chunk = data.slice(n as usize * 1000..(n as usize + 1) * 1000);
+            store
+                .upload_append(&id, n * 1000, stream::once(async { Ok(chunk) }).boxed())
+                .await
+                .unwrap();
+        }
+        let refused = store
+            .upload_append(
+                &id,
+                3000,
+                stream::once(async { Ok(Bytes::from_static(b"x")) }).boxed(),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(registry_core::Error::BlobUploadInvalid { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(store.upload_status(&id).await.unwrap(), 3000);
+        let digest = Digest::sha256(&data[..3000]);
+        assert_eq!(store.upload_finish(&id, &digest).await.unwrap(), 3000);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn s3_appends_racing_from_two_instances_one_wins() {
         let (one, two, _cleanup) = s3_pair().await;
@@ -294,12 +330,12 @@ mod object {
             .unwrap()
             .expect("a signed URL");
         assert!(url.contains("X-Amz-Signature"), "{url}");
-        let fetched = reqwest_get(&url).await;
+        let fetched = http_get_bytes(&url).await;
         assert_eq!(fetched, data);
     }
 
     /// A plain HTTP GET, so the test depends on nothing but the standard library.
-    async fn reqwest_get(url: &str) -> Bytes {
+    async fn http_get_bytes(url: &str) -> Bytes {
         let url = url.to_owned();
         tokio::task::spawn_blocking(move || {
             use std::io::{Read, Write};

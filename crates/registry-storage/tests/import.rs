@@ -120,6 +120,17 @@ async fn damaged_items_are_reported_and_the_rest_imported() {
     source.link("team/lying", "_layers", &lying);
     // A linked layer without data (collected by distribution's GC).
     source.link("team/app", "_layers", &Digest::sha256(b"collected"));
+    // A tag whose link holds garbage, and a revision whose link distribution removed (a
+    // deleted manifest: nothing to report).
+    let garbage = source.v2.join("repositories/team/app/_manifests/tags/broken/current");
+    std::fs::create_dir_all(&garbage).unwrap();
+    std::fs::write(garbage.join("link"), "not a digest").unwrap();
+    let deleted = Digest::sha256(b"deleted manifest");
+    let revision = source
+        .v2
+        .join("repositories/team/app/_manifests/revisions/sha256")
+        .join(deleted.hex());
+    std::fs::create_dir_all(&revision).unwrap();
     // A name this registry refuses.
     source.image("Bad_Name", b"other layer");
 
@@ -142,7 +153,8 @@ async fn damaged_items_are_reported_and_the_rest_imported() {
         "{problems}"
     );
     assert!(problems.contains("has no data"), "{problems}");
-    assert_eq!(report.problems.len(), 3, "{problems}");
+    assert!(problems.contains("tag broken's current link holds no digest"), "{problems}");
+    assert_eq!(report.problems.len(), 4, "{problems}");
     let app = RepositoryName::parse("team/app").unwrap();
     let tagged = registry
         .metadata()

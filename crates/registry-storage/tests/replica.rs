@@ -40,6 +40,7 @@ async fn reads_follow_the_replicas_replay_and_health() {
                 // Checks run when the test asks, so each step is deterministic.
                 check_interval: Duration::from_secs(3600),
                 timeout: Duration::from_secs(2),
+                read_timeout: Duration::from_secs(10),
             },
         )
         .await

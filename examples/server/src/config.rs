@@ -276,6 +276,7 @@ pub(crate) struct Config {
     tls: Option<FileTls>,
     gc: FileGc,
     background_migrations: FileBackgroundMigrations,
+    /// Which pending schema migrations opening the database applies.
     pub(crate) migrations: registry_storage::sql::Migrations,
     cleanup: FileCleanup,
     pub(crate) tag_rules: Vec<TagRule>,

@@ -218,7 +218,9 @@ async fn open_stores(config: &Config, review_delay: Duration) -> Result<Stores, 
 
 async fn gc(args: GcArgs) -> Result<(), String> {
     use std::io::{IsTerminal, Write};
-    let config = Config::load(&args.store)?;
+    let mut config = Config::load(&args.store)?;
+    // Post-deployment migrations are `registry migrate`'s (or a server's) to apply.
+    config.migrations = registry_storage::sql::Migrations::PreDeployment;
     let settings = config.gc();
     let (blobs, metadata) = open_stores(&config, settings.review_delay).await?;
     if args.queue {
@@ -309,7 +311,9 @@ async fn open_registry(config: &Config, review_delay: Duration) -> Result<OciReg
 }
 
 async fn cleanup(args: CleanupArgs) -> Result<(), String> {
-    let config = Config::load(&args.store)?;
+    let mut config = Config::load(&args.store)?;
+    // Post-deployment migrations are `registry migrate`'s (or a server's) to apply.
+    config.migrations = registry_storage::sql::Migrations::PreDeployment;
     let registry = open_registry(&config, config.gc().review_delay).await?;
     let verb = if args.dry_run {
         "would delete"
@@ -344,7 +348,9 @@ async fn cleanup(args: CleanupArgs) -> Result<(), String> {
 
 async fn import(args: ImportArgs) -> Result<(), String> {
     use std::io::{IsTerminal, Write};
-    let config = Config::load(&args.store)?;
+    let mut config = Config::load(&args.store)?;
+    // Post-deployment migrations are `registry migrate`'s (or a server's) to apply.
+    config.migrations = registry_storage::sql::Migrations::PreDeployment;
     let layout = registry_storage::import::DistributionLayout::open(&args.from)
         .map_err(|e| e.to_string())?;
     let registry = open_registry(&config, config.gc().review_delay).await?;
@@ -421,7 +427,9 @@ async fn print_background_migrations(
 
 async fn background_migrations(args: BackgroundArgs) -> Result<(), String> {
     use registry_core::BackgroundMigrations;
-    let config = Config::load(&args.store)?;
+    let mut config = Config::load(&args.store)?;
+    // Post-deployment migrations are `registry migrate`'s (or a server's) to apply.
+    config.migrations = registry_storage::sql::Migrations::PreDeployment;
     let store = open_metadata(&config).await?;
     match args.action {
         BackgroundAction::Status => {}

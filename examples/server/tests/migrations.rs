@@ -1,7 +1,8 @@
 //! A rolling upgrade with the real binary: the schema migrated pre-deployment only, images
 //! pushed by skopeo whose manifests an older version would have left without their total size,
 //! the background migration watched, paused and resumed through the admin API and the CLI and
-//! run to the end, then the post-deployment migration applied by `registry migrate`.
+//! run to the end (the CLI applying no post-deployment migration meanwhile), then the
+//! post-deployment migration applied by `registry migrate`.
 
 mod support;
 
@@ -90,7 +91,7 @@ fn a_rolling_upgrade_runs_its_background_and_post_deployment_migrations() {
         "{paused}"
     );
     let out = registry(
-        &["background-migrations", "--data-dir", data_arg, skip, "run"],
+        &["background-migrations", "--data-dir", data_arg, "run"],
         &work,
     );
     assert!(
@@ -113,14 +114,13 @@ fn a_rolling_upgrade_runs_its_background_and_post_deployment_migrations() {
             "background-migrations",
             "--data-dir",
             data_arg,
-            skip,
             "resume",
             "manifest_total_size",
         ],
         &work,
     );
     let out = registry(
-        &["background-migrations", "--data-dir", data_arg, skip, "run"],
+        &["background-migrations", "--data-dir", data_arg, "run"],
         &work,
     );
     assert!(out.contains("manifest_total_size finished"), "{out}");
@@ -131,6 +131,12 @@ fn a_rolling_upgrade_runs_its_background_and_post_deployment_migrations() {
     );
     assert_eq!(status, 403, "{refused}");
     drop(server);
+    // None of those commands applied the post-deployment migration (only `migrate` does).
+    let out = registry(&["migrate", "--data-dir", data_arg, skip], &work);
+    assert!(
+        out.contains("post-deployment migration pending: 1001"),
+        "{out}"
+    );
 
     // Every instance upgraded: the post-deployment migration.
     let out = registry(&["migrate", "--data-dir", data_arg], &work);

@@ -251,6 +251,19 @@ impl OciRegistry {
     /// Links bytes just written, then checks they are still there: a collector may have claimed
     /// the digest and deleted the bytes between the write and the link (the link waited for its
     /// claim). Then the push fails cleanly instead of recording a blob without bytes.
+    /// Links a blob already in the blob store (`size` bytes) to a repository, then checks the
+    /// bytes are still there: a collector may have claimed the digest between the caller's
+    /// look at the store and the link. Errors: [`Error::BlobUploadInvalid`] when it did.
+    pub async fn link_stored_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobRecord> {
+        self.refuse_push(repository)?;
+        self.link_written(repository, digest, size).await
+    }
+
     async fn link_written(
         &self,
         repository: &RepositoryName,

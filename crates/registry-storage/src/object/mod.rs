@@ -67,6 +67,9 @@ pub struct ObjectOptions {
     /// The largest object copied by the store itself (S3's `CopyObject` stops at 5 GiB);
     /// larger ones are streamed through this process. Default 5 GiB.
     pub copy_limit: u64,
+    /// Appends one upload session may have (each is an object and a line of the session's
+    /// record); more are refused, and the client must start over. Default 4,096.
+    pub max_segments: usize,
 }
 
 impl Default for ObjectOptions {
@@ -75,6 +78,7 @@ impl Default for ObjectOptions {
             part_size: 8 * 1024 * 1024,
             parts_in_flight: 2,
             copy_limit: 5 * 1024 * 1024 * 1024,
+            max_segments: 4096,
         }
     }
 }
@@ -206,7 +210,7 @@ impl ObjectBlobStore {
     /// modified more than `older_than` ago; returns how many were removed. Younger ones may
     /// still be written by another instance.
     pub async fn purge_staging(&self, older_than: Duration) -> Result<usize> {
-        let cutoff = chrono_cutoff(older_than);
+        let cutoff = epoch_seconds_ago(older_than);
         let stale: Vec<Path> = self
             .driver
             .list(Some(&self.key("staging")))
@@ -235,6 +239,7 @@ impl ObjectBlobStore {
         let expected = digest.clone();
         self.concatenate(
             std::slice::from_ref(from),
+            size,
             &to,
             DigestHasher::new(digest.algorithm()),
             |hasher| verified(hasher, &expected),
@@ -259,7 +264,7 @@ impl ObjectBlobStore {
 }
 
 /// Seconds since the epoch `older_than` ago.
-fn chrono_cutoff(older_than: Duration) -> i64 {
+fn epoch_seconds_ago(older_than: Duration) -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -417,6 +422,14 @@ impl BlobStore for ObjectBlobStore {
                 found: offset,
             });
         }
+        if session.segments.len() >= self.options.max_segments {
+            return Err(Error::BlobUploadInvalid {
+                reason: format!(
+                    "an upload takes at most {} chunks; send larger ones",
+                    self.options.max_segments
+                ),
+            });
+        }
         let key = self.segment_key(id, offset);
         let mut hasher = DigestHasher::restore(&session.hasher)?;
         let (written, streamed) = self.stream_in(&key, chunk, &mut hasher).await?;
@@ -444,14 +457,13 @@ impl BlobStore for ObjectBlobStore {
             .sessions
             .advance_upload_session(id, session.size, &advanced)
             .await;
-        if !matches!(recorded, Ok(true)) {
-            // Another append won the race (or the session ended, or the record failed): this
-            // segment is not part of the session.
+        // On an error the record may still have committed: the segment stays (finish and cancel
+        // remove every object of the session).
+        if !recorded? {
+            // Another append won the race, or the session ended: the segment is no part of it.
             if let Err(e) = self.driver.delete(&key).await {
                 tracing::warn!(key = %key, error = %e, "deleting an unrecorded segment");
             }
-        }
-        if !recorded? {
             let now = self.session(id).await?;
             return Err(Error::UploadOffsetMismatch {
                 expected: now.size,
@@ -491,6 +503,7 @@ impl BlobStore for ObjectBlobStore {
                 let want = expected.clone();
                 self.concatenate(
                     &segments,
+                    session.size,
                     &to,
                     DigestHasher::new(expected.algorithm()),
                     |hasher| verified(hasher, &want),

@@ -9,6 +9,9 @@ use registry_core::{ByteStream, DigestHasher, Result};
 
 use super::{ObjectBlobStore, store_error};
 
+/// Parts one multipart upload may have at most (S3 allows 10,000; some room is kept).
+const MAX_PARTS: u64 = 9_000;
+
 /// Bytes streamed toward an object and not yet visible: held in memory while they fit in one
 /// part, or already sent as the parts of a multipart upload that is not yet completed.
 pub(super) enum Streamed {
@@ -82,10 +85,21 @@ impl ObjectBlobStore {
     pub(super) async fn stream_in(
         &self,
         large_key: &Path,
-        mut body: ByteStream,
+        body: ByteStream,
         hasher: &mut DigestHasher,
     ) -> Result<(u64, Streamed)> {
-        let part_size = self.options.part_size;
+        self.stream_in_parts(large_key, body, hasher, self.options.part_size)
+            .await
+    }
+
+    /// [`ObjectBlobStore::stream_in`] with parts of `part_size` bytes.
+    async fn stream_in_parts(
+        &self,
+        large_key: &Path,
+        mut body: ByteStream,
+        hasher: &mut DigestHasher,
+        part_size: usize,
+    ) -> Result<(u64, Streamed)> {
         let mut held = Vec::new();
         let mut held_bytes = 0usize;
         let mut multipart: Option<Multipart> = None;
@@ -126,15 +140,20 @@ impl ObjectBlobStore {
         })
     }
 
-    /// Writes the objects `sources`, in order, as one object at `to` (streamed, not held),
-    /// hashing them with `hasher`; completes it only if `accept` approves the hasher's digest.
+    /// Writes the objects `sources` (`size` bytes in all), in order, as one object at `to`
+    /// (streamed, not held), hashing them with `hasher`; completes it only if `accept` approves
+    /// the hasher's digest. Parts grow with `size` so that no upload needs more than
+    /// [`MAX_PARTS`] of them.
     pub(super) async fn concatenate(
         &self,
         sources: &[Path],
+        size: u64,
         to: &Path,
         mut hasher: DigestHasher,
         accept: impl FnOnce(DigestHasher) -> Result<()>,
     ) -> Result<()> {
+        let needed = usize::try_from(size.div_ceil(MAX_PARTS)).unwrap_or(usize::MAX);
+        let part_size = self.options.part_size.max(needed);
         let driver = std::sync::Arc::clone(&self.driver);
         let sources = sources.to_vec();
         let body = futures::stream::iter(sources)
@@ -151,7 +170,9 @@ impl ObjectBlobStore {
             })
             .flatten()
             .boxed();
-        let (_, streamed) = self.stream_in(to, body, &mut hasher).await?;
+        let (_, streamed) = self
+            .stream_in_parts(to, body, &mut hasher, part_size)
+            .await?;
         accept(hasher)?;
         streamed.commit(self.driver.as_ref(), to).await
     }

@@ -13,20 +13,30 @@ use registry_core::{
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use super::{Dialect, SqlMetadataStore, corrupt, db_error, get, to_i64};
+use super::{Dialect, MANIFEST_TOTAL_SIZE, SqlMetadataStore, corrupt, db_error, get, to_i64};
 
-/// The background migrations this version knows, with what each does.
-const KNOWN: &[(&str, &str)] = &[(
-    "manifest_total_size",
-    "fills in each manifest's size with its blobs (manifests.total_size), for tag listings",
-)];
+/// A background migration this version knows.
+struct Known {
+    name: &'static str,
+    description: &'static str,
+    /// The table whose rows it goes through (counted for its progress).
+    table: &'static str,
+}
+
+/// The background migrations this version knows; their batches are dispatched by name in
+/// `run_background_batch`.
+const KNOWN: &[Known] = &[Known {
+    name: "manifest_total_size",
+    description: "fills in each manifest's size with its blobs (manifests.total_size), for tag listings",
+    table: "manifests",
+}];
+
+fn known(name: &str) -> Option<&'static Known> {
+    KNOWN.iter().find(|k| k.name == name)
+}
 
 fn description(name: &str) -> String {
-    KNOWN
-        .iter()
-        .find(|(known, _)| *known == name)
-        .map_or("", |(_, text)| text)
-        .to_owned()
+    known(name).map_or("", |k| k.description).to_owned()
 }
 
 fn migration(row: &AnyRow) -> Result<BackgroundMigration> {
@@ -84,13 +94,11 @@ async fn manifest_total_size(
     };
     let last_id: i64 = get(last, "repository_id")?;
     let last_digest: String = get(last, "digest")?;
-    sqlx::query(
-        "UPDATE manifests AS m SET total_size = m.size + CAST(COALESCE((SELECT SUM(b.size) \
-         FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob_digest \
-         WHERE mb.repository_id = m.repository_id AND mb.manifest_digest = m.digest), 0) AS BIGINT) \
+    sqlx::query(&format!(
+        "UPDATE manifests AS m SET total_size = {MANIFEST_TOTAL_SIZE} \
          WHERE (m.repository_id, m.digest) > ($1, $2) AND (m.repository_id, m.digest) <= ($3, $4) \
-         AND m.total_size IS NULL",
-    )
+         AND m.total_size IS NULL"
+    ))
     .bind(after_id)
     .bind(after_digest.as_str())
     .bind(last_id)
@@ -103,14 +111,9 @@ async fn manifest_total_size(
 
 /// The rows a migration goes through, counted when it starts.
 async fn total_of(tx: &mut Transaction<'static, Any>, name: &str) -> Result<i64> {
-    let table = match name {
-        "manifest_total_size" => "manifests",
-        other => {
-            return Err(Error::backend(format!(
-                "unknown background migration {other}"
-            )));
-        }
-    };
+    let table = known(name)
+        .ok_or_else(|| Error::backend(format!("unknown background migration {name}")))?
+        .table;
     let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
         .fetch_one(&mut **tx)
         .await
@@ -156,7 +159,8 @@ impl BackgroundMigrations for SqlMetadataStore {
             ("active", "'paused', 'failed'")
         };
         sqlx::query(&format!(
-            "UPDATE background_migrations SET status = $1, error = NULL, updated_at = $2 \
+            "UPDATE background_migrations SET status = $1, updated_at = $2, \
+             error = CASE WHEN $1 = 'active' THEN NULL ELSE error END \
              WHERE name = $3 AND status IN ({from})"
         ))
         .bind(to)
@@ -181,7 +185,7 @@ impl BackgroundMigrations for SqlMetadataStore {
 
     async fn run_background_batch(&self, batch_size: u64) -> Result<Option<BatchRun>> {
         let batch_size = batch_size.max(1);
-        let known: Vec<String> = KNOWN.iter().map(|(name, _)| format!("'{name}'")).collect();
+        let names: Vec<String> = KNOWN.iter().map(|k| format!("'{}'", k.name)).collect();
         let mut tx = self.begin().await?;
         let skip_locked = match self.dialect {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -190,12 +194,13 @@ impl BackgroundMigrations for SqlMetadataStore {
         let row = sqlx::query(&format!(
             "SELECT name, cursor, total FROM background_migrations \
              WHERE status = 'active' AND name IN ({}) ORDER BY name LIMIT 1 {skip_locked}",
-            known.join(", ")
+            names.join(", ")
         ))
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
         let Some(row) = row else {
+            tx.rollback().await.map_err(db_error)?;
             return Ok(None);
         };
         let name: String = get(&row, "name")?;

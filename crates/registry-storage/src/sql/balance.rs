@@ -37,6 +37,9 @@ pub struct ReplicaOptions {
     pub check_interval: Duration,
     /// How long a health check or a connection may take (2 s by default).
     pub timeout: Duration,
+    /// How long a read on a replica may take before the replica is taken out and the read
+    /// sent to the primary (30 s by default: a long tag listing is no sign of trouble).
+    pub read_timeout: Duration,
 }
 
 impl Default for ReplicaOptions {
@@ -45,6 +48,7 @@ impl Default for ReplicaOptions {
             max_lag_bytes: 16 << 20,
             check_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -342,7 +346,8 @@ impl SqlMetadataStore {
             }
         };
         if let Some(replica) = replicas.pick(needed) {
-            match tokio::time::timeout(replicas.options.timeout, query(replica.pool.clone())).await
+            match tokio::time::timeout(replicas.options.read_timeout, query(replica.pool.clone()))
+                .await
             {
                 Ok(Ok(value)) => {
                     replica.counted();

@@ -13,9 +13,9 @@ use registry_core::{
 use sqlx::{Any, AnyConnection, Pool};
 
 use super::{
-    Dialect, MAX_UPSERT_ATTEMPTS, SqlMetadataStore, blob_record, blob_review, corrupt, db_error,
-    digest_column, get, hold_blob, manifest_review, page_query, queue, remove_manifest,
-    repository_id, split_page, tag_column, to_i64,
+    Dialect, MANIFEST_TOTAL_SIZE, MAX_UPSERT_ATTEMPTS, SqlMetadataStore, blob_record, blob_review,
+    corrupt, db_error, digest_column, get, hold_blob, manifest_review, page_query, queue,
+    remove_manifest, repository_id, split_page, tag_column, to_i64,
 };
 
 /// The id of a repository, created when missing.
@@ -174,12 +174,10 @@ impl ContentMetadata for SqlMetadataStore {
         let mut tx = self.begin().await?;
         let repository_id = ensure_repository(&mut tx, &manifest.repository).await?;
         let blob_check = format!(
-            "SELECT size FROM blobs WHERE digest = $2 AND EXISTS \
+            "SELECT 1 FROM blobs WHERE digest = $2 AND EXISTS \
              (SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2) {}",
             self.lock("FOR SHARE")
         );
-        // The manifest with its blobs, as tag listings show it (`manifests.total_size`).
-        let mut total_size = to_i64(manifest.bytes.len() as u64)?;
         for digest in &manifest.blobs {
             let found = sqlx::query(&blob_check)
                 .bind(repository_id)
@@ -187,12 +185,11 @@ impl ContentMetadata for SqlMetadataStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            let Some(found) = found else {
+            if found.is_none() {
                 return Err(Error::ManifestBlobUnknown {
                     digest: digest.clone(),
                 });
-            };
-            total_size = total_size.saturating_add(get::<i64>(&found, "size")?);
+            }
         }
         for digest in &manifest.children {
             if !self
@@ -222,7 +219,8 @@ impl ContentMetadata for SqlMetadataStore {
             .bind(to_i64(manifest.bytes.len() as u64)?)
             .bind(manifest.bytes.to_vec())
             .bind(now)
-            .bind(total_size)
+            // Its own size until its blobs are listed, below.
+            .bind(to_i64(manifest.bytes.len() as u64)?)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?
@@ -254,6 +252,15 @@ impl ContentMetadata for SqlMetadataStore {
                     .await
                     .map_err(db_error)?;
             }
+            sqlx::query(&format!(
+                "UPDATE manifests AS m SET total_size = {MANIFEST_TOTAL_SIZE} \
+                 WHERE m.repository_id = $1 AND m.digest = $2"
+            ))
+            .bind(repository_id)
+            .bind(manifest.digest.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
             for child in &manifest.children {
                 sqlx::query("INSERT INTO manifest_children (repository_id, parent_digest, child_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                     .bind(repository_id)
@@ -640,12 +647,9 @@ impl SqlMetadataStore {
     ) -> Result<Vec<TagDetail>> {
         let mut conn = pool.acquire().await.map_err(db_error)?;
         let repository_id = known_repository_id(&mut conn, repository).await?;
-        let mut sql = String::from(
+        let mut sql = format!(
             "SELECT t.name, t.manifest_digest, t.created_at, t.updated_at, m.media_type, m.size, \
-             COALESCE(m.total_size, m.size + CAST(COALESCE((SELECT SUM(b.size) \
-               FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob_digest \
-               WHERE mb.repository_id = m.repository_id AND mb.manifest_digest = m.digest), 0) \
-               AS BIGINT)) AS total \
+             COALESCE(m.total_size, {MANIFEST_TOTAL_SIZE}) AS total \
              FROM tags t JOIN manifests m \
                ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest \
              WHERE t.repository_id = $1",

@@ -9,7 +9,8 @@
 //!
 //! `mod.rs` holds the store, its connection and the helpers its parts share; each metadata
 //! trait is implemented in a file of its own (`content`, `uploads`, `review`, `collection`,
-//! `policy`, `packages`, `tokens`); `balance` sends image reads to PostgreSQL replicas.
+//! `policy`, `packages`, `tokens`); `balance` sends image reads to PostgreSQL replicas;
+//! `background` runs batched background migrations.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -85,6 +86,13 @@ async fn outside_transaction(conn: &mut AnyConnection) -> std::result::Result<bo
     conn.ping().await?;
     Ok(depth(conn) == 0)
 }
+
+/// A manifest's size with the blobs it references, for a manifest row aliased `m`: what tag
+/// listings show (`manifests.total_size` keeps it; the background migration and the
+/// post-deployment migration 1001 compute it the same way).
+pub(crate) const MANIFEST_TOTAL_SIZE: &str = "m.size + CAST(COALESCE((SELECT SUM(b.size) \
+     FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob_digest \
+     WHERE mb.repository_id = m.repository_id AND mb.manifest_digest = m.digest), 0) AS BIGINT)";
 
 /// Whether anything besides a manifest holds a blob (`$1`): package files and their sidecars,
 /// proxy cache entries. The one place a new referencing table (a quarantine) joins: the
