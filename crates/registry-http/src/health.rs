@@ -15,18 +15,36 @@ use registry_core::{BlobStore, Digest, MetadataStore, RepositoryName};
 /// How long each store has to answer the readiness probe.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Whether both stores answer: `Ok` or the reason they do not.
-pub async fn ready(metadata: &dyn MetadataStore, blobs: &dyn BlobStore) -> Result<(), String> {
+/// Why an instance is not ready: which store, and the error (logged, never answered: it may
+/// name hosts, buckets or paths).
+#[derive(Debug)]
+pub struct NotReady {
+    /// `the metadata store fails`, `the blob store does not answer`…
+    pub reason: &'static str,
+    /// The store's error, when it gave one.
+    pub detail: Option<String>,
+}
+
+/// Whether both stores answer: `Ok` or why they do not.
+pub async fn ready(metadata: &dyn MetadataStore, blobs: &dyn BlobStore) -> Result<(), NotReady> {
     let probe = RepositoryName::parse("readiness/probe").expect("a valid name");
+    let failed = |reason, error: registry_core::Error| NotReady {
+        reason,
+        detail: Some(error.to_string()),
+    };
+    let silent = |reason| NotReady {
+        reason,
+        detail: None,
+    };
     match tokio::time::timeout(READY_TIMEOUT, metadata.repository_exists(&probe)).await {
         Ok(Ok(_)) => {}
-        Ok(Err(error)) => return Err(format!("the metadata store fails: {error}")),
-        Err(_) => return Err("the metadata store does not answer".into()),
+        Ok(Err(error)) => return Err(failed("the metadata store fails", error)),
+        Err(_) => return Err(silent("the metadata store does not answer")),
     }
     match tokio::time::timeout(READY_TIMEOUT, blobs.stat(&Digest::sha256(b""))).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(format!("the blob store fails: {error}")),
-        Err(_) => Err("the blob store does not answer".into()),
+        Ok(Err(error)) => Err(failed("the blob store fails", error)),
+        Err(_) => Err(silent("the blob store does not answer")),
     }
 }
 
@@ -41,11 +59,11 @@ pub(crate) fn routes(metadata: Arc<dyn MetadataStore>, blobs: Arc<dyn BlobStore>
                 async move {
                     match ready(&*metadata, &*blobs).await {
                         Ok(()) => "ready\n".into_response(),
-                        Err(reason) => {
-                            tracing::warn!(%reason, "not ready");
+                        Err(not) => {
+                            tracing::warn!(reason = not.reason, detail = ?not.detail, "not ready");
                             (
                                 StatusCode::SERVICE_UNAVAILABLE,
-                                format!("not ready: {reason}\n"),
+                                format!("not ready: {}\n", not.reason),
                             )
                                 .into_response()
                         }

@@ -146,10 +146,16 @@ impl DistributionLayout {
             Err(e) => return Err(Error::backend(e)),
         };
         while let Some(algorithm) = algorithms.next_entry().await.map_err(Error::backend)? {
+            if !is_directory(&algorithm, repository, problems).await? {
+                continue;
+            }
             let mut hexes = fs::read_dir(algorithm.path())
                 .await
                 .map_err(Error::backend)?;
             while let Some(hex) = hexes.next_entry().await.map_err(Error::backend)? {
+                if !is_directory(&hex, repository, problems).await? {
+                    continue;
+                }
                 let named = format!(
                     "{}:{}",
                     algorithm.file_name().to_string_lossy(),
@@ -170,13 +176,13 @@ impl DistributionLayout {
         Ok(digests)
     }
 
-    /// Each tag of a repository and the manifest it points at; a tag whose link holds no
-    /// digest goes to `problems`.
+    /// Each tag of a repository and the manifest it points at; `None` for a tag whose link
+    /// cannot be read (reported in `problems`, and kept as it is here).
     async fn tags(
         &self,
         repository: &str,
         problems: &mut Vec<String>,
-    ) -> Result<BTreeMap<String, Digest>> {
+    ) -> Result<BTreeMap<String, Option<Digest>>> {
         let base = self
             .v2
             .join("repositories")
@@ -189,15 +195,21 @@ impl DistributionLayout {
             Err(e) => return Err(Error::backend(e)),
         };
         while let Some(entry) = entries.next_entry().await.map_err(Error::backend)? {
+            if !is_directory(&entry, repository, problems).await? {
+                continue;
+            }
             let tag = entry.file_name().to_string_lossy().into_owned();
             match read_link(&entry.path().join("current/link")).await? {
                 Link::To(digest) => {
-                    tags.insert(tag, digest);
+                    tags.insert(tag, Some(digest));
                 }
                 Link::Absent => {}
-                Link::Garbage => problems.push(format!(
-                    "{repository}: tag {tag}'s current link holds no digest; skipped"
-                )),
+                Link::Garbage => {
+                    problems.push(format!(
+                        "{repository}: tag {tag}'s current link holds no digest; kept as it is"
+                    ));
+                    tags.insert(tag, None);
+                }
             }
         }
         Ok(tags)
@@ -214,15 +226,55 @@ enum Link {
     Garbage,
 }
 
+/// The largest link file read: a digest and a newline fit many times over.
+const MAX_LINK: u64 = 1024;
+
 async fn read_link(path: &Path) -> Result<Link> {
-    match fs::read(path).await {
-        Ok(bytes) => Ok(std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|text| Digest::parse(text.trim()).ok())
-            .map_or(Link::Garbage, Link::To)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Link::Absent),
+    use tokio::io::AsyncReadExt;
+    match regular_file(path).await? {
+        None => return Ok(Link::Absent),
+        Some(false) => return Ok(Link::Garbage),
+        Some(true) => {}
+    }
+    let mut bytes = Vec::new();
+    let file = fs::File::open(path).await.map_err(Error::backend)?;
+    file.take(MAX_LINK + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(Error::backend)?;
+    if bytes.len() as u64 > MAX_LINK {
+        return Ok(Link::Garbage);
+    }
+    Ok(std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| Digest::parse(text.trim()).ok())
+        .map_or(Link::Garbage, Link::To))
+}
+
+/// Whether `path` is a regular file (`None`: nothing there). Symbolic links, devices and
+/// FIFOs are not: reading them could follow the layout out of itself, never end or block.
+async fn regular_file(path: &Path) -> Result<Option<bool>> {
+    match fs::symlink_metadata(path).await {
+        Ok(meta) => Ok(Some(meta.file_type().is_file())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::backend(e)),
     }
+}
+
+/// Whether a directory entry is a directory; anything else is reported and skipped.
+async fn is_directory(
+    entry: &fs::DirEntry,
+    repository: &str,
+    problems: &mut Vec<String>,
+) -> Result<bool> {
+    if entry.file_type().await.map_err(Error::backend)?.is_dir() {
+        return Ok(true);
+    }
+    problems.push(format!(
+        "{repository}: {} is not a directory; skipped",
+        entry.path().display()
+    ));
+    Ok(false)
 }
 
 /// Imports every repository of `layout` into `registry`; `progress` hears of each repository as
@@ -276,6 +328,9 @@ async fn import_repository(
                 report.bytes_copied += size;
                 link(registry, repository, &digest, size, name, report).await?;
             }
+            Ok(Blob::NotAFile) => report.problems.push(format!(
+                "{name}: blob {digest}'s data is not a regular file; skipped"
+            )),
             Ok(Blob::Missing) => report.problems.push(format!(
                 "{name}: blob {digest} is linked but has no data; skipped"
             )),
@@ -303,6 +358,12 @@ async fn import_repository(
         }
         let path = layout.blob_data(&digest);
         let limit = registry.limits().manifest.max_size as u64;
+        if regular_file(&path).await? == Some(false) {
+            report.problems.push(format!(
+                "{name}: manifest {digest}'s data is not a regular file; skipped"
+            ));
+            continue;
+        }
         let bytes = match fs::metadata(&path).await {
             Ok(meta) if meta.len() > limit => {
                 report.problems.push(format!(
@@ -368,6 +429,9 @@ async fn import_repository(
     let source_tags = layout.tags(name, &mut report.problems).await?;
     let guard = registry.tag_guard(repository, &Actor::trusted()).await?;
     for (text, digest) in &source_tags {
+        let Some(digest) = digest else {
+            continue;
+        };
         let Ok(tag) = Tag::parse(text) else {
             report
                 .problems
@@ -461,6 +525,7 @@ enum Blob {
     Present(u64),
     Copied(u64),
     Missing,
+    NotAFile,
 }
 
 /// Streams one blob into the store unless it is there already.
@@ -472,7 +537,13 @@ async fn copy_blob(
     if let Some(size) = registry.blob_store().stat(digest).await? {
         return Ok(Blob::Present(size));
     }
-    let file = match fs::File::open(layout.blob_data(digest)).await {
+    let path = layout.blob_data(digest);
+    match regular_file(&path).await? {
+        None => return Ok(Blob::Missing),
+        Some(false) => return Ok(Blob::NotAFile),
+        Some(true) => {}
+    }
+    let file = match fs::File::open(&path).await {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Blob::Missing),
         Err(e) => return Err(Error::backend(e)),

@@ -122,7 +122,9 @@ async fn damaged_items_are_reported_and_the_rest_imported() {
     source.link("team/app", "_layers", &Digest::sha256(b"collected"));
     // A tag whose link holds garbage, and a revision whose link distribution removed (a
     // deleted manifest: nothing to report).
-    let garbage = source.v2.join("repositories/team/app/_manifests/tags/broken/current");
+    let garbage = source
+        .v2
+        .join("repositories/team/app/_manifests/tags/broken/current");
     std::fs::create_dir_all(&garbage).unwrap();
     std::fs::write(garbage.join("link"), "not a digest").unwrap();
     let deleted = Digest::sha256(b"deleted manifest");
@@ -131,6 +133,31 @@ async fn damaged_items_are_reported_and_the_rest_imported() {
         .join("repositories/team/app/_manifests/revisions/sha256")
         .join(deleted.hex());
     std::fs::create_dir_all(&revision).unwrap();
+    // A stray file among the links, a FIFO as a tag's link (reading it would block), and a
+    // layer whose data is a link to a device (reading it would never end).
+    std::fs::write(
+        source.v2.join("repositories/team/app/_layers/.DS_Store"),
+        "x",
+    )
+    .unwrap();
+    let fifo = source
+        .v2
+        .join("repositories/team/app/_manifests/tags/fifo/current");
+    std::fs::create_dir_all(&fifo).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(fifo.join("link"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let endless = Digest::sha256(b"endless");
+    let data = source
+        .v2
+        .join("blobs/sha256")
+        .join(&endless.hex()[..2])
+        .join(endless.hex());
+    std::fs::create_dir_all(&data).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", data.join("data")).unwrap();
+    source.link("team/app", "_layers", &endless);
     // A name this registry refuses.
     source.image("Bad_Name", b"other layer");
 
@@ -153,8 +180,13 @@ async fn damaged_items_are_reported_and_the_rest_imported() {
         "{problems}"
     );
     assert!(problems.contains("has no data"), "{problems}");
-    assert!(problems.contains("tag broken's current link holds no digest"), "{problems}");
-    assert_eq!(report.problems.len(), 4, "{problems}");
+    assert!(
+        problems.contains("tag broken's current link holds no digest"),
+        "{problems}"
+    );
+    assert!(problems.contains("is not a directory"), "{problems}");
+    assert!(problems.contains("is not a regular file"), "{problems}");
+    assert_eq!(report.problems.len(), 7, "{problems}");
     let app = RepositoryName::parse("team/app").unwrap();
     let tagged = registry
         .metadata()
@@ -168,6 +200,34 @@ async fn damaged_items_are_reported_and_the_rest_imported() {
         None,
         "nothing unverified is stored"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_whose_link_is_damaged_after_a_pass_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Source::new(dir.path());
+    let image = source.image("team/app", b"layer bytes");
+    source.tag("team/app", "stable", &image.0);
+    let registry = OciRegistry::new(
+        Arc::new(MemoryBlobStore::new()),
+        Arc::new(MemoryMetadataStore::new()),
+    );
+    let layout = DistributionLayout::open(dir.path()).unwrap();
+    import(&layout, &registry, |_| {}).await.unwrap();
+    let link = source
+        .v2
+        .join("repositories/team/app/_manifests/tags/stable/current/link");
+    std::fs::write(&link, "sha256:12").unwrap();
+    let report = import(&layout, &registry, |_| {}).await.unwrap();
+    assert_eq!(report.tags_deleted, 0, "{report:?}");
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    let app = RepositoryName::parse("team/app").unwrap();
+    let stable = registry
+        .metadata()
+        .manifest(&app, &Reference::parse("stable").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stable.unwrap().digest, image.0);
 }
 
 #[test]

@@ -34,7 +34,8 @@ async fn reads_follow_the_replicas_replay_and_health() {
     assert_ne!(replica_url, url, "the test server is on 127.0.0.1:5432");
     let store = primary
         .with_replicas(
-            &[replica_url],
+            // The second is the same standby seen through another schema: never read from.
+            &[replica_url, replica.url_like(&testing::postgres_url())],
             ReplicaOptions {
                 max_lag_bytes: 64 << 10,
                 // Checks run when the test asks, so each step is deterministic.
@@ -123,6 +124,10 @@ async fn reads_follow_the_replicas_replay_and_health() {
     let (status, primary_after) = store.replica_status();
     assert!(!status[0].healthy);
     assert_eq!(primary_after, primary_before + 2);
+
+    let status = store.replica_status().0;
+    assert!(!status[1].healthy, "{status:?}");
+    assert_eq!(status[1].reads, 0, "{status:?}");
 
     // Restarted: checked, back in.
     replica.restart();

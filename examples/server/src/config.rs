@@ -118,8 +118,8 @@ pub(crate) struct BlobStoreConfig {
     pub(crate) options: std::collections::BTreeMap<String, String>,
     /// Size of each part of a multipart upload, in MiB (8 by default, at least 5).
     pub(crate) part_size_mib: Option<usize>,
-    /// Answer blob GETs with a presigned URL valid this long (S3, GCS, Azure); 0, the default,
-    /// serves blobs through the registry.
+    /// Answer blob GETs with a presigned URL valid this long (S3, GCS, Azure; at most 604,800,
+    /// a week, what S3 accepts); 0, the default, serves blobs through the registry.
     #[serde(default)]
     pub(crate) redirect_seconds: u64,
 }

@@ -192,6 +192,13 @@ async fn open_stores(config: &Config, review_delay: Duration) -> Result<Stores, 
                 .map_err(|e| format!("opening blob storage: {e}"))?,
         ),
         Some(settings) => {
+            if settings.redirect_seconds > 604_800 {
+                return Err(format!(
+                    "[blob_store] redirect_seconds = {}: presigned URLs live a week at most \
+                     (604800)",
+                    settings.redirect_seconds
+                ));
+            }
             let driver = Driver::from_url(&settings.url, &settings.options)
                 .map_err(|e| format!("[blob_store] {e}"))?;
             let options = ObjectOptions {

@@ -455,6 +455,31 @@ fn blob_reads_redirect_to_presigned_urls_that_skopeo_follows() {
         "part_size_mib = 5\nredirect_seconds = 300\n",
     );
     std::fs::write(&path, text).unwrap();
+    // Longer than S3 lets a presigned URL live: refused at start.
+    let too_long = work.join("too-long.toml");
+    std::fs::write(
+        &too_long,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("redirect_seconds = 300", "redirect_seconds = 604801"),
+    )
+    .unwrap();
+    let refused = support::command(
+        env!("CARGO_BIN_EXE_registry"),
+        &[
+            "serve",
+            "--config",
+            too_long.to_str().unwrap(),
+            "--data-dir",
+            work.join("x").to_str().unwrap(),
+        ],
+        &work,
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("a week at most"),
+        "{refused:?}"
+    );
     let server = Server::start(&["--config", path.to_str().unwrap()]);
 
     let mut layout = Layout::new(work.join("layout"));

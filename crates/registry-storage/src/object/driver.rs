@@ -8,7 +8,8 @@
 //! | `gs://bucket[/prefix]` | Google Cloud Storage, signs URLs | `gcs` |
 //! | `az://container[/prefix]` | Azure Blob Storage, signs URLs | `azure` |
 //!
-//! Options are the driver's own configuration keys (`aws_endpoint`, `aws_region`,
+//! A failed request is retried twice within 30 s at most. Options are the driver's own
+//! configuration keys (`aws_endpoint`, `aws_region`,
 //! `aws_access_key_id`, `aws_allow_http`, `google_service_account`, `azure_storage_account_name`,
 //! …) and override the driver's environment variables, which are read too (`AWS_…`, `GOOGLE_…`,
 //! `AZURE_…`).
@@ -95,7 +96,9 @@ impl Driver {
             #[cfg(feature = "s3")]
             "s3" => {
                 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-                let mut builder = AmazonS3Builder::from_env().with_url(format!("s3://{bucket}"));
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_url(format!("s3://{bucket}"))
+                    .with_retry(retries());
                 for (key, value) in options {
                     let key: AmazonS3ConfigKey = key.parse().map_err(|e| error(format!("{e}")))?;
                     builder = builder.with_config(key, value);
@@ -110,8 +113,9 @@ impl Driver {
             #[cfg(feature = "gcs")]
             "gs" => {
                 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-                let mut builder =
-                    GoogleCloudStorageBuilder::from_env().with_url(format!("gs://{bucket}"));
+                let mut builder = GoogleCloudStorageBuilder::from_env()
+                    .with_url(format!("gs://{bucket}"))
+                    .with_retry(retries());
                 for (key, value) in options {
                     let key: GoogleConfigKey = key.parse().map_err(|e| error(format!("{e}")))?;
                     builder = builder.with_config(key, value);
@@ -126,8 +130,9 @@ impl Driver {
             #[cfg(feature = "azure")]
             "az" => {
                 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-                let mut builder =
-                    MicrosoftAzureBuilder::from_env().with_url(format!("az://{bucket}"));
+                let mut builder = MicrosoftAzureBuilder::from_env()
+                    .with_url(format!("az://{bucket}"))
+                    .with_retry(retries());
                 for (key, value) in options {
                     let key: AzureConfigKey = key.parse().map_err(|e| error(format!("{e}")))?;
                     builder = builder.with_config(key, value);
@@ -147,6 +152,18 @@ impl Driver {
                 )))
             }
         }
+    }
+}
+
+/// Retries of a failed request to a cloud store: few and short, so that a store that hangs
+/// fails the request within about a minute (each attempt times out after 30 s, the `timeout`
+/// option), well before a client's connection is closed as idle.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+fn retries() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 2,
+        retry_timeout: std::time::Duration::from_secs(30),
+        ..object_store::RetryConfig::default()
     }
 }
 

@@ -10,7 +10,8 @@
 //! - **Health**: every [`ReplicaOptions::check_interval`] each replica is asked how far it has
 //!   replayed; one that does not answer within [`ReplicaOptions::timeout`], is not a standby, or
 //!   lags the primary by more than [`ReplicaOptions::max_lag_bytes`] is taken out until a check
-//!   finds it well again. A read that fails on a replica takes it out at once and is answered
+//!   finds it well again; one that serves another cluster, database or schema than the primary
+//!   is never read from. A read that fails on a replica takes it out at once and is answered
 //!   by the primary. With no healthy replica, everything goes to the primary.
 //!
 //! Reads that could have gone to a replica are counted in `registry_db_balanced_reads_total`,
@@ -76,6 +77,8 @@ struct Replica {
 
 #[derive(Debug, Default)]
 struct ReplicaState {
+    /// Checks made so far.
+    checked: u64,
     healthy: bool,
     /// WAL position replayed, at the last check.
     replayed: u64,
@@ -151,22 +154,38 @@ impl Replicas {
             .fetch_one(primary)
             .await
             .and_then(|row| row.try_get::<i64, _>("lsn"));
-        let Ok(current) = current else {
+        let (Ok(current), Ok(primary_identity)) = (current, identity(primary).await) else {
             // The primary is what fails: nothing to compare against; keep the last verdicts.
             return;
         };
         for replica in &self.replicas {
             let replayed = tokio::time::timeout(self.options.timeout, async {
-                sqlx::query(
+                let same = identity(&replica.pool).await? == primary_identity;
+                let row = sqlx::query(
                     "SELECT CAST(pg_last_wal_replay_lsn() - '0/0'::pg_lsn AS BIGINT) AS lsn",
                 )
                 .fetch_one(&replica.pool)
-                .await
-                .and_then(|row| row.try_get::<Option<i64>, _>("lsn"))
+                .await?;
+                Ok::<_, sqlx::Error>((same, row.try_get::<Option<i64>, _>("lsn")?))
             })
             .await;
             let mut state = lock(&replica.state);
             let was = state.healthy;
+            let replayed = match replayed {
+                Ok(Ok((false, _))) => {
+                    state.healthy = false;
+                    state.lag = None;
+                    if was || state.checked == 0 {
+                        tracing::warn!(replica = %replica.name, "database replica serves another database, schema or cluster than the primary: not read from");
+                    }
+                    state.checked += 1;
+                    continue;
+                }
+                Ok(Ok((true, lsn))) => Ok(Ok(lsn)),
+                Ok(Err(e)) => Ok(Err(e)),
+                Err(elapsed) => Err(elapsed),
+            };
+            state.checked += 1;
             match replayed {
                 Ok(Ok(Some(replayed))) => {
                     let replayed = u64::try_from(replayed).unwrap_or(0);
@@ -226,6 +245,28 @@ impl Replicas {
     fn any_healthy(&self) -> bool {
         self.replicas.iter().any(|r| lock(&r.state).healthy)
     }
+}
+
+/// What a replica must share with its primary: the cluster (its system identifier, where the
+/// user may read it), the database and the schema its queries land in.
+async fn identity(pool: &Pool<Any>) -> Result<String, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT CAST(current_database() AS TEXT) AS db, CAST(current_schema() AS TEXT) AS schema",
+    )
+    .fetch_one(pool)
+    .await?;
+    let system =
+        sqlx::query("SELECT CAST(system_identifier AS TEXT) AS id FROM pg_control_system()")
+            .fetch_one(pool)
+            .await
+            .and_then(|row| row.try_get::<String, _>("id"))
+            .unwrap_or_default();
+    Ok(format!(
+        "{system}/{}/{}",
+        row.try_get::<String, _>("db")?,
+        row.try_get::<Option<String>, _>("schema")?
+            .unwrap_or_default()
+    ))
 }
 
 /// Runs the health checks until the store is dropped.
