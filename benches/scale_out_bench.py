@@ -122,7 +122,7 @@ def wrk_many(hosts, path, connections=32, seconds=10):
 def setup(label, push_to, pull_from, all_hosts, pids):
     small, small_digest = make_file(64 << 20)
     big, big_digest = make_file(1 << 30)
-    repo = f"bench/{label}"
+    repo = "bench/" + re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
     rss = {}
     for name, (path, digest) in (("64MiB", (small, small_digest)), ("1GiB", (big, big_digest))):
         sampler = Peak(pids)
