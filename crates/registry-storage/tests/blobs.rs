@@ -259,6 +259,60 @@ mod object {
     }
 
     #[tokio::test]
+    async fn objects_over_the_copy_limit_are_streamed_into_place_and_staging_is_purged() {
+        use object_store::ObjectStoreExt;
+        let (sessions, _cleanup) = testing::memory().await;
+        let driver: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::memory::InMemory::new());
+        let store = ObjectBlobStore::new(
+            Arc::clone(&driver),
+            object_store::path::Path::from("root"),
+            sessions,
+            ObjectOptions {
+                copy_limit: 1 << 20,
+                ..ObjectOptions::default()
+            },
+        );
+        // A computed write past one part is staged, then (over the copy limit) streamed.
+        let data = sample(60, 9 << 20);
+        let (digest, size) = store
+            .write_computed(Algorithm::Sha256, chunked(data.clone(), 1 << 20))
+            .await
+            .unwrap();
+        assert_eq!(
+            (digest.clone(), size),
+            (Digest::sha256(&data), data.len() as u64)
+        );
+        let read = store.read(&digest, None).await.unwrap();
+        let chunks: Vec<Bytes> = futures::TryStreamExt::try_collect(read.stream)
+            .await
+            .unwrap();
+        assert_eq!(chunks.concat(), data);
+        // A staging object left by a killed instance goes; the blob stays.
+        driver
+            .put(
+                &"root/staging/left-behind".into(),
+                Bytes::from_static(b"x").into(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .purge_staging(Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.purge_staging(Duration::ZERO).await.unwrap(), 1);
+        assert_eq!(store.stat(&digest).await.unwrap(), Some(data.len() as u64));
+        let left: Vec<_> =
+            futures::TryStreamExt::try_collect::<Vec<_>>(driver.list(Some(&"root/staging".into())))
+                .await
+                .unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[tokio::test]
     async fn an_upload_takes_a_bounded_number_of_chunks() {
         let (sessions, _cleanup) = testing::memory().await;
         let store = ObjectBlobStore::from_driver(

@@ -214,7 +214,7 @@ impl ObjectBlobStore {
         let stale: Vec<Path> = self
             .driver
             .list(Some(&self.key("staging")))
-            .try_filter(|meta| futures::future::ready(meta.last_modified.timestamp() < cutoff))
+            .try_filter(|meta| futures::future::ready(meta.last_modified.timestamp() <= cutoff))
             .map_ok(|meta| meta.location)
             .try_collect()
             .await
