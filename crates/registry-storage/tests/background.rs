@@ -215,3 +215,65 @@ async fn postgres_background_and_post_deployment_migrations() {
     let (url, _cleanup) = postgres().await;
     scenario(url).await;
 }
+
+/// Two instances running batches at once on PostgreSQL: each batch is taken by one, so every
+/// manifest is counted once and the migration finishes with `done` equal to the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_running_batches_at_once_never_run_one_twice() {
+    let (url, _cleanup) = postgres().await;
+    let one = SqlMetadataStore::connect_with(&url, Migrations::PreDeployment)
+        .await
+        .unwrap();
+    let two = SqlMetadataStore::connect_with(&url, Migrations::PreDeployment)
+        .await
+        .unwrap();
+    let repository = RepositoryName::parse("team/many").unwrap();
+    for n in 0..60u32 {
+        let manifest = new_manifest(&repository, &format!("m{n}"), &[], &[], None, None);
+        one.put_manifest(&manifest, &[], &TagGuard::none())
+            .await
+            .unwrap();
+    }
+    execute(&url, "UPDATE manifests SET total_size = NULL")
+        .await
+        .unwrap();
+    let run = |store: SqlMetadataStore| async move {
+        let mut rows = 0;
+        // Bounded: 60 rows in batches of 7 take 9 batches; a store that finds the row taken
+        // by the other sees no work and tries again.
+        for _ in 0..200 {
+            match store.run_background_batch(7).await.unwrap() {
+                Some(batch) => {
+                    rows += batch.rows;
+                    if batch.finished {
+                        break;
+                    }
+                }
+                None if status(&store).await.status == MigrationStatus::Finished => break,
+                None => tokio::task::yield_now().await,
+            }
+        }
+        rows
+    };
+    let (a, b) = tokio::join!(run(one.clone()), run(two.clone()));
+    assert_eq!(a + b, 60, "every manifest done once ({a} + {b})");
+    let done = status(&one).await;
+    assert_eq!(
+        (done.status, done.done, done.total),
+        (MigrationStatus::Finished, 60, Some(60))
+    );
+    assert!(
+        sizes_all_set(&url).await,
+        "every manifest has its total size"
+    );
+}
+
+async fn sizes_all_set(url: &str) -> bool {
+    use sqlx::Row;
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM manifests WHERE total_size IS NULL")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    row.try_get::<i64, _>("n").unwrap() == 0
+}
