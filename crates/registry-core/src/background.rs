@@ -89,7 +89,7 @@ pub trait BackgroundMigrations: Send + Sync {
     async fn background_migrations(&self) -> Result<Vec<BackgroundMigration>>;
 
     /// Pauses (`true`) or resumes (`false`) one; resuming a failed one retries its batch.
-    /// Errors: [`crate::Error::NameUnknown`]; [`crate::Error::Denied`] for a finished one.
+    /// Errors: [`crate::Error::NotFound`]; [`crate::Error::Conflict`] for a finished one.
     async fn pause_background_migration(
         &self,
         name: &str,

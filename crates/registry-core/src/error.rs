@@ -148,6 +148,19 @@ pub enum Error {
         /// What exists.
         reason: String,
     },
+    /// No such thing of another kind (a background migration).
+    #[error("{what} is not known")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The request conflicts with the state of what it acts on (pausing a finished background
+    /// migration); nothing changed.
+    #[error("{reason}")]
+    Conflict {
+        /// Why.
+        reason: String,
+    },
     /// No such package repository, package, version or file.
     #[error("{what} not found")]
     PackageUnknown {

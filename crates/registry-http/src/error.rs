@@ -55,7 +55,7 @@ pub fn status_of(error: &Error) -> StatusCode {
         // Refused to protect the index that lists it. Not 403: clients read that as an
         // authentication failure; 400 is among the statuses the spec lists for a delete.
         Error::ManifestReferenced { .. } => StatusCode::BAD_REQUEST,
-        Error::PackageConflict { .. } => StatusCode::CONFLICT,
+        Error::PackageConflict { .. } | Error::Conflict { .. } => StatusCode::CONFLICT,
         Error::Backend { source } if is_storage_full(&**source) => StatusCode::INSUFFICIENT_STORAGE,
         Error::Upstream {
             timed_out: true, ..
@@ -276,8 +276,8 @@ pub fn oci_code(error: &Error) -> Option<OciErrorCode> {
         Error::Unsupported { .. } | Error::PolicyInvalid { .. } | Error::PackageInvalid { .. } => {
             C::Unsupported
         }
-        Error::PackageConflict { .. } => C::Denied,
-        Error::PackageUnknown { .. } => C::NameUnknown,
+        Error::PackageConflict { .. } | Error::Conflict { .. } => C::Denied,
+        Error::PackageUnknown { .. } | Error::NotFound { .. } => C::NameUnknown,
         Error::Backend { .. } => return None,
         // A variant added to the core later is a server-side failure until it gets a code.
         _ => return None,

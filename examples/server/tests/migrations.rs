@@ -98,11 +98,15 @@ fn a_rolling_upgrade_runs_its_background_and_post_deployment_migrations() {
         out.contains("manifest_total_size: paused, 0/"),
         "paused runs nothing: {out}"
     );
-    let (status, _) = api(
+    let (status, unknown) = api(
         &server,
         "POST /api/v1/background-migrations/nope/pause HTTP/1.1",
     );
     assert_eq!(status, 404);
+    assert_eq!(
+        unknown["errors"][0]["message"],
+        "background migration nope is not known"
+    );
     let (status, _) = api(
         &server,
         "POST /api/v1/background-migrations/manifest_total_size/explode HTTP/1.1",
@@ -149,7 +153,7 @@ fn a_rolling_upgrade_runs_its_background_and_post_deployment_migrations() {
         &server,
         "POST /api/v1/background-migrations/manifest_total_size/pause HTTP/1.1",
     );
-    assert_eq!(status, 403, "{refused}");
+    assert_eq!(status, 409, "a finished migration is a conflict: {refused}");
     drop(server);
     drop(runner);
     // None of those commands applied the post-deployment migration (only `migrate` does).

@@ -17,8 +17,8 @@ impl BackgroundMigrations for MemoryMetadataStore {
         name: &str,
         _paused: bool,
     ) -> Result<BackgroundMigration> {
-        Err(Error::NameUnknown {
-            name: name.to_owned(),
+        Err(Error::NotFound {
+            what: format!("background migration {name}"),
         })
     }
 

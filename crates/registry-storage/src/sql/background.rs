@@ -172,11 +172,11 @@ impl BackgroundMigrations for SqlMetadataStore {
         let current = self
             .background_migration(name)
             .await?
-            .ok_or_else(|| Error::NameUnknown {
-                name: name.to_owned(),
+            .ok_or_else(|| Error::NotFound {
+                what: format!("background migration {name}"),
             })?;
         if current.status == MigrationStatus::Finished {
-            return Err(Error::Denied {
+            return Err(Error::Conflict {
                 reason: format!("background migration {name} is finished"),
             });
         }
