@@ -421,6 +421,7 @@ async fn print_background_migrations(
         .map_err(|e| format!("reading the background migrations: {e}"))?;
     for m in migrations {
         let total = m.total.map_or_else(|| "?".to_owned(), |t| t.to_string());
+        // Nothing after the progress when the migration has no error.
         let error = m.error.map(|e| format!(" ({e})")).unwrap_or_default();
         println!(
             "background migration {}: {}, {}/{total}{error}",
@@ -453,6 +454,8 @@ async fn background_migrations(args: BackgroundArgs) -> Result<(), String> {
                 .map_err(|e| format!("resuming {name}: {e}"))?;
         }
         BackgroundAction::Run => {
+            // `None` means this configuration's servers do not run them; asked to here, the
+            // command runs them at the default pace.
             let settings = config.background_migrations().unwrap_or_default();
             while let Some(run) = store
                 .run_background_batch(settings.batch_size)

@@ -231,8 +231,13 @@ impl OciRegistry {
         if self.is_virtual(repository) || self.is_pulled(repository) {
             return Ok(None);
         }
+        // A store that serves blobs itself answers at once, without a second lookup of the
+        // link; a URL is handed out only after the same checks as a read.
+        let Some(url) = self.blobs.redirect_url(digest).await? else {
+            return Ok(None);
+        };
         self.blob(repository, digest).await?;
-        self.blobs.redirect_url(digest).await
+        Ok(Some(url))
     }
 
     /// Stores a whole blob in one request and links it to the repository.

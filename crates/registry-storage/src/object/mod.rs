@@ -265,6 +265,8 @@ impl ObjectBlobStore {
 
 /// Seconds since the epoch `older_than` ago.
 fn epoch_seconds_ago(older_than: Duration) -> i64 {
+    // A clock set before 1970 reads as the epoch itself: the cutoff is then at or before every
+    // object's time, and nothing is purged.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

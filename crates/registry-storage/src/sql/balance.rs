@@ -255,6 +255,8 @@ async fn identity(pool: &Pool<Any>) -> Result<String, sqlx::Error> {
     )
     .fetch_one(pool)
     .await?;
+    // Only superusers and pg_monitor may read the system identifier: without it (empty on both
+    // sides) the comparison rests on the database and the schema.
     let system =
         sqlx::query("SELECT CAST(system_identifier AS TEXT) AS id FROM pg_control_system()")
             .fetch_one(pool)
@@ -264,6 +266,7 @@ async fn identity(pool: &Pool<Any>) -> Result<String, sqlx::Error> {
     Ok(format!(
         "{system}/{}/{}",
         row.try_get::<String, _>("db")?,
+        // No schema on the search path (NULL) compares as empty.
         row.try_get::<Option<String>, _>("schema")?
             .unwrap_or_default()
     ))
