@@ -156,6 +156,17 @@ impl registry_core::FormatRules for Generic {
         registry_core::PublishMode::AddFiles
     }
 
+    /// Lists the version's files (each is then fetched by its own URL).
+    fn install_command(
+        &self,
+        registry: &str,
+        repository: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<String> {
+        Some(format!("curl {registry}/generic/{repository}/{name}/{version}"))
+    }
+
     fn extra_digests(&self) -> registry_core::ExtraDigests {
         registry_core::ExtraDigests::default()
     }

@@ -343,6 +343,31 @@ impl registry_core::FormatRules for Terraform {
         crate::check_lowercase_pattern(pattern, "module names are stored lowercase")
     }
 
+    /// A `module` block for modules (`<name>/<system>`), a `required_providers` entry for
+    /// providers; Terraform addresses both by host, without the scheme.
+    fn install_command(
+        &self,
+        registry: &str,
+        repository: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<String> {
+        let host = registry
+            .split_once("://")
+            .map_or(registry, |(_, host)| host);
+        Some(match name.strip_prefix(providers::PROVIDER_PREFIX) {
+            Some(kind) => format!(
+                "{kind} = {{\n  source  = \"{host}/{repository}/{kind}\"\n  version = \"{version}\"\n}}"
+            ),
+            None => {
+                let (module, _) = name.split_once('/')?;
+                format!(
+                    "module \"{module}\" {{\n  source  = \"{host}/{repository}/{name}\"\n  version = \"{version}\"\n}}"
+                )
+            }
+        })
+    }
+
     fn extra_digests(&self) -> registry_core::ExtraDigests {
         registry_core::ExtraDigests::default()
     }

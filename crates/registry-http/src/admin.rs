@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use registry_core::{
-    CleanupPolicy, Error, NamePattern, OciRegistry, PolicyKind, PolicySource, Result, Role, TagRule,
+    CleanupPolicy, Error, NamePattern, OciRegistry, PolicyKind, PolicySource, Result, TagRule,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -46,15 +46,7 @@ const MAX_LISTED: usize = 10_000;
 /// admin anything, an owner of what they own (a rule for every repository is for admins only),
 /// as the configured authorizer decides.
 fn may_manage(oci: &Oci, caller: &Caller, pattern: &NamePattern) -> bool {
-    let Some(auth) = &oci.auth else {
-        return true;
-    };
-    let authorizer = &*auth.authorizer;
-    caller.is_admin(authorizer)
-        || (pattern.as_str() != "*"
-            && caller
-                .role_over(authorizer, pattern)
-                .is_some_and(|role| role >= Role::Owner))
+    crate::auth::may_manage_rules(oci.auth.as_ref(), caller, pattern)
 }
 
 fn denied(what: &str) -> ApiError {

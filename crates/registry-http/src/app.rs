@@ -140,11 +140,17 @@ impl Application {
             std::sync::Arc::clone(self.registry.metadata()),
             std::sync::Arc::clone(self.registry.blob_store()),
         );
+        #[cfg(feature = "ui")]
+        let ui = crate::ui::router(self.registry.clone(), packages.clone(), auth.clone());
         let oci = match auth.clone() {
             Some(auth) => crate::oci::router_with_auth(self.registry, auth),
             None => crate::oci::router(self.registry),
         };
         let mut app = oci.merge(probes);
+        #[cfg(feature = "ui")]
+        {
+            app = app.merge(ui);
+        }
         #[cfg(feature = "generic")]
         {
             app = app.merge(crate::generic::router(packages.clone(), auth.clone()));

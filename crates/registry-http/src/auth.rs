@@ -805,6 +805,22 @@ pub async fn authenticate_package_client(
     }
 }
 
+/// Whether the caller may manage tag rules and cleanup policies over the repositories
+/// `pattern` covers: a registry admin anything, an owner of what they own (a rule for every
+/// repository is for admins only), as the configured authorizer decides; anyone when no
+/// authentication is configured.
+pub(crate) fn may_manage_rules(auth: Option<&Auth>, caller: &Caller, pattern: &NamePattern) -> bool {
+    let Some(auth) = auth else {
+        return true;
+    };
+    let authorizer = &*auth.authorizer;
+    caller.is_admin(authorizer)
+        || (pattern.as_str() != "*"
+            && caller
+                .role_over(authorizer, pattern)
+                .is_some_and(|role| role >= Role::Owner))
+}
+
 /// The caller's role on a package repository, for protection rules: `None` (trusted) when no
 /// authentication is configured.
 pub fn package_role(auth: Option<&Auth>, caller: &Caller, repository: &str) -> Option<Role> {

@@ -95,3 +95,5 @@ pub mod throttle;
 mod transfer;
 #[cfg(feature = "proxy")]
 pub mod upstream;
+#[cfg(feature = "ui")]
+pub mod ui;

@@ -271,20 +271,34 @@ struct TagDetailsQuery {
     before: Option<String>,
 }
 
+/// A tag listing's order as clients name it: `name`, `-name`, `published` or `-published`
+/// (`-`: descending).
+pub(crate) fn tag_sort(text: &str) -> Option<(TagOrder, bool)> {
+    match text {
+        "name" => Some((TagOrder::Name, false)),
+        "-name" => Some((TagOrder::Name, true)),
+        "published" => Some((TagOrder::Published, false)),
+        "-published" => Some((TagOrder::Published, true)),
+        _ => None,
+    }
+}
+
 /// A page marker as clients see it: `<publish time in ms>.<tag>`.
-fn encode_marker(marker: &TagMarker) -> String {
+pub(crate) fn encode_marker(marker: &TagMarker) -> String {
     format!("{}.{}", marker.published_at.0, marker.name)
 }
 
 fn decode_marker(text: &str) -> Result<TagMarker, ApiError> {
-    text.split_once('.')
-        .and_then(|(time, name)| {
-            Some(TagMarker {
-                published_at: Timestamp(time.parse().ok()?),
-                name: name.to_owned(),
-            })
-        })
-        .ok_or_else(|| ApiError::BadRequest(format!("{text:?} is not a page marker")))
+    parse_marker(text).ok_or_else(|| ApiError::BadRequest(format!("{text:?} is not a page marker")))
+}
+
+/// Reads a page marker written by [`encode_marker`].
+pub(crate) fn parse_marker(text: &str) -> Option<TagMarker> {
+    let (time, name) = text.split_once('.')?;
+    Some(TagMarker {
+        published_at: Timestamp(time.parse().ok()?),
+        name: name.to_owned(),
+    })
 }
 
 /// `GET /api/v1/repositories/<name>/{tags,usage}`: extensions on one repository, with the
@@ -409,17 +423,12 @@ async fn namespace_usage(State(oci): State<Arc<Oci>>, request: Request) -> Respo
 async fn tag_details(oci: &Oci, name: RepositoryName, query_string: Option<String>) -> Response {
     let result = async {
         let q: TagDetailsQuery = query(query_string.as_deref())?;
-        let (order, descending) = match q.sort.as_deref().unwrap_or("name") {
-            "name" => (TagOrder::Name, false),
-            "-name" => (TagOrder::Name, true),
-            "published" => (TagOrder::Published, false),
-            "-published" => (TagOrder::Published, true),
-            other => {
-                return Err(ApiError::BadRequest(format!(
-                    "sort {other:?}: use name, -name, published or -published"
-                )));
-            }
-        };
+        let sort = q.sort.as_deref().unwrap_or("name");
+        let (order, descending) = tag_sort(sort).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "sort {sort:?}: use name, -name, published or -published"
+            ))
+        })?;
         let limit = q.n.unwrap_or(100).min(oci.registry.limits().max_page_size);
         let paged = q.after.is_some() || q.before.is_some();
         let tag_query = TagQuery {

@@ -194,7 +194,7 @@ pub async fn throttle_logins(
 }
 
 /// Whether the request presents a secret the registry checks: a password (Basic, npm's login
-/// document, or NuGet's `X-NuGet-ApiKey`) or an access token.
+/// document, the web UI's login form, or NuGet's `X-NuGet-ApiKey`) or an access token.
 fn checks_a_secret(request: &Request) -> bool {
     if request.headers().contains_key("x-nuget-apikey") {
         return true;
@@ -202,12 +202,15 @@ fn checks_a_secret(request: &Request) -> bool {
     let npm_login = request.method() == axum::http::Method::PUT
         && request.uri().path().starts_with("/npm/")
         && request.uri().path().contains("/-/user/org.couchdb.user:");
+    let ui_login =
+        request.method() == axum::http::Method::POST && request.uri().path() == "/ui/login";
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '));
     npm_login
+        || ui_login
         || presented.is_some_and(|(scheme, value)| {
             scheme.eq_ignore_ascii_case("basic")
                 || (scheme.eq_ignore_ascii_case("bearer")

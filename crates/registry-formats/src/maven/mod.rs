@@ -527,6 +527,19 @@ impl registry_core::FormatRules for Maven {
         Some(self)
     }
 
+    /// `name` is `group:artifact`.
+    fn install_command(
+        &self,
+        registry: &str,
+        repository: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<String> {
+        Some(format!(
+            "mvn dependency:get -Dartifact={name}:{version} -DremoteRepositories={registry}/maven/{repository}/"
+        ))
+    }
+
     fn extra_digests(&self) -> registry_core::ExtraDigests {
         registry_core::ExtraDigests {
             md5: true,

@@ -796,6 +796,25 @@ impl registry_core::FormatRules for Npm {
         registry_core::PublishMode::NewVersion
     }
 
+    fn install_command(
+        &self,
+        registry: &str,
+        repository: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<String> {
+        Some(format!(
+            "npm install --registry {registry}/npm/{repository}/ {name}@{version}"
+        ))
+    }
+
+    /// The `readme` npm sends with each version it publishes.
+    fn readme(&self, metadata: &str, _sidecar: Option<&[u8]>) -> Option<String> {
+        let manifest: Value = serde_json::from_str(metadata).ok()?;
+        let readme = manifest.get("readme")?.as_str()?;
+        (!readme.trim().is_empty()).then(|| readme.to_owned())
+    }
+
     fn extra_digests(&self) -> registry_core::ExtraDigests {
         registry_core::ExtraDigests::default()
     }

@@ -443,6 +443,18 @@ impl registry_core::FormatRules for Nuget {
         crate::check_lowercase_pattern(pattern, "NuGet ids are compared and stored lowercase")
     }
 
+    fn install_command(
+        &self,
+        registry: &str,
+        repository: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<String> {
+        Some(format!(
+            "nuget install {name} -Version {version} -Source {registry}/nuget/{repository}/v3/index.json"
+        ))
+    }
+
     fn extra_digests(&self) -> registry_core::ExtraDigests {
         registry_core::ExtraDigests {
             sha512: true,

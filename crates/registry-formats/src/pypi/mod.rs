@@ -795,6 +795,29 @@ mod tests {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Pypi;
 
+/// The long description of core metadata: the body after the headers (metadata 2.1 and
+/// later), or else the `Description` field with its continuation lines unfolded (the
+/// `        |` prefix that older tools write removed). `None` when it has none.
+pub fn core_metadata_description(text: &str) -> Option<String> {
+    let text = text.replace("\r\n", "\n");
+    let (headers, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    if !body.trim().is_empty() {
+        return Some(body.to_owned());
+    }
+    let mut lines = headers.lines();
+    let first = lines.find_map(|line| {
+        let (field, value) = line.split_once(':')?;
+        field.eq_ignore_ascii_case("description").then(|| value.trim_start())
+    })?;
+    let mut description = first.to_owned();
+    for line in lines.take_while(|line| line.starts_with([' ', '\t'])) {
+        let line = line.strip_prefix("        |").unwrap_or(line.trim_start());
+        description.push('\n');
+        description.push_str(line);
+    }
+    (!description.trim().is_empty()).then_some(description)
+}
+
 impl registry_core::FormatRules for Pypi {
     fn format(&self) -> registry_core::PackageFormat {
         registry_core::PackageFormat::Pypi
@@ -824,6 +847,28 @@ impl registry_core::FormatRules for Pypi {
 
     fn publish_mode(&self) -> registry_core::PublishMode {
         registry_core::PublishMode::AddFiles
+    }
+
+    fn install_command(
+        &self,
+        registry: &str,
+        repository: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<String> {
+        Some(format!(
+            "pip install --index-url {registry}/pypi/{repository}/simple/ {name}=={version}"
+        ))
+    }
+
+    fn readme_in_sidecar(&self) -> bool {
+        true
+    }
+
+    /// The description of the core metadata (the sidecar): its body, or else its
+    /// `Description` field.
+    fn readme(&self, _metadata: &str, sidecar: Option<&[u8]>) -> Option<String> {
+        core_metadata_description(&String::from_utf8_lossy(sidecar?))
     }
 
     fn extra_digests(&self) -> registry_core::ExtraDigests {

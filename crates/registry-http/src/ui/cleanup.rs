@@ -1,0 +1,229 @@
+//! Tag rules and cleanup policies: the ones the visitor may manage, a dry run of a policy
+//! listing what it would delete, and the run itself, only from the dry run's page.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, Request, State};
+use maud::{Markup, html};
+use registry_core::{CleanupPolicy, PolicySource};
+use registry_gc::cleanup::{CleanupReport, Deletion};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::images::query;
+use super::layout::{self, short_digest, time};
+use super::session::{Form, Visitor, visitor};
+use super::{Page, Ui, UiError};
+
+/// The most deletions a run's page lists (its counts cover them all).
+const MAX_LISTED: usize = 1_000;
+
+#[derive(Default, Deserialize)]
+struct CleanupQuery {
+    dry_run: Option<String>,
+}
+
+fn may_manage(ui: &Ui, visitor: &Visitor, pattern: &registry_core::NamePattern) -> bool {
+    crate::auth::may_manage_rules(ui.auth.as_ref(), &visitor.caller(), pattern)
+}
+
+fn crumbs() -> Vec<(&'static str, String)> {
+    vec![("Cleanup", "/ui/cleanup".to_owned())]
+}
+
+/// `GET /ui/cleanup[?dry_run=<policy>]`.
+pub(crate) async fn overview(
+    State(ui): State<Arc<Ui>>,
+    RawQuery(raw): RawQuery,
+    request: Request,
+) -> Page {
+    let visitor = visitor(&ui, &request).await?;
+    let q: CleanupQuery = query(raw)?;
+    if let Some(name) = q.dry_run {
+        let policy = policy(&ui, &visitor, &name).await?;
+        let (report, listed) = run_policy(&ui, &policy, true).await?;
+        let body = html! {
+            (report_summary(&report, true))
+            (deletions(&listed, report.deleted))
+            @if report.deleted > 0 {
+                form method="post" action="/ui/cleanup" {
+                    input type="hidden" name="csrf" value=(visitor.csrf);
+                    input type="hidden" name="policy" value=(policy.name);
+                    p { "Running the policy now applies it again: tags pushed or moved since this dry run are judged afresh." }
+                    button.danger type="submit" { "Run " (policy.name) " and delete" }
+                    " "
+                    a href="/ui/cleanup" { "Cancel" }
+                }
+            }
+        };
+        let title = format!("Dry run of {}", policy.name);
+        return Ok(visitor.page(layout::page(&visitor, &title, &crumbs(), body)));
+    }
+    if visitor.user.is_none() && ui.auth.is_some() && !visitor.is_admin(&ui) {
+        return Err(UiError::LoginNeeded);
+    }
+    let rules: Vec<_> = ui
+        .registry
+        .tag_rules()
+        .await?
+        .into_iter()
+        .filter(|(rule, _)| may_manage(&ui, &visitor, &rule.repositories))
+        .collect();
+    let policies: Vec<_> = ui
+        .registry
+        .cleanup_policies()
+        .await?
+        .into_iter()
+        .filter(|(policy, _)| may_manage(&ui, &visitor, &policy.repositories))
+        .collect();
+    let body = html! {
+        p.muted { "Rules and policies are managed in the configuration file or through " code { "/api/v1/tag-rules" } " and " code { "/api/v1/cleanup-policies" } "; shown here are those you may manage." }
+        h2 { "Tag rules" }
+        @if rules.is_empty() {
+            p.muted { "No tag rules to show." }
+        } @else {
+            table.tag-rules {
+                thead { tr { th { "Rule" } th { "Repositories" } th { "Settings" } th { "Source" } } }
+                tbody {
+                    @for (rule, source) in &rules {
+                        tr {
+                            td { (rule.name) }
+                            td { code { (rule.repositories.as_str()) } }
+                            td { (settings(serde_json::to_value(rule).unwrap_or_default())) }
+                            td { (source_name(*source)) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Cleanup policies" }
+        @if policies.is_empty() {
+            p.muted { "No cleanup policies to show." }
+        } @else {
+            table.cleanup-policies {
+                thead { tr { th { "Policy" } th { "Repositories" } th { "Settings" } th { "Source" } th {} } }
+                tbody {
+                    @for (policy, source) in &policies {
+                        tr {
+                            td { (policy.name) }
+                            td { code { (policy.repositories.as_str()) } }
+                            td { (settings(serde_json::to_value(policy).unwrap_or_default())) }
+                            td { (source_name(*source)) }
+                            td { a.button href=(layout::link("/ui/cleanup", &[("dry_run", Some(&policy.name))])) { "Dry run" } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(visitor.page(layout::page(&visitor, "Tag rules and cleanup", &[], body)))
+}
+
+/// `POST /ui/cleanup`: runs one policy for real (the button of its dry run's page).
+pub(crate) async fn run(State(ui): State<Arc<Ui>>, request: Request) -> Page {
+    let visitor = visitor(&ui, &request).await?;
+    let form = Form::read(&visitor, request).await?;
+    let name = form
+        .value("policy")
+        .ok_or_else(|| UiError::BadRequest("say which policy to run".into()))?;
+    let policy = policy(&ui, &visitor, name).await?;
+    let (report, listed) = run_policy(&ui, &policy, false).await?;
+    let body = html! {
+        (report_summary(&report, false))
+        (deletions(&listed, report.deleted))
+        p { a href="/ui/cleanup" { "Back to cleanup" } }
+    };
+    let title = format!("Ran {}", policy.name);
+    Ok(visitor.page(layout::page(&visitor, &title, &crumbs(), body)))
+}
+
+/// A stored policy the visitor may manage.
+async fn policy(ui: &Ui, visitor: &Visitor, name: &str) -> Result<CleanupPolicy, UiError> {
+    let policy = ui
+        .registry
+        .cleanup_policies()
+        .await?
+        .into_iter()
+        .map(|(policy, _)| policy)
+        .find(|p| p.name == name)
+        .ok_or_else(|| UiError::NotFound(format!("no cleanup policy named {name:?}")))?;
+    if !may_manage(ui, visitor, &policy.repositories) {
+        return Err(match visitor.user {
+            None if ui.auth.is_some() => UiError::LoginNeeded,
+            _ => UiError::Forbidden(format!(
+                "running {name:?} needs the admin role, or the owner role on every repository it covers"
+            )),
+        });
+    }
+    Ok(policy)
+}
+
+async fn run_policy(
+    ui: &Ui,
+    policy: &CleanupPolicy,
+    dry_run: bool,
+) -> Result<(CleanupReport, Vec<Deletion>), UiError> {
+    let mut listed = Vec::new();
+    let report = registry_gc::cleanup::run_policies(
+        &ui.registry,
+        std::slice::from_ref(policy),
+        dry_run,
+        |deletion| {
+            if listed.len() < MAX_LISTED {
+                listed.push(deletion.clone());
+            }
+        },
+    )
+    .await?;
+    Ok((report, listed))
+}
+
+fn report_summary(report: &CleanupReport, dry_run: bool) -> Markup {
+    html! {
+        p.notice role="status" {
+            @if dry_run { "Would delete " } @else { "Deleted " }
+            strong { (report.deleted) } " of " (report.tags_seen) " tags in " (report.repositories) " repositories"
+            @if report.skipped > 0 { " (" (report.skipped) " kept because they changed or a rule now covers them)" }
+            "."
+        }
+    }
+}
+
+fn deletions(listed: &[Deletion], total: u64) -> Markup {
+    html! {
+        @if !listed.is_empty() {
+            table.deletions {
+                thead { tr { th { "Repository" } th { "Tag" } th { "Digest" } th { "Pushed" } } }
+                tbody {
+                    @for deletion in listed {
+                        tr {
+                            td { a href={ "/ui/r/" (deletion.repository) } { (deletion.repository) } }
+                            td { (deletion.tag) }
+                            td { (short_digest(deletion.digest.as_str())) }
+                            td { (time(deletion.published_at)) }
+                        }
+                    }
+                }
+            }
+            @if total > listed.len() as u64 {
+                p.muted { "… and " (total - listed.len() as u64) " more." }
+            }
+        }
+    }
+}
+
+/// A rule's or policy's settings besides its name and repositories, as `key: value` lines.
+fn settings(document: Value) -> Markup {
+    let Value::Object(fields) = document else {
+        return html! {};
+    };
+    html! {
+        @for (key, value) in fields.iter().filter(|(k, _)| *k != "name" && *k != "repositories") {
+            div { span.muted { (key) ": " } code { (match value { Value::String(s) => s.clone(), other => other.to_string() }) } }
+        }
+    }
+}
+
+fn source_name(source: PolicySource) -> &'static str {
+    source.as_str()
+}

@@ -1,0 +1,392 @@
+//! Who is visiting: the session cookie's user or the anonymous caller; login, logout, and the
+//! CSRF token every form carries.
+//!
+//! A session is an access token (`rgt_…`, labelled [`SESSION_LABEL`]) with the user's grants
+//! at login, expiring after [`SESSION_TTL`]: kept in the shared token store, so every instance
+//! knows it, the user can list and revoke it with their other tokens, and — as for every
+//! token — it allows no more than the user's grants allow now.
+
+use std::time::Duration;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use registry_core::{
+    Action, Credentials, Grant, Principal, RepositoryName, Role, Timestamp, TokenRecord,
+};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use super::{Page, Ui, UiError, layout};
+use crate::auth::Caller;
+use std::sync::Arc;
+
+/// The session cookie.
+const SESSION_COOKIE: &str = "registry_session";
+/// The cookie that binds forms to a browser before it logs in.
+const BROWSER_COOKIE: &str = "registry_browser";
+/// What session tokens are labelled.
+pub(crate) const SESSION_LABEL: &str = "web session";
+/// How long a session lasts.
+const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+/// The largest form accepted (a delete of many tags at once included).
+const MAX_FORM: usize = 256 * 1024;
+
+/// The caller of one page.
+#[derive(Debug)]
+pub(crate) struct Visitor {
+    /// What they may do; `None` when they must log in to see anything (no anonymous grants).
+    pub(crate) caller: Option<Caller>,
+    /// The logged-in user's name.
+    pub(crate) user: Option<String>,
+    /// The session's token id, while logged in.
+    session: Option<String>,
+    /// The CSRF token this visitor's forms carry.
+    pub(crate) csrf: String,
+    /// A cookie to set with the response (the browser cookie, when new).
+    set_cookie: Option<HeaderValue>,
+    /// The registry's base URL as this visitor reaches it (`https://host`).
+    pub(crate) base: String,
+}
+
+impl Visitor {
+    /// Whether the visitor may act on a repository (a package repository's name included),
+    /// as the configured authorizer decides; everyone may when no authentication is set.
+    pub(crate) fn may(&self, ui: &Ui, repository: &str, action: Action) -> bool {
+        let Some(auth) = &ui.auth else {
+            return true;
+        };
+        let Some(caller) = &self.caller else {
+            return false;
+        };
+        RepositoryName::parse(repository).is_ok_and(|name| caller.may(&*auth.authorizer, &name, action))
+    }
+
+    /// Refuses a page the visitor may not see: anonymous visitors are asked to log in.
+    pub(crate) fn require(&self, ui: &Ui, repository: &str, action: Action) -> Result<(), UiError> {
+        if self.may(ui, repository, action) {
+            return Ok(());
+        }
+        if self.user.is_none() {
+            return Err(UiError::LoginNeeded);
+        }
+        Err(UiError::Forbidden(format!(
+            "{} on {repository} is not granted to {}",
+            action.as_str(),
+            self.user.as_deref().unwrap_or("you")
+        )))
+    }
+
+    /// Whether the visitor administers the whole registry.
+    pub(crate) fn is_admin(&self, ui: &Ui) -> bool {
+        match (&ui.auth, &self.caller) {
+            (None, _) => true,
+            (Some(auth), Some(caller)) => caller.is_admin(&*auth.authorizer),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The caller, for decisions made elsewhere (tag rules, protection, namespaces).
+    pub(crate) fn caller(&self) -> Caller {
+        self.caller.clone().unwrap_or_else(|| {
+            // No anonymous access: a caller with no grant at all.
+            Caller::Principal(Principal::anonymous(Vec::new()))
+        })
+    }
+
+    /// The visitor's role on a package repository for its protection rules (`None`: trusted,
+    /// when no authentication is configured).
+    pub(crate) fn package_role(&self, ui: &Ui, repository: &str) -> Option<Role> {
+        crate::auth::package_role(ui.auth.as_ref(), &self.caller(), repository)
+    }
+
+    /// Adds the cookie this visit needs to a response.
+    pub(crate) fn finish(&self, mut response: Response) -> Response {
+        if let Some(cookie) = &self.set_cookie {
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, cookie.clone());
+        }
+        response
+    }
+
+    /// A page's HTML as a response, with the cookie this visit needs.
+    pub(crate) fn page(&self, markup: maud::Markup) -> Response {
+        self.finish(markup.into_response())
+    }
+}
+
+/// What a request says about its visitor, read before anything is awaited (a request's body
+/// cannot be held across an `await` of a handler).
+struct Presented {
+    base: String,
+    session: Option<String>,
+    browser: Option<String>,
+}
+
+/// Works out who is visiting from the request's cookies.
+pub(crate) fn visitor<'a>(
+    ui: &'a Ui,
+    request: &Request,
+) -> impl Future<Output = Result<Visitor, UiError>> + Send + 'a {
+    let headers = request.headers();
+    let presented = Presented {
+        base: crate::external_url::base_url(request.extensions(), headers),
+        session: cookie(headers, SESSION_COOKIE)
+            .filter(|secret| registry_core::token::looks_like_secret(secret))
+            .map(str::to_owned),
+        browser: cookie(headers, BROWSER_COOKIE)
+            .filter(|b| is_browser_id(b))
+            .map(str::to_owned),
+    };
+    resolve(ui, presented)
+}
+
+async fn resolve(ui: &Ui, presented: Presented) -> Result<Visitor, UiError> {
+    let Presented {
+        base,
+        session: session_secret,
+        browser,
+    } = presented;
+    let secure = base.starts_with("https://");
+    if let (Some(auth), Some(secret)) = (&ui.auth, &session_secret) {
+        let token = crate::auth::access_token(ui.packages.tokens(), secret).await?;
+        if let Some(token) = token.filter(|t| t.label == SESSION_LABEL) {
+            // A session never outlives its user's grants, like every token.
+            if let Some(user) = auth.authenticator.user(&token.user).await? {
+                let grants = Grant::intersect(&token.grants, &user.grants);
+                return Ok(Visitor {
+                    caller: Some(Caller::Principal(Principal::user(token.user.clone(), grants))),
+                    user: Some(token.user),
+                    session: Some(token.id),
+                    csrf: csrf_token(secret),
+                    set_cookie: None,
+                    base,
+                });
+            }
+        }
+    }
+    let caller = match &ui.auth {
+        None => Some(Caller::Open),
+        Some(auth) => auth
+            .authenticator
+            .authenticate(&Credentials::None)
+            .await?
+            .map(Caller::Principal),
+    };
+    let (browser, set_cookie) = match browser {
+        Some(browser) => (browser, None),
+        None => {
+            let browser = uuid::Uuid::new_v4().simple().to_string();
+            let cookie = cookie_header(BROWSER_COOKIE, &browser, None, secure);
+            (browser, Some(cookie))
+        }
+    };
+    Ok(Visitor {
+        caller,
+        user: None,
+        session: None,
+        csrf: csrf_token(&browser),
+        set_cookie,
+        base,
+    })
+}
+
+/// The CSRF token of forms shown to a holder of `secret` (the session's, or the browser
+/// cookie's before login): a hash, so a page never shows the secret itself.
+fn csrf_token(secret: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"registry web form\0");
+    hasher.update(secret.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+fn is_browser_id(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// One cookie's value from the `Cookie` headers.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for the whole site, Secure over TLS;
+/// `max_age` `None` for a browser-session cookie, `Some(0)` to remove it.
+fn cookie_header(name: &str, value: &str, max_age: Option<u64>, secure: bool) -> HeaderValue {
+    let mut text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+    if let Some(seconds) = max_age {
+        text.push_str(&format!("; Max-Age={seconds}"));
+    }
+    if secure {
+        text.push_str("; Secure");
+    }
+    HeaderValue::from_str(&text).expect("cookie names and values are visible ASCII")
+}
+
+/// A form's fields, read after the visitor was decided, bounded, and refused unless it comes
+/// from this origin with this visitor's CSRF token.
+#[derive(Debug)]
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// Reads and checks the form of a `POST`.
+    pub(crate) async fn read(visitor: &Visitor, request: Request) -> Result<Self, UiError> {
+        if request.method() != Method::POST {
+            return Err(UiError::BadRequest("forms are posted".into()));
+        }
+        check_origin(visitor, request.headers())?;
+        let body = axum::body::to_bytes(request.into_body(), MAX_FORM)
+            .await
+            .map_err(|_| UiError::BadRequest(format!("a form is at most {MAX_FORM} bytes")))?;
+        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+            .map_err(|e| UiError::BadRequest(format!("the form is not URL-encoded: {e}")))?;
+        let form = Form(fields);
+        let sent = form.value("csrf").unwrap_or_default();
+        if !same(sent.as_bytes(), visitor.csrf.as_bytes()) {
+            return Err(UiError::Forbidden(
+                "this form is out of date or comes from another site: reload the page and try again"
+                    .into(),
+            ));
+        }
+        Ok(form)
+    }
+
+    /// The first value of a field.
+    pub(crate) fn value(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every value of a field, in order.
+    pub(crate) fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Refuses a form sent from another origin (browsers say where a `POST` comes from).
+fn check_origin(visitor: &Visitor, headers: &HeaderMap) -> Result<(), UiError> {
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site != "same-origin" && site != "none");
+    let foreign_origin = headers
+        .get(header::ORIGIN)
+        .and_then(|origin| origin.to_str().ok())
+        .is_some_and(|origin| origin != visitor.base);
+    if cross_site || foreign_origin {
+        return Err(UiError::Forbidden(
+            "forms are accepted from this registry's own pages only".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Next {
+    next: Option<String>,
+}
+
+/// Where to go after logging in: a page of the UI, nothing else.
+fn next_page(next: Option<&str>) -> String {
+    next.filter(|n| n.starts_with("/ui/") && !n.contains(['\\', '\r', '\n']) && !n.starts_with("/ui//"))
+        .unwrap_or("/ui/")
+        .to_owned()
+}
+
+/// `GET /ui/login`.
+pub(crate) async fn login_form(
+    State(ui): State<Arc<Ui>>,
+    Query(next): Query<Next>,
+    request: Request,
+) -> Page {
+    let visitor = visitor(&ui, &request).await?;
+    let next = next_page(next.next.as_deref());
+    Ok(visitor.page(layout::login_page(&ui, &visitor, &next, None)))
+}
+
+/// `POST /ui/login`: checks the password as every API does (the same throttles), then starts
+/// a session.
+pub(crate) async fn login(State(ui): State<Arc<Ui>>, request: Request) -> Page {
+    let visitor = visitor(&ui, &request).await?;
+    let Some(auth) = &ui.auth else {
+        return Ok(Redirect::to("/ui/").into_response());
+    };
+    let form = Form::read(&visitor, request).await?;
+    let next = next_page(form.value("next"));
+    let user = form.value("user").unwrap_or_default().to_owned();
+    let password = form.value("password").unwrap_or_default().to_owned();
+    let refused = |message: &str| {
+        let mut response =
+            visitor.page(layout::login_page(&ui, &visitor, &next, Some(message)));
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        Ok(response)
+    };
+    if user.is_empty() || password.is_empty() || user.len() > 256 || password.len() > 1024 {
+        return refused("user name or password is wrong");
+    }
+    let principal = auth
+        .authenticator
+        .authenticate(&Credentials::Basic {
+            user: user.clone(),
+            password,
+        })
+        .await?;
+    let Some(principal) = principal.filter(|p| p.name.is_some()) else {
+        return refused("user name or password is wrong");
+    };
+    let name = principal.name.clone().unwrap_or(user);
+    let tokens = ui.packages.tokens();
+    crate::auth::check_token_quota(tokens, &name).await?;
+    let (secret, hash) = registry_core::token::new_secret();
+    let now = Timestamp::now();
+    tokens
+        .put_token(&TokenRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            user: name,
+            label: SESSION_LABEL.to_owned(),
+            secret_hash: hash,
+            grants: principal.grants,
+            created_at: now,
+            expires_at: Some(Timestamp(now.0 + SESSION_TTL.as_millis() as i64)),
+        })
+        .await?;
+    let secure = visitor.base.starts_with("https://");
+    let mut response = Redirect::to(&next).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(SESSION_COOKIE, &secret, Some(SESSION_TTL.as_secs()), secure),
+    );
+    Ok(response)
+}
+
+/// `POST /ui/logout`: ends the session (its token is revoked) and drops the cookie.
+pub(crate) async fn logout(State(ui): State<Arc<Ui>>, request: Request) -> Page {
+    let visitor = visitor(&ui, &request).await?;
+    Form::read(&visitor, request).await?;
+    if let Some(id) = &visitor.session {
+        ui.packages.tokens().delete_token(id).await?;
+    }
+    let secure = visitor.base.starts_with("https://");
+    let mut response = Redirect::to("/ui/").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(SESSION_COOKIE, "", Some(0), secure),
+    );
+    Ok(response)
+}
