@@ -164,7 +164,9 @@ impl registry_core::FormatRules for Generic {
         name: &str,
         version: &str,
     ) -> Option<String> {
-        Some(format!("curl {registry}/generic/{repository}/{name}/{version}"))
+        Some(format!(
+            "curl {registry}/generic/{repository}/{name}/{version}"
+        ))
     }
 
     fn extra_digests(&self) -> registry_core::ExtraDigests {

@@ -809,7 +809,11 @@ pub async fn authenticate_package_client(
 /// `pattern` covers: a registry admin anything, an owner of what they own (a rule for every
 /// repository is for admins only), as the configured authorizer decides; anyone when no
 /// authentication is configured.
-pub(crate) fn may_manage_rules(auth: Option<&Auth>, caller: &Caller, pattern: &NamePattern) -> bool {
+pub(crate) fn may_manage_rules(
+    auth: Option<&Auth>,
+    caller: &Caller,
+    pattern: &NamePattern,
+) -> bool {
     let Some(auth) = auth else {
         return true;
     };

@@ -93,7 +93,7 @@ pub mod terraform;
 mod terraform_providers;
 pub mod throttle;
 mod transfer;
-#[cfg(feature = "proxy")]
-pub mod upstream;
 #[cfg(feature = "ui")]
 pub mod ui;
+#[cfg(feature = "proxy")]
+pub mod upstream;

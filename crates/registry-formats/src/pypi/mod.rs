@@ -807,7 +807,9 @@ pub fn core_metadata_description(text: &str) -> Option<String> {
     let mut lines = headers.lines();
     let first = lines.find_map(|line| {
         let (field, value) = line.split_once(':')?;
-        field.eq_ignore_ascii_case("description").then(|| value.trim_start())
+        field
+            .eq_ignore_ascii_case("description")
+            .then(|| value.trim_start())
     })?;
     let mut description = first.to_owned();
     for line in lines.take_while(|line| line.starts_with([' ', '\t'])) {

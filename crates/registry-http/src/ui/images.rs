@@ -7,8 +7,8 @@ use axum::extract::{RawQuery, Request, State};
 use axum::response::{IntoResponse, Redirect};
 use maud::{Markup, html};
 use registry_core::{
-    Action, Actor, BlobStoreExt, Digest, NamePattern, Page as StorePage, Reference, RepositoryName, Tag,
-    TagDetail, TagQuery, UsageScope,
+    Action, Actor, BlobStoreExt, Digest, NamePattern, Page as StorePage, Reference, RepositoryName,
+    Tag, TagDetail, TagQuery, UsageScope,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -170,7 +170,11 @@ pub(crate) async fn namespace(
     request: Request,
 ) -> Page {
     let visitor = visitor(&ui, &request).await?;
-    let path = request.uri().path().trim_start_matches("/ui/ns/").to_owned();
+    let path = request
+        .uri()
+        .path()
+        .trim_start_matches("/ui/ns/")
+        .to_owned();
     let (prefix, usage) = match path.strip_suffix("/-/usage") {
         Some(prefix) => (prefix.to_owned(), true),
         None => (path, false),
@@ -337,7 +341,9 @@ async fn tags_page(ui: &Ui, visitor: &Visitor, name: RepositoryName, q: TagsQuer
     visitor.require(ui, name.as_str(), Action::Pull)?;
     let sort = q.sort.clone().unwrap_or_else(|| "-published".to_owned());
     let (order, descending) = crate::oci::tag_sort(&sort).ok_or_else(|| {
-        UiError::BadRequest(format!("sort {sort:?}: use name, -name, published or -published"))
+        UiError::BadRequest(format!(
+            "sort {sort:?}: use name, -name, published or -published"
+        ))
     })?;
     let marker = |text: &Option<String>| {
         text.as_deref()
@@ -368,10 +374,18 @@ async fn tags_page(ui: &Ui, visitor: &Visitor, name: RepositoryName, q: TagsQuer
     let here = format!("/ui/r/{name}");
     let full = details.len() == PAGE;
     let next = (full || q.before.is_some())
-        .then(|| details.last().map(|d| crate::oci::encode_marker(&d.marker())))
+        .then(|| {
+            details
+                .last()
+                .map(|d| crate::oci::encode_marker(&d.marker()))
+        })
         .flatten();
     let previous = (q.after.is_some() || (q.before.is_some() && full))
-        .then(|| details.first().map(|d| crate::oci::encode_marker(&d.marker())))
+        .then(|| {
+            details
+                .first()
+                .map(|d| crate::oci::encode_marker(&d.marker()))
+        })
         .flatten();
     let sort_link = |key: &str, label: &str| {
         let (ascending, descending) = (key.to_owned(), format!("-{key}"));
@@ -443,7 +457,12 @@ async fn tags_page(ui: &Ui, visitor: &Visitor, name: RepositoryName, q: TagsQuer
     Ok(visitor.page(layout::page(visitor, name.as_str(), &crumbs, body)))
 }
 
-fn tag_row(name: &RepositoryName, detail: &TagDetail, platforms: &[String], may_delete: bool) -> Markup {
+fn tag_row(
+    name: &RepositoryName,
+    detail: &TagDetail,
+    platforms: &[String],
+    may_delete: bool,
+) -> Markup {
     let manifest = format!(
         "/ui/r/{name}/-/manifests/{}?tag={}",
         detail.digest, detail.name
@@ -466,7 +485,12 @@ fn tag_row(name: &RepositoryName, detail: &TagDetail, platforms: &[String], may_
 /// (nothing for other artifacts, or when it cannot be read).
 async fn platforms(ui: &Ui, repository: &RepositoryName, digest: &Digest) -> Vec<String> {
     let reference = Reference::Digest(digest.clone());
-    let Ok(Some(record)) = ui.registry.metadata().manifest(repository, &reference).await else {
+    let Ok(Some(record)) = ui
+        .registry
+        .metadata()
+        .manifest(repository, &reference)
+        .await
+    else {
         return Vec::new();
     };
     let Ok(document) = serde_json::from_slice::<Value>(&record.bytes) else {
@@ -531,7 +555,9 @@ async fn manifest_page(
         .manifest(&name, &Reference::Digest(digest.clone()))
         .await
     {
-        Err(registry_core::Error::ManifestUnknown { .. } | registry_core::Error::NameUnknown { .. }) => {
+        Err(
+            registry_core::Error::ManifestUnknown { .. } | registry_core::Error::NameUnknown { .. },
+        ) => {
             return Err(UiError::NotFound(format!("no manifest {digest} in {name}")));
         }
         other => other?,
@@ -683,7 +709,10 @@ async fn manifest_page(
     crumbs.push((name.as_str(), format!("/ui/r/{name}")));
     let title = match &tag {
         Some(tag) => format!("{name}:{tag}"),
-        None => format!("{name}@{}", &digest.as_str()[..digest.as_str().len().min(19)]),
+        None => format!(
+            "{name}@{}",
+            &digest.as_str()[..digest.as_str().len().min(19)]
+        ),
     };
     Ok(visitor.page(layout::page(visitor, &title, &crumbs, body)))
 }

@@ -9,40 +9,48 @@ use super::Ui;
 use super::session::Visitor;
 
 /// A whole page: the header with the visitor's login state, the breadcrumbs, the body.
-pub(crate) fn page(visitor: &Visitor, title: &str, crumbs: &[(&str, String)], body: Markup) -> Markup {
-    frame(title, html! {
-        header {
-            nav.top {
-                a.brand href="/ui/" { "Registry" }
-                a href="/ui/" { "Repositories" }
-                a href="/ui/cleanup" { "Cleanup" }
-                span.spacer {}
-                @match &visitor.user {
-                    Some(user) => {
-                        span.user { (user) }
-                        form.inline method="post" action="/ui/logout" {
-                            input type="hidden" name="csrf" value=(visitor.csrf);
-                            button type="submit" { "Log out" }
+pub(crate) fn page(
+    visitor: &Visitor,
+    title: &str,
+    crumbs: &[(&str, String)],
+    body: Markup,
+) -> Markup {
+    frame(
+        title,
+        html! {
+            header {
+                nav.top {
+                    a.brand href="/ui/" { "Registry" }
+                    a href="/ui/" { "Repositories" }
+                    a href="/ui/cleanup" { "Cleanup" }
+                    span.spacer {}
+                    @match &visitor.user {
+                        Some(user) => {
+                            span.user { (user) }
+                            form.inline method="post" action="/ui/logout" {
+                                input type="hidden" name="csrf" value=(visitor.csrf);
+                                button type="submit" { "Log out" }
+                            }
+                        }
+                        None => {
+                            a href="/ui/login" { "Log in" }
                         }
                     }
-                    None => {
-                        a href="/ui/login" { "Log in" }
-                    }
                 }
             }
-        }
-        main {
-            @if !crumbs.is_empty() {
-                nav.crumbs aria-label="breadcrumbs" {
-                    @for (label, href) in crumbs {
-                        a href=(href) { (label) } " / "
+            main {
+                @if !crumbs.is_empty() {
+                    nav.crumbs aria-label="breadcrumbs" {
+                        @for (label, href) in crumbs {
+                            a href=(href) { (label) } " / "
+                        }
                     }
                 }
+                h1 { (title) }
+                (body)
             }
-            h1 { (title) }
-            (body)
-        }
-    })
+        },
+    )
 }
 
 /// The document around a page's content.
@@ -65,47 +73,58 @@ fn frame(title: &str, content: Markup) -> Markup {
 /// The page of an error.
 pub(crate) fn error_page(status: StatusCode, message: &str) -> Markup {
     let title = status.canonical_reason().unwrap_or("Error");
-    frame(title, html! {
-        main {
-            h1 { (status.as_u16()) " " (title) }
-            p.error { (message) }
-            p { a href="/ui/" { "Back to the repositories" } }
-        }
-    })
+    frame(
+        title,
+        html! {
+            main {
+                h1 { (status.as_u16()) " " (title) }
+                p.error { (message) }
+                p { a href="/ui/" { "Back to the repositories" } }
+            }
+        },
+    )
 }
 
 /// What an anonymous visitor sees where they need to log in.
 pub(crate) fn login_needed() -> (StatusCode, Markup) {
     (
         StatusCode::UNAUTHORIZED,
-        frame("Log in", html! {
-            main {
-                h1 { "Log in to see this" }
-                p { "This page needs a user with access to it." }
-                p { a.button href="/ui/login" { "Log in" } }
-            }
-        }),
+        frame(
+            "Log in",
+            html! {
+                main {
+                    h1 { "Log in to see this" }
+                    p { "This page needs a user with access to it." }
+                    p { a.button href="/ui/login" { "Log in" } }
+                }
+            },
+        ),
     )
 }
 
 /// The login form, with a message after a failed attempt.
 pub(crate) fn login_page(ui: &Ui, visitor: &Visitor, next: &str, failed: Option<&str>) -> Markup {
-    page(visitor, "Log in", &[], html! {
-        @if ui.auth.is_none() {
-            p { "This registry is open: there is nothing to log in to." }
-        } @else {
-            @if let Some(message) = failed {
-                p.error role="alert" { (message) }
+    page(
+        visitor,
+        "Log in",
+        &[],
+        html! {
+            @if ui.auth.is_none() {
+                p { "This registry is open: there is nothing to log in to." }
+            } @else {
+                @if let Some(message) = failed {
+                    p.error role="alert" { (message) }
+                }
+                form.login method="post" action="/ui/login" {
+                    input type="hidden" name="csrf" value=(visitor.csrf);
+                    input type="hidden" name="next" value=(next);
+                    label { "User" input type="text" name="user" autocomplete="username" required autofocus; }
+                    label { "Password" input type="password" name="password" autocomplete="current-password" required; }
+                    button type="submit" { "Log in" }
+                }
             }
-            form.login method="post" action="/ui/login" {
-                input type="hidden" name="csrf" value=(visitor.csrf);
-                input type="hidden" name="next" value=(next);
-                label { "User" input type="text" name="user" autocomplete="username" required autofocus; }
-                label { "Password" input type="password" name="password" autocomplete="current-password" required; }
-                button type="submit" { "Log in" }
-            }
-        }
-    })
+        },
+    )
 }
 
 /// A size in bytes as people read it (binary units).
@@ -203,7 +222,10 @@ mod tests {
     fn times_are_utc_dates() {
         assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(Timestamp(951_782_400_000)), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(Timestamp(1_796_000_000_123)), "2026-11-30T00:53:20Z");
+        assert_eq!(
+            rfc3339(Timestamp(1_796_000_000_123)),
+            "2026-11-30T00:53:20Z"
+        );
         assert_eq!(rfc3339(Timestamp(-1000)), "1969-12-31T23:59:59Z");
     }
 
@@ -220,7 +242,10 @@ mod tests {
     fn links_encode_their_values() {
         assert_eq!(link("/ui/", &[("q", None)]), "/ui/");
         assert_eq!(
-            link("/ui/packages/npm", &[("name", Some("@a/b c")), ("version", Some("1.0+x"))]),
+            link(
+                "/ui/packages/npm",
+                &[("name", Some("@a/b c")), ("version", Some("1.0+x"))]
+            ),
             "/ui/packages/npm?name=%40a%2Fb+c&version=1.0%2Bx"
         );
     }

@@ -77,10 +77,14 @@ mod tests {
 
     #[test]
     fn raw_html_is_text() {
-        let html = render("# Hi\n\n<script>alert(1)</script>\n\nx <img src=x onerror=alert(1)> y").0;
+        let html =
+            render("# Hi\n\n<script>alert(1)</script>\n\nx <img src=x onerror=alert(1)> y").0;
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("<img"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
         assert!(html.contains("<h1>Hi</h1>"), "{html}");
     }
 
@@ -91,14 +95,22 @@ mod tests {
             "JaVaScRiPt:alert(1)",
             "java\tscript:alert(1)",
             " javascript:alert(1)",
-            "data:text/html,<script>alert(1)</script>",
+            "data:text/html,hi",
             "vbscript:x",
         ] {
             let html = render(&format!("[a](<{bad}>) ![b](<{bad}>)")).0;
-            assert!(!html.to_ascii_lowercase().contains("script:"), "{bad}: {html}");
-            assert!(!html.contains("data:"), "{bad}: {html}");
+            assert!(
+                html.contains("href=\"#\"") && html.contains("src=\"#\""),
+                "{bad}: {html}"
+            );
+            let lowered = html.to_ascii_lowercase();
+            assert!(
+                !lowered.contains("script:") && !lowered.contains("data:"),
+                "{bad}: {html}"
+            );
         }
-        let html = render("[a](https://example.com/x) [b](docs/x.md) [c](mailto:a@b.c) [d](#top)").0;
+        let html =
+            render("[a](https://example.com/x) [b](docs/x.md) [c](mailto:a@b.c) [d](#top)").0;
         for good in ["https://example.com/x", "docs/x.md", "mailto:a@b.c", "#top"] {
             assert!(html.contains(&format!("href=\"{good}\"")), "{good}: {html}");
         }

@@ -67,10 +67,7 @@ pub fn router(registry: OciRegistry, packages: Packages, auth: Option<Auth>) -> 
             "/ui/packages/{repository}",
             get(packages::repository).post(packages::post),
         )
-        .route(
-            "/ui/cleanup",
-            get(cleanup::overview).post(cleanup::run),
-        )
+        .route("/ui/cleanup", get(cleanup::overview).post(cleanup::run))
         .route("/ui/login", get(session::login_form).post(session::login))
         .route("/ui/logout", post(session::logout))
         .route("/ui/static/{file}", get(assets::serve))
@@ -148,7 +145,10 @@ impl IntoResponse for UiError {
                 if status.is_server_error() {
                     // The details (paths, database errors) are for the log, not the page.
                     tracing::error!(%error, "web UI request failed");
-                    (status, "the registry could not complete this request".to_owned())
+                    (
+                        status,
+                        "the registry could not complete this request".to_owned(),
+                    )
                 } else {
                     (status, error.to_string())
                 }

@@ -67,7 +67,9 @@ pub(crate) async fn repository(
     match (&q.name, &q.version) {
         (None, _) => packages_page(&ui, &visitor, &found, rules, &q).await,
         (Some(name), None) => package_page(&ui, &visitor, &found, rules, name, q.from).await,
-        (Some(name), Some(version)) => version_page(&ui, &visitor, &found, rules, name, version).await,
+        (Some(name), Some(version)) => {
+            version_page(&ui, &visitor, &found, rules, name, version).await
+        }
     }
 }
 
@@ -138,7 +140,12 @@ async fn packages_page(
         }
     };
     let title = format!("Package repository {}", repository.name);
-    Ok(visitor.page(layout::page(visitor, &title, &crumbs(&repository.name)[..1], body)))
+    Ok(visitor.page(layout::page(
+        visitor,
+        &title,
+        &crumbs(&repository.name)[..1],
+        body,
+    )))
 }
 
 async fn package(
@@ -157,7 +164,9 @@ async fn package(
 fn status(format: registry_core::PackageFormat, status: &VersionStatus) -> Markup {
     let (class, label, message) = match status {
         VersionStatus::Default => return html! {},
-        VersionStatus::Hidden if format == registry_core::PackageFormat::Nuget => ("unlisted", "unlisted", ""),
+        VersionStatus::Hidden if format == registry_core::PackageFormat::Nuget => {
+            ("unlisted", "unlisted", "")
+        }
         VersionStatus::Hidden => ("hidden", "hidden", ""),
         VersionStatus::Deprecated(message) => ("deprecated", "deprecated", message.as_str()),
         VersionStatus::Yanked(reason) => ("yanked", "yanked", reason.as_str()),
@@ -177,7 +186,13 @@ async fn package_page(
     let here = format!("/ui/packages/{}", repository.name);
     let from = from.unwrap_or(0);
     // Newest first.
-    let versions: Vec<&PackageVersion> = package.versions.iter().rev().skip(from).take(PAGE).collect();
+    let versions: Vec<&PackageVersion> = package
+        .versions
+        .iter()
+        .rev()
+        .skip(from)
+        .take(PAGE)
+        .collect();
     let more = package.versions.len() > from.saturating_add(PAGE);
     let body = html! {
         @if !package.tags.is_empty() {
@@ -215,7 +230,12 @@ async fn package_page(
             }
         }
     };
-    Ok(visitor.page(layout::page(visitor, &package.display_name, &crumbs(&repository.name), body)))
+    Ok(visitor.page(layout::page(
+        visitor,
+        &package.display_name,
+        &crumbs(&repository.name),
+        body,
+    )))
 }
 
 async fn version_page(
@@ -294,7 +314,12 @@ async fn version_page(
         }
     };
     let title = format!("{} {}", package.display_name, found.version);
-    Ok(visitor.page(layout::page(visitor, &title, &crumbs(&repository.name), body)))
+    Ok(visitor.page(layout::page(
+        visitor,
+        &title,
+        &crumbs(&repository.name),
+        body,
+    )))
 }
 
 fn status_message(status: &VersionStatus) -> &str {
@@ -347,7 +372,9 @@ pub(crate) async fn post(
     let (found, rules) = readable(&ui, &visitor, &repository, Action::Delete).await?;
     let form = Form::read(&visitor, request).await?;
     let (Some(name), Some(version)) = (form.value("name"), form.value("version")) else {
-        return Err(UiError::BadRequest("say which package version to delete".into()));
+        return Err(UiError::BadRequest(
+            "say which package version to delete".into(),
+        ));
     };
     let here = format!("/ui/packages/{}", found.name);
     let back = link(&here, &[("name", Some(name)), ("version", Some(version))]);
@@ -364,7 +391,12 @@ pub(crate) async fn post(
                 a href=(back) { "Cancel" }
             }
         };
-        return Ok(visitor.page(layout::page(&visitor, "Delete version?", &crumbs(&found.name), body)));
+        return Ok(visitor.page(layout::page(
+            &visitor,
+            "Delete version?",
+            &crumbs(&found.name),
+            body,
+        )));
     }
     let role = visitor.package_role(&ui, &found.name);
     ui.packages

@@ -59,7 +59,8 @@ impl Visitor {
         let Some(caller) = &self.caller else {
             return false;
         };
-        RepositoryName::parse(repository).is_ok_and(|name| caller.may(&*auth.authorizer, &name, action))
+        RepositoryName::parse(repository)
+            .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action))
     }
 
     /// Refuses a page the visitor may not see: anonymous visitors are asked to log in.
@@ -156,7 +157,10 @@ async fn resolve(ui: &Ui, presented: Presented) -> Result<Visitor, UiError> {
             if let Some(user) = auth.authenticator.user(&token.user).await? {
                 let grants = Grant::intersect(&token.grants, &user.grants);
                 return Ok(Visitor {
-                    caller: Some(Caller::Principal(Principal::user(token.user.clone(), grants))),
+                    caller: Some(Caller::Principal(Principal::user(
+                        token.user.clone(),
+                        grants,
+                    ))),
                     user: Some(token.user),
                     session: Some(token.id),
                     csrf: csrf_token(secret),
@@ -304,9 +308,11 @@ pub(crate) struct Next {
 
 /// Where to go after logging in: a page of the UI, nothing else.
 fn next_page(next: Option<&str>) -> String {
-    next.filter(|n| n.starts_with("/ui/") && !n.contains(['\\', '\r', '\n']) && !n.starts_with("/ui//"))
-        .unwrap_or("/ui/")
-        .to_owned()
+    next.filter(|n| {
+        n.starts_with("/ui/") && !n.contains(['\\', '\r', '\n']) && !n.starts_with("/ui//")
+    })
+    .unwrap_or("/ui/")
+    .to_owned()
 }
 
 /// `GET /ui/login`.
@@ -332,8 +338,7 @@ pub(crate) async fn login(State(ui): State<Arc<Ui>>, request: Request) -> Page {
     let user = form.value("user").unwrap_or_default().to_owned();
     let password = form.value("password").unwrap_or_default().to_owned();
     let refused = |message: &str| {
-        let mut response =
-            visitor.page(layout::login_page(&ui, &visitor, &next, Some(message)));
+        let mut response = visitor.page(layout::login_page(&ui, &visitor, &next, Some(message)));
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         Ok(response)
     };

@@ -1,0 +1,998 @@
+//! The web UI in-process: each page's status and values, escaping of hostile annotations and
+//! READMEs, sorting and paging of tags on the server, login sessions, CSRF, and deletes only
+//! where the visitor may.
+#![cfg(all(feature = "ui", feature = "npm"))]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use registry_core::blob::once_stream;
+use registry_core::manifest::{OCI_INDEX, OCI_MANIFEST};
+use registry_core::{
+    Actor, Digest, Grant, MetadataStore, NamePattern, OciRegistry, Packages, Reference,
+    RepositoryName, Role, Tag, VersionStatus,
+};
+use registry_http::app::Application;
+use registry_http::auth::{Auth, StaticUser, StaticUsers, hash_password};
+use registry_storage::memory::{MemoryBlobStore, MemoryMetadataStore};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha512};
+use tower::ServiceExt;
+
+const HOSTILE: &str = "<script>alert('annotation')</script>";
+
+struct Stores {
+    registry: OciRegistry,
+    packages: Packages,
+}
+
+fn stores() -> Stores {
+    let blobs = Arc::new(MemoryBlobStore::new());
+    let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
+    Stores {
+        registry: OciRegistry::new(blobs.clone(), Arc::clone(&metadata)),
+        packages: Packages::new(blobs, metadata),
+    }
+}
+
+fn grant(pattern: &str, role: Role) -> Grant {
+    Grant {
+        pattern: NamePattern::parse(pattern).unwrap(),
+        role,
+    }
+}
+
+fn users() -> Arc<StaticUsers> {
+    let hash = hash_password("secret-pw").unwrap();
+    let user = |grants| StaticUser {
+        password_hash: hash.clone(),
+        grants,
+    };
+    let users = HashMap::from([
+        ("reader".to_owned(), user(vec![grant("*", Role::Reader)])),
+        (
+            "maint".to_owned(),
+            user(vec![
+                grant("team/*", Role::Maintainer),
+                grant("js", Role::Maintainer),
+            ]),
+        ),
+    ]);
+    Arc::new(StaticUsers::new(users, Some(vec![grant("public/*", Role::Reader)])).unwrap())
+}
+
+fn open_app(stores: &Stores) -> Router {
+    Application::new(stores.registry.clone(), stores.packages.clone()).router()
+}
+
+fn secured_app(stores: &Stores) -> Router {
+    Application::new(stores.registry.clone(), stores.packages.clone())
+        .auth(Auth::basic("registry", users()))
+        .router()
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    fn csrf(&self) -> String {
+        let at = self.text.find("name=\"csrf\" value=\"").expect("a form") + 19;
+        self.text[at..at + 64].to_owned()
+    }
+
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with(&format!("{name}=")))
+    }
+}
+
+async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    cookies: &str,
+    form: &[(&str, &str)],
+) -> Reply {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "registry.test");
+    if !cookies.is_empty() {
+        request = request.header("cookie", cookies);
+    }
+    let body = if form.is_empty() {
+        Body::empty()
+    } else {
+        request = request.header("content-type", "application/x-www-form-urlencoded");
+        Body::from(serde_urlencoded::to_string(form).unwrap())
+    };
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn get(app: &Router, uri: &str, cookies: &str) -> Reply {
+    send(app, Method::GET, uri, cookies, &[]).await
+}
+
+async fn blob(registry: &OciRegistry, repository: &RepositoryName, bytes: Bytes) -> Value {
+    let digest = Digest::sha256(&bytes);
+    registry
+        .put_blob(repository, &digest, once_stream(bytes.clone()))
+        .await
+        .unwrap();
+    json!({ "digest": digest, "size": bytes.len() })
+}
+
+async fn manifest(
+    registry: &OciRegistry,
+    repository: &RepositoryName,
+    reference: &str,
+    document: Value,
+    media_type: &str,
+) -> Digest {
+    let bytes = Bytes::from(document.to_string());
+    let digest = Digest::sha256(&bytes);
+    let reference = match Tag::parse(reference) {
+        Ok(tag) => Reference::Tag(tag),
+        Err(_) => Reference::Digest(digest.clone()),
+    };
+    registry
+        .put_manifest(
+            repository,
+            &reference,
+            bytes,
+            Some(media_type),
+            &Actor::trusted(),
+        )
+        .await
+        .unwrap();
+    digest
+}
+
+/// An image for a platform, with a config that has history, pushed under `tag`.
+async fn image(registry: &OciRegistry, repository: &str, tag: &str, arch: &str) -> Digest {
+    let repository = RepositoryName::parse(repository).unwrap();
+    let config = json!({
+        "architecture": arch, "os": "linux", "created": "2026-01-02T03:04:05Z",
+        "rootfs": { "type": "layers", "diff_ids": [] },
+        "history": [
+            { "created": "2026-01-02T03:04:05Z", "created_by": "/bin/sh -c #(nop) ADD file:<b>rootfs</b> in /" },
+            { "created": "2026-01-02T03:04:06Z", "created_by": "CMD [\"sh\"]", "empty_layer": true },
+        ],
+    });
+    let config = blob(registry, &repository, Bytes::from(config.to_string())).await;
+    let layer = blob(
+        registry,
+        &repository,
+        Bytes::from(format!("layer of {tag} {arch}").repeat(100)),
+    )
+    .await;
+    manifest(
+        registry,
+        &repository,
+        tag,
+        json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config["digest"], "size": config["size"] },
+            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer["digest"], "size": layer["size"] }],
+            "annotations": { "org.opencontainers.image.description": HOSTILE },
+        }),
+        OCI_MANIFEST,
+    )
+    .await
+}
+
+/// A signature-like referrer of `subject`.
+async fn referrer(registry: &OciRegistry, repository: &str, subject: &Digest) -> Digest {
+    let repository = RepositoryName::parse(repository).unwrap();
+    let empty = blob(registry, &repository, Bytes::from_static(b"{}")).await;
+    let payload = blob(registry, &repository, Bytes::from_static(b"signature")).await;
+    manifest(
+        registry,
+        &repository,
+        "",
+        json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": empty["digest"], "size": 2 },
+            "layers": [{ "mediaType": "application/octet-stream", "digest": payload["digest"], "size": payload["size"] }],
+            "subject": { "mediaType": OCI_MANIFEST, "digest": subject, "size": 1 },
+            "annotations": { "org.opencontainers.image.created": "2026-02-03T04:05:06Z", "note": HOSTILE },
+        }),
+        OCI_MANIFEST,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn image_pages_show_tags_platforms_layers_history_and_referrers() {
+    let stores = stores();
+    let registry = &stores.registry;
+    let amd = image(registry, "team/app", "v1", "amd64").await;
+    let arm = image(registry, "team/app", "v1-arm", "arm64").await;
+    let repository = RepositoryName::parse("team/app").unwrap();
+    let size = |digest: &Digest| {
+        let digest = digest.clone();
+        let registry = registry.clone();
+        let repository = repository.clone();
+        async move {
+            registry
+                .manifest(&repository, &Reference::Digest(digest))
+                .await
+                .unwrap()
+                .bytes
+                .len()
+        }
+    };
+    let (amd_size, arm_size) = (size(&amd).await, size(&arm).await);
+    // Pushed later than the images, to the millisecond.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let index = manifest(
+        registry,
+        &repository,
+        "multi",
+        json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [
+                { "mediaType": OCI_MANIFEST, "digest": amd, "size": amd_size, "platform": { "os": "linux", "architecture": "amd64" } },
+                { "mediaType": OCI_MANIFEST, "digest": arm, "size": arm_size, "platform": { "os": "linux", "architecture": "arm64", "variant": "v8" } },
+            ],
+        }),
+        OCI_INDEX,
+    )
+    .await;
+    let signature = referrer(registry, "team/app", &amd).await;
+    let app = open_app(&stores);
+
+    let root = get(&app, "/", "").await;
+    assert_eq!(root.status, StatusCode::SEE_OTHER);
+    assert_eq!(root.headers["location"], "/ui/");
+
+    let home = get(&app, "/ui/", "").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(
+        home.text.contains("href=\"/ui/r/team/app\""),
+        "{}",
+        home.text
+    );
+    assert!(home.text.contains("href=\"/ui/ns/team\""), "{}", home.text);
+    let csp = home.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(home.headers["x-frame-options"], "DENY");
+
+    let tags = get(&app, "/ui/r/team/app", "").await;
+    assert_eq!(tags.status, StatusCode::OK);
+    for shown in [
+        "v1-arm",
+        "multi",
+        "linux/amd64",
+        "linux/arm64",
+        "linux/arm64/v8",
+        "podman pull registry.test/team/app:",
+    ] {
+        assert!(tags.text.contains(shown), "{shown}: {}", tags.text);
+    }
+    // Newest first by default: the index was pushed last.
+    let first = tags.text.find(">multi<").unwrap();
+    assert!(first < tags.text.find(">v1<").unwrap());
+    // An open registry lets anyone delete: the boxes are there.
+    assert!(tags.text.contains("name=\"tag\" value=\"v1\""));
+
+    let page = get(
+        &app,
+        &format!("/ui/r/team/app/-/manifests/{amd}?tag=v1"),
+        "",
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    for shown in [
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        "linux/amd64",
+        "CMD [&quot;sh&quot;]",
+        "no layer",
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "2026-02-03T04:05:06Z",
+        &format!("podman pull registry.test/team/app@{amd}"),
+        "podman pull registry.test/team/app:v1",
+        &signature.as_str()[..19],
+    ] {
+        assert!(page.text.contains(shown), "{shown}: {}", page.text);
+    }
+    // Hostile values are text.
+    assert!(!page.text.contains("<script>alert"), "{}", page.text);
+    assert!(
+        page.text
+            .contains("&lt;script&gt;alert('annotation')&lt;/script&gt;")
+    );
+    assert!(
+        page.text.contains("ADD file:&lt;b&gt;rootfs&lt;/b&gt;"),
+        "{}",
+        page.text
+    );
+
+    let page = get(&app, &format!("/ui/r/team/app/-/manifests/{index}"), "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("linux/arm64/v8"));
+    assert!(
+        page.text
+            .contains(&format!("/ui/r/team/app/-/manifests/{arm}"))
+    );
+
+    let referrer_page = get(&app, &format!("/ui/r/team/app/-/manifests/{signature}"), "").await;
+    assert!(
+        referrer_page
+            .text
+            .contains(&format!("/ui/r/team/app/-/manifests/{amd}")),
+        "subject link"
+    );
+    assert!(!referrer_page.text.contains("<script>alert"));
+
+    let usage = get(&app, "/ui/r/team/app/-/usage", "").await;
+    assert_eq!(usage.status, StatusCode::OK);
+    assert!(usage.text.contains("Manifests"));
+    let namespace = get(&app, "/ui/ns/team", "").await;
+    assert!(namespace.text.contains("href=\"/ui/r/team/app\""));
+    assert_eq!(
+        get(&app, "/ui/ns/team/-/usage", "").await.status,
+        StatusCode::OK
+    );
+
+    for (uri, status) in [
+        ("/ui/r/nothing/here", StatusCode::NOT_FOUND),
+        ("/ui/r/Bad_Name", StatusCode::NOT_FOUND),
+        (
+            "/ui/r/team/app/-/manifests/sha256:abc",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            &format!("/ui/r/team/other/-/manifests/{amd}"),
+            StatusCode::NOT_FOUND,
+        ),
+        ("/ui/r/team/app?sort=size", StatusCode::BAD_REQUEST),
+        ("/ui/r/team/app?after=nonsense", StatusCode::BAD_REQUEST),
+        ("/ui/nowhere", StatusCode::NOT_FOUND),
+        ("/ui/static/secret.txt", StatusCode::NOT_FOUND),
+    ] {
+        let reply = get(&app, uri, "").await;
+        assert_eq!(reply.status, status, "{uri}: {}", reply.text);
+        assert!(
+            reply.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{uri}"
+        );
+    }
+    // The API's 404s stay the API's.
+    let api = get(&app, "/v2/nothing/manifests/latest", "").await;
+    assert!(
+        api.text.contains("MANIFEST_UNKNOWN") || api.text.contains("NAME_UNKNOWN"),
+        "{}",
+        api.text
+    );
+}
+
+#[tokio::test]
+async fn tags_are_sorted_filtered_and_paged_on_the_server() {
+    let stores = stores();
+    let repository = RepositoryName::parse("big/app").unwrap();
+    let digest = image(&stores.registry, "big/app", "t000", "amd64").await;
+    for i in 1..120 {
+        let tag = Tag::parse(&format!("t{i:03}")).unwrap();
+        let guard = stores
+            .registry
+            .tag_guard(&repository, &Actor::trusted())
+            .await
+            .unwrap();
+        stores
+            .registry
+            .metadata()
+            .put_tag(&repository, &tag, &digest, &guard)
+            .await
+            .unwrap();
+        if i % 40 == 0 {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    }
+    let app = open_app(&stores);
+    let rows = |text: &str| -> Vec<String> {
+        text.match_indices("name=\"tag\" value=\"")
+            .map(|(at, m)| text[at + m.len()..].split('"').next().unwrap().to_owned())
+            .collect()
+    };
+    let by_name = get(&app, "/ui/r/big/app?sort=name", "").await;
+    let first = rows(&by_name.text);
+    assert_eq!(first.len(), 50);
+    assert_eq!(first[0], "t000");
+    assert_eq!(first[49], "t049");
+    let next = by_name
+        .text
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let second = get(&app, &next, "").await;
+    assert_eq!(rows(&second.text)[0], "t050");
+    let previous = second
+        .text
+        .split("rel=\"prev\" href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    assert_eq!(rows(&get(&app, &previous, "").await.text), first);
+
+    let descending = get(&app, "/ui/r/big/app?sort=-name", "").await;
+    assert_eq!(rows(&descending.text)[0], "t119");
+    let newest = get(&app, "/ui/r/big/app?sort=-published", "").await;
+    assert_eq!(rows(&newest.text)[0], "t119");
+    let oldest = get(&app, "/ui/r/big/app?sort=published", "").await;
+    assert_eq!(rows(&oldest.text)[0], "t000");
+
+    let filtered = get(&app, "/ui/r/big/app?sort=name&contains=11", "").await;
+    assert_eq!(
+        rows(&filtered.text),
+        [
+            "t011", "t110", "t111", "t112", "t113", "t114", "t115", "t116", "t117", "t118", "t119"
+        ]
+    );
+    assert!(!filtered.text.contains("rel=\"next\""));
+}
+
+fn npm_publish(name: &str, version: &str, readme: &str) -> Value {
+    let tarball = {
+        let mut builder = tar::Builder::new(Vec::new());
+        let manifest = json!({ "name": name, "version": version }).to_string();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(manifest.len() as u64);
+        header.set_mode(0o644);
+        header.set_path("package/package.json").unwrap();
+        header.set_cksum();
+        builder.append(&header, manifest.as_bytes()).unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gzip, &builder.into_inner().unwrap()).unwrap();
+        gzip.finish().unwrap()
+    };
+    let integrity = format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(Sha512::digest(&tarball))
+    );
+    json!({
+        "_id": name, "name": name, "dist-tags": { "latest": version },
+        "versions": { version: { "name": name, "version": version, "description": HOSTILE,
+                                 "readme": readme, "dist": { "integrity": integrity } } },
+        "_attachments": { format!("{name}-{version}.tgz"): {
+            "content_type": "application/octet-stream",
+            "data": base64::engine::general_purpose::STANDARD.encode(&tarball),
+            "length": tarball.len() } },
+    })
+}
+
+#[tokio::test]
+async fn package_pages_show_versions_files_readme_and_install_command() {
+    let stores = stores();
+    let app = open_app(&stores);
+    let readme = "# Demo\n\nUse it.\n\n<img src=x onerror=alert('readme')>\n\n[click](javascript:alert('link'))\n\n<script>alert('readme')</script>\n";
+    for version in ["1.0.0", "1.1.0"] {
+        let reply = send_json(
+            &app,
+            "/npm/js/demo-pkg",
+            &npm_publish("demo-pkg", version, readme),
+        )
+        .await;
+        assert!(reply.is_success(), "{reply}");
+    }
+    stores
+        .packages
+        .set_version_status(
+            registry_formats::rules(registry_core::PackageFormat::Npm).unwrap(),
+            "js",
+            "demo-pkg",
+            "1.0.0",
+            &VersionStatus::Deprecated("use 1.1.0 <b>now</b>".into()),
+            None,
+        )
+        .await
+        .unwrap();
+
+    let home = get(&app, "/ui/", "").await;
+    assert!(
+        home.text.contains("href=\"/ui/packages/js\""),
+        "{}",
+        home.text
+    );
+    let repository = get(&app, "/ui/packages/js", "").await;
+    assert_eq!(repository.status, StatusCode::OK);
+    assert!(
+        repository
+            .text
+            .contains("href=\"/ui/packages/js?name=demo-pkg\""),
+        "{}",
+        repository.text
+    );
+    let package = get(&app, "/ui/packages/js?name=demo-pkg", "").await;
+    assert_eq!(package.status, StatusCode::OK);
+    assert!(package.text.contains("deprecated"), "{}", package.text);
+    assert!(package.text.contains("latest"));
+    assert!(
+        package.text.find(">1.1.0<").unwrap() < package.text.find(">1.0.0<").unwrap(),
+        "newest first"
+    );
+
+    let version = get(&app, "/ui/packages/js?name=demo-pkg&version=1.0.0", "").await;
+    assert_eq!(version.status, StatusCode::OK);
+    for shown in [
+        "npm install --registry http://registry.test/npm/js/ demo-pkg@1.0.0",
+        "demo-pkg-1.0.0.tgz",
+        "<h1>Demo</h1>",
+        "use 1.1.0 &lt;b&gt;now&lt;/b&gt;",
+        "Delete version 1.0.0",
+    ] {
+        assert!(version.text.contains(shown), "{shown}: {}", version.text);
+    }
+    let lowered = version.text.to_ascii_lowercase();
+    assert!(!lowered.contains("<img"), "{}", version.text);
+    assert!(!lowered.contains("javascript:"), "{}", version.text);
+    assert!(!lowered.contains("<script>alert"), "{}", version.text);
+    assert!(
+        version
+            .text
+            .contains("&lt;script&gt;alert('readme')&lt;/script&gt;")
+    );
+
+    // Deleting a version: confirmation first, then gone.
+    let cookie = version.cookie("registry_browser").unwrap();
+    let cookie = cookie.split(';').next().unwrap();
+    let csrf = version.csrf();
+    let confirm = send(
+        &app,
+        Method::POST,
+        "/ui/packages/js",
+        cookie,
+        &[("csrf", &csrf), ("name", "demo-pkg"), ("version", "1.0.0")],
+    )
+    .await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.text.contains("name=\"confirmed\" value=\"yes\""));
+    let done = send(
+        &app,
+        Method::POST,
+        "/ui/packages/js",
+        cookie,
+        &[
+            ("csrf", &csrf),
+            ("name", "demo-pkg"),
+            ("version", "1.0.0"),
+            ("confirmed", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    let after = get(&app, "/ui/packages/js?name=demo-pkg", "").await;
+    assert!(
+        !after.text.contains(">1.0.0<") && after.text.contains(">1.1.0<"),
+        "{}",
+        after.text
+    );
+    assert_eq!(
+        get(&app, "/ui/packages/js?name=demo-pkg&version=1.0.0", "")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, "/ui/packages/nothing", "").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, "/ui/packages/js?name=absent", "").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+struct JsonReply(StatusCode, String);
+
+impl JsonReply {
+    fn is_success(&self) -> bool {
+        self.0.is_success()
+    }
+}
+
+impl std::fmt::Display for JsonReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.0, self.1)
+    }
+}
+
+async fn send_json(app: &Router, uri: &str, body: &Value) -> JsonReply {
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri(uri)
+        .header("host", "registry.test")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    JsonReply(status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Logs in through the form; answers the session cookie (`name=value`).
+async fn log_in(app: &Router, user: &str, password: &str) -> Result<String, Reply> {
+    let form = get(app, "/ui/login", "").await;
+    let browser = form.cookie("registry_browser").unwrap();
+    let browser = browser.split(';').next().unwrap().to_owned();
+    let reply = send(
+        app,
+        Method::POST,
+        "/ui/login",
+        &browser,
+        &[
+            ("csrf", &form.csrf()),
+            ("user", user),
+            ("password", password),
+            ("next", "/ui/r/team/app"),
+        ],
+    )
+    .await;
+    match reply.cookie("registry_session") {
+        Some(cookie) if reply.status == StatusCode::SEE_OTHER => {
+            assert!(
+                cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+                "{cookie}"
+            );
+            assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+            assert_eq!(reply.headers["location"], "/ui/r/team/app");
+            Ok(cookie.split(';').next().unwrap().to_owned())
+        }
+        _ => Err(reply),
+    }
+}
+
+#[tokio::test]
+async fn visitors_see_what_their_grants_allow_and_forms_need_csrf() {
+    let stores = stores();
+    image(&stores.registry, "team/app", "v1", "amd64").await;
+    image(&stores.registry, "team/app", "v2", "amd64").await;
+    image(&stores.registry, "public/base", "v1", "amd64").await;
+    let app = secured_app(&stores);
+
+    // Anonymous: only what the anonymous grants reach.
+    let home = get(&app, "/ui/", "").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(
+        home.text.contains("public/base") && !home.text.contains("team/app"),
+        "{}",
+        home.text
+    );
+    let private = get(&app, "/ui/r/team/app", "").await;
+    assert_eq!(private.status, StatusCode::UNAUTHORIZED);
+    assert!(!private.text.contains("v1"));
+    let public = get(&app, "/ui/r/public/base", "").await;
+    assert_eq!(public.status, StatusCode::OK);
+    assert!(
+        !public.text.contains("name=\"tag\""),
+        "no delete for anonymous readers"
+    );
+    assert_eq!(
+        get(&app, "/ui/cleanup", "").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&app, "/ui/ns/public/-/usage", "").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&app, "/ui/ns/team/-/usage", "").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Wrong passwords, missing and forged CSRF tokens.
+    let refused = log_in(&app, "maint", "wrong").await.unwrap_err();
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.text.contains("user name or password is wrong"));
+    let form = get(&app, "/ui/login", "").await;
+    let browser = form.cookie("registry_browser").unwrap();
+    let browser = browser.split(';').next().unwrap();
+    for (cookie, csrf) in [
+        ("", form.csrf()),
+        (browser, "0".repeat(64)),
+        (browser, String::new()),
+    ] {
+        let reply = send(
+            &app,
+            Method::POST,
+            "/ui/login",
+            cookie,
+            &[
+                ("csrf", &csrf),
+                ("user", "maint"),
+                ("password", "secret-pw"),
+            ],
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{cookie:?} {csrf:?}");
+        assert!(reply.cookie("registry_session").is_none());
+    }
+
+    // A reader sees everything and may delete nothing.
+    let reader = log_in(&app, "reader", "secret-pw")
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.text));
+    let page = get(&app, "/ui/r/team/app", &reader).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains(">v1<") && !page.text.contains("name=\"tag\""));
+    assert!(page.text.contains(">reader<"), "the user is shown");
+    let csrf = page.csrf();
+    let refused = send(
+        &app,
+        Method::POST,
+        "/ui/r/team/app/-/delete-tags",
+        &reader,
+        &[("csrf", &csrf), ("tag", "v1"), ("confirmed", "yes")],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        get(&app, "/ui/r/team/app", &reader)
+            .await
+            .text
+            .contains(">v1<")
+    );
+
+    // A maintainer deletes after confirming, with the session's CSRF token only.
+    let maint = log_in(&app, "maint", "secret-pw")
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.text));
+    let page = get(&app, "/ui/r/team/app", &maint).await;
+    assert!(page.text.contains("name=\"tag\" value=\"v1\""));
+    let csrf = page.csrf();
+    let cross = send(
+        &app,
+        Method::POST,
+        "/ui/r/team/app/-/delete-tags",
+        &maint,
+        &[("csrf", &csrf), ("tag", "v1"), ("confirmed", "yes")],
+    )
+    .await;
+    assert_eq!(
+        cross.status,
+        StatusCode::OK,
+        "same origin without Origin header is fine: {}",
+        cross.text
+    );
+    assert!(cross.text.contains("Deleted 1 of 1"), "{}", cross.text);
+    let stolen = send(
+        &app,
+        Method::POST,
+        "/ui/r/team/app/-/delete-tags",
+        &maint,
+        &[
+            ("csrf", &get(&app, "/ui/", &reader).await.csrf()),
+            ("tag", "v2"),
+            ("confirmed", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        stolen.status,
+        StatusCode::FORBIDDEN,
+        "another session's token"
+    );
+    let confirm = send(
+        &app,
+        Method::POST,
+        "/ui/r/team/app/-/delete-tags",
+        &maint,
+        &[("csrf", &csrf), ("tag", "v2")],
+    )
+    .await;
+    assert!(confirm.text.contains("Delete 1 tag"), "{}", confirm.text);
+    assert!(
+        get(&app, "/ui/r/team/app", &maint)
+            .await
+            .text
+            .contains(">v2<"),
+        "not deleted before confirming"
+    );
+    let page = get(&app, "/ui/r/team/app", &maint).await;
+    assert!(!page.text.contains(">v1<"));
+
+    // A form from another origin is refused.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/ui/r/team/app/-/delete-tags")
+        .header("host", "registry.test")
+        .header("origin", "http://evil.test")
+        .header("cookie", &maint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf={csrf}&tag=v2&confirmed=yes")))
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(request).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert!(
+        get(&app, "/ui/r/team/app", &maint)
+            .await
+            .text
+            .contains(">v2<")
+    );
+
+    // Logging out revokes the session everywhere.
+    let reply = send(&app, Method::POST, "/ui/logout", &maint, &[("csrf", &csrf)]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert!(
+        reply
+            .cookie("registry_session")
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        get(&app, "/ui/r/team/app", &maint).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The session is an access token of the user's, listed with the others (then revoked).
+    let tokens = stores.packages.tokens().list_tokens("maint").await.unwrap();
+    assert!(tokens.is_empty(), "{tokens:?}");
+    assert_eq!(
+        stores
+            .packages
+            .tokens()
+            .list_tokens("reader")
+            .await
+            .unwrap()[0]
+            .label,
+        "web session"
+    );
+    // A made-up session is nobody.
+    let forged = format!("registry_session=rgt_{}", "a".repeat(64));
+    assert_eq!(
+        get(&app, "/ui/r/team/app", &forged).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn sessions_are_secure_cookies_behind_tls_and_pages_hold_no_secret() {
+    let stores = stores();
+    let app = Application::new(stores.registry.clone(), stores.packages.clone())
+        .auth(Auth::basic("registry", users()))
+        .external_url(
+            registry_http::external_url::ExternalUrl::parse("https://registry.example").unwrap(),
+        )
+        .router();
+    let form = get(&app, "/ui/login", "").await;
+    assert!(
+        form.cookie("registry_browser")
+            .unwrap()
+            .contains("; Secure")
+    );
+    let browser = form.cookie("registry_browser").unwrap();
+    let browser = browser.split(';').next().unwrap().to_owned();
+    let reply = send(
+        &app,
+        Method::POST,
+        "/ui/login",
+        &browser,
+        &[
+            ("csrf", &form.csrf()),
+            ("user", "maint"),
+            ("password", "secret-pw"),
+        ],
+    )
+    .await;
+    let session = reply.cookie("registry_session").unwrap();
+    assert!(
+        session.contains("; Secure") && session.contains("HttpOnly"),
+        "{session}"
+    );
+    let cookie = session.split(';').next().unwrap();
+    let secret = cookie.trim_start_matches("registry_session=");
+    // Forms from the https origin pass; the page never shows the session's secret.
+    let page = get(&app, "/ui/", cookie).await;
+    assert!(!page.text.contains(secret));
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/ui/logout")
+        .header("origin", "https://registry.example")
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf={}", page.csrf())))
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(request).await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn cleanup_policies_are_dry_run_before_they_delete() {
+    let stores = stores();
+    for tag in ["keep-1", "old-1", "old-2"] {
+        image(&stores.registry, "team/app", tag, "amd64").await;
+    }
+    let policy: registry_core::CleanupPolicy = serde_json::from_value(json!({
+        "name": "drop-old", "repositories": "team/*", "name_regex": "old-.*"
+    }))
+    .unwrap();
+    stores.registry.put_cleanup_policy(&policy).await.unwrap();
+    let app = open_app(&stores);
+    let overview = get(&app, "/ui/cleanup", "").await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(
+        overview.text.contains("drop-old") && overview.text.contains("old-.*"),
+        "{}",
+        overview.text
+    );
+    let dry = get(&app, "/ui/cleanup?dry_run=drop-old", "").await;
+    assert_eq!(dry.status, StatusCode::OK);
+    assert!(
+        dry.text.contains("Would delete <strong>2</strong>"),
+        "{}",
+        dry.text
+    );
+    assert!(dry.text.contains(">old-1<") && !dry.text.contains(">keep-1<"));
+    assert!(
+        get(&app, "/ui/r/team/app", "")
+            .await
+            .text
+            .contains(">old-1<"),
+        "a dry run deletes nothing"
+    );
+    let cookie = dry.cookie("registry_browser").unwrap();
+    let cookie = cookie.split(';').next().unwrap();
+    let ran = send(
+        &app,
+        Method::POST,
+        "/ui/cleanup",
+        cookie,
+        &[("csrf", &dry.csrf()), ("policy", "drop-old")],
+    )
+    .await;
+    assert_eq!(ran.status, StatusCode::OK, "{}", ran.text);
+    assert!(
+        ran.text.contains("Deleted <strong>2</strong>"),
+        "{}",
+        ran.text
+    );
+    let tags = get(&app, "/ui/r/team/app", "").await;
+    assert!(!tags.text.contains(">old-1<") && tags.text.contains(">keep-1<"));
+    assert_eq!(
+        get(&app, "/ui/cleanup?dry_run=nothing", "").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
