@@ -286,7 +286,18 @@ impl Layout {
         &mut self,
         name: Option<&str>,
         arch: &str,
+        layer: &(Vec<u8>, Digest),
+    ) -> Value {
+        self.annotated_image(name, arch, layer, json!({}))
+    }
+
+    /// Like [`Layout::image`], with the manifest's `annotations`.
+    pub fn annotated_image(
+        &mut self,
+        name: Option<&str>,
+        arch: &str,
         (layer, diff_id): &(Vec<u8>, Digest),
+        annotations: Value,
     ) -> Value {
         let layer_digest = self.blob(layer);
         let config = json!({
@@ -297,13 +308,16 @@ impl Layout {
         })
         .to_string();
         let config_digest = self.blob(config.as_bytes());
-        let manifest = json!({
+        let mut manifest = json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
             "layers": [{ "mediaType": LAYER_TAR_GZIP, "digest": layer_digest, "size": layer.len() }],
-        })
-        .to_string();
+        });
+        if annotations.as_object().is_some_and(|a| !a.is_empty()) {
+            manifest["annotations"] = annotations;
+        }
+        let manifest = manifest.to_string();
         let digest = self.blob(manifest.as_bytes());
         let descriptor = json!({
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
