@@ -90,3 +90,94 @@ pub fn rules(format: PackageFormat) -> Option<&'static dyn FormatRules> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_format_names_the_command_that_installs_a_version() {
+        let base = "https://registry.example";
+        let cases = [
+            (
+                PackageFormat::Npm,
+                "@scope/pkg",
+                "npm install --registry https://registry.example/npm/repo/ @scope/pkg@1.0.0",
+            ),
+            (
+                PackageFormat::Pypi,
+                "Demo",
+                "pip install --index-url https://registry.example/pypi/repo/simple/ Demo==1.0.0",
+            ),
+            (
+                PackageFormat::Maven,
+                "org.example:lib",
+                "mvn dependency:get -Dartifact=org.example:lib:1.0.0 -DremoteRepositories=https://registry.example/maven/repo/",
+            ),
+            (
+                PackageFormat::Nuget,
+                "Demo.Lib",
+                "nuget install Demo.Lib -Version 1.0.0 -Source https://registry.example/nuget/repo/v3/index.json",
+            ),
+            (
+                PackageFormat::Generic,
+                "tool",
+                "curl https://registry.example/generic/repo/tool/1.0.0",
+            ),
+            (
+                PackageFormat::Terraform,
+                "vpc/aws",
+                "module \"vpc\" {\n  source  = \"registry.example/repo/vpc/aws\"\n  version = \"1.0.0\"\n}",
+            ),
+            (
+                PackageFormat::Terraform,
+                "provider:random",
+                "random = {\n  source  = \"registry.example/repo/random\"\n  version = \"1.0.0\"\n}",
+            ),
+        ];
+        for (format, name, command) in cases {
+            let rules = rules(format).unwrap();
+            assert_eq!(
+                rules
+                    .install_command(base, "repo", name, "1.0.0")
+                    .as_deref(),
+                Some(command)
+            );
+        }
+    }
+
+    #[test]
+    fn readmes_come_from_the_document_or_the_core_metadata() {
+        let npm = rules(PackageFormat::Npm).unwrap();
+        assert!(!npm.readme_in_sidecar());
+        assert_eq!(
+            npm.readme(r##"{"readme": "# Hi"}"##, None).as_deref(),
+            Some("# Hi")
+        );
+        assert_eq!(npm.readme(r#"{"readme": "  "}"#, None), None);
+        assert_eq!(npm.readme("not json", None), None);
+        assert_eq!(
+            npm.description(r#"{"description": "says hi"}"#).as_deref(),
+            Some("says hi")
+        );
+
+        let pypi = rules(PackageFormat::Pypi).unwrap();
+        assert!(pypi.readme_in_sidecar());
+        let body = b"Metadata-Version: 2.1\nName: demo\nDescription-Content-Type: text/markdown\n\n# Demo\n\nText.\n";
+        assert_eq!(
+            pypi.readme("{}", Some(body)).as_deref(),
+            Some("# Demo\n\nText.\n")
+        );
+        let field = b"Metadata-Version: 1.2\r\nName: demo\r\nDescription: # Old\r\n        |\r\n        |style\r\nKeywords: x\r\n";
+        assert_eq!(
+            pypi.readme("{}", Some(field)).as_deref(),
+            Some("# Old\n\nstyle")
+        );
+        assert_eq!(pypi.readme("{}", Some(b"Name: demo\n")), None);
+        assert_eq!(pypi.readme("{}", None), None);
+        assert_eq!(
+            pypi.description(r#"{"summary": "a demo"}"#).as_deref(),
+            Some("a demo")
+        );
+    }
+}

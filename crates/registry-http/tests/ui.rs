@@ -546,6 +546,15 @@ async fn package_pages_show_versions_files_readme_and_install_command() {
     assert_eq!(package.status, StatusCode::OK);
     assert!(package.text.contains("deprecated"), "{}", package.text);
     assert!(package.text.contains("latest"));
+    // The description is text.
+    assert!(
+        package
+            .text
+            .contains("&lt;script&gt;alert('annotation')&lt;/script&gt;"),
+        "{}",
+        package.text
+    );
+    assert!(!package.text.contains("<script>alert"));
     assert!(
         package.text.find(">1.1.0<").unwrap() < package.text.find(">1.0.0<").unwrap(),
         "newest first"
@@ -994,5 +1003,49 @@ async fn cleanup_policies_are_dry_run_before_they_delete() {
     assert_eq!(
         get(&app, "/ui/cleanup?dry_run=nothing", "").await.status,
         StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_tags_page_reads_no_large_config_for_its_platform_column() {
+    let stores = stores();
+    let registry = &stores.registry;
+    let repository = RepositoryName::parse("team/big-config").unwrap();
+    let config = json!({
+        "architecture": "s390x", "os": "linux",
+        "rootfs": { "type": "layers", "diff_ids": [] },
+        "padding": "x".repeat(100 * 1024),
+    });
+    let config = blob(registry, &repository, Bytes::from(config.to_string())).await;
+    let layer = blob(registry, &repository, Bytes::from_static(b"layer")).await;
+    let digest = manifest(
+        registry,
+        &repository,
+        "v1",
+        json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config["digest"], "size": config["size"] },
+            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer["digest"], "size": layer["size"] }],
+        }),
+        OCI_MANIFEST,
+    )
+    .await;
+    let app = open_app(&stores);
+    let tags = get(&app, "/ui/r/team/big-config", "").await;
+    assert_eq!(tags.status, StatusCode::OK);
+    assert!(
+        tags.text.contains(">v1<") && !tags.text.contains("linux/s390x"),
+        "{}",
+        tags.text
+    );
+    let page = get(
+        &app,
+        &format!("/ui/r/team/big-config/-/manifests/{digest}"),
+        "",
+    )
+    .await;
+    assert!(
+        page.text.contains("linux/s390x"),
+        "the manifest's own page reads it"
     );
 }

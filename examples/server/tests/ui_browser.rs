@@ -156,8 +156,19 @@ fn the_web_ui_in_chromium() {
         "the browser checks failed:\n{stdout}\n{stderr}\nserver log:\n{}",
         server.log()
     );
-    assert!(stdout.contains("web UI checks passed"), "{stdout}\n{stderr}");
-    for shot in ["anonymous", "login", "repositories", "tags", "manifest", "delete-confirmation", "package"] {
+    assert!(
+        stdout.contains("web UI checks passed"),
+        "{stdout}\n{stderr}"
+    );
+    for shot in [
+        "anonymous",
+        "login",
+        "repositories",
+        "tags",
+        "manifest",
+        "delete-confirmation",
+        "package",
+    ] {
         let path = shots.join(format!("{shot}.png"));
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         assert!(size > 1000, "screenshot {} ({size} bytes)", path.display());

@@ -119,6 +119,17 @@ pub trait FormatRules: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// A version's one-line description, for pages that list it: by default the metadata
+    /// document's `description` (npm) or `summary` (PyPI), when it is a JSON object with one.
+    fn description(&self, metadata: &str) -> Option<String> {
+        let document: serde_json::Value = serde_json::from_str(metadata).ok()?;
+        ["description", "summary"]
+            .iter()
+            .find_map(|field| document.get(*field)?.as_str())
+            .filter(|text| !text.trim().is_empty())
+            .map(str::to_owned)
+    }
+
     /// Whether a version's README is in its files' sidecar (PyPI's core metadata) rather than
     /// in its metadata document. No by default.
     fn readme_in_sidecar(&self) -> bool {

@@ -26,8 +26,14 @@ const SCAN_BATCH: usize = 500;
 const SCAN_LIMIT: usize = 10_000;
 /// The most tags deleted by one form.
 const MAX_DELETE: usize = 1_000;
-/// The largest image config read to show platforms and history.
-const MAX_CONFIG: u64 = 4 * 1024 * 1024;
+/// The largest image config read to show a manifest's platform and history.
+const MAX_CONFIG: u64 = 1024 * 1024;
+/// The largest manifest, and config, read for the platforms column of a tags page (larger ones
+/// show none), and how many rows are looked up at once: a page holds at most
+/// `ROW_LOOKUPS × (MAX_ROW_MANIFEST + MAX_ROW_CONFIG)` bytes whatever was pushed.
+const MAX_ROW_MANIFEST: u64 = 256 * 1024;
+const MAX_ROW_CONFIG: u64 = 64 * 1024;
+const ROW_LOOKUPS: usize = 4;
 /// The most referrers listed on a manifest's page.
 const MAX_REFERRERS: usize = 500;
 
@@ -368,8 +374,11 @@ async fn tags_page(ui: &Ui, visitor: &Visitor, name: RepositoryName, q: TagsQuer
         }
         other => other?,
     };
-    let platforms =
-        futures::future::join_all(details.iter().map(|d| platforms(ui, &name, &d.digest))).await;
+    let mut platforms = Vec::with_capacity(details.len());
+    for rows in details.chunks(ROW_LOOKUPS) {
+        let found = futures::future::join_all(rows.iter().map(|d| platforms_of(ui, &name, d)));
+        platforms.extend(found.await);
+    }
     let may_delete = visitor.may(ui, name.as_str(), Action::Delete);
     let here = format!("/ui/r/{name}");
     let full = details.len() == PAGE;
@@ -483,8 +492,11 @@ fn tag_row(
 
 /// The platforms of a manifest: its children's for an index, its config's for an image
 /// (nothing for other artifacts, or when it cannot be read).
-async fn platforms(ui: &Ui, repository: &RepositoryName, digest: &Digest) -> Vec<String> {
-    let reference = Reference::Digest(digest.clone());
+async fn platforms_of(ui: &Ui, repository: &RepositoryName, detail: &TagDetail) -> Vec<String> {
+    if detail.manifest_size > MAX_ROW_MANIFEST {
+        return Vec::new();
+    }
+    let reference = Reference::Digest(detail.digest.clone());
     let Ok(Some(record)) = ui
         .registry
         .metadata()
@@ -502,7 +514,7 @@ async fn platforms(ui: &Ui, repository: &RepositoryName, digest: &Digest) -> Vec
             .filter_map(|child| platform_name(child.get("platform")?))
             .collect();
     }
-    match image_config(ui, &document).await {
+    match image_config(ui, &document, MAX_ROW_CONFIG).await {
         Some(config) => platform_name(&config).into_iter().collect(),
         None => Vec::new(),
     }
@@ -523,8 +535,9 @@ fn platform_name(platform: &Value) -> Option<String> {
     Some(name)
 }
 
-/// An image manifest's config, when it is an image config (not another artifact's).
-async fn image_config(ui: &Ui, manifest: &Value) -> Option<Value> {
+/// An image manifest's config, when it is an image config (not another artifact's) of at
+/// most `limit` bytes.
+async fn image_config(ui: &Ui, manifest: &Value, limit: u64) -> Option<Value> {
     let config = manifest.get("config")?;
     let media_type = config.get("mediaType")?.as_str()?;
     if media_type != "application/vnd.oci.image.config.v1+json"
@@ -536,7 +549,7 @@ async fn image_config(ui: &Ui, manifest: &Value) -> Option<Value> {
     let bytes = ui
         .registry
         .blob_store()
-        .read_to_bytes(&digest, MAX_CONFIG)
+        .read_to_bytes(&digest, limit)
         .await
         .ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -564,7 +577,7 @@ async fn manifest_page(
     };
     let document: Value = serde_json::from_slice(&record.bytes).unwrap_or(Value::Null);
     let referrers = ui.registry.referrers(&name, &digest, None).await?;
-    let config = image_config(ui, &document).await;
+    let config = image_config(ui, &document, MAX_CONFIG).await;
     let host = layout::host(&visitor.base);
     let tag = tag.filter(|t| Tag::parse(t).is_ok());
     let descriptors = |field: &str| -> Vec<Value> {

@@ -194,7 +194,14 @@ async fn package_page(
         .take(PAGE)
         .collect();
     let more = package.versions.len() > from.saturating_add(PAGE);
+    let description = package
+        .versions
+        .last()
+        .and_then(|latest| rules.description(&latest.metadata));
     let body = html! {
+        @if let Some(description) = &description {
+            p.description { (description) }
+        }
         @if !package.tags.is_empty() {
             h2 { "Tags" }
             table.dist-tags {
@@ -263,7 +270,11 @@ async fn version_page(
     let may_delete = repository.kind == RepositoryKind::Hosted
         && visitor.may(ui, &repository.name, Action::Delete);
     let here = format!("/ui/packages/{}", repository.name);
+    let description = rules.description(&found.metadata);
     let body = html! {
+        @if let Some(description) = &description {
+            p.description { (description) }
+        }
         dl.facts {
             dt { "Package" } dd { a href=(link(&here, &[("name", Some(&package.display_name))])) { (package.display_name) } }
             dt { "Status" } dd {

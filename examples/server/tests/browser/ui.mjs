@@ -151,6 +151,7 @@ try {
   const version = await page.textContent("main");
   expect(version.includes(`npm install --registry ${registry}/npm/js/ ${packageName}@1.0.0`), "the install command");
   expect(version.includes(`${packageName}-1.0.0.tgz`), "the file");
+  expect((await page.textContent("p.description")).includes("<img src=x onerror="), "the description is text");
   expect((await page.textContent(".readme h1")) === "Hello UI", "the README is rendered");
   expect((await page.textContent(".readme")).includes("<script>"), "raw HTML is shown as text");
   expect((await page.$$(".readme script, .readme img[onerror], .readme iframe")).length === 0, "no active element");

@@ -282,12 +282,7 @@ impl Layout {
 
     /// Adds an image with one layer; returns its manifest descriptor.
     /// `layer` is the gzip-compressed tar; `diff_id` the digest of the tar inside.
-    pub fn image(
-        &mut self,
-        name: Option<&str>,
-        arch: &str,
-        layer: &(Vec<u8>, Digest),
-    ) -> Value {
+    pub fn image(&mut self, name: Option<&str>, arch: &str, layer: &(Vec<u8>, Digest)) -> Value {
         self.annotated_image(name, arch, layer, json!({}))
     }
 
