@@ -90,6 +90,21 @@ pub fn check_path(path: &str) -> Result<()> {
     Ok(())
 }
 
+impl crate::pages::FormatPages for Generic {
+    /// Lists the version's files (each is then fetched by its own URL).
+    fn install_command(
+        &self,
+        registry: &str,
+        repository: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<String> {
+        Some(format!(
+            "curl {registry}/generic/{repository}/{name}/{version}"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,19 +169,6 @@ impl registry_core::FormatRules for Generic {
 
     fn publish_mode(&self) -> registry_core::PublishMode {
         registry_core::PublishMode::AddFiles
-    }
-
-    /// Lists the version's files (each is then fetched by its own URL).
-    fn install_command(
-        &self,
-        registry: &str,
-        repository: &str,
-        name: &str,
-        version: &str,
-    ) -> Option<String> {
-        Some(format!(
-            "curl {registry}/generic/{repository}/{name}/{version}"
-        ))
     }
 
     fn extra_digests(&self) -> registry_core::ExtraDigests {

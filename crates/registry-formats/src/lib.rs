@@ -20,6 +20,7 @@ pub mod generic;
 pub mod maven;
 pub mod npm;
 pub mod nuget;
+pub mod pages;
 pub mod pypi;
 pub mod terraform;
 
@@ -148,11 +149,12 @@ mod tests {
 
     #[test]
     fn readmes_come_from_the_document_or_the_core_metadata() {
-        let npm = rules(PackageFormat::Npm).unwrap();
+        use pages::Readme;
+        let npm = pages::pages(PackageFormat::Npm).unwrap();
         assert!(!npm.readme_in_sidecar());
         assert_eq!(
-            npm.readme(r##"{"readme": "# Hi"}"##, None).as_deref(),
-            Some("# Hi")
+            npm.readme(r##"{"readme": "# Hi"}"##, None),
+            Some(Readme::markdown("# Hi"))
         );
         assert_eq!(npm.readme(r#"{"readme": "  "}"#, None), None);
         assert_eq!(npm.readme("not json", None), None);
@@ -161,23 +163,47 @@ mod tests {
             Some("says hi")
         );
 
-        let pypi = rules(PackageFormat::Pypi).unwrap();
+        let pypi = pages::pages(PackageFormat::Pypi).unwrap();
         assert!(pypi.readme_in_sidecar());
-        let body = b"Metadata-Version: 2.1\nName: demo\nDescription-Content-Type: text/markdown\n\n# Demo\n\nText.\n";
+        let body = b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nDescription-Content-Type: text/markdown; charset=UTF-8\n\n# Demo\n\nText.\n";
         assert_eq!(
-            pypi.readme("{}", Some(body)).as_deref(),
-            Some("# Demo\n\nText.\n")
+            pypi.readme("{}", Some(body)),
+            Some(Readme::markdown("# Demo\n\nText.\n"))
         );
-        let field = b"Metadata-Version: 1.2\r\nName: demo\r\nDescription: # Old\r\n        |\r\n        |style\r\nKeywords: x\r\n";
+        let field = b"Metadata-Version: 1.2\r\nName: demo\r\nVersion: 1.0\r\nDescription: Old\r\n        |\r\n        |style\r\nKeywords: x\r\n";
         assert_eq!(
-            pypi.readme("{}", Some(field)).as_deref(),
-            Some("# Old\n\nstyle")
+            pypi.readme("{}", Some(field)),
+            Some(Readme {
+                text: "Old\n\nstyle".into(),
+                markdown: false
+            })
         );
-        assert_eq!(pypi.readme("{}", Some(b"Name: demo\n")), None);
+        assert_eq!(
+            pypi.readme(
+                "{}",
+                Some(b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n")
+            ),
+            None
+        );
+        assert_eq!(pypi.readme("{}", Some(b"not metadata")), None);
         assert_eq!(pypi.readme("{}", None), None);
         assert_eq!(
             pypi.description(r#"{"summary": "a demo"}"#).as_deref(),
             Some("a demo")
+        );
+
+        let nuget = pages::pages(PackageFormat::Nuget).unwrap();
+        assert_eq!(
+            nuget.status_label(&registry_core::VersionStatus::Hidden),
+            Some("unlisted")
+        );
+        assert_eq!(
+            npm.status_label(&registry_core::VersionStatus::Hidden),
+            Some("hidden")
+        );
+        assert_eq!(
+            npm.status_label(&registry_core::VersionStatus::Default),
+            None
         );
     }
 }

@@ -343,6 +343,12 @@ impl registry_core::FormatRules for Terraform {
         crate::check_lowercase_pattern(pattern, "module names are stored lowercase")
     }
 
+    fn extra_digests(&self) -> registry_core::ExtraDigests {
+        registry_core::ExtraDigests::default()
+    }
+}
+
+impl crate::pages::FormatPages for Terraform {
     /// A `module` block for modules (`<name>/<system>`), a `required_providers` entry for
     /// providers; Terraform addresses both by host, without the scheme.
     fn install_command(
@@ -366,10 +372,6 @@ impl registry_core::FormatRules for Terraform {
                 )
             }
         })
-    }
-
-    fn extra_digests(&self) -> registry_core::ExtraDigests {
-        registry_core::ExtraDigests::default()
     }
 }
 

@@ -149,7 +149,10 @@ impl Application {
         let mut app = oci.merge(probes);
         #[cfg(feature = "ui")]
         {
-            app = app.merge(ui);
+            app = app.merge(ui).route(
+                "/",
+                axum::routing::get(|| async { axum::response::Redirect::to("/ui/") }),
+            );
         }
         #[cfg(feature = "generic")]
         {

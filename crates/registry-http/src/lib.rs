@@ -18,6 +18,8 @@
 //!   signed download URLs;
 //! - [`package_admin`]: access tokens with scopes and package repository settings under
 //!   `/api/v1/`;
+//! - `ui` (feature `ui`): the web UI under `/ui/`, server-rendered pages over the same
+//!   stores and authorization;
 //! - [`auth`]: HTTP Basic and Docker token auth, and [`auth::StaticUsers`] (configured users
 //!   with argon2 password hashes);
 //! - `upstream` (feature `proxy`): fetching from proxy repositories' upstreams, the loop
@@ -56,6 +58,7 @@
 //! | `terraform` | yes | the Terraform module registry under `/terraform/modules/v1/` |
 //! | `proxy` | yes | proxy and virtual package repositories: `upstream::HttpUpstream` (reqwest) |
 //! | `harness` | yes | [`serve::RunningRegistry`], a registry in memory for tests |
+//! | `ui` | no (on in the example server) | the web UI under `/ui/` (maud, pulldown-cmark) |
 //!
 //! With none of them, an OCI-only embedder compiles neither the package formats nor the
 //! in-memory stores.

@@ -984,22 +984,101 @@ async fn cleanup_policies_are_dry_run_before_they_delete() {
     );
     let cookie = dry.cookie("registry_browser").unwrap();
     let cookie = cookie.split(';').next().unwrap();
+    let csrf = dry.csrf();
+    let listed: Vec<String> = dry
+        .text
+        .match_indices("name=\"tag\" value=\"")
+        .map(|(at, m)| {
+            dry.text[at + m.len()..]
+                .split('"')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(listed.len(), 2, "{}", dry.text);
+    // A tag of a repository the policy does not cover, or without its digest, is refused.
+    for forged in [
+        "other/app:keep-1@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        "team/app:keep-1",
+    ] {
+        let reply = send(
+            &app,
+            Method::POST,
+            "/ui/cleanup?policy=drop-old",
+            cookie,
+            &[("csrf", &csrf), ("tag", forged)],
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{forged}: {}",
+            reply.text
+        );
+    }
+    // old-2 moves after the dry run: it is kept.
+    let moved = image(&stores.registry, "team/app", "old-2-new", "arm64").await;
+    let repository = RepositoryName::parse("team/app").unwrap();
+    let guard = stores
+        .registry
+        .tag_guard(&repository, &Actor::trusted())
+        .await
+        .unwrap();
+    stores
+        .registry
+        .metadata()
+        .put_tag(&repository, &Tag::parse("old-2").unwrap(), &moved, &guard)
+        .await
+        .unwrap();
+    let mut form = vec![("csrf", csrf.as_str())];
+    form.extend(listed.iter().map(|t| ("tag", t.as_str())));
     let ran = send(
         &app,
         Method::POST,
-        "/ui/cleanup",
+        "/ui/cleanup?policy=drop-old",
         cookie,
-        &[("csrf", &dry.csrf()), ("policy", "drop-old")],
+        &form,
     )
     .await;
     assert_eq!(ran.status, StatusCode::OK, "{}", ran.text);
+    assert!(ran.text.contains("Deleted 1 of 2 tags"), "{}", ran.text);
     assert!(
-        ran.text.contains("Deleted <strong>2</strong>"),
+        ran.text.contains("moved or deleted since the dry run"),
         "{}",
         ran.text
     );
     let tags = get(&app, "/ui/r/team/app", "").await;
-    assert!(!tags.text.contains(">old-1<") && tags.text.contains(">keep-1<"));
+    assert!(
+        !tags.text.contains(">old-1<")
+            && tags.text.contains(">keep-1<")
+            && tags.text.contains(">old-2<")
+    );
+    // Without the policy, or with one that does not exist, nothing runs.
+    assert_eq!(
+        send(
+            &app,
+            Method::POST,
+            "/ui/cleanup",
+            cookie,
+            &[("csrf", &csrf)]
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send(
+            &app,
+            Method::POST,
+            "/ui/cleanup?policy=nothing",
+            cookie,
+            &[("csrf", &csrf)]
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(
         get(&app, "/ui/cleanup?dry_run=nothing", "").await.status,
         StatusCode::NOT_FOUND

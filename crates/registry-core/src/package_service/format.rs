@@ -103,46 +103,6 @@ pub trait FormatRules: fmt::Debug + Send + Sync + 'static {
     fn upstream(&self) -> Option<&dyn UpstreamFormat> {
         None
     }
-
-    /// The command (or snippet) that installs `version` of the package `name` from
-    /// `repository` with the format's own client, for pages that offer it to copy; `registry`
-    /// is the registry's base URL (`https://registry.example`). `None` (the default) where
-    /// the format has no client to name.
-    fn install_command(
-        &self,
-        registry: &str,
-        repository: &str,
-        name: &str,
-        version: &str,
-    ) -> Option<String> {
-        let _ = (registry, repository, name, version);
-        None
-    }
-
-    /// A version's one-line description, for pages that list it: by default the metadata
-    /// document's `description` (npm) or `summary` (PyPI), when it is a JSON object with one.
-    fn description(&self, metadata: &str) -> Option<String> {
-        let document: serde_json::Value = serde_json::from_str(metadata).ok()?;
-        ["description", "summary"]
-            .iter()
-            .find_map(|field| document.get(*field)?.as_str())
-            .filter(|text| !text.trim().is_empty())
-            .map(str::to_owned)
-    }
-
-    /// Whether a version's README is in its files' sidecar (PyPI's core metadata) rather than
-    /// in its metadata document. No by default.
-    fn readme_in_sidecar(&self) -> bool {
-        false
-    }
-
-    /// A version's README as Markdown, read from its metadata document or, where
-    /// [`FormatRules::readme_in_sidecar`], from the sidecar's bytes; `None` (the default)
-    /// where it has none. Pages sanitise it before showing it.
-    fn readme(&self, metadata: &str, sidecar: Option<&[u8]>) -> Option<String> {
-        let _ = (metadata, sidecar);
-        None
-    }
 }
 
 /// How a format reads an upstream registry: where a package's metadata document is, and what

@@ -343,6 +343,21 @@ fn snapshot_build(text: &str) -> Option<(SnapshotBuild, &str)> {
     ))
 }
 
+impl crate::pages::FormatPages for Maven {
+    /// `name` is `group:artifact`.
+    fn install_command(
+        &self,
+        registry: &str,
+        repository: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<String> {
+        Some(format!(
+            "mvn dependency:get -Dartifact={name}:{version} -DremoteRepositories={registry}/maven/{repository}/"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,19 +540,6 @@ impl registry_core::FormatRules for Maven {
 
     fn upstream(&self) -> Option<&dyn registry_core::UpstreamFormat> {
         Some(self)
-    }
-
-    /// `name` is `group:artifact`.
-    fn install_command(
-        &self,
-        registry: &str,
-        repository: &str,
-        name: &str,
-        version: &str,
-    ) -> Option<String> {
-        Some(format!(
-            "mvn dependency:get -Dartifact={name}:{version} -DremoteRepositories={registry}/maven/{repository}/"
-        ))
     }
 
     fn extra_digests(&self) -> registry_core::ExtraDigests {

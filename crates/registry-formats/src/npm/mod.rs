@@ -542,6 +542,33 @@ pub fn abbreviated(package: &Package, tarballs: &str) -> Value {
     })
 }
 
+impl crate::pages::FormatPages for Npm {
+    fn install_command(
+        &self,
+        registry: &str,
+        repository: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<String> {
+        Some(format!(
+            "npm install --registry {registry}/npm/{repository}/ {name}@{version}"
+        ))
+    }
+
+    /// The `readme` npm sends with each version it publishes.
+    fn readme(&self, metadata: &str, _sidecar: Option<&[u8]>) -> Option<crate::pages::Readme> {
+        let manifest: Value = serde_json::from_str(metadata).ok()?;
+        let readme = manifest.get("readme")?.as_str()?;
+        (!readme.trim().is_empty()).then(|| crate::pages::Readme::markdown(readme))
+    }
+
+    fn description(&self, metadata: &str) -> Option<String> {
+        let manifest: Value = serde_json::from_str(metadata).ok()?;
+        let description = manifest.get("description")?.as_str()?;
+        (!description.trim().is_empty()).then(|| description.to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -794,25 +821,6 @@ impl registry_core::FormatRules for Npm {
 
     fn publish_mode(&self) -> registry_core::PublishMode {
         registry_core::PublishMode::NewVersion
-    }
-
-    fn install_command(
-        &self,
-        registry: &str,
-        repository: &str,
-        name: &str,
-        version: &str,
-    ) -> Option<String> {
-        Some(format!(
-            "npm install --registry {registry}/npm/{repository}/ {name}@{version}"
-        ))
-    }
-
-    /// The `readme` npm sends with each version it publishes.
-    fn readme(&self, metadata: &str, _sidecar: Option<&[u8]>) -> Option<String> {
-        let manifest: Value = serde_json::from_str(metadata).ok()?;
-        let readme = manifest.get("readme")?.as_str()?;
-        (!readme.trim().is_empty()).then(|| readme.to_owned())
     }
 
     fn extra_digests(&self) -> registry_core::ExtraDigests {

@@ -262,6 +262,28 @@ impl Ord for NuGetVersion {
     }
 }
 
+impl crate::pages::FormatPages for Nuget {
+    fn install_command(
+        &self,
+        registry: &str,
+        repository: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<String> {
+        Some(format!(
+            "nuget install {name} -Version {version} -Source {registry}/nuget/{repository}/v3/index.json"
+        ))
+    }
+
+    /// NuGet calls a hidden version unlisted.
+    fn status_label(&self, status: &registry_core::VersionStatus) -> Option<&'static str> {
+        match status {
+            registry_core::VersionStatus::Hidden => Some("unlisted"),
+            other => crate::pages::default_status_label(other),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,18 +463,6 @@ impl registry_core::FormatRules for Nuget {
 
     fn check_name_pattern(&self, pattern: &registry_core::NameRegex) -> Result<()> {
         crate::check_lowercase_pattern(pattern, "NuGet ids are compared and stored lowercase")
-    }
-
-    fn install_command(
-        &self,
-        registry: &str,
-        repository: &str,
-        name: &str,
-        version: &str,
-    ) -> Option<String> {
-        Some(format!(
-            "nuget install {name} -Version {version} -Source {registry}/nuget/{repository}/v3/index.json"
-        ))
     }
 
     fn extra_digests(&self) -> registry_core::ExtraDigests {

@@ -184,25 +184,44 @@ pub struct CoreMetadata {
     pub requires_python: Option<String>,
     /// `Summary`, if any.
     pub summary: Option<String>,
+    /// The long description: the body after the headers (metadata 2.1 and later), or else the
+    /// `Description` field with its continuation lines unfolded (the `        |` prefix older
+    /// tools write removed).
+    pub description: Option<String>,
+    /// `Description-Content-Type`, if any.
+    pub description_content_type: Option<String>,
 }
 
 /// Parses core metadata (`METADATA` / `PKG-INFO`): RFC 822 style headers up to the first blank
-/// line.
+/// line, then the description as the body.
 pub fn parse_core_metadata(text: &[u8]) -> Result<CoreMetadata> {
     let text = std::str::from_utf8(text).map_err(|_| invalid("the core metadata is not UTF-8"))?;
     let mut metadata = CoreMetadata::default();
     let mut last: Option<String> = None;
-    for line in text.lines() {
+    let mut lines = text.split_inclusive('\n');
+    for raw in lines.by_ref() {
+        let line = raw.trim_end_matches(['\r', '\n']);
         if line.is_empty() {
             break;
         }
         if line.starts_with([' ', '\t']) {
-            // A continuation of the previous header; only `Summary` is kept, and on one line.
-            if last.as_deref() == Some("summary")
-                && let Some(summary) = &mut metadata.summary
-            {
-                summary.push(' ');
-                summary.push_str(line.trim());
+            // A continuation of the previous header: `Summary` is kept on one line, the
+            // `Description` field line by line.
+            match (
+                last.as_deref(),
+                &mut metadata.summary,
+                &mut metadata.description,
+            ) {
+                (Some("summary"), Some(summary), _) => {
+                    summary.push(' ');
+                    summary.push_str(line.trim());
+                }
+                (Some("description"), _, Some(description)) => {
+                    description.push('\n');
+                    description
+                        .push_str(line.strip_prefix("        |").unwrap_or(line.trim_start()));
+                }
+                _ => {}
             }
             continue;
         }
@@ -226,9 +245,15 @@ pub fn parse_core_metadata(text: &[u8]) -> Result<CoreMetadata> {
                 metadata.requires_python = Some(value);
             }
             "summary" => metadata.summary = Some(value),
+            "description" => metadata.description = Some(value),
+            "description-content-type" => metadata.description_content_type = Some(value),
             _ => {}
         }
         last = Some(key);
+    }
+    let body: String = lines.collect();
+    if !body.trim().is_empty() {
+        metadata.description = Some(body.replace("\r\n", "\n"));
     }
     if metadata.metadata_version.is_empty()
         || metadata.name.is_empty()
@@ -521,6 +546,44 @@ pub fn index_json(projects: &[String]) -> Value {
     json!({ "meta": { "api-version": "1.1" }, "projects": projects })
 }
 
+impl crate::pages::FormatPages for Pypi {
+    fn install_command(
+        &self,
+        registry: &str,
+        repository: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<String> {
+        Some(format!(
+            "pip install --index-url {registry}/pypi/{repository}/simple/ {name}=={version}"
+        ))
+    }
+
+    fn readme_in_sidecar(&self) -> bool {
+        true
+    }
+
+    /// The core metadata's description (the sidecar), Markdown when its
+    /// `Description-Content-Type` says so, else shown as text (reStructuredText, plain).
+    fn readme(&self, _metadata: &str, sidecar: Option<&[u8]>) -> Option<crate::pages::Readme> {
+        let metadata = parse_core_metadata(sidecar?).ok()?;
+        let text = metadata.description.filter(|d| !d.trim().is_empty())?;
+        let markdown = metadata.description_content_type.is_some_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/markdown")
+        });
+        Some(crate::pages::Readme { text, markdown })
+    }
+
+    /// The `summary` stored with each version.
+    fn description(&self, metadata: &str) -> Option<String> {
+        let document: serde_json::Value = serde_json::from_str(metadata).ok()?;
+        let summary = document.get("summary")?.as_str()?;
+        (!summary.trim().is_empty()).then(|| summary.to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -795,31 +858,6 @@ mod tests {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Pypi;
 
-/// The long description of core metadata: the body after the headers (metadata 2.1 and
-/// later), or else the `Description` field with its continuation lines unfolded (the
-/// `        |` prefix that older tools write removed). `None` when it has none.
-pub fn core_metadata_description(text: &str) -> Option<String> {
-    let text = text.replace("\r\n", "\n");
-    let (headers, body) = text.split_once("\n\n").unwrap_or((&text, ""));
-    if !body.trim().is_empty() {
-        return Some(body.to_owned());
-    }
-    let mut lines = headers.lines();
-    let first = lines.find_map(|line| {
-        let (field, value) = line.split_once(':')?;
-        field
-            .eq_ignore_ascii_case("description")
-            .then(|| value.trim_start())
-    })?;
-    let mut description = first.to_owned();
-    for line in lines.take_while(|line| line.starts_with([' ', '\t'])) {
-        let line = line.strip_prefix("        |").unwrap_or(line.trim_start());
-        description.push('\n');
-        description.push_str(line);
-    }
-    (!description.trim().is_empty()).then_some(description)
-}
-
 impl registry_core::FormatRules for Pypi {
     fn format(&self) -> registry_core::PackageFormat {
         registry_core::PackageFormat::Pypi
@@ -849,28 +887,6 @@ impl registry_core::FormatRules for Pypi {
 
     fn publish_mode(&self) -> registry_core::PublishMode {
         registry_core::PublishMode::AddFiles
-    }
-
-    fn install_command(
-        &self,
-        registry: &str,
-        repository: &str,
-        name: &str,
-        version: &str,
-    ) -> Option<String> {
-        Some(format!(
-            "pip install --index-url {registry}/pypi/{repository}/simple/ {name}=={version}"
-        ))
-    }
-
-    fn readme_in_sidecar(&self) -> bool {
-        true
-    }
-
-    /// The description of the core metadata (the sidecar): its body, or else its
-    /// `Description` field.
-    fn readme(&self, _metadata: &str, sidecar: Option<&[u8]>) -> Option<String> {
-        core_metadata_description(&String::from_utf8_lossy(sidecar?))
     }
 
     fn extra_digests(&self) -> registry_core::ExtraDigests {

@@ -1,5 +1,5 @@
-//! The stylesheet and the one script, compiled in and served with a name that changes with
-//! their content, so they can be cached for good.
+//! The stylesheet and the one script, compiled in and served under a URL that changes with
+//! the crate's version (cached for an hour, so a new release is picked up soon after).
 
 use axum::extract::Path;
 use axum::http::{HeaderValue, header};

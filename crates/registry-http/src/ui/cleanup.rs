@@ -5,15 +5,16 @@ use std::sync::Arc;
 
 use axum::extract::{RawQuery, Request, State};
 use maud::{Markup, html};
-use registry_core::{CleanupPolicy, PolicySource};
+use registry_core::{
+    Actor, CleanupPolicy, Digest, Error, PolicySource, Reference, RepositoryName, Tag,
+};
 use registry_gc::cleanup::{CleanupReport, Deletion};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::images::query;
 use super::layout::{self, short_digest, time};
 use super::session::{Form, Visitor, visitor};
-use super::{Page, Ui, UiError};
+use super::{PageResult, Ui, UiError, query};
 
 /// The most deletions a run's page lists (its counts cover them all).
 const MAX_LISTED: usize = 1_000;
@@ -36,7 +37,7 @@ pub(crate) async fn overview(
     State(ui): State<Arc<Ui>>,
     RawQuery(raw): RawQuery,
     request: Request,
-) -> Page {
+) -> PageResult {
     let visitor = visitor(&ui, &request).await?;
     let q: CleanupQuery = query(raw)?;
     if let Some(name) = q.dry_run {
@@ -45,12 +46,14 @@ pub(crate) async fn overview(
         let body = html! {
             (report_summary(&report, true))
             (deletions(&listed, report.deleted))
-            @if report.deleted > 0 {
-                form method="post" action="/ui/cleanup" {
+            @if !listed.is_empty() {
+                form method="post" action=(layout::link("/ui/cleanup", &[("policy", Some(&policy.name))])) {
                     input type="hidden" name="csrf" value=(visitor.csrf);
-                    input type="hidden" name="policy" value=(policy.name);
-                    p { "Running the policy now applies it again: tags pushed or moved since this dry run are judged afresh." }
-                    button.danger type="submit" { "Run " (policy.name) " and delete" }
+                    @for deletion in &listed {
+                        input type="hidden" name="tag" value={ (deletion.repository) ":" (deletion.tag) "@" (deletion.digest) };
+                    }
+                    p { "Deleting removes exactly the tags listed, each only if it still points at the manifest shown." }
+                    button.danger type="submit" { "Delete these " (listed.len()) " tags" }
                     " "
                     a href="/ui/cleanup" { "Cancel" }
                 }
@@ -89,7 +92,7 @@ pub(crate) async fn overview(
                         tr {
                             td { (rule.name) }
                             td { code { (rule.repositories.as_str()) } }
-                            td { (settings(serde_json::to_value(rule).unwrap_or_default())) }
+                            td { (settings(serde_json::to_value(rule))) }
                             td { (source_name(*source)) }
                         }
                     }
@@ -107,7 +110,7 @@ pub(crate) async fn overview(
                         tr {
                             td { (policy.name) }
                             td { code { (policy.repositories.as_str()) } }
-                            td { (settings(serde_json::to_value(policy).unwrap_or_default())) }
+                            td { (settings(serde_json::to_value(policy))) }
                             td { (source_name(*source)) }
                             td { a.button href=(layout::link("/ui/cleanup", &[("dry_run", Some(&policy.name))])) { "Dry run" } }
                         }
@@ -120,21 +123,91 @@ pub(crate) async fn overview(
 }
 
 /// `POST /ui/cleanup`: runs one policy for real (the button of its dry run's page).
-pub(crate) async fn run(State(ui): State<Arc<Ui>>, request: Request) -> Page {
+pub(crate) async fn run(
+    State(ui): State<Arc<Ui>>,
+    RawQuery(raw): RawQuery,
+    request: Request,
+) -> PageResult {
     let visitor = visitor(&ui, &request).await?;
-    let form = Form::read(&visitor, request).await?;
-    let name = form
-        .value("policy")
+    let q: RunQuery = query(raw)?;
+    let name = q
+        .policy
         .ok_or_else(|| UiError::BadRequest("say which policy to run".into()))?;
-    let policy = policy(&ui, &visitor, name).await?;
-    let (report, listed) = run_policy(&ui, &policy, false).await?;
+    // Decided before the form is read.
+    let policy = policy(&ui, &visitor, &name).await?;
+    let form = Form::read(&visitor, request).await?;
+    let chosen: Vec<(RepositoryName, Tag, Digest)> = form
+        .values("tag")
+        .take(MAX_LISTED + 1)
+        .map(|entry| chosen_tag(&policy, entry))
+        .collect::<Result<_, _>>()?;
+    if chosen.len() > MAX_LISTED {
+        return Err(UiError::BadRequest(format!(
+            "at most {MAX_LISTED} tags are deleted at once"
+        )));
+    }
+    let mut outcomes = Vec::with_capacity(chosen.len());
+    for (repository, tag, digest) in chosen {
+        let result = delete_if_unmoved(&ui, &visitor, &repository, &tag, &digest).await;
+        outcomes.push((format!("{repository}:{tag}"), result));
+    }
     let body = html! {
-        (report_summary(&report, false))
-        (deletions(&listed, report.deleted))
+        (layout::outcomes(&outcomes))
         p { a href="/ui/cleanup" { "Back to cleanup" } }
     };
     let title = format!("Ran {}", policy.name);
     Ok(visitor.page(layout::page(&visitor, &title, &crumbs(), body)))
+}
+
+#[derive(Default, Deserialize)]
+struct RunQuery {
+    policy: Option<String>,
+}
+
+/// A `repository:tag@digest` of a dry run's form, in a repository the policy covers.
+fn chosen_tag(
+    policy: &CleanupPolicy,
+    entry: &str,
+) -> Result<(RepositoryName, Tag, Digest), UiError> {
+    let bad = || UiError::BadRequest(format!("{entry:?} is not a tag of this policy's dry run"));
+    let (reference, digest) = entry.split_once('@').ok_or_else(bad)?;
+    let (repository, tag) = reference.rsplit_once(':').ok_or_else(bad)?;
+    let repository = RepositoryName::parse(repository).map_err(|_| bad())?;
+    if !policy.repositories.matches(&repository) {
+        return Err(bad());
+    }
+    let tag = Tag::parse(tag).map_err(|_| bad())?;
+    let digest = Digest::parse(digest).map_err(|_| bad())?;
+    Ok((repository, tag, digest))
+}
+
+/// Deletes a tag the dry run showed, under the tag rules as the visitor, unless it has been
+/// moved to another manifest since (then it is kept, saying why).
+async fn delete_if_unmoved(
+    ui: &Ui,
+    visitor: &Visitor,
+    repository: &RepositoryName,
+    tag: &Tag,
+    digest: &Digest,
+) -> Result<(), Error> {
+    let reference = Reference::Tag(tag.clone());
+    let current = ui
+        .registry
+        .metadata()
+        .manifest(repository, &reference)
+        .await?;
+    if current.as_ref().map(|m| &m.digest) != Some(digest) {
+        return Err(Error::Conflict {
+            reason: "kept: it was moved or deleted since the dry run".into(),
+        });
+    }
+    let actor = match &ui.auth {
+        None => Actor::trusted(),
+        Some(auth) => visitor.caller().actor(&*auth.authorizer, repository),
+    };
+    ui.registry
+        .delete_manifest(repository, &reference, &actor)
+        .await
 }
 
 /// A stored policy the visitor may manage.
@@ -213,8 +286,9 @@ fn deletions(listed: &[Deletion], total: u64) -> Markup {
 }
 
 /// A rule's or policy's settings besides its name and repositories, as `key: value` lines.
-fn settings(document: Value) -> Markup {
-    let Value::Object(fields) = document else {
+fn settings(document: serde_json::Result<Value>) -> Markup {
+    // Rules and policies always serialize (their fields are strings, numbers and enums).
+    let Ok(Value::Object(fields)) = document else {
         return html! {};
     };
     html! {

@@ -11,12 +11,11 @@ use registry_core::{
     Tag, TagDetail, TagQuery, UsageScope,
 };
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::layout::{self, copy_box, link, short_digest, size, time};
 use super::session::{Form, Visitor, visitor};
-use super::{Page, Ui, UiError};
+use super::{PageResult, Ui, UiError, query};
 
 /// Rows per page.
 const PAGE: usize = 50;
@@ -37,15 +36,6 @@ const ROW_LOOKUPS: usize = 4;
 /// The most referrers listed on a manifest's page.
 const MAX_REFERRERS: usize = 500;
 
-/// Parses a page's query string, refusing a malformed one with a page saying so.
-pub(crate) fn query<T: DeserializeOwned + Default>(raw: Option<String>) -> Result<T, UiError> {
-    match raw {
-        None => Ok(T::default()),
-        Some(raw) => serde_urlencoded::from_str(&raw)
-            .map_err(|e| UiError::BadRequest(format!("the query string is not understood: {e}"))),
-    }
-}
-
 #[derive(Default, Deserialize)]
 struct ListQuery {
     q: Option<String>,
@@ -57,7 +47,7 @@ pub(crate) async fn home(
     State(ui): State<Arc<Ui>>,
     RawQuery(raw): RawQuery,
     request: Request,
-) -> Page {
+) -> PageResult {
     let visitor = visitor(&ui, &request).await?;
     let q: ListQuery = query(raw)?;
     let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
@@ -106,7 +96,7 @@ pub(crate) async fn home(
                         tr {
                             td { a href={ "/ui/packages/" (repository.name) } { (repository.name) } }
                             td { (repository.format.as_str()) }
-                            td { (format!("{:?}", repository.kind).to_lowercase()) }
+                            td { (repository.kind.as_str()) }
                         }
                     }
                 }
@@ -174,7 +164,7 @@ pub(crate) async fn namespace(
     State(ui): State<Arc<Ui>>,
     RawQuery(raw): RawQuery,
     request: Request,
-) -> Page {
+) -> PageResult {
     let visitor = visitor(&ui, &request).await?;
     let path = request
         .uri()
@@ -315,7 +305,7 @@ pub(crate) async fn repository(
     State(ui): State<Arc<Ui>>,
     RawQuery(raw): RawQuery,
     request: Request,
-) -> Page {
+) -> PageResult {
     let visitor = visitor(&ui, &request).await?;
     let target = target(request.uri().path())?;
     match target {
@@ -343,7 +333,7 @@ pub(crate) async fn repository(
     }
 }
 
-async fn tags_page(ui: &Ui, visitor: &Visitor, name: RepositoryName, q: TagsQuery) -> Page {
+async fn tags_page(ui: &Ui, visitor: &Visitor, name: RepositoryName, q: TagsQuery) -> PageResult {
     visitor.require(ui, name.as_str(), Action::Pull)?;
     let sort = q.sort.clone().unwrap_or_else(|| "-published".to_owned());
     let (order, descending) = crate::oci::tag_sort(&sort).ok_or_else(|| {
@@ -423,6 +413,7 @@ async fn tags_page(ui: &Ui, visitor: &Visitor, name: RepositoryName, q: TagsQuer
                     th { "Platforms" }
                     th.num { "Size" }
                     th.sort { (sort_link("published", "Pushed")) }
+                    th { "Created" }
                 }
             }
             tbody {
@@ -486,6 +477,7 @@ fn tag_row(
             td { (platforms.join(", ")) }
             td.num { (size(detail.size)) }
             td { (time(detail.published_at)) }
+            td { (time(detail.created_at)) }
         }
     }
 }
@@ -518,6 +510,16 @@ async fn platforms_of(ui: &Ui, repository: &RepositoryName, detail: &TagDetail) 
         Some(config) => platform_name(&config).into_iter().collect(),
         None => Vec::new(),
     }
+}
+
+/// A descriptor's size as people read it (empty for a descriptor without one: the manifest
+/// was validated when pushed, so only an odd upstream's could lack it).
+fn descriptor_size(descriptor: &Value) -> String {
+    descriptor
+        .get("size")
+        .and_then(Value::as_u64)
+        .map(size)
+        .unwrap_or_default()
 }
 
 /// `os/architecture[/variant]`, leaving out the `unknown/unknown` of attestation manifests.
@@ -561,7 +563,7 @@ async fn manifest_page(
     name: RepositoryName,
     digest: Digest,
     tag: Option<String>,
-) -> Page {
+) -> PageResult {
     visitor.require(ui, name.as_str(), Action::Pull)?;
     let record = match ui
         .registry
@@ -580,6 +582,7 @@ async fn manifest_page(
     let config = image_config(ui, &document, MAX_CONFIG).await;
     let host = layout::host(&visitor.base);
     let tag = tag.filter(|t| Tag::parse(t).is_ok());
+    // A manifest without layers (an index) or without children (an image) lists none.
     let descriptors = |field: &str| -> Vec<Value> {
         document
             .get(field)
@@ -646,7 +649,7 @@ async fn manifest_page(
                                 }
                             }
                             td { (child.get("mediaType").and_then(Value::as_str).unwrap_or("")) }
-                            td.num { (child.get("size").and_then(Value::as_u64).map(size).unwrap_or_default()) }
+                            td.num { (descriptor_size(child)) }
                         }
                     }
                 }
@@ -657,7 +660,7 @@ async fn manifest_page(
             p {
                 (config_descriptor.get("mediaType").and_then(Value::as_str).unwrap_or("")) " "
                 (short_digest(config_descriptor.get("digest").and_then(Value::as_str).unwrap_or("")))
-                " (" (config_descriptor.get("size").and_then(Value::as_u64).map(size).unwrap_or_default()) ")"
+                " (" (descriptor_size(config_descriptor)) ")"
             }
         }
         @if !layers.is_empty() {
@@ -670,7 +673,7 @@ async fn manifest_page(
                             td.num { (index + 1) }
                             td { (short_digest(layer.get("digest").and_then(Value::as_str).unwrap_or(""))) }
                             td { (layer.get("mediaType").and_then(Value::as_str).unwrap_or("")) }
-                            td.num { (layer.get("size").and_then(Value::as_u64).map(size).unwrap_or_default()) }
+                            td.num { (descriptor_size(layer)) }
                         }
                     }
                 }
@@ -732,7 +735,7 @@ async fn manifest_page(
 
 /// `POST /ui/r/<name>/-/delete-tags`: asks to confirm, then deletes the tags chosen (each
 /// under the tag rules, as a `DELETE` of the API would).
-pub(crate) async fn post(State(ui): State<Arc<Ui>>, request: Request) -> Page {
+pub(crate) async fn post(State(ui): State<Arc<Ui>>, request: Request) -> PageResult {
     let visitor = visitor(&ui, &request).await?;
     let Target::DeleteTags(name) = target(request.uri().path())? else {
         return Err(UiError::NotFound("nothing to post here".into()));
@@ -782,24 +785,8 @@ pub(crate) async fn post(State(ui): State<Arc<Ui>>, request: Request) -> Page {
             .await;
         outcomes.push((tag, result));
     }
-    let deleted = outcomes.iter().filter(|(_, r)| r.is_ok()).count();
     let body = html! {
-        p.notice role="status" { "Deleted " (deleted) " of " (outcomes.len()) " tags." }
-        table.outcomes {
-            tbody {
-                @for (tag, result) in &outcomes {
-                    tr {
-                        td { code { (tag) } }
-                        td {
-                            @match result {
-                                Ok(()) => { "deleted" }
-                                Err(error) => { span.error { (error) } }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        (layout::outcomes(&outcomes))
         p { a href={ "/ui/r/" (name) } { "Back to " (name) } }
     };
     Ok(visitor.page(layout::page(&visitor, "Tags deleted", &crumbs, body)))

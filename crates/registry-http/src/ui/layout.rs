@@ -127,6 +127,31 @@ pub(crate) fn login_page(ui: &Ui, visitor: &Visitor, next: &str, failed: Option<
     )
 }
 
+/// What a delete form did, tag by tag: a count, then each tag with `deleted` or why not.
+pub(crate) fn outcomes<T: std::fmt::Display>(
+    outcomes: &[(T, Result<(), registry_core::Error>)],
+) -> Markup {
+    let deleted = outcomes.iter().filter(|(_, r)| r.is_ok()).count();
+    html! {
+        p.notice role="status" { "Deleted " (deleted) " of " (outcomes.len()) " tags." }
+        table.outcomes {
+            tbody {
+                @for (tag, result) in outcomes {
+                    tr {
+                        td { code { (tag) } }
+                        td {
+                            @match result {
+                                Ok(()) => { "deleted" }
+                                Err(error) => { span.error { (super::public_message(error)) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A size in bytes as people read it (binary units).
 pub(crate) fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -205,6 +230,7 @@ pub(crate) fn link(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
     if set.is_empty() {
         return path.to_owned();
     }
+    // Encoding string pairs cannot fail (only maps with non-string keys can).
     let query = serde_urlencoded::to_string(&set).unwrap_or_default();
     format!("{path}?{query}")
 }

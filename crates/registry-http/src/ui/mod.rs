@@ -49,8 +49,8 @@ pub(crate) struct Ui {
     auth: Option<Auth>,
 }
 
-/// The UI's router: `/` redirects to `/ui/`. Mount it beside the API routers (the
-/// [`crate::app::Application`] does, with the `ui` feature).
+/// The UI's router, under `/ui/`. Mount it beside the API routers (the
+/// [`crate::app::Application`] does, with the `ui` feature, and redirects `/` to it).
 pub fn router(registry: OciRegistry, packages: Packages, auth: Option<Auth>) -> Router {
     let ui = Arc::new(Ui {
         registry,
@@ -58,7 +58,6 @@ pub fn router(registry: OciRegistry, packages: Packages, auth: Option<Auth>) -> 
         auth,
     });
     Router::new()
-        .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(images::home))
         .route("/ui/ns/{*prefix}", get(images::namespace))
@@ -140,22 +139,33 @@ impl IntoResponse for UiError {
             UiError::Forbidden(message) => (StatusCode::FORBIDDEN, message),
             UiError::NotFound(message) => (StatusCode::NOT_FOUND, message),
             UiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
-            UiError::Core(error) => {
-                let status = crate::error::status_of(&error);
-                if status.is_server_error() {
-                    // The details (paths, database errors) are for the log, not the page.
-                    tracing::error!(%error, "web UI request failed");
-                    (
-                        status,
-                        "the registry could not complete this request".to_owned(),
-                    )
-                } else {
-                    (status, error.to_string())
-                }
-            }
+            UiError::Core(error) => (crate::error::status_of(&error), public_message(&error)),
         };
         (status, layout::error_page(status, &message)).into_response()
     }
 }
 
-type Page = Result<Response, UiError>;
+/// What a page handler answers.
+type PageResult = Result<Response, UiError>;
+
+/// What a page says of a failure: the error itself when it is the client's, a generic message
+/// when it is the registry's (the details — paths, database errors — go to the log).
+pub(crate) fn public_message(error: &Error) -> String {
+    if crate::error::status_of(error).is_server_error() {
+        tracing::error!(%error, "web UI request failed");
+        "the registry could not complete this request".to_owned()
+    } else {
+        error.to_string()
+    }
+}
+
+/// Parses a page's query string, refusing a malformed one with a page saying so.
+pub(crate) fn query<T: serde::de::DeserializeOwned + Default>(
+    raw: Option<String>,
+) -> Result<T, UiError> {
+    match raw {
+        None => Ok(T::default()),
+        Some(raw) => serde_urlencoded::from_str(&raw)
+            .map_err(|e| UiError::BadRequest(format!("the query string is not understood: {e}"))),
+    }
+}

@@ -13,10 +13,10 @@ use registry_core::{
 };
 use serde::Deserialize;
 
-use super::images::query;
 use super::layout::{self, copy_box, link, short_digest, size, time};
 use super::session::{Form, Visitor, visitor};
-use super::{Page, Ui, UiError, markdown};
+use super::{PageResult, Ui, UiError, markdown, query};
+use registry_formats::pages::{FormatPages, Readme, default_status_label};
 
 /// Packages or versions per page.
 const PAGE: usize = 50;
@@ -60,7 +60,7 @@ pub(crate) async fn repository(
     Path(repository): Path<String>,
     RawQuery(raw): RawQuery,
     request: Request,
-) -> Page {
+) -> PageResult {
     let visitor = visitor(&ui, &request).await?;
     let q: PackagesQuery = query(raw)?;
     let (found, rules) = readable(&ui, &visitor, &repository, Action::Pull).await?;
@@ -86,7 +86,7 @@ async fn packages_page(
     repository: &PackageRepository,
     rules: &dyn FormatRules,
     q: &PackagesQuery,
-) -> Page {
+) -> PageResult {
     let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let page = StorePage {
         last: q.after.clone(),
@@ -103,7 +103,7 @@ async fn packages_page(
     let body = html! {
         dl.facts {
             dt { "Format" } dd { (repository.format.as_str()) }
-            dt { "Kind" } dd { (format!("{:?}", repository.kind).to_lowercase()) }
+            dt { "Kind" } dd { (repository.kind.as_str()) }
             @if !repository.settings.members.is_empty() {
                 dt { "Members" } dd { (repository.settings.members.join(", ")) }
             }
@@ -160,18 +160,16 @@ async fn package(
         .ok_or_else(|| UiError::NotFound(format!("no package {name} in {}", repository.name)))
 }
 
-/// A version's status as its format's clients call it.
+/// A version's status as its format's clients call it (nothing for a listed version).
 fn status(format: registry_core::PackageFormat, status: &VersionStatus) -> Markup {
-    let (class, label, message) = match status {
-        VersionStatus::Default => return html! {},
-        VersionStatus::Hidden if format == registry_core::PackageFormat::Nuget => {
-            ("unlisted", "unlisted", "")
-        }
-        VersionStatus::Hidden => ("hidden", "hidden", ""),
-        VersionStatus::Deprecated(message) => ("deprecated", "deprecated", message.as_str()),
-        VersionStatus::Yanked(reason) => ("yanked", "yanked", reason.as_str()),
-    };
-    html! { span.badge.(class) title=(message) { (label) } }
+    let label = registry_formats::pages::pages(format).map_or_else(
+        || default_status_label(status),
+        |pages| pages.status_label(status),
+    );
+    match label {
+        None => html! {},
+        Some(label) => html! { span.badge.(label) title=(status_message(status)) { (label) } },
+    }
 }
 
 async fn package_page(
@@ -181,7 +179,7 @@ async fn package_page(
     rules: &dyn FormatRules,
     name: &str,
     from: Option<usize>,
-) -> Page {
+) -> PageResult {
     let package = package(ui, repository, rules, name).await?;
     let here = format!("/ui/packages/{}", repository.name);
     let from = from.unwrap_or(0);
@@ -197,7 +195,7 @@ async fn package_page(
     let description = package
         .versions
         .last()
-        .and_then(|latest| rules.description(&latest.metadata));
+        .and_then(|latest| pages(repository).description(&latest.metadata));
     let body = html! {
         @if let Some(description) = &description {
             p.description { (description) }
@@ -252,7 +250,7 @@ async fn version_page(
     rules: &dyn FormatRules,
     name: &str,
     version: &str,
-) -> Page {
+) -> PageResult {
     let package = package(ui, repository, rules, name).await?;
     let key = rules.version_key(version).ok();
     let found = package
@@ -261,7 +259,7 @@ async fn version_page(
         .find(|v| v.version == version || Some(&v.version) == key.as_ref())
         .ok_or_else(|| UiError::NotFound(format!("no version {version} of {name}")))?;
     let readme = readme(ui, repository, rules, found).await;
-    let install = rules.install_command(
+    let install = pages(repository).install_command(
         &visitor.base,
         &repository.name,
         &package.display_name,
@@ -270,7 +268,7 @@ async fn version_page(
     let may_delete = repository.kind == RepositoryKind::Hosted
         && visitor.may(ui, &repository.name, Action::Delete);
     let here = format!("/ui/packages/{}", repository.name);
-    let description = rules.description(&found.metadata);
+    let description = pages(repository).description(&found.metadata);
     let body = html! {
         @if let Some(description) = &description {
             p.description { (description) }
@@ -312,7 +310,9 @@ async fn version_page(
         }
         @if let Some(readme) = &readme {
             h2 { "README" }
-            div.readme { (markdown::render(readme)) }
+            div.readme {
+                @if readme.markdown { (markdown::render(&readme.text)) } @else { pre { (readme.text) } }
+            }
         }
         @if may_delete {
             h2 { "Delete" }
@@ -333,6 +333,17 @@ async fn version_page(
     )))
 }
 
+/// How versions of the repository's format are shown (a format without pages of its own
+/// shows none of the extras).
+fn pages(repository: &PackageRepository) -> &'static dyn FormatPages {
+    registry_formats::pages::pages(repository.format).unwrap_or(&NoPages)
+}
+
+/// The pages of a format that has none of its own.
+struct NoPages;
+
+impl FormatPages for NoPages {}
+
 fn status_message(status: &VersionStatus) -> &str {
     match status {
         VersionStatus::Deprecated(message) | VersionStatus::Yanked(message) => message,
@@ -347,8 +358,9 @@ async fn readme(
     repository: &PackageRepository,
     rules: &dyn FormatRules,
     version: &PackageVersion,
-) -> Option<String> {
-    let sidecar = match rules.readme_in_sidecar() {
+) -> Option<Readme> {
+    let pages = pages(repository);
+    let sidecar = match pages.readme_in_sidecar() {
         false => None,
         true => {
             let blob = version.files.iter().find_map(|f| f.sidecar.as_ref())?;
@@ -368,7 +380,7 @@ async fn readme(
             Some(bytes)
         }
     };
-    rules.readme(&version.metadata, sidecar.as_deref())
+    pages.readme(&version.metadata, sidecar.as_deref())
 }
 
 /// `POST /ui/packages/<repository>`: deletes a version, after a confirmation, under the
@@ -377,7 +389,7 @@ pub(crate) async fn post(
     State(ui): State<Arc<Ui>>,
     Path(repository): Path<String>,
     request: Request,
-) -> Page {
+) -> PageResult {
     let visitor = visitor(&ui, &request).await?;
     // Decided before the body is read.
     let (found, rules) = readable(&ui, &visitor, &repository, Action::Delete).await?;

@@ -12,12 +12,12 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use registry_core::{
-    Action, Credentials, Grant, Principal, RepositoryName, Role, Timestamp, TokenRecord,
+    Action, Credentials, Grant, Principal, RepositoryName, Role, Timestamp, TokenRecord, TokenStore,
 };
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use super::{Page, Ui, UiError, layout};
+use super::{PageResult, Ui, UiError, layout};
 use crate::auth::Caller;
 use std::sync::Arc;
 
@@ -27,10 +27,12 @@ const SESSION_COOKIE: &str = "registry_session";
 const BROWSER_COOKIE: &str = "registry_browser";
 /// What session tokens are labelled.
 pub(crate) const SESSION_LABEL: &str = "web session";
+/// The most sessions one user holds at once (the oldest ends when another starts).
+const MAX_SESSIONS: usize = 10;
 /// How long a session lasts.
 const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
 /// The largest form accepted (a delete of many tags at once included).
-const MAX_FORM: usize = 256 * 1024;
+const MAX_FORM: usize = 1024 * 1024;
 
 /// The caller of one page.
 #[derive(Debug)]
@@ -252,6 +254,7 @@ impl Form {
         let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
             .map_err(|e| UiError::BadRequest(format!("the form is not URL-encoded: {e}")))?;
         let form = Form(fields);
+        // A form without a token sends the empty one, which matches nothing.
         let sent = form.value("csrf").unwrap_or_default();
         if !same(sent.as_bytes(), visitor.csrf.as_bytes()) {
             return Err(UiError::Forbidden(
@@ -279,7 +282,9 @@ impl Form {
     }
 }
 
-/// Refuses a form sent from another origin (browsers say where a `POST` comes from).
+/// Refuses a form sent from another site (browsers say where a `POST` comes from). The
+/// `Origin` is compared by host and port only: behind a proxy that ends TLS, the registry sees
+/// `http` where the browser sent `https`; the CSRF token is the check that binds.
 fn check_origin(visitor: &Visitor, headers: &HeaderMap) -> Result<(), UiError> {
     let cross_site = headers
         .get("sec-fetch-site")
@@ -287,13 +292,19 @@ fn check_origin(visitor: &Visitor, headers: &HeaderMap) -> Result<(), UiError> {
     let foreign_origin = headers
         .get(header::ORIGIN)
         .and_then(|origin| origin.to_str().ok())
-        .is_some_and(|origin| origin != visitor.base);
+        .is_some_and(|origin| authority(origin) != authority(&visitor.base));
     if cross_site || foreign_origin {
         return Err(UiError::Forbidden(
             "forms are accepted from this registry's own pages only".into(),
         ));
     }
     Ok(())
+}
+
+/// The `host[:port]` of a URL or origin (`null` and other opaque origins are their own text).
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// Compares two secrets in time that does not depend on where they differ.
@@ -306,10 +317,13 @@ pub(crate) struct Next {
     next: Option<String>,
 }
 
-/// Where to go after logging in: a page of the UI, nothing else.
+/// Where to go after logging in: a page of the UI (visible ASCII, no way to another host),
+/// nothing else.
 fn next_page(next: Option<&str>) -> String {
     next.filter(|n| {
-        n.starts_with("/ui/") && !n.contains(['\\', '\r', '\n']) && !n.starts_with("/ui//")
+        n.starts_with("/ui/")
+            && n.len() <= 2048
+            && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
     })
     .unwrap_or("/ui/")
     .to_owned()
@@ -320,7 +334,7 @@ pub(crate) async fn login_form(
     State(ui): State<Arc<Ui>>,
     Query(next): Query<Next>,
     request: Request,
-) -> Page {
+) -> PageResult {
     let visitor = visitor(&ui, &request).await?;
     let next = next_page(next.next.as_deref());
     Ok(visitor.page(layout::login_page(&ui, &visitor, &next, None)))
@@ -328,13 +342,14 @@ pub(crate) async fn login_form(
 
 /// `POST /ui/login`: checks the password as every API does (the same throttles), then starts
 /// a session.
-pub(crate) async fn login(State(ui): State<Arc<Ui>>, request: Request) -> Page {
+pub(crate) async fn login(State(ui): State<Arc<Ui>>, request: Request) -> PageResult {
     let visitor = visitor(&ui, &request).await?;
     let Some(auth) = &ui.auth else {
         return Ok(Redirect::to("/ui/").into_response());
     };
     let form = Form::read(&visitor, request).await?;
     let next = next_page(form.value("next"));
+    // Missing fields are empty ones, refused below like wrong ones.
     let user = form.value("user").unwrap_or_default().to_owned();
     let password = form.value("password").unwrap_or_default().to_owned();
     let refused = |message: &str| {
@@ -357,6 +372,7 @@ pub(crate) async fn login(State(ui): State<Arc<Ui>>, request: Request) -> Page {
     };
     let name = principal.name.clone().unwrap_or(user);
     let tokens = ui.packages.tokens();
+    end_old_sessions(tokens, &name).await?;
     crate::auth::check_token_quota(tokens, &name).await?;
     let (secret, hash) = registry_core::token::new_secret();
     let now = Timestamp::now();
@@ -380,8 +396,26 @@ pub(crate) async fn login(State(ui): State<Arc<Ui>>, request: Request) -> Page {
     Ok(response)
 }
 
+/// Revokes a user's oldest sessions so that, with the one starting, they hold at most
+/// [`MAX_SESSIONS`]: logging in again and again never uses up their token quota.
+async fn end_old_sessions(tokens: &dyn TokenStore, user: &str) -> Result<(), UiError> {
+    let now = Timestamp::now();
+    let sessions: Vec<TokenRecord> = tokens
+        .list_tokens(user)
+        .await?
+        .into_iter()
+        .filter(|t| t.label == SESSION_LABEL && !t.expired(now))
+        .collect();
+    // Oldest first, as the store lists them.
+    let surplus = (sessions.len() + 1).saturating_sub(MAX_SESSIONS);
+    for session in sessions.iter().take(surplus) {
+        tokens.delete_token(&session.id).await?;
+    }
+    Ok(())
+}
+
 /// `POST /ui/logout`: ends the session (its token is revoked) and drops the cookie.
-pub(crate) async fn logout(State(ui): State<Arc<Ui>>, request: Request) -> Page {
+pub(crate) async fn logout(State(ui): State<Arc<Ui>>, request: Request) -> PageResult {
     let visitor = visitor(&ui, &request).await?;
     Form::read(&visitor, request).await?;
     if let Some(id) = &visitor.session {
