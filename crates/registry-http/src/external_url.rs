@@ -65,7 +65,14 @@ pub(crate) fn base_url(extensions: &axum::http::Extensions, headers: &HeaderMap)
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.len() <= MAX_HOST && !h.contains(['/', ' ', '"', '\\']))
+        .filter(|h| {
+            // A host name or address and a port: nothing that could end a URL early or mean
+            // something in a shell command built from it.
+            !h.is_empty()
+                && h.len() <= MAX_HOST
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b))
+        })
         .unwrap_or("127.0.0.1");
     format!("{scheme}://{host}")
 }

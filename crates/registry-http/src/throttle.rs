@@ -204,6 +204,10 @@ fn checks_a_secret(request: &Request) -> bool {
         && request.uri().path().contains("/-/user/org.couchdb.user:");
     let ui_login =
         request.method() == axum::http::Method::POST && request.uri().path() == "/ui/login";
+    // The web UI reads no credentials but its login form's: a 401 page is no failed check.
+    if request.uri().path().starts_with("/ui/") {
+        return ui_login;
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -233,6 +237,10 @@ fn network_of(address: IpAddr) -> IpAddr {
 /// An error answered by a layer in front of every protocol, in the format of the protocol the
 /// path belongs to.
 fn refusal(path: &str, error: impl Fn() -> Error) -> Response {
+    #[cfg(feature = "ui")]
+    if path.starts_with("/ui/") {
+        return crate::ui::UiError::Core(error()).into_response();
+    }
     #[cfg(feature = "packages")]
     {
         use crate::package_error::{ErrorJson, Failure, MessageJson, PlainText};

@@ -906,11 +906,11 @@ async fn sessions_are_secure_cookies_behind_tls_and_pages_hold_no_secret() {
         .router();
     let form = get(&app, "/ui/login", "").await;
     assert!(
-        form.cookie("registry_browser")
+        form.cookie("__Host-registry_browser")
             .unwrap()
             .contains("; Secure")
     );
-    let browser = form.cookie("registry_browser").unwrap();
+    let browser = form.cookie("__Host-registry_browser").unwrap();
     let browser = browser.split(';').next().unwrap().to_owned();
     let reply = send(
         &app,
@@ -924,16 +924,20 @@ async fn sessions_are_secure_cookies_behind_tls_and_pages_hold_no_secret() {
         ],
     )
     .await;
-    let session = reply.cookie("registry_session").unwrap();
+    let session = reply.cookie("__Host-registry_session").unwrap();
     assert!(
         session.contains("; Secure") && session.contains("HttpOnly"),
         "{session}"
     );
     let cookie = session.split(';').next().unwrap();
-    let secret = cookie.trim_start_matches("registry_session=");
+    let secret = cookie.trim_start_matches("__Host-registry_session=");
     // Forms from the https origin pass; the page never shows the session's secret.
     let page = get(&app, "/ui/", cookie).await;
     assert!(!page.text.contains(secret));
+    assert!(page.text.contains(">maint<"), "logged in: {}", page.text);
+    // Over https only the prefixed cookie counts: one planted without the prefix is nobody.
+    let planted = format!("registry_session={secret}");
+    assert!(!get(&app, "/ui/", &planted).await.text.contains(">maint<"));
     let request = Request::builder()
         .method(Method::POST)
         .uri("/ui/logout")
@@ -1044,7 +1048,7 @@ async fn cleanup_policies_are_dry_run_before_they_delete() {
     assert_eq!(ran.status, StatusCode::OK, "{}", ran.text);
     assert!(ran.text.contains("Deleted 1 of 2 tags"), "{}", ran.text);
     assert!(
-        ran.text.contains("moved or deleted since the dry run"),
+        ran.text.contains("kept: the policy does not select it"),
         "{}",
         ran.text
     );
@@ -1126,5 +1130,369 @@ async fn a_tags_page_reads_no_large_config_for_its_platform_column() {
     assert!(
         page.text.contains("linux/s390x"),
         "the manifest's own page reads it"
+    );
+}
+
+#[tokio::test]
+async fn logins_behind_a_tls_proxy_and_again_and_again() {
+    let stores = stores();
+    let app = secured_app(&stores);
+    // A proxy ends TLS: the browser's Origin is https, the registry sees http. The form passes.
+    let form = get(&app, "/ui/login", "").await;
+    let browser = form.cookie("registry_browser").unwrap();
+    let browser = browser.split(';').next().unwrap().to_owned();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/ui/login")
+        .header("host", "registry.test")
+        .header("origin", "https://registry.test")
+        .header("sec-fetch-site", "same-origin")
+        .header("cookie", &browser)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "csrf={}&user=maint&password=secret-pw&next=%2Fui%2Fr%2Fteam%2Fapp%0D%0ASet-Cookie%3A%20x%3Dy",
+            form.csrf()
+        )))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    // A `next` with control characters leads home.
+    assert_eq!(response.headers()["location"], "/ui/");
+    let first = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("registry_session="))
+        .unwrap();
+    assert_eq!(
+        get(&app, "/ui/r/team/app", &first).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Twelve more logins: the oldest sessions end, the token quota is never reached.
+    let mut latest = String::new();
+    for _ in 0..12 {
+        latest = log_in(&app, "maint", "secret-pw")
+            .await
+            .unwrap_or_else(|r| panic!("{}", r.text));
+    }
+    let tokens = stores.packages.tokens().list_tokens("maint").await.unwrap();
+    assert_eq!(tokens.len(), 10, "{tokens:?}");
+    assert_eq!(
+        get(&app, "/ui/", &first).await.text.contains(">maint<"),
+        false,
+        "the first session ended"
+    );
+    assert!(get(&app, "/ui/", &latest).await.text.contains(">maint<"));
+}
+
+/// Publishes a version through the package service, as a format's router would.
+async fn publish(
+    packages: &Packages,
+    format: registry_core::PackageFormat,
+    repository: &str,
+    (name, version): (&str, &str),
+    metadata: Value,
+    sidecar: Option<&[u8]>,
+) {
+    let rules = registry_formats::rules(format).unwrap();
+    let file = packages
+        .store_bytes(Default::default(), Bytes::from(format!("{name} {version}")))
+        .await
+        .unwrap();
+    let sidecar = match sidecar {
+        Some(bytes) => Some(
+            packages
+                .store_bytes(Default::default(), Bytes::copy_from_slice(bytes))
+                .await
+                .unwrap()
+                .blob,
+        ),
+        None => None,
+    };
+    packages
+        .publish(
+            rules,
+            repository,
+            None,
+            registry_core::Release {
+                name: name.to_owned(),
+                version: version.to_owned(),
+                metadata: metadata.to_string(),
+                files: vec![registry_core::NewPackageFile {
+                    name: format!("{name}-{version}.bin"),
+                    blob: file.blob,
+                    digests: file.digests,
+                    sidecar,
+                    attributes: Default::default(),
+                }],
+                tags: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pypi_and_nuget_versions_show_their_readme_and_status_in_their_words() {
+    let stores = stores();
+    let packages = &stores.packages;
+    let pypi = registry_core::PackageFormat::Pypi;
+    let metadata = b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nSummary: <b>demo</b> summary\nDescription-Content-Type: text/markdown\n\n# Demo from PyPI\n\n<script>alert(1)</script>\n";
+    publish(
+        packages,
+        pypi,
+        "py",
+        ("demo", "1.0"),
+        json!({ "summary": "<b>demo</b> summary" }),
+        Some(metadata),
+    )
+    .await;
+    let rst = b"Metadata-Version: 2.1\nName: demo\nVersion: 2.0\nDescription-Content-Type: text/x-rst\n\nDemo\n====\n\n*emphasis*\n";
+    publish(packages, pypi, "py", ("demo", "2.0"), json!({}), Some(rst)).await;
+    packages
+        .set_version_status(
+            registry_formats::rules(pypi).unwrap(),
+            "py",
+            "demo",
+            "1.0",
+            &VersionStatus::Yanked("broken".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    let nuget = registry_core::PackageFormat::Nuget;
+    publish(
+        packages,
+        nuget,
+        "nu",
+        ("Demo.Lib", "1.0.0"),
+        json!({}),
+        None,
+    )
+    .await;
+    packages
+        .set_version_status(
+            registry_formats::rules(nuget).unwrap(),
+            "nu",
+            "Demo.Lib",
+            "1.0.0",
+            &VersionStatus::Hidden,
+            None,
+        )
+        .await
+        .unwrap();
+    let app = open_app(&stores);
+
+    let page = get(&app, "/ui/packages/py?name=demo&version=1.0", "").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    for shown in [
+        "<h1>Demo from PyPI</h1>",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "&lt;b&gt;demo&lt;/b&gt; summary",
+        "yanked",
+        "broken",
+        "pip install --index-url http://registry.test/pypi/py/simple/ demo==1.0",
+    ] {
+        assert!(page.text.contains(shown), "{shown}: {}", page.text);
+    }
+    assert!(!page.text.contains("<script>alert"));
+    // reStructuredText is shown as the text it is.
+    let page = get(&app, "/ui/packages/py?name=demo&version=2.0", "").await;
+    assert!(
+        page.text.contains("<pre>Demo\n====\n\n*emphasis*\n</pre>"),
+        "{}",
+        page.text
+    );
+
+    let page = get(&app, "/ui/packages/nu?name=Demo.Lib", "").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains(">unlisted<"), "{}", page.text);
+    let page = get(&app, "/ui/packages/nu?name=Demo.Lib&version=1.0.0", "").await;
+    assert!(page.text.contains("nuget install Demo.Lib -Version 1.0.0 -Source http://registry.test/nuget/nu/v3/index.json"), "{}", page.text);
+}
+
+#[tokio::test]
+async fn pages_name_no_repository_the_visitor_may_not_see() {
+    let stores = stores();
+    image(&stores.registry, "public/base", "v1", "amd64").await;
+    let digest = Digest::sha256(b"x");
+    for i in 0..10_050 {
+        let name = RepositoryName::parse(&format!("hidden/r{i:05}")).unwrap();
+        stores
+            .registry
+            .metadata()
+            .link_blob(&name, &digest, 1)
+            .await
+            .unwrap();
+    }
+    image(&stores.registry, "zz/public-too", "v1", "amd64").await;
+    let app = Application::new(stores.registry.clone(), stores.packages.clone())
+        .auth(Auth::basic(
+            "registry",
+            Arc::new(
+                StaticUsers::new(
+                    HashMap::new(),
+                    Some(vec![
+                        grant("public/*", Role::Reader),
+                        grant("zz/*", Role::Reader),
+                    ]),
+                )
+                .unwrap(),
+            ),
+        ))
+        .router();
+    let home = get(&app, "/ui/", "").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(!home.text.contains("hidden"), "{}", home.text);
+    // Ten thousand names the visitor may not see come first: the page stops, saying so, and
+    // links the namespaces the visitor's grants name, where their repositories are listed.
+    assert!(
+        home.text
+            .contains("stopped after reading 10000 repository names"),
+        "{}",
+        home.text
+    );
+    assert!(
+        home.text.contains("href=\"/ui/ns/public\""),
+        "{}",
+        home.text
+    );
+    assert!(
+        get(&app, "/ui/ns/public", "")
+            .await
+            .text
+            .contains("public/base")
+    );
+    // Searching goes on from the last name shown, still naming nothing hidden.
+    let search = get(&app, "/ui/?q=r0", "").await;
+    assert!(!search.text.contains("hidden"), "{}", search.text);
+    let namespace = get(&app, "/ui/ns/hidden", "").await;
+    assert!(!namespace.text.contains("hidden/r"), "{}", namespace.text);
+    // The namespace that is visible is listed from where it starts.
+    assert!(
+        get(&app, "/ui/ns/zz", "")
+            .await
+            .text
+            .contains("zz/public-too")
+    );
+}
+
+#[tokio::test]
+async fn ui_pages_never_count_as_failed_logins_and_hosts_are_checked() {
+    use axum::extract::ConnectInfo;
+    let stores = stores();
+    image(&stores.registry, "team/app", "v1", "amd64").await;
+    let app = secured_app(&stores);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("maint:secret-pw")
+    );
+    let from = std::net::SocketAddr::from(([127, 0, 0, 1], 40000));
+    let send_from = |uri: &str, host: &str| {
+        let mut request = Request::builder()
+            .uri(uri)
+            .header("host", host)
+            .header("authorization", &basic)
+            .body(Body::empty())
+            .unwrap();
+        request.extensions_mut().insert(ConnectInfo(from));
+        app.clone().oneshot(request)
+    };
+    // The UI ignores Authorization: its 401 pages are no failed password checks.
+    for _ in 0..30 {
+        let response = send_from("/ui/r/team/app", "registry.test").await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let api = send_from("/v2/team/app/tags/list", "registry.test")
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::OK, "the address is not closed");
+
+    // A Host that is no host name is not used in the commands a page offers.
+    let mut request = Request::builder()
+        .uri("/ui/r/team/app")
+        .header("host", "evil$(id)`x`;|&")
+        .body(Body::empty())
+        .unwrap();
+    request.extensions_mut().insert(ConnectInfo(from));
+    let anonymous = secured_app(&stores);
+    let _ = anonymous;
+    let open = open_app(&stores);
+    let reply = open.clone().oneshot(request).await.unwrap();
+    let text = String::from_utf8_lossy(&reply.into_body().collect().await.unwrap().to_bytes())
+        .into_owned();
+    assert!(text.contains("podman pull 127.0.0.1/team/app:v1"), "{text}");
+    assert!(!text.contains("evil"));
+}
+
+#[tokio::test]
+async fn cleanup_policies_are_not_told_apart_by_those_who_may_not_run_them() {
+    let stores = stores();
+    image(&stores.registry, "team/app", "keep-1", "amd64").await;
+    image(&stores.registry, "team/app", "old-1", "amd64").await;
+    let policy: registry_core::CleanupPolicy = serde_json::from_value(json!({
+        "name": "drop-old", "repositories": "team/*", "name_regex": "old-.*"
+    }))
+    .unwrap();
+    stores.registry.put_cleanup_policy(&policy).await.unwrap();
+    let app = secured_app(&stores);
+    for name in ["drop-old", "nothing"] {
+        let uri = format!("/ui/cleanup?dry_run={name}");
+        assert_eq!(
+            get(&app, &uri, "").await.status,
+            StatusCode::UNAUTHORIZED,
+            "{name}"
+        );
+    }
+    let reader = log_in(&app, "reader", "secret-pw")
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.text));
+    for name in ["drop-old", "nothing"] {
+        let uri = format!("/ui/cleanup?dry_run={name}");
+        assert_eq!(
+            get(&app, &uri, &reader).await.status,
+            StatusCode::FORBIDDEN,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        get(&app, "/ui/packages/Bad_Name", &reader).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // An open registry runs it; a hand-made form naming a tag the policy keeps deletes nothing.
+    let app = open_app(&stores);
+    let dry = get(&app, "/ui/cleanup?dry_run=drop-old", "").await;
+    let cookie = dry.cookie("registry_browser").unwrap();
+    let cookie = cookie.split(';').next().unwrap();
+    let repository = RepositoryName::parse("team/app").unwrap();
+    let kept = stores
+        .registry
+        .manifest(&repository, &Reference::Tag(Tag::parse("keep-1").unwrap()))
+        .await
+        .unwrap()
+        .digest;
+    let entry = format!("team/app:keep-1@{kept}");
+    let ran = send(
+        &app,
+        Method::POST,
+        "/ui/cleanup?policy=drop-old",
+        cookie,
+        &[("csrf", &dry.csrf()), ("tag", &entry)],
+    )
+    .await;
+    assert_eq!(ran.status, StatusCode::OK, "{}", ran.text);
+    assert!(
+        ran.text.contains("Deleted 0 of 1 tags") && ran.text.contains("does not select it"),
+        "{}",
+        ran.text
+    );
+    assert!(
+        get(&app, "/ui/r/team/app", "")
+            .await
+            .text
+            .contains(">keep-1<")
     );
 }

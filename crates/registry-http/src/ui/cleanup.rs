@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, Request, State};
 use maud::{Markup, html};
 use registry_core::{
-    Actor, CleanupPolicy, Digest, Error, PolicySource, Reference, RepositoryName, Tag,
+    Action, Actor, CleanupPolicy, Digest, Error, PolicySource, Reference, RepositoryName, Tag,
 };
 use registry_gc::cleanup::{CleanupReport, Deletion};
 use serde::Deserialize;
@@ -146,9 +146,28 @@ pub(crate) async fn run(
             "at most {MAX_LISTED} tags are deleted at once"
         )));
     }
+    // Only what the policy selects now: a hand-made form deletes nothing else.
+    let mut selected = std::collections::HashSet::new();
+    registry_gc::cleanup::run_policies(&ui.registry, std::slice::from_ref(&policy), true, |d| {
+        let key = (d.repository.clone(), d.tag.clone(), d.digest.clone());
+        if chosen.contains(&key) {
+            selected.insert(key);
+        }
+    })
+    .await?;
     let mut outcomes = Vec::with_capacity(chosen.len());
     for (repository, tag, digest) in chosen {
-        let result = delete_if_unmoved(&ui, &visitor, &repository, &tag, &digest).await;
+        let result = if !visitor.may(&ui, repository.as_str(), Action::Delete) {
+            Err(Error::Denied {
+                reason: format!("delete on {repository} is not granted"),
+            })
+        } else if !selected.contains(&(repository.clone(), tag.clone(), digest.clone())) {
+            Err(Error::Conflict {
+                reason: "kept: the policy does not select it (now)".into(),
+            })
+        } else {
+            delete_if_unmoved(&ui, &visitor, &repository, &tag, &digest).await
+        };
         outcomes.push((format!("{repository}:{tag}"), result));
     }
     let body = html! {
@@ -211,6 +230,9 @@ async fn delete_if_unmoved(
 }
 
 /// A stored policy the visitor may manage.
+///
+/// One who may not manage it learns nothing of whether it exists: only administrators hear
+/// of an unknown name.
 async fn policy(ui: &Ui, visitor: &Visitor, name: &str) -> Result<CleanupPolicy, UiError> {
     let policy = ui
         .registry
@@ -218,17 +240,17 @@ async fn policy(ui: &Ui, visitor: &Visitor, name: &str) -> Result<CleanupPolicy,
         .await?
         .into_iter()
         .map(|(policy, _)| policy)
-        .find(|p| p.name == name)
-        .ok_or_else(|| UiError::NotFound(format!("no cleanup policy named {name:?}")))?;
-    if !may_manage(ui, visitor, &policy.repositories) {
-        return Err(match visitor.user {
-            None if ui.auth.is_some() => UiError::LoginNeeded,
-            _ => UiError::Forbidden(format!(
-                "running {name:?} needs the admin role, or the owner role on every repository it covers"
-            )),
-        });
+        .find(|p| p.name == name);
+    match policy {
+        Some(policy) if may_manage(ui, visitor, &policy.repositories) => Ok(policy),
+        None if visitor.is_admin(ui) => Err(UiError::NotFound(format!(
+            "no cleanup policy named {name:?}"
+        ))),
+        _ if visitor.user.is_none() && ui.auth.is_some() => Err(UiError::LoginNeeded),
+        _ => Err(UiError::Forbidden(format!(
+            "running {name:?} needs the admin role, or the owner role on every repository it covers"
+        ))),
     }
-    Ok(policy)
 }
 
 async fn run_policy(

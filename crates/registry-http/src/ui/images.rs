@@ -51,13 +51,26 @@ pub(crate) async fn home(
     let visitor = visitor(&ui, &request).await?;
     let q: ListQuery = query(raw)?;
     let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let (repositories, next) =
-        visible_repositories(&ui, &visitor, search, None, q.after.clone()).await?;
+    let Listing {
+        names: repositories,
+        next,
+        stopped,
+    } = visible_repositories(&ui, &visitor, search, None, q.after.clone()).await?;
     let mut packages = ui.packages.repositories(&StorePage::first(1000)).await?;
     packages.retain(|r| {
         visitor.may(&ui, &r.name, Action::Pull) && search.is_none_or(|s| r.name.contains(s))
     });
+    let namespaces = visitor.granted_namespaces(&ui);
     let body = html! {
+        @if !namespaces.is_empty() {
+            p.namespaces {
+                "Namespaces you may read: "
+                @for (i, namespace) in namespaces.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    a href={ "/ui/ns/" (namespace) } { (namespace) }
+                }
+            }
+        }
         form.filter method="get" action="/ui/" role="search" {
             input type="search" name="q" value=[search] placeholder="Search repositories" aria-label="Search repositories";
             button type="submit" { "Search" }
@@ -82,9 +95,7 @@ pub(crate) async fn home(
                 }
             }
         }
-        @if let Some(next) = &next {
-            nav.pager { a rel="next" href=(link("/ui/", &[("q", search), ("after", Some(next))])) { "More repositories →" } }
-        }
+        (more_repositories(next.as_deref(), stopped, |next| link("/ui/", &[("q", search), ("after", Some(next))])))
         h2 { "Package repositories" }
         @if packages.is_empty() {
             p.muted { "No package repositories to show." }
@@ -106,17 +117,45 @@ pub(crate) async fn home(
     Ok(visitor.page(layout::page(&visitor, "Repositories", &[], body)))
 }
 
+/// A page of repository names the visitor may see.
+struct Listing {
+    names: Vec<RepositoryName>,
+    /// Where the next page starts: the last name shown (never one the visitor may not see).
+    next: Option<String>,
+    /// Whether the page stopped at [`SCAN_LIMIT`] names read.
+    stopped: bool,
+}
+
+impl Listing {
+    fn end(names: Vec<RepositoryName>) -> Self {
+        Listing {
+            names,
+            next: None,
+            stopped: false,
+        }
+    }
+
+    fn more(names: Vec<RepositoryName>) -> Self {
+        let next = names.last().map(ToString::to_string);
+        Listing {
+            names,
+            next,
+            stopped: false,
+        }
+    }
+}
+
 /// A page of repository names the visitor may pull, in name order after `after`, that
-/// contain `search` and lie under `namespace`; and where the next page starts. At most
+/// contain `search` and lie under `namespace`, and where the next page starts. At most
 /// [`SCAN_LIMIT`] names are read, so a visitor who may see few of many repositories gets a
-/// short page and a link to go on rather than a page that reads them all.
+/// short page rather than a page that reads them all.
 async fn visible_repositories(
     ui: &Ui,
     visitor: &Visitor,
     search: Option<&str>,
     namespace: Option<&RepositoryName>,
     after: Option<String>,
-) -> Result<(Vec<RepositoryName>, Option<String>), UiError> {
+) -> Result<Listing, UiError> {
     let below = namespace.map(|n| format!("{n}/"));
     // Names below a namespace start right after `<namespace>/` in byte order.
     let mut last = match (&after, &below) {
@@ -139,22 +178,26 @@ async fn visible_repositories(
             if let Some(below) = &below
                 && !name.as_str().starts_with(below.as_str())
             {
-                return Ok((found, None));
+                return Ok(Listing::end(found));
             }
             if search.is_none_or(|s| name.as_str().contains(s))
                 && visitor.may(ui, name.as_str(), Action::Pull)
             {
                 found.push(name);
                 if found.len() == PAGE {
-                    return Ok((found, last));
+                    return Ok(Listing::more(found));
                 }
             }
         }
         if complete {
-            return Ok((found, None));
+            return Ok(Listing::end(found));
         }
         if scanned >= SCAN_LIMIT {
-            return Ok((found, last));
+            // Only a name the visitor may see is ever a marker: after a stretch of names they
+            // may not see, the listing stops and says so.
+            let mut listing = Listing::more(found);
+            listing.stopped = true;
+            return Ok(listing);
         }
     }
 }
@@ -204,8 +247,11 @@ pub(crate) async fn namespace(
         return Ok(visitor.page(layout::page(&visitor, &title, &crumbs, usage_table(&usage))));
     }
     let q: ListQuery = query(raw)?;
-    let (repositories, next) =
-        visible_repositories(&ui, &visitor, None, Some(&prefix), q.after.clone()).await?;
+    let Listing {
+        names: repositories,
+        next,
+        stopped,
+    } = visible_repositories(&ui, &visitor, None, Some(&prefix), q.after.clone()).await?;
     let own = visitor.may(&ui, prefix.as_str(), Action::Pull)
         && q.after.is_none()
         && ui.registry.metadata().repository_exists(&prefix).await?;
@@ -226,12 +272,22 @@ pub(crate) async fn namespace(
                 }
             }
         }
-        @if let Some(next) = &next {
-            nav.pager { a rel="next" href=(link(&format!("/ui/ns/{prefix}"), &[("after", Some(next))])) { "More repositories →" } }
-        }
+        (more_repositories(next.as_deref(), stopped, |next| link(&format!("/ui/ns/{prefix}"), &[("after", Some(next))])))
     };
     let title = format!("Namespace {prefix}");
     Ok(visitor.page(layout::page(&visitor, &title, &crumbs, body)))
+}
+
+/// The link to the next page of repositories, and a note when a page stopped reading.
+fn more_repositories(next: Option<&str>, stopped: bool, link: impl Fn(&str) -> String) -> Markup {
+    html! {
+        @if let Some(next) = next {
+            nav.pager { a rel="next" href=(link(next)) { "More repositories →" } }
+        }
+        @if stopped {
+            p.muted { "This page stopped after reading " (SCAN_LIMIT) " repository names. Search, or open a namespace, to find others." }
+        }
+    }
 }
 
 fn repository_name(text: &str) -> Result<RepositoryName, UiError> {

@@ -109,7 +109,7 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-/// Why a page could not be shown.
+/// Why a page could not be shown (an HTML page saying so).
 #[derive(Debug)]
 pub(crate) enum UiError {
     /// The visitor must log in to see it (anonymous access does not reach it).

@@ -21,9 +21,9 @@ use super::{PageResult, Ui, UiError, layout};
 use crate::auth::Caller;
 use std::sync::Arc;
 
-/// The session cookie.
+/// The session cookie (over https with the `__Host-` prefix, which only this host can set).
 const SESSION_COOKIE: &str = "registry_session";
-/// The cookie that binds forms to a browser before it logs in.
+/// The cookie that binds forms to a browser before it logs in (prefixed like the session's).
 const BROWSER_COOKIE: &str = "registry_browser";
 /// What session tokens are labelled.
 pub(crate) const SESSION_LABEL: &str = "web session";
@@ -65,8 +65,12 @@ impl Visitor {
             .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action))
     }
 
-    /// Refuses a page the visitor may not see: anonymous visitors are asked to log in.
+    /// Refuses a page the visitor may not see: anonymous visitors are asked to log in; a name
+    /// no repository can have is not found.
     pub(crate) fn require(&self, ui: &Ui, repository: &str, action: Action) -> Result<(), UiError> {
+        if RepositoryName::parse(repository).is_err() {
+            return Err(UiError::NotFound(format!("no repository {repository:?}")));
+        }
         if self.may(ui, repository, action) {
             return Ok(());
         }
@@ -78,6 +82,26 @@ impl Visitor {
             action.as_str(),
             self.user.as_deref().unwrap_or("you")
         )))
+    }
+
+    /// The namespaces the visitor's grants name (`team` for `team/*`), where their pages start
+    /// listing; none for an administrator, who lists everything from the start.
+    pub(crate) fn granted_namespaces(&self, ui: &Ui) -> Vec<RepositoryName> {
+        if self.is_admin(ui) {
+            return Vec::new();
+        }
+        let Some(Caller::Principal(principal)) = &self.caller else {
+            return Vec::new();
+        };
+        let mut namespaces: Vec<RepositoryName> = principal
+            .grants
+            .iter()
+            .filter_map(|grant| grant.pattern.as_str().strip_suffix("/*"))
+            .filter_map(|prefix| RepositoryName::parse(prefix).ok())
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
+        namespaces
     }
 
     /// Whether the visitor administers the whole registry.
@@ -133,14 +157,16 @@ pub(crate) fn visitor<'a>(
     request: &Request,
 ) -> impl Future<Output = Result<Visitor, UiError>> + Send + 'a {
     let headers = request.headers();
+    let base = crate::external_url::base_url(request.extensions(), headers);
+    let secure = base.starts_with("https://");
     let presented = Presented {
-        base: crate::external_url::base_url(request.extensions(), headers),
-        session: cookie(headers, SESSION_COOKIE)
+        session: cookie(headers, SESSION_COOKIE, secure)
             .filter(|secret| registry_core::token::looks_like_secret(secret))
             .map(str::to_owned),
-        browser: cookie(headers, BROWSER_COOKIE)
+        browser: cookie(headers, BROWSER_COOKIE, secure)
             .filter(|b| is_browser_id(b))
             .map(str::to_owned),
+        base,
     };
     resolve(ui, presented)
 }
@@ -211,21 +237,23 @@ fn is_browser_id(text: &str) -> bool {
     text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// One cookie's value from the `Cookie` headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// One cookie's value from the `Cookie` headers (its `__Host-` form over https).
+fn cookie<'a>(headers: &'a HeaderMap, name: &str, secure: bool) -> Option<&'a str> {
+    let name = cookie_name(name, secure);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
+        .find(|(key, _)| *key == name.as_str())
         .map(|(_, value)| value)
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for the whole site, Secure over TLS;
 /// `max_age` `None` for a browser-session cookie, `Some(0)` to remove it.
 fn cookie_header(name: &str, value: &str, max_age: Option<u64>, secure: bool) -> HeaderValue {
+    let name = cookie_name(name, secure);
     let mut text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
     if let Some(seconds) = max_age {
         text.push_str(&format!("; Max-Age={seconds}"));
@@ -234,6 +262,15 @@ fn cookie_header(name: &str, value: &str, max_age: Option<u64>, secure: bool) ->
         text.push_str("; Secure");
     }
     HeaderValue::from_str(&text).expect("cookie names and values are visible ASCII")
+}
+
+/// A cookie's name: with the `__Host-` prefix over https (browsers then take it only from this
+/// host, over TLS, for the whole site: a sibling domain cannot plant one).
+fn cookie_name(name: &str, secure: bool) -> String {
+    match secure {
+        true => format!("__Host-{name}"),
+        false => name.to_owned(),
+    }
 }
 
 /// A form's fields, read after the visitor was decided, bounded, and refused unless it comes
