@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Web UI page benchmark (not a test): the tags page of a 50,000-tag repository against that of
-# a 10-tag one, in every sort order and with a substring filter, on the embedded default
+# a 60-tag one (a page shows 50), in every sort order and with a substring filter, on the embedded default
 # (SQLite + filesystem), with wrk at 8 connections for 10 s each; nginx serving the same page
 # saved as a file is the ceiling. Prints requests/s and latency per page.
 #

@@ -420,11 +420,22 @@ async fn tags_page(ui: &Ui, visitor: &Visitor, name: RepositoryName, q: TagsQuer
         }
         other => other?,
     };
-    let mut platforms = Vec::with_capacity(details.len());
-    for rows in details.chunks(ROW_LOOKUPS) {
-        let found = futures::future::join_all(rows.iter().map(|d| platforms_of(ui, &name, d)));
-        platforms.extend(found.await);
+    // Tags often share a manifest (`latest`, `v1`, `v1.2`): each is looked up once.
+    let mut distinct: Vec<&TagDetail> = Vec::new();
+    for detail in &details {
+        if !distinct.iter().any(|d| d.digest == detail.digest) {
+            distinct.push(detail);
+        }
     }
+    let mut found = std::collections::HashMap::new();
+    for rows in distinct.chunks(ROW_LOOKUPS) {
+        let looked_up = futures::future::join_all(rows.iter().map(|d| platforms_of(ui, &name, d)));
+        found.extend(rows.iter().map(|d| &d.digest).zip(looked_up.await));
+    }
+    let platforms: Vec<&[String]> = details
+        .iter()
+        .map(|d| found.get(&d.digest).map_or(&[][..], Vec::as_slice))
+        .collect();
     let may_delete = visitor.may(ui, name.as_str(), Action::Delete);
     let here = format!("/ui/r/{name}");
     let full = details.len() == PAGE;
@@ -473,7 +484,7 @@ async fn tags_page(ui: &Ui, visitor: &Visitor, name: RepositoryName, q: TagsQuer
                 }
             }
             tbody {
-                @for (detail, platforms) in details.iter().zip(&platforms) {
+                @for (detail, platforms) in details.iter().zip(platforms.iter().copied()) {
                     (tag_row(&name, detail, platforms, may_delete))
                 }
             }
