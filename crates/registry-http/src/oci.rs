@@ -12,7 +12,7 @@ use futures::stream::StreamExt;
 use registry_core::manifest::OCI_INDEX;
 use registry_core::{
     Action, Actor, ByteStream, Credentials, Digest, Error, NamePattern, OciRegistry, Reference,
-    RepositoryName, Tag, TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UsageScope,
+    RepositoryName, Tag, TagDetail, TagMarker, TagOrder, TagQuery, Timestamp, UploadId, UsageScope,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -283,6 +283,27 @@ pub(crate) fn tag_sort(text: &str) -> Option<(TagOrder, bool)> {
     }
 }
 
+/// The markers of the pages beside one of a detailed tag listing: `next` after its last tag,
+/// `previous` before its first. Going forward, a full page may have a next one and always has
+/// a previous one; going back, it always has a next one, and a previous one while it is full.
+pub(crate) fn tag_page_markers(
+    details: &[TagDetail],
+    query: &TagQuery,
+) -> (Option<String>, Option<String>) {
+    let full = details.len() == query.limit;
+    let forward = query.after.is_some();
+    let backward = !forward && query.before.is_some();
+    let next = (full || backward)
+        .then(|| details.last())
+        .flatten()
+        .map(|d| encode_marker(&d.marker()));
+    let previous = (forward || (backward && full))
+        .then(|| details.first())
+        .flatten()
+        .map(|d| encode_marker(&d.marker()));
+    (next, previous)
+}
+
 /// A page marker as clients see it: `<publish time in ms>.<tag>`.
 pub(crate) fn encode_marker(marker: &TagMarker) -> String {
     format!("{}.{}", marker.published_at.0, marker.name)
@@ -430,7 +451,6 @@ async fn tag_details(oci: &Oci, name: RepositoryName, query_string: Option<Strin
             ))
         })?;
         let limit = q.n.unwrap_or(100).min(oci.registry.limits().max_page_size);
-        let paged = q.after.is_some() || q.before.is_some();
         let tag_query = TagQuery {
             contains: q.contains.filter(|c| !c.is_empty()),
             order,
@@ -459,13 +479,12 @@ async fn tag_details(oci: &Oci, name: RepositoryName, query_string: Option<Strin
             })
             .collect();
         let mut body = json!({ "name": name, "tags": tags });
-        if details.len() == limit
-            && let Some(last) = details.last()
-        {
-            body["next"] = json!(encode_marker(&last.marker()));
+        let (next, previous) = tag_page_markers(&details, &tag_query);
+        if let Some(next) = next {
+            body["next"] = json!(next);
         }
-        if paged && let Some(first) = details.first() {
-            body["previous"] = json!(encode_marker(&first.marker()));
+        if let Some(previous) = previous {
+            body["previous"] = json!(previous);
         }
         Ok::<_, ApiError>(json_response(StatusCode::OK, body.to_string()))
     }

@@ -119,6 +119,19 @@ async fn filters_sorts_and_pages_both_ways() {
         ["v2.0", "latest"],
         "paging back returns the first page"
     );
+    // Going back to a short first page: it has a next page and no previous one.
+    let (_, second) = get(&app, &format!("{base}?sort=name&n=3&after=0.latest"), None).await;
+    assert_eq!(names(&second), ["v1.0", "v1.1", "v2.0"]);
+    let previous = second["previous"].as_str().unwrap();
+    let (_, first) = get(
+        &app,
+        &format!("{base}?sort=name&n=3&before={previous}"),
+        None,
+    )
+    .await;
+    assert_eq!(names(&first), ["latest"]);
+    assert!(first["next"].is_string(), "{first}");
+    assert!(first.get("previous").is_none(), "{first}");
 
     assert_eq!(
         get(&app, &format!("{base}?sort=size"), None).await.0,

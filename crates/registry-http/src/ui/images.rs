@@ -438,21 +438,7 @@ async fn tags_page(ui: &Ui, visitor: &Visitor, name: RepositoryName, q: TagsQuer
         .collect();
     let may_delete = visitor.may(ui, name.as_str(), Action::Delete);
     let here = format!("/ui/r/{name}");
-    let full = details.len() == PAGE;
-    let next = (full || q.before.is_some())
-        .then(|| {
-            details
-                .last()
-                .map(|d| crate::oci::encode_marker(&d.marker()))
-        })
-        .flatten();
-    let previous = (q.after.is_some() || (q.before.is_some() && full))
-        .then(|| {
-            details
-                .first()
-                .map(|d| crate::oci::encode_marker(&d.marker()))
-        })
-        .flatten();
+    let (next, previous) = crate::oci::tag_page_markers(&details, &tag_query);
     let sort_link = |key: &str, label: &str| {
         let (ascending, descending) = (key.to_owned(), format!("-{key}"));
         let (target, arrow) = if sort == descending {
