@@ -1377,6 +1377,18 @@ async fn pages_name_no_repository_the_visitor_may_not_see() {
             .text
             .contains("zz/public-too")
     );
+    assert!(
+        get(&app, "/ui/ns/zz?q=public", "")
+            .await
+            .text
+            .contains("zz/public-too")
+    );
+    assert!(
+        !get(&app, "/ui/ns/zz?q=nothing", "")
+            .await
+            .text
+            .contains("zz/public-too")
+    );
 }
 
 #[tokio::test]

@@ -247,16 +247,21 @@ pub(crate) async fn namespace(
         return Ok(visitor.page(layout::page(&visitor, &title, &crumbs, usage_table(&usage))));
     }
     let q: ListQuery = query(raw)?;
+    let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let Listing {
         names: repositories,
         next,
         stopped,
-    } = visible_repositories(&ui, &visitor, None, Some(&prefix), q.after.clone()).await?;
+    } = visible_repositories(&ui, &visitor, search, Some(&prefix), q.after.clone()).await?;
     let own = visitor.may(&ui, prefix.as_str(), Action::Pull)
         && q.after.is_none()
         && ui.registry.metadata().repository_exists(&prefix).await?;
     let body = html! {
         p { a href={ "/ui/ns/" (prefix) "/-/usage" } { "Storage used by this namespace" } }
+        form.filter method="get" action={ "/ui/ns/" (prefix) } role="search" {
+            input type="search" name="q" value=[search] placeholder="Search this namespace" aria-label="Search this namespace";
+            button type="submit" { "Search" }
+        }
         @if own {
             p { "Also a repository: " a href={ "/ui/r/" (prefix) } { (prefix) } }
         }
@@ -272,7 +277,7 @@ pub(crate) async fn namespace(
                 }
             }
         }
-        (more_repositories(next.as_deref(), stopped, |next| link(&format!("/ui/ns/{prefix}"), &[("after", Some(next))])))
+        (more_repositories(next.as_deref(), stopped, |next| link(&format!("/ui/ns/{prefix}"), &[("q", search), ("after", Some(next))])))
     };
     let title = format!("Namespace {prefix}");
     Ok(visitor.page(layout::page(&visitor, &title, &crumbs, body)))
