@@ -137,9 +137,9 @@ mod tests {
             ),
         ];
         for (format, name, command) in cases {
-            let rules = rules(format).unwrap();
+            let pages = pages::pages(format).unwrap();
             assert_eq!(
-                rules
+                pages
                     .install_command(base, "repo", name, "1.0.0")
                     .as_deref(),
                 Some(command)

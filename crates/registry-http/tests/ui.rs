@@ -37,7 +37,7 @@ fn stores() -> Stores {
     let blobs = Arc::new(MemoryBlobStore::new());
     let metadata: Arc<dyn MetadataStore> = Arc::new(MemoryMetadataStore::new());
     Stores {
-        registry: OciRegistry::new(blobs.clone(), Arc::clone(&metadata)),
+        registry: OciRegistry::new(Arc::clone(&blobs) as _, Arc::clone(&metadata)),
         packages: Packages::new(blobs, metadata),
     }
 }
@@ -1179,9 +1179,8 @@ async fn logins_behind_a_tls_proxy_and_again_and_again() {
     }
     let tokens = stores.packages.tokens().list_tokens("maint").await.unwrap();
     assert_eq!(tokens.len(), 10, "{tokens:?}");
-    assert_eq!(
-        get(&app, "/ui/", &first).await.text.contains(">maint<"),
-        false,
+    assert!(
+        !get(&app, "/ui/", &first).await.text.contains(">maint<"),
         "the first session ended"
     );
     assert!(get(&app, "/ui/", &latest).await.text.contains(">maint<"));

@@ -59,7 +59,7 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
         .collect::<String>()
         .trim_start_matches(|c: char| c <= ' ')
         .to_owned();
-    let scheme_end = cleaned.find(|c: char| matches!(c, ':' | '/' | '?' | '#'));
+    let scheme_end = cleaned.find([':', '/', '?', '#']);
     let allowed = match scheme_end {
         Some(at) if cleaned[at..].starts_with(':') => {
             let scheme = cleaned[..at].to_ascii_lowercase();
