@@ -25,6 +25,7 @@ const browser = await chromium.launch({
     "--no-sandbox",
     "--disable-background-networking",
     "--disable-component-update",
+    "--disable-dev-shm-usage",
     "--disable-default-apps",
     "--disable-sync",
     "--no-first-run",
