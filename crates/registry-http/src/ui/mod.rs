@@ -27,8 +27,10 @@ mod assets;
 mod cleanup;
 mod images;
 mod layout;
+mod manifest;
 mod markdown;
 mod packages;
+mod repositories;
 mod session;
 
 use std::sync::Arc;
@@ -59,8 +61,8 @@ pub fn router(registry: OciRegistry, packages: Packages, auth: Option<Auth>) -> 
     });
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/", get(images::home))
-        .route("/ui/ns/{*prefix}", get(images::namespace))
+        .route("/ui/", get(repositories::home))
+        .route("/ui/ns/{*prefix}", get(repositories::namespace))
         .route("/ui/r/{*path}", get(images::repository).post(images::post))
         .route(
             "/ui/packages/{repository}",
