@@ -65,21 +65,91 @@ pub(crate) fn base_url(extensions: &axum::http::Extensions, headers: &HeaderMap)
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            // A host name or address and a port: nothing that could end a URL early or mean
-            // something in a shell command built from it.
-            !h.is_empty()
-                && h.len() <= MAX_HOST
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b))
-        })
+        .filter(|h| h.len() <= MAX_HOST && is_host_and_port(h))
         .unwrap_or("127.0.0.1");
     format!("{scheme}://{host}")
+}
+
+/// Whether text is a host a client reaches the registry by, with an optional port: a DNS name
+/// (labels of letters, digits and inner hyphens), an IPv4 address, or a bracketed IPv6 address.
+/// Nothing else is used in URLs or in the commands pages offer to copy.
+fn is_host_and_port(text: &str) -> bool {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(rest) => {
+            let Some((v6, after)) = rest.split_once(']') else {
+                return false;
+            };
+            if v6.parse::<std::net::Ipv6Addr>().is_err() {
+                return false;
+            }
+            match after {
+                "" => (None, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (None, Some(port)),
+                    None => return false,
+                },
+            }
+        }
+        None => match text.split_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(text), None),
+        },
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+    });
+    let host_ok = host.is_none_or(|h| {
+        !h.is_empty()
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    });
+    port_ok && host_ok
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_hosts_and_ports_are_used() {
+        for good in [
+            "registry.example",
+            "127.0.0.1:5000",
+            "localhost",
+            "[::1]:5000",
+            "[2001:db8::1]",
+            "a-b.c9:65535",
+        ] {
+            assert!(is_host_and_port(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-v",
+            "a:b:c",
+            "evil.com:80:81",
+            "::::",
+            "_",
+            "a..b",
+            "x]y[z",
+            "a b",
+            "h:",
+            "h:70000",
+            "[::1",
+            "[zz]",
+            "[::1]x",
+            "a.-b",
+            "evil$(id)",
+        ] {
+            assert!(!is_host_and_port(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn external_urls_are_checked_and_normalized() {

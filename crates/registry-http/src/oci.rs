@@ -423,19 +423,39 @@ async fn namespace_usage(State(oci): State<Arc<Oci>>, request: Request) -> Respo
         Ok(caller) => caller,
         Err(refusal) => return refusal,
     };
-    let namespace = NamePattern::parse(&format!("{prefix}/*"));
-    let covered = match (&oci.auth, namespace) {
-        (None, _) => true,
-        (Some(auth), Ok(namespace)) => caller.role_over(&*auth.authorizer, &namespace).is_some(),
-        (Some(_), Err(_)) => false,
-    };
-    if !covered {
-        return ApiError::Core(Error::Denied {
-            reason: format!("reading every repository under {prefix} is not granted"),
+    let metadata = oci.registry.metadata();
+    match may_read_namespace_usage(oci.auth.as_ref(), &caller, &**metadata, &prefix).await {
+        Ok(true) => usage_response(&oci, UsageScope::Namespace(prefix)).await,
+        Ok(false) => ApiError::Core(Error::Denied {
+            reason: format!(
+                "reading every repository under {prefix}, and {prefix} itself, is not granted"
+            ),
         })
-        .into_response();
+        .into_response(),
+        Err(e) => ApiError::Core(e).into_response(),
     }
-    usage_response(&oci, UsageScope::Namespace(prefix)).await
+}
+
+/// Whether the caller may read a namespace's storage: a grant covering all of `<prefix>/*`,
+/// and pull on the repository named `<prefix>` itself when there is one (the usage counts it);
+/// anyone when no authentication is configured. Reading one repository is not reading the
+/// namespace.
+pub(crate) async fn may_read_namespace_usage(
+    auth: Option<&Auth>,
+    caller: &Caller,
+    metadata: &dyn registry_core::MetadataStore,
+    prefix: &RepositoryName,
+) -> Result<bool, Error> {
+    let Some(auth) = auth else {
+        return Ok(true);
+    };
+    let covered = NamePattern::parse(&format!("{prefix}/*"))
+        .is_ok_and(|pattern| caller.role_over(&*auth.authorizer, &pattern).is_some());
+    if !covered {
+        return Ok(false);
+    }
+    Ok(caller.may(&*auth.authorizer, prefix, Action::Pull)
+        || !metadata.repository_exists(prefix).await?)
 }
 
 /// `GET /api/v1/repositories/<name>/tags`: tags with digest, sizes and times; `contains`

@@ -239,7 +239,7 @@ fn network_of(address: IpAddr) -> IpAddr {
 fn refusal(path: &str, error: impl Fn() -> Error) -> Response {
     #[cfg(feature = "ui")]
     if path.starts_with("/ui/") {
-        return crate::ui::UiError::Core(error()).into_response();
+        return crate::ui::refusal(error());
     }
     #[cfg(feature = "packages")]
     {

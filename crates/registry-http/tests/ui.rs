@@ -1507,3 +1507,102 @@ async fn cleanup_policies_are_not_told_apart_by_those_who_may_not_run_them() {
             .contains(">keep-1<")
     );
 }
+
+#[tokio::test]
+async fn page_markers_must_be_names_the_visitor_may_see() {
+    let stores = stores();
+    image(&stores.registry, "public/base", "v1", "amd64").await;
+    image(&stores.registry, "team/app", "v1", "amd64").await;
+    let app = secured_app(&stores);
+    for uri in [
+        "/ui/?after=team/app",
+        "/ui/?after=team/a",
+        "/ui/?after=Not%20a%20name",
+        "/ui/ns/public?after=team/app",
+        "/ui/ns/team?after=public/base",
+    ] {
+        assert_eq!(
+            get(&app, uri, "").await.status,
+            StatusCode::BAD_REQUEST,
+            "{uri}"
+        );
+    }
+    assert_eq!(
+        get(&app, "/ui/?after=public/base", "").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_namespace_s_storage_counts_the_repository_of_its_name_only_for_its_readers() {
+    let stores = stores();
+    image(&stores.registry, "team/app", "v1", "amd64").await;
+    let app = secured_app(&stores);
+    let maint = log_in(&app, "maint", "secret-pw")
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.text));
+    // maint holds team/*, which does not cover a repository named `team`.
+    assert_eq!(
+        get(&app, "/ui/ns/team/-/usage", &maint).await.status,
+        StatusCode::OK
+    );
+    image(&stores.registry, "team", "v1", "amd64").await;
+    let refused = get(&app, "/ui/ns/team/-/usage", &maint).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("maint:secret-pw")
+    );
+    let request = Request::builder()
+        .uri("/api/v1/namespaces/team/usage")
+        .header("authorization", basic)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(request).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_login_form_gets_a_page_with_the_ui_headers_and_retry_after() {
+    use axum::extract::ConnectInfo;
+    let stores = stores();
+    let app = secured_app(&stores);
+    let form = get(&app, "/ui/login", "").await;
+    let browser = form.cookie("registry_browser").unwrap();
+    let browser = browser.split(';').next().unwrap().to_owned();
+    let csrf = form.csrf();
+    let from = std::net::SocketAddr::from(([127, 0, 0, 2], 40000));
+    let mut last = None;
+    for i in 0..30 {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("/ui/login")
+            .header("host", "registry.test")
+            .header("cookie", &browser)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "csrf={csrf}&user=nobody{i}&password=wrong"
+            )))
+            .unwrap();
+        request.extensions_mut().insert(ConnectInfo(from));
+        let response = app.clone().oneshot(request).await.unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            last = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = last.expect("the address is closed after repeated failures");
+    let headers = response.headers();
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(headers.contains_key("content-security-policy"));
+    assert!(headers.contains_key("retry-after"));
+    assert_eq!(headers["cache-control"], "no-store");
+}

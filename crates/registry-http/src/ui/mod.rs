@@ -74,7 +74,25 @@ pub fn router(registry: OciRegistry, packages: Packages, auth: Option<Auth>) -> 
         .route("/ui/static/{file}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found))
         .with_state(ui)
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(|response| async {
+            security_headers(response)
+        }))
+}
+
+/// A refusal made in front of the UI's router (the login throttle's 429), as a UI page with
+/// the UI's headers and, for a 429, `Retry-After`.
+pub(crate) fn refusal(error: Error) -> Response {
+    let retry_after = match &error {
+        Error::TooManyRequests { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+        _ => None,
+    };
+    let mut response = security_headers(UiError::Core(error).into_response());
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 async fn not_found() -> Response {
@@ -83,7 +101,7 @@ async fn not_found() -> Response {
 
 /// The headers of every UI response: no inline script, no framing, no sniffing, no caching
 /// of pages that depend on who asks.
-async fn security_headers(mut response: Response) -> Response {
+fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

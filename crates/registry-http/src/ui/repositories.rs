@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{RawQuery, Request, State};
 use maud::{Markup, html};
-use registry_core::{Action, NamePattern, Page as StorePage, RepositoryName, UsageScope};
+use registry_core::{Action, Page as StorePage, RepositoryName, UsageScope};
 use serde::Deserialize;
 
 use super::layout::{self, link, size};
@@ -138,6 +138,18 @@ async fn visible_repositories(
     namespace: Option<&RepositoryName>,
     after: Option<String>,
 ) -> Result<Listing, UiError> {
+    // A page starts after a name the visitor may see (one the page before showed), never
+    // after any text: where hidden names lie must not be probed.
+    if let Some(after) = &after {
+        let visible = RepositoryName::parse(after)
+            .is_ok_and(|name| visitor.may(ui, name.as_str(), Action::Pull))
+            && namespace.is_none_or(|n| after.starts_with(&format!("{n}/")));
+        if !visible {
+            return Err(UiError::BadRequest(format!(
+                "{after:?} is not a page marker"
+            )));
+        }
+    }
     let below = namespace.map(|n| format!("{n}/"));
     // Names below a namespace start right after `<namespace>/` in byte order.
     let mut last = match (&after, &below) {
@@ -203,20 +215,19 @@ pub(crate) async fn namespace(
     let prefix = repository_name(&prefix)?;
     let crumbs = namespace_crumbs(&prefix);
     if usage {
-        // Reading a namespace's storage needs a grant over all of it, as in the API.
-        let covered = match (&ui.auth, NamePattern::parse(&format!("{prefix}/*"))) {
-            (None, _) => true,
-            (Some(auth), Ok(pattern)) => visitor
-                .caller()
-                .role_over(&*auth.authorizer, &pattern)
-                .is_some(),
-            (Some(_), Err(_)) => false,
-        };
+        let metadata = ui.registry.metadata();
+        let covered = crate::oci::may_read_namespace_usage(
+            ui.auth.as_ref(),
+            &visitor.caller(),
+            &**metadata,
+            &prefix,
+        )
+        .await?;
         if !covered {
             return Err(match visitor.user {
                 None => UiError::LoginNeeded,
                 Some(_) => UiError::Forbidden(format!(
-                    "reading every repository under {prefix} is not granted"
+                    "reading every repository under {prefix}, and {prefix} itself, is not granted"
                 )),
             });
         }

@@ -338,10 +338,20 @@ fn check_origin(visitor: &Visitor, headers: &HeaderMap) -> Result<(), UiError> {
     Ok(())
 }
 
-/// The `host[:port]` of a URL or origin (`null` and other opaque origins are their own text).
-fn authority(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    rest.split('/').next().unwrap_or(rest)
+/// The `host[:port]` of a URL or origin, lowercase, without the scheme's default port
+/// (`null` and other opaque origins are their own text).
+fn authority(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split('/').next().unwrap_or(rest).to_ascii_lowercase();
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => "",
+    };
+    match authority.strip_suffix(default_port) {
+        Some(host) if !default_port.is_empty() => host.to_owned(),
+        _ => authority,
+    }
 }
 
 /// Compares two secrets in time that does not depend on where they differ.
