@@ -805,6 +805,48 @@ pub async fn authenticate_package_client(
     }
 }
 
+/// What one request may do on one repository, decided once for every route that acts on a
+/// repository by name (package routes, web pages).
+#[cfg(feature = "packages")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Allowed, with the caller's role there for protection rules (`None`: no authentication
+    /// is configured, everything is allowed).
+    Allowed(Option<Role>),
+    /// The caller is nobody (credentials that proved nothing, or anonymous without the grant):
+    /// they should authenticate.
+    Unauthenticated,
+    /// A known caller without the grant.
+    Forbidden,
+}
+
+/// Decides whether `caller` (`None`: credentials that proved nothing) may perform `action` on
+/// `repository`, as the configured authorizer says; a name no repository can have is allowed
+/// to nobody.
+#[cfg(feature = "packages")]
+pub(crate) fn decide(
+    auth: Option<&Auth>,
+    caller: Option<&Caller>,
+    repository: &str,
+    action: Action,
+) -> Decision {
+    let Some(auth) = auth else {
+        return Decision::Allowed(None);
+    };
+    let Some(caller) = caller else {
+        return Decision::Unauthenticated;
+    };
+    let allowed = RepositoryName::parse(repository)
+        .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action));
+    if allowed {
+        Decision::Allowed(package_role(Some(auth), caller, repository))
+    } else if caller.is_identified() {
+        Decision::Forbidden
+    } else {
+        Decision::Unauthenticated
+    }
+}
+
 /// Whether the caller may manage tag rules and cleanup policies over the repositories
 /// `pattern` covers: a registry admin anything, an owner of what they own (a rule for every
 /// repository is for admins only), as the configured authorizer decides; anyone when no

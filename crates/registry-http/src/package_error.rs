@@ -22,10 +22,10 @@ use std::marker::PhantomData;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use registry_core::{Action, Error, RepositoryName, Role, TokenStore};
+use registry_core::{Action, Error, Role, TokenStore};
 use serde_json::json;
 
-use crate::auth::{Auth, Caller, authenticate_package_client, package_role};
+use crate::auth::{Auth, Caller, authenticate_package_client};
 use crate::error::{REQUEST_ID, error_headers, log_server_error, server_error_message, status_of};
 
 /// How a package format writes an error body.
@@ -267,24 +267,17 @@ pub(crate) fn decide<S>(
     action: Action,
     unauthenticated: &str,
 ) -> Result<Option<Role>, Failure<S>> {
-    let Some(auth) = auth else {
-        return Ok(None);
-    };
-    let unauthorized = || Failure::new(StatusCode::UNAUTHORIZED, unauthenticated);
-    let caller = caller.ok_or_else(unauthorized)?;
-    let allowed = RepositoryName::parse(repository)
-        .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action));
-    if allowed {
-        Ok(package_role(Some(auth), caller, repository))
-    } else if caller.is_identified() {
-        Err(Failure::new(
+    match crate::auth::decide(auth, caller, repository, action) {
+        crate::auth::Decision::Allowed(role) => Ok(role),
+        crate::auth::Decision::Unauthenticated => {
+            Err(Failure::new(StatusCode::UNAUTHORIZED, unauthenticated))
+        }
+        crate::auth::Decision::Forbidden => Err(Failure::new(
             StatusCode::FORBIDDEN,
             format!(
                 "{} on {repository} is not granted to this user",
                 action.as_str()
             ),
-        ))
-    } else {
-        Err(unauthorized())
+        )),
     }
 }

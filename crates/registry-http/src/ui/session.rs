@@ -18,7 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::{PageResult, Ui, UiError, layout};
-use crate::auth::Caller;
+use crate::auth::{Caller, Decision};
 use std::sync::Arc;
 
 /// The session cookie (over https with the `__Host-` prefix, which only this host can set).
@@ -55,14 +55,11 @@ impl Visitor {
     /// Whether the visitor may act on a repository (a package repository's name included),
     /// as the configured authorizer decides; everyone may when no authentication is set.
     pub(crate) fn may(&self, ui: &Ui, repository: &str, action: Action) -> bool {
-        let Some(auth) = &ui.auth else {
-            return true;
-        };
-        let Some(caller) = &self.caller else {
-            return false;
-        };
-        RepositoryName::parse(repository)
-            .is_ok_and(|name| caller.may(&*auth.authorizer, &name, action))
+        matches!(self.decide(ui, repository, action), Decision::Allowed(_))
+    }
+
+    fn decide(&self, ui: &Ui, repository: &str, action: Action) -> Decision {
+        crate::auth::decide(ui.auth.as_ref(), self.caller.as_ref(), repository, action)
     }
 
     /// Refuses a page the visitor may not see: anonymous visitors are asked to log in; a name
@@ -71,17 +68,15 @@ impl Visitor {
         if RepositoryName::parse(repository).is_err() {
             return Err(UiError::NotFound(format!("no repository {repository:?}")));
         }
-        if self.may(ui, repository, action) {
-            return Ok(());
+        match self.decide(ui, repository, action) {
+            Decision::Allowed(_) => Ok(()),
+            Decision::Unauthenticated => Err(UiError::LoginNeeded),
+            Decision::Forbidden => Err(UiError::Forbidden(format!(
+                "{} on {repository} is not granted to {}",
+                action.as_str(),
+                self.user.as_deref().unwrap_or("you")
+            ))),
         }
-        if self.user.is_none() {
-            return Err(UiError::LoginNeeded);
-        }
-        Err(UiError::Forbidden(format!(
-            "{} on {repository} is not granted to {}",
-            action.as_str(),
-            self.user.as_deref().unwrap_or("you")
-        )))
     }
 
     /// The namespaces the visitor's grants name (`team` for `team/*`), where their pages start
