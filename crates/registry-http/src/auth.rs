@@ -783,13 +783,7 @@ pub async fn authenticate_package_client(
         let Some(token) = access_token(tokens, secret).await? else {
             return Ok(None);
         };
-        // A token never outlives its user's grants: what it allows is its scopes intersected
-        // with what the user holds now; a removed user's tokens are refused.
-        let Some(user) = auth.authenticator.user(&token.user).await? else {
-            return Ok(None);
-        };
-        let grants = Grant::intersect(&token.grants, &user.grants);
-        return Ok(Some(Caller::Principal(Principal::user(token.user, grants))));
+        return Ok(token_principal(auth, &token).await?.map(Caller::Principal));
     }
     match (credentials, &auth.mode) {
         (None, _) => Ok(None),
@@ -865,6 +859,17 @@ pub(crate) fn may_manage_rules(
             && caller
                 .role_over(authorizer, pattern)
                 .is_some_and(|role| role >= Role::Owner))
+}
+
+/// Whom an access token acts as now. A token never outlives its user's grants: what it allows
+/// is its scopes intersected with what the user holds now; a removed user's tokens are refused
+/// (`None`).
+pub(crate) async fn token_principal(auth: &Auth, token: &TokenRecord) -> Result<Option<Principal>> {
+    let Some(user) = auth.authenticator.user(&token.user).await? else {
+        return Ok(None);
+    };
+    let grants = Grant::intersect(&token.grants, &user.grants);
+    Ok(Some(Principal::user(token.user.clone(), grants)))
 }
 
 /// The caller's role on a package repository, for protection rules: `None` (trusted) when no

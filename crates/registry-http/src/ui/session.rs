@@ -12,7 +12,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use registry_core::{
-    Action, Credentials, Grant, Principal, RepositoryName, Role, Timestamp, TokenRecord, TokenStore,
+    Action, Credentials, Principal, RepositoryName, Role, Timestamp, TokenRecord, TokenStore,
 };
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
@@ -177,13 +177,9 @@ async fn resolve(ui: &Ui, presented: Presented) -> Result<Visitor, UiError> {
         let token = crate::auth::access_token(ui.packages.tokens(), secret).await?;
         if let Some(token) = token.filter(|t| t.label == SESSION_LABEL) {
             // A session never outlives its user's grants, like every token.
-            if let Some(user) = auth.authenticator.user(&token.user).await? {
-                let grants = Grant::intersect(&token.grants, &user.grants);
+            if let Some(principal) = crate::auth::token_principal(auth, &token).await? {
                 return Ok(Visitor {
-                    caller: Some(Caller::Principal(Principal::user(
-                        token.user.clone(),
-                        grants,
-                    ))),
+                    caller: Some(Caller::Principal(principal)),
                     user: Some(token.user),
                     session: Some(token.id),
                     csrf: csrf_token(secret),
