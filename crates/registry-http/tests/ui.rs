@@ -138,6 +138,12 @@ async fn get(app: &Router, uri: &str, cookies: &str) -> Reply {
     send(app, Method::GET, uri, cookies, &[]).await
 }
 
+/// Asserts the status of a page.
+async fn expect_status(app: &Router, uri: &str, cookies: &str, status: StatusCode) {
+    let reply = get(app, uri, cookies).await;
+    assert_eq!(reply.status, status, "{uri}: {}", reply.text);
+}
+
 async fn blob(registry: &OciRegistry, repository: &RepositoryName, bytes: Bytes) -> Value {
     let digest = Digest::sha256(&bytes);
     registry
@@ -359,10 +365,7 @@ async fn image_pages_show_tags_platforms_layers_history_and_referrers() {
     assert!(usage.text.contains("Manifests"));
     let namespace = get(&app, "/ui/ns/team", "").await;
     assert!(namespace.text.contains("href=\"/ui/r/team/app\""));
-    assert_eq!(
-        get(&app, "/ui/ns/team/-/usage", "").await.status,
-        StatusCode::OK
-    );
+    expect_status(&app, "/ui/ns/team/-/usage", "", StatusCode::OK).await;
 
     for (uri, status) in [
         ("/ui/r/nothing/here", StatusCode::NOT_FOUND),
@@ -615,20 +618,21 @@ async fn package_pages_show_versions_files_readme_and_install_command() {
         "{}",
         after.text
     );
-    assert_eq!(
-        get(&app, "/ui/packages/js?name=demo-pkg&version=1.0.0", "")
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        get(&app, "/ui/packages/nothing", "").await.status,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        get(&app, "/ui/packages/js?name=absent", "").await.status,
-        StatusCode::NOT_FOUND
-    );
+    expect_status(
+        &app,
+        "/ui/packages/js?name=demo-pkg&version=1.0.0",
+        "",
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    expect_status(&app, "/ui/packages/nothing", "", StatusCode::NOT_FOUND).await;
+    expect_status(
+        &app,
+        "/ui/packages/js?name=absent",
+        "",
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 }
 
 struct JsonReply(StatusCode, String);
@@ -716,18 +720,9 @@ async fn visitors_see_what_their_grants_allow_and_forms_need_csrf() {
         !public.text.contains("name=\"tag\""),
         "no delete for anonymous readers"
     );
-    assert_eq!(
-        get(&app, "/ui/cleanup", "").await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        get(&app, "/ui/ns/public/-/usage", "").await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        get(&app, "/ui/ns/team/-/usage", "").await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    expect_status(&app, "/ui/cleanup", "", StatusCode::UNAUTHORIZED).await;
+    expect_status(&app, "/ui/ns/public/-/usage", "", StatusCode::OK).await;
+    expect_status(&app, "/ui/ns/team/-/usage", "", StatusCode::UNAUTHORIZED).await;
 
     // Wrong passwords, missing and forged CSRF tokens.
     let refused = log_in(&app, "maint", "wrong").await.unwrap_err();
@@ -870,10 +865,7 @@ async fn visitors_see_what_their_grants_allow_and_forms_need_csrf() {
             .unwrap()
             .contains("Max-Age=0")
     );
-    assert_eq!(
-        get(&app, "/ui/r/team/app", &maint).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    expect_status(&app, "/ui/r/team/app", &maint, StatusCode::UNAUTHORIZED).await;
     // The session is an access token of the user's, listed with the others (then revoked).
     let tokens = stores.packages.tokens().list_tokens("maint").await.unwrap();
     assert!(tokens.is_empty(), "{tokens:?}");
@@ -889,10 +881,7 @@ async fn visitors_see_what_their_grants_allow_and_forms_need_csrf() {
     );
     // A made-up session is nobody.
     let forged = format!("registry_session=rgt_{}", "a".repeat(64));
-    assert_eq!(
-        get(&app, "/ui/r/team/app", &forged).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    expect_status(&app, "/ui/r/team/app", &forged, StatusCode::UNAUTHORIZED).await;
 }
 
 #[tokio::test]
@@ -1083,10 +1072,13 @@ async fn cleanup_policies_are_dry_run_before_they_delete() {
         .status,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(
-        get(&app, "/ui/cleanup?dry_run=nothing", "").await.status,
-        StatusCode::NOT_FOUND
-    );
+    expect_status(
+        &app,
+        "/ui/cleanup?dry_run=nothing",
+        "",
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1165,10 +1157,7 @@ async fn logins_behind_a_tls_proxy_and_again_and_again() {
         .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
         .find(|c| c.starts_with("registry_session="))
         .unwrap();
-    assert_eq!(
-        get(&app, "/ui/r/team/app", &first).await.status,
-        StatusCode::NOT_FOUND
-    );
+    expect_status(&app, "/ui/r/team/app", &first, StatusCode::NOT_FOUND).await;
 
     // Twelve more logins: the oldest sessions end, the token quota is never reached.
     let mut latest = String::new();
@@ -1451,27 +1440,22 @@ async fn cleanup_policies_are_not_told_apart_by_those_who_may_not_run_them() {
     let app = secured_app(&stores);
     for name in ["drop-old", "nothing"] {
         let uri = format!("/ui/cleanup?dry_run={name}");
-        assert_eq!(
-            get(&app, &uri, "").await.status,
-            StatusCode::UNAUTHORIZED,
-            "{name}"
-        );
+        expect_status(&app, &uri, "", StatusCode::UNAUTHORIZED).await;
     }
     let reader = log_in(&app, "reader", "secret-pw")
         .await
         .unwrap_or_else(|r| panic!("{}", r.text));
     for name in ["drop-old", "nothing"] {
         let uri = format!("/ui/cleanup?dry_run={name}");
-        assert_eq!(
-            get(&app, &uri, &reader).await.status,
-            StatusCode::FORBIDDEN,
-            "{name}"
-        );
+        expect_status(&app, &uri, &reader, StatusCode::FORBIDDEN).await;
     }
-    assert_eq!(
-        get(&app, "/ui/packages/Bad_Name", &reader).await.status,
-        StatusCode::NOT_FOUND
-    );
+    expect_status(
+        &app,
+        "/ui/packages/Bad_Name",
+        &reader,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 
     // An open registry runs it; a hand-made form naming a tag the policy keeps deletes nothing.
     let app = open_app(&stores);
@@ -1521,16 +1505,9 @@ async fn page_markers_must_be_names_the_visitor_may_see() {
         "/ui/ns/public?after=team/app",
         "/ui/ns/team?after=public/base",
     ] {
-        assert_eq!(
-            get(&app, uri, "").await.status,
-            StatusCode::BAD_REQUEST,
-            "{uri}"
-        );
+        expect_status(&app, uri, "", StatusCode::BAD_REQUEST).await;
     }
-    assert_eq!(
-        get(&app, "/ui/?after=public/base", "").await.status,
-        StatusCode::OK
-    );
+    expect_status(&app, "/ui/?after=public/base", "", StatusCode::OK).await;
 }
 
 #[tokio::test]
@@ -1542,10 +1519,7 @@ async fn a_namespace_s_storage_counts_the_repository_of_its_name_only_for_its_re
         .await
         .unwrap_or_else(|r| panic!("{}", r.text));
     // maint holds team/*, which does not cover a repository named `team`.
-    assert_eq!(
-        get(&app, "/ui/ns/team/-/usage", &maint).await.status,
-        StatusCode::OK
-    );
+    expect_status(&app, "/ui/ns/team/-/usage", &maint, StatusCode::OK).await;
     image(&stores.registry, "team", "v1", "amd64").await;
     let refused = get(&app, "/ui/ns/team/-/usage", &maint).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
