@@ -194,6 +194,13 @@ mod tests {
 
         let nuget = pages::pages(PackageFormat::Nuget).unwrap();
         assert_eq!(
+            nuget
+                .description(r#"{"description": "Says hello."}"#)
+                .as_deref(),
+            Some("Says hello.")
+        );
+        assert_eq!(npm.description(r#"{"description": " "}"#), None);
+        assert_eq!(
             nuget.status_label(&registry_core::VersionStatus::Hidden),
             Some("unlisted")
         );

@@ -77,6 +77,13 @@ pub fn default_status_label(status: &VersionStatus) -> Option<&'static str> {
     }
 }
 
+/// A non-blank text field of a JSON metadata document (npm's `description`, PyPI's `summary`).
+pub(crate) fn text_field(metadata: &str, field: &str) -> Option<String> {
+    let document: serde_json::Value = serde_json::from_str(metadata).ok()?;
+    let text = document.get(field)?.as_str()?;
+    (!text.trim().is_empty()).then(|| text.to_owned())
+}
+
 /// How the versions of a format this registry serves are shown; `None` for formats not
 /// served.
 pub fn pages(format: PackageFormat) -> Option<&'static dyn FormatPages> {

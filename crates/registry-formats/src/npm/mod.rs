@@ -563,9 +563,7 @@ impl crate::pages::FormatPages for Npm {
     }
 
     fn description(&self, metadata: &str) -> Option<String> {
-        let manifest: Value = serde_json::from_str(metadata).ok()?;
-        let description = manifest.get("description")?.as_str()?;
-        (!description.trim().is_empty()).then(|| description.to_owned())
+        crate::pages::text_field(metadata, "description")
     }
 }
 

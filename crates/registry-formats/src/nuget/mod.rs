@@ -275,6 +275,11 @@ impl crate::pages::FormatPages for Nuget {
         ))
     }
 
+    /// The nuspec's `description` (the metadata document is the nuspec as JSON).
+    fn description(&self, metadata: &str) -> Option<String> {
+        crate::pages::text_field(metadata, "description")
+    }
+
     /// NuGet calls a hidden version unlisted.
     fn status_label(&self, status: &registry_core::VersionStatus) -> Option<&'static str> {
         match status {

@@ -578,9 +578,7 @@ impl crate::pages::FormatPages for Pypi {
 
     /// The `summary` stored with each version.
     fn description(&self, metadata: &str) -> Option<String> {
-        let document: serde_json::Value = serde_json::from_str(metadata).ok()?;
-        let summary = document.get("summary")?.as_str()?;
-        (!summary.trim().is_empty()).then(|| summary.to_owned())
+        crate::pages::text_field(metadata, "summary")
     }
 }
 
