@@ -331,6 +331,12 @@ async fn image_pages_show_tags_platforms_layers_history_and_referrers() {
     ] {
         assert!(page.text.contains(shown), "{shown}: {}", page.text);
     }
+    // An image shows no artifact type (its config type is what the referrers API reports).
+    assert!(
+        !page.text.contains("<dt>Artifact type</dt>"),
+        "{}",
+        page.text
+    );
     // Hostile values are text.
     assert!(!page.text.contains("<script>alert"), "{}", page.text);
     assert!(
@@ -352,6 +358,10 @@ async fn image_pages_show_tags_platforms_layers_history_and_referrers() {
     );
 
     let referrer_page = get(&app, &format!("/ui/r/team/app/-/manifests/{signature}"), "").await;
+    assert!(
+        referrer_page.text.contains("Artifact type"),
+        "an artifact shows its type"
+    );
     assert!(
         referrer_page
             .text

@@ -80,14 +80,18 @@ fn platform_name(platform: &Value) -> Option<String> {
     Some(name)
 }
 
+/// The config media types of images (a manifest with another config is an artifact).
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
 /// An image manifest's config, when it is an image config (not another artifact's) of at
 /// most `limit` bytes.
 async fn image_config(ui: &Ui, manifest: &Value, limit: u64) -> Option<Value> {
     let config = manifest.get("config")?;
     let media_type = config.get("mediaType")?.as_str()?;
-    if media_type != "application/vnd.oci.image.config.v1+json"
-        && media_type != "application/vnd.docker.container.image.v1+json"
-    {
+    if !IMAGE_CONFIGS.contains(&media_type) {
         return None;
     }
     let digest = Digest::parse(config.get("digest")?.as_str()?).ok()?;
@@ -143,7 +147,9 @@ pub(super) async fn manifest_page(
         dl.facts {
             dt { "Digest" } dd { code { (digest) } }
             dt { "Media type" } dd { (record.media_type) }
-            @if let Some(artifact) = &record.artifact_type {
+            // An image's config type is what the referrers API reports as its artifact type;
+            // only an artifact's is worth showing.
+            @if let Some(artifact) = record.artifact_type.as_deref().filter(|t| !IMAGE_CONFIGS.contains(t)) {
                 dt { "Artifact type" } dd { (artifact) }
             }
             dt { "Manifest size" } dd { (size(record.bytes.len() as u64)) }
