@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{RawQuery, Request, State};
 use maud::{Markup, html};
-use registry_core::{
-    Action, Actor, CleanupPolicy, Digest, Error, PolicySource, Reference, RepositoryName, Tag,
-};
+use registry_core::{Action, Actor, CleanupPolicy, Digest, Error, Reference, RepositoryName, Tag};
 use registry_gc::cleanup::{CleanupReport, Deletion};
 use serde::Deserialize;
 use serde_json::Value;
@@ -93,7 +91,7 @@ pub(crate) async fn overview(
                             td { (rule.name) }
                             td { code { (rule.repositories.as_str()) } }
                             td { (settings(serde_json::to_value(rule))) }
-                            td { (source_name(*source)) }
+                            td { (source.as_str()) }
                         }
                     }
                 }
@@ -111,7 +109,7 @@ pub(crate) async fn overview(
                             td { (policy.name) }
                             td { code { (policy.repositories.as_str()) } }
                             td { (settings(serde_json::to_value(policy))) }
-                            td { (source_name(*source)) }
+                            td { (source.as_str()) }
                             td { a.button href=(layout::link("/ui/cleanup", &[("dry_run", Some(&policy.name))])) { "Dry run" } }
                         }
                     }
@@ -318,8 +316,4 @@ fn settings(document: serde_json::Result<Value>) -> Markup {
             div { span.muted { (key) ": " } code { (match value { Value::String(s) => s.clone(), other => other.to_string() }) } }
         }
     }
-}
-
-fn source_name(source: PolicySource) -> &'static str {
-    source.as_str()
 }

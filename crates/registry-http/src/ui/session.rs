@@ -467,3 +467,90 @@ pub(crate) async fn logout(State(ui): State<Arc<Ui>>, request: Request) -> PageR
     );
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visitor(base: &str) -> Visitor {
+        Visitor {
+            caller: None,
+            user: None,
+            session: None,
+            csrf: String::new(),
+            set_cookie: None,
+            base: base.to_owned(),
+        }
+    }
+
+    fn origin(origin: Option<&str>, fetch_site: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+        }
+        if let Some(site) = fetch_site {
+            headers.insert("sec-fetch-site", HeaderValue::from_str(site).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn forms_are_accepted_from_this_host_only() {
+        let behind_proxy = visitor("http://registry.test");
+        let configured = visitor("https://Registry.Example:443");
+        for (visitor, origin_sent, site) in [
+            (&behind_proxy, None, None),
+            (
+                &behind_proxy,
+                Some("https://registry.test"),
+                Some("same-origin"),
+            ),
+            (&behind_proxy, Some("http://registry.test:80"), None),
+            (
+                &configured,
+                Some("https://registry.example"),
+                Some("same-origin"),
+            ),
+            (&configured, None, Some("none")),
+        ] {
+            assert!(
+                check_origin(visitor, &origin(origin_sent, site)).is_ok(),
+                "{:?} {origin_sent:?} {site:?}",
+                visitor.base
+            );
+        }
+        for (origin_sent, site) in [
+            (Some("http://evil.test"), None),
+            (Some("http://registry.test.evil.test"), None),
+            (Some("http://registry.test:8080"), None),
+            (Some("null"), None),
+            (None, Some("cross-site")),
+            (None, Some("same-site")),
+            (Some("http://registry.test"), Some("cross-site")),
+        ] {
+            assert!(
+                check_origin(&behind_proxy, &origin(origin_sent, site)).is_err(),
+                "{origin_sent:?} {site:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn logins_lead_only_to_pages_of_the_ui() {
+        assert_eq!(
+            next_page(Some("/ui/r/team/app?sort=name")),
+            "/ui/r/team/app?sort=name"
+        );
+        for bad in [
+            None,
+            Some("https://evil.test/"),
+            Some("//evil.test/ui/"),
+            Some("/ui/\r\nSet-Cookie: x=y"),
+            Some("/ui/\u{1}"),
+            Some("/ui/\\evil"),
+            Some("/v2/"),
+        ] {
+            assert_eq!(next_page(bad), "/ui/", "{bad:?}");
+        }
+    }
+}
